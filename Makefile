@@ -1,0 +1,42 @@
+# cocoon-operator: every target a developer or CI needs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+CARGO ?= cargo
+# The control plane (kube-apiserver, kube-controller-manager, kubectl, etcd) is built once from
+# Go modules into ~/.cache/cocoon-operator and reused; see docs/development.md.
+CONTROL_PLANE = $$(bash tests/control-plane/build.sh)
+
+.PHONY: help build test lint fmt demo crd control-plane cluster-up cluster-down
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+build: ## Build the cocoon-operator binary (debug)
+	$(CARGO) build
+
+control-plane: ## Build (or find cached) the local control-plane binaries
+	bash tests/control-plane/build.sh
+
+test: ## Run every test: unit, property, and integration tests against a real control plane
+	@bin=$(CONTROL_PLANE) && echo "control plane binaries: $$bin" && \
+	  COCOON_CONTROL_PLANE_BIN=$$bin $(CARGO) test --all-targets -- --test-threads=2
+
+lint: ## Check formatting and clippy (warnings are errors)
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+crd: ## Regenerate deploy/crd.yaml and deploy/cocoonset-crd.yaml from the Rust types
+	$(CARGO) run --quiet -- crd --write deploy/
+
+demo: ## Run the operator locally: control plane, CRDs, simulator, operator and examples
+	@bin=$(CONTROL_PLANE) && $(CARGO) build --quiet && \
+	  COCOON_CONTROL_PLANE_BIN=$$bin ./target/debug/cocoon-operator dev $(DEMO_ARGS)
+
+cluster-up: build ## Start a local control plane in the background (kubeconfig: target/dev/kubeconfig)
+	bash hack/cluster.sh up
+
+cluster-down: ## Stop the local control plane started by cluster-up
+	bash hack/cluster.sh down

@@ -1,0 +1,68 @@
+//! Standard `metav1.Condition` handling: a condition's `lastTransitionTime` moves only when its
+//! status changes, so rewriting an unchanged status never churns.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+/// A condition the planner wants, before it is merged with what the object already carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredCondition {
+    pub type_: &'static str,
+    pub status: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Truncates to whole seconds, the precision `metav1.Time` keeps on the wire.
+pub fn wire_time(now: Timestamp) -> Time {
+    Time(Timestamp::from_second(now.as_second()).unwrap_or(now))
+}
+
+/// Merges desired conditions with the previous list, keeping `lastTransitionTime` for every
+/// condition whose status did not change.
+pub fn merge(
+    previous: &[Condition],
+    desired: &[DesiredCondition],
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Vec<Condition> {
+    desired
+        .iter()
+        .map(|d| {
+            let status = if d.status { "True" } else { "False" }.to_string();
+            let last_transition_time = previous
+                .iter()
+                .find(|p| p.type_ == d.type_ && p.status == status)
+                .map(|p| p.last_transition_time.clone())
+                .unwrap_or_else(|| wire_time(now));
+            Condition {
+                type_: d.type_.to_string(),
+                status,
+                reason: d.reason.to_string(),
+                message: d.message.clone(),
+                observed_generation: generation,
+                last_transition_time,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready(status: bool) -> DesiredCondition {
+        DesiredCondition { type_: "Ready", status, reason: "R", message: String::new() }
+    }
+
+    #[test]
+    fn last_transition_time_is_kept_while_status_is_unchanged() {
+        let t0 = Timestamp::from_second(1_000).unwrap();
+        let t1 = Timestamp::from_second(2_000).unwrap();
+        let first = merge(&[], &[ready(true)], Some(1), t0);
+        let second = merge(&first, &[ready(true)], Some(2), t1);
+        assert_eq!(second[0].last_transition_time, wire_time(t0));
+        let third = merge(&second, &[ready(false)], Some(2), t1);
+        assert_eq!(third[0].last_transition_time, wire_time(t1));
+    }
+}

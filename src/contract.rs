@@ -1,0 +1,185 @@
+//! The contract shared with vk-cocoon and users: every label and annotation key, and every
+//! naming rule. Nothing else in the code spells these strings.
+
+/// Prefix of every key this operator and vk-cocoon agree on.
+pub const PREFIX: &str = "cocoon.cis/";
+
+// Labels on every pod of a CocoonSet.
+/// The owning set's name.
+pub const LABEL_COCOONSET: &str = "cocoon.cis/cocoonset";
+/// `main`, `sub-agent` or `toolbox`.
+pub const LABEL_ROLE: &str = "cocoon.cis/role";
+/// Slot number of an agent (0 is the main).
+pub const LABEL_SLOT: &str = "cocoon.cis/slot";
+/// `app=<set>`, for users' own selectors.
+pub const LABEL_APP: &str = "app";
+
+pub const ROLE_MAIN: &str = "main";
+pub const ROLE_SUB_AGENT: &str = "sub-agent";
+pub const ROLE_TOOLBOX: &str = "toolbox";
+
+// Annotations the operator writes on pods it creates.
+pub const ANN_VM_NAME: &str = "cocoon.cis/vm-name";
+pub const ANN_MODE: &str = "cocoon.cis/mode";
+pub const ANN_IMAGE: &str = "cocoon.cis/image";
+pub const ANN_MANAGED: &str = "cocoon.cis/managed";
+pub const ANN_OS: &str = "cocoon.cis/os";
+pub const ANN_SNAPSHOT_POLICY: &str = "cocoon.cis/snapshot-policy";
+pub const ANN_STORAGE: &str = "cocoon.cis/storage";
+pub const ANN_FORK_FROM: &str = "cocoon.cis/fork-from";
+pub const ANN_VNC_PORT: &str = "cocoon.cis/vnc-port";
+
+// Annotations vk-cocoon writes (and static toolboxes carry from the start).
+pub const ANN_VM_ID: &str = "cocoon.cis/vm-id";
+pub const ANN_IP: &str = "cocoon.cis/ip";
+/// Whether a sub-agent was cloned from a running VM or booted from the image.
+pub const ANN_SNAPSHOT_FROM: &str = "cocoon.cis/snapshot-from";
+
+// Hibernation protocol.
+/// `true` asks vk-cocoon to snapshot and stop the VM; removing it asks for a wake.
+pub const ANN_HIBERNATE: &str = "cocoon.cis/hibernate";
+/// Name of the Hibernation that holds the pod hibernated; a CocoonSet resume leaves it alone.
+pub const ANN_HIBERNATED_BY: &str = "cocoon.cis/hibernated-by";
+/// The pod-deletion-cost a pod had before a Hibernation raised it (restored on wake).
+pub const ANN_PREVIOUS_DELETION_COST: &str = "cocoon.cis/previous-deletion-cost";
+/// Kubernetes' own key: ReplicaSets delete pods with a lower cost first.
+pub const ANN_POD_DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
+
+/// Value of `cocoon.cis/snapshot-from` when a sub-agent was cloned from a running VM.
+pub const SNAPSHOT_FROM_FORK_PREFIX: &str = "fork:";
+/// Value of `cocoon.cis/snapshot-from` when a VM booted from its image.
+pub const SNAPSHOT_FROM_IMAGE_PREFIX: &str = "image:";
+
+/// ConfigMap (per namespace) in which vk-cocoon records snapshots of hibernated VMs.
+pub const SNAPSHOT_CONFIGMAP: &str = "cocoon-vm-snapshots";
+/// Name of the one container of a VM pod.
+pub const VM_CONTAINER: &str = "vm";
+/// Container waiting reason of a hibernated VM.
+pub const REASON_HIBERNATED: &str = "Hibernated";
+/// Pod status reason of a VM vk-cocoon could not provide.
+pub const REASON_PROVIDER_FAILED: &str = "ProviderFailed";
+
+/// Finalizer that orders the teardown of a CocoonSet's pods.
+pub const FINALIZER_TEARDOWN: &str = "cocoon.cis/teardown";
+/// Finalizer that removes a Hibernation's marker from its pod before the Hibernation goes.
+pub const FINALIZER_HIBERNATION: &str = "cocoon.cis/hibernation";
+
+/// Default virtual node of vk-cocoon.
+pub const DEFAULT_NODE_NAME: &str = "cocoon-pool";
+/// Toleration key of virtual-kubelet nodes.
+pub const TAINT_VIRTUAL_KUBELET: &str = "virtual-kubelet.io/provider";
+pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
+pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+
+/// Container image of a static toolbox listed without one: vk-cocoon adopts an existing VM and
+/// never pulls it, but the API server requires a non-empty image.
+pub const STATIC_VM_IMAGE: &str = "cocoon.cis/static-vm";
+
+/// Field manager of every write this operator makes.
+pub const FIELD_MANAGER: &str = "cocoon-operator";
+
+// vk-cocoon's virtual node.
+/// Node label naming the kind of kubelet: `type=virtual-kubelet`.
+pub const NODE_LABEL_TYPE: &str = "type";
+pub const NODE_TYPE_VIRTUAL_KUBELET: &str = "virtual-kubelet";
+/// Node role label: `kubernetes.io/role=agent`.
+pub const NODE_LABEL_ROLE: &str = "kubernetes.io/role";
+pub const NODE_ROLE_AGENT: &str = "agent";
+/// Well-known hostname label; vk-cocoon sets it to the node name.
+pub const NODE_LABEL_HOSTNAME: &str = "kubernetes.io/hostname";
+/// Value of the `virtual-kubelet.io/provider` NoSchedule taint on vk-cocoon's node.
+pub const TAINT_VIRTUAL_KUBELET_VALUE: &str = "cocoon";
+/// Value of `cocoon.cis/hibernate` that asks for a hibernation (any other value, or none, wakes).
+pub const HIBERNATE_TRUE: &str = "true";
+
+/// Pod name of an agent slot: `<set>-<slot>`.
+pub fn agent_pod_name(set: &str, slot: u32) -> String {
+    format!("{set}-{slot}")
+}
+
+/// VM name of an agent slot: `vk-<namespace>-<set>-<slot>`.
+pub fn agent_vm_name(namespace: &str, set: &str, slot: u32) -> String {
+    format!("vk-{namespace}-{set}-{slot}")
+}
+
+/// Pod name of a toolbox: `<set>-<toolbox>`.
+pub fn toolbox_pod_name(set: &str, toolbox: &str) -> String {
+    format!("{set}-{toolbox}")
+}
+
+/// VM name of a toolbox, scoped to its set: `vk-<namespace>-<set>-<toolbox>`.
+pub fn toolbox_vm_name(namespace: &str, set: &str, toolbox: &str) -> String {
+    format!("vk-{namespace}-{set}-{toolbox}")
+}
+
+/// Snapshot entry value vk-cocoon writes for a hibernated VM.
+pub fn snapshot_value(vm_name: &str) -> String {
+    format!("{vm_name}-suspend")
+}
+
+/// Whether a toolbox name is acceptable: a DNS label that is not purely numeric (a numeric name
+/// would collide with an agent slot's pod name). Mirrors the CRD's CEL rule.
+pub fn is_valid_toolbox_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let label = !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.first() != Some(&b'-')
+        && bytes.last() != Some(&b'-');
+    label && !bytes.iter().all(u8::is_ascii_digit)
+}
+
+/// Parses the slot label of an agent pod.
+pub fn parse_slot(value: &str) -> Option<u32> {
+    if value.is_empty() || (value.len() > 1 && value.starts_with('0')) {
+        return None;
+    }
+    value.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_names_follow_slot_identity() {
+        assert_eq!(agent_pod_name("demo", 0), "demo-0");
+        assert_eq!(agent_pod_name("demo", 12), "demo-12");
+        assert_eq!(agent_vm_name("prod", "demo", 3), "vk-prod-demo-3");
+    }
+
+    #[test]
+    fn toolbox_vm_names_are_scoped_to_the_set() {
+        assert_eq!(toolbox_pod_name("demo", "windows"), "demo-windows");
+        assert_eq!(toolbox_vm_name("prod", "demo", "windows"), "vk-prod-demo-windows");
+        assert_ne!(
+            toolbox_vm_name("prod", "a", "windows"),
+            toolbox_vm_name("prod", "b", "windows"),
+            "two sets' toolboxes of one name must never share a VM"
+        );
+    }
+
+    #[test]
+    fn numeric_toolbox_names_are_rejected_because_they_collide_with_slots() {
+        for bad in ["0", "1", "42", "", "-a", "a-", "Upper", "under_score", &"x".repeat(64)] {
+            assert!(!is_valid_toolbox_name(bad), "{bad:?} must be rejected");
+        }
+        for good in ["windows", "a", "1a", "a1", "win-11"] {
+            assert!(is_valid_toolbox_name(good), "{good:?} must be accepted");
+        }
+    }
+
+    #[test]
+    fn slot_labels_parse_only_canonical_numbers() {
+        assert_eq!(parse_slot("0"), Some(0));
+        assert_eq!(parse_slot("17"), Some(17));
+        assert_eq!(parse_slot("01"), None);
+        assert_eq!(parse_slot("-1"), None);
+        assert_eq!(parse_slot("x"), None);
+    }
+
+    #[test]
+    fn snapshot_entries_are_named_after_the_vm() {
+        assert_eq!(snapshot_value("vk-prod-demo-0"), "vk-prod-demo-0-suspend");
+    }
+}

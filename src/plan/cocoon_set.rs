@@ -1,0 +1,311 @@
+//! CocoonSet planning: from the spec and the observed pods to the ordered pod actions of
+//! SPEC §3.3 (create the main first, fork sub-agents from it once it serves, scale down highest
+//! slot first, toolboxes, suspend/resume, terminal pods, ordered teardown).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+
+use super::expectations::Expectations;
+use super::observe::{PodRole, PodView, Snapshots};
+use super::pods::{AgentKind, SetIdentity, agent_pod, toolbox_pod};
+use super::set_status::{StatusInput, compute_status};
+use super::{PlanEvent, earliest};
+use crate::api::{CocoonSetSpec, CocoonSetStatus};
+use crate::contract;
+
+/// Everything the CocoonSet planner reads.
+#[derive(Clone, Debug)]
+pub struct SetInput<'a> {
+    pub set: &'a SetIdentity,
+    pub generation: Option<i64>,
+    pub spec: &'a CocoonSetSpec,
+    pub previous_status: &'a CocoonSetStatus,
+    /// Pods whose controller ownerReference is this set.
+    pub pods: &'a [PodView],
+    /// Snapshot entries of the set's namespace.
+    pub snapshots: &'a Snapshots,
+    pub expectations: &'a Expectations,
+    /// Pod names that must not be created before the given time (backoff after a terminal pod
+    /// was deleted, or after a create hit a pod of the same name that is not ours).
+    pub not_before: &'a BTreeMap<String, Timestamp>,
+    /// Names whose create answered `AlreadyExists` with a pod that is not ours.
+    pub name_conflicts: &'a BTreeSet<String>,
+    /// The set has a deletionTimestamp: tear down in order.
+    pub deleting: bool,
+    /// A failure the actor could not get past (e.g. the API server rejected a pod).
+    pub failure: Option<&'a str>,
+    pub now: Timestamp,
+}
+
+/// Why a pod is deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeleteReason {
+    /// Its slot is above `replicas`.
+    ScaleDown,
+    /// Its toolbox is no longer listed.
+    ToolboxRemoved,
+    /// It reached Failed or Succeeded; it is recreated after it is gone.
+    Terminal,
+    /// The set is being deleted.
+    Teardown,
+}
+
+impl DeleteReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ScaleDown => "ScaleDown",
+            Self::ToolboxRemoved => "ToolboxRemoved",
+            Self::Terminal => "Terminal",
+            Self::Teardown => "Teardown",
+        }
+    }
+}
+
+/// One write to a pod, in the order the actor must execute them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PodAction {
+    /// Create the main agent (slot 0).
+    CreateMain { pod: Box<Pod> },
+    /// Create sub-agent `slot`, forked from the main VM.
+    CreateSubAgent { slot: u32, fork_from: String, pod: Box<Pod> },
+    /// Create a toolbox.
+    CreateToolbox { toolbox: String, pod: Box<Pod> },
+    /// Delete a pod (with its normal grace period).
+    Delete { pod_name: String, reason: DeleteReason },
+    /// Set (`true`) or remove (`false`) `cocoon.cis/hibernate` on a pod.
+    SetHibernate { pod_name: String, hibernate: bool },
+}
+
+impl PodAction {
+    /// The pod this action writes.
+    pub fn pod_name(&self) -> &str {
+        match self {
+            Self::CreateMain { pod }
+            | Self::CreateSubAgent { pod, .. }
+            | Self::CreateToolbox { pod, .. } => pod.metadata.name.as_deref().unwrap_or_default(),
+            Self::Delete { pod_name, .. } | Self::SetHibernate { pod_name, .. } => pod_name,
+        }
+    }
+
+    pub fn is_create(&self) -> bool {
+        matches!(
+            self,
+            Self::CreateMain { .. } | Self::CreateSubAgent { .. } | Self::CreateToolbox { .. }
+        )
+    }
+}
+
+/// The planner's answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SetPlan {
+    pub actions: Vec<PodAction>,
+    pub status: CocoonSetStatus,
+    pub events: Vec<PlanEvent>,
+    /// Plan again after this long even without events (a backoff ends).
+    pub requeue_after: Option<Duration>,
+    /// Deleting and every pod is gone: the teardown finalizer may be removed.
+    pub teardown_complete: bool,
+}
+
+/// Plans one pass for a CocoonSet.
+pub fn plan_cocoon_set(input: &SetInput<'_>) -> SetPlan {
+    let mut actions = Vec::new();
+    let mut requeue_after = None;
+    let by_name: BTreeMap<&str, &PodView> =
+        input.pods.iter().map(|p| (p.name.as_str(), p)).collect();
+    let deleting_now = |p: &PodView| p.terminating || input.expectations.delete_pending(&p.name);
+
+    if input.deleting {
+        actions.extend(teardown(input, &deleting_now));
+    } else {
+        actions.extend(deletions(input, &deleting_now));
+        let deleted: BTreeSet<String> = actions.iter().map(|a| a.pod_name().to_string()).collect();
+        if !input.spec.suspend {
+            let (creates, wait) = creates(input, &by_name);
+            actions.extend(creates);
+            requeue_after = earliest(requeue_after, wait);
+        }
+        // A pod deleted in this pass needs no hibernate toggle.
+        let gone_or_going = |p: &PodView| deleting_now(p) || deleted.contains(&p.name);
+        actions.extend(hibernate_toggles(input, &gone_or_going));
+    }
+
+    let status = compute_status(&StatusInput {
+        set: input.set,
+        generation: input.generation,
+        spec: input.spec,
+        previous: input.previous_status,
+        pods: &by_name,
+        snapshots: input.snapshots,
+        expectations: input.expectations,
+        name_conflicts: input.name_conflicts,
+        pending_actions: &actions,
+        deleting: input.deleting,
+        failure: input.failure,
+        now: input.now,
+    });
+    let events = transition_events(input.previous_status, &status);
+    SetPlan {
+        actions,
+        teardown_complete: input.deleting && input.pods.is_empty(),
+        status,
+        events,
+        requeue_after,
+    }
+}
+
+/// Slots above `replicas` (highest first), toolboxes no longer listed, and terminal pods.
+fn deletions(input: &SetInput<'_>, deleting_now: &dyn Fn(&PodView) -> bool) -> Vec<PodAction> {
+    let replicas = u32::try_from(input.spec.agent.replicas).unwrap_or(0);
+    let listed: BTreeSet<String> = input
+        .spec
+        .toolboxes
+        .iter()
+        .map(|t| contract::toolbox_pod_name(&input.set.name, &t.name))
+        .collect();
+    let mut scale_down: Vec<(u32, &PodView)> = Vec::new();
+    let mut others = Vec::new();
+    for pod in input.pods.iter().filter(|p| !deleting_now(p)) {
+        match (pod.role, pod.slot) {
+            (Some(PodRole::SubAgent), Some(slot)) if slot > replicas => {
+                scale_down.push((slot, pod))
+            }
+            (Some(PodRole::Toolbox), _) if !listed.contains(&pod.name) => {
+                others.push(PodAction::Delete {
+                    pod_name: pod.name.clone(),
+                    reason: DeleteReason::ToolboxRemoved,
+                })
+            }
+            _ if pod.is_terminal() => others.push(PodAction::Delete {
+                pod_name: pod.name.clone(),
+                reason: DeleteReason::Terminal,
+            }),
+            _ => {}
+        }
+    }
+    scale_down.sort_by(|a, b| b.0.cmp(&a.0));
+    scale_down
+        .into_iter()
+        .map(|(_, p)| PodAction::Delete {
+            pod_name: p.name.clone(),
+            reason: DeleteReason::ScaleDown,
+        })
+        .chain(others)
+        .collect()
+}
+
+/// Missing pods to create, and how long until a backoff allows the next one.
+fn creates(
+    input: &SetInput<'_>,
+    by_name: &BTreeMap<&str, &PodView>,
+) -> (Vec<PodAction>, Option<Duration>) {
+    let mut out = Vec::new();
+    let mut wait = None;
+    // A name is free when no pod holds it (a terminating pod still does), no create is in
+    // flight, and no backoff is running.
+    let mut free = |name: &str| -> bool {
+        if by_name.contains_key(name) || input.expectations.create_pending(name) {
+            return false;
+        }
+        match input.not_before.get(name) {
+            Some(t) if *t > input.now => {
+                let left = input.now.duration_until(*t).unsigned_abs();
+                wait = earliest(wait, Some(left));
+                false
+            }
+            _ => true,
+        }
+    };
+    let set = input.set;
+    let main_name = contract::agent_pod_name(&set.name, 0);
+    if free(&main_name) {
+        out.push(PodAction::CreateMain {
+            pod: Box::new(agent_pod(set, input.spec, 0, &AgentKind::Main)),
+        });
+    }
+    // Sub-agents fork from the main VM: only once the main serves and its VM name is known.
+    let main_vm =
+        by_name.get(main_name.as_str()).filter(|m| m.is_serving()).and_then(|m| m.vm_name.clone());
+    if let Some(fork_from) = main_vm {
+        let replicas = u32::try_from(input.spec.agent.replicas).unwrap_or(0);
+        for slot in 1..=replicas {
+            if free(&contract::agent_pod_name(&set.name, slot)) {
+                let kind = AgentKind::SubAgent { fork_from: fork_from.clone() };
+                out.push(PodAction::CreateSubAgent {
+                    slot,
+                    fork_from: fork_from.clone(),
+                    pod: Box::new(agent_pod(set, input.spec, slot, &kind)),
+                });
+            }
+        }
+    }
+    for toolbox in &input.spec.toolboxes {
+        if free(&contract::toolbox_pod_name(&set.name, &toolbox.name)) {
+            let reported = input.previous_status.toolboxes.iter().find(|t| t.name == toolbox.name);
+            out.push(PodAction::CreateToolbox {
+                toolbox: toolbox.name.clone(),
+                pod: Box::new(toolbox_pod(set, input.spec, toolbox, reported)),
+            });
+        }
+    }
+    (out, wait)
+}
+
+/// Suspend: ask every non-static pod to hibernate. Resume: wake only the pods the set
+/// hibernated, never a pod a Hibernation holds.
+fn hibernate_toggles(
+    input: &SetInput<'_>,
+    deleting_now: &dyn Fn(&PodView) -> bool,
+) -> Vec<PodAction> {
+    input
+        .pods
+        .iter()
+        .filter(|p| !deleting_now(p) && !p.is_terminal() && !p.is_static())
+        .filter_map(|p| {
+            let want = if input.spec.suspend {
+                !p.hibernate_requested
+            } else {
+                p.hibernate_requested && p.hibernated_by.is_none()
+            };
+            want.then(|| PodAction::SetHibernate {
+                pod_name: p.name.clone(),
+                hibernate: input.spec.suspend,
+            })
+        })
+        .collect()
+}
+
+/// Ordered deletion: toolboxes and sub-agents first, the main only once they are gone.
+fn teardown(input: &SetInput<'_>, deleting_now: &dyn Fn(&PodView) -> bool) -> Vec<PodAction> {
+    let is_main = |p: &PodView| p.role == Some(PodRole::Main);
+    let others_left = input.pods.iter().any(|p| !is_main(p));
+    input
+        .pods
+        .iter()
+        .filter(|p| !deleting_now(p) && (!is_main(p) || !others_left))
+        .map(|p| PodAction::Delete { pod_name: p.name.clone(), reason: DeleteReason::Teardown })
+        .collect()
+}
+
+fn transition_events(previous: &CocoonSetStatus, next: &CocoonSetStatus) -> Vec<PlanEvent> {
+    let mut events = Vec::new();
+    if previous.phase != next.phase
+        && let Some(phase) = next.phase
+    {
+        let from = previous.phase.map(|p| p.as_str()).unwrap_or("none");
+        let message = format!("phase {from} -> {}", phase.as_str());
+        events.push(match phase {
+            crate::api::CocoonSetPhase::Failed => PlanEvent::warning("Failed", message),
+            _ => PlanEvent::normal("PhaseChanged", message),
+        });
+    }
+    if next.message != previous.message
+        && let Some(message) = &next.message
+    {
+        events.push(PlanEvent::warning("NeedsAttention", message.clone()));
+    }
+    events
+}

@@ -1,0 +1,363 @@
+//! Table-driven tests of the CocoonSet rules (SPEC §3.3).
+
+use super::cocoon_set::DeleteReason;
+use super::fixtures::*;
+use super::{PodAction, PodView};
+use crate::api::{CocoonSetPhase, ConnType, ToolboxMode, ToolboxOs, ToolboxStatus};
+use crate::contract;
+
+fn names(actions: &[PodAction]) -> Vec<String> {
+    actions.iter().map(|a| a.pod_name().to_string()).collect()
+}
+
+fn creates(actions: &[PodAction]) -> Vec<String> {
+    actions.iter().filter(|a| a.is_create()).map(|a| a.pod_name().to_string()).collect()
+}
+
+#[test]
+fn the_main_is_created_first_and_alone() {
+    let plan = World::new(spec(3), vec![]).plan();
+    assert_eq!(names(&plan.actions), vec!["demo-0"]);
+    assert!(matches!(plan.actions[0], PodAction::CreateMain { .. }));
+    assert_eq!(plan.status.phase, Some(CocoonSetPhase::Pending));
+}
+
+#[test]
+fn sub_agents_wait_until_main_is_running_and_ready() {
+    for main in [pending(agent(0)), starting(agent(0)), hibernated(agent(0), 0), terminating(agent(0))] {
+        let plan = World::new(spec(2), vec![main.clone()]).plan();
+        assert!(
+            !plan.actions.iter().any(|a| matches!(a, PodAction::CreateSubAgent { .. })),
+            "no sub-agent while the main is {main:?}"
+        );
+    }
+}
+
+#[test]
+fn sub_agents_wait_until_the_main_vm_name_is_known() {
+    let mut main = agent(0);
+    main.vm_name = None;
+    let plan = World::new(spec(1), vec![main]).plan();
+    assert!(creates(&plan.actions).is_empty());
+}
+
+#[test]
+fn sub_agents_fork_from_the_main_vm_once_it_serves() {
+    let plan = World::new(spec(2), vec![agent(0)]).plan();
+    let vm = contract::agent_vm_name("prod", "demo", 0);
+    let forks: Vec<(u32, String)> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            PodAction::CreateSubAgent { slot, fork_from, pod } => {
+                let ann = pod.metadata.annotations.as_ref().unwrap();
+                assert_eq!(ann.get(contract::ANN_FORK_FROM), Some(fork_from));
+                Some((*slot, fork_from.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(forks, vec![(1, vm.clone()), (2, vm)]);
+}
+
+#[test]
+fn scale_up_creates_only_the_missing_slots() {
+    let plan = World::new(spec(3), vec![agent(0), agent(2)]).plan();
+    assert_eq!(creates(&plan.actions), vec!["demo-1", "demo-3"]);
+}
+
+#[test]
+fn scale_down_deletes_slots_above_replicas_highest_first() {
+    let pods = vec![agent(0), agent(1), agent(2), agent(3), agent(4)];
+    let plan = World::new(spec(1), pods).plan();
+    let deletes: Vec<(String, DeleteReason)> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            PodAction::Delete { pod_name, reason } => Some((pod_name.clone(), *reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        deletes,
+        vec![
+            ("demo-4".into(), DeleteReason::ScaleDown),
+            ("demo-3".into(), DeleteReason::ScaleDown),
+            ("demo-2".into(), DeleteReason::ScaleDown)
+        ]
+    );
+    assert_eq!(plan.status.phase, Some(CocoonSetPhase::Scaling));
+}
+
+#[test]
+fn slot_names_are_stable_identities() {
+    let plan = World::new(spec(2), vec![agent(0), agent(2)]).plan();
+    assert_eq!(creates(&plan.actions), vec!["demo-1"], "slot 1 is recreated under its own name");
+}
+
+#[test]
+fn toolboxes_are_created_when_listed_and_deleted_when_removed() {
+    let mut s = spec(0);
+    s.toolboxes = vec![toolbox("linux-box", ToolboxOs::Linux, ToolboxMode::Run)];
+    let plan = World::new(s, vec![agent(0), toolbox_pod("old", ToolboxMode::Run)]).plan();
+    assert_eq!(
+        plan.actions.iter().map(|a| (a.pod_name().to_string(), a.is_create())).collect::<Vec<_>>(),
+        vec![("demo-old".to_string(), false), ("demo-linux-box".to_string(), true)]
+    );
+    assert!(matches!(
+        plan.actions[0],
+        PodAction::Delete { reason: DeleteReason::ToolboxRemoved, .. }
+    ));
+}
+
+#[test]
+fn a_terminating_pod_counts_as_absent_but_its_replacement_waits_until_it_is_gone() {
+    let plan = World::new(spec(1), vec![agent(0), terminating(agent(1))]).plan();
+    assert!(plan.actions.is_empty(), "neither a second delete nor a create: {:?}", plan.actions);
+    assert_eq!(plan.status.agents[1].phase, "Terminating");
+    assert_eq!(plan.status.ready_agents, 1);
+}
+
+#[test]
+fn a_create_in_flight_is_not_repeated_from_a_stale_view() {
+    let mut w = World::new(spec(1), vec![agent(0)]);
+    w.expectations.expect_create("demo-1", w.now);
+    let plan = w.plan();
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.status.agents[1].phase, "Creating");
+}
+
+#[test]
+fn a_delete_in_flight_is_not_repeated_from_a_stale_view() {
+    let mut w = World::new(spec(0), vec![agent(0), agent(1)]);
+    w.expectations.expect_delete("demo-1", w.now);
+    assert!(w.plan().actions.is_empty());
+}
+
+#[test]
+fn a_terminal_pod_is_deleted_then_recreated_only_after_its_backoff() {
+    let plan = World::new(spec(1), vec![agent(0), failed(agent(1))]).plan();
+    assert_eq!(
+        plan.actions,
+        vec![PodAction::Delete { pod_name: "demo-1".into(), reason: DeleteReason::Terminal }]
+    );
+    let mut w = World::new(spec(1), vec![agent(0)]);
+    w.not_before.insert("demo-1".into(), at(130));
+    let plan = w.plan();
+    assert!(creates(&plan.actions).is_empty());
+    assert_eq!(plan.requeue_after, Some(std::time::Duration::from_secs(30)));
+    w.now = at(130);
+    assert_eq!(creates(&w.plan().actions), vec!["demo-1"]);
+}
+
+#[test]
+fn a_recreated_main_leaves_running_sub_agents_alone() {
+    let plan = World::new(spec(2), vec![agent(1), agent(2)]).plan();
+    assert_eq!(names(&plan.actions), vec!["demo-0"]);
+}
+
+#[test]
+fn suspend_hibernates_every_non_static_pod_and_creates_nothing() {
+    let mut s = spec(2);
+    s.suspend = true;
+    s.toolboxes = vec![
+        toolbox("win", ToolboxOs::Windows, ToolboxMode::Static),
+        toolbox("lin", ToolboxOs::Linux, ToolboxMode::Run),
+    ];
+    let pods = vec![agent(0), agent(1), toolbox_pod("win", ToolboxMode::Static), toolbox_pod("lin", ToolboxMode::Run)];
+    let plan = World::new(s, pods).plan();
+    let toggles: Vec<(String, bool)> = plan
+        .actions
+        .iter()
+        .map(|a| match a {
+            PodAction::SetHibernate { pod_name, hibernate } => (pod_name.clone(), *hibernate),
+            other => panic!("only hibernate toggles while suspended, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(toggles, vec![("demo-0".into(), true), ("demo-1".into(), true), ("demo-lin".into(), true)]);
+    assert_eq!(plan.status.phase, Some(CocoonSetPhase::Suspending));
+}
+
+#[test]
+fn suspended_only_when_every_pod_reports_hibernated() {
+    let mut s = spec(1);
+    s.suspend = true;
+    let mut half = agent(1);
+    half.hibernate_requested = true; // asked, VM still running
+    let plan = World::new(s.clone(), vec![hibernated(agent(0), 5), half]).plan();
+    assert_eq!(plan.status.phase, Some(CocoonSetPhase::Suspending));
+    let plan = World::new(s, vec![hibernated(agent(0), 5), hibernated(agent(1), 5)]).plan();
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.status.phase, Some(CocoonSetPhase::Suspended));
+    assert_eq!(plan.status.ready_agents, 0);
+    let suspended = plan.status.conditions.iter().find(|c| c.type_ == "Suspended").unwrap();
+    assert_eq!(suspended.status, "True");
+}
+
+#[test]
+fn resume_wakes_only_the_pods_the_set_hibernated() {
+    let mut held = hibernated(agent(1), 5);
+    held.hibernated_by = Some("keep-1".into());
+    let mut held_in_flight = agent(2);
+    held_in_flight.hibernate_requested = true;
+    held_in_flight.hibernated_by = Some("keep-2".into());
+    let plan = World::new(spec(2), vec![hibernated(agent(0), 5), held, held_in_flight]).plan();
+    assert_eq!(
+        plan.actions,
+        vec![PodAction::SetHibernate { pod_name: "demo-0".into(), hibernate: false }]
+    );
+    assert_eq!(plan.status.phase, Some(CocoonSetPhase::Pending));
+}
+
+#[test]
+fn a_resumed_set_is_scaling_until_every_pod_serves_then_running() {
+    let plan = World::new(spec(1), vec![agent(0), starting(agent(1))]).plan();
+    assert_eq!(plan.status.phase, Some(CocoonSetPhase::Scaling));
+    let plan = World::new(spec(1), vec![agent(0), agent(1)]).plan();
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.status.phase, Some(CocoonSetPhase::Running));
+    assert_eq!(plan.status.ready_agents, 2);
+    assert_eq!(plan.status.desired_agents, 2);
+}
+
+#[test]
+fn a_pod_held_by_a_hibernation_does_not_block_running_and_is_not_counted_ready() {
+    let mut held = hibernated(agent(1), 5);
+    held.hibernated_by = Some("keep".into());
+    let plan = World::new(spec(1), vec![agent(0), held]).plan();
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.status.phase, Some(CocoonSetPhase::Running));
+    assert_eq!(plan.status.ready_agents, 1);
+    assert_eq!(plan.status.agents[1].phase, "Hibernated");
+}
+
+#[test]
+fn spec_changes_never_recreate_running_vms() {
+    let mut s = spec(1);
+    s.agent.image = "a-new-image".into();
+    s.agent.storage = Some("500G".into());
+    let plan = World::new(s, vec![agent(0), agent(1)]).plan();
+    assert!(plan.actions.is_empty());
+}
+
+#[test]
+fn status_is_stable_when_nothing_changed() {
+    let mut w = World::new(spec(1), vec![agent(0), agent(1)]);
+    let first = w.plan().status;
+    w.status = first.clone();
+    w.now = at(5_000);
+    assert_eq!(w.plan().status, first, "a later pass must produce the identical status");
+    assert!(w.plan().events.is_empty());
+}
+
+#[test]
+fn condition_transition_time_moves_only_when_its_status_changes() {
+    let mut w = World::new(spec(1), vec![agent(0), starting(agent(1))]);
+    let scaling = w.plan().status;
+    w.status = scaling.clone();
+    w.pods = vec![agent(0), agent(1)];
+    w.now = at(200);
+    let running = w.plan().status;
+    let ready = |s: &crate::api::CocoonSetStatus| s.conditions.iter().find(|c| c.type_ == "Ready").cloned().unwrap();
+    assert_ne!(ready(&scaling).last_transition_time, ready(&running).last_transition_time);
+    let suspended = |s: &crate::api::CocoonSetStatus| s.conditions.iter().find(|c| c.type_ == "Suspended").cloned().unwrap();
+    assert_eq!(suspended(&scaling).last_transition_time, suspended(&running).last_transition_time);
+}
+
+#[test]
+fn observed_generation_is_reported() {
+    assert_eq!(World::new(spec(0), vec![agent(0)]).plan().status.observed_generation, Some(1));
+}
+
+#[test]
+fn teardown_deletes_sub_agents_and_toolboxes_before_the_main() {
+    let mut s = spec(1);
+    s.toolboxes = vec![toolbox("lin", ToolboxOs::Linux, ToolboxMode::Run)];
+    let mut w = World::new(s, vec![agent(0), agent(1), toolbox_pod("lin", ToolboxMode::Run)]);
+    w.deleting = true;
+    let plan = w.plan();
+    assert_eq!(names(&plan.actions), vec!["demo-1", "demo-lin"]);
+    assert!(!plan.teardown_complete);
+    w.pods = vec![agent(0), terminating(agent(1))];
+    assert!(w.plan().actions.is_empty(), "the main waits until the others are gone");
+    w.pods = vec![agent(0)];
+    assert_eq!(names(&w.plan().actions), vec!["demo-0"]);
+    w.pods = vec![];
+    let plan = w.plan();
+    assert!(plan.actions.is_empty());
+    assert!(plan.teardown_complete);
+}
+
+#[test]
+fn a_static_toolbox_without_an_address_is_reported_not_rejected() {
+    let mut s = spec(0);
+    s.toolboxes = vec![toolbox("windows", ToolboxOs::Windows, ToolboxMode::Static)];
+    let plan = World::new(s, vec![agent(0)]).plan();
+    assert_eq!(creates(&plan.actions), vec!["demo-windows"]);
+    let message = plan.status.message.clone().unwrap_or_default();
+    assert!(message.contains("toolbox windows is static but has no staticIP"), "{message}");
+    assert!(plan.events.iter().any(|e| e.warning && e.message.contains("no staticIP")));
+}
+
+#[test]
+fn static_toolbox_annotations_prefer_values_reported_in_status() {
+    let mut s = spec(0);
+    let mut tb = toolbox("windows", ToolboxOs::Windows, ToolboxMode::Static);
+    tb.static_ip = Some("10.0.0.9".into());
+    tb.vnc_port = Some(5900);
+    s.toolboxes = vec![tb];
+    let mut w = World::new(s, vec![agent(0)]);
+    w.status.toolboxes = vec![ToolboxStatus {
+        name: "windows".into(),
+        pod_name: "demo-windows".into(),
+        vm_name: None,
+        vm_id: Some("vm-77".into()),
+        ip: Some("10.0.0.42".into()),
+        phase: "Missing".into(),
+        conn_type: ConnType::Vnc,
+        vnc_port: Some(5901),
+    }];
+    let plan = w.plan();
+    let PodAction::CreateToolbox { pod, .. } = &plan.actions[0] else { panic!("{:?}", plan.actions) };
+    let ann = pod.metadata.annotations.clone().unwrap();
+    assert_eq!(ann.get(contract::ANN_IP).map(String::as_str), Some("10.0.0.42"));
+    assert_eq!(ann.get(contract::ANN_VM_ID).map(String::as_str), Some("vm-77"));
+    assert_eq!(ann.get(contract::ANN_VNC_PORT).map(String::as_str), Some("5901"));
+    assert!(!ann.contains_key(contract::ANN_MANAGED), "static toolboxes are not managed");
+}
+
+#[test]
+fn toolbox_connection_type_follows_vnc_port_then_os() {
+    use super::set_status::conn_type;
+    assert_eq!(conn_type(ToolboxOs::Windows, Some(5900)), ConnType::Vnc);
+    assert_eq!(conn_type(ToolboxOs::Android, None), ConnType::Adb);
+    assert_eq!(conn_type(ToolboxOs::Windows, None), ConnType::Rdp);
+    assert_eq!(conn_type(ToolboxOs::Linux, None), ConnType::Ssh);
+}
+
+#[test]
+fn a_name_held_by_a_foreign_pod_is_reported_and_waited_on() {
+    let mut w = World::new(spec(1), vec![agent(0)]);
+    w.conflicts.insert("demo-1".into());
+    w.not_before.insert("demo-1".into(), at(110));
+    let plan = w.plan();
+    assert!(creates(&plan.actions).is_empty());
+    assert!(plan.status.message.unwrap_or_default().contains("demo-1 exists but is not owned"));
+}
+
+#[test]
+fn phase_change_is_announced_once() {
+    let mut w = World::new(spec(0), vec![starting(agent(0))]);
+    let first = w.plan();
+    assert!(first.events.iter().any(|e| e.reason == "PhaseChanged"));
+    w.status = first.status;
+    assert!(w.plan().events.is_empty());
+}
+
+#[test]
+fn ready_agents_counts_only_running_ready_unhibernated_agents() {
+    let pods: Vec<PodView> = vec![agent(0), starting(agent(1)), hibernated(agent(2), 1), agent(3)];
+    let plan = World::new(spec(3), pods).plan();
+    assert_eq!(plan.status.ready_agents, 2);
+    assert_eq!(plan.status.agents.len(), 4);
+}

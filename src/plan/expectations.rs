@@ -1,0 +1,108 @@
+//! Expectations: creates and deletes this actor issued that the watch has not confirmed yet.
+//! The watch view lags our own writes; without these a stale view would create a slot twice.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use super::observe::PodView;
+
+/// How long an unconfirmed write is trusted before the view is believed again (a lost watch
+/// event must not block a slot forever).
+pub const EXPECTATION_TTL: Duration = Duration::from_secs(60);
+
+/// In-flight creates and deletes by pod name, each with its expiry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Expectations {
+    creates: BTreeMap<String, Timestamp>,
+    deletes: BTreeMap<String, Timestamp>,
+}
+
+fn expiry(now: Timestamp) -> Timestamp {
+    now.checked_add(SignedDuration::try_from(EXPECTATION_TTL).unwrap_or(SignedDuration::ZERO))
+        .unwrap_or(now)
+}
+
+impl Expectations {
+    pub fn expect_create(&mut self, name: &str, now: Timestamp) {
+        self.creates.insert(name.to_string(), expiry(now));
+    }
+
+    pub fn expect_delete(&mut self, name: &str, now: Timestamp) {
+        self.deletes.insert(name.to_string(), expiry(now));
+    }
+
+    /// Forgets a create that failed, so the next plan may try again.
+    pub fn forget_create(&mut self, name: &str) {
+        self.creates.remove(name);
+    }
+
+    pub fn forget_delete(&mut self, name: &str) {
+        self.deletes.remove(name);
+    }
+
+    /// Confirms what the view now shows: a seen pod satisfies its create; a terminating or
+    /// vanished pod satisfies its delete. Expired expectations are dropped.
+    pub fn observe(&mut self, pods: &[PodView], now: Timestamp) {
+        self.creates.retain(|name, until| *until > now && !pods.iter().any(|p| &p.name == name));
+        self.deletes.retain(|name, until| {
+            *until > now && pods.iter().any(|p| &p.name == name && !p.terminating)
+        });
+    }
+
+    pub fn create_pending(&self, name: &str) -> bool {
+        self.creates.contains_key(name)
+    }
+
+    pub fn delete_pending(&self, name: &str) -> bool {
+        self.deletes.contains_key(name)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.creates.is_empty() && self.deletes.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.creates.len() + self.deletes.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap()
+    }
+
+    #[test]
+    fn a_create_stays_expected_until_the_watch_shows_the_pod() {
+        let mut e = Expectations::default();
+        e.expect_create("demo-0", at(0));
+        e.observe(&[], at(1));
+        assert!(e.create_pending("demo-0"));
+        e.observe(&[PodView::new("demo-0")], at(2));
+        assert!(!e.create_pending("demo-0"));
+    }
+
+    #[test]
+    fn a_delete_is_confirmed_by_a_terminating_or_vanished_pod() {
+        let mut e = Expectations::default();
+        e.expect_delete("demo-1", at(0));
+        e.observe(&[PodView::new("demo-1")], at(1));
+        assert!(e.delete_pending("demo-1"));
+        let mut terminating = PodView::new("demo-1");
+        terminating.terminating = true;
+        e.observe(&[terminating], at(2));
+        assert!(!e.delete_pending("demo-1"));
+    }
+
+    #[test]
+    fn expectations_expire_so_a_lost_event_never_blocks_a_slot_forever() {
+        let mut e = Expectations::default();
+        e.expect_create("demo-0", at(0));
+        e.observe(&[], at(61));
+        assert!(e.is_empty());
+    }
+}

@@ -1,0 +1,156 @@
+//! Test fixtures: specs, pods in every state, and a one-call planner.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::jiff::Timestamp;
+
+use super::observe::{PodPhase, PodRole, PodView, Snapshots};
+use super::pods::SetIdentity;
+use super::{Expectations, SetInput, SetPlan, plan_cocoon_set};
+use crate::api::{AgentSpec, CocoonSetSpec, CocoonSetStatus, SnapshotPolicy, ToolboxMode, ToolboxOs, ToolboxSpec};
+use crate::contract;
+
+pub const UID: &str = "uid-demo";
+
+pub fn at(seconds: i64) -> Timestamp {
+    Timestamp::from_second(1_700_000_000 + seconds).unwrap()
+}
+
+pub fn identity() -> SetIdentity {
+    SetIdentity { namespace: "prod".into(), name: "demo".into(), uid: UID.into() }
+}
+
+pub fn spec(replicas: i32) -> CocoonSetSpec {
+    CocoonSetSpec {
+        agent: AgentSpec { image: "ubuntu-dev-base".into(), replicas, ..Default::default() },
+        suspend: false,
+        node_name: contract::DEFAULT_NODE_NAME.into(),
+        snapshot_policy: SnapshotPolicy::Always,
+        toolboxes: Vec::new(),
+    }
+}
+
+pub fn toolbox(name: &str, os: ToolboxOs, mode: ToolboxMode) -> ToolboxSpec {
+    ToolboxSpec {
+        name: name.into(),
+        os,
+        image: Some(format!("{name}-image")),
+        mode,
+        static_ip: None,
+        static_vm_id: None,
+        vnc_port: None,
+        resources: None,
+        storage: None,
+    }
+}
+
+/// An agent pod of the fixture set that serves (Running, Ready, VM known).
+pub fn agent(slot: u32) -> PodView {
+    let mut p = PodView::new(contract::agent_pod_name("demo", slot));
+    p.controller_uid = Some(UID.into());
+    p.role = Some(if slot == 0 { PodRole::Main } else { PodRole::SubAgent });
+    p.slot = Some(slot);
+    p.mode = Some("clone".into());
+    p.vm_name = Some(contract::agent_vm_name("prod", "demo", slot));
+    p.vm_id = Some(format!("vm-{slot}"));
+    p.ip = Some(format!("10.88.0.{}", slot + 2));
+    if slot > 0 {
+        p.fork_from = Some(contract::agent_vm_name("prod", "demo", 0));
+    }
+    serving(p)
+}
+
+pub fn toolbox_pod(name: &str, mode: ToolboxMode) -> PodView {
+    let mut p = PodView::new(contract::toolbox_pod_name("demo", name));
+    p.controller_uid = Some(UID.into());
+    p.role = Some(PodRole::Toolbox);
+    p.mode = Some(mode.as_str().into());
+    p.vm_name = Some(contract::toolbox_vm_name("prod", "demo", name));
+    serving(p)
+}
+
+pub fn serving(mut p: PodView) -> PodView {
+    p.phase = PodPhase::Running;
+    p.ready = true;
+    p.hibernated = false;
+    p.ready_changed_at = Some(at(0));
+    p
+}
+
+pub fn pending(mut p: PodView) -> PodView {
+    p.phase = PodPhase::Pending;
+    p.ready = false;
+    p
+}
+
+pub fn starting(mut p: PodView) -> PodView {
+    p.phase = PodPhase::Running;
+    p.ready = false;
+    p
+}
+
+pub fn hibernated(mut p: PodView, since: i64) -> PodView {
+    p.phase = PodPhase::Running;
+    p.ready = false;
+    p.hibernated = true;
+    p.hibernate_requested = true;
+    p.ready_changed_at = Some(at(since));
+    p
+}
+
+pub fn terminating(mut p: PodView) -> PodView {
+    p.terminating = true;
+    p
+}
+
+pub fn failed(mut p: PodView) -> PodView {
+    p.phase = PodPhase::Failed;
+    p.ready = false;
+    p
+}
+
+/// Everything a planner call needs, with defaults a test overrides field by field.
+pub struct World {
+    pub spec: CocoonSetSpec,
+    pub pods: Vec<PodView>,
+    pub status: CocoonSetStatus,
+    pub snapshots: Snapshots,
+    pub expectations: Expectations,
+    pub not_before: BTreeMap<String, Timestamp>,
+    pub conflicts: BTreeSet<String>,
+    pub deleting: bool,
+    pub now: Timestamp,
+}
+
+impl World {
+    pub fn new(spec: CocoonSetSpec, pods: Vec<PodView>) -> Self {
+        Self {
+            spec,
+            pods,
+            status: CocoonSetStatus::default(),
+            snapshots: Snapshots::new(),
+            expectations: Expectations::default(),
+            not_before: BTreeMap::new(),
+            conflicts: BTreeSet::new(),
+            deleting: false,
+            now: at(100),
+        }
+    }
+
+    pub fn plan(&self) -> SetPlan {
+        plan_cocoon_set(&SetInput {
+            set: &identity(),
+            generation: Some(1),
+            spec: &self.spec,
+            previous_status: &self.status,
+            pods: &self.pods,
+            snapshots: &self.snapshots,
+            expectations: &self.expectations,
+            not_before: &self.not_before,
+            name_conflicts: &self.conflicts,
+            deleting: self.deleting,
+            failure: None,
+            now: self.now,
+        })
+    }
+}

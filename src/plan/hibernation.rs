@@ -1,0 +1,419 @@
+//! Hibernation planning: a state machine per SPEC §3.4. A round (hibernate or wake) starts by
+//! recording its start in status, then writing the request to the pod; it completes only on
+//! signals observed after that start, and a reverse desire waits for the round in flight.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use super::PlanEvent;
+use super::observe::{PodView, Snapshots};
+use crate::api::conditions::{DesiredCondition, merge, wire_time};
+use crate::api::{HibernationAction, HibernationPhase, HibernationSpec, HibernationStatus};
+use crate::contract;
+
+/// Operator-wide knobs of the Hibernation state machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HibernationSettings {
+    pub hibernate_timeout: Duration,
+    pub wake_timeout: Duration,
+    /// `pod-deletion-cost` of a hibernated pod.
+    pub deletion_cost: i32,
+    /// How long a timed-out round rests in `Failed` before it is retried.
+    pub retry_after: Duration,
+}
+
+impl Default for HibernationSettings {
+    fn default() -> Self {
+        Self {
+            hibernate_timeout: Duration::from_secs(180),
+            wake_timeout: Duration::from_secs(300),
+            deletion_cost: 1000,
+            retry_after: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Another Hibernation that names the same pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Competitor {
+    pub name: String,
+    pub created: Option<Timestamp>,
+}
+
+/// Everything the Hibernation planner reads.
+#[derive(Clone, Debug)]
+pub struct HibInput<'a> {
+    pub name: &'a str,
+    pub generation: Option<i64>,
+    pub created: Option<Timestamp>,
+    pub spec: &'a HibernationSpec,
+    pub status: &'a HibernationStatus,
+    /// The target pod, if it exists.
+    pub pod: Option<&'a PodView>,
+    pub snapshots: &'a Snapshots,
+    /// Other live Hibernations naming the same pod.
+    pub competitors: &'a [Competitor],
+    /// The Hibernation has a deletionTimestamp.
+    pub deleting: bool,
+    pub settings: &'a HibernationSettings,
+    pub now: Timestamp,
+}
+
+/// A write to the target pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HibAction {
+    /// Merge-patch these annotations on the pod (`None` removes the key).
+    PatchPod { pod_name: String, annotations: BTreeMap<String, Option<String>> },
+}
+
+/// The planner's answer. The status must be persisted **before** the actions run: the round's
+/// start time is what makes later signals trustworthy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HibPlan {
+    pub status: HibernationStatus,
+    pub actions: Vec<HibAction>,
+    pub events: Vec<PlanEvent>,
+    pub requeue_after: Option<Duration>,
+    /// Deleting, and the pod no longer carries our marker: the finalizer may go.
+    pub release: bool,
+}
+
+fn ts(t: &Time) -> Timestamp {
+    t.0
+}
+
+fn after(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)).unwrap_or(t)
+}
+
+fn until(now: Timestamp, t: Timestamp) -> Duration {
+    if t <= now { Duration::ZERO } else { now.duration_until(t).unsigned_abs() }
+}
+
+/// The pod carries the hibernate request and our marker.
+fn requested_by_us(pod: &PodView, name: &str) -> bool {
+    pod.hibernate_requested && pod.hibernated_by.as_deref() == Some(name)
+}
+
+/// Signal of the pod observed after `since` (whole seconds: the precision of the wire).
+fn fresh(pod: &PodView, since: Timestamp) -> bool {
+    pod.ready_changed_at.is_some_and(|t| t.as_second() >= since.as_second())
+}
+
+fn snapshot_of<'s>(pod: &PodView, snapshots: &'s Snapshots) -> Option<&'s String> {
+    pod.vm_name.as_ref().and_then(|vm| snapshots.get(vm))
+}
+
+fn hibernated_now(pod: &PodView, snapshots: &Snapshots) -> bool {
+    pod.hibernate_requested && pod.reports_hibernated() && snapshot_of(pod, snapshots).is_some()
+}
+
+fn active_now(pod: &PodView, snapshots: &Snapshots) -> bool {
+    !pod.hibernate_requested && pod.is_serving() && snapshot_of(pod, snapshots).is_none()
+}
+
+/// Annotations that ask for hibernation, mark the pod as ours and raise its deletion cost.
+fn hibernate_patch(pod: &PodView, name: &str, cost: i32) -> BTreeMap<String, Option<String>> {
+    let mut a = BTreeMap::from([
+        (contract::ANN_HIBERNATE.to_string(), Some("true".to_string())),
+        (contract::ANN_HIBERNATED_BY.to_string(), Some(name.to_string())),
+        (contract::ANN_POD_DELETION_COST.to_string(), Some(cost.to_string())),
+    ]);
+    // Remember the previous cost once; a repeated patch must not stash our own value.
+    if pod.previous_deletion_cost.is_none() {
+        a.insert(
+            contract::ANN_PREVIOUS_DELETION_COST.to_string(),
+            Some(pod.deletion_cost.clone().unwrap_or_default()),
+        );
+    }
+    a
+}
+
+/// Annotations that ask for a wake, drop our marker and restore the previous deletion cost.
+fn wake_patch(pod: &PodView) -> BTreeMap<String, Option<String>> {
+    let mut a = BTreeMap::from([
+        (contract::ANN_HIBERNATE.to_string(), None),
+        (contract::ANN_HIBERNATED_BY.to_string(), None),
+    ]);
+    if let Some(previous) = &pod.previous_deletion_cost {
+        let restored = (!previous.is_empty()).then(|| previous.clone());
+        a.insert(contract::ANN_POD_DELETION_COST.to_string(), restored);
+        a.insert(contract::ANN_PREVIOUS_DELETION_COST.to_string(), None);
+    }
+    a
+}
+
+/// Whether `patch` would change anything on `pod`.
+fn changes(pod: &PodView, patch: &BTreeMap<String, Option<String>>) -> bool {
+    patch.iter().any(|(k, v)| {
+        let current = match k.as_str() {
+            contract::ANN_HIBERNATE => pod.hibernate_requested.then(|| "true".to_string()),
+            contract::ANN_HIBERNATED_BY => pod.hibernated_by.clone(),
+            contract::ANN_POD_DELETION_COST => pod.deletion_cost.clone(),
+            contract::ANN_PREVIOUS_DELETION_COST => pod.previous_deletion_cost.clone(),
+            _ => None,
+        };
+        &current != v
+    })
+}
+
+struct Builder<'a> {
+    input: &'a HibInput<'a>,
+    status: HibernationStatus,
+    actions: Vec<HibAction>,
+    events: Vec<PlanEvent>,
+    requeue_after: Option<Duration>,
+}
+
+impl Builder<'_> {
+    fn phase(&self) -> HibernationPhase {
+        self.status.phase.unwrap_or_default()
+    }
+
+    /// Moves to `phase`; `lastTransitionTime` changes only when the phase does.
+    fn set_phase(&mut self, phase: HibernationPhase, action: HibernationAction, message: String) {
+        if self.status.phase != Some(phase) || self.status.last_transition_time.is_none() {
+            self.status.last_transition_time = Some(wire_time(self.input.now));
+            self.status.phase = Some(phase);
+        }
+        self.status.action = Some(action);
+        self.status.message = (!message.is_empty()).then_some(message);
+    }
+
+    fn patch(&mut self, pod: &PodView, annotations: BTreeMap<String, Option<String>>) {
+        if changes(pod, &annotations) {
+            self.actions.push(HibAction::PatchPod { pod_name: pod.name.clone(), annotations });
+        }
+    }
+
+    fn requeue(&mut self, d: Duration) {
+        self.requeue_after = super::earliest(self.requeue_after, Some(d));
+    }
+
+    fn fail(&mut self, action: HibernationAction, reason: &'static str, message: String) {
+        if self.phase() != HibernationPhase::Failed
+            || self.status.message.as_deref() != Some(&message)
+        {
+            self.events.push(PlanEvent::warning(reason, message.clone()));
+        }
+        self.set_phase(HibernationPhase::Failed, action, message);
+    }
+}
+
+/// Plans one pass for a Hibernation.
+pub fn plan_hibernation(input: &HibInput<'_>) -> HibPlan {
+    let mut b = Builder {
+        input,
+        status: input.status.clone(),
+        actions: Vec::new(),
+        events: Vec::new(),
+        requeue_after: None,
+    };
+    let desired = input.spec.action;
+    let mut release = false;
+    if input.deleting {
+        // Leave the pod as it is; only our marker goes, so the owner's desired state governs.
+        match input.pod {
+            Some(pod) if pod.hibernated_by.as_deref() == Some(input.name) => {
+                b.patch(pod, BTreeMap::from([(contract::ANN_HIBERNATED_BY.to_string(), None)]))
+            }
+            _ => release = true,
+        }
+    } else if let Some(winner) = older_competitor(input) {
+        b.fail(
+            desired,
+            "Conflict",
+            format!(
+                "pod {} is already handled by Hibernation {winner} (the oldest wins)",
+                input.spec.pod_name
+            ),
+        );
+    } else {
+        match input.pod {
+            None => b.fail(desired, "PodMissing", format!("pod {} not found", input.spec.pod_name)),
+            Some(pod) => step(&mut b, pod),
+        }
+    }
+    finish(b, release)
+}
+
+/// The oldest Hibernation naming a pod wins (ties broken by name).
+fn older_competitor<'a>(input: &'a HibInput<'_>) -> Option<&'a str> {
+    let me = (input.created, input.name);
+    input
+        .competitors
+        .iter()
+        .filter(|c| c.name != input.name)
+        .filter(|c| match (c.created, me.0) {
+            (Some(theirs), Some(mine)) => (theirs, c.name.as_str()) < (mine, me.1),
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => c.name.as_str() < me.1,
+        })
+        .min_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)))
+        .map(|c| c.name.as_str())
+}
+
+fn step(b: &mut Builder<'_>, pod: &PodView) {
+    let input = b.input;
+    let settings = input.settings;
+    let snapshots = input.snapshots;
+    b.status.vm_name = pod.vm_name.clone();
+    let in_flight = match (b.phase(), b.status.action) {
+        (HibernationPhase::Hibernating, _) => Some(HibernationAction::Hibernate),
+        (HibernationPhase::Waking, _) => Some(HibernationAction::Wake),
+        _ => None,
+    };
+    // 1. A round in flight finishes (or times out) before anything else, even a reverse desire.
+    if let Some(action) = in_flight {
+        let started = b.status.last_transition_time.as_ref().map(ts).unwrap_or(input.now);
+        let (done, timeout) = match action {
+            HibernationAction::Hibernate => {
+                (hibernated_now(pod, snapshots) && fresh(pod, started), settings.hibernate_timeout)
+            }
+            HibernationAction::Wake => {
+                (active_now(pod, snapshots) && fresh(pod, started), settings.wake_timeout)
+            }
+        };
+        let deadline = after(started, timeout);
+        if done {
+            complete(b, pod, action);
+            return;
+        } else if input.now >= deadline {
+            b.fail(
+                action,
+                "Timeout",
+                format!(
+                    "{} of pod {} did not complete within {}s",
+                    action.as_str(),
+                    pod.name,
+                    timeout.as_secs()
+                ),
+            );
+            b.requeue(settings.retry_after);
+            return;
+        } else {
+            // Idempotent: re-assert the request (a lost write, or a pod edited behind our back).
+            let patch = match action {
+                HibernationAction::Hibernate => {
+                    hibernate_patch(pod, input.name, settings.deletion_cost)
+                }
+                HibernationAction::Wake => wake_patch(pod),
+            };
+            b.patch(pod, patch);
+            b.requeue(until(input.now, deadline));
+            return;
+        }
+    }
+    // 2. Settled: start a round when the desired state is not the observed one.
+    let phase = b.phase();
+    if phase == HibernationPhase::Failed {
+        let changed_spec = b.status.observed_generation != input.generation;
+        let failed_at = b.status.last_transition_time.as_ref().map(ts).unwrap_or(input.now);
+        let rested = input.now >= after(failed_at, settings.retry_after);
+        let was_timeout =
+            b.status.message.as_deref().is_some_and(|m| m.contains("did not complete"));
+        if was_timeout && !changed_spec && !rested {
+            b.requeue(until(input.now, after(failed_at, settings.retry_after)));
+            return;
+        }
+    }
+    match input.spec.action {
+        HibernationAction::Hibernate => {
+            if hibernated_now(pod, snapshots) {
+                // Already hibernated (e.g. by a suspended set): adopt it, no round needed.
+                b.patch(pod, hibernate_patch(pod, input.name, settings.deletion_cost));
+                complete(b, pod, HibernationAction::Hibernate);
+            } else if phase == HibernationPhase::Hibernated && requested_by_us(pod, input.name) {
+                // Still hibernated as far as we know; nothing to do.
+            } else {
+                start(b, pod, HibernationAction::Hibernate);
+            }
+        }
+        HibernationAction::Wake => {
+            let settled = phase == HibernationPhase::Active
+                && b.status.observed_generation == input.generation;
+            if settled {
+                // Woken as asked. Acting again without a spec change would fight whoever
+                // hibernated the pod since (a suspended CocoonSet).
+            } else if active_now(pod, snapshots) {
+                b.patch(pod, wake_patch(pod));
+                complete(b, pod, HibernationAction::Wake);
+            } else {
+                start(b, pod, HibernationAction::Wake);
+            }
+        }
+    }
+}
+
+fn start(b: &mut Builder<'_>, pod: &PodView, action: HibernationAction) {
+    let input = b.input;
+    let (phase, patch, timeout, reason) = match action {
+        HibernationAction::Hibernate => (
+            HibernationPhase::Hibernating,
+            hibernate_patch(pod, input.name, input.settings.deletion_cost),
+            input.settings.hibernate_timeout,
+            "Hibernating",
+        ),
+        HibernationAction::Wake => {
+            (HibernationPhase::Waking, wake_patch(pod), input.settings.wake_timeout, "Waking")
+        }
+    };
+    // A fresh round always gets a fresh deadline, even when retried from Failed.
+    b.status.phase = None;
+    b.set_phase(phase, action, String::new());
+    b.status.snapshot_ref = None;
+    b.events.push(PlanEvent::normal(
+        reason,
+        format!("{} of pod {} requested", action.as_str(), pod.name),
+    ));
+    b.patch(pod, patch);
+    b.requeue(timeout);
+}
+
+fn complete(b: &mut Builder<'_>, pod: &PodView, action: HibernationAction) {
+    let (phase, reason) = match action {
+        HibernationAction::Hibernate => (HibernationPhase::Hibernated, "Hibernated"),
+        HibernationAction::Wake => (HibernationPhase::Active, "Woken"),
+    };
+    if b.phase() != phase {
+        b.events.push(PlanEvent::normal(reason, format!("pod {} is {}", pod.name, phase.as_str())));
+    }
+    b.set_phase(phase, action, String::new());
+    b.status.snapshot_ref = match action {
+        HibernationAction::Hibernate => snapshot_of(pod, b.input.snapshots).cloned(),
+        HibernationAction::Wake => None,
+    };
+    // A reverse desire that waited for this round starts right away.
+    if b.input.spec.action != action {
+        start(b, pod, b.input.spec.action);
+    }
+}
+
+fn finish(mut b: Builder<'_>, release: bool) -> HibPlan {
+    let input = b.input;
+    b.status.observed_generation = input.generation;
+    let phase = b.phase();
+    let done = matches!(
+        (input.spec.action, phase),
+        (HibernationAction::Hibernate, HibernationPhase::Hibernated)
+            | (HibernationAction::Wake, HibernationPhase::Active)
+    );
+    let desired = [DesiredCondition {
+        type_: "Ready",
+        status: done,
+        reason: phase.as_str(),
+        message: b.status.message.clone().unwrap_or_default(),
+    }];
+    b.status.conditions = merge(&input.status.conditions, &desired, input.generation, input.now);
+    HibPlan {
+        status: b.status,
+        actions: b.actions,
+        events: b.events,
+        requeue_after: b.requeue_after,
+        release,
+    }
+}

@@ -1,0 +1,333 @@
+//! Table-driven tests of the Hibernation state machine (SPEC §3.4, LESSONS 1–5).
+
+use std::time::Duration;
+
+use super::fixtures::{at, hibernated, serving, starting};
+use super::hibernation::Competitor;
+use super::{HibAction, HibInput, HibPlan, HibernationSettings, PodView, Snapshots, plan_hibernation};
+use crate::api::conditions::wire_time;
+use crate::api::{HibernationAction, HibernationPhase, HibernationSpec, HibernationStatus};
+use crate::contract;
+
+const VM: &str = "vk-prod-bot";
+
+fn pod() -> PodView {
+    let mut p = PodView::new("sre-agent-xxx");
+    p.vm_name = Some(VM.into());
+    serving(p)
+}
+
+/// The pod after our hibernate request landed (marker and deletion cost in place).
+fn asked() -> PodView {
+    let mut p = pod();
+    p.hibernate_requested = true;
+    p.hibernated_by = Some("hibernate-bot-1".into());
+    p.deletion_cost = Some("1000".into());
+    p.previous_deletion_cost = Some(String::new());
+    p
+}
+
+fn entry() -> Snapshots {
+    Snapshots::from([(VM.to_string(), contract::snapshot_value(VM))])
+}
+
+struct Case {
+    action: HibernationAction,
+    status: HibernationStatus,
+    pod: Option<PodView>,
+    snapshots: Snapshots,
+    competitors: Vec<Competitor>,
+    deleting: bool,
+    generation: i64,
+    now: i64,
+}
+
+impl Case {
+    fn new(action: HibernationAction, pod: Option<PodView>) -> Self {
+        Self {
+            action,
+            status: HibernationStatus::default(),
+            pod,
+            snapshots: Snapshots::new(),
+            competitors: Vec::new(),
+            deleting: false,
+            generation: 1,
+            now: 100,
+        }
+    }
+
+    fn in_flight(mut self, phase: HibernationPhase, action: HibernationAction, since: i64) -> Self {
+        self.status.phase = Some(phase);
+        self.status.action = Some(action);
+        self.status.last_transition_time = Some(wire_time(at(since)));
+        self.status.observed_generation = Some(self.generation);
+        self
+    }
+
+    fn plan(&self) -> HibPlan {
+        let settings = HibernationSettings::default();
+        let spec = HibernationSpec { pod_name: "sre-agent-xxx".into(), action: self.action };
+        plan_hibernation(&HibInput {
+            name: "hibernate-bot-1",
+            generation: Some(self.generation),
+            created: Some(at(0)),
+            spec: &spec,
+            status: &self.status,
+            pod: self.pod.as_ref(),
+            snapshots: &self.snapshots,
+            competitors: &self.competitors,
+            deleting: self.deleting,
+            settings: &settings,
+            now: at(self.now),
+        })
+    }
+}
+
+fn patch(plan: &HibPlan) -> std::collections::BTreeMap<String, Option<String>> {
+    match plan.actions.as_slice() {
+        [HibAction::PatchPod { annotations, .. }] => annotations.clone(),
+        other => panic!("expected one pod patch, got {other:?}"),
+    }
+}
+
+fn phase(plan: &HibPlan) -> HibernationPhase {
+    plan.status.phase.unwrap()
+}
+
+#[test]
+fn hibernate_records_the_round_and_asks_the_pod_with_marker_and_deletion_cost() {
+    let mut p = pod();
+    p.deletion_cost = Some("5".into());
+    let plan = Case::new(HibernationAction::Hibernate, Some(p)).plan();
+    assert_eq!(phase(&plan), HibernationPhase::Hibernating);
+    assert_eq!(plan.status.last_transition_time, Some(wire_time(at(100))));
+    let a = patch(&plan);
+    assert_eq!(a[contract::ANN_HIBERNATE].as_deref(), Some("true"));
+    assert_eq!(a[contract::ANN_HIBERNATED_BY].as_deref(), Some("hibernate-bot-1"));
+    assert_eq!(a[contract::ANN_POD_DELETION_COST].as_deref(), Some("1000"));
+    assert_eq!(a[contract::ANN_PREVIOUS_DELETION_COST].as_deref(), Some("5"));
+    assert_eq!(plan.requeue_after, Some(Duration::from_secs(180)));
+}
+
+#[test]
+fn hibernated_only_when_the_pod_reports_it_and_the_snapshot_entry_exists() {
+    let mut asked = pod();
+    asked.hibernate_requested = true;
+    asked.hibernated_by = Some("hibernate-bot-1".into());
+    let base = || Case::new(HibernationAction::Hibernate, None).in_flight(HibernationPhase::Hibernating, HibernationAction::Hibernate, 100);
+    let mut c = base();
+    c.pod = Some(asked.clone());
+    c.now = 110;
+    assert_eq!(phase(&c.plan()), HibernationPhase::Hibernating, "VM still running");
+    let mut h = hibernated(asked, 105);
+    h.hibernated_by = Some("hibernate-bot-1".into());
+    let mut c = base();
+    c.pod = Some(h.clone());
+    c.now = 110;
+    assert_eq!(phase(&c.plan()), HibernationPhase::Hibernating, "no snapshot entry yet");
+    c.snapshots = entry();
+    let plan = c.plan();
+    assert_eq!(phase(&plan), HibernationPhase::Hibernated);
+    assert_eq!(plan.status.snapshot_ref.as_deref(), Some("vk-prod-bot-suspend"));
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.status.conditions[0].status, "True");
+}
+
+#[test]
+fn a_stale_snapshot_entry_and_stale_hibernated_status_never_complete_a_new_round() {
+    // The pod shows Hibernated and the entry exists, but both date from before this round.
+    let mut stale = hibernated(pod(), 50);
+    stale.hibernated_by = Some("hibernate-bot-1".into());
+    let mut c = Case::new(HibernationAction::Hibernate, Some(stale))
+        .in_flight(HibernationPhase::Hibernating, HibernationAction::Hibernate, 100);
+    c.snapshots = entry();
+    c.now = 120;
+    assert_eq!(phase(&c.plan()), HibernationPhase::Hibernating);
+}
+
+#[test]
+fn wake_removes_request_and_marker_and_restores_the_previous_deletion_cost() {
+    let mut h = hibernated(pod(), 10);
+    h.hibernated_by = Some("hibernate-bot-1".into());
+    h.deletion_cost = Some("1000".into());
+    h.previous_deletion_cost = Some("5".into());
+    let mut c = Case::new(HibernationAction::Wake, Some(h));
+    c.status.phase = Some(HibernationPhase::Hibernated);
+    c.snapshots = entry();
+    let plan = c.plan();
+    assert_eq!(phase(&plan), HibernationPhase::Waking);
+    let a = patch(&plan);
+    assert_eq!(a[contract::ANN_HIBERNATE], None);
+    assert_eq!(a[contract::ANN_HIBERNATED_BY], None);
+    assert_eq!(a[contract::ANN_POD_DELETION_COST].as_deref(), Some("5"));
+    assert_eq!(a[contract::ANN_PREVIOUS_DELETION_COST], None);
+}
+
+#[test]
+fn a_pod_without_a_previous_deletion_cost_gets_the_key_removed_on_wake() {
+    let mut h = hibernated(pod(), 10);
+    h.deletion_cost = Some("1000".into());
+    h.previous_deletion_cost = Some(String::new());
+    let plan = Case::new(HibernationAction::Wake, Some(h)).plan();
+    assert_eq!(patch(&plan)[contract::ANN_POD_DELETION_COST], None);
+}
+
+#[test]
+fn active_only_when_the_pod_serves_again_and_the_entry_is_gone() {
+    let base = |p: PodView, snaps: Snapshots| {
+        let mut c = Case::new(HibernationAction::Wake, Some(p))
+            .in_flight(HibernationPhase::Waking, HibernationAction::Wake, 100);
+        c.snapshots = snaps;
+        c.now = 120;
+        c.plan()
+    };
+    let mut woken = pod();
+    woken.ready_changed_at = Some(at(110));
+    assert_eq!(phase(&base(starting(pod()), Snapshots::new())), HibernationPhase::Waking);
+    assert_eq!(phase(&base(woken.clone(), entry())), HibernationPhase::Waking, "entry still there");
+    let stale = pod(); // Ready since t=0, before the round
+    assert_eq!(phase(&base(stale, Snapshots::new())), HibernationPhase::Waking, "stale Ready");
+    assert_eq!(phase(&base(woken, Snapshots::new())), HibernationPhase::Active);
+}
+
+#[test]
+fn a_reverse_desire_waits_for_the_round_in_flight() {
+    let mut c = Case::new(HibernationAction::Wake, Some(asked()))
+        .in_flight(HibernationPhase::Hibernating, HibernationAction::Hibernate, 100);
+    c.generation = 2;
+    c.now = 105;
+    let plan = c.plan();
+    assert_eq!(phase(&plan), HibernationPhase::Hibernating, "the hibernate round goes on");
+    assert!(plan.actions.is_empty(), "no wake may touch a half-hibernated VM: {:?}", plan.actions);
+    // The round completes; the wake starts right after, in the same pass.
+    c.pod = Some(hibernated(asked(), 104));
+    c.snapshots = entry();
+    let plan = c.plan();
+    assert_eq!(phase(&plan), HibernationPhase::Waking);
+    assert_eq!(patch(&plan)[contract::ANN_HIBERNATE], None);
+    assert!(plan.events.iter().any(|e| e.reason == "Hibernated"));
+}
+
+#[test]
+fn a_missing_pod_fails_clearly_and_recovers_when_it_appears() {
+    let plan = Case::new(HibernationAction::Hibernate, None).plan();
+    assert_eq!(phase(&plan), HibernationPhase::Failed);
+    assert!(plan.status.message.as_deref().unwrap().contains("pod sre-agent-xxx not found"));
+    assert!(plan.events.iter().any(|e| e.warning && e.reason == "PodMissing"));
+    let mut c = Case::new(HibernationAction::Hibernate, Some(pod()));
+    c.status = plan.status;
+    c.now = 101;
+    assert_eq!(phase(&c.plan()), HibernationPhase::Hibernating);
+}
+
+#[test]
+fn a_round_times_out_into_failed_even_while_the_pod_never_answers() {
+    let mut asked = pod();
+    asked.hibernate_requested = true;
+    asked.hibernated_by = Some("hibernate-bot-1".into());
+    let mut c = Case::new(HibernationAction::Hibernate, Some(asked))
+        .in_flight(HibernationPhase::Hibernating, HibernationAction::Hibernate, 100);
+    c.now = 279;
+    assert_eq!(phase(&c.plan()), HibernationPhase::Hibernating);
+    assert_eq!(c.plan().requeue_after, Some(Duration::from_secs(1)), "wakes up at the deadline");
+    c.now = 280;
+    let plan = c.plan();
+    assert_eq!(phase(&plan), HibernationPhase::Failed);
+    assert!(plan.events.iter().any(|e| e.warning && e.reason == "Timeout"));
+    assert!(plan.status.message.as_deref().unwrap().contains("did not complete within 180s"));
+}
+
+#[test]
+fn a_retry_after_a_timeout_gets_a_fresh_deadline() {
+    let mut asked = pod();
+    asked.hibernate_requested = true;
+    asked.hibernated_by = Some("hibernate-bot-1".into());
+    let mut c = Case::new(HibernationAction::Hibernate, Some(asked));
+    c.status.phase = Some(HibernationPhase::Failed);
+    c.status.message = Some("hibernate of pod sre-agent-xxx did not complete within 180s".into());
+    c.status.last_transition_time = Some(wire_time(at(0)));
+    c.status.observed_generation = Some(1);
+    c.now = 10;
+    assert_eq!(phase(&c.plan()), HibernationPhase::Failed, "rests before retrying");
+    c.now = 100;
+    let plan = c.plan();
+    assert_eq!(phase(&plan), HibernationPhase::Hibernating);
+    assert_eq!(plan.status.last_transition_time, Some(wire_time(at(100))));
+}
+
+#[test]
+fn of_two_hibernations_on_one_pod_the_oldest_wins() {
+    let mut c = Case::new(HibernationAction::Hibernate, Some(pod()));
+    c.competitors = vec![
+        Competitor { name: "hibernate-bot-1".into(), created: Some(at(0)) },
+        Competitor { name: "older".into(), created: Some(at(-10)) },
+    ];
+    let plan = c.plan();
+    assert_eq!(phase(&plan), HibernationPhase::Failed);
+    assert!(plan.status.message.as_deref().unwrap().contains("Hibernation older"));
+    assert!(plan.actions.is_empty(), "the loser never touches the pod");
+    c.competitors = vec![Competitor { name: "younger".into(), created: Some(at(10)) }];
+    assert_eq!(phase(&c.plan()), HibernationPhase::Hibernating);
+}
+
+#[test]
+fn deleting_removes_only_the_marker_then_releases() {
+    let mut h = hibernated(pod(), 10);
+    h.hibernated_by = Some("hibernate-bot-1".into());
+    let mut c = Case::new(HibernationAction::Hibernate, Some(h));
+    c.deleting = true;
+    let plan = c.plan();
+    let a = patch(&plan);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[contract::ANN_HIBERNATED_BY], None);
+    assert!(!plan.release);
+    let mut unmarked = hibernated(pod(), 10);
+    unmarked.hibernated_by = None;
+    c.pod = Some(unmarked);
+    assert!(c.plan().release);
+}
+
+#[test]
+fn an_already_hibernated_pod_is_adopted_without_a_round() {
+    let mut c = Case::new(HibernationAction::Hibernate, Some(hibernated(pod(), 10)));
+    c.snapshots = entry();
+    let plan = c.plan();
+    assert_eq!(phase(&plan), HibernationPhase::Hibernated);
+    assert_eq!(patch(&plan)[contract::ANN_HIBERNATED_BY].as_deref(), Some("hibernate-bot-1"));
+}
+
+#[test]
+fn waking_an_active_pod_is_immediately_active() {
+    let plan = Case::new(HibernationAction::Wake, Some(pod())).plan();
+    assert_eq!(phase(&plan), HibernationPhase::Active);
+    assert!(plan.actions.is_empty());
+}
+
+#[test]
+fn an_active_hibernation_does_not_fight_a_suspended_set() {
+    let mut c = Case::new(HibernationAction::Wake, Some(hibernated(pod(), 200)));
+    c.status.phase = Some(HibernationPhase::Active);
+    c.status.observed_generation = Some(1);
+    c.snapshots = entry();
+    c.now = 300;
+    assert!(c.plan().actions.is_empty());
+}
+
+#[test]
+fn unchanged_inputs_produce_an_identical_status() {
+    let c = Case::new(HibernationAction::Hibernate, Some(pod()));
+    let first = c.plan();
+    let mut again = Case::new(HibernationAction::Hibernate, Some(pod()))
+        .in_flight(HibernationPhase::Hibernating, HibernationAction::Hibernate, 100);
+    again.status = first.status.clone();
+    again.now = 150;
+    let mut asked = pod();
+    asked.hibernate_requested = true;
+    asked.hibernated_by = Some("hibernate-bot-1".into());
+    asked.deletion_cost = Some("1000".into());
+    asked.previous_deletion_cost = Some(String::new());
+    again.pod = Some(asked);
+    let second = again.plan();
+    assert_eq!(second.status, first.status);
+    assert!(second.actions.is_empty(), "the request is already on the pod");
+}

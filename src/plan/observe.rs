@@ -1,0 +1,175 @@
+//! What the planners need to know about a pod, extracted once from the API object.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::contract;
+
+/// Snapshot entries of one namespace (`cocoon-vm-snapshots` data): VM name → snapshot value.
+pub type Snapshots = BTreeMap<String, String>;
+
+/// Role of a pod in a CocoonSet, from its labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PodRole {
+    Main,
+    SubAgent,
+    Toolbox,
+}
+
+/// Coarse pod phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodPhase {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Unknown,
+}
+
+/// The facts about one pod that planning reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodView {
+    pub name: String,
+    /// UID of the controller owner, if any.
+    pub controller_uid: Option<String>,
+    pub role: Option<PodRole>,
+    pub slot: Option<u32>,
+    pub phase: PodPhase,
+    /// The pod's status reason (e.g. `ProviderFailed`).
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    /// Ready condition is True.
+    pub ready: bool,
+    /// When the Ready condition last changed.
+    pub ready_changed_at: Option<Timestamp>,
+    /// The `vm` container is waiting with reason `Hibernated`.
+    pub hibernated: bool,
+    /// Has a deletionTimestamp: gone for planning, but still holds its name.
+    pub terminating: bool,
+    /// `cocoon.cis/hibernate=true` is set.
+    pub hibernate_requested: bool,
+    pub hibernated_by: Option<String>,
+    pub vm_name: Option<String>,
+    pub vm_id: Option<String>,
+    pub ip: Option<String>,
+    pub fork_from: Option<String>,
+    pub mode: Option<String>,
+    pub vnc_port: Option<i32>,
+    pub deletion_cost: Option<String>,
+    pub previous_deletion_cost: Option<String>,
+}
+
+impl PodView {
+    /// Running, Ready and not hibernated: the VM serves.
+    pub fn is_serving(&self) -> bool {
+        self.phase == PodPhase::Running && self.ready && !self.hibernated && !self.terminating
+    }
+
+    /// Finished for good: vk-cocoon will not bring it back.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.phase, PodPhase::Succeeded | PodPhase::Failed)
+    }
+
+    /// Reports hibernated (§4 item 4): Running, not Ready, container waiting `Hibernated`.
+    pub fn reports_hibernated(&self) -> bool {
+        self.phase == PodPhase::Running && !self.ready && self.hibernated
+    }
+
+    pub fn is_static(&self) -> bool {
+        self.mode.as_deref() == Some(crate::api::ToolboxMode::Static.as_str())
+    }
+
+    /// A minimal view for tests and for pods the planner is about to create.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            controller_uid: None,
+            role: None,
+            slot: None,
+            phase: PodPhase::Pending,
+            reason: None,
+            message: None,
+            ready: false,
+            ready_changed_at: None,
+            hibernated: false,
+            terminating: false,
+            hibernate_requested: false,
+            hibernated_by: None,
+            vm_name: None,
+            vm_id: None,
+            ip: None,
+            fork_from: None,
+            mode: None,
+            vnc_port: None,
+            deletion_cost: None,
+            previous_deletion_cost: None,
+        }
+    }
+
+    /// Extracts the view from an API object.
+    pub fn from_pod(pod: &Pod) -> Self {
+        let meta = &pod.metadata;
+        let labels = meta.labels.as_ref();
+        let annotations = meta.annotations.as_ref();
+        let ann = |k: &str| annotations.and_then(|a| a.get(k)).filter(|v| !v.is_empty()).cloned();
+        let label = |k: &str| labels.and_then(|l| l.get(k)).cloned();
+        let status = pod.status.as_ref();
+        let phase = match status.and_then(|s| s.phase.as_deref()) {
+            Some("Running") => PodPhase::Running,
+            Some("Succeeded") => PodPhase::Succeeded,
+            Some("Failed") => PodPhase::Failed,
+            Some("Pending") | None => PodPhase::Pending,
+            Some(_) => PodPhase::Unknown,
+        };
+        let ready_condition = status
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
+        let hibernated = status
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.name == contract::VM_CONTAINER))
+            .and_then(|c| c.state.as_ref())
+            .and_then(|s| s.waiting.as_ref())
+            .is_some_and(|w| w.reason.as_deref() == Some(contract::REASON_HIBERNATED));
+        let role = match label(contract::LABEL_ROLE).as_deref() {
+            Some(contract::ROLE_MAIN) => Some(PodRole::Main),
+            Some(contract::ROLE_SUB_AGENT) => Some(PodRole::SubAgent),
+            Some(contract::ROLE_TOOLBOX) => Some(PodRole::Toolbox),
+            _ => None,
+        };
+        Self {
+            name: meta.name.clone().unwrap_or_default(),
+            controller_uid: meta
+                .owner_references
+                .as_ref()
+                .and_then(|o| o.iter().find(|o| o.controller == Some(true)))
+                .map(|o| o.uid.clone()),
+            role,
+            slot: label(contract::LABEL_SLOT).as_deref().and_then(contract::parse_slot),
+            phase,
+            reason: status.and_then(|s| s.reason.clone()),
+            message: status.and_then(|s| s.message.clone()),
+            ready: ready_condition.is_some_and(|c| c.status == "True"),
+            ready_changed_at: ready_condition
+                .and_then(|c| c.last_transition_time.as_ref())
+                .map(|t| t.0),
+            hibernated,
+            terminating: meta.deletion_timestamp.is_some(),
+            hibernate_requested: ann(contract::ANN_HIBERNATE).as_deref() == Some("true"),
+            hibernated_by: ann(contract::ANN_HIBERNATED_BY),
+            vm_name: ann(contract::ANN_VM_NAME),
+            vm_id: ann(contract::ANN_VM_ID),
+            ip: ann(contract::ANN_IP),
+            fork_from: ann(contract::ANN_FORK_FROM),
+            mode: ann(contract::ANN_MODE),
+            vnc_port: ann(contract::ANN_VNC_PORT).and_then(|v| v.parse().ok()),
+            deletion_cost: annotations
+                .and_then(|a| a.get(contract::ANN_POD_DELETION_COST))
+                .cloned(),
+            previous_deletion_cost: annotations
+                .and_then(|a| a.get(contract::ANN_PREVIOUS_DELETION_COST))
+                .cloned(),
+        }
+    }
+}

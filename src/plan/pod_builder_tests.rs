@@ -1,0 +1,103 @@
+//! The pods the operator creates carry everything SPEC §3.2 lists.
+
+use super::fixtures::{identity, spec, toolbox};
+use super::pods::{AgentKind, TERMINATION_GRACE_SECONDS, agent_pod, toolbox_pod};
+use crate::api::{EnvFromRef, NameRef, SnapshotPolicy, ToolboxMode, ToolboxOs, VmResources};
+use crate::contract;
+
+#[test]
+fn an_agent_pod_is_complete() {
+    let mut s = spec(1);
+    s.agent.resources = Some(VmResources { cpu: Some("2".into()), memory: Some("4Gi".into()) });
+    s.agent.storage = Some("100G".into());
+    s.agent.service_account_name = Some("agents".into());
+    s.agent.env_from = vec![
+        EnvFromRef { config_map_ref: Some(NameRef { name: "cfg".into() }), secret_ref: None },
+        EnvFromRef { config_map_ref: None, secret_ref: Some(NameRef { name: "sec".into() }) },
+    ];
+    s.snapshot_policy = SnapshotPolicy::MainOnly;
+    let pod = agent_pod(&identity(), &s, 1, &AgentKind::SubAgent { fork_from: "vk-prod-demo-0".into() });
+    let meta = &pod.metadata;
+    assert_eq!(meta.name.as_deref(), Some("demo-1"));
+    let labels = meta.labels.clone().unwrap();
+    assert_eq!(labels[contract::LABEL_COCOONSET], "demo");
+    assert_eq!(labels[contract::LABEL_ROLE], "sub-agent");
+    assert_eq!(labels[contract::LABEL_SLOT], "1");
+    assert_eq!(labels[contract::LABEL_APP], "demo");
+    let ann = meta.annotations.clone().unwrap();
+    assert_eq!(ann[contract::ANN_VM_NAME], "vk-prod-demo-1");
+    assert_eq!(ann[contract::ANN_MODE], "clone");
+    assert_eq!(ann[contract::ANN_IMAGE], "ubuntu-dev-base");
+    assert_eq!(ann[contract::ANN_MANAGED], "true");
+    assert_eq!(ann[contract::ANN_OS], "linux");
+    assert_eq!(ann[contract::ANN_SNAPSHOT_POLICY], "main-only");
+    assert_eq!(ann[contract::ANN_STORAGE], "100G");
+    assert_eq!(ann[contract::ANN_FORK_FROM], "vk-prod-demo-0");
+    let owner = &meta.owner_references.clone().unwrap()[0];
+    assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("CocoonSet", "uid-demo"));
+    assert_eq!((owner.controller, owner.block_owner_deletion), (Some(true), Some(true)));
+    let pod_spec = pod.spec.unwrap();
+    assert_eq!(pod_spec.node_name.as_deref(), Some("cocoon-pool"));
+    assert_eq!(pod_spec.service_account_name.as_deref(), Some("agents"));
+    assert!(pod_spec.termination_grace_period_seconds.unwrap() > 0, "grace 0 orphans VMs");
+    assert_eq!(pod_spec.termination_grace_period_seconds, Some(TERMINATION_GRACE_SECONDS));
+    let c = &pod_spec.containers[0];
+    assert_eq!(c.name, "vm");
+    assert_eq!(c.image.as_deref(), Some("ubuntu-dev-base"));
+    let limits = c.resources.clone().unwrap().limits.unwrap();
+    assert_eq!(limits["cpu"].0, "2");
+    assert_eq!(limits["memory"].0, "4Gi");
+    let env = c.env_from.clone().unwrap();
+    assert_eq!(env[0].config_map_ref.as_ref().unwrap().name, "cfg");
+    assert_eq!(env[1].secret_ref.as_ref().unwrap().name, "sec");
+}
+
+#[test]
+fn vm_pods_tolerate_node_flaps_forever() {
+    let pod = agent_pod(&identity(), &spec(0), 0, &AgentKind::Main);
+    let tolerations = pod.spec.unwrap().tolerations.unwrap();
+    let find = |key: &str| tolerations.iter().find(|t| t.key.as_deref() == Some(key)).cloned().unwrap();
+    let vk = find(contract::TAINT_VIRTUAL_KUBELET);
+    assert_eq!((vk.operator.as_deref(), vk.effect.as_deref()), (Some("Exists"), Some("NoSchedule")));
+    for key in [contract::TAINT_NOT_READY, contract::TAINT_UNREACHABLE] {
+        let t = find(key);
+        assert_eq!((t.operator.as_deref(), t.effect.as_deref()), (Some("Exists"), Some("NoExecute")));
+        assert_eq!(t.toleration_seconds, None, "{key} must never evict a VM");
+    }
+}
+
+#[test]
+fn the_main_has_no_fork_from() {
+    let pod = agent_pod(&identity(), &spec(0), 0, &AgentKind::Main);
+    let ann = pod.metadata.annotations.unwrap();
+    assert!(!ann.contains_key(contract::ANN_FORK_FROM));
+    assert_eq!(pod.metadata.labels.unwrap()[contract::LABEL_ROLE], "main");
+}
+
+#[test]
+fn a_toolbox_pod_is_scoped_to_its_set_and_carries_its_mode_and_os() {
+    let mut s = spec(0);
+    let tb = toolbox("droid", ToolboxOs::Android, ToolboxMode::Clone);
+    s.toolboxes = vec![tb.clone()];
+    let pod = toolbox_pod(&identity(), &s, &tb, None);
+    assert_eq!(pod.metadata.name.as_deref(), Some("demo-droid"));
+    let ann = pod.metadata.annotations.clone().unwrap();
+    assert_eq!(ann[contract::ANN_VM_NAME], "vk-prod-demo-droid");
+    assert_eq!(ann[contract::ANN_MODE], "clone");
+    assert_eq!(ann[contract::ANN_OS], "android");
+    assert_eq!(ann[contract::ANN_MANAGED], "true");
+    let labels = pod.metadata.labels.unwrap();
+    assert_eq!(labels[contract::LABEL_ROLE], "toolbox");
+    assert!(!labels.contains_key(contract::LABEL_SLOT));
+}
+
+#[test]
+fn a_static_toolbox_ignores_static_fields_unless_static() {
+    let mut tb = toolbox("box", ToolboxOs::Linux, ToolboxMode::Run);
+    tb.static_ip = Some("10.1.1.1".into());
+    tb.vnc_port = Some(5900);
+    let pod = toolbox_pod(&identity(), &spec(0), &tb, None);
+    let ann = pod.metadata.annotations.unwrap();
+    assert!(!ann.contains_key(contract::ANN_IP));
+    assert!(!ann.contains_key(contract::ANN_VNC_PORT));
+}

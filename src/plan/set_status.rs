@@ -1,0 +1,227 @@
+//! CocoonSet status: phase, counts, per-VM entries and conditions, computed from the view.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::jiff::Timestamp;
+
+use super::cocoon_set::PodAction;
+use super::expectations::Expectations;
+use super::observe::{PodPhase, PodRole, PodView, Snapshots};
+use super::pods::SetIdentity;
+use crate::api::conditions::{DesiredCondition, merge};
+use crate::api::{
+    AgentStatus, CocoonSetPhase, CocoonSetSpec, CocoonSetStatus, ConnType, ToolboxMode, ToolboxOs,
+    ToolboxSpec, ToolboxStatus,
+};
+use crate::contract;
+
+pub(crate) struct StatusInput<'a> {
+    pub set: &'a SetIdentity,
+    pub generation: Option<i64>,
+    pub spec: &'a CocoonSetSpec,
+    pub previous: &'a CocoonSetStatus,
+    pub pods: &'a BTreeMap<&'a str, &'a PodView>,
+    pub snapshots: &'a Snapshots,
+    pub expectations: &'a Expectations,
+    pub name_conflicts: &'a BTreeSet<String>,
+    pub pending_actions: &'a [PodAction],
+    pub deleting: bool,
+    pub failure: Option<&'a str>,
+    pub now: Timestamp,
+}
+
+/// Phase of one VM as shown in status.
+pub fn vm_phase(pod: Option<&PodView>, create_pending: bool) -> &'static str {
+    let Some(p) = pod else {
+        return if create_pending { "Creating" } else { "Missing" };
+    };
+    if p.terminating {
+        return "Terminating";
+    }
+    match p.phase {
+        PodPhase::Failed => "Failed",
+        PodPhase::Succeeded => "Succeeded",
+        PodPhase::Unknown => "Unknown",
+        PodPhase::Pending if p.reason.as_deref() == Some(contract::REASON_PROVIDER_FAILED) => {
+            "ProviderFailed"
+        }
+        PodPhase::Pending => "Pending",
+        PodPhase::Running if p.reports_hibernated() && p.hibernate_requested => "Hibernated",
+        PodPhase::Running if p.hibernate_requested => "Hibernating",
+        PodPhase::Running if p.hibernated => "Waking",
+        PodPhase::Running if p.ready => "Running",
+        PodPhase::Running => "Starting",
+    }
+}
+
+/// How a person connects to a toolbox: VNC when a port is known, else by guest OS.
+pub fn conn_type(os: ToolboxOs, vnc_port: Option<i32>) -> ConnType {
+    match (vnc_port, os) {
+        (Some(_), _) => ConnType::Vnc,
+        (None, ToolboxOs::Android) => ConnType::Adb,
+        (None, ToolboxOs::Windows) => ConnType::Rdp,
+        (None, ToolboxOs::Linux) => ConnType::Ssh,
+    }
+}
+
+/// A static toolbox without an address can never be adopted by vk-cocoon.
+pub fn unaddressed_static(toolbox: &ToolboxSpec, reported: Option<&ToolboxStatus>) -> bool {
+    toolbox.mode == ToolboxMode::Static
+        && toolbox.static_ip.as_deref().unwrap_or_default().is_empty()
+        && reported.and_then(|r| r.ip.as_deref()).unwrap_or_default().is_empty()
+}
+
+fn agent_entry(input: &StatusInput<'_>, slot: u32) -> AgentStatus {
+    let name = contract::agent_pod_name(&input.set.name, slot);
+    let pod = input.pods.get(name.as_str()).copied();
+    let vm_name = pod
+        .and_then(|p| p.vm_name.clone())
+        .unwrap_or_else(|| contract::agent_vm_name(&input.set.namespace, &input.set.name, slot));
+    AgentStatus {
+        slot: i32::try_from(slot).unwrap_or(i32::MAX),
+        role: if slot == 0 { contract::ROLE_MAIN } else { contract::ROLE_SUB_AGENT }.to_string(),
+        phase: vm_phase(pod, input.expectations.create_pending(&name)).to_string(),
+        vm_id: pod.and_then(|p| p.vm_id.clone()),
+        ip: pod.filter(|p| p.is_serving()).and_then(|p| p.ip.clone()),
+        forked_from: pod.and_then(|p| p.fork_from.clone()),
+        snapshot_ref: input.snapshots.get(&vm_name).cloned(),
+        vm_name: Some(vm_name),
+        pod_name: name,
+    }
+}
+
+fn toolbox_entry(input: &StatusInput<'_>, toolbox: &ToolboxSpec) -> ToolboxStatus {
+    let name = contract::toolbox_pod_name(&input.set.name, &toolbox.name);
+    let pod = input.pods.get(name.as_str()).copied();
+    let vnc_port = pod.and_then(|p| p.vnc_port).or(if toolbox.mode == ToolboxMode::Static {
+        toolbox.vnc_port
+    } else {
+        None
+    });
+    ToolboxStatus {
+        name: toolbox.name.clone(),
+        vm_name: Some(pod.and_then(|p| p.vm_name.clone()).unwrap_or_else(|| {
+            contract::toolbox_vm_name(&input.set.namespace, &input.set.name, &toolbox.name)
+        })),
+        vm_id: pod.and_then(|p| p.vm_id.clone()),
+        ip: pod.and_then(|p| p.ip.clone()),
+        phase: vm_phase(pod, input.expectations.create_pending(&name)).to_string(),
+        conn_type: conn_type(toolbox.os, vnc_port),
+        vnc_port,
+        pod_name: name,
+    }
+}
+
+/// Computes the whole status; the caller writes it only when it differs from the stored one.
+pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
+    let replicas = u32::try_from(input.spec.agent.replicas).unwrap_or(0);
+    let mut slots: BTreeSet<u32> = (0..=replicas).collect();
+    slots.extend(
+        input.pods.values().filter(|p| p.role != Some(PodRole::Toolbox)).filter_map(|p| p.slot),
+    );
+    let agents: Vec<AgentStatus> = slots.iter().map(|s| agent_entry(input, *s)).collect();
+    let toolboxes: Vec<ToolboxStatus> =
+        input.spec.toolboxes.iter().map(|t| toolbox_entry(input, t)).collect();
+
+    let desired_pod = |slot: u32| {
+        input.pods.get(contract::agent_pod_name(&input.set.name, slot).as_str()).copied()
+    };
+    // Held pods are hibernated on purpose by a Hibernation: they do not block `Running`.
+    let satisfied = |p: Option<&PodView>| {
+        p.is_some_and(|p| p.is_serving() || (p.hibernated_by.is_some() && !p.terminating))
+    };
+    let ready_agents =
+        (0..=replicas).filter(|s| desired_pod(*s).is_some_and(PodView::is_serving)).count();
+    let ready_toolboxes = toolboxes.iter().filter(|t| t.phase == "Running").count();
+
+    let mut problems = Vec::new();
+    if let Some(failure) = input.failure {
+        problems.push(failure.to_string());
+    }
+    for conflict in input.name_conflicts {
+        problems.push(format!(
+            "pod {conflict} exists but is not owned by this set; waiting for it to go"
+        ));
+    }
+    let mut toolboxes_ok = true;
+    for (spec, status) in input.spec.toolboxes.iter().zip(&toolboxes) {
+        let reported = input.previous.toolboxes.iter().find(|t| t.name == spec.name);
+        if unaddressed_static(spec, reported) {
+            problems.push(format!(
+                "toolbox {} is static but has no staticIP: vk-cocoon cannot adopt a VM without an address",
+                spec.name
+            ));
+        } else if !satisfied(input.pods.get(status.pod_name.as_str()).copied()) {
+            toolboxes_ok = false;
+        }
+    }
+
+    let relevant: Vec<&PodView> = input
+        .pods
+        .values()
+        .copied()
+        .filter(|p| !p.terminating && !p.is_terminal() && !p.is_static())
+        .collect();
+    let toggles_pending =
+        input.pending_actions.iter().any(|a| matches!(a, PodAction::SetHibernate { .. }));
+    let phase = if input.failure.is_some() {
+        CocoonSetPhase::Failed
+    } else if input.spec.suspend {
+        let all_hibernated =
+            relevant.iter().all(|p| p.hibernate_requested && p.reports_hibernated());
+        if all_hibernated && !toggles_pending {
+            CocoonSetPhase::Suspended
+        } else {
+            CocoonSetPhase::Suspending
+        }
+    } else if !satisfied(desired_pod(0)) {
+        CocoonSetPhase::Pending
+    } else {
+        let agents_ok = (1..=replicas).all(|s| satisfied(desired_pod(s)));
+        let extra = input.pods.values().any(|p| p.slot.is_some_and(|s| s > replicas));
+        if agents_ok && toolboxes_ok && !extra && input.pending_actions.is_empty() {
+            CocoonSetPhase::Running
+        } else {
+            CocoonSetPhase::Scaling
+        }
+    };
+    if input.deleting {
+        problems.push(format!("deleting: {} pod(s) left", input.pods.len()));
+    }
+    let message = (!problems.is_empty()).then(|| problems.join("; "));
+    let detail = message.clone().unwrap_or_default();
+    let desired = [
+        DesiredCondition {
+            type_: "Ready",
+            status: phase == CocoonSetPhase::Running,
+            reason: phase.as_str(),
+            message: format!("{ready_agents}/{} agents ready", 1 + replicas),
+        },
+        DesiredCondition {
+            type_: "Progressing",
+            status: matches!(
+                phase,
+                CocoonSetPhase::Pending | CocoonSetPhase::Scaling | CocoonSetPhase::Suspending
+            ),
+            reason: phase.as_str(),
+            message: detail,
+        },
+        DesiredCondition {
+            type_: "Suspended",
+            status: phase == CocoonSetPhase::Suspended,
+            reason: phase.as_str(),
+            message: String::new(),
+        },
+    ];
+    CocoonSetStatus {
+        phase: Some(phase),
+        ready_agents: i32::try_from(ready_agents).unwrap_or(i32::MAX),
+        desired_agents: input.spec.agent.replicas.max(0) + 1,
+        ready_toolboxes: i32::try_from(ready_toolboxes).unwrap_or(i32::MAX),
+        agents,
+        toolboxes,
+        message,
+        observed_generation: input.generation,
+        conditions: merge(&input.previous.conditions, &desired, input.generation, input.now),
+    }
+}

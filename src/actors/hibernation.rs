@@ -1,0 +1,239 @@
+//! The Hibernation actor: keeps the view of one Hibernation (the object, its target pod, the
+//! snapshot entries of its namespace, competing Hibernations), plans with `plan::hibernation`,
+//! persists the status before writing the request to the pod, and schedules its own timers.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::{Resource, ResourceExt};
+use ractor::concurrency::JoinHandle;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use super::inbox::Inbox;
+use super::stats::ActorStats;
+use super::{ActorKey, Context, ResourceMsg};
+use crate::api::{Hibernation, HibernationPhase, HibernationStatus};
+use crate::contract;
+use crate::k8s::ErrorCategory;
+use crate::metrics::{Kind, KindResult, Transition};
+use crate::plan::hibernation::Competitor;
+use crate::plan::{HibAction, HibInput, PodView, Snapshots, plan_hibernation};
+
+pub struct HibernationActor;
+
+pub struct Args {
+    pub key: ActorKey,
+    pub ctx: Arc<Context>,
+    pub inbox: Arc<Inbox>,
+    pub stats: Arc<Mutex<ActorStats>>,
+}
+
+pub struct State {
+    key: ActorKey,
+    ctx: Arc<Context>,
+    inbox: Arc<Inbox>,
+    stats: Arc<Mutex<ActorStats>>,
+    hibernation: Option<Arc<Hibernation>>,
+    pod: Option<Arc<Pod>>,
+    snapshots: Arc<Snapshots>,
+    competitors: Vec<Competitor>,
+    last_written: Option<HibernationStatus>,
+    attempts: u32,
+    retry: Option<JoinHandle<Result<(), ractor::MessagingErr<ResourceMsg>>>>,
+    resync: Option<JoinHandle<()>>,
+}
+
+fn lock(stats: &Mutex<ActorStats>) -> std::sync::MutexGuard<'_, ActorStats> {
+    stats.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Actor for HibernationActor {
+    type Msg = ResourceMsg;
+    type State = State;
+    type Arguments = Args;
+
+    async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: Args) -> Result<State, ActorProcessingErr> {
+        let resync = Some(myself.send_interval(args.ctx.resync, || ResourceMsg::Resync));
+        Ok(State {
+            key: args.key,
+            ctx: args.ctx,
+            inbox: args.inbox,
+            stats: args.stats,
+            hibernation: None,
+            pod: None,
+            snapshots: Arc::default(),
+            competitors: Vec::new(),
+            last_written: None,
+            attempts: 0,
+            retry: None,
+            resync,
+        })
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut State) -> Result<(), ActorProcessingErr> {
+        if let Some(t) = state.retry.take() {
+            t.abort();
+        }
+        if let Some(t) = state.resync.take() {
+            t.abort();
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let ResourceMsg::Panic = message {
+            panic!("fault injected into actor {}", state.key);
+        }
+        if state.absorb() {
+            lock(&state.stats).status = "stopping".into();
+            myself.stop(Some("object deleted".into()));
+            return Ok(());
+        }
+        if !state.ctx.is_synced() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let result = state.reconcile().await;
+        let kind = Kind { kind: "Hibernation" };
+        state.ctx.metrics.reconcile_duration.get_or_create(&kind).observe(started.elapsed().as_secs_f64());
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        state.ctx.metrics.reconciles.get_or_create(&KindResult { kind: "Hibernation", result: outcome }).inc();
+        let delay = match result {
+            Ok(requeue) => {
+                state.attempts = 0;
+                lock(&state.stats).last_error = None;
+                requeue
+            }
+            Err(error) => {
+                tracing::warn!(actor = %state.key, %error, "reconcile failed; backing off");
+                let delay = state.ctx.backoff(state.attempts);
+                state.attempts += 1;
+                let mut stats = lock(&state.stats);
+                stats.last_error = Some(error);
+                stats.status = "backoff".into();
+                Some(delay)
+            }
+        };
+        if let Some(t) = state.retry.take() {
+            t.abort();
+        }
+        if let Some(delay) = delay {
+            state.retry = Some(myself.send_after(delay, || ResourceMsg::Retry));
+        }
+        Ok(())
+    }
+}
+
+impl State {
+    /// Applies the inbox to the view; true when the Hibernation itself is gone.
+    fn absorb(&mut self) -> bool {
+        let pending = self.inbox.drain();
+        if let Some((_, pod)) = pending.pods.into_iter().last() {
+            self.pod = pod;
+        }
+        if let Some(s) = pending.snapshots {
+            self.snapshots = s;
+        }
+        if let Some(c) = pending.competitors {
+            self.competitors = c;
+        }
+        match pending.hibernation {
+            Some(Some(h)) => {
+                self.hibernation = Some(h);
+                false
+            }
+            Some(None) => true,
+            None => self.hibernation.is_none(),
+        }
+    }
+
+    async fn reconcile(&mut self) -> Result<Option<std::time::Duration>, String> {
+        let Some(hib) = self.hibernation.clone() else { return Ok(None) };
+        let now = Timestamp::now();
+        let deleting = hib.metadata.deletion_timestamp.is_some();
+        let has_finalizer = hib.finalizers().iter().any(|f| f == contract::FINALIZER_HIBERNATION);
+        if deleting && !has_finalizer {
+            return Ok(None);
+        }
+        if !deleting && !has_finalizer {
+            let mut finalizers = hib.finalizers().to_vec();
+            finalizers.push(contract::FINALIZER_HIBERNATION.to_string());
+            self.ctx.writer.set_finalizers(hib.as_ref(), finalizers).await.map_err(|e| e.to_string())?;
+        }
+        // The pod view is only trusted when it is the pod the spec names now.
+        let pod_view = self
+            .pod
+            .as_ref()
+            .filter(|p| p.name_any() == hib.spec.pod_name)
+            .map(|p| PodView::from_pod(p));
+        let stored = hib.status.clone().unwrap_or_default();
+        let previous = self.last_written.clone().unwrap_or_else(|| stored.clone());
+        let name = hib.name_any();
+        let input = HibInput {
+            name: &name,
+            generation: hib.metadata.generation,
+            created: hib.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            spec: &hib.spec,
+            status: &previous,
+            pod: pod_view.as_ref(),
+            snapshots: &self.snapshots,
+            competitors: &self.competitors,
+            deleting,
+            settings: &self.ctx.hibernation,
+            now,
+        };
+        let plan = plan_hibernation(&input);
+        // Status first: the round's start time must be on record before the request is.
+        if plan.status != stored && Some(&plan.status) != self.last_written.as_ref() {
+            self.ctx.writer.apply_status(hib.as_ref(), &plan.status).await.map_err(|e| e.to_string())?;
+            self.observe_transition(&previous, &plan.status, now);
+            self.last_written = Some(plan.status.clone());
+        }
+        let reference = hib.object_ref(&());
+        for event in &plan.events {
+            self.ctx.writer.event(&reference, event, "Reconcile").await;
+        }
+        for action in &plan.actions {
+            let HibAction::PatchPod { pod_name, annotations } = action;
+            match self.ctx.writer.patch_pod_annotations(&self.key.namespace, pod_name, annotations).await {
+                Ok(()) => {}
+                Err(e) if e.category() == ErrorCategory::NotFound => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        {
+            let mut stats = lock(&self.stats);
+            stats.status = "running".into();
+            stats.phase = plan.status.phase.map(|p| p.as_str().to_string());
+            stats.observed_generation = hib.metadata.generation;
+            stats.pod_count = usize::from(pod_view.is_some());
+            stats.reconciles += 1;
+            stats.last_reconcile = Some(now.to_string());
+        }
+        if plan.release {
+            let finalizers: Vec<String> =
+                hib.finalizers().iter().filter(|f| *f != contract::FINALIZER_HIBERNATION).cloned().collect();
+            self.ctx.writer.set_finalizers(hib.as_ref(), finalizers).await.map_err(|e| e.to_string())?;
+        }
+        Ok(plan.requeue_after)
+    }
+
+    fn observe_transition(&self, previous: &HibernationStatus, next: &HibernationStatus, now: Timestamp) {
+        let transition = match (previous.phase, next.phase) {
+            (Some(HibernationPhase::Hibernating), Some(HibernationPhase::Hibernated)) => "hibernate",
+            (Some(HibernationPhase::Waking), Some(HibernationPhase::Active)) => "wake",
+            _ => return,
+        };
+        if let Some(started) = previous.last_transition_time.as_ref() {
+            let seconds = started.0.duration_until(now).as_secs_f64().max(0.0);
+            self.ctx.metrics.transition_duration.get_or_create(&Transition { transition }).observe(seconds);
+        }
+    }
+}

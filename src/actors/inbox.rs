@@ -1,0 +1,105 @@
+//! Coalescing inboxes: the router stores the latest state of each object for an actor and sends
+//! one wake-up message; the actor drains everything at once. A burst of pod updates therefore
+//! never grows a mailbox: latest state wins.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::api::{CocoonSet, Hibernation};
+use crate::plan::Snapshots;
+use crate::plan::hibernation::Competitor;
+
+/// Changes waiting for an actor. `Some(None)` means "deleted".
+#[derive(Default, Debug)]
+pub struct Pending {
+    pub cocoon_set: Option<Option<Arc<CocoonSet>>>,
+    pub hibernation: Option<Option<Arc<Hibernation>>>,
+    pub pods: BTreeMap<String, Option<Arc<Pod>>>,
+    pub snapshots: Option<Arc<Snapshots>>,
+    pub competitors: Option<Vec<Competitor>>,
+}
+
+impl Pending {
+    pub fn len(&self) -> usize {
+        usize::from(self.cocoon_set.is_some())
+            + usize::from(self.hibernation.is_some())
+            + self.pods.len()
+            + usize::from(self.snapshots.is_some())
+            + usize::from(self.competitors.is_some())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One update for an actor.
+#[derive(Debug, Clone)]
+pub enum Update {
+    CocoonSet(Option<Arc<CocoonSet>>),
+    Hibernation(Option<Arc<Hibernation>>),
+    Pod { name: String, pod: Option<Arc<Pod>> },
+    Snapshots(Arc<Snapshots>),
+    Competitors(Vec<Competitor>),
+}
+
+/// The shared half of an actor's mailbox.
+#[derive(Default, Debug)]
+pub struct Inbox {
+    pending: Mutex<Pending>,
+    notified: AtomicBool,
+}
+
+impl Inbox {
+    /// Stores an update; returns true when the actor must be woken (it was not already).
+    pub fn push(&self, update: Update) -> bool {
+        {
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            match update {
+                Update::CocoonSet(s) => p.cocoon_set = Some(s),
+                Update::Hibernation(h) => p.hibernation = Some(h),
+                Update::Pod { name, pod } => {
+                    p.pods.insert(name, pod);
+                }
+                Update::Snapshots(s) => p.snapshots = Some(s),
+                Update::Competitors(c) => p.competitors = Some(c),
+            }
+        }
+        !self.notified.swap(true, Ordering::AcqRel)
+    }
+
+    /// Takes everything pending; later pushes wake the actor again.
+    pub fn drain(&self) -> Pending {
+        self.notified.store(false, Ordering::Release);
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Number of coalesced updates not yet taken.
+    pub fn depth(&self) -> usize {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_of_updates_to_one_pod_coalesces_into_one_wake_up_and_one_entry() {
+        let inbox = Inbox::default();
+        let mut wakeups = 0;
+        for _ in 0..1000 {
+            if inbox.push(Update::Pod { name: "demo-0".into(), pod: None }) {
+                wakeups += 1;
+            }
+        }
+        assert_eq!(wakeups, 1);
+        assert_eq!(inbox.depth(), 1);
+        let pending = inbox.drain();
+        assert_eq!(pending.pods.len(), 1);
+        assert!(inbox.push(Update::Snapshots(Arc::default())), "after a drain the next push wakes");
+    }
+}

@@ -1,0 +1,45 @@
+//! The actor runtime: a supervisor, one ractor actor per CocoonSet and per Hibernation, the
+//! router that delivers watch events to them, and the actor-tree snapshot.
+
+pub mod cocoon_set;
+pub mod context;
+pub mod hibernation;
+pub mod inbox;
+pub mod key;
+pub mod relist;
+pub mod router;
+pub mod stats;
+pub mod supervisor;
+pub mod tree;
+
+use std::sync::{Arc, Mutex};
+
+use ractor::ActorRef;
+
+pub use context::Context;
+pub use key::{ActorKey, ActorKind};
+pub use router::Router;
+pub use supervisor::{Supervisor, SupervisorMsg};
+
+/// Messages of a per-resource actor. Object changes do not travel in messages: they wait in the
+/// actor's [`inbox::Inbox`], and `Wake` says "drain it".
+#[derive(Debug)]
+pub enum ResourceMsg {
+    /// New updates wait in the inbox (or the watches just synced): re-plan.
+    Wake,
+    /// Periodic re-evaluation from the in-memory view (no API request unless something differs).
+    Resync,
+    /// A backoff or requeue timer fired.
+    Retry,
+    /// Fault injection for tests and drills: the actor panics while handling this message.
+    Panic,
+}
+
+/// What the routing table holds for a live actor. Only the supervisor writes the table.
+#[derive(Clone, Debug)]
+pub struct ActorHandle {
+    pub actor: ActorRef<ResourceMsg>,
+    pub inbox: Arc<inbox::Inbox>,
+    pub stats: Arc<Mutex<stats::ActorStats>>,
+    pub restarts: u32,
+}

@@ -1,0 +1,176 @@
+//! The supervisor: spawns one actor per CocoonSet and per Hibernation on first sight, owns the
+//! routing table, and restarts a failed actor with capped backoff (other actors are unaffected).
+//! ractor's default would stop the supervisor when a child dies; we override that here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+
+use super::inbox::Inbox;
+use super::stats::ActorStats;
+use super::{ActorHandle, ActorKey, ActorKind, Context, ResourceMsg, Router};
+use crate::metrics::Kind;
+
+/// Messages of the supervisor.
+#[derive(Debug)]
+pub enum SupervisorMsg {
+    /// Make sure an actor runs for this key (no-op when one does).
+    Ensure(ActorKey),
+    /// A restart backoff ended.
+    Restart(ActorKey),
+}
+
+pub struct Supervisor;
+
+pub struct SupervisorArgs {
+    pub ctx: Arc<Context>,
+    pub router: Arc<Router>,
+}
+
+pub struct SupervisorState {
+    ctx: Arc<Context>,
+    router: Arc<Router>,
+    by_id: HashMap<ActorId, ActorKey>,
+    /// Failures per key, for the restart backoff and the tree's restart count.
+    failures: HashMap<ActorKey, u32>,
+    /// Keys waiting out a restart backoff: not respawned early by a new event.
+    backing_off: HashMap<ActorKey, ()>,
+}
+
+impl Actor for Supervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = SupervisorArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(SupervisorState {
+            ctx: args.ctx,
+            router: args.router,
+            by_id: HashMap::new(),
+            failures: HashMap::new(),
+            backing_off: HashMap::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SupervisorMsg::Ensure(key) => {
+                if !state.backing_off.contains_key(&key) {
+                    ensure(&myself, state, key).await;
+                }
+            }
+            SupervisorMsg::Restart(key) => {
+                state.backing_off.remove(&key);
+                ensure(&myself, state, key).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                if let Some(key) = state.by_id.remove(&cell.get_id()) {
+                    remove(state, &key, cell.get_id());
+                    // An update may have raced with the stop: if the object still exists,
+                    // the actor comes back.
+                    if state.router.initial_updates(&key).is_some() {
+                        ensure(&myself, state, key).await;
+                    }
+                }
+            }
+            SupervisionEvent::ActorFailed(cell, error) => {
+                if let Some(key) = state.by_id.remove(&cell.get_id()) {
+                    remove(state, &key, cell.get_id());
+                    let failures = state.failures.entry(key.clone()).or_insert(0);
+                    *failures += 1;
+                    let delay = restart_delay(*failures, state.ctx.max_backoff);
+                    tracing::error!(actor = %key, %error, restart_in = ?delay, "actor failed; restarting");
+                    state.ctx.metrics.actor_restarts.get_or_create(&Kind { kind: key.kind.as_str() }).inc();
+                    state.backing_off.insert(key.clone(), ());
+                    myself.send_after(delay, move || SupervisorMsg::Restart(key));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Restart backoff: 100 ms doubling, capped.
+fn restart_delay(failures: u32, cap: Duration) -> Duration {
+    let ms = 100u64.saturating_mul(1u64 << failures.saturating_sub(1).min(16));
+    Duration::from_millis(ms).min(cap)
+}
+
+fn remove(state: &mut SupervisorState, key: &ActorKey, id: ActorId) {
+    // Only remove the entry if it is still this actor's (a replacement may already be in).
+    let stale = state.ctx.table.get(key).is_some_and(|h| h.actor.get_id() == id);
+    if stale {
+        state.ctx.table.remove(key);
+        state.ctx.metrics.actors.get_or_create(&Kind { kind: key.kind.as_str() }).dec();
+    }
+}
+
+async fn ensure(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, key: ActorKey) {
+    if let Some(handle) = state.ctx.table.get(&key)
+        && handle.actor.get_status() != ractor::ActorStatus::Stopped
+    {
+        let _ = handle.actor.cast(ResourceMsg::Wake);
+        return;
+    }
+    let Some(initial) = state.router.initial_updates(&key) else { return };
+    let inbox = Arc::new(Inbox::default());
+    for update in initial {
+        inbox.push(update);
+    }
+    let stats = Arc::new(Mutex::new(ActorStats { status: "starting".into(), ..Default::default() }));
+    let restarts = state.failures.get(&key).copied().unwrap_or(0);
+    let spawned = match key.kind {
+        ActorKind::CocoonSet => {
+            let args = super::cocoon_set::Args {
+                key: key.clone(),
+                ctx: state.ctx.clone(),
+                inbox: inbox.clone(),
+                stats: stats.clone(),
+            };
+            Actor::spawn_linked(None, super::cocoon_set::CocoonSetActor, args, myself.get_cell()).await
+        }
+        ActorKind::Hibernation => {
+            let args = super::hibernation::Args {
+                key: key.clone(),
+                ctx: state.ctx.clone(),
+                inbox: inbox.clone(),
+                stats: stats.clone(),
+            };
+            Actor::spawn_linked(None, super::hibernation::HibernationActor, args, myself.get_cell()).await
+        }
+    };
+    match spawned {
+        Ok((actor, _)) => {
+            state.by_id.insert(actor.get_id(), key.clone());
+            let _ = actor.cast(ResourceMsg::Wake);
+            state.ctx.table.insert(key.clone(), ActorHandle { actor, inbox, stats, restarts });
+            state.ctx.metrics.actors.get_or_create(&Kind { kind: key.kind.as_str() }).inc();
+        }
+        Err(error) => {
+            tracing::error!(actor = %key, %error, "could not spawn actor");
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! The live actor tree for `/debug/actors`: supervisor → CocoonSet and Hibernation actors, as
+//! JSON or as an indented text tree a person reads in a terminal.
+
+use std::fmt::Write;
+
+use dashmap::DashMap;
+use serde::Serialize;
+
+use super::stats::ActorStats;
+use super::{ActorHandle, ActorKey, ActorKind};
+
+/// One actor in the tree.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActorNode {
+    pub key: String,
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+    /// ractor's view of the actor (Running, Stopping, ...).
+    pub actor_status: String,
+    pub mailbox_depth: usize,
+    pub restarts: u32,
+    #[serde(flatten)]
+    pub stats: ActorStats,
+}
+
+/// The whole tree.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActorTree {
+    pub supervisor: &'static str,
+    pub synced: bool,
+    pub cocoon_sets: Vec<ActorNode>,
+    pub hibernations: Vec<ActorNode>,
+}
+
+/// Takes a consistent-enough snapshot of the routing table.
+pub fn snapshot(table: &DashMap<ActorKey, ActorHandle>, synced: bool) -> ActorTree {
+    let mut nodes: Vec<(ActorKey, ActorNode)> = table
+        .iter()
+        .map(|e| {
+            let key = e.key().clone();
+            let h = e.value();
+            let stats = h.stats.lock().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone());
+            let node = ActorNode {
+                key: key.to_string(),
+                kind: key.kind.as_str(),
+                namespace: key.namespace.clone(),
+                name: key.name.clone(),
+                actor_status: format!("{:?}", h.actor.get_status()),
+                mailbox_depth: h.inbox.depth(),
+                restarts: h.restarts,
+                stats,
+            };
+            (key, node)
+        })
+        .collect();
+    nodes.sort_by(|a, b| a.0.cmp(&b.0));
+    let (sets, hibs): (Vec<_>, Vec<_>) = nodes.into_iter().partition(|(k, _)| k.kind == ActorKind::CocoonSet);
+    ActorTree {
+        supervisor: "running",
+        synced,
+        cocoon_sets: sets.into_iter().map(|(_, n)| n).collect(),
+        hibernations: hibs.into_iter().map(|(_, n)| n).collect(),
+    }
+}
+
+fn line(out: &mut String, branch: &str, node: &ActorNode) {
+    let s = &node.stats;
+    let _ = writeln!(
+        out,
+        "{branch}{} [{}] phase={} gen={} pods={} mailbox={} restarts={} reconciles={} last={}{}",
+        node.key,
+        s.status,
+        s.phase.as_deref().unwrap_or("-"),
+        s.observed_generation.map(|g| g.to_string()).unwrap_or_else(|| "-".into()),
+        s.pod_count,
+        node.mailbox_depth,
+        node.restarts,
+        s.reconciles,
+        s.last_reconcile.as_deref().unwrap_or("-"),
+        s.last_error.as_ref().map(|e| format!(" error={e}")).unwrap_or_default(),
+    );
+}
+
+/// Renders the tree as indented text.
+pub fn render_text(tree: &ActorTree) -> String {
+    let mut out = format!("supervisor [{}] synced={}\n", tree.supervisor, tree.synced);
+    let groups = [("CocoonSets", &tree.cocoon_sets), ("Hibernations", &tree.hibernations)];
+    for (gi, (title, nodes)) in groups.iter().enumerate() {
+        let last_group = gi == groups.len() - 1;
+        let _ = writeln!(out, "{}{title} ({})", if last_group { "└── " } else { "├── " }, nodes.len());
+        let indent = if last_group { "    " } else { "│   " };
+        for (i, node) in nodes.iter().enumerate() {
+            let branch = if i == nodes.len() - 1 { "└── " } else { "├── " };
+            line(&mut out, &format!("{indent}{branch}"), node);
+        }
+    }
+    out
+}

@@ -1,0 +1,11 @@
+//! The only module that talks to the API server: the counted client, writes, events, watches
+//! and the leader Lease.
+
+pub mod client;
+pub mod error;
+pub mod leader;
+pub mod watch;
+pub mod writer;
+
+pub use error::{Error, ErrorCategory};
+pub use writer::{CreateOutcome, Writer};

@@ -1,0 +1,144 @@
+//! Watches feeding the router: CocoonSets, Hibernations, pods labelled `cocoon.cis/cocoonset`,
+//! `cocoon-vm-snapshots` ConfigMaps (field selector), and one narrow watch per pod a Hibernation
+//! names. Watches only: no periodic LIST or GET. RBAC: list/watch on each of these.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::task::JoinHandle;
+
+use crate::actors::Router;
+use crate::actors::router::TargetCommand;
+use crate::api::{CocoonSet, Hibernation};
+use crate::contract;
+
+
+/// Counts the main watches that completed their first list.
+pub struct SyncTracker {
+    remaining: AtomicUsize,
+    done: tokio::sync::watch::Sender<bool>,
+}
+
+impl SyncTracker {
+    fn new(watches: usize) -> Arc<Self> {
+        Arc::new(Self { remaining: AtomicUsize::new(watches), done: tokio::sync::watch::Sender::new(false) })
+    }
+
+    fn one_synced(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.done.send_replace(true);
+        }
+    }
+
+    /// Resolves once every main watch has delivered its first complete list.
+    pub async fn wait(&self) {
+        let mut rx = self.done.subscribe();
+        let _ = rx.wait_for(|synced| *synced).await;
+    }
+
+    pub fn is_synced(&self) -> bool {
+        self.remaining.load(Ordering::Acquire) == 0
+    }
+}
+
+fn spawn_watch<K, F>(api: Api<K>, config: watcher::Config, sync: Option<Arc<SyncTracker>>, route: F) -> JoinHandle<()>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    F: Fn(Event<K>) + Send + 'static,
+{
+    tokio::spawn(async move {
+        let stream = watcher::watcher(api, config).default_backoff();
+        drive(stream, sync, route).await;
+    })
+}
+
+async fn drive<K, F>(
+    stream: impl Stream<Item = Result<Event<K>, watcher::Error>>,
+    sync: Option<Arc<SyncTracker>>,
+    route: F,
+) where
+    F: Fn(Event<K>),
+{
+    let mut stream = std::pin::pin!(stream);
+    let mut first_sync = sync;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(event) => {
+                let init_done = matches!(event, Event::InitDone);
+                route(event);
+                if init_done && let Some(s) = first_sync.take() {
+                    s.one_synced();
+                }
+            }
+            Err(error) => tracing::warn!(%error, "watch error; the watcher retries with backoff"),
+        }
+    }
+}
+
+/// The running watches; dropping it stops them.
+pub struct Watches {
+    tasks: Vec<JoinHandle<()>>,
+    pub sync: Arc<SyncTracker>,
+}
+
+impl Drop for Watches {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Starts every watch; `targets` receives the router's requests for per-pod watches.
+pub fn start(client: Client, router: Arc<Router>, targets: UnboundedReceiver<TargetCommand>) -> Watches {
+    let sync = SyncTracker::new(4);
+    let mut tasks = Vec::new();
+    let r = router.clone();
+    tasks.push(spawn_watch(Api::<CocoonSet>::all(client.clone()), watcher::Config::default(), Some(sync.clone()), move |e| r.cocoon_set_event(e)));
+    let r = router.clone();
+    tasks.push(spawn_watch(Api::<Hibernation>::all(client.clone()), watcher::Config::default(), Some(sync.clone()), move |e| r.hibernation_event(e)));
+    let r = router.clone();
+    let owned = watcher::Config::default().labels(contract::LABEL_COCOONSET);
+    tasks.push(spawn_watch(Api::<Pod>::all(client.clone()), owned, Some(sync.clone()), move |e| r.owned_pod_event(e)));
+    let r = router.clone();
+    let snapshots = watcher::Config::default().fields(&format!("metadata.name={}", contract::SNAPSHOT_CONFIGMAP));
+    tasks.push(spawn_watch(Api::<ConfigMap>::all(client.clone()), snapshots, Some(sync.clone()), move |e| r.snapshots_event(e)));
+    tasks.push(tokio::spawn(target_watches(client, router, targets)));
+    Watches { tasks, sync }
+}
+
+/// One narrow watch (field selector on the name) per pod that Hibernations name.
+async fn target_watches(client: Client, router: Arc<Router>, mut commands: UnboundedReceiver<TargetCommand>) {
+    let mut running: HashMap<(String, String), JoinHandle<()>> = HashMap::new();
+    while let Some(command) = commands.recv().await {
+        match command {
+            TargetCommand::Watch { namespace, pod } => {
+                let key = (namespace.clone(), pod.clone());
+                if running.contains_key(&key) {
+                    continue;
+                }
+                let api = Api::<Pod>::namespaced(client.clone(), &namespace);
+                let config = watcher::Config::default().fields(&format!("metadata.name={pod}"));
+                let r = router.clone();
+                let task = spawn_watch(api, config, None, move |e| r.target_pod_event(&namespace, &pod, e));
+                running.insert(key, task);
+            }
+            TargetCommand::Unwatch { namespace, pod } => {
+                if let Some(task) = running.remove(&(namespace, pod)) {
+                    task.abort();
+                }
+            }
+        }
+    }
+    for (_, task) in running {
+        task.abort();
+    }
+}

@@ -1,0 +1,158 @@
+//! Every write the operator makes, with one field manager, each idempotent: pod creates and
+//! deletes, annotation patches, status applies, finalizers and Events.
+//!
+//! RBAC this needs: pods create/delete/patch; cocoonsets and hibernations patch (finalizers),
+//! their `/status` patch; events.k8s.io events create/patch.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde_json::json;
+
+use super::error::{Error, Result};
+use crate::contract::FIELD_MANAGER;
+use crate::plan::PlanEvent;
+
+/// What a create found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created,
+    /// A pod of that name exists: "wait and look", never "done".
+    AlreadyExists,
+}
+
+/// Writes to the API server on behalf of the actors.
+#[derive(Clone)]
+pub struct Writer {
+    client: Client,
+    recorder: Recorder,
+}
+
+impl Writer {
+    pub fn new(client: Client, instance: Option<String>) -> Self {
+        let reporter = Reporter { controller: FIELD_MANAGER.into(), instance };
+        Self { recorder: Recorder::new(client.clone(), reporter), client }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub async fn create_pod(&self, namespace: &str, pod: &Pod) -> Result<CreateOutcome> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+        match api.create(&params, pod).await {
+            Ok(_) => Ok(CreateOutcome::Created),
+            Err(e) => {
+                let e = Error::api("create", format!("pod {namespace}/{}", pod.name_any()), e);
+                if e.is_already_exists() { Ok(CreateOutcome::AlreadyExists) } else { Err(e) }
+            }
+        }
+    }
+
+    /// Deletes a pod with its own grace period; `uid` guards against deleting a replacement of
+    /// the same name. A pod already gone is success.
+    pub async fn delete_pod(&self, namespace: &str, name: &str, uid: Option<String>) -> Result<()> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let params = DeleteParams {
+            preconditions: uid.map(|uid| Preconditions { uid: Some(uid), resource_version: None }),
+            ..Default::default()
+        };
+        match api.delete(name, &params).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = Error::api("delete", format!("pod {namespace}/{name}"), e);
+                // Gone, or the name now belongs to a replacement: either way our pod is gone.
+                if matches!(e.code(), Some(404 | 409)) { Ok(()) } else { Err(e) }
+            }
+        }
+    }
+
+    /// Merge-patches annotations on a pod (`None` removes a key).
+    pub async fn patch_pod_annotations(
+        &self,
+        namespace: &str,
+        name: &str,
+        annotations: &BTreeMap<String, Option<String>>,
+    ) -> Result<()> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let body = json!({ "metadata": { "annotations": annotations } });
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&body))
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::api("patch", format!("pod {namespace}/{name}"), e))
+    }
+
+    /// Server-side applies the whole status of a custom resource (fields we no longer set are
+    /// removed because this manager owned them).
+    pub async fn apply_status<K, S>(&self, obj: &K, status: &S) -> Result<()>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+        S: Serialize,
+    {
+        let namespace = obj.namespace().unwrap_or_default();
+        let name = obj.name_any();
+        let api: Api<K> = Api::namespaced(self.client.clone(), &namespace);
+        let body = json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "status": status,
+        });
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        api.patch_status(&name, &params, &Patch::Apply(&body))
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::api("patch", format!("{} {namespace}/{name} status", K::kind(&())), e))
+    }
+
+    /// Replaces the finalizer list, guarded by the resourceVersion the decision was made on
+    /// (a concurrent change answers 409 and the actor retries from a fresh view).
+    pub async fn set_finalizers<K>(&self, obj: &K, finalizers: Vec<String>) -> Result<()>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let namespace = obj.namespace().unwrap_or_default();
+        let name = obj.name_any();
+        let api: Api<K> = Api::namespaced(self.client.clone(), &namespace);
+        let body = json!({
+            "metadata": { "resourceVersion": obj.resource_version(), "finalizers": finalizers }
+        });
+        match api.patch(&name, &PatchParams::default(), &Patch::Merge(&body)).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = Error::api("patch", format!("{} {namespace}/{name} finalizers", K::kind(&())), e);
+                // The object is gone: nothing left to hold or release.
+                if e.code() == Some(404) { Ok(()) } else { Err(e) }
+            }
+        }
+    }
+
+    /// Records an Event on an object. Failures are logged, never fatal: an Event is a courtesy.
+    pub async fn event(&self, reference: &ObjectReference, event: &PlanEvent, action: &str) {
+        let ev = Event {
+            type_: if event.warning { EventType::Warning } else { EventType::Normal },
+            reason: event.reason.to_string(),
+            note: Some(truncate(&event.message, 1000)),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, reference).await {
+            tracing::warn!(error = %e, reason = event.reason, "failed to record event");
+        }
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}

@@ -1,0 +1,260 @@
+//! Assembles the runtime: counted client, HTTP endpoints, optional leader election, supervisor,
+//! router and watches; and shuts it down gracefully (stop watches, let actors finish the message
+//! in hand, release the Lease).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use ractor::{Actor, ActorRef};
+use tokio::task::JoinHandle;
+
+use crate::actors::supervisor::SupervisorArgs;
+use crate::actors::tree::{self, ActorTree};
+use crate::actors::{ActorKey, Context, ResourceMsg, Router, Supervisor, SupervisorMsg};
+use crate::config::OperatorConfig;
+use crate::http::{HttpState, serve};
+use crate::k8s::leader::{LeaderElector, RENEW_INTERVAL};
+use crate::k8s::{Writer, client::counted_client, watch};
+use crate::metrics::Metrics;
+
+/// Why the operator could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("build client: {0}")]
+    Client(#[source] kube::Error),
+    #[error("bind HTTP endpoints: {0}")]
+    Bind(#[source] std::io::Error),
+    #[error("start supervisor: {0}")]
+    Spawn(String),
+    #[error("leader election: {0}")]
+    Leader(#[source] crate::k8s::Error),
+    #[error("lost the leader Lease")]
+    LostLease,
+}
+
+/// A running operator (leading, or alone without leader election).
+pub struct Operator {
+    ctx: Arc<Context>,
+    supervisor: ActorRef<SupervisorMsg>,
+    supervisor_task: JoinHandle<()>,
+    watches: watch::Watches,
+    http: Vec<JoinHandle<()>>,
+    sync_task: JoinHandle<()>,
+    metrics_addr: SocketAddr,
+    probe_addr: SocketAddr,
+    metrics: Arc<Metrics>,
+}
+
+impl Operator {
+    /// Starts everything; the actors begin writing once every watch has synced.
+    pub async fn start(kube_config: kube::Config, config: &OperatorConfig) -> Result<Self, Error> {
+        Self::start_with(kube_config, config, Arc::new(AtomicBool::new(false)), true).await
+    }
+
+    async fn start_with(
+        kube_config: kube::Config,
+        config: &OperatorConfig,
+        ready: Arc<AtomicBool>,
+        serve_http: bool,
+    ) -> Result<Self, Error> {
+        let metrics = Metrics::new();
+        let client = counted_client(kube_config, metrics.clone()).map_err(Error::Client)?;
+        let table = Arc::new(DashMap::new());
+        let synced = Arc::new(AtomicBool::new(false));
+        let ctx = Arc::new(Context {
+            writer: Writer::new(client.clone(), config.identity.clone()),
+            metrics: metrics.clone(),
+            resync: config.resync,
+            max_backoff: config.max_backoff,
+            hibernation: config.hibernation_settings(),
+            table: table.clone(),
+            synced: synced.clone(),
+        });
+        let (metrics_addr, probe_addr, http) = if serve_http {
+            let state = HttpState { metrics: metrics.clone(), table, ready: ready.clone(), synced: synced.clone() };
+            serve(state, config.metrics_addr, config.probe_addr).await.map_err(Error::Bind)?
+        } else {
+            (config.metrics_addr, config.probe_addr, Vec::new())
+        };
+        let (targets_tx, targets_rx) = tokio::sync::mpsc::unbounded_channel();
+        let router = Arc::new(Router::new(targets_tx));
+        let args = SupervisorArgs { ctx: ctx.clone(), router: router.clone() };
+        let (supervisor, supervisor_task) =
+            Actor::spawn(None, Supervisor, args).await.map_err(|e| Error::Spawn(e.to_string()))?;
+        router.attach(ctx.clone(), supervisor.clone());
+        let watches = watch::start(client, router.clone(), targets_rx);
+        let sync = watches.sync.clone();
+        let sync_task = tokio::spawn(async move {
+            sync.wait().await;
+            synced.store(true, Ordering::Release);
+            ready.store(true, Ordering::Release);
+            tracing::info!("watches synced; actors may write");
+            router.wake_all();
+        });
+        Ok(Self {
+            ctx,
+            supervisor,
+            supervisor_task,
+            watches,
+            http,
+            sync_task,
+            metrics_addr,
+            probe_addr,
+            metrics,
+        })
+    }
+
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+
+    pub fn probe_addr(&self) -> SocketAddr {
+        self.probe_addr
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Requests sent to the API server so far (every verb and result).
+    pub fn api_requests(&self) -> u64 {
+        self.metrics.api_request_total()
+    }
+
+    pub fn is_synced(&self) -> bool {
+        self.ctx.is_synced()
+    }
+
+    /// The live actor tree.
+    pub fn tree(&self) -> ActorTree {
+        tree::snapshot(&self.ctx.table, self.ctx.is_synced())
+    }
+
+    /// Fault injection: makes one actor panic while handling a message. Returns false when no
+    /// such actor runs.
+    pub fn inject_panic(&self, key: &ActorKey) -> bool {
+        self.ctx.table.get(key).is_some_and(|h| h.actor.cast(ResourceMsg::Panic).is_ok())
+    }
+
+    /// Stops watches first (no new work), then the actors after the message in hand.
+    pub async fn shutdown(self, grace: Duration) {
+        drop(self.watches);
+        self.sync_task.abort();
+        self.supervisor.stop_children_and_wait(Some("shutdown".into()), Some(grace)).await;
+        self.supervisor.stop(Some("shutdown".into()));
+        let _ = tokio::time::timeout(grace, self.supervisor_task).await;
+        for task in self.http {
+            task.abort();
+        }
+    }
+}
+
+/// `cocoon-operator run`: until SIGTERM or Ctrl-C, with leader election when configured.
+pub async fn run_until_signal(kube_config: kube::Config, config: OperatorConfig) -> Result<(), Error> {
+    let grace = Duration::from_secs(20);
+    if !config.leader_elect {
+        let operator = Operator::start(kube_config, &config).await?;
+        tracing::info!(metrics = %operator.metrics_addr(), probes = %operator.probe_addr(), "operator running");
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        operator.shutdown(grace).await;
+        return Ok(());
+    }
+    // Probes answer from the start: a standby is ready (it is doing its job: waiting).
+    let ready = Arc::new(AtomicBool::new(false));
+    let plain = kube::Client::try_from(kube_config.clone()).map_err(Error::Client)?;
+    let namespace = config.lease_namespace.clone().unwrap_or_else(|| plain.default_namespace().to_string());
+    let identity = config.identity.clone().unwrap_or_else(hostname);
+    let elector = LeaderElector::new(plain, &namespace, &config.lease_name, &identity);
+    let standby_http = serve(
+        HttpState {
+            metrics: Metrics::new(),
+            table: Arc::new(DashMap::new()),
+            ready: ready.clone(),
+            synced: Arc::new(AtomicBool::new(false)),
+        },
+        config.metrics_addr,
+        config.probe_addr,
+    )
+    .await
+    .map_err(Error::Bind)?;
+    ready.store(true, Ordering::Release);
+    let mut signal = std::pin::pin!(shutdown_signal());
+    tracing::info!(%identity, lease = %config.lease_name, "waiting for the leader Lease");
+    loop {
+        match elector.try_acquire_or_renew().await {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "leader election attempt failed"),
+        }
+        tokio::select! {
+            _ = &mut signal => {
+                for t in standby_http.2 { t.abort(); }
+                return Ok(());
+            }
+            _ = tokio::time::sleep(RENEW_INTERVAL) => {}
+        }
+    }
+    for t in standby_http.2 {
+        t.abort();
+    }
+    tracing::info!(%identity, "acquired the leader Lease");
+    let operator = Operator::start_with(kube_config, &config, Arc::new(AtomicBool::new(false)), true).await?;
+    let mut failures_since_renew = Duration::ZERO;
+    let outcome = loop {
+        tokio::select! {
+            _ = &mut signal => break Ok(()),
+            _ = tokio::time::sleep(RENEW_INTERVAL) => {}
+        }
+        match elector.try_acquire_or_renew().await {
+            Ok(true) => failures_since_renew = Duration::ZERO,
+            Ok(false) => break Err(Error::LostLease),
+            Err(e) => {
+                failures_since_renew += RENEW_INTERVAL;
+                tracing::warn!(error = %e, "renewing the leader Lease failed");
+                if failures_since_renew >= crate::k8s::leader::LEASE_DURATION {
+                    break Err(Error::LostLease);
+                }
+            }
+        }
+    };
+    operator.shutdown(grace).await;
+    if let Err(e) = elector.release().await {
+        tracing::warn!(error = %e, "releasing the leader Lease failed");
+    }
+    outcome
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("cocoon-operator-{}", std::process::id()))
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

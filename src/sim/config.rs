@@ -1,0 +1,244 @@
+//! Simulator settings: node name, delays and fault injection, as clap flags with env vars.
+
+use std::time::Duration;
+
+use clap::Args;
+use kube::core::{Expression, Selector};
+
+use crate::contract;
+
+/// Settings of the vk-cocoon simulator. Every flag is also an environment variable with the prefix
+/// `COCOON_SIM_`. [`Default`] is meant for tests: zero delays and no faults; the CLI defaults are
+/// small delays so a demo shows each transition.
+#[derive(Args, Clone, Debug, PartialEq)]
+pub struct SimConfig {
+    /// Name of the virtual node to register and serve.
+    #[arg(long = "node-name", env = "COCOON_SIM_NODE_NAME", default_value = contract::DEFAULT_NODE_NAME)]
+    pub node_name: String,
+
+    /// Time a VM takes to boot (or be adopted) after its pod is bound to the node.
+    #[arg(long, env = "COCOON_SIM_CREATE_DELAY", default_value = "200ms", value_parser = parse_duration)]
+    pub create_delay: Duration,
+
+    /// Time a hibernation (snapshot and stop) takes.
+    #[arg(long, env = "COCOON_SIM_HIBERNATE_DELAY", default_value = "200ms", value_parser = parse_duration)]
+    pub hibernate_delay: Duration,
+
+    /// Time a wake (restore from the snapshot) takes.
+    #[arg(long, env = "COCOON_SIM_WAKE_DELAY", default_value = "200ms", value_parser = parse_duration)]
+    pub wake_delay: Duration,
+
+    /// Time the delete hook (snapshot per policy, stop the VM) takes before the pod is removed.
+    #[arg(long, env = "COCOON_SIM_DELETE_DELAY", default_value = "200ms", value_parser = parse_duration)]
+    pub delete_delay: Duration,
+
+    /// Fault: latency added to every transition (create, hibernate, wake, delete).
+    #[arg(long, env = "COCOON_SIM_EXTRA_LATENCY", default_value = "0s", value_parser = parse_duration)]
+    pub extra_latency: Duration,
+
+    /// Fault: probability (0.0 to 1.0) that creating a VM fails; the pod then goes Failed with
+    /// reason ProviderFailed.
+    #[arg(long, env = "COCOON_SIM_CREATE_FAILURE_RATE", default_value = "0", value_parser = parse_rate)]
+    pub create_failure_rate: f64,
+
+    /// Fault: pods whose hibernation never completes, as `name` (any namespace) or
+    /// `namespace/name`; comma-separated.
+    #[arg(long, env = "COCOON_SIM_NEVER_HIBERNATE", value_delimiter = ',')]
+    pub never_hibernate: Vec<String>,
+
+    /// Fault: label selector of pods whose hibernation never completes (equality-based:
+    /// `k=v`, `k!=v`, `k`, `!k`, comma-separated, all must match).
+    #[arg(long, env = "COCOON_SIM_NEVER_HIBERNATE_SELECTOR", value_parser = parse_selector)]
+    pub never_hibernate_selector: Option<Selector>,
+
+    /// Interval of the node heartbeat (the node's Lease in `kube-node-lease`).
+    #[arg(long, env = "COCOON_SIM_HEARTBEAT_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            node_name: contract::DEFAULT_NODE_NAME.to_string(),
+            create_delay: Duration::ZERO,
+            hibernate_delay: Duration::ZERO,
+            wake_delay: Duration::ZERO,
+            delete_delay: Duration::ZERO,
+            extra_latency: Duration::ZERO,
+            create_failure_rate: 0.0,
+            never_hibernate: Vec::new(),
+            never_hibernate_selector: None,
+            heartbeat_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+impl SimConfig {
+    /// Checks what clap's parsers cannot see when the config is built in code (tests, `dev`).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.node_name.is_empty() {
+            return Err("node name must not be empty".to_string());
+        }
+        parse_rate(&self.create_failure_rate.to_string())?;
+        if self.heartbeat_interval.is_zero() {
+            return Err("heartbeat interval must be positive".to_string());
+        }
+        Ok(())
+    }
+
+    /// Whether the fault "hibernation never completes" applies to this pod.
+    pub fn never_completes_hibernate(
+        &self,
+        namespace: &str,
+        name: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> bool {
+        use kube::core::SelectorExt;
+        let by_name = self.never_hibernate.iter().any(|entry| match entry.split_once('/') {
+            Some((ns, pod)) => ns == namespace && pod == name,
+            None => entry == name,
+        });
+        by_name || self.never_hibernate_selector.as_ref().is_some_and(|s| s.matches(labels))
+    }
+}
+
+/// Parses `0`, `250ms`, `1.5s` or `2m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        return Err(format!("{text:?} needs a unit: ms, s or m (e.g. 200ms)"));
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 200ms, 1.5s or 2m"))?;
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!("{text:?} must be a non-negative duration"));
+    }
+    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("{text:?}: {e}"))
+}
+
+/// Parses a probability between 0.0 and 1.0.
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text.trim().parse().map_err(|_| format!("{text:?} is not a number"))?;
+    if !(0.0..=1.0).contains(&rate) {
+        return Err(format!("{text:?} must be between 0.0 and 1.0"));
+    }
+    Ok(rate)
+}
+
+/// Parses an equality-based label selector: `k=v`, `k==v`, `k!=v`, `k`, `!k`, comma-separated.
+pub fn parse_selector(text: &str) -> Result<Selector, String> {
+    let mut selector = Selector::default();
+    for term in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let expression = if let Some((k, v)) = term.split_once("!=") {
+            Expression::NotEqual(label_key(k)?, v.trim().to_string())
+        } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+            Expression::Equal(label_key(k)?, v.trim().to_string())
+        } else if let Some(k) = term.strip_prefix('!') {
+            Expression::DoesNotExist(label_key(k)?)
+        } else {
+            Expression::Exists(label_key(term)?)
+        };
+        selector.extend(expression);
+    }
+    if selector.selects_all() {
+        return Err(format!("{text:?} selects every pod; name at least one label"));
+    }
+    Ok(selector)
+}
+
+fn label_key(key: &str) -> Result<String, String> {
+    let key = key.trim();
+    let valid = !key.is_empty()
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        && key.matches('/').count() <= 1;
+    if valid { Ok(key.to_string()) } else { Err(format!("{key:?} is not a label key")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use std::collections::BTreeMap;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sim: SimConfig,
+    }
+
+    #[test]
+    fn cli_defaults_are_small_delays_on_the_default_node() {
+        let cli = Cli::try_parse_from(["sim"]).expect("defaults parse");
+        assert_eq!(cli.sim.node_name, contract::DEFAULT_NODE_NAME);
+        assert_eq!(cli.sim.create_delay, Duration::from_millis(200));
+        assert_eq!(cli.sim.create_failure_rate, 0.0);
+        assert!(cli.sim.validate().is_ok());
+    }
+
+    #[test]
+    fn test_defaults_have_no_delays() {
+        let config = SimConfig::default();
+        assert_eq!(config.create_delay, Duration::ZERO);
+        assert_eq!(config.delete_delay, Duration::ZERO);
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn durations_need_a_unit_except_zero() {
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        for bad in ["", "5", "-1s", "fast", "NaNs"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} must be rejected");
+        }
+    }
+
+    #[test]
+    fn failure_rates_outside_zero_to_one_are_rejected() {
+        assert!(Cli::try_parse_from(["sim", "--create-failure-rate", "1.5"]).is_err());
+        assert!(Cli::try_parse_from(["sim", "--create-failure-rate", "x"]).is_err());
+        let cli = Cli::try_parse_from(["sim", "--create-failure-rate", "1"]).expect("valid");
+        assert_eq!(cli.sim.create_failure_rate, 1.0);
+        let bad = SimConfig { create_failure_rate: -0.1, ..SimConfig::default() };
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn never_hibernate_matches_names_namespaced_names_and_selectors() {
+        let cli = Cli::try_parse_from([
+            "sim",
+            "--never-hibernate",
+            "stuck,prod/frozen",
+            "--never-hibernate-selector",
+            "sim=stuck,!skip",
+        ])
+        .expect("valid");
+        let none = BTreeMap::new();
+        let stuck_label = BTreeMap::from([("sim".to_string(), "stuck".to_string())]);
+        assert!(cli.sim.never_completes_hibernate("any", "stuck", &none));
+        assert!(cli.sim.never_completes_hibernate("prod", "frozen", &none));
+        assert!(!cli.sim.never_completes_hibernate("dev", "frozen", &none));
+        assert!(cli.sim.never_completes_hibernate("dev", "other", &stuck_label));
+        assert!(!cli.sim.never_completes_hibernate("dev", "other", &none));
+    }
+
+    #[test]
+    fn selectors_that_select_everything_or_bad_keys_are_rejected() {
+        assert!(parse_selector("").is_err());
+        assert!(parse_selector("a b=c").is_err());
+        assert!(parse_selector("a/b/c").is_err());
+        assert!(parse_selector("app!=x").is_ok());
+    }
+}

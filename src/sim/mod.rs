@@ -1,0 +1,137 @@
+//! A simulator of vk-cocoon: VM-backed pods without VMs.
+//!
+//! It registers a Ready virtual node, watches the pods bound to it and plays vk-cocoon's part of
+//! the contract (SPEC §4): VM ids and addresses in annotations, Running/Ready status, forks,
+//! hibernation into the `cocoon-vm-snapshots` ConfigMap, wake, snapshot-on-delete, plus fault
+//! injection. See `docs/simulator.md`.
+//!
+//! ```no_run
+//! # async fn demo(client: kube::Client) -> cocoon_operator::sim::Result<()> {
+//! use cocoon_operator::sim::{SimConfig, Simulator};
+//! let handle = Simulator::start(client, SimConfig::default()).await?;
+//! // ... create pods with spec.nodeName = handle.node_name() ...
+//! handle.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! RBAC needed (cluster-wide): nodes get/patch, nodes/status patch, leases in `kube-node-lease`
+//! get/patch, pods list/watch/patch/delete, pods/status patch, configmaps list/get/create/patch,
+//! events.k8s.io events create/patch.
+
+mod config;
+mod decide;
+mod dispatch;
+mod error;
+mod intent;
+mod node;
+mod restore;
+mod snapshots;
+mod status;
+mod vm;
+mod worker;
+
+use std::sync::{Arc, Mutex};
+
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use config::{SimConfig, parse_duration};
+pub use error::{Error, Result};
+
+/// Field manager of every write the simulator makes (distinct from the operator's).
+const FIELD_MANAGER: &str = "vk-cocoon-sim";
+
+/// Entry point of the simulator.
+pub struct Simulator;
+
+impl Simulator {
+    /// Registers the node (returns once it exists and is Ready), reads the snapshot ConfigMaps,
+    /// then serves pods in background tasks until the handle is shut down or dropped.
+    pub async fn start(client: Client, config: SimConfig) -> Result<SimHandle> {
+        config.validate().map_err(Error::Config)?;
+        let node = node::register(&client, &config.node_name).await?;
+        let snapshots = snapshots::list_entries(&client).await?;
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.to_string(),
+            instance: Some(config.node_name.clone()),
+        };
+        let context = Arc::new(worker::SimContext {
+            recorder: Recorder::new(client.clone(), reporter),
+            table: Mutex::new(vm::VmTable::new(vm::random_seed())),
+            client: client.clone(),
+            config: config.clone(),
+        });
+        let (stop, stopped) = oneshot::channel();
+        let pods = tokio::spawn(dispatch::run(context, snapshots, stopped));
+        let heartbeat = tokio::spawn(node::heartbeat(client, node, config.heartbeat_interval));
+        tracing::info!(node = %config.node_name, "vk-cocoon simulator started");
+        Ok(SimHandle { node_name: config.node_name, stop: Some(stop), pods: Some(pods), heartbeat })
+    }
+}
+
+/// A running simulator. Dropping it stops every task (abruptly, like a killed process);
+/// [`SimHandle::shutdown`] also waits until they have stopped.
+#[derive(Debug)]
+pub struct SimHandle {
+    node_name: String,
+    stop: Option<oneshot::Sender<()>>,
+    pods: Option<JoinHandle<()>>,
+    heartbeat: JoinHandle<()>,
+}
+
+impl SimHandle {
+    /// Name of the node this simulator serves.
+    pub fn node_name(&self) -> &str {
+        &self.node_name
+    }
+
+    /// Stops the pod tasks and the heartbeat, and waits for them. The node and the pods stay as
+    /// they are, so a new simulator picks up where this one stopped.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(pods) = self.pods.take()
+            && let Err(error) = pods.await
+        {
+            tracing::warn!(%error, "pod dispatcher ended abnormally");
+        }
+        self.heartbeat.abort();
+        tracing::info!(node = %self.node_name, "vk-cocoon simulator stopped");
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        // Aborting the dispatcher drops its task set, which aborts every pod task.
+        if let Some(pods) = &self.pods {
+            pods.abort();
+        }
+        self.heartbeat.abort();
+    }
+}
+
+/// Runs the simulator until Ctrl-C or SIGTERM (the `simulate` command).
+pub async fn run(client: Client, config: SimConfig) -> Result<()> {
+    let handle = Simulator::start(client, config).await?;
+    shutdown_signal().await?;
+    handle.shutdown().await;
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn shutdown_signal() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).map_err(Error::Signal)?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.map_err(Error::Signal),
+        _ = terminate.recv() => Ok(()),
+    }
+}
+
+#[cfg(not(unix))]
+async fn shutdown_signal() -> Result<()> {
+    tokio::signal::ctrl_c().await.map_err(Error::Signal)
+}

@@ -1,0 +1,402 @@
+//! One task per pod: serialises that pod's transitions, so a slow VM never delays another pod.
+//!
+//! RBAC: `pods` patch, delete; `pods/status` patch; `events` (events.k8s.io) create, patch.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Api, Client, Resource};
+use serde_json::Value;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::config::SimConfig;
+use super::decide::{Step, decide};
+use super::error::{Error, Result, status_code};
+use super::intent::PodIntent;
+use super::snapshots;
+use super::status;
+use super::vm::{VmRecord, VmState, VmTable};
+use crate::contract;
+
+/// What every pod task shares.
+pub struct SimContext {
+    pub client: Client,
+    pub config: SimConfig,
+    pub table: Mutex<VmTable>,
+    pub recorder: Recorder,
+}
+
+impl SimContext {
+    /// The VM table. A panic elsewhere while holding the lock leaves plain data behind, which is
+    /// still usable, so poisoning is ignored rather than spreading the panic.
+    pub fn table(&self) -> MutexGuard<'_, VmTable> {
+        self.table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The latest view of a pod, or `None` once it is deleted.
+pub type PodFeed = watch::Receiver<Option<Arc<Pod>>>;
+
+/// Whether a step changed the VM so the next decision should follow at once.
+enum Progress {
+    Changed,
+    Idle,
+}
+
+/// Runs the pod's transitions until it is deleted (or the simulator stops).
+pub async fn run(ctx: Arc<SimContext>, uid: String, mut feed: PodFeed) {
+    let mut worker = PodWorker { ctx, uid, warned: HashSet::new(), holding: false };
+    let mut failures: u32 = 0;
+    loop {
+        let current = feed.borrow_and_update().clone();
+        let Some(pod) = current else { break };
+        match worker.step(&pod).await {
+            Ok(Progress::Changed) => {
+                failures = 0;
+                continue;
+            }
+            Ok(Progress::Idle) => failures = 0,
+            Err(error) if is_permanent(&error) => {
+                // The API server will refuse the same write again: wait for the pod to change.
+                warn!(pod = %pod_key(&pod), %error, "write rejected; waiting for the pod to change");
+                worker
+                    .event(&pod, EventType::Warning, "SimulatorWriteRejected", &error.to_string())
+                    .await;
+            }
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                let wait = backoff(failures);
+                warn!(pod = %pod_key(&pod), %error, retry_in = ?wait, "transition failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => continue,
+                    changed = feed.changed() => if changed.is_ok() { continue } else { break },
+                }
+            }
+        }
+        if feed.changed().await.is_err() {
+            break;
+        }
+    }
+    // The pod is gone: so is its VM (the delete hook has run, or the pod was force-deleted).
+    if let Some(vm) = worker.ctx.table().remove(&worker.uid) {
+        info!(pod = %vm.pod_key, vm = %vm.name, "VM forgotten");
+    }
+}
+
+struct PodWorker {
+    ctx: Arc<SimContext>,
+    uid: String,
+    /// Problems already reported, so a bad annotation yields one Event, not one per update.
+    warned: HashSet<String>,
+    /// Whether the current hibernation is held by fault injection (logged once per request).
+    holding: bool,
+}
+
+impl PodWorker {
+    async fn step(&mut self, pod: &Pod) -> Result<Progress> {
+        let intent = PodIntent::from_pod(pod);
+        for problem in &intent.problems {
+            if self.warned.insert(problem.clone()) {
+                warn!(pod = %intent.key, "{problem}");
+                self.event(pod, EventType::Warning, "InvalidAnnotation", problem).await;
+            }
+        }
+        let held = self.ctx.config.never_completes_hibernate(
+            &intent.namespace,
+            &intent.name,
+            &intent.labels,
+        );
+        let vm = self.ctx.table().get(&self.uid).cloned();
+        let step = decide(&intent, vm.as_ref(), held);
+        if step != Step::HoldHibernate {
+            self.holding = false;
+        }
+        let outcome = match step {
+            Step::Idle => Ok(Progress::Idle),
+            Step::Create => self.create(pod, &intent).await,
+            Step::RejectStatic { message } => self.reject_static(pod, &intent, &message).await,
+            Step::Report => self.report(pod).await,
+            Step::Hibernate => self.hibernate(pod, &intent).await,
+            Step::HoldHibernate => {
+                if !self.holding {
+                    self.holding = true;
+                    let note = "hibernation will never complete (fault injection)";
+                    info!(pod = %intent.key, "{note}");
+                    self.event(pod, EventType::Warning, "HibernateHeld", note).await;
+                }
+                Ok(Progress::Idle)
+            }
+            Step::Wake => self.wake(pod, &intent).await,
+            Step::Delete { snapshot } => self.delete(&intent, snapshot).await,
+        };
+        match outcome {
+            // The pod vanished under us; its deletion event ends this task.
+            Err(error) if error.is_not_found() => Ok(Progress::Idle),
+            other => other,
+        }
+    }
+
+    /// Boots (from the image or a clone of a running VM) or adopts (static) the pod's VM.
+    async fn create(&mut self, pod: &Pod, intent: &PodIntent) -> Result<Progress> {
+        self.pause(self.ctx.config.create_delay).await;
+        let record = {
+            let rate = self.ctx.config.create_failure_rate;
+            let mut table = self.ctx.table();
+            let mut record = VmRecord {
+                pod_key: intent.key.clone(),
+                namespace: intent.namespace.clone(),
+                id: String::new(),
+                name: intent.chosen_vm_name(),
+                ip: None,
+                state: VmState::Running,
+                is_static: intent.is_static,
+                snapshot_from: None,
+                failure: None,
+                reported: false,
+            };
+            if table.roll(rate) {
+                record.state = VmState::Failed;
+                record.failure =
+                    Some(format!("simulated VM create failure (fault injection, rate {rate})"));
+            } else if intent.is_static {
+                record.id = intent.vm_id.clone().unwrap_or_else(|| table.new_vm_id());
+                record.ip = intent.static_ip;
+            } else {
+                let source = intent
+                    .fork_from
+                    .as_deref()
+                    .filter(|from| table.running_vm_named(from).is_some());
+                record.snapshot_from = Some(match source {
+                    Some(from) => format!("{}{from}", contract::SNAPSHOT_FROM_FORK_PREFIX),
+                    None => format!("{}{}", contract::SNAPSHOT_FROM_IMAGE_PREFIX, intent.image),
+                });
+                record.id = table.new_vm_id();
+                record.ip = table.allocate_ip();
+                if record.ip.is_none() {
+                    record.state = VmState::Failed;
+                    record.failure = Some("no free address left in 10.88.0.0/16".to_string());
+                }
+            }
+            table.insert(self.uid.clone(), record.clone());
+            record
+        };
+        match &record.failure {
+            Some(failure) => {
+                warn!(pod = %intent.key, vm = %record.name, "VM create failed: {failure}")
+            }
+            None => info!(
+                pod = %intent.key, vm = %record.name, id = %record.id,
+                ip = %record.ip.map(|ip| ip.to_string()).unwrap_or_default(), from = record.snapshot_from.as_deref().unwrap_or("static adoption"),
+                "VM running"
+            ),
+        }
+        self.report(pod).await
+    }
+
+    /// Writes what the pod should show for its VM's current state, then marks it reported.
+    async fn report(&mut self, pod: &Pod) -> Result<Progress> {
+        let Some(vm) = self.ctx.table().get(&self.uid).cloned() else { return Ok(Progress::Idle) };
+        let now = Timestamp::now();
+        match vm.state {
+            VmState::Running => {
+                self.patch(pod, status::annotations_patch(pod, &vm)).await?;
+                self.patch_status(pod, status::running_status(pod, &vm, now)).await?;
+            }
+            VmState::Hibernated => {
+                self.patch_status(pod, status::hibernated_status(pod, &vm, now)).await?
+            }
+            VmState::Failed => {
+                let message = vm.failure.as_deref().unwrap_or("VM create failed");
+                self.patch_status(pod, status::provider_failed_status(pod, message, true, now))
+                    .await?;
+                self.event(pod, EventType::Warning, contract::REASON_PROVIDER_FAILED, message)
+                    .await;
+            }
+        }
+        if let Some(record) = self.ctx.table().get_mut(&self.uid) {
+            record.reported = true;
+        }
+        Ok(Progress::Changed)
+    }
+
+    async fn reject_static(
+        &mut self,
+        pod: &Pod,
+        intent: &PodIntent,
+        message: &str,
+    ) -> Result<Progress> {
+        warn!(pod = %intent.key, "static VM cannot be adopted: {message}");
+        let patch = status::provider_failed_status(pod, message, false, Timestamp::now());
+        self.patch_status(pod, patch).await?;
+        Ok(Progress::Idle)
+    }
+
+    /// Snapshot first, then report: the entry must exist before the pod looks hibernated.
+    async fn hibernate(&mut self, pod: &Pod, intent: &PodIntent) -> Result<Progress> {
+        self.pause(self.ctx.config.hibernate_delay).await;
+        let Some(name) = self.vm_name() else { return Ok(Progress::Idle) };
+        snapshots::write_entry(&self.ctx.client, &intent.namespace, &name).await?;
+        if let Some(record) = self.ctx.table().get_mut(&self.uid) {
+            record.state = VmState::Hibernated;
+            record.ip = None;
+            record.reported = false;
+        }
+        info!(pod = %intent.key, vm = %name, "VM hibernated");
+        self.report(pod).await
+    }
+
+    /// Drop the snapshot entry, then boot from it: a new VM id and (unless static) address.
+    async fn wake(&mut self, pod: &Pod, intent: &PodIntent) -> Result<Progress> {
+        let Some(name) = self.vm_name() else { return Ok(Progress::Idle) };
+        snapshots::delete_entry(&self.ctx.client, &intent.namespace, &name).await?;
+        self.pause(self.ctx.config.wake_delay).await;
+        {
+            let mut table = self.ctx.table();
+            let id = table.new_vm_id();
+            let fresh_ip = table.allocate_ip();
+            if let Some(record) = table.get_mut(&self.uid) {
+                // A static VM is adopted, not booted: it keeps the identity the pod names.
+                if record.is_static {
+                    record.ip = intent.static_ip.or(record.ip);
+                } else {
+                    record.id = id;
+                    record.ip = fresh_ip;
+                }
+                record.state = VmState::Running;
+                record.reported = false;
+                if record.ip.is_none() {
+                    record.state = VmState::Failed;
+                    record.failure = Some("no free address left in 10.88.0.0/16".to_string());
+                }
+            }
+        }
+        info!(pod = %intent.key, vm = %name, "VM woken");
+        self.report(pod).await
+    }
+
+    /// The kubelet's part of a deletion: run the delete hook, then remove the pod for good.
+    async fn delete(&mut self, intent: &PodIntent, snapshot: bool) -> Result<Progress> {
+        self.pause(self.ctx.config.delete_delay).await;
+        if snapshot && let Some(name) = self.vm_name() {
+            snapshots::write_entry(&self.ctx.client, &intent.namespace, &name).await?;
+            info!(pod = %intent.key, vm = %name, policy = intent.snapshot_policy.as_str(), "snapshot kept on delete");
+        }
+        if let Some(vm) = self.ctx.table().remove(&self.uid) {
+            info!(pod = %intent.key, vm = %vm.name, "VM stopped for deletion");
+        }
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            // Never remove a pod recreated under the same name: it is another VM.
+            preconditions: Some(Preconditions {
+                uid: Some(self.uid.clone()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &intent.namespace);
+        match api.delete(&intent.name, &params).await {
+            Ok(_) => Ok(Progress::Idle),
+            Err(e) if matches!(status_code(&e), Some(404 | 409)) => Ok(Progress::Idle),
+            Err(e) => Err(Error::api(format!("delete pod {}", intent.key), e)),
+        }
+    }
+
+    fn vm_name(&self) -> Option<String> {
+        self.ctx.table().get(&self.uid).map(|vm| vm.name.clone())
+    }
+
+    /// A transition's configured delay plus the injected latency; only this pod waits.
+    async fn pause(&self, delay: Duration) {
+        let total = delay.saturating_add(self.ctx.config.extra_latency);
+        if !total.is_zero() {
+            tokio::time::sleep(total).await;
+        }
+    }
+
+    async fn patch(&self, pod: &Pod, patch: Value) -> Result<()> {
+        let key = pod_key(pod);
+        pods(&self.ctx.client, pod)
+            .patch(
+                pod.metadata.name.as_deref().unwrap_or_default(),
+                &params(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map_err(|e| Error::api(format!("patch annotations of pod {key}"), e))?;
+        Ok(())
+    }
+
+    async fn patch_status(&self, pod: &Pod, patch: Value) -> Result<()> {
+        let key = pod_key(pod);
+        pods(&self.ctx.client, pod)
+            .patch_status(
+                pod.metadata.name.as_deref().unwrap_or_default(),
+                &params(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map_err(|e| Error::api(format!("patch status of pod {key}"), e))?;
+        Ok(())
+    }
+
+    /// Publishes an Event on the pod; failing to do so is logged, never fatal.
+    async fn event(&self, pod: &Pod, type_: EventType, reason: &str, note: &str) {
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "Simulate".to_string(),
+            secondary: None,
+        };
+        if let Err(error) = self.ctx.recorder.publish(&event, &pod.object_ref(&())).await {
+            warn!(pod = %pod_key(pod), %error, "cannot publish event");
+        }
+    }
+}
+
+fn pods(client: &Client, pod: &Pod) -> Api<Pod> {
+    Api::namespaced(client.clone(), pod.metadata.namespace.as_deref().unwrap_or_default())
+}
+
+fn params() -> PatchParams {
+    PatchParams { field_manager: Some(super::FIELD_MANAGER.to_string()), ..PatchParams::default() }
+}
+
+/// `namespace/name` of a pod, for logs.
+pub fn pod_key(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// 400 Bad Request and 422 Invalid: the same write will be refused again.
+fn is_permanent(error: &Error) -> bool {
+    matches!(error, Error::Api { source, .. } if matches!(status_code(source), Some(400 | 422)))
+}
+
+/// Capped exponential backoff: 100 ms, 200 ms, ... up to 10 s.
+fn backoff(failures: u32) -> Duration {
+    let exponent = failures.saturating_sub(1).min(7);
+    Duration::from_millis(100u64 << exponent).min(Duration::from_secs(10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_a_cap() {
+        assert_eq!(backoff(1), Duration::from_millis(100));
+        assert_eq!(backoff(2), Duration::from_millis(200));
+        assert_eq!(backoff(50), Duration::from_secs(10));
+    }
+}

@@ -1,0 +1,286 @@
+//! The vk-cocoon simulator against a real API server: every behaviour of the contract (SPEC §4)
+//! as a user of `kubectl` would observe it. Each test serves a node of its own.
+
+mod common;
+
+#[path = "simulator/pods.rs"]
+mod pods;
+
+#[path = "simulator/hibernation.rs"]
+mod hibernation;
+
+use cocoon_operator::contract;
+use cocoon_operator::sim::SimConfig;
+use common::TestNamespace;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Api;
+use pods::*;
+use std::time::{Duration, Instant};
+
+#[tokio::test]
+async fn the_simulator_registers_a_ready_tainted_node_and_renews_its_lease() {
+    let ns = TestNamespace::new("sim-node").await;
+    let sim = start(&ns, SimConfig::default()).await;
+    let node = Api::<Node>::all(ns.client.clone()).get(sim.node_name()).await.expect("node exists");
+
+    let labels = node.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels.get(contract::NODE_LABEL_TYPE).map(String::as_str), Some("virtual-kubelet"));
+    assert_eq!(labels.get(contract::NODE_LABEL_ROLE).map(String::as_str), Some("agent"));
+    assert_eq!(
+        labels.get(contract::NODE_LABEL_HOSTNAME).map(String::as_str),
+        Some(sim.node_name())
+    );
+    let taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+    assert!(
+        taints.iter().any(|t| t.key == contract::TAINT_VIRTUAL_KUBELET
+            && t.value.as_deref() == Some("cocoon")
+            && t.effect == "NoSchedule"),
+        "virtual-kubelet taint missing: {taints:?}"
+    );
+    let conditions = node.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+    assert!(conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"), "{conditions:?}");
+    let pods = node
+        .status
+        .as_ref()
+        .and_then(|s| s.allocatable.as_ref())
+        .and_then(|a| a.get("pods").cloned());
+    // The server canonicalises quantities ("10000" reads back as "10k").
+    let count = |q: &str| match q.strip_suffix('k') {
+        Some(thousands) => thousands.parse::<u64>().ok().map(|n| n * 1000),
+        None => q.parse::<u64>().ok(),
+    };
+    let room = pods.as_ref().and_then(|q| count(&q.0));
+    assert!(room.is_some_and(|n| n >= 1000), "room for many pods: {pods:?}");
+
+    let lease = Api::<Lease>::namespaced(ns.client.clone(), "kube-node-lease")
+        .get(sim.node_name())
+        .await
+        .expect("heartbeat lease exists");
+    let spec = lease.spec.unwrap_or_default();
+    assert_eq!(spec.holder_identity.as_deref(), Some(sim.node_name()));
+    assert!(spec.renew_time.is_some());
+}
+
+#[tokio::test]
+async fn a_pod_bound_to_the_node_becomes_running_with_a_vm_id_ip_and_name() {
+    let ns = TestNamespace::new("sim-create").await;
+    let sim = start(&ns, SimConfig::default()).await;
+    create(&ns, vm_pod("plain", sim.node_name(), &[], &[])).await;
+    create(&ns, vm_pod("named", sim.node_name(), &[(contract::ANN_VM_NAME, "vk-custom")], &[]))
+        .await;
+
+    let plain = wait_running(&ns, "plain").await;
+    let ip = annotation(&plain, contract::ANN_IP).expect("ip annotation");
+    assert!(ip.starts_with("10.88."), "VM address {ip} is in 10.88.0.0/16");
+    assert_eq!(pod_ip(&plain), Some(ip), "podIP is the VM address");
+    assert_eq!(
+        annotation(&plain, contract::ANN_VM_NAME),
+        Some(format!("vk-{}-plain", ns.name).as_str())
+    );
+    assert_eq!(
+        annotation(&plain, contract::ANN_SNAPSHOT_FROM),
+        Some(format!("{}{IMAGE}", contract::SNAPSHOT_FROM_IMAGE_PREFIX).as_str())
+    );
+    for kind in ["PodScheduled", "Initialized", "ContainersReady", "Ready"] {
+        assert_eq!(condition(&plain, kind), Some("True"), "{kind}: {}", describe(&plain));
+    }
+    assert!(vm_running(&plain), "container vm is running: {}", describe(&plain));
+    let status = plain.status.clone().unwrap_or_default();
+    assert!(status.host_ip.is_some() && status.start_time.is_some());
+
+    let named = wait_running(&ns, "named").await;
+    assert_eq!(
+        annotation(&named, contract::ANN_VM_NAME),
+        Some("vk-custom"),
+        "the operator's VM name is kept"
+    );
+    assert_ne!(annotation(&named, contract::ANN_VM_ID), annotation(&plain, contract::ANN_VM_ID));
+    assert_ne!(pod_ip(&named), pod_ip(&plain));
+}
+
+#[tokio::test]
+async fn delays_and_extra_latency_apply_to_each_pod_without_holding_up_the_others() {
+    let ns = TestNamespace::new("sim-delays").await;
+    let config = SimConfig {
+        create_delay: Duration::from_millis(1000),
+        extra_latency: Duration::from_millis(500),
+        ..SimConfig::default()
+    };
+    let sim = start(&ns, config).await;
+    let began = Instant::now();
+    for name in ["slow-a", "slow-b", "slow-c"] {
+        create(&ns, vm_pod(name, sim.node_name(), &[], &[])).await;
+    }
+    for name in ["slow-a", "slow-b", "slow-c"] {
+        wait_running(&ns, name).await;
+    }
+    let took = began.elapsed();
+    assert!(took >= Duration::from_millis(1500), "a boot takes create delay + latency: {took:?}");
+    // One after the other would take at least 4.5 s; pods boot side by side.
+    assert!(took < Duration::from_millis(4500), "pods were served one at a time: {took:?}");
+}
+
+#[tokio::test]
+async fn pods_bound_to_another_node_are_left_untouched() {
+    let ns = TestNamespace::new("sim-other-node").await;
+    let sim = start(&ns, SimConfig::default()).await;
+    create(&ns, vm_pod("elsewhere", "some-other-node", &[], &[])).await;
+    create(&ns, vm_pod("mine", sim.node_name(), &[], &[])).await;
+    // Once a pod created after it is served, the simulator has seen the other pod's node too.
+    wait_running(&ns, "mine").await;
+
+    let other = ns.api::<Pod>().get("elsewhere").await.expect("pod exists");
+    assert_eq!(annotation(&other, contract::ANN_VM_ID), None, "{}", describe(&other));
+    assert_ne!(phase(&other), Some("Running"));
+    assert_eq!(pod_ip(&other), None);
+}
+
+#[tokio::test]
+async fn a_sub_agent_forks_from_a_running_vm_and_boots_from_the_image_otherwise() {
+    let ns = TestNamespace::new("sim-fork").await;
+    let sim = start(&ns, SimConfig::default()).await;
+    create(&ns, vm_pod("main", sim.node_name(), &[(contract::ANN_VM_NAME, "vk-main")], &[])).await;
+    wait_running(&ns, "main").await;
+
+    create(&ns, vm_pod("sub", sim.node_name(), &[(contract::ANN_FORK_FROM, "vk-main")], &[])).await;
+    create(&ns, vm_pod("orphan", sim.node_name(), &[(contract::ANN_FORK_FROM, "vk-missing")], &[]))
+        .await;
+    let sub = wait_running(&ns, "sub").await;
+    let orphan = wait_running(&ns, "orphan").await;
+    assert_eq!(annotation(&sub, contract::ANN_SNAPSHOT_FROM), Some("fork:vk-main"));
+    assert_eq!(
+        annotation(&orphan, contract::ANN_SNAPSHOT_FROM),
+        Some(format!("{}{IMAGE}", contract::SNAPSHOT_FROM_IMAGE_PREFIX).as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_static_pod_adopts_the_vm_its_annotations_name() {
+    let ns = TestNamespace::new("sim-static").await;
+    let sim = start(&ns, SimConfig::default()).await;
+    let annotations = [
+        (contract::ANN_MODE, "static"),
+        (contract::ANN_IP, "192.168.7.20"),
+        (contract::ANN_VM_ID, "win-42"),
+    ];
+    create(&ns, vm_pod("windows", sim.node_name(), &annotations, &[])).await;
+
+    let pod = wait_running(&ns, "windows").await;
+    assert_eq!(pod_ip(&pod), Some("192.168.7.20"));
+    assert_eq!(annotation(&pod, contract::ANN_VM_ID), Some("win-42"));
+    assert_eq!(
+        annotation(&pod, contract::ANN_VM_NAME),
+        Some("windows"),
+        "static VMs are named after the pod"
+    );
+}
+
+#[tokio::test]
+async fn a_static_pod_without_an_ip_stays_pending_with_provider_failed() {
+    let ns = TestNamespace::new("sim-static-noip").await;
+    let sim = start(&ns, SimConfig::default()).await;
+    create(&ns, vm_pod("windows", sim.node_name(), &[(contract::ANN_MODE, "static")], &[])).await;
+
+    let pod = wait_for(&ns, "windows", "ProviderFailed", |p| {
+        reason(p) == Some(contract::REASON_PROVIDER_FAILED)
+    })
+    .await;
+    assert_eq!(phase(&pod), Some("Pending"));
+    let message = pod.status.and_then(|s| s.message).unwrap_or_default();
+    assert!(
+        message.contains(contract::ANN_IP),
+        "message names the missing annotation: {message:?}"
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_pod_with_policy_always_keeps_a_snapshot_and_removes_the_pod() {
+    let ns = TestNamespace::new("sim-delete-always").await;
+    let sim = start(&ns, SimConfig::default()).await;
+    let annotations = [(contract::ANN_VM_NAME, "vk-a"), (contract::ANN_SNAPSHOT_POLICY, "always")];
+    create(&ns, vm_pod("a", sim.node_name(), &annotations, &[(contract::LABEL_SLOT, "1")])).await;
+    wait_running(&ns, "a").await;
+
+    delete(&ns, "a").await;
+    wait_gone(&ns, "a").await;
+    assert_eq!(snapshot_entries(&ns).await.get("vk-a").map(String::as_str), Some("vk-a-suspend"));
+}
+
+#[tokio::test]
+async fn deleting_with_policy_main_only_snapshots_the_main_but_not_a_sub_agent() {
+    let ns = TestNamespace::new("sim-delete-main-only").await;
+    let sim = start(&ns, SimConfig::default()).await;
+    let policy = (contract::ANN_SNAPSHOT_POLICY, "main-only");
+    create(
+        &ns,
+        vm_pod(
+            "set-0",
+            sim.node_name(),
+            &[(contract::ANN_VM_NAME, "vk-set-0"), policy],
+            &[(contract::LABEL_SLOT, "0")],
+        ),
+    )
+    .await;
+    create(
+        &ns,
+        vm_pod(
+            "set-1",
+            sim.node_name(),
+            &[(contract::ANN_VM_NAME, "vk-set-1"), policy],
+            &[(contract::LABEL_SLOT, "1")],
+        ),
+    )
+    .await;
+    wait_running(&ns, "set-0").await;
+    wait_running(&ns, "set-1").await;
+
+    delete(&ns, "set-1").await;
+    delete(&ns, "set-0").await;
+    wait_gone(&ns, "set-1").await;
+    wait_gone(&ns, "set-0").await;
+    let entries = snapshot_entries(&ns).await;
+    assert!(entries.contains_key("vk-set-0"), "the main is snapshotted: {entries:?}");
+    assert!(!entries.contains_key("vk-set-1"), "a sub-agent is not: {entries:?}");
+}
+
+#[tokio::test]
+async fn deleting_with_policy_never_takes_no_snapshot() {
+    let ns = TestNamespace::new("sim-delete-never").await;
+    let sim = start(&ns, SimConfig::default()).await;
+    let annotations = [(contract::ANN_VM_NAME, "vk-n"), (contract::ANN_SNAPSHOT_POLICY, "never")];
+    create(&ns, vm_pod("n", sim.node_name(), &annotations, &[(contract::LABEL_SLOT, "0")])).await;
+    wait_running(&ns, "n").await;
+
+    delete(&ns, "n").await;
+    wait_gone(&ns, "n").await;
+    assert!(!snapshot_entries(&ns).await.contains_key("vk-n"));
+}
+
+#[tokio::test]
+async fn a_create_failure_rate_of_one_fails_every_pod_with_provider_failed() {
+    let ns = TestNamespace::new("sim-fail").await;
+    let sim = start(&ns, SimConfig { create_failure_rate: 1.0, ..SimConfig::default() }).await;
+    create(&ns, vm_pod("doomed", sim.node_name(), &[], &[])).await;
+
+    let pod = wait_for(&ns, "doomed", "Failed", |p| phase(p) == Some("Failed")).await;
+    assert_eq!(reason(&pod), Some(contract::REASON_PROVIDER_FAILED));
+    assert_eq!(annotation(&pod, contract::ANN_VM_ID), None);
+    // A failed pod can still be deleted: the simulator finalises it.
+    delete(&ns, "doomed").await;
+    wait_gone(&ns, "doomed").await;
+}
+
+#[tokio::test]
+async fn a_pod_with_garbage_annotations_gets_a_warning_event_and_still_runs() {
+    let ns = TestNamespace::new("sim-garbage").await;
+    let sim = start(&ns, SimConfig::default()).await;
+    let garbage =
+        [(contract::ANN_HIBERNATE, "maybe"), (contract::ANN_SNAPSHOT_POLICY, "sometimes")];
+    create(&ns, vm_pod("odd", sim.node_name(), &garbage, &[])).await;
+
+    let pod = wait_running(&ns, "odd").await;
+    assert!(!is_hibernated(&pod));
+    let note = wait_event(&ns, "odd", "InvalidAnnotation").await;
+    assert!(note.contains(contract::PREFIX), "the event names the annotation: {note:?}");
+}

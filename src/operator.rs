@@ -35,6 +35,45 @@ pub enum Error {
     LostLease,
 }
 
+/// A cheap, clonable view of a running operator for tests, `dev` and benchmarks.
+#[derive(Clone)]
+pub struct OperatorProbe {
+    metrics: Arc<Metrics>,
+    ctx: Arc<Context>,
+}
+
+impl OperatorProbe {
+    /// Requests sent to the API server so far (every verb and result).
+    pub fn api_requests(&self) -> u64 {
+        self.metrics.api_request_total()
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn is_synced(&self) -> bool {
+        self.ctx.is_synced()
+    }
+
+    /// The live actor tree.
+    pub fn tree(&self) -> ActorTree {
+        tree::snapshot(&self.ctx.table, self.ctx.is_synced())
+    }
+
+    /// Fault injection: makes one actor panic while handling a message. Returns false when no
+    /// such actor runs.
+    pub fn inject_panic(&self, key: &ActorKey) -> bool {
+        self.ctx.table.get(key).is_some_and(|h| h.actor.cast(ResourceMsg::Panic).is_ok())
+    }
+}
+
+/// Loads a kubeconfig file into a client configuration.
+pub async fn config_from_kubeconfig(path: &std::path::Path) -> Result<kube::Config, Box<dyn std::error::Error + Send + Sync>> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
+    Ok(kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?)
+}
+
 /// A running operator (leading, or alone without leader election).
 pub struct Operator {
     ctx: Arc<Context>,
@@ -115,28 +154,9 @@ impl Operator {
         self.probe_addr
     }
 
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
-    }
-
-    /// Requests sent to the API server so far (every verb and result).
-    pub fn api_requests(&self) -> u64 {
-        self.metrics.api_request_total()
-    }
-
-    pub fn is_synced(&self) -> bool {
-        self.ctx.is_synced()
-    }
-
-    /// The live actor tree.
-    pub fn tree(&self) -> ActorTree {
-        tree::snapshot(&self.ctx.table, self.ctx.is_synced())
-    }
-
-    /// Fault injection: makes one actor panic while handling a message. Returns false when no
-    /// such actor runs.
-    pub fn inject_panic(&self, key: &ActorKey) -> bool {
-        self.ctx.table.get(key).is_some_and(|h| h.actor.cast(ResourceMsg::Panic).is_ok())
+    /// A clonable view for tests and tools.
+    pub fn probe(&self) -> OperatorProbe {
+        OperatorProbe { metrics: self.metrics.clone(), ctx: self.ctx.clone() }
     }
 
     /// Stops watches first (no new work), then the actors after the message in hand.

@@ -135,7 +135,7 @@ impl State {
     /// Applies the inbox to the view; true when the Hibernation itself is gone.
     fn absorb(&mut self) -> bool {
         let pending = self.inbox.drain();
-        if let Some((_, pod)) = pending.pods.into_iter().last() {
+        if let Some((_, pod)) = pending.pods.into_iter().next_back() {
             self.pod = pod;
         }
         if let Some(s) = pending.snapshots {

@@ -91,12 +91,8 @@ impl Router {
         let Some(ctx) = self.ctx.get() else { return };
         let woken = ctx.table.get(key).map(|h| (h.inbox.push(update), h.actor.clone()));
         match woken {
-            Some((true, actor)) => {
-                if actor.cast(ResourceMsg::Wake).is_err() {
-                    self.spawn(key);
-                }
-            }
-            Some((false, _)) => {}
+            Some((true, actor)) if actor.cast(ResourceMsg::Wake).is_err() => self.spawn(key),
+            Some(_) => {}
             None if spawn => self.spawn(key),
             None => {}
         }

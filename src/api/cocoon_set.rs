@@ -19,6 +19,7 @@ pub const MAX_TOOLBOXES: usize = 16;
     kind = "CocoonSet",
     namespaced,
     shortname = "cs",
+    category = "cocoon",
     status = "CocoonSetStatus",
     validation = Rule::new("size(self.metadata.name) <= 50").message("metadata.name must be at most 50 characters: it becomes pod names and label values"),
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
     kind = "Hibernation",
     namespaced,
     shortname = "hib",
+    category = "cocoon",
     status = "HibernationStatus",
     printcolumn = r#"{"name":"Pod","type":"string","jsonPath":".spec.podName"}"#,
     printcolumn = r#"{"name":"Action","type":"string","jsonPath":".spec.action"}"#,

@@ -186,7 +186,7 @@ fn deletions(input: &SetInput<'_>, deleting_now: &dyn Fn(&PodView) -> bool) -> V
             _ => {}
         }
     }
-    scale_down.sort_by(|a, b| b.0.cmp(&a.0));
+    scale_down.sort_by_key(|(slot, _)| std::cmp::Reverse(*slot));
     scale_down
         .into_iter()
         .map(|(_, p)| PodAction::Delete {

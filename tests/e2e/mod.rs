@@ -1,0 +1,148 @@
+//! End-to-end harness: one operator per test binary (it watches every namespace, so two would
+//! fight), running against the shared control plane; each test starts its own simulator on a
+//! node of its own, so fault injection stays per test.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use cocoon_operator::api::{CocoonSet, CocoonSetSpec, Hibernation, HibernationAction, HibernationSpec};
+use cocoon_operator::config::OperatorConfig;
+use cocoon_operator::operator::{Operator, OperatorProbe, config_from_kubeconfig};
+use cocoon_operator::sim::{SimConfig, SimHandle, Simulator};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Toleration};
+use kube::api::{ObjectMeta, PostParams};
+
+use crate::common::{TestNamespace, cluster, install_crds};
+
+/// Settings of the shared operator: short timeouts so timeout tests finish quickly.
+pub fn operator_config() -> OperatorConfig {
+    OperatorConfig {
+        hibernate_timeout: Duration::from_secs(12),
+        wake_timeout: Duration::from_secs(20),
+        max_backoff: Duration::from_secs(5),
+        ..OperatorConfig::default()
+    }
+}
+
+pub struct SharedOperator {
+    pub probe: OperatorProbe,
+    pub metrics_url: String,
+}
+
+static OPERATOR: OnceLock<Result<SharedOperator, String>> = OnceLock::new();
+
+/// The operator of this test binary, started on first use with the CRDs installed.
+pub fn operator() -> &'static SharedOperator {
+    match OPERATOR.get_or_init(start_operator) {
+        Ok(op) => op,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn start_operator() -> Result<SharedOperator, String> {
+    let kubeconfig = cluster().kubeconfig.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("operator".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = tx.send(Err(format!("operator runtime: {e}")));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                cocoon_operator::telemetry::init(false);
+                install_crds().await;
+                let config = match config_from_kubeconfig(&kubeconfig).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = tx.send(Err(format!("kube config: {e}")));
+                        return;
+                    }
+                };
+                match Operator::start(config, &operator_config()).await {
+                    Ok(op) => {
+                        let shared = SharedOperator {
+                            probe: op.probe(),
+                            metrics_url: format!("http://{}", op.metrics_addr()),
+                        };
+                        let _ = tx.send(Ok(shared));
+                        std::future::pending::<()>().await;
+                        drop(op);
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(format!("start the operator: {e}")));
+                    }
+                }
+            });
+        })
+        .map_err(|e| format!("spawn the operator thread: {e}"))?;
+    let shared = rx.recv().map_err(|_| "the operator thread ended without an answer".to_string())??;
+    Ok(shared)
+}
+
+/// A namespace with the operator running and a simulator serving a node of this test's own.
+pub struct Env {
+    pub ns: TestNamespace,
+    pub node: String,
+    pub sim: Option<SimHandle>,
+}
+
+impl Env {
+    pub async fn new(prefix: &str) -> Self {
+        Self::with_sim(prefix, |_| {}).await
+    }
+
+    pub async fn with_sim(prefix: &str, tweak: impl FnOnce(&mut SimConfig)) -> Self {
+        let _ = operator();
+        let ns = TestNamespace::new(prefix).await;
+        let node = format!("node-{}", ns.name);
+        let mut config = SimConfig { node_name: node.clone(), ..SimConfig::default() };
+        tweak(&mut config);
+        let sim = Simulator::start(ns.client.clone(), config).await.expect("start the simulator");
+        Self { ns, node, sim: Some(sim) }
+    }
+
+    /// A CocoonSet spec bound to this test's node.
+    pub fn set_spec(&self, replicas: i32) -> CocoonSetSpec {
+        let mut spec: CocoonSetSpec = serde_json::from_value(serde_json::json!({
+            "agent": {"image": "ubuntu-dev-base", "replicas": replicas}
+        }))
+        .expect("spec");
+        spec.node_name = self.node.clone();
+        spec
+    }
+
+    pub async fn create_set(&self, name: &str, spec: CocoonSetSpec) -> CocoonSet {
+        let set = CocoonSet::new(name, spec);
+        self.ns.api::<CocoonSet>().create(&PostParams::default(), &set).await.expect("create CocoonSet")
+    }
+
+    pub async fn create_hibernation(&self, name: &str, pod: &str, action: HibernationAction) -> Hibernation {
+        let hib = Hibernation::new(name, HibernationSpec { pod_name: pod.into(), action });
+        self.ns.api::<Hibernation>().create(&PostParams::default(), &hib).await.expect("create Hibernation")
+    }
+
+    /// A hand-written VM pod bound to this test's node (like a Deployment's pod would be).
+    pub async fn create_pod(&self, name: &str) -> Pod {
+        let pod = Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                annotations: Some(BTreeMap::from([("cocoon.cis/vm-name".to_string(), format!("vk-{}-{name}", self.ns.name))])),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                node_name: Some(self.node.clone()),
+                containers: vec![Container { name: "vm".into(), image: Some("ubuntu-dev-base".into()), ..Default::default() }],
+                tolerations: Some(vec![Toleration { operator: Some("Exists".into()), ..Default::default() }]),
+                ..Default::default()
+            }),
+            status: None,
+        };
+        self.ns.api::<Pod>().create(&PostParams::default(), &pod).await.expect("create pod")
+    }
+}

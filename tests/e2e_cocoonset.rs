@@ -1,0 +1,275 @@
+//! CocoonSet end to end: real control plane, the operator and the vk-cocoon simulator.
+
+mod common;
+mod e2e;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cocoon_operator::api::{CocoonSet, CocoonSetPhase, CocoonSetStatus, HibernationAction, ToolboxSpec};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
+
+use common::eventually;
+use e2e::Env;
+
+const DEADLINE: Duration = Duration::from_secs(90);
+
+async fn wait_phase(api: &Api<CocoonSet>, name: &str, phase: CocoonSetPhase) -> CocoonSetStatus {
+    eventually(DEADLINE, || async {
+        let set = api.get(name).await.map_err(|e| e.to_string())?;
+        let status = set.status.unwrap_or_default();
+        if status.phase == Some(phase) && status.observed_generation == set.metadata.generation {
+            Ok(status)
+        } else {
+            Err(format!("phase {:?}, ready {}/{}", status.phase, status.ready_agents, status.desired_agents))
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{name} never reached {phase:?}: {e}"))
+}
+
+async fn pod_names(api: &Api<Pod>) -> Vec<String> {
+    let mut names: Vec<String> = api.list(&ListParams::default()).await.expect("list pods").items.iter().map(|p| p.name_any()).collect();
+    names.sort();
+    names
+}
+
+/// Records the order in which pods of the namespace start terminating.
+fn record_terminations(api: Api<Pod>) -> (Arc<Mutex<Vec<String>>>, tokio::task::JoinHandle<()>) {
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let out = seen.clone();
+    let task = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(watcher::watcher(api, watcher::Config::default()));
+        while let Some(Ok(event)) = stream.next().await {
+            if let watcher::Event::Apply(pod) | watcher::Event::Delete(pod) = event
+                && (pod.metadata.deletion_timestamp.is_some())
+            {
+                let mut seen = out.lock().unwrap();
+                if !seen.contains(&pod.name_any()) {
+                    seen.push(pod.name_any());
+                }
+            }
+        }
+    });
+    (seen, task)
+}
+
+fn ann(pod: &Pod, key: &str) -> Option<String> {
+    pod.annotations().get(key).cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_main_comes_first_and_sub_agents_fork_from_it_once_it_is_running_and_ready() {
+    let env = Env::new("cs-fork").await;
+    let sets = env.ns.api::<CocoonSet>();
+    env.create_set("demo", env.set_spec(2)).await;
+    let status = wait_phase(&sets, "demo", CocoonSetPhase::Running).await;
+    assert_eq!((status.ready_agents, status.desired_agents), (3, 3));
+    let pods = env.ns.api::<Pod>();
+    let main = pods.get("demo-0").await.unwrap();
+    let main_vm = format!("vk-{}-demo-0", env.ns.name);
+    assert_eq!(ann(&main, "cocoon.cis/vm-name").as_deref(), Some(main_vm.as_str()));
+    let main_ready_at = main
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .and_then(|c| c.last_transition_time.clone())
+        .expect("main Ready time")
+        .0;
+    for slot in 1..=2 {
+        let sub = pods.get(&format!("demo-{slot}")).await.unwrap();
+        assert_eq!(ann(&sub, "cocoon.cis/fork-from").as_deref(), Some(main_vm.as_str()));
+        assert_eq!(ann(&sub, "cocoon.cis/snapshot-from"), Some(format!("fork:{main_vm}")), "cloned from the running main");
+        let created = sub.metadata.creation_timestamp.clone().unwrap().0;
+        assert!(created >= main_ready_at, "sub-agent {slot} created at {created} before the main was ready at {main_ready_at}");
+        assert_eq!(sub.labels().get("cocoon.cis/role").map(String::as_str), Some("sub-agent"));
+    }
+    assert_eq!(status.agents[1].forked_from.as_deref(), Some(main_vm.as_str()));
+    assert!(status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_up_and_down_keeps_stable_names_and_removes_the_highest_slot_first() {
+    let env = Env::new("cs-scale").await;
+    let sets = env.ns.api::<CocoonSet>();
+    env.create_set("scale", env.set_spec(1)).await;
+    wait_phase(&sets, "scale", CocoonSetPhase::Running).await;
+    let first_uid = env.ns.api::<Pod>().get("scale-1").await.unwrap().uid();
+    let patch = |replicas: i32| serde_json::json!({"spec": {"agent": {"replicas": replicas}}});
+    sets.patch("scale", &PatchParams::default(), &Patch::Merge(&patch(4))).await.unwrap();
+    wait_phase(&sets, "scale", CocoonSetPhase::Running).await;
+    assert_eq!(pod_names(&env.ns.api()).await, vec!["scale-0", "scale-1", "scale-2", "scale-3", "scale-4"]);
+    assert_eq!(env.ns.api::<Pod>().get("scale-1").await.unwrap().uid(), first_uid, "existing VMs are kept");
+
+    let (order, task) = record_terminations(env.ns.api());
+    sets.patch("scale", &PatchParams::default(), &Patch::Merge(&patch(1))).await.unwrap();
+    let status = wait_phase(&sets, "scale", CocoonSetPhase::Running).await;
+    eventually(DEADLINE, || async {
+        let names = pod_names(&env.ns.api()).await;
+        if names == ["scale-0", "scale-1"] { Ok(()) } else { Err(format!("{names:?}")) }
+    })
+    .await
+    .expect("scaled down to two pods");
+    task.abort();
+    assert_eq!(*order.lock().unwrap(), vec!["scale-4", "scale-3", "scale-2"]);
+    assert_eq!((status.ready_agents, status.desired_agents), (2, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn toolboxes_are_created_when_listed_and_deleted_when_removed() {
+    let env = Env::new("cs-toolbox").await;
+    let sets = env.ns.api::<CocoonSet>();
+    let mut spec = env.set_spec(0);
+    spec.toolboxes = vec![
+        serde_json::from_value::<ToolboxSpec>(serde_json::json!({"name": "browser", "image": "chromium"})).unwrap(),
+        serde_json::from_value::<ToolboxSpec>(serde_json::json!({"name": "phone", "os": "android", "image": "android-14"})).unwrap(),
+    ];
+    env.create_set("tools", spec).await;
+    let status = wait_phase(&sets, "tools", CocoonSetPhase::Running).await;
+    assert_eq!(pod_names(&env.ns.api()).await, vec!["tools-0", "tools-browser", "tools-phone"]);
+    let conn: Vec<String> = status.toolboxes.iter().map(|t| format!("{}={:?}", t.name, t.conn_type)).collect();
+    assert_eq!(conn, vec!["browser=Ssh", "phone=Adb"]);
+    let browser = env.ns.api::<Pod>().get("tools-browser").await.unwrap();
+    assert_eq!(ann(&browser, "cocoon.cis/vm-name"), Some(format!("vk-{}-tools-browser", env.ns.name)));
+    let patch = serde_json::json!({"spec": {"toolboxes": [{"name": "browser", "image": "chromium"}]}});
+    sets.patch("tools", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    eventually(DEADLINE, || async {
+        let names = pod_names(&env.ns.api()).await;
+        if names == ["tools-0", "tools-browser"] { Ok(()) } else { Err(format!("{names:?}")) }
+    })
+    .await
+    .expect("the removed toolbox's pod is deleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspend_hibernates_the_set_and_resume_leaves_a_hibernation_held_pod_alone() {
+    let env = Env::new("cs-suspend").await;
+    let sets = env.ns.api::<CocoonSet>();
+    env.create_set("sus", env.set_spec(2)).await;
+    wait_phase(&sets, "sus", CocoonSetPhase::Running).await;
+    env.create_hibernation("keep-2", "sus-2", HibernationAction::Hibernate).await;
+    eventually(DEADLINE, || async {
+        let pod = env.ns.api::<Pod>().get("sus-2").await.map_err(|e| e.to_string())?;
+        let by = ann(&pod, "cocoon.cis/hibernated-by");
+        if by.as_deref() == Some("keep-2") { Ok(()) } else { Err(format!("hibernated-by {by:?}")) }
+    })
+    .await
+    .expect("the Hibernation marks its pod");
+
+    let suspend = |on: bool| serde_json::json!({"spec": {"suspend": on}});
+    sets.patch("sus", &PatchParams::default(), &Patch::Merge(&suspend(true))).await.unwrap();
+    let status = wait_phase(&sets, "sus", CocoonSetPhase::Suspended).await;
+    assert_eq!(status.ready_agents, 0);
+    let snapshots = env.ns.api::<k8s_openapi::api::core::v1::ConfigMap>().get("cocoon-vm-snapshots").await.unwrap();
+    assert_eq!(snapshots.data.unwrap_or_default().len(), 3, "every VM has a snapshot entry");
+
+    sets.patch("sus", &PatchParams::default(), &Patch::Merge(&suspend(false))).await.unwrap();
+    let status = wait_phase(&sets, "sus", CocoonSetPhase::Running).await;
+    assert_eq!(status.ready_agents, 2, "the held pod stays hibernated");
+    let held = env.ns.api::<Pod>().get("sus-2").await.unwrap();
+    assert_eq!(ann(&held, "cocoon.cis/hibernate").as_deref(), Some("true"));
+    assert_eq!(status.agents[2].phase, "Hibernated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_deleted_behind_our_back_or_failed_is_recreated_under_the_same_name() {
+    let env = Env::new("cs-recreate").await;
+    let sets = env.ns.api::<CocoonSet>();
+    env.create_set("heal", env.set_spec(1)).await;
+    wait_phase(&sets, "heal", CocoonSetPhase::Running).await;
+    let pods = env.ns.api::<Pod>();
+    let old = pods.get("heal-1").await.unwrap().uid();
+    pods.delete("heal-1", &DeleteParams::default()).await.unwrap();
+    eventually(DEADLINE, || async {
+        let pod = pods.get("heal-1").await.map_err(|e| e.to_string())?;
+        let serving = pod.status.as_ref().and_then(|s| s.phase.clone()) == Some("Running".into())
+            && pod.metadata.deletion_timestamp.is_none();
+        if pod.uid() != old && serving { Ok(()) } else { Err("not yet replaced".to_string()) }
+    })
+    .await
+    .expect("deleted pod recreated");
+
+    let failed = pods.get("heal-1").await.unwrap().uid();
+    let status = serde_json::json!({"status": {"phase": "Failed", "reason": "ProviderFailed", "message": "VM crashed"}});
+    pods.patch_status("heal-1", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+    eventually(DEADLINE, || async {
+        let pod = pods.get("heal-1").await.map_err(|e| e.to_string())?;
+        let running = pod.status.as_ref().and_then(|s| s.phase.clone()) == Some("Running".into());
+        if pod.uid() != failed && running { Ok(()) } else { Err("failed pod not yet replaced".to_string()) }
+    })
+    .await
+    .expect("failed pod recreated");
+    wait_phase(&sets, "heal", CocoonSetPhase::Running).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_set_tears_down_sub_agents_and_toolboxes_before_the_main() {
+    let env = Env::new("cs-teardown").await;
+    let sets = env.ns.api::<CocoonSet>();
+    let mut spec = env.set_spec(2);
+    spec.toolboxes = vec![serde_json::from_value(serde_json::json!({"name": "box", "image": "img"})).unwrap()];
+    env.create_set("gone", spec).await;
+    wait_phase(&sets, "gone", CocoonSetPhase::Running).await;
+    let set = sets.get("gone").await.unwrap();
+    assert!(set.finalizers().iter().any(|f| f == "cocoon.cis/teardown"));
+    let (order, task) = record_terminations(env.ns.api());
+    sets.delete("gone", &DeleteParams::default()).await.unwrap();
+    eventually(DEADLINE, || async {
+        match sets.get_opt("gone").await {
+            Ok(None) => Ok(()),
+            Ok(Some(_)) => Err("set still there".to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await
+    .expect("the set is deleted after its pods");
+    assert!(pod_names(&env.ns.api()).await.is_empty());
+    task.abort();
+    let order = order.lock().unwrap().clone();
+    assert_eq!(order.len(), 4, "{order:?}");
+    assert_eq!(order.last().map(String::as_str), Some("gone-0"), "the main goes last: {order:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_example_with_a_static_windows_toolbox_is_reported_not_rejected() {
+    let env = Env::new("cs-seed").await;
+    let yaml = format!(
+        r#"apiVersion: cocoon.cis/v1alpha1
+kind: CocoonSet
+metadata:
+  name: demo
+  namespace: {ns}
+spec:
+  nodeName: {node}
+  agent:
+    image: ubuntu-dev-base
+    replicas: 1
+    resources:
+      cpu: "2"
+      memory: "4Gi"
+  toolboxes:
+    - name: windows
+      os: windows
+      image: windows-server-2022
+      mode: static
+"#,
+        ns = env.ns.name,
+        node = env.node
+    );
+    common::kubectl_with_stdin(&["apply", "-f", "-"], &yaml).await.expect_success("apply the seed CocoonSet");
+    let sets = env.ns.api::<CocoonSet>();
+    let status = wait_phase(&sets, "demo", CocoonSetPhase::Running).await;
+    assert!(status.message.unwrap_or_default().contains("toolbox windows is static but has no staticIP"));
+    assert_eq!(status.toolboxes[0].phase, "ProviderFailed");
+    assert_eq!(status.toolboxes[0].conn_type, cocoon_operator::api::ConnType::Rdp);
+    let limits = env.ns.api::<Pod>().get("demo-0").await.unwrap().spec.unwrap().containers[0].resources.clone().unwrap().limits.unwrap();
+    assert_eq!(limits["cpu"].0, "2");
+    assert_eq!(limits["memory"].0, "4Gi");
+    let events = common::kubectl(&["get", "events", "-n", &env.ns.name, "-o", "jsonpath={.items[*].reason}"]).await;
+    assert!(events.stdout.contains("NeedsAttention"), "a Warning Event names the problem: {}", events.stdout);
+}

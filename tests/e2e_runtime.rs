@@ -1,0 +1,119 @@
+//! The runtime end to end: the actor tree endpoint, surviving a panicking actor, and metrics.
+
+mod common;
+mod e2e;
+
+use std::time::Duration;
+
+use cocoon_operator::actors::ActorKey;
+use cocoon_operator::api::{CocoonSet, CocoonSetPhase, HibernationAction};
+use kube::api::{Patch, PatchParams};
+
+use common::eventually;
+use e2e::{Env, operator};
+
+const DEADLINE: Duration = Duration::from_secs(90);
+
+async fn http_get(url: &str) -> String {
+    // A tiny HTTP/1.1 client over a loopback TCP socket: enough for our own endpoints.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.trim_start_matches("http://");
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect to the operator");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    body
+}
+
+async fn running(env: &Env, name: &str) {
+    let sets = env.ns.api::<CocoonSet>();
+    eventually(DEADLINE, || async {
+        let s = sets.get(name).await.map_err(|e| e.to_string())?;
+        let st = s.status.unwrap_or_default();
+        if st.phase == Some(CocoonSetPhase::Running) && st.observed_generation == s.metadata.generation {
+            Ok(())
+        } else {
+            Err(format!("{:?}", st.phase))
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{name}: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_actor_tree_lists_every_live_actor_as_json_and_text() {
+    let env = Env::new("rt-tree").await;
+    env.create_set("alpha", env.set_spec(1)).await;
+    env.create_set("beta", env.set_spec(0)).await;
+    env.create_pod("lonely").await;
+    env.create_hibernation("nap", "lonely", HibernationAction::Hibernate).await;
+    running(&env, "alpha").await;
+    running(&env, "beta").await;
+    let op = operator();
+    let ns = env.ns.name.clone();
+    let json = eventually(DEADLINE, || async {
+        let body = http_get(&format!("{}/debug/actors", op.metrics_url)).await;
+        let want = [format!("cs/{ns}/alpha"), format!("cs/{ns}/beta"), format!("hib/{ns}/nap")];
+        if want.iter().all(|k| body.contains(k.as_str())) { Ok(body) } else { Err(body) }
+    })
+    .await
+    .expect("every actor is listed");
+    assert!(json.contains("\"podCount\":2"), "alpha has two pods: {json}");
+    assert!(json.contains("\"mailboxDepth\""), "{json}");
+    let text = http_get(&format!("{}/debug/actors?format=text", op.metrics_url)).await;
+    assert!(text.contains("supervisor [running]"), "{text}");
+    assert!(text.contains(&format!("cs/{ns}/alpha [running] phase=Running")), "{text}");
+    assert!(text.contains("└── "), "an indented tree: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_actor_is_restarted_and_the_others_are_unaffected() {
+    let env = Env::new("rt-panic").await;
+    env.create_set("victim", env.set_spec(0)).await;
+    env.create_set("bystander", env.set_spec(0)).await;
+    running(&env, "victim").await;
+    running(&env, "bystander").await;
+    let op = operator();
+    let key = ActorKey::cocoon_set(&env.ns.name, "victim");
+    assert!(op.probe.inject_panic(&key), "the actor runs");
+    let restarted = eventually(DEADLINE, || async {
+        let tree = op.probe.tree();
+        match tree.cocoon_sets.iter().find(|n| n.key == key.to_string()) {
+            Some(n) if n.restarts >= 1 && n.stats.reconciles > 0 => Ok(n.restarts),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+    .expect("the supervisor restarts the actor");
+    assert_eq!(restarted, 1);
+    // The restarted actor serves new changes; the bystander was never disturbed.
+    let sets = env.ns.api::<CocoonSet>();
+    let patch = serde_json::json!({"spec": {"agent": {"replicas": 1}}});
+    sets.patch("victim", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    running(&env, "victim").await;
+    assert_eq!(sets.get("victim").await.unwrap().status.unwrap().ready_agents, 2);
+    let bystander = op.probe.tree().cocoon_sets.into_iter().find(|n| n.name == "bystander" && n.namespace == env.ns.name).unwrap();
+    assert_eq!(bystander.restarts, 0);
+    let metrics = http_get(&format!("{}/metrics", op.metrics_url)).await;
+    assert!(metrics.contains("cocoon_operator_actor_restarts_total{kind=\"CocoonSet\"}"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_use_the_prefix_and_bounded_labels() {
+    let env = Env::new("rt-metrics").await;
+    env.create_set("m", env.set_spec(0)).await;
+    running(&env, "m").await;
+    let body = http_get(&format!("{}/metrics", operator().metrics_url)).await;
+    for family in [
+        "cocoon_operator_reconciles_total",
+        "cocoon_operator_reconcile_duration_seconds",
+        "cocoon_operator_actors",
+        "cocoon_operator_mailbox_depth",
+        "cocoon_operator_api_requests_total",
+    ] {
+        assert!(body.contains(family), "{family} missing:\n{body}");
+    }
+    assert!(!body.contains(&env.ns.name), "no object names in labels");
+}

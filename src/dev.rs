@@ -52,14 +52,27 @@ fn step(text: &str) {
 pub async fn run(args: DevArgs) -> Result<(), BoxError> {
     let started = Instant::now();
     step("starting a local control plane (etcd, kube-apiserver, kube-controller-manager)");
-    let options = DevClusterOptions { kubeconfig_out: Some(std::path::absolute(&args.kubeconfig)?), ..Default::default() };
+    let options = DevClusterOptions {
+        kubeconfig_out: Some(std::path::absolute(&args.kubeconfig)?),
+        ..Default::default()
+    };
     let cluster = DevCluster::start(options).await?;
     let kubeconfig = std::path::absolute(&args.kubeconfig)?;
-    println!("    API server {} ready in {:.1}s", cluster.base_url(), cluster.ready_in().as_secs_f64());
-    println!("    kubeconfig: {}   (try: kubectl --kubeconfig {} get cs,hib,pods -A)", kubeconfig.display(), kubeconfig.display());
+    println!(
+        "    API server {} ready in {:.1}s",
+        cluster.base_url(),
+        cluster.ready_in().as_secs_f64()
+    );
+    println!(
+        "    kubeconfig: {}   (try: kubectl --kubeconfig {} get cs,hib,pods -A)",
+        kubeconfig.display(),
+        kubeconfig.display()
+    );
     let client = cluster.client().await?;
 
-    step("installing the CRDs from the Rust types (same as deploy/crd.yaml, deploy/cocoonset-crd.yaml)");
+    step(
+        "installing the CRDs from the Rust types (same as deploy/crd.yaml, deploy/cocoonset-crd.yaml)",
+    );
     install_crds(&client).await?;
 
     step("starting the vk-cocoon simulator on node cocoon-pool");
@@ -73,9 +86,16 @@ pub async fn run(args: DevArgs) -> Result<(), BoxError> {
     let sim = Simulator::start(client.clone(), sim_config).await?;
 
     step("starting the operator");
-    let config = OperatorConfig { metrics_addr: args.metrics_addr, probe_addr: args.probe_addr, ..Default::default() };
+    let config = OperatorConfig {
+        metrics_addr: args.metrics_addr,
+        probe_addr: args.probe_addr,
+        ..Default::default()
+    };
     let operator = Operator::start(config_from_kubeconfig(&kubeconfig).await?, &config).await?;
-    println!("    metrics: http://{0}/metrics   actor tree: http://{0}/debug/actors?format=text", operator.metrics_addr());
+    println!(
+        "    metrics: http://{0}/metrics   actor tree: http://{0}/debug/actors?format=text",
+        operator.metrics_addr()
+    );
 
     step(&format!("applying the examples in {}", args.examples.display()));
     let applied = apply_examples(&client, &args.examples).await?;
@@ -110,9 +130,12 @@ async fn install_crds(client: &Client) -> Result<(), BoxError> {
         let name = crd.metadata.name.clone().unwrap_or_default();
         api.patch(&name, &params, &Patch::Apply(&crd)).await?;
         let established = kube::runtime::conditions::is_crd_established();
-        tokio::time::timeout(Duration::from_secs(30), kube::runtime::wait::await_condition(api.clone(), &name, established))
-            .await
-            .map_err(|_| format!("CRD {name} not Established within 30s"))??;
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            kube::runtime::wait::await_condition(api.clone(), &name, established),
+        )
+        .await
+        .map_err(|_| format!("CRD {name} not Established within 30s"))??;
         println!("    {name} established");
     }
     Ok(())
@@ -140,7 +163,8 @@ async fn apply_examples(client: &Client, dir: &std::path::Path) -> Result<Vec<St
             let resource = ApiResource::from_gvk(&gvk);
             let namespace = object.metadata.namespace.clone().unwrap_or_else(|| "default".into());
             let name = object.metadata.name.clone().ok_or("example without a name")?;
-            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &resource);
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), &namespace, &resource);
             api.patch(&name, &params, &Patch::Apply(&object)).await?;
             applied.push(format!("{} {namespace}/{name} (from {})", gvk.kind, file.display()));
         }
@@ -157,8 +181,11 @@ async fn watch_progress(client: &Client, timeout: Duration) -> Result<(), String
         Set(Event<CocoonSet>),
         Hib(Event<Hibernation>),
     }
-    let sets = watcher::watcher(Api::<CocoonSet>::all(client.clone()), watcher::Config::default()).map(|e| e.map(Seen::Set));
-    let hibs = watcher::watcher(Api::<Hibernation>::all(client.clone()), watcher::Config::default()).map(|e| e.map(Seen::Hib));
+    let sets = watcher::watcher(Api::<CocoonSet>::all(client.clone()), watcher::Config::default())
+        .map(|e| e.map(Seen::Set));
+    let hibs =
+        watcher::watcher(Api::<Hibernation>::all(client.clone()), watcher::Config::default())
+            .map(|e| e.map(Seen::Hib));
     let mut events = std::pin::pin!(futures::stream::select(sets, hibs));
     let mut state: std::collections::BTreeMap<String, (String, bool)> = Default::default();
     let mut last = String::new();
@@ -178,18 +205,24 @@ async fn watch_progress(client: &Client, timeout: Duration) -> Result<(), String
             Seen::Set(Event::Apply(set) | Event::InitApply(set)) => {
                 let status = set.status.clone().unwrap_or_default();
                 let phase = status.phase.unwrap_or_default();
-                let line = format!("{} {}/{}", phase.as_str(), status.ready_agents, status.desired_agents);
+                let line =
+                    format!("{} {}/{}", phase.as_str(), status.ready_agents, status.desired_agents);
                 let settled = matches!(phase, CocoonSetPhase::Running | CocoonSetPhase::Suspended);
                 state.insert(format!("cs/{}", kube::ResourceExt::name_any(&set)), (line, settled));
             }
             Seen::Hib(Event::Apply(hib) | Event::InitApply(hib)) => {
                 let phase = hib.status.as_ref().and_then(|s| s.phase).unwrap_or_default();
-                let settled = matches!(phase, HibernationPhase::Hibernated | HibernationPhase::Active);
-                state.insert(format!("hib/{}", kube::ResourceExt::name_any(&hib)), (phase.as_str().to_string(), settled));
+                let settled =
+                    matches!(phase, HibernationPhase::Hibernated | HibernationPhase::Active);
+                state.insert(
+                    format!("hib/{}", kube::ResourceExt::name_any(&hib)),
+                    (phase.as_str().to_string(), settled),
+                );
             }
             _ => continue,
         }
-        let line = state.iter().map(|(k, (v, _))| format!("{k} {v}")).collect::<Vec<_>>().join("   ");
+        let line =
+            state.iter().map(|(k, (v, _))| format!("{k} {v}")).collect::<Vec<_>>().join("   ");
         if line != last {
             println!("    {line}");
             last = line;
@@ -206,7 +239,12 @@ async fn print_kubectl(kubeconfig: &std::path::Path, args: &[&str]) {
         Ok(b) if b.etcd.with_file_name("kubectl").is_file() => b.etcd.with_file_name("kubectl"),
         _ => PathBuf::from("kubectl"),
     };
-    let out = tokio::process::Command::new(&kubectl).arg("--kubeconfig").arg(kubeconfig).args(args).output().await;
+    let out = tokio::process::Command::new(&kubectl)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .await;
     match out {
         Ok(o) => {
             println!("$ kubectl {}", args.join(" "));

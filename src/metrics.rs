@@ -56,14 +56,16 @@ impl Metrics {
     pub fn new() -> Arc<Self> {
         let mut registry = Registry::with_prefix("cocoon_operator");
         let reconciles = Family::<KindResult, Counter>::default();
-        let reconcile_duration =
-            Family::<Kind, Histogram>::new_with_constructor(duration_histogram as fn() -> Histogram);
+        let reconcile_duration = Family::<Kind, Histogram>::new_with_constructor(
+            duration_histogram as fn() -> Histogram,
+        );
         let actors = Family::<Kind, Gauge>::default();
         let actor_restarts = Family::<Kind, Counter>::default();
         let mailbox_depth = Family::<Kind, Gauge>::default();
         let api_requests = Family::<VerbResult, Counter>::default();
-        let transition_duration =
-            Family::<Transition, Histogram>::new_with_constructor(slow_histogram as fn() -> Histogram);
+        let transition_duration = Family::<Transition, Histogram>::new_with_constructor(
+            slow_histogram as fn() -> Histogram,
+        );
         registry.register("reconciles", "Reconcile passes by kind and result", reconciles.clone());
         registry.register(
             "reconcile_duration_seconds",
@@ -71,7 +73,11 @@ impl Metrics {
             reconcile_duration.clone(),
         );
         registry.register("actors", "Live actors by kind", actors.clone());
-        registry.register("actor_restarts", "Actors restarted after a failure", actor_restarts.clone());
+        registry.register(
+            "actor_restarts",
+            "Actors restarted after a failure",
+            actor_restarts.clone(),
+        );
         registry.register(
             "mailbox_depth",
             "Undelivered coalesced updates waiting for actors, by kind",
@@ -112,15 +118,15 @@ impl Metrics {
     pub fn api_request_total(&self) -> u64 {
         API_VERBS
             .iter()
-            .flat_map(|verb| {
-                API_RESULTS.iter().map(move |result| VerbResult { verb, result })
-            })
+            .flat_map(|verb| API_RESULTS.iter().map(move |result| VerbResult { verb, result }))
             .map(|labels| self.api_requests.get_or_create(&labels).get())
             .sum()
     }
 }
 
 /// Verbs counted in `api_requests`.
-pub const API_VERBS: &[&str] = &["get", "list", "watch", "create", "update", "patch", "delete", "other"];
+pub const API_VERBS: &[&str] =
+    &["get", "list", "watch", "create", "update", "patch", "delete", "other"];
 /// Results counted in `api_requests`.
-pub const API_RESULTS: &[&str] = &["ok", "client_error", "conflict", "not_found", "server_error", "transport_error"];
+pub const API_RESULTS: &[&str] =
+    &["ok", "client_error", "conflict", "not_found", "server_error", "transport_error"];

@@ -69,9 +69,15 @@ impl OperatorProbe {
 }
 
 /// Loads a kubeconfig file into a client configuration.
-pub async fn config_from_kubeconfig(path: &std::path::Path) -> Result<kube::Config, Box<dyn std::error::Error + Send + Sync>> {
+pub async fn config_from_kubeconfig(
+    path: &std::path::Path,
+) -> Result<kube::Config, Box<dyn std::error::Error + Send + Sync>> {
     let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
-    Ok(kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?)
+    Ok(kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?)
 }
 
 /// A running operator (leading, or alone without leader election).
@@ -113,7 +119,12 @@ impl Operator {
             synced: synced.clone(),
         });
         let (metrics_addr, probe_addr, http) = if serve_http {
-            let state = HttpState { metrics: metrics.clone(), table, ready: ready.clone(), synced: synced.clone() };
+            let state = HttpState {
+                metrics: metrics.clone(),
+                table,
+                ready: ready.clone(),
+                synced: synced.clone(),
+            };
             serve(state, config.metrics_addr, config.probe_addr).await.map_err(Error::Bind)?
         } else {
             (config.metrics_addr, config.probe_addr, Vec::new())
@@ -173,7 +184,10 @@ impl Operator {
 }
 
 /// `cocoon-operator run`: until SIGTERM or Ctrl-C, with leader election when configured.
-pub async fn run_until_signal(kube_config: kube::Config, config: OperatorConfig) -> Result<(), Error> {
+pub async fn run_until_signal(
+    kube_config: kube::Config,
+    config: OperatorConfig,
+) -> Result<(), Error> {
     let grace = Duration::from_secs(20);
     if !config.leader_elect {
         let operator = Operator::start(kube_config, &config).await?;
@@ -186,7 +200,8 @@ pub async fn run_until_signal(kube_config: kube::Config, config: OperatorConfig)
     // Probes answer from the start: a standby is ready (it is doing its job: waiting).
     let ready = Arc::new(AtomicBool::new(false));
     let plain = kube::Client::try_from(kube_config.clone()).map_err(Error::Client)?;
-    let namespace = config.lease_namespace.clone().unwrap_or_else(|| plain.default_namespace().to_string());
+    let namespace =
+        config.lease_namespace.clone().unwrap_or_else(|| plain.default_namespace().to_string());
     let identity = config.identity.clone().unwrap_or_else(hostname);
     let elector = LeaderElector::new(plain, &namespace, &config.lease_name, &identity);
     let standby_http = serve(
@@ -222,7 +237,8 @@ pub async fn run_until_signal(kube_config: kube::Config, config: OperatorConfig)
         t.abort();
     }
     tracing::info!(%identity, "acquired the leader Lease");
-    let operator = Operator::start_with(kube_config, &config, Arc::new(AtomicBool::new(false)), true).await?;
+    let operator =
+        Operator::start_with(kube_config, &config, Arc::new(AtomicBool::new(false)), true).await?;
     let mut failures_since_renew = Duration::ZERO;
     let outcome = loop {
         tokio::select! {
@@ -261,13 +277,14 @@ pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

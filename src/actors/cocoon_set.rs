@@ -58,7 +58,11 @@ impl Actor for CocoonSetActor {
     type State = State;
     type Arguments = Args;
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: Args) -> Result<State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Args,
+    ) -> Result<State, ActorProcessingErr> {
         let resync = Some(myself.send_interval(args.ctx.resync, || ResourceMsg::Resync));
         Ok(State {
             key: args.key,
@@ -81,7 +85,11 @@ impl Actor for CocoonSetActor {
         })
     }
 
-    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut State) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
         if let Some(t) = state.retry.take() {
             t.abort();
         }
@@ -112,21 +120,35 @@ impl Actor for CocoonSetActor {
         let started = Instant::now();
         let result = state.reconcile().await;
         let kind = Kind { kind: "CocoonSet" };
-        state.ctx.metrics.reconcile_duration.get_or_create(&kind).observe(started.elapsed().as_secs_f64());
+        state
+            .ctx
+            .metrics
+            .reconcile_duration
+            .get_or_create(&kind)
+            .observe(started.elapsed().as_secs_f64());
         let outcome = if result.is_ok() { "ok" } else { "error" };
-        state.ctx.metrics.reconciles.get_or_create(&KindResult { kind: "CocoonSet", result: outcome }).inc();
+        state
+            .ctx
+            .metrics
+            .reconciles
+            .get_or_create(&KindResult { kind: "CocoonSet", result: outcome })
+            .inc();
         let delay = match result {
             Ok(requeue) => {
                 state.attempts = 0;
                 lock(&state.stats).last_error = None;
                 requeue
             }
-            Err(error) => {
-                tracing::warn!(actor = %state.key, %error, "reconcile failed; backing off");
+            Err(failure) if failure.conflict => {
+                tracing::debug!(actor = %state.key, error = %failure.message, "write conflict; retrying from a fresh view");
+                Some(super::CONFLICT_RETRY)
+            }
+            Err(failure) => {
+                tracing::warn!(actor = %state.key, error = %failure.message, "reconcile failed; backing off");
                 let delay = state.ctx.backoff(state.attempts);
                 state.attempts += 1;
                 let mut stats = lock(&state.stats);
-                stats.last_error = Some(error);
+                stats.last_error = Some(failure.message);
                 stats.status = "backoff".into();
                 Some(delay)
             }
@@ -173,7 +195,7 @@ impl State {
     }
 
     /// One pass: returns when to plan again, or a short error for the backoff path.
-    async fn reconcile(&mut self) -> Result<Option<std::time::Duration>, String> {
+    async fn reconcile(&mut self) -> Result<Option<std::time::Duration>, super::Failure> {
         let Some(set) = self.set.clone() else { return Ok(None) };
         let now = Timestamp::now();
         let uid = set.uid().unwrap_or_default();
@@ -186,7 +208,7 @@ impl State {
         if !deleting && !has_finalizer {
             let mut finalizers = set.finalizers().to_vec();
             finalizers.push(contract::FINALIZER_TEARDOWN.to_string());
-            self.ctx.writer.set_finalizers(set.as_ref(), finalizers).await.map_err(|e| e.to_string())?;
+            self.ctx.writer.set_finalizers(set.as_ref(), finalizers).await?;
         }
         if self.failure.as_ref().is_some_and(|(g, _)| Some(*g) != generation) {
             self.failure = None;
@@ -223,7 +245,7 @@ impl State {
         }
         let status = after_plan.status;
         if status != stored && Some(&status) != self.last_written.as_ref() {
-            self.ctx.writer.apply_status(set.as_ref(), &status).await.map_err(|e| e.to_string())?;
+            self.ctx.writer.apply_status(set.as_ref(), &status).await?;
             self.last_written = Some(status.clone());
         }
         {
@@ -239,9 +261,13 @@ impl State {
             return Err(e);
         }
         if after_plan.teardown_complete {
-            let finalizers: Vec<String> =
-                set.finalizers().iter().filter(|f| *f != contract::FINALIZER_TEARDOWN).cloned().collect();
-            self.ctx.writer.set_finalizers(set.as_ref(), finalizers).await.map_err(|e| e.to_string())?;
+            let finalizers: Vec<String> = set
+                .finalizers()
+                .iter()
+                .filter(|f| *f != contract::FINALIZER_TEARDOWN)
+                .cloned()
+                .collect();
+            self.ctx.writer.set_finalizers(set.as_ref(), finalizers).await?;
         }
         Ok(plan.requeue_after)
     }
@@ -278,12 +304,14 @@ impl State {
         views: &[PodView],
         action: &PodAction,
         now: Timestamp,
-    ) -> Result<(), String> {
+    ) -> Result<(), super::Failure> {
         let ns = self.key.namespace.clone();
         let name = action.pod_name().to_string();
         let reference = set.object_ref(&());
         match action {
-            PodAction::CreateMain { pod } | PodAction::CreateSubAgent { pod, .. } | PodAction::CreateToolbox { pod, .. } => {
+            PodAction::CreateMain { pod }
+            | PodAction::CreateSubAgent { pod, .. }
+            | PodAction::CreateToolbox { pod, .. } => {
                 match self.ctx.writer.create_pod(&ns, pod).await {
                     Ok(CreateOutcome::Created) => {
                         self.expectations.expect_create(&name, now);
@@ -293,38 +321,69 @@ impl State {
                         }
                         let message = match action {
                             PodAction::CreateSubAgent { slot, fork_from, .. } => {
-                                format!("created sub-agent {name} (slot {slot}) forked from {fork_from}")
+                                format!(
+                                    "created sub-agent {name} (slot {slot}) forked from {fork_from}"
+                                )
                             }
-                            PodAction::CreateToolbox { toolbox, .. } => format!("created toolbox {toolbox} as pod {name}"),
+                            PodAction::CreateToolbox { toolbox, .. } => {
+                                format!("created toolbox {toolbox} as pod {name}")
+                            }
                             _ => format!("created main agent {name}"),
                         };
-                        self.ctx.writer.event(&reference, &crate::plan::PlanEvent::normal("CreatedPod", message), "Create").await;
+                        self.ctx
+                            .writer
+                            .event(
+                                &reference,
+                                &crate::plan::PlanEvent::normal("CreatedPod", message),
+                                "Create",
+                            )
+                            .await;
                         Ok(())
                     }
                     Ok(CreateOutcome::AlreadyExists) => {
                         // Not ours (ours would be in the view or expected): wait and look again.
-                        let attempt = u32::try_from(self.name_conflicts.len()).unwrap_or(0) + self.attempts;
-                        self.not_before.insert(name.clone(), after(now, self.ctx.backoff(attempt + 2)));
+                        let attempt =
+                            u32::try_from(self.name_conflicts.len()).unwrap_or(0) + self.attempts;
+                        self.not_before
+                            .insert(name.clone(), after(now, self.ctx.backoff(attempt + 2)));
                         if self.name_conflicts.insert(name.clone()) {
-                            let message = format!("pod {name} already exists and is not owned by this set");
-                            self.ctx.writer.event(&reference, &crate::plan::PlanEvent::warning("NameConflict", message), "Create").await;
+                            let message =
+                                format!("pod {name} already exists and is not owned by this set");
+                            self.ctx
+                                .writer
+                                .event(
+                                    &reference,
+                                    &crate::plan::PlanEvent::warning("NameConflict", message),
+                                    "Create",
+                                )
+                                .await;
                         }
                         Ok(())
                     }
-                    Err(e) if e.category() == ErrorCategory::Invalid || e.category() == ErrorCategory::Forbidden => {
+                    Err(e)
+                        if e.category() == ErrorCategory::Invalid
+                            || e.category() == ErrorCategory::Forbidden =>
+                    {
                         let message = format!("cannot create pod {name}: {e}");
                         if let Some(g) = set.metadata.generation {
                             self.failure = Some((g, message.clone()));
                         }
-                        self.ctx.writer.event(&reference, &crate::plan::PlanEvent::warning("CreateRejected", message), "Create").await;
-                        Err(e.to_string())
+                        self.ctx
+                            .writer
+                            .event(
+                                &reference,
+                                &crate::plan::PlanEvent::warning("CreateRejected", message),
+                                "Create",
+                            )
+                            .await;
+                        Err(e.into())
                     }
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(e.into()),
                 }
             }
             PodAction::Delete { pod_name, reason } => {
                 let uid = self.pods.get(pod_name).and_then(|p| p.uid());
-                self.ctx.writer.delete_pod(&ns, pod_name, uid).await.map_err(|e| e.to_string())?;
+                self.ctx.writer.delete_pod(&ns, pod_name, uid).await?;
                 self.expectations.expect_delete(pod_name, now);
                 if *reason == DeleteReason::Terminal {
                     let count = self.terminal_deletes.entry(pod_name.clone()).or_insert(0);
@@ -332,9 +391,20 @@ impl State {
                     let wait = self.ctx.backoff(*count);
                     self.not_before.insert(pod_name.clone(), after(now, wait));
                 }
-                let phase = views.iter().find(|v| &v.name == pod_name).map(|v| format!("{:?}", v.phase)).unwrap_or_default();
+                let phase = views
+                    .iter()
+                    .find(|v| &v.name == pod_name)
+                    .map(|v| format!("{:?}", v.phase))
+                    .unwrap_or_default();
                 let message = format!("deleted pod {pod_name} ({}; was {phase})", reason.as_str());
-                self.ctx.writer.event(&reference, &crate::plan::PlanEvent::normal("DeletedPod", message), "Delete").await;
+                self.ctx
+                    .writer
+                    .event(
+                        &reference,
+                        &crate::plan::PlanEvent::normal("DeletedPod", message),
+                        "Delete",
+                    )
+                    .await;
                 Ok(())
             }
             PodAction::SetHibernate { pod_name, hibernate } => {
@@ -343,7 +413,7 @@ impl State {
                 match self.ctx.writer.patch_pod_annotations(&ns, pod_name, &patch).await {
                     Ok(()) => Ok(()),
                     Err(e) if e.category() == ErrorCategory::NotFound => Ok(()),
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(e.into()),
                 }
             }
         }
@@ -355,12 +425,16 @@ impl State {
         self.forks_started.retain(|name, started| {
             let serving = views.iter().any(|v| &v.name == name && v.is_serving());
             if serving {
-                metrics.transition_duration.get_or_create(&Transition { transition: "fork" }).observe(started.elapsed().as_secs_f64());
+                metrics
+                    .transition_duration
+                    .get_or_create(&Transition { transition: "fork" })
+                    .observe(started.elapsed().as_secs_f64());
             }
             !serving && started.elapsed() < std::time::Duration::from_secs(3600)
         });
         // Successful pods earn their backoff back.
-        self.terminal_deletes.retain(|name, _| !views.iter().any(|v| &v.name == name && v.is_serving()));
+        self.terminal_deletes
+            .retain(|name, _| !views.iter().any(|v| &v.name == name && v.is_serving()));
         let now = Timestamp::now();
         self.not_before.retain(|_, t| *t > now);
     }

@@ -54,7 +54,11 @@ impl Actor for HibernationActor {
     type State = State;
     type Arguments = Args;
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: Args) -> Result<State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Args,
+    ) -> Result<State, ActorProcessingErr> {
         let resync = Some(myself.send_interval(args.ctx.resync, || ResourceMsg::Resync));
         Ok(State {
             key: args.key,
@@ -72,7 +76,11 @@ impl Actor for HibernationActor {
         })
     }
 
-    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut State) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
         if let Some(t) = state.retry.take() {
             t.abort();
         }
@@ -102,21 +110,35 @@ impl Actor for HibernationActor {
         let started = Instant::now();
         let result = state.reconcile().await;
         let kind = Kind { kind: "Hibernation" };
-        state.ctx.metrics.reconcile_duration.get_or_create(&kind).observe(started.elapsed().as_secs_f64());
+        state
+            .ctx
+            .metrics
+            .reconcile_duration
+            .get_or_create(&kind)
+            .observe(started.elapsed().as_secs_f64());
         let outcome = if result.is_ok() { "ok" } else { "error" };
-        state.ctx.metrics.reconciles.get_or_create(&KindResult { kind: "Hibernation", result: outcome }).inc();
+        state
+            .ctx
+            .metrics
+            .reconciles
+            .get_or_create(&KindResult { kind: "Hibernation", result: outcome })
+            .inc();
         let delay = match result {
             Ok(requeue) => {
                 state.attempts = 0;
                 lock(&state.stats).last_error = None;
                 requeue
             }
-            Err(error) => {
-                tracing::warn!(actor = %state.key, %error, "reconcile failed; backing off");
+            Err(failure) if failure.conflict => {
+                tracing::debug!(actor = %state.key, error = %failure.message, "write conflict; retrying from a fresh view");
+                Some(super::CONFLICT_RETRY)
+            }
+            Err(failure) => {
+                tracing::warn!(actor = %state.key, error = %failure.message, "reconcile failed; backing off");
                 let delay = state.ctx.backoff(state.attempts);
                 state.attempts += 1;
                 let mut stats = lock(&state.stats);
-                stats.last_error = Some(error);
+                stats.last_error = Some(failure.message);
                 stats.status = "backoff".into();
                 Some(delay)
             }
@@ -154,7 +176,7 @@ impl State {
         }
     }
 
-    async fn reconcile(&mut self) -> Result<Option<std::time::Duration>, String> {
+    async fn reconcile(&mut self) -> Result<Option<std::time::Duration>, super::Failure> {
         let Some(hib) = self.hibernation.clone() else { return Ok(None) };
         let now = Timestamp::now();
         let deleting = hib.metadata.deletion_timestamp.is_some();
@@ -165,7 +187,7 @@ impl State {
         if !deleting && !has_finalizer {
             let mut finalizers = hib.finalizers().to_vec();
             finalizers.push(contract::FINALIZER_HIBERNATION.to_string());
-            self.ctx.writer.set_finalizers(hib.as_ref(), finalizers).await.map_err(|e| e.to_string())?;
+            self.ctx.writer.set_finalizers(hib.as_ref(), finalizers).await?;
         }
         // The pod view is only trusted when it is the pod the spec names now.
         let pod_view = self
@@ -192,7 +214,7 @@ impl State {
         let plan = plan_hibernation(&input);
         // Status first: the round's start time must be on record before the request is.
         if plan.status != stored && Some(&plan.status) != self.last_written.as_ref() {
-            self.ctx.writer.apply_status(hib.as_ref(), &plan.status).await.map_err(|e| e.to_string())?;
+            self.ctx.writer.apply_status(hib.as_ref(), &plan.status).await?;
             self.observe_transition(&previous, &plan.status, now);
             self.last_written = Some(plan.status.clone());
         }
@@ -202,10 +224,15 @@ impl State {
         }
         for action in &plan.actions {
             let HibAction::PatchPod { pod_name, annotations } = action;
-            match self.ctx.writer.patch_pod_annotations(&self.key.namespace, pod_name, annotations).await {
+            match self
+                .ctx
+                .writer
+                .patch_pod_annotations(&self.key.namespace, pod_name, annotations)
+                .await
+            {
                 Ok(()) => {}
                 Err(e) if e.category() == ErrorCategory::NotFound => {}
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             }
         }
         {
@@ -218,22 +245,37 @@ impl State {
             stats.last_reconcile = Some(now.to_string());
         }
         if plan.release {
-            let finalizers: Vec<String> =
-                hib.finalizers().iter().filter(|f| *f != contract::FINALIZER_HIBERNATION).cloned().collect();
-            self.ctx.writer.set_finalizers(hib.as_ref(), finalizers).await.map_err(|e| e.to_string())?;
+            let finalizers: Vec<String> = hib
+                .finalizers()
+                .iter()
+                .filter(|f| *f != contract::FINALIZER_HIBERNATION)
+                .cloned()
+                .collect();
+            self.ctx.writer.set_finalizers(hib.as_ref(), finalizers).await?;
         }
         Ok(plan.requeue_after)
     }
 
-    fn observe_transition(&self, previous: &HibernationStatus, next: &HibernationStatus, now: Timestamp) {
+    fn observe_transition(
+        &self,
+        previous: &HibernationStatus,
+        next: &HibernationStatus,
+        now: Timestamp,
+    ) {
         let transition = match (previous.phase, next.phase) {
-            (Some(HibernationPhase::Hibernating), Some(HibernationPhase::Hibernated)) => "hibernate",
+            (Some(HibernationPhase::Hibernating), Some(HibernationPhase::Hibernated)) => {
+                "hibernate"
+            }
             (Some(HibernationPhase::Waking), Some(HibernationPhase::Active)) => "wake",
             _ => return,
         };
         if let Some(started) = previous.last_transition_time.as_ref() {
             let seconds = started.0.duration_until(now).as_secs_f64().max(0.0);
-            self.ctx.metrics.transition_duration.get_or_create(&Transition { transition }).observe(seconds);
+            self.ctx
+                .metrics
+                .transition_duration
+                .get_or_create(&Transition { transition })
+                .observe(seconds);
         }
     }
 }

@@ -43,3 +43,30 @@ pub struct ActorHandle {
     pub stats: Arc<Mutex<stats::ActorStats>>,
     pub restarts: u32,
 }
+
+/// Why a reconcile pass stopped early.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    /// A 409 on an optimistic write: our view was one version behind (often our own status
+    /// write); retry soon from the fresh view instead of backing off.
+    pub conflict: bool,
+}
+
+impl From<crate::k8s::Error> for Failure {
+    fn from(e: crate::k8s::Error) -> Self {
+        Self {
+            conflict: e.category() == crate::k8s::ErrorCategory::Conflict,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Self { message, conflict: false }
+    }
+}
+
+/// Delay before retrying after a conflict.
+pub const CONFLICT_RETRY: std::time::Duration = std::time::Duration::from_millis(200);

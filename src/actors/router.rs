@@ -67,12 +67,7 @@ fn snapshot_data(cm: &ConfigMap) -> Snapshots {
 
 impl Router {
     pub fn new(targets: UnboundedSender<TargetCommand>) -> Self {
-        Self {
-            state: Mutex::default(),
-            ctx: OnceLock::new(),
-            supervisor: OnceLock::new(),
-            targets,
-        }
+        Self { state: Mutex::default(), ctx: OnceLock::new(), supervisor: OnceLock::new(), targets }
     }
 
     /// Connects the router to the runtime (once, before any event).
@@ -118,7 +113,10 @@ impl Router {
                         .owned_pods
                         .iter()
                         .filter(|((ns, _), pod)| *ns == key.namespace && controller_uid(pod) == uid)
-                        .map(|((_, name), pod)| Update::Pod { name: name.clone(), pod: Some(pod.clone()) }),
+                        .map(|((_, name), pod)| Update::Pod {
+                            name: name.clone(),
+                            pod: Some(pod.clone()),
+                        }),
                 );
                 updates.push(Update::CocoonSet(Some(set)));
             }
@@ -198,20 +196,34 @@ impl Router {
                     let key = key_of(&hib);
                     st.relist_hibs.apply(key.clone());
                     let hib = Arc::new(hib);
-                    let old_target = st.hibernations.insert(key.clone(), hib.clone()).map(|h| h.spec.pod_name.clone());
+                    let old_target = st
+                        .hibernations
+                        .insert(key.clone(), hib.clone())
+                        .map(|h| h.spec.pod_name.clone());
                     let target = (key.0.clone(), hib.spec.pod_name.clone());
                     if let Some(old) = old_target.filter(|o| *o != target.1) {
-                        changed_targets.extend(self.untarget(&mut st, &(key.0.clone(), old), &key.1));
+                        changed_targets.extend(self.untarget(
+                            &mut st,
+                            &(key.0.clone(), old),
+                            &key.1,
+                        ));
                     }
                     let created = hib.metadata.creation_timestamp.as_ref().map(|t| t.0);
                     let entry = st.targets.entry(target.clone()).or_default();
                     let first = entry.is_empty();
                     entry.insert(key.1.clone(), created);
                     if first {
-                        let _ = self.targets.send(TargetCommand::Watch { namespace: target.0.clone(), pod: target.1.clone() });
+                        let _ = self.targets.send(TargetCommand::Watch {
+                            namespace: target.0.clone(),
+                            pod: target.1.clone(),
+                        });
                     }
                     changed_targets.push(target);
-                    deliveries.push((ActorKey::hibernation(&key.0, &key.1), Update::Hibernation(Some(hib)), true));
+                    deliveries.push((
+                        ActorKey::hibernation(&key.0, &key.1),
+                        Update::Hibernation(Some(hib)),
+                        true,
+                    ));
                 }
                 Event::Delete(hib) => {
                     let key = key_of(&hib);
@@ -225,13 +237,26 @@ impl Router {
                     let target = (key.0.clone(), hib.spec.pod_name.clone());
                     changed_targets.extend(self.untarget(&mut st, &target, &key.1));
                 }
-                deliveries.push((ActorKey::hibernation(&key.0, &key.1), Update::Hibernation(None), false));
+                deliveries.push((
+                    ActorKey::hibernation(&key.0, &key.1),
+                    Update::Hibernation(None),
+                    false,
+                ));
             }
             // Every Hibernation naming a changed pod learns its competitors.
             for target in &changed_targets {
                 let list = competitors(&st, target);
-                for name in st.targets.get(target).map(|t| t.keys().cloned().collect::<Vec<_>>()).unwrap_or_default() {
-                    deliveries.push((ActorKey::hibernation(&target.0, &name), Update::Competitors(list.clone()), false));
+                for name in st
+                    .targets
+                    .get(target)
+                    .map(|t| t.keys().cloned().collect::<Vec<_>>())
+                    .unwrap_or_default()
+                {
+                    deliveries.push((
+                        ActorKey::hibernation(&target.0, &name),
+                        Update::Competitors(list.clone()),
+                        false,
+                    ));
                 }
             }
         }
@@ -248,7 +273,10 @@ impl Router {
             st.targets.remove(target);
             st.target_pods.remove(target);
             st.relist_targets.remove(target);
-            let _ = self.targets.send(TargetCommand::Unwatch { namespace: target.0.clone(), pod: target.1.clone() });
+            let _ = self.targets.send(TargetCommand::Unwatch {
+                namespace: target.0.clone(),
+                pod: target.1.clone(),
+            });
         }
         Some(target.clone())
     }
@@ -266,8 +294,13 @@ impl Router {
                     st.relist_owned.apply(key.clone());
                     let pod = Arc::new(pod);
                     st.owned_pods.insert(key.clone(), pod.clone());
-                    if let Some(set) = controller_uid(&pod).and_then(|uid| st.set_by_uid.get(&uid).cloned()) {
-                        deliveries.push((ActorKey::cocoon_set(&set.0, &set.1), Update::Pod { name: key.1, pod: Some(pod) }));
+                    if let Some(set) =
+                        controller_uid(&pod).and_then(|uid| st.set_by_uid.get(&uid).cloned())
+                    {
+                        deliveries.push((
+                            ActorKey::cocoon_set(&set.0, &set.1),
+                            Update::Pod { name: key.1, pod: Some(pod) },
+                        ));
                     }
                 }
                 Event::Delete(pod) => {
@@ -282,8 +315,13 @@ impl Router {
                 }
             }
             for pod in gone {
-                if let Some(set) = controller_uid(&pod).and_then(|uid| st.set_by_uid.get(&uid).cloned()) {
-                    deliveries.push((ActorKey::cocoon_set(&set.0, &set.1), Update::Pod { name: pod.name_any(), pod: None }));
+                if let Some(set) =
+                    controller_uid(&pod).and_then(|uid| st.set_by_uid.get(&uid).cloned())
+                {
+                    deliveries.push((
+                        ActorKey::cocoon_set(&set.0, &set.1),
+                        Update::Pod { name: pod.name_any(), pod: None },
+                    ));
                 }
             }
         }
@@ -328,8 +366,16 @@ impl Router {
                 }
             };
             if let Some(pod) = update {
-                for hib in st.targets.get(&target).map(|t| t.keys().cloned().collect::<Vec<_>>()).unwrap_or_default() {
-                    deliveries.push((ActorKey::hibernation(namespace, &hib), Update::Pod { name: name.to_string(), pod: pod.clone() }));
+                for hib in st
+                    .targets
+                    .get(&target)
+                    .map(|t| t.keys().cloned().collect::<Vec<_>>())
+                    .unwrap_or_default()
+                {
+                    deliveries.push((
+                        ActorKey::hibernation(namespace, &hib),
+                        Update::Pod { name: name.to_string(), pod: pod.clone() },
+                    ));
                 }
             }
         }
@@ -370,7 +416,12 @@ impl Router {
         }
         let Some(ctx) = self.ctx.get() else { return };
         for (ns, data) in changed {
-            let keys: Vec<ActorKey> = ctx.table.iter().filter(|e| e.key().namespace == ns).map(|e| e.key().clone()).collect();
+            let keys: Vec<ActorKey> = ctx
+                .table
+                .iter()
+                .filter(|e| e.key().namespace == ns)
+                .map(|e| e.key().clone())
+                .collect();
             for key in keys {
                 self.deliver(&key, Update::Snapshots(data.clone()), false);
             }
@@ -382,6 +433,10 @@ fn competitors(state: &State, target: &NsName) -> Vec<Competitor> {
     state
         .targets
         .get(target)
-        .map(|t| t.iter().map(|(name, created)| Competitor { name: name.clone(), created: *created }).collect())
+        .map(|t| {
+            t.iter()
+                .map(|(name, created)| Competitor { name: name.clone(), created: *created })
+                .collect()
+        })
         .unwrap_or_default()
 }

@@ -102,7 +102,12 @@ impl Actor for Supervisor {
                     *failures += 1;
                     let delay = restart_delay(*failures, state.ctx.max_backoff);
                     tracing::error!(actor = %key, %error, restart_in = ?delay, "actor failed; restarting");
-                    state.ctx.metrics.actor_restarts.get_or_create(&Kind { kind: key.kind.as_str() }).inc();
+                    state
+                        .ctx
+                        .metrics
+                        .actor_restarts
+                        .get_or_create(&Kind { kind: key.kind.as_str() })
+                        .inc();
                     state.backing_off.insert(key.clone(), ());
                     myself.send_after(delay, move || SupervisorMsg::Restart(key));
                 }
@@ -140,7 +145,8 @@ async fn ensure(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, k
     for update in initial {
         inbox.push(update);
     }
-    let stats = Arc::new(Mutex::new(ActorStats { status: "starting".into(), ..Default::default() }));
+    let stats =
+        Arc::new(Mutex::new(ActorStats { status: "starting".into(), ..Default::default() }));
     let restarts = state.failures.get(&key).copied().unwrap_or(0);
     let spawned = match key.kind {
         ActorKind::CocoonSet => {
@@ -150,7 +156,8 @@ async fn ensure(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, k
                 inbox: inbox.clone(),
                 stats: stats.clone(),
             };
-            Actor::spawn_linked(None, super::cocoon_set::CocoonSetActor, args, myself.get_cell()).await
+            Actor::spawn_linked(None, super::cocoon_set::CocoonSetActor, args, myself.get_cell())
+                .await
         }
         ActorKind::Hibernation => {
             let args = super::hibernation::Args {
@@ -159,7 +166,8 @@ async fn ensure(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, k
                 inbox: inbox.clone(),
                 stats: stats.clone(),
             };
-            Actor::spawn_linked(None, super::hibernation::HibernationActor, args, myself.get_cell()).await
+            Actor::spawn_linked(None, super::hibernation::HibernationActor, args, myself.get_cell())
+                .await
         }
     };
     match spawned {

@@ -42,7 +42,8 @@ pub fn snapshot(table: &DashMap<ActorKey, ActorHandle>, synced: bool) -> ActorTr
         .map(|e| {
             let key = e.key().clone();
             let h = e.value();
-            let stats = h.stats.lock().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone());
+            let stats =
+                h.stats.lock().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone());
             let node = ActorNode {
                 key: key.to_string(),
                 kind: key.kind.as_str(),
@@ -57,7 +58,8 @@ pub fn snapshot(table: &DashMap<ActorKey, ActorHandle>, synced: bool) -> ActorTr
         })
         .collect();
     nodes.sort_by(|a, b| a.0.cmp(&b.0));
-    let (sets, hibs): (Vec<_>, Vec<_>) = nodes.into_iter().partition(|(k, _)| k.kind == ActorKind::CocoonSet);
+    let (sets, hibs): (Vec<_>, Vec<_>) =
+        nodes.into_iter().partition(|(k, _)| k.kind == ActorKind::CocoonSet);
     ActorTree {
         supervisor: "running",
         synced,
@@ -90,7 +92,8 @@ pub fn render_text(tree: &ActorTree) -> String {
     let groups = [("CocoonSets", &tree.cocoon_sets), ("Hibernations", &tree.hibernations)];
     for (gi, (title, nodes)) in groups.iter().enumerate() {
         let last_group = gi == groups.len() - 1;
-        let _ = writeln!(out, "{}{title} ({})", if last_group { "└── " } else { "├── " }, nodes.len());
+        let _ =
+            writeln!(out, "{}{title} ({})", if last_group { "└── " } else { "├── " }, nodes.len());
         let indent = if last_group { "    " } else { "│   " };
         for (i, node) in nodes.iter().enumerate() {
             let branch = if i == nodes.len() - 1 { "└── " } else { "├── " };

@@ -11,7 +11,10 @@ use kube::client::{Body, ClientBuilder};
 use crate::metrics::{Metrics, VerbResult};
 
 /// Builds a client from `config` whose requests are counted in `metrics`.
-pub fn counted_client(config: kube::Config, metrics: Arc<Metrics>) -> Result<kube::Client, kube::Error> {
+pub fn counted_client(
+    config: kube::Config,
+    metrics: Arc<Metrics>,
+) -> Result<kube::Client, kube::Error> {
     let builder = ClientBuilder::try_from(config)?;
     Ok(builder.with_layer(&CountLayer { metrics }).build())
 }
@@ -36,7 +39,8 @@ pub struct CountService<S> {
 
 /// Maps a request to the API verb it performs.
 pub fn verb_of(method: &http::Method, query: Option<&str>, path: &str) -> &'static str {
-    let watching = query.is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
+    let watching =
+        query.is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
     match *method {
         http::Method::GET if watching => "watch",
         http::Method::GET => {
@@ -104,12 +108,21 @@ mod tests {
 
     #[test]
     fn verbs_are_told_apart_by_method_path_and_watch_flag() {
-        assert_eq!(verb_of(&Method::GET, Some("watch=true&resourceVersion=1"), "/api/v1/pods"), "watch");
+        assert_eq!(
+            verb_of(&Method::GET, Some("watch=true&resourceVersion=1"), "/api/v1/pods"),
+            "watch"
+        );
         assert_eq!(verb_of(&Method::GET, None, "/api/v1/pods"), "list");
         assert_eq!(verb_of(&Method::GET, None, "/api/v1/namespaces/a/pods"), "list");
         assert_eq!(verb_of(&Method::GET, None, "/api/v1/namespaces/a/pods/p"), "get");
-        assert_eq!(verb_of(&Method::GET, None, "/apis/cocoon.cis/v1alpha1/namespaces/a/cocoonsets"), "list");
-        assert_eq!(verb_of(&Method::GET, None, "/apis/cocoon.cis/v1alpha1/namespaces/a/cocoonsets/x"), "get");
+        assert_eq!(
+            verb_of(&Method::GET, None, "/apis/cocoon.cis/v1alpha1/namespaces/a/cocoonsets"),
+            "list"
+        );
+        assert_eq!(
+            verb_of(&Method::GET, None, "/apis/cocoon.cis/v1alpha1/namespaces/a/cocoonsets/x"),
+            "get"
+        );
         assert_eq!(verb_of(&Method::PATCH, None, "/api/v1/namespaces/a/pods/p"), "patch");
     }
 }

@@ -26,14 +26,19 @@ pub struct LeaderElector {
 
 impl LeaderElector {
     pub fn new(client: Client, namespace: &str, name: &str, identity: &str) -> Self {
-        Self { api: Api::namespaced(client, namespace), name: name.into(), identity: identity.into() }
+        Self {
+            api: Api::namespaced(client, namespace),
+            name: name.into(),
+            identity: identity.into(),
+        }
     }
 
     /// Takes or renews the Lease; `Ok(true)` when this candidate holds it afterwards.
     pub async fn try_acquire_or_renew(&self) -> Result<bool> {
         let now = Timestamp::now();
         let what = || format!("lease {}", self.name);
-        let existing = self.api.get_opt(&self.name).await.map_err(|e| Error::api("get", what(), e))?;
+        let existing =
+            self.api.get_opt(&self.name).await.map_err(|e| Error::api("get", what(), e))?;
         let Some(mut lease) = existing else {
             let lease = Lease {
                 metadata: ObjectMeta { name: Some(self.name.clone()), ..Default::default() },
@@ -49,9 +54,9 @@ impl LeaderElector {
         };
         let spec = lease.spec.clone().unwrap_or_default();
         let holder = spec.holder_identity.clone().unwrap_or_default();
-        let duration = SignedDuration::from_secs(
-            i64::from(spec.lease_duration_seconds.unwrap_or(LEASE_DURATION.as_secs() as i32)),
-        );
+        let duration = SignedDuration::from_secs(i64::from(
+            spec.lease_duration_seconds.unwrap_or(LEASE_DURATION.as_secs() as i32),
+        ));
         let renewed = spec.renew_time.as_ref().map(|t| t.0).unwrap_or(Timestamp::UNIX_EPOCH);
         let expired = renewed.checked_add(duration).map(|t| t < now).unwrap_or(true);
         let mine = holder == self.identity;
@@ -73,7 +78,8 @@ impl LeaderElector {
     /// Gives the Lease up so a standby takes over at once instead of after it expires.
     pub async fn release(&self) -> Result<()> {
         let what = || format!("lease {}", self.name);
-        let Some(mut lease) = self.api.get_opt(&self.name).await.map_err(|e| Error::api("get", what(), e))?
+        let Some(mut lease) =
+            self.api.get_opt(&self.name).await.map_err(|e| Error::api("get", what(), e))?
         else {
             return Ok(());
         };

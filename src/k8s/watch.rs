@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -20,7 +20,6 @@ use crate::actors::router::TargetCommand;
 use crate::api::{CocoonSet, Hibernation};
 use crate::contract;
 
-
 /// Counts the main watches that completed their first list.
 pub struct SyncTracker {
     remaining: AtomicUsize,
@@ -29,7 +28,10 @@ pub struct SyncTracker {
 
 impl SyncTracker {
     fn new(watches: usize) -> Arc<Self> {
-        Arc::new(Self { remaining: AtomicUsize::new(watches), done: tokio::sync::watch::Sender::new(false) })
+        Arc::new(Self {
+            remaining: AtomicUsize::new(watches),
+            done: tokio::sync::watch::Sender::new(false),
+        })
     }
 
     fn one_synced(&self) {
@@ -49,7 +51,12 @@ impl SyncTracker {
     }
 }
 
-fn spawn_watch<K, F>(api: Api<K>, config: watcher::Config, sync: Option<Arc<SyncTracker>>, route: F) -> JoinHandle<()>
+fn spawn_watch<K, F>(
+    api: Api<K>,
+    config: watcher::Config,
+    sync: Option<Arc<SyncTracker>>,
+    route: F,
+) -> JoinHandle<()>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
     F: Fn(Event<K>) + Send + 'static,
@@ -98,25 +105,51 @@ impl Drop for Watches {
 }
 
 /// Starts every watch; `targets` receives the router's requests for per-pod watches.
-pub fn start(client: Client, router: Arc<Router>, targets: UnboundedReceiver<TargetCommand>) -> Watches {
+pub fn start(
+    client: Client,
+    router: Arc<Router>,
+    targets: UnboundedReceiver<TargetCommand>,
+) -> Watches {
     let sync = SyncTracker::new(4);
     let mut tasks = Vec::new();
     let r = router.clone();
-    tasks.push(spawn_watch(Api::<CocoonSet>::all(client.clone()), watcher::Config::default(), Some(sync.clone()), move |e| r.cocoon_set_event(e)));
+    tasks.push(spawn_watch(
+        Api::<CocoonSet>::all(client.clone()),
+        watcher::Config::default(),
+        Some(sync.clone()),
+        move |e| r.cocoon_set_event(e),
+    ));
     let r = router.clone();
-    tasks.push(spawn_watch(Api::<Hibernation>::all(client.clone()), watcher::Config::default(), Some(sync.clone()), move |e| r.hibernation_event(e)));
+    tasks.push(spawn_watch(
+        Api::<Hibernation>::all(client.clone()),
+        watcher::Config::default(),
+        Some(sync.clone()),
+        move |e| r.hibernation_event(e),
+    ));
     let r = router.clone();
     let owned = watcher::Config::default().labels(contract::LABEL_COCOONSET);
-    tasks.push(spawn_watch(Api::<Pod>::all(client.clone()), owned, Some(sync.clone()), move |e| r.owned_pod_event(e)));
+    tasks.push(spawn_watch(Api::<Pod>::all(client.clone()), owned, Some(sync.clone()), move |e| {
+        r.owned_pod_event(e)
+    }));
     let r = router.clone();
-    let snapshots = watcher::Config::default().fields(&format!("metadata.name={}", contract::SNAPSHOT_CONFIGMAP));
-    tasks.push(spawn_watch(Api::<ConfigMap>::all(client.clone()), snapshots, Some(sync.clone()), move |e| r.snapshots_event(e)));
+    let snapshots = watcher::Config::default()
+        .fields(&format!("metadata.name={}", contract::SNAPSHOT_CONFIGMAP));
+    tasks.push(spawn_watch(
+        Api::<ConfigMap>::all(client.clone()),
+        snapshots,
+        Some(sync.clone()),
+        move |e| r.snapshots_event(e),
+    ));
     tasks.push(tokio::spawn(target_watches(client, router, targets)));
     Watches { tasks, sync }
 }
 
 /// One narrow watch (field selector on the name) per pod that Hibernations name.
-async fn target_watches(client: Client, router: Arc<Router>, mut commands: UnboundedReceiver<TargetCommand>) {
+async fn target_watches(
+    client: Client,
+    router: Arc<Router>,
+    mut commands: UnboundedReceiver<TargetCommand>,
+) {
     let mut running: HashMap<(String, String), JoinHandle<()>> = HashMap::new();
     while let Some(command) = commands.recv().await {
         match command {
@@ -128,7 +161,9 @@ async fn target_watches(client: Client, router: Arc<Router>, mut commands: Unbou
                 let api = Api::<Pod>::namespaced(client.clone(), &namespace);
                 let config = watcher::Config::default().fields(&format!("metadata.name={pod}"));
                 let r = router.clone();
-                let task = spawn_watch(api, config, None, move |e| r.target_pod_event(&namespace, &pod, e));
+                let task = spawn_watch(api, config, None, move |e| {
+                    r.target_pod_event(&namespace, &pod, e)
+                });
                 running.insert(key, task);
             }
             TargetCommand::Unwatch { namespace, pod } => {

@@ -91,7 +91,10 @@ impl Writer {
     /// removed because this manager owned them).
     pub async fn apply_status<K, S>(&self, obj: &K, status: &S) -> Result<()>
     where
-        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
         S: Serialize,
     {
         let namespace = obj.namespace().unwrap_or_default();
@@ -103,17 +106,19 @@ impl Writer {
             "status": status,
         });
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        api.patch_status(&name, &params, &Patch::Apply(&body))
-            .await
-            .map(|_| ())
-            .map_err(|e| Error::api("patch", format!("{} {namespace}/{name} status", K::kind(&())), e))
+        api.patch_status(&name, &params, &Patch::Apply(&body)).await.map(|_| ()).map_err(|e| {
+            Error::api("patch", format!("{} {namespace}/{name} status", K::kind(&())), e)
+        })
     }
 
     /// Replaces the finalizer list, guarded by the resourceVersion the decision was made on
     /// (a concurrent change answers 409 and the actor retries from a fresh view).
     pub async fn set_finalizers<K>(&self, obj: &K, finalizers: Vec<String>) -> Result<()>
     where
-        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
     {
         let namespace = obj.namespace().unwrap_or_default();
         let name = obj.name_any();
@@ -124,7 +129,11 @@ impl Writer {
         match api.patch(&name, &PatchParams::default(), &Patch::Merge(&body)).await {
             Ok(_) => Ok(()),
             Err(e) => {
-                let e = Error::api("patch", format!("{} {namespace}/{name} finalizers", K::kind(&())), e);
+                let e = Error::api(
+                    "patch",
+                    format!("{} {namespace}/{name} finalizers", K::kind(&())),
+                    e,
+                );
                 // The object is gone: nothing left to hold or release.
                 if e.code() == Some(404) { Ok(()) } else { Err(e) }
             }

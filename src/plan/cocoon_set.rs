@@ -147,7 +147,7 @@ pub fn plan_cocoon_set(input: &SetInput<'_>) -> SetPlan {
         failure: input.failure,
         now: input.now,
     });
-    let events = transition_events(input.previous_status, &status);
+    let events = transition_events(input.previous_status, &status, input.deleting);
     SetPlan {
         actions,
         teardown_complete: input.deleting && input.pods.is_empty(),
@@ -290,7 +290,11 @@ fn teardown(input: &SetInput<'_>, deleting_now: &dyn Fn(&PodView) -> bool) -> Ve
         .collect()
 }
 
-fn transition_events(previous: &CocoonSetStatus, next: &CocoonSetStatus) -> Vec<PlanEvent> {
+fn transition_events(
+    previous: &CocoonSetStatus,
+    next: &CocoonSetStatus,
+    deleting: bool,
+) -> Vec<PlanEvent> {
     let mut events = Vec::new();
     if previous.phase != next.phase
         && let Some(phase) = next.phase
@@ -302,7 +306,9 @@ fn transition_events(previous: &CocoonSetStatus, next: &CocoonSetStatus) -> Vec<
             _ => PlanEvent::normal("PhaseChanged", message),
         });
     }
+    // During teardown the message counts down the pods left: progress, not a problem.
     if next.message != previous.message
+        && !deleting
         && let Some(message) = &next.message
     {
         events.push(PlanEvent::warning("NeedsAttention", message.clone()));

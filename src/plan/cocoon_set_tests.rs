@@ -24,7 +24,9 @@ fn the_main_is_created_first_and_alone() {
 
 #[test]
 fn sub_agents_wait_until_main_is_running_and_ready() {
-    for main in [pending(agent(0)), starting(agent(0)), hibernated(agent(0), 0), terminating(agent(0))] {
+    for main in
+        [pending(agent(0)), starting(agent(0)), hibernated(agent(0), 0), terminating(agent(0))]
+    {
         let plan = World::new(spec(2), vec![main.clone()]).plan();
         assert!(
             !plan.actions.iter().any(|a| matches!(a, PodAction::CreateSubAgent { .. })),
@@ -164,7 +166,12 @@ fn suspend_hibernates_every_non_static_pod_and_creates_nothing() {
         toolbox("win", ToolboxOs::Windows, ToolboxMode::Static),
         toolbox("lin", ToolboxOs::Linux, ToolboxMode::Run),
     ];
-    let pods = vec![agent(0), agent(1), toolbox_pod("win", ToolboxMode::Static), toolbox_pod("lin", ToolboxMode::Run)];
+    let pods = vec![
+        agent(0),
+        agent(1),
+        toolbox_pod("win", ToolboxMode::Static),
+        toolbox_pod("lin", ToolboxMode::Run),
+    ];
     let plan = World::new(s, pods).plan();
     let toggles: Vec<(String, bool)> = plan
         .actions
@@ -174,7 +181,10 @@ fn suspend_hibernates_every_non_static_pod_and_creates_nothing() {
             other => panic!("only hibernate toggles while suspended, got {other:?}"),
         })
         .collect();
-    assert_eq!(toggles, vec![("demo-0".into(), true), ("demo-1".into(), true), ("demo-lin".into(), true)]);
+    assert_eq!(
+        toggles,
+        vec![("demo-0".into(), true), ("demo-1".into(), true), ("demo-lin".into(), true)]
+    );
     assert_eq!(plan.status.phase, Some(CocoonSetPhase::Suspending));
 }
 
@@ -258,9 +268,13 @@ fn condition_transition_time_moves_only_when_its_status_changes() {
     w.pods = vec![agent(0), agent(1)];
     w.now = at(200);
     let running = w.plan().status;
-    let ready = |s: &crate::api::CocoonSetStatus| s.conditions.iter().find(|c| c.type_ == "Ready").cloned().unwrap();
+    let ready = |s: &crate::api::CocoonSetStatus| {
+        s.conditions.iter().find(|c| c.type_ == "Ready").cloned().unwrap()
+    };
     assert_ne!(ready(&scaling).last_transition_time, ready(&running).last_transition_time);
-    let suspended = |s: &crate::api::CocoonSetStatus| s.conditions.iter().find(|c| c.type_ == "Suspended").cloned().unwrap();
+    let suspended = |s: &crate::api::CocoonSetStatus| {
+        s.conditions.iter().find(|c| c.type_ == "Suspended").cloned().unwrap()
+    };
     assert_eq!(suspended(&scaling).last_transition_time, suspended(&running).last_transition_time);
 }
 
@@ -318,7 +332,9 @@ fn static_toolbox_annotations_prefer_values_reported_in_status() {
         vnc_port: Some(5901),
     }];
     let plan = w.plan();
-    let PodAction::CreateToolbox { pod, .. } = &plan.actions[0] else { panic!("{:?}", plan.actions) };
+    let PodAction::CreateToolbox { pod, .. } = &plan.actions[0] else {
+        panic!("{:?}", plan.actions)
+    };
     let ann = pod.metadata.annotations.clone().unwrap();
     assert_eq!(ann.get(contract::ANN_IP).map(String::as_str), Some("10.0.0.42"));
     assert_eq!(ann.get(contract::ANN_VM_ID).map(String::as_str), Some("vm-77"));
@@ -360,4 +376,13 @@ fn ready_agents_counts_only_running_ready_unhibernated_agents() {
     let plan = World::new(spec(3), pods).plan();
     assert_eq!(plan.status.ready_agents, 2);
     assert_eq!(plan.status.agents.len(), 4);
+}
+
+#[test]
+fn teardown_progress_raises_no_warning_events() {
+    let mut w = World::new(spec(1), vec![agent(0), agent(1)]);
+    w.deleting = true;
+    let plan = w.plan();
+    assert!(plan.status.message.unwrap_or_default().contains("deleting: 2 pod(s) left"));
+    assert!(!plan.events.iter().any(|e| e.warning), "{:?}", plan.events);
 }

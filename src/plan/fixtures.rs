@@ -7,7 +7,9 @@ use k8s_openapi::jiff::Timestamp;
 use super::observe::{PodPhase, PodRole, PodView, Snapshots};
 use super::pods::SetIdentity;
 use super::{Expectations, SetInput, SetPlan, plan_cocoon_set};
-use crate::api::{AgentSpec, CocoonSetSpec, CocoonSetStatus, SnapshotPolicy, ToolboxMode, ToolboxOs, ToolboxSpec};
+use crate::api::{
+    AgentSpec, CocoonSetSpec, CocoonSetStatus, SnapshotPolicy, ToolboxMode, ToolboxOs, ToolboxSpec,
+};
 use crate::contract;
 
 pub const UID: &str = "uid-demo";

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use super::fixtures::{at, hibernated, serving, starting};
 use super::hibernation::Competitor;
-use super::{HibAction, HibInput, HibPlan, HibernationSettings, PodView, Snapshots, plan_hibernation};
+use super::{
+    HibAction, HibInput, HibPlan, HibernationSettings, PodView, Snapshots, plan_hibernation,
+};
 use crate::api::conditions::wire_time;
 use crate::api::{HibernationAction, HibernationPhase, HibernationSpec, HibernationStatus};
 use crate::contract;
@@ -114,7 +116,13 @@ fn hibernated_only_when_the_pod_reports_it_and_the_snapshot_entry_exists() {
     let mut asked = pod();
     asked.hibernate_requested = true;
     asked.hibernated_by = Some("hibernate-bot-1".into());
-    let base = || Case::new(HibernationAction::Hibernate, None).in_flight(HibernationPhase::Hibernating, HibernationAction::Hibernate, 100);
+    let base = || {
+        Case::new(HibernationAction::Hibernate, None).in_flight(
+            HibernationPhase::Hibernating,
+            HibernationAction::Hibernate,
+            100,
+        )
+    };
     let mut c = base();
     c.pod = Some(asked.clone());
     c.now = 110;
@@ -138,8 +146,11 @@ fn a_stale_snapshot_entry_and_stale_hibernated_status_never_complete_a_new_round
     // The pod shows Hibernated and the entry exists, but both date from before this round.
     let mut stale = hibernated(pod(), 50);
     stale.hibernated_by = Some("hibernate-bot-1".into());
-    let mut c = Case::new(HibernationAction::Hibernate, Some(stale))
-        .in_flight(HibernationPhase::Hibernating, HibernationAction::Hibernate, 100);
+    let mut c = Case::new(HibernationAction::Hibernate, Some(stale)).in_flight(
+        HibernationPhase::Hibernating,
+        HibernationAction::Hibernate,
+        100,
+    );
     c.snapshots = entry();
     c.now = 120;
     assert_eq!(phase(&c.plan()), HibernationPhase::Hibernating);
@@ -175,8 +186,11 @@ fn a_pod_without_a_previous_deletion_cost_gets_the_key_removed_on_wake() {
 #[test]
 fn active_only_when_the_pod_serves_again_and_the_entry_is_gone() {
     let base = |p: PodView, snaps: Snapshots| {
-        let mut c = Case::new(HibernationAction::Wake, Some(p))
-            .in_flight(HibernationPhase::Waking, HibernationAction::Wake, 100);
+        let mut c = Case::new(HibernationAction::Wake, Some(p)).in_flight(
+            HibernationPhase::Waking,
+            HibernationAction::Wake,
+            100,
+        );
         c.snapshots = snaps;
         c.now = 120;
         c.plan()
@@ -192,8 +206,11 @@ fn active_only_when_the_pod_serves_again_and_the_entry_is_gone() {
 
 #[test]
 fn a_reverse_desire_waits_for_the_round_in_flight() {
-    let mut c = Case::new(HibernationAction::Wake, Some(asked()))
-        .in_flight(HibernationPhase::Hibernating, HibernationAction::Hibernate, 100);
+    let mut c = Case::new(HibernationAction::Wake, Some(asked())).in_flight(
+        HibernationPhase::Hibernating,
+        HibernationAction::Hibernate,
+        100,
+    );
     c.generation = 2;
     c.now = 105;
     let plan = c.plan();
@@ -225,8 +242,11 @@ fn a_round_times_out_into_failed_even_while_the_pod_never_answers() {
     let mut asked = pod();
     asked.hibernate_requested = true;
     asked.hibernated_by = Some("hibernate-bot-1".into());
-    let mut c = Case::new(HibernationAction::Hibernate, Some(asked))
-        .in_flight(HibernationPhase::Hibernating, HibernationAction::Hibernate, 100);
+    let mut c = Case::new(HibernationAction::Hibernate, Some(asked)).in_flight(
+        HibernationPhase::Hibernating,
+        HibernationAction::Hibernate,
+        100,
+    );
     c.now = 279;
     assert_eq!(phase(&c.plan()), HibernationPhase::Hibernating);
     assert_eq!(c.plan().requeue_after, Some(Duration::from_secs(1)), "wakes up at the deadline");
@@ -317,8 +337,11 @@ fn an_active_hibernation_does_not_fight_a_suspended_set() {
 fn unchanged_inputs_produce_an_identical_status() {
     let c = Case::new(HibernationAction::Hibernate, Some(pod()));
     let first = c.plan();
-    let mut again = Case::new(HibernationAction::Hibernate, Some(pod()))
-        .in_flight(HibernationPhase::Hibernating, HibernationAction::Hibernate, 100);
+    let mut again = Case::new(HibernationAction::Hibernate, Some(pod())).in_flight(
+        HibernationPhase::Hibernating,
+        HibernationAction::Hibernate,
+        100,
+    );
     again.status = first.status.clone();
     again.now = 150;
     let mut asked = pod();

@@ -16,7 +16,8 @@ fn an_agent_pod_is_complete() {
         EnvFromRef { config_map_ref: None, secret_ref: Some(NameRef { name: "sec".into() }) },
     ];
     s.snapshot_policy = SnapshotPolicy::MainOnly;
-    let pod = agent_pod(&identity(), &s, 1, &AgentKind::SubAgent { fork_from: "vk-prod-demo-0".into() });
+    let pod =
+        agent_pod(&identity(), &s, 1, &AgentKind::SubAgent { fork_from: "vk-prod-demo-0".into() });
     let meta = &pod.metadata;
     assert_eq!(meta.name.as_deref(), Some("demo-1"));
     let labels = meta.labels.clone().unwrap();
@@ -56,12 +57,19 @@ fn an_agent_pod_is_complete() {
 fn vm_pods_tolerate_node_flaps_forever() {
     let pod = agent_pod(&identity(), &spec(0), 0, &AgentKind::Main);
     let tolerations = pod.spec.unwrap().tolerations.unwrap();
-    let find = |key: &str| tolerations.iter().find(|t| t.key.as_deref() == Some(key)).cloned().unwrap();
+    let find =
+        |key: &str| tolerations.iter().find(|t| t.key.as_deref() == Some(key)).cloned().unwrap();
     let vk = find(contract::TAINT_VIRTUAL_KUBELET);
-    assert_eq!((vk.operator.as_deref(), vk.effect.as_deref()), (Some("Exists"), Some("NoSchedule")));
+    assert_eq!(
+        (vk.operator.as_deref(), vk.effect.as_deref()),
+        (Some("Exists"), Some("NoSchedule"))
+    );
     for key in [contract::TAINT_NOT_READY, contract::TAINT_UNREACHABLE] {
         let t = find(key);
-        assert_eq!((t.operator.as_deref(), t.effect.as_deref()), (Some("Exists"), Some("NoExecute")));
+        assert_eq!(
+            (t.operator.as_deref(), t.effect.as_deref()),
+            (Some("Exists"), Some("NoExecute"))
+        );
         assert_eq!(t.toleration_seconds, None, "{key} must never evict a VM");
     }
 }

@@ -110,7 +110,9 @@ fn apply(w: &mut World, actions: &[PodAction]) {
         match action {
             PodAction::CreateMain { .. } => w.pods.push(agent(0)),
             PodAction::CreateSubAgent { slot, .. } => w.pods.push(agent(*slot)),
-            PodAction::CreateToolbox { toolbox, .. } => w.pods.push(toolbox_pod(toolbox, ToolboxMode::Run)),
+            PodAction::CreateToolbox { toolbox, .. } => {
+                w.pods.push(toolbox_pod(toolbox, ToolboxMode::Run))
+            }
             PodAction::Delete { pod_name, .. } => w.pods.retain(|p| &p.name != pod_name),
             PodAction::SetHibernate { pod_name, hibernate } => {
                 let pod = w.pods.iter_mut().find(|p| &p.name == pod_name).unwrap();
@@ -121,7 +123,9 @@ fn apply(w: &mut World, actions: &[PodAction]) {
     }
     // Terminating pods finish; in-flight creates land; pending pods boot.
     w.pods.retain(|p| !p.terminating);
-    let landed: Vec<u32> = (0..7).filter(|s| w.expectations.create_pending(&contract::agent_pod_name("demo", *s))).collect();
+    let landed: Vec<u32> = (0..7)
+        .filter(|s| w.expectations.create_pending(&contract::agent_pod_name("demo", *s)))
+        .collect();
     for slot in landed {
         w.expectations.forget_create(&contract::agent_pod_name("demo", slot));
         w.pods.push(agent(slot));

@@ -6,7 +6,9 @@ mod e2e;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cocoon_operator::api::{CocoonSet, CocoonSetPhase, CocoonSetStatus, HibernationAction, ToolboxSpec};
+use cocoon_operator::api::{
+    CocoonSet, CocoonSetPhase, CocoonSetStatus, HibernationAction, ToolboxSpec,
+};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
@@ -25,7 +27,10 @@ async fn wait_phase(api: &Api<CocoonSet>, name: &str, phase: CocoonSetPhase) -> 
         if status.phase == Some(phase) && status.observed_generation == set.metadata.generation {
             Ok(status)
         } else {
-            Err(format!("phase {:?}, ready {}/{}", status.phase, status.ready_agents, status.desired_agents))
+            Err(format!(
+                "phase {:?}, ready {}/{}",
+                status.phase, status.ready_agents, status.desired_agents
+            ))
         }
     })
     .await
@@ -33,7 +38,14 @@ async fn wait_phase(api: &Api<CocoonSet>, name: &str, phase: CocoonSetPhase) -> 
 }
 
 async fn pod_names(api: &Api<Pod>) -> Vec<String> {
-    let mut names: Vec<String> = api.list(&ListParams::default()).await.expect("list pods").items.iter().map(|p| p.name_any()).collect();
+    let mut names: Vec<String> = api
+        .list(&ListParams::default())
+        .await
+        .expect("list pods")
+        .items
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
     names.sort();
     names
 }
@@ -84,9 +96,16 @@ async fn the_main_comes_first_and_sub_agents_fork_from_it_once_it_is_running_and
     for slot in 1..=2 {
         let sub = pods.get(&format!("demo-{slot}")).await.unwrap();
         assert_eq!(ann(&sub, "cocoon.cis/fork-from").as_deref(), Some(main_vm.as_str()));
-        assert_eq!(ann(&sub, "cocoon.cis/snapshot-from"), Some(format!("fork:{main_vm}")), "cloned from the running main");
+        assert_eq!(
+            ann(&sub, "cocoon.cis/snapshot-from"),
+            Some(format!("fork:{main_vm}")),
+            "cloned from the running main"
+        );
         let created = sub.metadata.creation_timestamp.clone().unwrap().0;
-        assert!(created >= main_ready_at, "sub-agent {slot} created at {created} before the main was ready at {main_ready_at}");
+        assert!(
+            created >= main_ready_at,
+            "sub-agent {slot} created at {created} before the main was ready at {main_ready_at}"
+        );
         assert_eq!(sub.labels().get("cocoon.cis/role").map(String::as_str), Some("sub-agent"));
     }
     assert_eq!(status.agents[1].forked_from.as_deref(), Some(main_vm.as_str()));
@@ -103,8 +122,15 @@ async fn scaling_up_and_down_keeps_stable_names_and_removes_the_highest_slot_fir
     let patch = |replicas: i32| serde_json::json!({"spec": {"agent": {"replicas": replicas}}});
     sets.patch("scale", &PatchParams::default(), &Patch::Merge(&patch(4))).await.unwrap();
     wait_phase(&sets, "scale", CocoonSetPhase::Running).await;
-    assert_eq!(pod_names(&env.ns.api()).await, vec!["scale-0", "scale-1", "scale-2", "scale-3", "scale-4"]);
-    assert_eq!(env.ns.api::<Pod>().get("scale-1").await.unwrap().uid(), first_uid, "existing VMs are kept");
+    assert_eq!(
+        pod_names(&env.ns.api()).await,
+        vec!["scale-0", "scale-1", "scale-2", "scale-3", "scale-4"]
+    );
+    assert_eq!(
+        env.ns.api::<Pod>().get("scale-1").await.unwrap().uid(),
+        first_uid,
+        "existing VMs are kept"
+    );
 
     let (order, task) = record_terminations(env.ns.api());
     sets.patch("scale", &PatchParams::default(), &Patch::Merge(&patch(1))).await.unwrap();
@@ -126,17 +152,28 @@ async fn toolboxes_are_created_when_listed_and_deleted_when_removed() {
     let sets = env.ns.api::<CocoonSet>();
     let mut spec = env.set_spec(0);
     spec.toolboxes = vec![
-        serde_json::from_value::<ToolboxSpec>(serde_json::json!({"name": "browser", "image": "chromium"})).unwrap(),
-        serde_json::from_value::<ToolboxSpec>(serde_json::json!({"name": "phone", "os": "android", "image": "android-14"})).unwrap(),
+        serde_json::from_value::<ToolboxSpec>(
+            serde_json::json!({"name": "browser", "image": "chromium"}),
+        )
+        .unwrap(),
+        serde_json::from_value::<ToolboxSpec>(
+            serde_json::json!({"name": "phone", "os": "android", "image": "android-14"}),
+        )
+        .unwrap(),
     ];
     env.create_set("tools", spec).await;
     let status = wait_phase(&sets, "tools", CocoonSetPhase::Running).await;
     assert_eq!(pod_names(&env.ns.api()).await, vec!["tools-0", "tools-browser", "tools-phone"]);
-    let conn: Vec<String> = status.toolboxes.iter().map(|t| format!("{}={:?}", t.name, t.conn_type)).collect();
+    let conn: Vec<String> =
+        status.toolboxes.iter().map(|t| format!("{}={:?}", t.name, t.conn_type)).collect();
     assert_eq!(conn, vec!["browser=Ssh", "phone=Adb"]);
     let browser = env.ns.api::<Pod>().get("tools-browser").await.unwrap();
-    assert_eq!(ann(&browser, "cocoon.cis/vm-name"), Some(format!("vk-{}-tools-browser", env.ns.name)));
-    let patch = serde_json::json!({"spec": {"toolboxes": [{"name": "browser", "image": "chromium"}]}});
+    assert_eq!(
+        ann(&browser, "cocoon.cis/vm-name"),
+        Some(format!("vk-{}-tools-browser", env.ns.name))
+    );
+    let patch =
+        serde_json::json!({"spec": {"toolboxes": [{"name": "browser", "image": "chromium"}]}});
     sets.patch("tools", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
     eventually(DEADLINE, || async {
         let names = pod_names(&env.ns.api()).await;
@@ -165,7 +202,12 @@ async fn suspend_hibernates_the_set_and_resume_leaves_a_hibernation_held_pod_alo
     sets.patch("sus", &PatchParams::default(), &Patch::Merge(&suspend(true))).await.unwrap();
     let status = wait_phase(&sets, "sus", CocoonSetPhase::Suspended).await;
     assert_eq!(status.ready_agents, 0);
-    let snapshots = env.ns.api::<k8s_openapi::api::core::v1::ConfigMap>().get("cocoon-vm-snapshots").await.unwrap();
+    let snapshots = env
+        .ns
+        .api::<k8s_openapi::api::core::v1::ConfigMap>()
+        .get("cocoon-vm-snapshots")
+        .await
+        .unwrap();
     assert_eq!(snapshots.data.unwrap_or_default().len(), 3, "every VM has a snapshot entry");
 
     sets.patch("sus", &PatchParams::default(), &Patch::Merge(&suspend(false))).await.unwrap();
@@ -200,7 +242,11 @@ async fn a_pod_deleted_behind_our_back_or_failed_is_recreated_under_the_same_nam
     eventually(DEADLINE, || async {
         let pod = pods.get("heal-1").await.map_err(|e| e.to_string())?;
         let running = pod.status.as_ref().and_then(|s| s.phase.clone()) == Some("Running".into());
-        if pod.uid() != failed && running { Ok(()) } else { Err("failed pod not yet replaced".to_string()) }
+        if pod.uid() != failed && running {
+            Ok(())
+        } else {
+            Err("failed pod not yet replaced".to_string())
+        }
     })
     .await
     .expect("failed pod recreated");
@@ -212,7 +258,8 @@ async fn deleting_a_set_tears_down_sub_agents_and_toolboxes_before_the_main() {
     let env = Env::new("cs-teardown").await;
     let sets = env.ns.api::<CocoonSet>();
     let mut spec = env.set_spec(2);
-    spec.toolboxes = vec![serde_json::from_value(serde_json::json!({"name": "box", "image": "img"})).unwrap()];
+    spec.toolboxes =
+        vec![serde_json::from_value(serde_json::json!({"name": "box", "image": "img"})).unwrap()];
     env.create_set("gone", spec).await;
     wait_phase(&sets, "gone", CocoonSetPhase::Running).await;
     let set = sets.get("gone").await.unwrap();
@@ -261,15 +308,39 @@ spec:
         ns = env.ns.name,
         node = env.node
     );
-    common::kubectl_with_stdin(&["apply", "-f", "-"], &yaml).await.expect_success("apply the seed CocoonSet");
+    common::kubectl_with_stdin(&["apply", "-f", "-"], &yaml)
+        .await
+        .expect_success("apply the seed CocoonSet");
     let sets = env.ns.api::<CocoonSet>();
     let status = wait_phase(&sets, "demo", CocoonSetPhase::Running).await;
-    assert!(status.message.unwrap_or_default().contains("toolbox windows is static but has no staticIP"));
+    assert!(
+        status
+            .message
+            .unwrap_or_default()
+            .contains("toolbox windows is static but has no staticIP")
+    );
     assert_eq!(status.toolboxes[0].phase, "ProviderFailed");
     assert_eq!(status.toolboxes[0].conn_type, cocoon_operator::api::ConnType::Rdp);
-    let limits = env.ns.api::<Pod>().get("demo-0").await.unwrap().spec.unwrap().containers[0].resources.clone().unwrap().limits.unwrap();
+    let limits = env.ns.api::<Pod>().get("demo-0").await.unwrap().spec.unwrap().containers[0]
+        .resources
+        .clone()
+        .unwrap()
+        .limits
+        .unwrap();
     assert_eq!(limits["cpu"].0, "2");
     assert_eq!(limits["memory"].0, "4Gi");
-    let events = common::kubectl(&["get", "events", "-n", &env.ns.name, "-o", "jsonpath={.items[*].reason}"]).await;
-    assert!(events.stdout.contains("NeedsAttention"), "a Warning Event names the problem: {}", events.stdout);
+    let events = common::kubectl(&[
+        "get",
+        "events",
+        "-n",
+        &env.ns.name,
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ])
+    .await;
+    assert!(
+        events.stdout.contains("NeedsAttention"),
+        "a Warning Event names the problem: {}",
+        events.stdout
+    );
 }

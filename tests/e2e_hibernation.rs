@@ -15,7 +15,11 @@ use e2e::Env;
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
-async fn wait_hib(api: &Api<Hibernation>, name: &str, phase: HibernationPhase) -> HibernationStatus {
+async fn wait_hib(
+    api: &Api<Hibernation>,
+    name: &str,
+    phase: HibernationPhase,
+) -> HibernationStatus {
     eventually(DEADLINE, || async {
         let hib = api.get(name).await.map_err(|e| e.to_string())?;
         let status = hib.status.unwrap_or_default();
@@ -50,7 +54,13 @@ fn ann(pod: &Pod, key: &str) -> Option<String> {
 }
 
 async fn snapshot_entries(env: &Env) -> std::collections::BTreeMap<String, String> {
-    env.ns.api::<ConfigMap>().get_opt("cocoon-vm-snapshots").await.unwrap().and_then(|c| c.data).unwrap_or_default()
+    env.ns
+        .api::<ConfigMap>()
+        .get_opt("cocoon-vm-snapshots")
+        .await
+        .unwrap()
+        .and_then(|c| c.data)
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,10 +73,19 @@ async fn the_seed_workflow_works_verbatim_with_kubectl() {
     let manifest = format!(
         "apiVersion: cocoon.cis/v1alpha1\nkind: Hibernation\nmetadata: {{name: hibernate-bot-1, namespace: {ns}}}\nspec: {{podName: sre-agent-xxx, action: hibernate}}\n"
     );
-    kubectl_with_stdin(&["apply", "-f", "-"], &manifest).await.expect_success("apply the Hibernation");
-    kubectl(&["wait", "hib/hibernate-bot-1", "-n", ns, "--for=jsonpath={.status.phase}=Hibernated", "--timeout=90s"])
+    kubectl_with_stdin(&["apply", "-f", "-"], &manifest)
         .await
-        .expect_success("wait for Hibernated");
+        .expect_success("apply the Hibernation");
+    kubectl(&[
+        "wait",
+        "hib/hibernate-bot-1",
+        "-n",
+        ns,
+        "--for=jsonpath={.status.phase}=Hibernated",
+        "--timeout=90s",
+    ])
+    .await
+    .expect_success("wait for Hibernated");
     let pod = pods.get("sre-agent-xxx").await.unwrap();
     assert_eq!(ann(&pod, "cocoon.cis/hibernate").as_deref(), Some("true"));
     assert_eq!(ann(&pod, "cocoon.cis/hibernated-by").as_deref(), Some("hibernate-bot-1"));
@@ -77,20 +96,47 @@ async fn the_seed_workflow_works_verbatim_with_kubectl() {
     assert_eq!(status.snapshot_ref, Some(format!("{vm}-suspend")));
     assert_eq!(status.vm_name.as_deref(), Some(vm.as_str()));
 
-    kubectl(&["patch", "hibernation", "hibernate-bot-1", "-n", ns, "--type", "merge", "-p", r#"{"spec":{"action":"wake"}}"#])
-        .await
-        .expect_success("patch to wake");
-    kubectl(&["wait", "hib/hibernate-bot-1", "-n", ns, "--for=jsonpath={.status.phase}=Active", "--timeout=90s"])
-        .await
-        .expect_success("wait for Active");
+    kubectl(&[
+        "patch",
+        "hibernation",
+        "hibernate-bot-1",
+        "-n",
+        ns,
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"action":"wake"}}"#,
+    ])
+    .await
+    .expect_success("patch to wake");
+    kubectl(&[
+        "wait",
+        "hib/hibernate-bot-1",
+        "-n",
+        ns,
+        "--for=jsonpath={.status.phase}=Active",
+        "--timeout=90s",
+    ])
+    .await
+    .expect_success("wait for Active");
     let pod = pods.get("sre-agent-xxx").await.unwrap();
     assert!(ready(&pod));
     assert_eq!(ann(&pod, "cocoon.cis/hibernate"), None);
     assert_eq!(ann(&pod, "cocoon.cis/hibernated-by"), None);
-    assert_eq!(ann(&pod, "controller.kubernetes.io/pod-deletion-cost"), None, "the previous (absent) cost is restored");
+    assert_eq!(
+        ann(&pod, "controller.kubernetes.io/pod-deletion-cost"),
+        None,
+        "the previous (absent) cost is restored"
+    );
     assert!(!snapshot_entries(&env).await.contains_key(&vm));
     let get = kubectl(&["get", "hib", "-n", ns]).await.expect_success("kubectl get hib");
-    assert!(get.stdout.contains("POD") && get.stdout.contains("sre-agent-xxx") && get.stdout.contains("Active"), "{}", get.stdout);
+    assert!(
+        get.stdout.contains("POD")
+            && get.stdout.contains("sre-agent-xxx")
+            && get.stdout.contains("Active"),
+        "{}",
+        get.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,9 +169,26 @@ async fn a_reverse_desire_mid_round_finishes_the_round_first() {
     let pod = pods.get("flip").await.unwrap();
     assert!(ready(&pod));
     let vm = format!("vk-{}-flip", env.ns.name);
-    assert!(!snapshot_entries(&env).await.contains_key(&vm), "the wake removed the snapshot the hibernate made");
-    let events = kubectl(&["get", "events", "-n", &env.ns.name, "--field-selector", "involvedObject.name=flipper", "-o", "jsonpath={.items[*].reason}"]).await;
-    assert!(events.stdout.contains("Hibernated"), "the hibernate round completed before the wake: {}", events.stdout);
+    assert!(
+        !snapshot_entries(&env).await.contains_key(&vm),
+        "the wake removed the snapshot the hibernate made"
+    );
+    let events = kubectl(&[
+        "get",
+        "events",
+        "-n",
+        &env.ns.name,
+        "--field-selector",
+        "involvedObject.name=flipper",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ])
+    .await;
+    assert!(
+        events.stdout.contains("Hibernated"),
+        "the hibernate round completed before the wake: {}",
+        events.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,7 +203,11 @@ async fn of_two_hibernations_on_one_pod_the_oldest_wins() {
     assert!(status.message.unwrap_or_default().contains("Hibernation first"));
     let pod = env.ns.api::<Pod>().get("shared").await.unwrap();
     assert_eq!(ann(&pod, "cocoon.cis/hibernated-by").as_deref(), Some("first"));
-    assert_eq!(ann(&pod, "cocoon.cis/hibernate").as_deref(), Some("true"), "the loser never woke the pod");
+    assert_eq!(
+        ann(&pod, "cocoon.cis/hibernate").as_deref(),
+        Some("true"),
+        "the loser never woke the pod"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,7 +219,17 @@ async fn a_round_that_never_completes_times_out_into_failed_with_an_event() {
     env.create_hibernation("patience", "stuck", HibernationAction::Hibernate).await;
     let status = wait_hib(&hibs, "patience", HibernationPhase::Failed).await;
     assert!(status.message.unwrap_or_default().contains("did not complete within 12s"));
-    let events = kubectl(&["get", "events", "-n", &env.ns.name, "--field-selector", "involvedObject.name=patience,type=Warning", "-o", "jsonpath={.items[*].reason}"]).await;
+    let events = kubectl(&[
+        "get",
+        "events",
+        "-n",
+        &env.ns.name,
+        "--field-selector",
+        "involvedObject.name=patience,type=Warning",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ])
+    .await;
     assert!(events.stdout.contains("Timeout"), "{}", events.stdout);
 }
 
@@ -165,8 +242,13 @@ async fn deleting_a_hibernation_leaves_the_pod_but_removes_the_marker() {
     env.create_hibernation("holder", "kept", HibernationAction::Hibernate).await;
     wait_hib(&hibs, "holder", HibernationPhase::Hibernated).await;
     hibs.delete("holder", &DeleteParams::default()).await.unwrap();
-    let pod = wait_pod(&pods, "kept", "unmarked", |p| ann(p, "cocoon.cis/hibernated-by").is_none()).await;
-    assert_eq!(ann(&pod, "cocoon.cis/hibernate").as_deref(), Some("true"), "the pod stays as it is");
+    let pod =
+        wait_pod(&pods, "kept", "unmarked", |p| ann(p, "cocoon.cis/hibernated-by").is_none()).await;
+    assert_eq!(
+        ann(&pod, "cocoon.cis/hibernate").as_deref(),
+        Some("true"),
+        "the pod stays as it is"
+    );
     eventually(DEADLINE, || async {
         match hibs.get_opt("holder").await {
             Ok(None) => Ok(()),

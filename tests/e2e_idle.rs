@@ -5,7 +5,9 @@ mod e2e;
 
 use std::time::{Duration, Instant};
 
-use cocoon_operator::api::{CocoonSet, CocoonSetPhase, HibernationAction, HibernationPhase, Hibernation};
+use cocoon_operator::api::{
+    CocoonSet, CocoonSetPhase, Hibernation, HibernationAction, HibernationPhase,
+};
 
 use common::eventually;
 use e2e::{Env, operator};
@@ -14,7 +16,8 @@ use e2e::{Env, operator};
 async fn a_converged_operator_makes_no_api_requests_for_thirty_seconds() {
     let env = Env::new("idle").await;
     let mut spec = env.set_spec(2);
-    spec.toolboxes = vec![serde_json::from_value(serde_json::json!({"name": "box", "image": "img"})).unwrap()];
+    spec.toolboxes =
+        vec![serde_json::from_value(serde_json::json!({"name": "box", "image": "img"})).unwrap()];
     env.create_set("quiet", spec).await;
     env.create_pod("solo").await;
     env.create_hibernation("nap", "solo", HibernationAction::Hibernate).await;
@@ -23,7 +26,8 @@ async fn a_converged_operator_makes_no_api_requests_for_thirty_seconds() {
     eventually(Duration::from_secs(90), || async {
         let s = sets.get("quiet").await.map_err(|e| e.to_string())?.status.unwrap_or_default();
         let h = hibs.get("nap").await.map_err(|e| e.to_string())?.status.unwrap_or_default();
-        if s.phase == Some(CocoonSetPhase::Running) && h.phase == Some(HibernationPhase::Hibernated) {
+        if s.phase == Some(CocoonSetPhase::Running) && h.phase == Some(HibernationPhase::Hibernated)
+        {
             Ok(())
         } else {
             Err(format!("{:?} {:?}", s.phase, h.phase))

@@ -18,7 +18,8 @@ async fn http_get(url: &str) -> String {
     // A tiny HTTP/1.1 client over a loopback TCP socket: enough for our own endpoints.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.trim_start_matches("http://");
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let (host, path) =
+        rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
     let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect to the operator");
     let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
@@ -32,7 +33,9 @@ async fn running(env: &Env, name: &str) {
     eventually(DEADLINE, || async {
         let s = sets.get(name).await.map_err(|e| e.to_string())?;
         let st = s.status.unwrap_or_default();
-        if st.phase == Some(CocoonSetPhase::Running) && st.observed_generation == s.metadata.generation {
+        if st.phase == Some(CocoonSetPhase::Running)
+            && st.observed_generation == s.metadata.generation
+        {
             Ok(())
         } else {
             Err(format!("{:?}", st.phase))
@@ -94,10 +97,19 @@ async fn a_panicking_actor_is_restarted_and_the_others_are_unaffected() {
     sets.patch("victim", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
     running(&env, "victim").await;
     assert_eq!(sets.get("victim").await.unwrap().status.unwrap().ready_agents, 2);
-    let bystander = op.probe.tree().cocoon_sets.into_iter().find(|n| n.name == "bystander" && n.namespace == env.ns.name).unwrap();
+    let bystander = op
+        .probe
+        .tree()
+        .cocoon_sets
+        .into_iter()
+        .find(|n| n.name == "bystander" && n.namespace == env.ns.name)
+        .unwrap();
     assert_eq!(bystander.restarts, 0);
     let metrics = http_get(&format!("{}/metrics", op.metrics_url)).await;
-    assert!(metrics.contains("cocoon_operator_actor_restarts_total{kind=\"CocoonSet\"}"), "{metrics}");
+    assert!(
+        metrics.contains("cocoon_operator_actor_restarts_total{kind=\"CocoonSet\"}"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,7 +44,9 @@ fn parse_typed(doc: serde_yaml::Value) -> String {
         "RoleBinding" => serde_yaml::from_value::<RoleBinding>(doc).map(|_| ()),
         "Deployment" => serde_yaml::from_value::<Deployment>(doc).map(|_| ()),
         "Service" => serde_yaml::from_value::<Service>(doc).map(|_| ()),
-        "CustomResourceDefinition" => serde_yaml::from_value::<CustomResourceDefinition>(doc).map(|_| ()),
+        "CustomResourceDefinition" => {
+            serde_yaml::from_value::<CustomResourceDefinition>(doc).map(|_| ())
+        }
         "CocoonSet" => serde_yaml::from_value::<CocoonSet>(doc).map(|_| ()),
         "Hibernation" => serde_yaml::from_value::<Hibernation>(doc).map(|_| ()),
         other => panic!("no typed check for kind {other}: add one"),
@@ -66,7 +68,15 @@ fn every_document_in_deploy_parses_into_its_kubernetes_type() {
             }
         }
     }
-    for expected in ["Deployment", "ClusterRole", "Role", "Service", "ServiceAccount", "CocoonSet", "Hibernation"] {
+    for expected in [
+        "Deployment",
+        "ClusterRole",
+        "Role",
+        "Service",
+        "ServiceAccount",
+        "CocoonSet",
+        "Hibernation",
+    ] {
         assert!(kinds.iter().any(|k| k == expected), "deploy/ lacks a {expected}");
     }
 }
@@ -96,7 +106,9 @@ fn the_deployment_is_locked_down_and_probed_on_the_documented_ports() {
     let liveness = c.liveness_probe.clone().unwrap().http_get.unwrap();
     assert_eq!(liveness.path.as_deref(), Some("/healthz"));
     let env = c.env.clone().unwrap();
-    assert!(env.iter().any(|e| e.name == "COCOON_LEADER_ELECT" && e.value.as_deref() == Some("true")));
+    assert!(
+        env.iter().any(|e| e.name == "COCOON_LEADER_ELECT" && e.value.as_deref() == Some("true"))
+    );
 }
 
 #[test]

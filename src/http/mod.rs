@@ -42,8 +42,12 @@ async fn readyz(State(s): State<HttpState>) -> Response {
 
 async fn metrics(State(s): State<HttpState>) -> Response {
     for kind in [ActorKind::CocoonSet, ActorKind::Hibernation] {
-        let depth: usize = s.table.iter().filter(|e| e.key().kind == kind).map(|e| e.inbox.depth()).sum();
-        s.metrics.mailbox_depth.get_or_create(&Kind { kind: kind.as_str() }).set(i64::try_from(depth).unwrap_or(i64::MAX));
+        let depth: usize =
+            s.table.iter().filter(|e| e.key().kind == kind).map(|e| e.inbox.depth()).sum();
+        s.metrics
+            .mailbox_depth
+            .get_or_create(&Kind { kind: kind.as_str() })
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
     }
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],

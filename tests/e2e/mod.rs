@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use cocoon_operator::api::{CocoonSet, CocoonSetSpec, Hibernation, HibernationAction, HibernationSpec};
+use cocoon_operator::api::{
+    CocoonSet, CocoonSetSpec, Hibernation, HibernationAction, HibernationSpec,
+};
 use cocoon_operator::config::OperatorConfig;
 use cocoon_operator::operator::{Operator, OperatorProbe, config_from_kubeconfig};
 use cocoon_operator::sim::{SimConfig, SimHandle, Simulator};
@@ -47,7 +49,11 @@ fn start_operator() -> Result<SharedOperator, String> {
     std::thread::Builder::new()
         .name("operator".into())
         .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
                 Ok(r) => r,
                 Err(e) => {
                     let _ = tx.send(Err(format!("operator runtime: {e}")));
@@ -81,7 +87,8 @@ fn start_operator() -> Result<SharedOperator, String> {
             });
         })
         .map_err(|e| format!("spawn the operator thread: {e}"))?;
-    let shared = rx.recv().map_err(|_| "the operator thread ended without an answer".to_string())??;
+    let shared =
+        rx.recv().map_err(|_| "the operator thread ended without an answer".to_string())??;
     Ok(shared)
 }
 
@@ -119,12 +126,25 @@ impl Env {
 
     pub async fn create_set(&self, name: &str, spec: CocoonSetSpec) -> CocoonSet {
         let set = CocoonSet::new(name, spec);
-        self.ns.api::<CocoonSet>().create(&PostParams::default(), &set).await.expect("create CocoonSet")
+        self.ns
+            .api::<CocoonSet>()
+            .create(&PostParams::default(), &set)
+            .await
+            .expect("create CocoonSet")
     }
 
-    pub async fn create_hibernation(&self, name: &str, pod: &str, action: HibernationAction) -> Hibernation {
+    pub async fn create_hibernation(
+        &self,
+        name: &str,
+        pod: &str,
+        action: HibernationAction,
+    ) -> Hibernation {
         let hib = Hibernation::new(name, HibernationSpec { pod_name: pod.into(), action });
-        self.ns.api::<Hibernation>().create(&PostParams::default(), &hib).await.expect("create Hibernation")
+        self.ns
+            .api::<Hibernation>()
+            .create(&PostParams::default(), &hib)
+            .await
+            .expect("create Hibernation")
     }
 
     /// A hand-written VM pod bound to this test's node (like a Deployment's pod would be).
@@ -132,13 +152,23 @@ impl Env {
         let pod = Pod {
             metadata: ObjectMeta {
                 name: Some(name.into()),
-                annotations: Some(BTreeMap::from([("cocoon.cis/vm-name".to_string(), format!("vk-{}-{name}", self.ns.name))])),
+                annotations: Some(BTreeMap::from([(
+                    "cocoon.cis/vm-name".to_string(),
+                    format!("vk-{}-{name}", self.ns.name),
+                )])),
                 ..Default::default()
             },
             spec: Some(PodSpec {
                 node_name: Some(self.node.clone()),
-                containers: vec![Container { name: "vm".into(), image: Some("ubuntu-dev-base".into()), ..Default::default() }],
-                tolerations: Some(vec![Toleration { operator: Some("Exists".into()), ..Default::default() }]),
+                containers: vec![Container {
+                    name: "vm".into(),
+                    image: Some("ubuntu-dev-base".into()),
+                    ..Default::default()
+                }],
+                tolerations: Some(vec![Toleration {
+                    operator: Some("Exists".into()),
+                    ..Default::default()
+                }]),
                 ..Default::default()
             }),
             status: None,

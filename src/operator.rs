@@ -4,10 +4,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use dashmap::DashMap;
 use ractor::{Actor, ActorRef};
 use tokio::task::JoinHandle;
 
@@ -94,41 +93,40 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// Starts everything; the actors begin writing once every watch has synced.
+    /// Starts everything, HTTP endpoints included; the actors begin writing once every watch
+    /// has synced.
     pub async fn start(kube_config: kube::Config, config: &OperatorConfig) -> Result<Self, Error> {
-        Self::start_with(kube_config, config, Arc::new(AtomicBool::new(false)), true).await
+        let shared = HttpState::new(Metrics::new());
+        let (metrics_addr, probe_addr, http) =
+            serve(shared.clone(), config.metrics_addr, config.probe_addr)
+                .await
+                .map_err(Error::Bind)?;
+        let mut operator = Self::start_with(kube_config, config, shared).await?;
+        (operator.metrics_addr, operator.probe_addr, operator.http) =
+            (metrics_addr, probe_addr, http);
+        Ok(operator)
     }
 
+    /// Starts the runtime behind endpoints that already serve `shared` (leader election keeps
+    /// one HTTP server for the life of the process).
     async fn start_with(
         kube_config: kube::Config,
         config: &OperatorConfig,
-        ready: Arc<AtomicBool>,
-        serve_http: bool,
+        shared: HttpState,
     ) -> Result<Self, Error> {
-        let metrics = Metrics::new();
+        let HttpState { metrics, table, ready, synced } = shared;
+        ready.store(false, Ordering::Release);
         let client = counted_client(kube_config, metrics.clone()).map_err(Error::Client)?;
-        let table = Arc::new(DashMap::new());
-        let synced = Arc::new(AtomicBool::new(false));
         let ctx = Arc::new(Context {
             writer: Writer::new(client.clone(), config.identity.clone()),
             metrics: metrics.clone(),
             resync: config.resync,
             max_backoff: config.max_backoff,
             hibernation: config.hibernation_settings(),
-            table: table.clone(),
+            table,
             synced: synced.clone(),
         });
-        let (metrics_addr, probe_addr, http) = if serve_http {
-            let state = HttpState {
-                metrics: metrics.clone(),
-                table,
-                ready: ready.clone(),
-                synced: synced.clone(),
-            };
-            serve(state, config.metrics_addr, config.probe_addr).await.map_err(Error::Bind)?
-        } else {
-            (config.metrics_addr, config.probe_addr, Vec::new())
-        };
+        let (metrics_addr, probe_addr, http) = (config.metrics_addr, config.probe_addr, Vec::new());
         let (targets_tx, targets_rx) = tokio::sync::mpsc::unbounded_channel();
         let router = Arc::new(Router::new(targets_tx));
         let args = SupervisorArgs { ctx: ctx.clone(), router: router.clone() };
@@ -188,36 +186,37 @@ pub async fn run_until_signal(
     kube_config: kube::Config,
     config: OperatorConfig,
 ) -> Result<(), Error> {
+    run_until(kube_config, config, shutdown_signal()).await
+}
+
+/// Runs the operator until `shutdown` resolves; with leader election, actors run only while
+/// this candidate holds the Lease, and the Lease is released on the way out.
+pub async fn run_until(
+    kube_config: kube::Config,
+    config: OperatorConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), Error> {
     let grace = Duration::from_secs(20);
+    let mut signal = std::pin::pin!(shutdown);
     if !config.leader_elect {
         let operator = Operator::start(kube_config, &config).await?;
         tracing::info!(metrics = %operator.metrics_addr(), probes = %operator.probe_addr(), "operator running");
-        shutdown_signal().await;
+        signal.await;
         tracing::info!("shutting down");
         operator.shutdown(grace).await;
         return Ok(());
     }
-    // Probes answer from the start: a standby is ready (it is doing its job: waiting).
-    let ready = Arc::new(AtomicBool::new(false));
+    // One HTTP server for the life of the process. Probes answer from the start: a standby is
+    // ready (standing by is its job); the leader's runtime shares the same state.
+    let shared = HttpState::new(Metrics::new());
     let plain = kube::Client::try_from(kube_config.clone()).map_err(Error::Client)?;
     let namespace =
         config.lease_namespace.clone().unwrap_or_else(|| plain.default_namespace().to_string());
     let identity = config.identity.clone().unwrap_or_else(hostname);
     let elector = LeaderElector::new(plain, &namespace, &config.lease_name, &identity);
-    let standby_http = serve(
-        HttpState {
-            metrics: Metrics::new(),
-            table: Arc::new(DashMap::new()),
-            ready: ready.clone(),
-            synced: Arc::new(AtomicBool::new(false)),
-        },
-        config.metrics_addr,
-        config.probe_addr,
-    )
-    .await
-    .map_err(Error::Bind)?;
-    ready.store(true, Ordering::Release);
-    let mut signal = std::pin::pin!(shutdown_signal());
+    let (_, _, http) =
+        serve(shared.clone(), config.metrics_addr, config.probe_addr).await.map_err(Error::Bind)?;
+    shared.ready.store(true, Ordering::Release);
     tracing::info!(%identity, lease = %config.lease_name, "waiting for the leader Lease");
     loop {
         match elector.try_acquire_or_renew().await {
@@ -227,18 +226,15 @@ pub async fn run_until_signal(
         }
         tokio::select! {
             _ = &mut signal => {
-                for t in standby_http.2 { t.abort(); }
+                for t in http { t.abort(); }
                 return Ok(());
             }
             _ = tokio::time::sleep(RENEW_INTERVAL) => {}
         }
     }
-    for t in standby_http.2 {
-        t.abort();
-    }
     tracing::info!(%identity, "acquired the leader Lease");
-    let operator =
-        Operator::start_with(kube_config, &config, Arc::new(AtomicBool::new(false)), true).await?;
+    let mut operator = Operator::start_with(kube_config, &config, shared).await?;
+    operator.http = http;
     let mut failures_since_renew = Duration::ZERO;
     let outcome = loop {
         tokio::select! {

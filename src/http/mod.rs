@@ -28,6 +28,18 @@ pub struct HttpState {
     pub synced: Arc<AtomicBool>,
 }
 
+impl HttpState {
+    /// Fresh state: not ready, not synced, no actors.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            metrics,
+            table: Arc::new(DashMap::new()),
+            ready: Arc::new(AtomicBool::new(false)),
+            synced: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
 async fn healthz() -> &'static str {
     "ok"
 }

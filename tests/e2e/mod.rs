@@ -106,6 +106,12 @@ impl Env {
 
     pub async fn with_sim(prefix: &str, tweak: impl FnOnce(&mut SimConfig)) -> Self {
         let _ = operator();
+        Self::without_operator(prefix, tweak).await
+    }
+
+    /// CRDs, a namespace and a simulator, but no shared operator (tests that run their own).
+    pub async fn without_operator(prefix: &str, tweak: impl FnOnce(&mut SimConfig)) -> Self {
+        install_crds().await;
         let ns = TestNamespace::new(prefix).await;
         let node = format!("node-{}", ns.name);
         let mut config = SimConfig { node_name: node.clone(), ..SimConfig::default() };

@@ -6,7 +6,7 @@ CARGO ?= cargo
 # Go modules into ~/.cache/cocoon-operator and reused; see docs/development.md.
 CONTROL_PLANE = $$(bash tests/control-plane/build.sh)
 
-.PHONY: help build test lint fmt demo crd control-plane cluster-up cluster-down
+.PHONY: help build test lint fmt demo bench crd control-plane cluster-up cluster-down
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ crd: ## Regenerate deploy/crd.yaml and deploy/cocoonset-crd.yaml from the Rust t
 demo: ## Run the operator locally: control plane, CRDs, simulator, operator and examples
 	@bin=$(CONTROL_PLANE) && $(CARGO) build --quiet && \
 	  COCOON_CONTROL_PLANE_BIN=$$bin ./target/debug/cocoon-operator dev $(DEMO_ARGS)
+
+bench: ## Measure convergence, API requests and idle load; writes target/bench/report.json
+	@bin=$(CONTROL_PLANE) && COCOON_CONTROL_PLANE_BIN=$$bin $(CARGO) run --quiet --example bench
 
 cluster-up: build ## Start a local control plane in the background (kubeconfig: target/dev/kubeconfig)
 	bash hack/cluster.sh up

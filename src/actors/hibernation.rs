@@ -41,6 +41,8 @@ pub struct State {
     competitors: Vec<Competitor>,
     last_written: Option<HibernationStatus>,
     attempts: u32,
+    /// When this actor wrote the start of the round in flight (sub-second, for the metric).
+    round_started: Option<Instant>,
     retry: Option<JoinHandle<Result<(), ractor::MessagingErr<ResourceMsg>>>>,
     resync: Option<JoinHandle<()>>,
 }
@@ -71,6 +73,7 @@ impl Actor for HibernationActor {
             competitors: Vec::new(),
             last_written: None,
             attempts: 0,
+            round_started: None,
             retry: None,
             resync,
         })
@@ -216,6 +219,13 @@ impl State {
         if plan.status != stored && Some(&plan.status) != self.last_written.as_ref() {
             self.ctx.writer.apply_status(hib.as_ref(), &plan.status).await?;
             self.observe_transition(&previous, &plan.status, now);
+            if matches!(
+                plan.status.phase,
+                Some(HibernationPhase::Hibernating | HibernationPhase::Waking)
+            ) && plan.status.phase != previous.phase
+            {
+                self.round_started = Some(Instant::now());
+            }
             self.last_written = Some(plan.status.clone());
         }
         let reference = hib.object_ref(&());
@@ -269,13 +279,17 @@ impl State {
             (Some(HibernationPhase::Waking), Some(HibernationPhase::Active)) => "wake",
             _ => return,
         };
-        if let Some(started) = previous.last_transition_time.as_ref() {
-            let seconds = started.0.duration_until(now).as_secs_f64().max(0.0);
-            self.ctx
-                .metrics
-                .transition_duration
-                .get_or_create(&Transition { transition })
-                .observe(seconds);
-        }
+        // Prefer our own sub-second start; after a restart only the status time (whole seconds)
+        // is known.
+        let seconds = match (self.round_started, previous.last_transition_time.as_ref()) {
+            (Some(started), _) => started.elapsed().as_secs_f64(),
+            (None, Some(started)) => started.0.duration_until(now).as_secs_f64().max(0.0),
+            (None, None) => return,
+        };
+        self.ctx
+            .metrics
+            .transition_duration
+            .get_or_create(&Transition { transition })
+            .observe(seconds);
     }
 }

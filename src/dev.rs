@@ -236,8 +236,8 @@ async fn watch_progress(client: &Client, timeout: Duration) -> Result<(), String
 async fn print_kubectl(kubeconfig: &std::path::Path, args: &[&str]) {
     // The kubectl built with the control plane matches the API server's version.
     let kubectl = match crate::devcluster::Binaries::locate(None).await {
-        Ok(b) if b.etcd.with_file_name("kubectl").is_file() => b.etcd.with_file_name("kubectl"),
-        _ => PathBuf::from("kubectl"),
+        Ok(b) => b.kubectl,
+        Err(_) => PathBuf::from("kubectl"),
     };
     let out = tokio::process::Command::new(&kubectl)
         .arg("--kubeconfig")

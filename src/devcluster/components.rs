@@ -1,0 +1,114 @@
+//! Command lines of etcd, kube-apiserver and kube-controller-manager for a loopback-only dev
+//! cluster, and the audit policy.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use super::certs::Pki;
+
+/// The service range: only an allocation range for ClusterIPs, no traffic is ever routed.
+pub const SERVICE_CLUSTER_IP_RANGE: &str = "10.0.0.0/24";
+/// Issuer of service-account tokens (the in-cluster name of the API server).
+pub const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+/// Controllers the controller manager runs: namespace deletion, owner-reference garbage
+/// collection, and the `default` ServiceAccount in every namespace (which the ServiceAccount
+/// admission plugin requires before a pod can be created).
+pub const CONTROLLERS: &str =
+    "serviceaccount-controller,garbage-collector-controller,namespace-controller";
+
+/// Audit policy: every request at `Metadata` level (who, what, verb, response code; no bodies).
+pub const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+";
+
+/// Loopback ports of one cluster.
+#[derive(Clone, Copy, Debug)]
+pub struct Ports {
+    pub etcd_client: u16,
+    pub etcd_peer: u16,
+    pub apiserver: u16,
+}
+
+/// Audit files when auditing is requested.
+#[derive(Clone, Debug)]
+pub struct Audit {
+    pub policy: PathBuf,
+    pub log: PathBuf,
+}
+
+fn flag(name: &str, value: impl AsRef<std::ffi::OsStr>) -> OsString {
+    let mut arg = OsString::from(format!("--{name}="));
+    arg.push(value);
+    arg
+}
+
+/// etcd with a private data dir; fsync is off because the data is thrown away.
+pub fn etcd_args(data_dir: &Path, ports: Ports) -> Vec<OsString> {
+    let client = format!("http://127.0.0.1:{}", ports.etcd_client);
+    let peer = format!("http://127.0.0.1:{}", ports.etcd_peer);
+    vec![
+        flag("name", "dev"),
+        flag("data-dir", data_dir),
+        flag("listen-client-urls", &client),
+        flag("advertise-client-urls", &client),
+        flag("listen-peer-urls", &peer),
+        flag("initial-advertise-peer-urls", &peer),
+        flag("initial-cluster", format!("dev={peer}")),
+        flag("unsafe-no-fsync", "true"),
+        flag("log-level", "warn"),
+    ]
+}
+
+/// kube-apiserver on 127.0.0.1 with client-certificate authentication and RBAC.
+pub fn apiserver_args(
+    pki: &Pki,
+    ports: Ports,
+    service_account_admission: bool,
+    audit: Option<&Audit>,
+) -> Vec<OsString> {
+    let mut args = vec![
+        flag("etcd-servers", format!("http://127.0.0.1:{}", ports.etcd_client)),
+        flag("bind-address", "127.0.0.1"),
+        flag("advertise-address", "127.0.0.1"),
+        flag("secure-port", ports.apiserver.to_string()),
+        flag("tls-cert-file", &pki.serving_cert),
+        flag("tls-private-key-file", &pki.serving_key),
+        flag("client-ca-file", &pki.ca_cert),
+        flag("authorization-mode", "RBAC"),
+        flag("service-account-issuer", SERVICE_ACCOUNT_ISSUER),
+        flag("service-account-key-file", &pki.service_account_pub),
+        flag("service-account-signing-key-file", &pki.service_account_key),
+        flag("service-cluster-ip-range", SERVICE_CLUSTER_IP_RANGE),
+        flag("profiling", "false"),
+        // The `kubernetes` Endpoints may not hold a loopback address; the reconciler would log
+        // a validation error every few seconds. Nothing is routed to the Service anyway.
+        flag("endpoint-reconciler-type", "none"),
+    ];
+    if !service_account_admission {
+        // Without the controller manager nothing creates the `default` ServiceAccount, and the
+        // plugin would reject every pod that names none.
+        args.push(flag("disable-admission-plugins", "ServiceAccount"));
+    }
+    if let Some(audit) = audit {
+        args.push(flag("audit-policy-file", &audit.policy));
+        args.push(flag("audit-log-path", &audit.log));
+        // Blocking: an entry is on disk before the response is sent, so tests can count requests.
+        args.push(flag("audit-log-mode", "blocking"));
+    }
+    args
+}
+
+/// kube-controller-manager with only the controllers in [`CONTROLLERS`]; no serving port.
+pub fn controller_manager_args(kubeconfig: &Path) -> Vec<OsString> {
+    vec![
+        flag("kubeconfig", kubeconfig),
+        flag("controllers", CONTROLLERS),
+        flag("leader-elect", "false"),
+        flag("use-service-account-credentials", "false"),
+        flag("bind-address", "127.0.0.1"),
+        flag("secure-port", "0"),
+    ]
+}

@@ -1,0 +1,312 @@
+//! Integration-test harness: one real control plane per test binary, a fresh namespace per
+//! test, polling with deadlines instead of sleeps, and the real `kubectl`.
+//!
+//! The cluster is started on first use on a dedicated thread with its own tokio runtime (every
+//! `#[tokio::test]` has a runtime that ends with the test; the cluster must outlive them all). It
+//! is never dropped: when the test binary exits, the kernel closes the lifeline pipes of the
+//! components and they die (see `cocoon_operator::devcluster`), and a janitor removes the work
+//! directory.
+#![allow(dead_code)] // Each test binary uses a different part of the harness.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use cocoon_operator::devcluster::{self, DevCluster, DevClusterOptions};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::Api;
+use kube::api::{ObjectMeta, PostParams};
+use tokio::io::AsyncWriteExt;
+
+/// Deadline for one-off set-up steps (namespace, CRDs).
+pub const SETUP_DEADLINE: Duration = Duration::from_secs(60);
+
+/// What tests need to reach the shared cluster; the cluster itself lives on its own thread.
+#[derive(Debug)]
+pub struct SharedCluster {
+    pub kubeconfig: PathBuf,
+    pub base_url: String,
+    pub audit_log: Option<PathBuf>,
+    pub work_dir: PathBuf,
+    /// kubectl's discovery cache: private to this cluster (its port is random anyway).
+    kubectl_cache: PathBuf,
+    /// The kubectl built with the control plane (matches the API server's version).
+    pub kubectl: PathBuf,
+}
+
+static CLUSTER: OnceLock<Result<SharedCluster, String>> = OnceLock::new();
+
+/// The control plane of this test binary, started on first use (with an audit log).
+pub fn cluster() -> &'static SharedCluster {
+    match CLUSTER.get_or_init(start_shared_cluster) {
+        Ok(cluster) => cluster,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn start_shared_cluster() -> Result<SharedCluster, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("devcluster".to_string())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = tx.send(Err(format!("build the dev-cluster runtime: {e}")));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let kubectl = match devcluster::Binaries::locate(None).await {
+                    Ok(binaries) => binaries.kubectl,
+                    Err(e) => {
+                        let _ = tx.send(Err(format!("locate the control-plane binaries: {e}")));
+                        return;
+                    }
+                };
+                let options = DevClusterOptions { audit_log: true, ..DevClusterOptions::default() };
+                match DevCluster::start(options).await {
+                    Ok(cluster) => {
+                        eprintln!(
+                            "dev cluster ready in {:.1}s at {} (work dir {})",
+                            cluster.ready_in().as_secs_f64(),
+                            cluster.base_url(),
+                            cluster.work_dir().display()
+                        );
+                        let shared = SharedCluster {
+                            kubeconfig: cluster.kubeconfig_path().to_path_buf(),
+                            base_url: cluster.base_url().to_string(),
+                            audit_log: cluster.audit_log_path().map(Path::to_path_buf),
+                            work_dir: cluster.work_dir().to_path_buf(),
+                            kubectl_cache: cluster.work_dir().join("kubectl-cache"),
+                            kubectl,
+                        };
+                        let _ = tx.send(Ok(shared));
+                        // Keep the cluster (and this runtime, which reaps its processes) alive
+                        // until the test binary exits.
+                        std::future::pending::<()>().await;
+                        drop(cluster);
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(format!("start the dev cluster: {e}")));
+                    }
+                }
+            });
+        })
+        .map_err(|e| format!("spawn the dev-cluster thread: {e}"))?;
+    rx.recv().map_err(|_| "the dev-cluster thread ended without an answer".to_string())?
+}
+
+impl SharedCluster {
+    /// A new admin client bound to the calling test's runtime.
+    pub async fn client(&self) -> kube::Client {
+        devcluster::client_from_kubeconfig(&self.kubeconfig)
+            .await
+            .expect("build a client from the dev-cluster kubeconfig")
+    }
+}
+
+/// A fresh, uniquely named namespace for one test, deleted (without waiting) when dropped.
+pub struct TestNamespace {
+    pub name: String,
+    pub client: kube::Client,
+}
+
+impl TestNamespace {
+    /// Creates `<prefix>-<n>` and waits until its `default` ServiceAccount exists, so pods can
+    /// be created in it right away.
+    pub async fn new(prefix: &str) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let mut base: String = prefix
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+            .take(40)
+            .collect();
+        base = base.trim_matches('-').to_string();
+        let name =
+            format!("{base}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+
+        let client = cluster().client().await;
+        let namespace = Namespace {
+            metadata: ObjectMeta { name: Some(name.clone()), ..ObjectMeta::default() },
+            ..Namespace::default()
+        };
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
+        let accounts = Api::<ServiceAccount>::namespaced(client.clone(), &name);
+        eventually(SETUP_DEADLINE, || async { accounts.get("default").await })
+            .await
+            .unwrap_or_else(|e| panic!("ServiceAccount {name}/default: {e}"));
+        Self { name, client }
+    }
+
+    /// A namespaced API for `K` in this namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let cluster = cluster();
+        let _ = std::process::Command::new(&cluster.kubectl)
+            .arg(format!("--kubeconfig={}", cluster.kubeconfig.display()))
+            .args(["delete", "namespace", &self.name, "--wait=false", "--ignore-not-found"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// `eventually` gave up: the condition did not hold before the deadline.
+#[derive(Debug)]
+pub struct TimedOut {
+    pub waited: Duration,
+    pub attempts: u32,
+    pub last: String,
+}
+
+impl Display for TimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "condition not met within {:?} ({} attempts); last observation: {}",
+            self.waited, self.attempts, self.last
+        )
+    }
+}
+
+/// Polls `check` until it returns `Ok`, with a growing pause (50 ms to 500 ms) between
+/// attempts, and fails with the last error once `deadline` has passed.
+pub async fn eventually<T, E, F, Fut>(deadline: Duration, mut check: F) -> Result<T, TimedOut>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: Display,
+{
+    let began = Instant::now();
+    let mut pause = Duration::from_millis(50);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let last = match check().await {
+            Ok(value) => return Ok(value),
+            Err(e) => e.to_string(),
+        };
+        if began.elapsed() >= deadline {
+            return Err(TimedOut { waited: began.elapsed(), attempts, last });
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 3 / 2).min(Duration::from_millis(500));
+    }
+}
+
+/// What a `kubectl` run printed.
+#[derive(Debug)]
+pub struct KubectlOutput {
+    pub args: Vec<String>,
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl KubectlOutput {
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+
+    /// Panics with the command line and stderr unless kubectl succeeded.
+    pub fn expect_success(self, what: &str) -> Self {
+        assert!(
+            self.success(),
+            "{what}: `kubectl {}` failed ({}):\n{}{}",
+            self.args.join(" "),
+            self.status,
+            self.stderr,
+            self.stdout
+        );
+        self
+    }
+}
+
+/// Runs the real `kubectl` against the shared cluster.
+pub async fn kubectl(args: &[&str]) -> KubectlOutput {
+    run_kubectl(args, None).await
+}
+
+/// Runs the real `kubectl` against the shared cluster with `input` on stdin (`-f -`).
+pub async fn kubectl_with_stdin(args: &[&str], input: &str) -> KubectlOutput {
+    run_kubectl(args, Some(input)).await
+}
+
+async fn run_kubectl(args: &[&str], input: Option<&str>) -> KubectlOutput {
+    let cluster = cluster();
+    let mut command = tokio::process::Command::new(&cluster.kubectl);
+    command
+        .arg(format!("--kubeconfig={}", cluster.kubeconfig.display()))
+        .arg(format!("--cache-dir={}", cluster.kubectl_cache.display()))
+        .args(args)
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().expect("run kubectl (is it on PATH?)");
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin.write_all(input.as_bytes()).await.expect("write kubectl stdin");
+    }
+    let output = child.wait_with_output().await.expect("wait for kubectl");
+    KubectlOutput {
+        args: args.iter().map(|a| a.to_string()).collect(),
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A path inside the repository.
+pub fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// The generated CRD manifests, in the order they are applied.
+pub fn crd_files() -> [PathBuf; 2] {
+    [repo_path("deploy/crd.yaml"), repo_path("deploy/cocoonset-crd.yaml")]
+}
+
+/// Applies both CRDs with kubectl (once per test binary) and waits until they are Established.
+pub async fn install_crds() {
+    static INSTALLED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    INSTALLED
+        .get_or_init(|| async {
+            let [hibernation, cocoon_set] = crd_files();
+            let (hibernation, cocoon_set) = (hibernation.display(), cocoon_set.display());
+            let (hibernation, cocoon_set) = (hibernation.to_string(), cocoon_set.to_string());
+            kubectl(&["apply", "-f", &hibernation, "-f", &cocoon_set])
+                .await
+                .expect_success("apply the CRDs");
+            kubectl(&[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/hibernations.cocoon.cis",
+                "crd/cocoonsets.cocoon.cis",
+            ])
+            .await
+            .expect_success("wait for the CRDs to be Established");
+        })
+        .await;
+}

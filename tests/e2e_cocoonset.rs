@@ -344,3 +344,42 @@ spec:
         events.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_pod_fails_the_set_with_a_clear_message_and_recovers_once_fixed() {
+    let env = Env::new("cs-rejected").await;
+    let sets = env.ns.api::<CocoonSet>();
+    let mut spec = env.set_spec(0);
+    spec.agent.service_account_name = Some("agents".into());
+    env.create_set("strict", spec).await;
+    let status = wait_phase(&sets, "strict", CocoonSetPhase::Failed).await;
+    let message = status.message.unwrap_or_default();
+    assert!(
+        message.contains("cannot create pod strict-0") && message.contains("agents"),
+        "{message}"
+    );
+    let events = common::kubectl(&[
+        "get",
+        "events",
+        "-n",
+        &env.ns.name,
+        "--field-selector",
+        "involvedObject.name=strict,type=Warning",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ])
+    .await;
+    assert!(events.stdout.contains("CreateRejected"), "{}", events.stdout);
+    // The ServiceAccount appears: the backoff retry creates the pod, and the set recovers.
+    let account = k8s_openapi::api::core::v1::ServiceAccount {
+        metadata: kube::api::ObjectMeta { name: Some("agents".into()), ..Default::default() },
+        ..Default::default()
+    };
+    env.ns
+        .api::<k8s_openapi::api::core::v1::ServiceAccount>()
+        .create(&Default::default(), &account)
+        .await
+        .unwrap();
+    let status = wait_phase(&sets, "strict", CocoonSetPhase::Running).await;
+    assert_eq!(status.message, None);
+}

@@ -9,21 +9,28 @@ use std::time::Instant;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::{Resource, ResourceExt};
-use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::inbox::Inbox;
+use super::pass::PassControl;
 use super::stats::ActorStats;
 use super::{ActorKey, Context, ResourceMsg};
 use crate::api::{CocoonSet, CocoonSetStatus};
 use crate::contract;
 use crate::k8s::{CreateOutcome, ErrorCategory};
-use crate::metrics::{Kind, KindResult, Transition};
+use crate::metrics::Transition;
 use crate::plan::cocoon_set::DeleteReason;
 use crate::plan::pods::SetIdentity;
 use crate::plan::{Expectations, PodAction, PodView, SetInput, Snapshots, plan_cocoon_set};
 
 pub struct CocoonSetActor;
+
+/// A pod the API server refused to create, for the spec generation it was built from.
+struct Rejection {
+    generation: i64,
+    pod: String,
+    message: String,
+}
 
 pub struct Args {
     pub key: ActorKey,
@@ -36,7 +43,7 @@ pub struct State {
     key: ActorKey,
     ctx: Arc<Context>,
     inbox: Arc<Inbox>,
-    stats: Arc<Mutex<ActorStats>>,
+    control: PassControl,
     set: Option<Arc<CocoonSet>>,
     pods: BTreeMap<String, Arc<Pod>>,
     snapshots: Arc<Snapshots>,
@@ -45,11 +52,8 @@ pub struct State {
     terminal_deletes: BTreeMap<String, u32>,
     name_conflicts: BTreeSet<String>,
     /// A rejected write and the generation it was made for: not retried until the spec changes.
-    failure: Option<(i64, String)>,
+    failure: Option<Rejection>,
     last_written: Option<CocoonSetStatus>,
-    attempts: u32,
-    retry: Option<JoinHandle<Result<(), ractor::MessagingErr<ResourceMsg>>>>,
-    resync: Option<JoinHandle<()>>,
     forks_started: BTreeMap<String, Instant>,
 }
 
@@ -63,12 +67,12 @@ impl Actor for CocoonSetActor {
         myself: ActorRef<Self::Msg>,
         args: Args,
     ) -> Result<State, ActorProcessingErr> {
-        let resync = Some(myself.send_interval(args.ctx.resync, || ResourceMsg::Resync));
+        let control = PassControl::new(args.key.clone(), args.stats, &args.ctx, &myself);
         Ok(State {
             key: args.key,
             ctx: args.ctx,
             inbox: args.inbox,
-            stats: args.stats,
+            control,
             set: None,
             pods: BTreeMap::new(),
             snapshots: Arc::default(),
@@ -78,9 +82,6 @@ impl Actor for CocoonSetActor {
             name_conflicts: BTreeSet::new(),
             failure: None,
             last_written: None,
-            attempts: 0,
-            retry: None,
-            resync,
             forks_started: BTreeMap::new(),
         })
     }
@@ -90,12 +91,7 @@ impl Actor for CocoonSetActor {
         _myself: ActorRef<Self::Msg>,
         state: &mut State,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some(t) = state.retry.take() {
-            t.abort();
-        }
-        if let Some(t) = state.resync.take() {
-            t.abort();
-        }
+        state.control.cancel_timers();
         Ok(())
     }
 
@@ -110,8 +106,7 @@ impl Actor for CocoonSetActor {
         }
         let deleted = state.absorb();
         if deleted {
-            lock(&state.stats).status = "stopping".into();
-            myself.stop(Some("object deleted".into()));
+            state.control.stop(&myself);
             return Ok(());
         }
         if !state.ctx.is_synced() {
@@ -119,52 +114,9 @@ impl Actor for CocoonSetActor {
         }
         let started = Instant::now();
         let result = state.reconcile().await;
-        let kind = Kind { kind: "CocoonSet" };
-        state
-            .ctx
-            .metrics
-            .reconcile_duration
-            .get_or_create(&kind)
-            .observe(started.elapsed().as_secs_f64());
-        let outcome = if result.is_ok() { "ok" } else { "error" };
-        state
-            .ctx
-            .metrics
-            .reconciles
-            .get_or_create(&KindResult { kind: "CocoonSet", result: outcome })
-            .inc();
-        let delay = match result {
-            Ok(requeue) => {
-                state.attempts = 0;
-                lock(&state.stats).last_error = None;
-                requeue
-            }
-            Err(failure) if failure.conflict => {
-                tracing::debug!(actor = %state.key, error = %failure.message, "write conflict; retrying from a fresh view");
-                Some(super::CONFLICT_RETRY)
-            }
-            Err(failure) => {
-                tracing::warn!(actor = %state.key, error = %failure.message, "reconcile failed; backing off");
-                let delay = state.ctx.backoff(state.attempts);
-                state.attempts += 1;
-                let mut stats = lock(&state.stats);
-                stats.last_error = Some(failure.message);
-                stats.status = "backoff".into();
-                Some(delay)
-            }
-        };
-        if let Some(t) = state.retry.take() {
-            t.abort();
-        }
-        if let Some(delay) = delay {
-            state.retry = Some(myself.send_after(delay, || ResourceMsg::Retry));
-        }
+        state.control.finish(&state.ctx, &myself, started, result);
         Ok(())
     }
-}
-
-fn lock(stats: &Mutex<ActorStats>) -> std::sync::MutexGuard<'_, ActorStats> {
-    stats.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn after(now: Timestamp, d: std::time::Duration) -> Timestamp {
@@ -210,7 +162,7 @@ impl State {
             finalizers.push(contract::FINALIZER_TEARDOWN.to_string());
             self.ctx.writer.set_finalizers(set.as_ref(), finalizers).await?;
         }
-        if self.failure.as_ref().is_some_and(|(g, _)| Some(*g) != generation) {
+        if self.failure.as_ref().is_some_and(|r| Some(r.generation) != generation) {
             self.failure = None;
         }
         let identity = SetIdentity {
@@ -249,7 +201,7 @@ impl State {
             self.last_written = Some(status.clone());
         }
         {
-            let mut stats = lock(&self.stats);
+            let mut stats = self.control.stats();
             stats.status = "running".into();
             stats.phase = status.phase.map(|p| p.as_str().to_string());
             stats.observed_generation = generation;
@@ -281,7 +233,7 @@ impl State {
         deleting: bool,
         now: Timestamp,
     ) -> crate::plan::SetPlan {
-        let failure = self.failure.as_ref().map(|(_, m)| m.as_str());
+        let failure = self.failure.as_ref().map(|r| r.message.as_str());
         plan_cocoon_set(&SetInput {
             set: identity,
             generation: set.metadata.generation,
@@ -316,6 +268,9 @@ impl State {
                     Ok(CreateOutcome::Created) => {
                         self.expectations.expect_create(&name, now);
                         self.name_conflicts.remove(&name);
+                        if self.failure.as_ref().is_some_and(|r| r.pod == name) {
+                            self.failure = None;
+                        }
                         if let PodAction::CreateSubAgent { .. } = action {
                             self.forks_started.insert(name.clone(), Instant::now());
                         }
@@ -342,8 +297,8 @@ impl State {
                     }
                     Ok(CreateOutcome::AlreadyExists) => {
                         // Not ours (ours would be in the view or expected): wait and look again.
-                        let attempt =
-                            u32::try_from(self.name_conflicts.len()).unwrap_or(0) + self.attempts;
+                        let attempt = u32::try_from(self.name_conflicts.len()).unwrap_or(0)
+                            + self.control.attempts();
                         self.not_before
                             .insert(name.clone(), after(now, self.ctx.backoff(attempt + 2)));
                         if self.name_conflicts.insert(name.clone()) {
@@ -364,18 +319,23 @@ impl State {
                         if e.category() == ErrorCategory::Invalid
                             || e.category() == ErrorCategory::Forbidden =>
                     {
+                        // Retried with backoff (an admission answer such as a missing
+                        // ServiceAccount can change); the Event is recorded once per message.
                         let message = format!("cannot create pod {name}: {e}");
-                        if let Some(g) = set.metadata.generation {
-                            self.failure = Some((g, message.clone()));
+                        let repeated = self.failure.as_ref().is_some_and(|r| r.message == message);
+                        self.failure = Some(Rejection {
+                            generation: set.metadata.generation.unwrap_or_default(),
+                            pod: name.clone(),
+                            message: message.clone(),
+                        });
+                        // Our own status write wakes us at once: the name rests until the
+                        // backoff ends so the echo does not repeat the rejected create.
+                        let wait = self.ctx.backoff(self.control.attempts());
+                        self.not_before.insert(name.clone(), after(now, wait));
+                        if !repeated {
+                            let event = crate::plan::PlanEvent::warning("CreateRejected", message);
+                            self.ctx.writer.event(&reference, &event, "Create").await;
                         }
-                        self.ctx
-                            .writer
-                            .event(
-                                &reference,
-                                &crate::plan::PlanEvent::warning("CreateRejected", message),
-                                "Create",
-                            )
-                            .await;
                         Err(e.into())
                     }
                     Err(e) => Err(e.into()),

@@ -8,16 +8,16 @@ use std::time::Instant;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::{Resource, ResourceExt};
-use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::inbox::Inbox;
+use super::pass::PassControl;
 use super::stats::ActorStats;
 use super::{ActorKey, Context, ResourceMsg};
 use crate::api::{Hibernation, HibernationPhase, HibernationStatus};
 use crate::contract;
 use crate::k8s::ErrorCategory;
-use crate::metrics::{Kind, KindResult, Transition};
+use crate::metrics::Transition;
 use crate::plan::hibernation::Competitor;
 use crate::plan::{HibAction, HibInput, PodView, Snapshots, plan_hibernation};
 
@@ -34,21 +34,14 @@ pub struct State {
     key: ActorKey,
     ctx: Arc<Context>,
     inbox: Arc<Inbox>,
-    stats: Arc<Mutex<ActorStats>>,
+    control: PassControl,
     hibernation: Option<Arc<Hibernation>>,
     pod: Option<Arc<Pod>>,
     snapshots: Arc<Snapshots>,
     competitors: Vec<Competitor>,
     last_written: Option<HibernationStatus>,
-    attempts: u32,
     /// When this actor wrote the start of the round in flight (sub-second, for the metric).
     round_started: Option<Instant>,
-    retry: Option<JoinHandle<Result<(), ractor::MessagingErr<ResourceMsg>>>>,
-    resync: Option<JoinHandle<()>>,
-}
-
-fn lock(stats: &Mutex<ActorStats>) -> std::sync::MutexGuard<'_, ActorStats> {
-    stats.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Actor for HibernationActor {
@@ -61,21 +54,18 @@ impl Actor for HibernationActor {
         myself: ActorRef<Self::Msg>,
         args: Args,
     ) -> Result<State, ActorProcessingErr> {
-        let resync = Some(myself.send_interval(args.ctx.resync, || ResourceMsg::Resync));
+        let control = PassControl::new(args.key.clone(), args.stats, &args.ctx, &myself);
         Ok(State {
             key: args.key,
             ctx: args.ctx,
             inbox: args.inbox,
-            stats: args.stats,
+            control,
             hibernation: None,
             pod: None,
             snapshots: Arc::default(),
             competitors: Vec::new(),
             last_written: None,
-            attempts: 0,
             round_started: None,
-            retry: None,
-            resync,
         })
     }
 
@@ -84,12 +74,7 @@ impl Actor for HibernationActor {
         _myself: ActorRef<Self::Msg>,
         state: &mut State,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some(t) = state.retry.take() {
-            t.abort();
-        }
-        if let Some(t) = state.resync.take() {
-            t.abort();
-        }
+        state.control.cancel_timers();
         Ok(())
     }
 
@@ -103,8 +88,7 @@ impl Actor for HibernationActor {
             panic!("fault injected into actor {}", state.key);
         }
         if state.absorb() {
-            lock(&state.stats).status = "stopping".into();
-            myself.stop(Some("object deleted".into()));
+            state.control.stop(&myself);
             return Ok(());
         }
         if !state.ctx.is_synced() {
@@ -112,46 +96,7 @@ impl Actor for HibernationActor {
         }
         let started = Instant::now();
         let result = state.reconcile().await;
-        let kind = Kind { kind: "Hibernation" };
-        state
-            .ctx
-            .metrics
-            .reconcile_duration
-            .get_or_create(&kind)
-            .observe(started.elapsed().as_secs_f64());
-        let outcome = if result.is_ok() { "ok" } else { "error" };
-        state
-            .ctx
-            .metrics
-            .reconciles
-            .get_or_create(&KindResult { kind: "Hibernation", result: outcome })
-            .inc();
-        let delay = match result {
-            Ok(requeue) => {
-                state.attempts = 0;
-                lock(&state.stats).last_error = None;
-                requeue
-            }
-            Err(failure) if failure.conflict => {
-                tracing::debug!(actor = %state.key, error = %failure.message, "write conflict; retrying from a fresh view");
-                Some(super::CONFLICT_RETRY)
-            }
-            Err(failure) => {
-                tracing::warn!(actor = %state.key, error = %failure.message, "reconcile failed; backing off");
-                let delay = state.ctx.backoff(state.attempts);
-                state.attempts += 1;
-                let mut stats = lock(&state.stats);
-                stats.last_error = Some(failure.message);
-                stats.status = "backoff".into();
-                Some(delay)
-            }
-        };
-        if let Some(t) = state.retry.take() {
-            t.abort();
-        }
-        if let Some(delay) = delay {
-            state.retry = Some(myself.send_after(delay, || ResourceMsg::Retry));
-        }
+        state.control.finish(&state.ctx, &myself, started, result);
         Ok(())
     }
 }
@@ -246,7 +191,7 @@ impl State {
             }
         }
         {
-            let mut stats = lock(&self.stats);
+            let mut stats = self.control.stats();
             stats.status = "running".into();
             stats.phase = plan.status.phase.map(|p| p.as_str().to_string());
             stats.observed_generation = hib.metadata.generation;

@@ -6,6 +6,7 @@ pub mod context;
 pub mod hibernation;
 pub mod inbox;
 pub mod key;
+pub mod pass;
 pub mod relist;
 pub mod router;
 pub mod stats;

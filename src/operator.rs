@@ -253,6 +253,7 @@ pub async fn run_until(
             }
         }
     };
+    tracing::info!("shutting down; releasing the leader Lease");
     operator.shutdown(grace).await;
     if let Err(e) = elector.release().await {
         tracing::warn!(error = %e, "releasing the leader Lease failed");

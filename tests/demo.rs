@@ -1,0 +1,32 @@
+//! `make demo` stays working: `cocoon-operator dev --once` brings up everything, applies the
+//! examples and exits 0 once they converged.
+
+use std::process::Command;
+
+#[test]
+fn dev_once_runs_the_whole_demo_and_exits_after_it_converged() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = work.path().join("kubeconfig");
+    let output = Command::new(env!("CARGO_BIN_EXE_cocoon-operator"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["dev", "--once", "--metrics-addr", "127.0.0.1:0", "--probe-addr", "127.0.0.1:0"])
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .output()
+        .expect("run cocoon-operator dev");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "dev --once failed ({}):\n{stdout}\n{stderr}", output.status);
+    for expected in [
+        "kubeconfig:",
+        "CocoonSet default/demo",
+        "Hibernation default/hibernate-demo-2",
+        "cs/demo Running 3/3",
+        "hib/hibernate-demo-2 Hibernated",
+        "cocoonset.cocoon.cis/demo",
+        "supervisor [running]",
+        "demo converged in",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} missing from the demo output:\n{stdout}");
+    }
+}

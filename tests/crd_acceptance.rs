@@ -136,6 +136,10 @@ spec: {agent: {image: ubuntu-dev-base, replicas: 2}}
     let both = kubectl(&["get", "cocoonsets,hib", "-n", &ns.name]).await.expect_success("get both");
     assert!(both.stdout.contains("cocoonset.cocoon.cis/team"), "{}", both.stdout);
     assert!(both.stdout.contains("hibernation.cocoon.cis/bot"), "{}", both.stdout);
+    // The `cocoon` category lists both kinds without naming them.
+    let category = kubectl(&["get", "cocoon", "-n", &ns.name]).await.expect_success("get cocoon");
+    assert!(category.stdout.contains("cocoonset.cocoon.cis/team"), "{}", category.stdout);
+    assert!(category.stdout.contains("hibernation.cocoon.cis/bot"), "{}", category.stdout);
 }
 
 #[tokio::test]

@@ -9,6 +9,8 @@ pub mod key;
 pub mod pass;
 pub mod relist;
 pub mod router;
+#[cfg(test)]
+mod router_tests;
 pub mod stats;
 pub mod supervisor;
 pub mod tree;

@@ -182,3 +182,16 @@ async fn ensure(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, k
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restarts_back_off_from_100ms_and_are_capped() {
+        let cap = Duration::from_secs(60);
+        let delays: Vec<u128> = (1..=4).map(|f| restart_delay(f, cap).as_millis()).collect();
+        assert_eq!(delays, vec![100, 200, 400, 800]);
+        assert_eq!(restart_delay(40, cap), cap);
+    }
+}

@@ -129,3 +129,44 @@ async fn metrics_use_the_prefix_and_bounded_labels() {
     }
     assert!(!body.contains(&env.ns.name), "no object names in labels");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_events_become_one_series_and_different_notes_stay_apart() {
+    use cocoon_operator::k8s::events::EventPublisher;
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use k8s_openapi::api::events::v1::Event;
+    let ns = common::TestNamespace::new("rt-events").await;
+    let publisher = EventPublisher::new(ns.client.clone(), "cocoon-operator", Some("test".into()));
+    let regarding = ObjectReference {
+        api_version: Some("cocoon.cis/v1alpha1".into()),
+        kind: Some("CocoonSet".into()),
+        name: Some("demo".into()),
+        namespace: Some(ns.name.clone()),
+        ..Default::default()
+    };
+    for _ in 0..3 {
+        publisher
+            .publish(&regarding, false, "PhaseChanged", "Reconcile", "phase Pending -> Scaling")
+            .await
+            .unwrap();
+    }
+    publisher
+        .publish(&regarding, false, "PhaseChanged", "Reconcile", "phase Scaling -> Running")
+        .await
+        .unwrap();
+    let events = ns.api::<Event>().list(&Default::default()).await.unwrap().items;
+    let mut seen: Vec<(String, i32)> = events
+        .iter()
+        .map(|e| {
+            (e.note.clone().unwrap_or_default(), e.series.as_ref().map(|s| s.count).unwrap_or(1))
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("phase Pending -> Scaling".to_string(), 3),
+            ("phase Scaling -> Running".to_string(), 1)
+        ]
+    );
+}

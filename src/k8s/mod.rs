@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod error;
+pub mod events;
 pub mod leader;
 pub mod watch;
 pub mod writer;

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde_json::json;
@@ -29,13 +28,13 @@ pub enum CreateOutcome {
 #[derive(Clone)]
 pub struct Writer {
     client: Client,
-    recorder: Recorder,
+    events: std::sync::Arc<super::events::EventPublisher>,
 }
 
 impl Writer {
     pub fn new(client: Client, instance: Option<String>) -> Self {
-        let reporter = Reporter { controller: FIELD_MANAGER.into(), instance };
-        Self { recorder: Recorder::new(client.clone(), reporter), client }
+        let events = super::events::EventPublisher::new(client.clone(), FIELD_MANAGER, instance);
+        Self { events: std::sync::Arc::new(events), client }
     }
 
     pub fn client(&self) -> &Client {
@@ -142,14 +141,10 @@ impl Writer {
 
     /// Records an Event on an object. Failures are logged, never fatal: an Event is a courtesy.
     pub async fn event(&self, reference: &ObjectReference, event: &PlanEvent, action: &str) {
-        let ev = Event {
-            type_: if event.warning { EventType::Warning } else { EventType::Normal },
-            reason: event.reason.to_string(),
-            note: Some(truncate(&event.message, 1000)),
-            action: action.to_string(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, reference).await {
+        let note = truncate(&event.message, 1000);
+        if let Err(e) =
+            self.events.publish(reference, event.warning, event.reason, action, &note).await
+        {
             tracing::warn!(error = %e, reason = event.reason, "failed to record event");
         }
     }

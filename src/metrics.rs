@@ -17,6 +17,12 @@ pub struct KindResult {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindCategory {
+    pub kind: &'static str,
+    pub category: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Kind {
     pub kind: &'static str,
 }
@@ -45,6 +51,7 @@ pub struct Metrics {
     pub registry: Registry,
     pub reconciles: Family<KindResult, Counter>,
     pub reconcile_duration: Family<Kind, Histogram>,
+    pub errors: Family<KindCategory, Counter>,
     pub actors: Family<Kind, Gauge>,
     pub actor_restarts: Family<Kind, Counter>,
     pub mailbox_depth: Family<Kind, Gauge>,
@@ -59,6 +66,7 @@ impl Metrics {
         let reconcile_duration = Family::<Kind, Histogram>::new_with_constructor(
             duration_histogram as fn() -> Histogram,
         );
+        let errors = Family::<KindCategory, Counter>::default();
         let actors = Family::<Kind, Gauge>::default();
         let actor_restarts = Family::<Kind, Counter>::default();
         let mailbox_depth = Family::<Kind, Gauge>::default();
@@ -71,6 +79,11 @@ impl Metrics {
             "reconcile_duration_seconds",
             "Duration of one reconcile pass by kind",
             reconcile_duration.clone(),
+        );
+        registry.register(
+            "errors",
+            "Failed reconcile passes by kind and error category (conflict, not_found, invalid, forbidden, transient)",
+            errors.clone(),
         );
         registry.register("actors", "Live actors by kind", actors.clone());
         registry.register(
@@ -97,6 +110,7 @@ impl Metrics {
             registry,
             reconciles,
             reconcile_duration,
+            errors,
             actors,
             actor_restarts,
             mailbox_depth,

@@ -383,3 +383,42 @@ async fn a_rejected_pod_fails_the_set_with_a_clear_message_and_recovers_once_fix
     let status = wait_phase(&sets, "strict", CocoonSetPhase::Running).await;
     assert_eq!(status.message, None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_name_held_by_a_foreign_pod_is_waited_on_never_taken_as_done() {
+    let env = Env::new("cs-collide").await;
+    // Someone else's pod already has the name slot 1 will need.
+    env.create_pod("coll-1").await;
+    let sets = env.ns.api::<CocoonSet>();
+    env.create_set("coll", env.set_spec(1)).await;
+    let status = eventually(DEADLINE, || async {
+        let st = sets.get("coll").await.map_err(|e| e.to_string())?.status.unwrap_or_default();
+        let msg = st.message.clone().unwrap_or_default();
+        if msg.contains("pod coll-1 exists but is not owned by this set") {
+            Ok(st)
+        } else {
+            Err(format!("{:?} {msg}", st.phase))
+        }
+    })
+    .await
+    .expect("the conflict is reported");
+    assert_ne!(status.phase, Some(CocoonSetPhase::Running), "a missing slot is not Running");
+    let events = common::kubectl(&[
+        "get",
+        "events",
+        "-n",
+        &env.ns.name,
+        "--field-selector",
+        "involvedObject.name=coll,type=Warning",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ])
+    .await;
+    assert!(events.stdout.contains("NameConflict"), "{}", events.stdout);
+    // The foreign pod goes; the set takes the name for its own sub-agent.
+    env.ns.api::<Pod>().delete("coll-1", &DeleteParams::default()).await.unwrap();
+    let status = wait_phase(&sets, "coll", CocoonSetPhase::Running).await;
+    assert_eq!(status.ready_agents, 2);
+    let pod = env.ns.api::<Pod>().get("coll-1").await.unwrap();
+    assert_eq!(pod.labels().get("cocoon.cis/role").map(String::as_str), Some("sub-agent"));
+}

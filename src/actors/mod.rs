@@ -51,23 +51,21 @@ pub struct ActorHandle {
 #[derive(Debug)]
 pub struct Failure {
     pub message: String,
+    /// Bounded category for the `errors` metric.
+    pub category: crate::k8s::ErrorCategory,
+}
+
+impl Failure {
     /// A 409 on an optimistic write: our view was one version behind (often our own status
     /// write); retry soon from the fresh view instead of backing off.
-    pub conflict: bool,
+    pub fn is_conflict(&self) -> bool {
+        self.category == crate::k8s::ErrorCategory::Conflict
+    }
 }
 
 impl From<crate::k8s::Error> for Failure {
     fn from(e: crate::k8s::Error) -> Self {
-        Self {
-            conflict: e.category() == crate::k8s::ErrorCategory::Conflict,
-            message: e.to_string(),
-        }
-    }
-}
-
-impl From<String> for Failure {
-    fn from(message: String) -> Self {
-        Self { message, conflict: false }
+        Self { category: e.category(), message: e.to_string() }
     }
 }
 

@@ -10,7 +10,7 @@ use ractor::{ActorRef, MessagingErr};
 
 use super::stats::ActorStats;
 use super::{ActorKey, CONFLICT_RETRY, Context, Failure, ResourceMsg};
-use crate::metrics::{Kind, KindResult};
+use crate::metrics::{Kind, KindCategory, KindResult};
 
 /// Retry bookkeeping and timers of one resource actor.
 pub struct PassControl {
@@ -73,13 +73,17 @@ impl PassControl {
             .observe(started.elapsed().as_secs_f64());
         let outcome = if result.is_ok() { "ok" } else { "error" };
         ctx.metrics.reconciles.get_or_create(&KindResult { kind, result: outcome }).inc();
+        if let Err(failure) = &result {
+            let category = failure.category.as_str();
+            ctx.metrics.errors.get_or_create(&KindCategory { kind, category }).inc();
+        }
         let delay = match result {
             Ok(requeue) => {
                 self.attempts = 0;
                 self.stats().last_error = None;
                 requeue
             }
-            Err(failure) if failure.conflict => {
+            Err(failure) if failure.is_conflict() => {
                 tracing::debug!(actor = %self.key, error = %failure.message, "write conflict; retrying from a fresh view");
                 Some(CONFLICT_RETRY)
             }

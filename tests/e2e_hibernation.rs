@@ -86,6 +86,18 @@ async fn the_seed_workflow_works_verbatim_with_kubectl() {
     ])
     .await
     .expect_success("wait for Hibernated");
+    let warnings = kubectl(&[
+        "get",
+        "events",
+        "-n",
+        ns,
+        "--field-selector",
+        "involvedObject.name=hibernate-bot-1,type=Warning",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ])
+    .await;
+    assert_eq!(warnings.stdout.trim(), "", "an existing pod is never reported missing");
     let pod = pods.get("sre-agent-xxx").await.unwrap();
     assert_eq!(ann(&pod, "cocoon.cis/hibernate").as_deref(), Some("true"));
     assert_eq!(ann(&pod, "cocoon.cis/hibernated-by").as_deref(), Some("hibernate-bot-1"));

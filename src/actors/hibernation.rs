@@ -39,6 +39,9 @@ pub struct State {
     pod: Option<Arc<Pod>>,
     snapshots: Arc<Snapshots>,
     competitors: Vec<Competitor>,
+    /// The pod name whose watch has listed once; until it matches the spec, "no pod" may
+    /// only mean "not seen yet", so the actor waits instead of reporting the pod missing.
+    listed: Option<String>,
     last_written: Option<HibernationStatus>,
     /// When this actor wrote the start of the round in flight (sub-second, for the metric).
     round_started: Option<Instant>,
@@ -64,6 +67,7 @@ impl Actor for HibernationActor {
             pod: None,
             snapshots: Arc::default(),
             competitors: Vec::new(),
+            listed: None,
             last_written: None,
             round_started: None,
         })
@@ -114,6 +118,9 @@ impl State {
         if let Some(c) = pending.competitors {
             self.competitors = c;
         }
+        if let Some(name) = pending.target_listed {
+            self.listed = Some(name);
+        }
         match pending.hibernation {
             Some(Some(h)) => {
                 self.hibernation = Some(h);
@@ -126,6 +133,11 @@ impl State {
 
     async fn reconcile(&mut self) -> Result<Option<std::time::Duration>, super::Failure> {
         let Some(hib) = self.hibernation.clone() else { return Ok(None) };
+        // Until the target's watch has listed once, "no pod" only means "not seen yet"; its
+        // listing wakes us. (This holds while deleting too: the marker must be found.)
+        if self.listed.as_deref() != Some(hib.spec.pod_name.as_str()) {
+            return Ok(None);
+        }
         let now = Timestamp::now();
         let deleting = hib.metadata.deletion_timestamp.is_some();
         let has_finalizer = hib.finalizers().iter().any(|f| f == contract::FINALIZER_HIBERNATION);

@@ -20,6 +20,8 @@ pub struct Pending {
     pub pods: BTreeMap<String, Option<Arc<Pod>>>,
     pub snapshots: Option<Arc<Snapshots>>,
     pub competitors: Option<Vec<Competitor>>,
+    /// The watch on this pod name delivered its first complete list.
+    pub target_listed: Option<String>,
 }
 
 impl Pending {
@@ -29,6 +31,7 @@ impl Pending {
             + self.pods.len()
             + usize::from(self.snapshots.is_some())
             + usize::from(self.competitors.is_some())
+            + usize::from(self.target_listed.is_some())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -41,9 +44,14 @@ impl Pending {
 pub enum Update {
     CocoonSet(Option<Arc<CocoonSet>>),
     Hibernation(Option<Arc<Hibernation>>),
-    Pod { name: String, pod: Option<Arc<Pod>> },
+    Pod {
+        name: String,
+        pod: Option<Arc<Pod>>,
+    },
     Snapshots(Arc<Snapshots>),
     Competitors(Vec<Competitor>),
+    /// The narrow watch on this pod name has listed once: "no pod" now means missing.
+    TargetListed(String),
 }
 
 /// The shared half of an actor's mailbox.
@@ -66,6 +74,7 @@ impl Inbox {
                 }
                 Update::Snapshots(s) => p.snapshots = Some(s),
                 Update::Competitors(c) => p.competitors = Some(c),
+                Update::TargetListed(name) => p.target_listed = Some(name),
             }
         }
         !self.notified.swap(true, Ordering::AcqRel)

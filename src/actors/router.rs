@@ -43,6 +43,8 @@ struct State {
     relist_owned: Relist<NsName>,
     relist_snapshots: Relist<String>,
     relist_targets: HashMap<NsName, Relist<NsName>>,
+    /// Targets whose narrow watch has delivered a complete list at least once.
+    listed_targets: std::collections::HashSet<NsName>,
 }
 
 /// Routes watch events to actors.
@@ -125,6 +127,9 @@ impl Router {
                 let target = (key.namespace.clone(), hib.spec.pod_name.clone());
                 if let Some(pod) = state.target_pods.get(&target) {
                     updates.push(Update::Pod { name: target.1.clone(), pod: Some(pod.clone()) });
+                }
+                if state.listed_targets.contains(&target) {
+                    updates.push(Update::TargetListed(target.1.clone()));
                 }
                 updates.push(Update::Competitors(competitors(&state, &target)));
                 updates.push(Update::Hibernation(Some(hib)));
@@ -273,6 +278,7 @@ impl Router {
             st.targets.remove(target);
             st.target_pods.remove(target);
             st.relist_targets.remove(target);
+            st.listed_targets.remove(target);
             let _ = self.targets.send(TargetCommand::Unwatch {
                 namespace: target.0.clone(),
                 pod: target.1.clone(),
@@ -339,6 +345,7 @@ impl Router {
             if !st.targets.contains_key(&target) {
                 return;
             }
+            let mut listed = false;
             let update = match event {
                 Event::Init => {
                     st.relist_targets.entry(target.clone()).or_default().init();
@@ -357,6 +364,7 @@ impl Router {
                 }
                 Event::InitDone => {
                     let vanished = st.relist_targets.entry(target.clone()).or_default().done();
+                    listed = st.listed_targets.insert(target.clone());
                     if vanished.is_empty() {
                         None
                     } else {
@@ -365,17 +373,16 @@ impl Router {
                     }
                 }
             };
-            if let Some(pod) = update {
-                for hib in st
-                    .targets
-                    .get(&target)
-                    .map(|t| t.keys().cloned().collect::<Vec<_>>())
-                    .unwrap_or_default()
-                {
-                    deliveries.push((
-                        ActorKey::hibernation(namespace, &hib),
-                        Update::Pod { name: name.to_string(), pod: pod.clone() },
-                    ));
+            let hibs: Vec<String> =
+                st.targets.get(&target).map(|t| t.keys().cloned().collect()).unwrap_or_default();
+            for hib in hibs {
+                let key = ActorKey::hibernation(namespace, &hib);
+                if let Some(pod) = &update {
+                    let update = Update::Pod { name: name.to_string(), pod: pod.clone() };
+                    deliveries.push((key.clone(), update));
+                }
+                if listed {
+                    deliveries.push((key, Update::TargetListed(name.to_string())));
                 }
             }
         }

@@ -64,7 +64,7 @@ pub async fn run(args: DevArgs) -> Result<(), BoxError> {
         cluster.ready_in().as_secs_f64()
     );
     println!(
-        "    kubeconfig: {}   (try: kubectl --kubeconfig {} get cs,hib,pods -A)",
+        "    kubeconfig: {}   (try: kubectl --kubeconfig {} get cocoon,pods -A)",
         kubeconfig.display(),
         kubeconfig.display()
     );
@@ -97,14 +97,21 @@ pub async fn run(args: DevArgs) -> Result<(), BoxError> {
         operator.metrics_addr()
     );
 
-    step(&format!("applying the examples in {}", args.examples.display()));
-    let applied = apply_examples(&client, &args.examples).await?;
-    for line in &applied {
+    // CocoonSets first; the other examples (a Hibernation of one of their pods) once the sets
+    // run, so the demo shows each resource doing its job rather than waiting for a pod.
+    step(&format!("applying the CocoonSets in {}", args.examples.display()));
+    for line in apply_examples(&client, &args.examples, |kind| kind == "CocoonSet").await? {
         println!("    {line}");
     }
-
-    step("waiting for the demo to converge");
-    let converged = watch_progress(&client, args.timeout).await;
+    let mut converged = watch_progress(&client, args.timeout).await;
+    if converged.is_ok() {
+        step(&format!("applying the other examples in {}", args.examples.display()));
+        for line in apply_examples(&client, &args.examples, |kind| kind != "CocoonSet").await? {
+            println!("    {line}");
+        }
+        step("waiting for the demo to converge");
+        converged = watch_progress(&client, args.timeout).await;
+    }
     println!();
     print_kubectl(&kubeconfig, &["get", "cocoonsets,hibernations,pods", "-A", "-o", "wide"]).await;
     println!("\nactor tree:\n{}", crate::actors::tree::render_text(&operator.probe().tree()));
@@ -141,13 +148,17 @@ async fn install_crds(client: &Client) -> Result<(), BoxError> {
     Ok(())
 }
 
-async fn apply_examples(client: &Client, dir: &std::path::Path) -> Result<Vec<String>, BoxError> {
+/// Server-side applies every object of the directory whose kind `wanted` accepts.
+async fn apply_examples(
+    client: &Client,
+    dir: &std::path::Path,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, BoxError> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
-    // CocoonSets first: the Hibernation names one of their pods.
-    files.sort_by_key(|p| (!p.to_string_lossy().contains("cocoonset"), p.clone()));
+    files.sort();
     let mut applied = Vec::new();
     let params = PatchParams::apply(FIELD_MANAGER).force();
     for file in files {
@@ -160,6 +171,9 @@ async fn apply_examples(client: &Client, dir: &std::path::Path) -> Result<Vec<St
             let object: DynamicObject = serde_json::from_value(value)?;
             let types = object.types.clone().ok_or("example without apiVersion/kind")?;
             let gvk = GroupVersionKind::try_from(&types)?;
+            if !wanted(&gvk.kind) {
+                continue;
+            }
             let resource = ApiResource::from_gvk(&gvk);
             let namespace = object.metadata.namespace.clone().unwrap_or_else(|| "default".into());
             let name = object.metadata.name.clone().ok_or("example without a name")?;

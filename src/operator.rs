@@ -15,7 +15,7 @@ use crate::actors::tree::{self, ActorTree};
 use crate::actors::{ActorKey, Context, ResourceMsg, Router, Supervisor, SupervisorMsg};
 use crate::config::OperatorConfig;
 use crate::http::{HttpState, serve};
-use crate::k8s::leader::{LeaderElector, RENEW_INTERVAL};
+use crate::k8s::leader::{LeaderElector, RENEW_DEADLINE, RENEW_INTERVAL};
 use crate::k8s::{Writer, client::counted_client, watch};
 use crate::metrics::Metrics;
 
@@ -125,6 +125,7 @@ impl Operator {
             hibernation: config.hibernation_settings(),
             table,
             synced: synced.clone(),
+            shutting_down: Default::default(),
         });
         let (metrics_addr, probe_addr, http) = (config.metrics_addr, config.probe_addr, Vec::new());
         let (targets_tx, targets_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -172,6 +173,9 @@ impl Operator {
     pub async fn shutdown(self, grace: Duration) {
         drop(self.watches);
         self.sync_task.abort();
+        // No writes from here on, and no replacement for the actors being stopped.
+        self.ctx.synced.store(false, Ordering::Release);
+        self.ctx.shutting_down.store(true, Ordering::Release);
         self.supervisor.stop_children_and_wait(Some("shutdown".into()), Some(grace)).await;
         self.supervisor.stop(Some("shutdown".into()));
         let _ = tokio::time::timeout(grace, self.supervisor_task).await;
@@ -235,22 +239,21 @@ pub async fn run_until(
     tracing::info!(%identity, "acquired the leader Lease");
     let mut operator = Operator::start_with(kube_config, &config, shared).await?;
     operator.http = http;
-    let mut failures_since_renew = Duration::ZERO;
+    let mut last_renewal = std::time::Instant::now();
     let outcome = loop {
         tokio::select! {
             _ = &mut signal => break Ok(()),
             _ = tokio::time::sleep(RENEW_INTERVAL) => {}
         }
-        match elector.try_acquire_or_renew().await {
-            Ok(true) => failures_since_renew = Duration::ZERO,
-            Ok(false) => break Err(Error::LostLease),
-            Err(e) => {
-                failures_since_renew += RENEW_INTERVAL;
-                tracing::warn!(error = %e, "renewing the leader Lease failed");
-                if failures_since_renew >= crate::k8s::leader::LEASE_DURATION {
-                    break Err(Error::LostLease);
-                }
-            }
+        // A hung request must not keep a deposed leader acting: each renewal has a deadline.
+        match tokio::time::timeout(RENEW_INTERVAL, elector.try_acquire_or_renew()).await {
+            Ok(Ok(true)) => last_renewal = std::time::Instant::now(),
+            Ok(Ok(false)) => break Err(Error::LostLease),
+            Ok(Err(e)) => tracing::warn!(error = %e, "renewing the leader Lease failed"),
+            Err(_) => tracing::warn!("renewing the leader Lease timed out"),
+        }
+        if last_renewal.elapsed() >= RENEW_DEADLINE {
+            break Err(Error::LostLease);
         }
     };
     tracing::info!("shutting down; releasing the leader Lease");

@@ -138,3 +138,31 @@ async fn only_the_leader_runs_actors_and_a_stopping_leader_hands_over_at_once() 
     b.task.await.expect("the second leader stops cleanly");
     assert_eq!(holder(&env).await, None, "the Lease is released on shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_whose_holder_stopped_renewing_is_taken_over_after_it_expires() {
+    use k8s_openapi::api::coordination::v1::LeaseSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    let env = Env::without_operator("leader-ghost", |_| {}).await;
+    // A leader that died holding the Lease: its renewTime never moves again. (Its clock may
+    // differ from ours; expiry is judged by how long the record stays unchanged here.)
+    let ghost = Lease {
+        metadata: kube::api::ObjectMeta {
+            name: Some("cocoon-operator-leader".into()),
+            ..Default::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some("ghost".into()),
+            lease_duration_seconds: Some(15),
+            renew_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
+            ..Default::default()
+        }),
+    };
+    env.ns.api::<Lease>().create(&Default::default(), &ghost).await.unwrap();
+    let c = candidate("successor", &env.ns.name).await;
+    wait_holder(&env, "successor").await;
+    let lease = env.ns.api::<Lease>().get("cocoon-operator-leader").await.unwrap();
+    assert_eq!(lease.spec.unwrap().lease_transitions, Some(1));
+    let _ = c.stop.send(());
+    c.task.await.expect("stops cleanly");
+}

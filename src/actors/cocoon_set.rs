@@ -196,6 +196,18 @@ impl State {
             self.ctx.writer.event(&reference, event, "Reconcile").await;
         }
         let status = after_plan.status;
+        if after_plan.teardown_complete {
+            // The object is about to go: release it first (a status write before would move
+            // its resourceVersion and make the guarded finalizer patch conflict).
+            let finalizers: Vec<String> = set
+                .finalizers()
+                .iter()
+                .filter(|f| *f != contract::FINALIZER_TEARDOWN)
+                .cloned()
+                .collect();
+            self.ctx.writer.set_finalizers(set.as_ref(), finalizers).await?;
+            return Ok(None);
+        }
         if status != stored && Some(&status) != self.last_written.as_ref() {
             self.ctx.writer.apply_status(set.as_ref(), &status).await?;
             self.last_written = Some(status.clone());
@@ -211,15 +223,6 @@ impl State {
         }
         if let Some(e) = step_error {
             return Err(e);
-        }
-        if after_plan.teardown_complete {
-            let finalizers: Vec<String> = set
-                .finalizers()
-                .iter()
-                .filter(|f| *f != contract::FINALIZER_TEARDOWN)
-                .cloned()
-                .collect();
-            self.ctx.writer.set_finalizers(set.as_ref(), finalizers).await?;
         }
         Ok(plan.requeue_after)
     }

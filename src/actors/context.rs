@@ -22,9 +22,15 @@ pub struct Context {
     pub table: Arc<DashMap<ActorKey, ActorHandle>>,
     /// Every watch has delivered its first complete list: actors may write.
     pub synced: Arc<AtomicBool>,
+    /// Set before the actors are stopped for shutdown: they are not replaced.
+    pub shutting_down: AtomicBool,
 }
 
 impl Context {
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
     pub fn is_synced(&self) -> bool {
         self.synced.load(Ordering::Acquire)
     }

@@ -103,42 +103,22 @@ impl Router {
 
     /// Every update a new actor for `key` needs, from the cache; `None` when its object is gone.
     pub fn initial_updates(&self, key: &ActorKey) -> Option<Vec<Update>> {
+        initial_updates(&self.lock(), key)
+    }
+
+    /// Fills a new actor's inbox from the cache while holding the router's lock, so a delivery
+    /// racing with the fill always lands after it. False when the object is gone.
+    pub fn fill_inbox(&self, key: &ActorKey, inbox: &super::inbox::Inbox) -> bool {
         let state = self.lock();
-        let ns_name = (key.namespace.clone(), key.name.clone());
-        let mut updates = Vec::new();
-        match key.kind {
-            ActorKind::CocoonSet => {
-                let set = state.sets.get(&ns_name)?.clone();
-                let uid = set.uid();
-                updates.extend(
-                    state
-                        .owned_pods
-                        .iter()
-                        .filter(|((ns, _), pod)| *ns == key.namespace && controller_uid(pod) == uid)
-                        .map(|((_, name), pod)| Update::Pod {
-                            name: name.clone(),
-                            pod: Some(pod.clone()),
-                        }),
-                );
-                updates.push(Update::CocoonSet(Some(set)));
-            }
-            ActorKind::Hibernation => {
-                let hib = state.hibernations.get(&ns_name)?.clone();
-                let target = (key.namespace.clone(), hib.spec.pod_name.clone());
-                if let Some(pod) = state.target_pods.get(&target) {
-                    updates.push(Update::Pod { name: target.1.clone(), pod: Some(pod.clone()) });
+        match initial_updates(&state, key) {
+            Some(updates) => {
+                for update in updates {
+                    inbox.push(update);
                 }
-                if state.listed_targets.contains(&target) {
-                    updates.push(Update::TargetListed(target.1.clone()));
-                }
-                updates.push(Update::Competitors(competitors(&state, &target)));
-                updates.push(Update::Hibernation(Some(hib)));
+                true
             }
+            None => false,
         }
-        if let Some(s) = state.snapshots.get(&key.namespace) {
-            updates.push(Update::Snapshots(s.clone()));
-        }
-        Some(updates)
     }
 
     /// Wakes every live actor (after the watches synced, every actor plans once).
@@ -216,7 +196,20 @@ impl Router {
                     let created = hib.metadata.creation_timestamp.as_ref().map(|t| t.0);
                     let entry = st.targets.entry(target.clone()).or_default();
                     let first = entry.is_empty();
-                    entry.insert(key.1.clone(), created);
+                    let joined = entry.insert(key.1.clone(), created).is_none();
+                    if joined && !first {
+                        // The pod is already watched for another Hibernation: hand this one
+                        // what that watch has seen, or it would wait for an event forever.
+                        let me = ActorKey::hibernation(&key.0, &key.1);
+                        if let Some(pod) = st.target_pods.get(&target) {
+                            let update =
+                                Update::Pod { name: target.1.clone(), pod: Some(pod.clone()) };
+                            deliveries.push((me.clone(), update, false));
+                        }
+                        if st.listed_targets.contains(&target) {
+                            deliveries.push((me, Update::TargetListed(target.1.clone()), false));
+                        }
+                    }
                     if first {
                         let _ = self.targets.send(TargetCommand::Watch {
                             namespace: target.0.clone(),
@@ -446,4 +439,43 @@ fn competitors(state: &State, target: &NsName) -> Vec<Competitor> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Every update a new actor for `key` needs, from the cache; `None` when its object is gone.
+fn initial_updates(state: &State, key: &ActorKey) -> Option<Vec<Update>> {
+    let ns_name = (key.namespace.clone(), key.name.clone());
+    let mut updates = Vec::new();
+    match key.kind {
+        ActorKind::CocoonSet => {
+            let set = state.sets.get(&ns_name)?.clone();
+            let uid = set.uid();
+            updates.extend(
+                state
+                    .owned_pods
+                    .iter()
+                    .filter(|((ns, _), pod)| *ns == key.namespace && controller_uid(pod) == uid)
+                    .map(|((_, name), pod)| Update::Pod {
+                        name: name.clone(),
+                        pod: Some(pod.clone()),
+                    }),
+            );
+            updates.push(Update::CocoonSet(Some(set)));
+        }
+        ActorKind::Hibernation => {
+            let hib = state.hibernations.get(&ns_name)?.clone();
+            let target = (key.namespace.clone(), hib.spec.pod_name.clone());
+            if let Some(pod) = state.target_pods.get(&target) {
+                updates.push(Update::Pod { name: target.1.clone(), pod: Some(pod.clone()) });
+            }
+            if state.listed_targets.contains(&target) {
+                updates.push(Update::TargetListed(target.1.clone()));
+            }
+            updates.push(Update::Competitors(competitors(state, &target)));
+            updates.push(Update::Hibernation(Some(hib)));
+        }
+    }
+    if let Some(s) = state.snapshots.get(&key.namespace) {
+        updates.push(Update::Snapshots(s.clone()));
+    }
+    Some(updates)
 }

@@ -84,6 +84,7 @@ fn context() -> Arc<Context> {
         hibernation: Default::default(),
         table: Arc::new(DashMap::new()),
         synced: Arc::new(AtomicBool::new(true)),
+        shutting_down: Default::default(),
     })
 }
 

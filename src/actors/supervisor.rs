@@ -134,17 +134,19 @@ fn remove(state: &mut SupervisorState, key: &ActorKey, id: ActorId) {
 }
 
 async fn ensure(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, key: ActorKey) {
+    if state.ctx.is_shutting_down() {
+        return; // children stopping for shutdown are not replaced
+    }
     if let Some(handle) = state.ctx.table.get(&key)
         && handle.actor.get_status() != ractor::ActorStatus::Stopped
     {
         let _ = handle.actor.cast(ResourceMsg::Wake);
         return;
     }
-    let Some(initial) = state.router.initial_updates(&key) else { return };
-    let inbox = Arc::new(Inbox::default());
-    for update in initial {
-        inbox.push(update);
+    if state.router.initial_updates(&key).is_none() {
+        return; // the object is gone
     }
+    let inbox = Arc::new(Inbox::default());
     let stats =
         Arc::new(Mutex::new(ActorStats { status: "starting".into(), ..Default::default() }));
     let restarts = state.failures.get(&key).copied().unwrap_or(0);
@@ -173,9 +175,18 @@ async fn ensure(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, k
     match spawned {
         Ok((actor, _)) => {
             state.by_id.insert(actor.get_id(), key.clone());
-            let _ = actor.cast(ResourceMsg::Wake);
-            state.ctx.table.insert(key.clone(), ActorHandle { actor, inbox, stats, restarts });
+            // The handle goes into the table before the inbox is filled from the router's
+            // cache: an event routed meanwhile lands in the inbox instead of being dropped, and
+            // the fill (under the router's lock) never overwrites a newer delivery.
+            let handle =
+                ActorHandle { actor: actor.clone(), inbox: inbox.clone(), stats, restarts };
+            state.ctx.table.insert(key.clone(), handle);
             state.ctx.metrics.actors.get_or_create(&Kind { kind: key.kind.as_str() }).inc();
+            if state.router.fill_inbox(&key, &inbox) {
+                let _ = actor.cast(ResourceMsg::Wake);
+            } else {
+                actor.stop(Some("object gone before start".into()));
+            }
         }
         Err(error) => {
             tracing::error!(actor = %key, %error, "could not spawn actor");

@@ -16,12 +16,18 @@ use super::error::{Error, Result};
 pub const LEASE_DURATION: Duration = Duration::from_secs(15);
 /// How often the holder renews (and a standby retries).
 pub const RENEW_INTERVAL: Duration = Duration::from_secs(5);
+/// A holder that could not renew for this long stops acting, well before a standby may take
+/// over (`LEASE_DURATION` after the last renewal it saw).
+pub const RENEW_DEADLINE: Duration = Duration::from_secs(10);
 
 /// One candidate for the leader Lease.
 pub struct LeaderElector {
     api: Api<Lease>,
     name: String,
     identity: String,
+    /// The Lease record last seen and when, by our own clock: expiry is judged by how long the
+    /// record stayed unchanged here, never by comparing another host's timestamps with ours.
+    observed: std::sync::Mutex<Option<(String, Option<MicroTime>, std::time::Instant)>>,
 }
 
 impl LeaderElector {
@@ -30,6 +36,7 @@ impl LeaderElector {
             api: Api::namespaced(client, namespace),
             name: name.into(),
             identity: identity.into(),
+            observed: std::sync::Mutex::new(None),
         }
     }
 
@@ -57,8 +64,18 @@ impl LeaderElector {
         let duration = SignedDuration::from_secs(i64::from(
             spec.lease_duration_seconds.unwrap_or(LEASE_DURATION.as_secs() as i32),
         ));
-        let renewed = spec.renew_time.as_ref().map(|t| t.0).unwrap_or(Timestamp::UNIX_EPOCH);
-        let expired = renewed.checked_add(duration).map(|t| t < now).unwrap_or(true);
+        let expired = {
+            let mut observed = self.observed.lock().unwrap_or_else(|e| e.into_inner());
+            let unchanged =
+                observed.as_ref().is_some_and(|(h, r, _)| *h == holder && *r == spec.renew_time);
+            if !unchanged {
+                *observed =
+                    Some((holder.clone(), spec.renew_time.clone(), std::time::Instant::now()));
+            }
+            observed
+                .as_ref()
+                .is_some_and(|(_, _, since)| since.elapsed() >= duration.unsigned_abs())
+        };
         let mine = holder == self.identity;
         if !mine && !holder.is_empty() && !expired {
             return Ok(false);

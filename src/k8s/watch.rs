@@ -144,18 +144,31 @@ pub fn start(
     Watches { tasks, sync }
 }
 
+/// The per-target watch tasks; dropping the set (also when its owner task is aborted) stops
+/// them — a dropped `JoinHandle` alone would leave its task running.
+#[derive(Default)]
+struct TargetTasks(HashMap<(String, String), JoinHandle<()>>);
+
+impl Drop for TargetTasks {
+    fn drop(&mut self) {
+        for task in self.0.values() {
+            task.abort();
+        }
+    }
+}
+
 /// One narrow watch (field selector on the name) per pod that Hibernations name.
 async fn target_watches(
     client: Client,
     router: Arc<Router>,
     mut commands: UnboundedReceiver<TargetCommand>,
 ) {
-    let mut running: HashMap<(String, String), JoinHandle<()>> = HashMap::new();
+    let mut running = TargetTasks::default();
     while let Some(command) = commands.recv().await {
         match command {
             TargetCommand::Watch { namespace, pod } => {
                 let key = (namespace.clone(), pod.clone());
-                if running.contains_key(&key) {
+                if running.0.contains_key(&key) {
                     continue;
                 }
                 let api = Api::<Pod>::namespaced(client.clone(), &namespace);
@@ -164,16 +177,13 @@ async fn target_watches(
                 let task = spawn_watch(api, config, None, move |e| {
                     r.target_pod_event(&namespace, &pod, e)
                 });
-                running.insert(key, task);
+                running.0.insert(key, task);
             }
             TargetCommand::Unwatch { namespace, pod } => {
-                if let Some(task) = running.remove(&(namespace, pod)) {
+                if let Some(task) = running.0.remove(&(namespace, pod)) {
                     task.abort();
                 }
             }
         }
-    }
-    for (_, task) in running {
-        task.abort();
     }
 }

@@ -59,6 +59,11 @@ impl Expectations {
         self.deletes.contains_key(name)
     }
 
+    /// Names whose create is in flight.
+    pub fn pending_creates(&self) -> impl Iterator<Item = &str> {
+        self.creates.keys().map(String::as_str)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.creates.is_empty() && self.deletes.is_empty()
     }

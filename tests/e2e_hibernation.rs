@@ -171,6 +171,11 @@ async fn a_reverse_desire_mid_round_finishes_the_round_first() {
     wait_pod(&pods, "flip", "ready", ready).await;
     env.create_hibernation("flipper", "flip", HibernationAction::Hibernate).await;
     wait_hib(&hibs, "flipper", HibernationPhase::Hibernating).await;
+    // Status is written before the request (the round's start must be on record first).
+    wait_pod(&pods, "flip", "asked to hibernate", |p| {
+        ann(p, "cocoon.cis/hibernate").as_deref() == Some("true")
+    })
+    .await;
     let wake = serde_json::json!({"spec": {"action": "wake"}});
     hibs.patch("flipper", &PatchParams::default(), &Patch::Merge(&wake)).await.unwrap();
     // The hibernate round is still in flight: the request must stay on the pod.
@@ -269,4 +274,49 @@ async fn deleting_a_hibernation_leaves_the_pod_but_removes_the_marker() {
     })
     .await
     .expect("the finalizer is released");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wake_does_not_fight_a_suspended_set_over_its_pod() {
+    use cocoon_operator::api::{CocoonSet, CocoonSetPhase};
+    let env = Env::new("hib-vs-set").await;
+    let sets = env.ns.api::<CocoonSet>();
+    env.create_set("sleepy", env.set_spec(1)).await;
+    let phase_is = |want: CocoonSetPhase| {
+        let sets = sets.clone();
+        move || {
+            let sets = sets.clone();
+            async move {
+                let st =
+                    sets.get("sleepy").await.map_err(|e| e.to_string())?.status.unwrap_or_default();
+                if st.phase == Some(want) { Ok(()) } else { Err(format!("{:?}", st.phase)) }
+            }
+        }
+    };
+    eventually(DEADLINE, phase_is(CocoonSetPhase::Running)).await.expect("running");
+    let suspend = serde_json::json!({"spec": {"suspend": true}});
+    sets.patch("sleepy", &PatchParams::default(), &Patch::Merge(&suspend)).await.unwrap();
+    eventually(DEADLINE, || async {
+        let st = sets.get("sleepy").await.map_err(|e| e.to_string())?.status.unwrap_or_default();
+        if st.phase == Some(CocoonSetPhase::Suspended) {
+            Ok(())
+        } else {
+            Err(format!("{:?}", st.phase))
+        }
+    })
+    .await
+    .expect("suspended");
+    let hibs = env.ns.api::<Hibernation>();
+    env.create_hibernation("alarm", "sleepy-1", HibernationAction::Wake).await;
+    // The wake round removes the request once; the suspended set puts it back; the round must
+    // not write it away again (that would flip the VM back and forth), so it times out.
+    let status = wait_hib(&hibs, "alarm", HibernationPhase::Failed).await;
+    let message = status.message.unwrap_or_default();
+    assert!(message.contains("another writer"), "{message}");
+    let pod = env.ns.api::<Pod>().get("sleepy-1").await.unwrap();
+    assert_eq!(
+        ann(&pod, "cocoon.cis/hibernate").as_deref(),
+        Some("true"),
+        "the set's suspend holds"
+    );
 }

@@ -18,7 +18,7 @@ use crate::api::{Hibernation, HibernationPhase, HibernationStatus};
 use crate::contract;
 use crate::k8s::ErrorCategory;
 use crate::metrics::Transition;
-use crate::plan::hibernation::Competitor;
+use crate::plan::hibernation::{Competitor, RoundKey, RoundWitness, witness};
 use crate::plan::{HibAction, HibInput, PodView, Snapshots, plan_hibernation};
 
 pub struct HibernationActor;
@@ -36,12 +36,15 @@ pub struct State {
     inbox: Arc<Inbox>,
     control: PassControl,
     hibernation: Option<Arc<Hibernation>>,
-    pod: Option<Arc<Pod>>,
+    /// The target pod by name (more than one only briefly, after `spec.podName` changed).
+    pods: std::collections::BTreeMap<String, Arc<Pod>>,
     snapshots: Arc<Snapshots>,
     competitors: Vec<Competitor>,
     /// The pod name whose watch has listed once; until it matches the spec, "no pod" may
     /// only mean "not seen yet", so the actor waits instead of reporting the pod missing.
     listed: Option<String>,
+    /// The round in flight and what it has shown so far.
+    round: Option<(RoundKey, RoundWitness)>,
     last_written: Option<HibernationStatus>,
     /// When this actor wrote the start of the round in flight (sub-second, for the metric).
     round_started: Option<Instant>,
@@ -64,10 +67,11 @@ impl Actor for HibernationActor {
             inbox: args.inbox,
             control,
             hibernation: None,
-            pod: None,
+            pods: Default::default(),
             snapshots: Arc::default(),
             competitors: Vec::new(),
             listed: None,
+            round: None,
             last_written: None,
             round_started: None,
         })
@@ -109,8 +113,11 @@ impl State {
     /// Applies the inbox to the view; true when the Hibernation itself is gone.
     fn absorb(&mut self) -> bool {
         let pending = self.inbox.drain();
-        if let Some((_, pod)) = pending.pods.into_iter().next_back() {
-            self.pod = pod;
+        for (name, pod) in pending.pods {
+            match pod {
+                Some(pod) => self.pods.insert(name, pod),
+                None => self.pods.remove(&name),
+            };
         }
         if let Some(s) = pending.snapshots {
             self.snapshots = s;
@@ -150,14 +157,27 @@ impl State {
             self.ctx.writer.set_finalizers(hib.as_ref(), finalizers).await?;
         }
         // The pod view is only trusted when it is the pod the spec names now.
-        let pod_view = self
-            .pod
-            .as_ref()
-            .filter(|p| p.name_any() == hib.spec.pod_name)
-            .map(|p| PodView::from_pod(p));
+        let pod_view = self.pods.get(&hib.spec.pod_name).map(|p| PodView::from_pod(p));
         let stored = hib.status.clone().unwrap_or_default();
         let previous = self.last_written.clone().unwrap_or_else(|| stored.clone());
         let name = hib.name_any();
+        // Accumulate what this round has shown so far (one plan input is one observation).
+        let observed = witness(&previous, &name, pod_view.as_ref(), &self.snapshots);
+        let round_witness = match (observed, &self.round) {
+            (Some((key, seen)), Some((known, so_far))) if *known == key => {
+                let merged = so_far.merge(seen);
+                self.round = Some((key, merged));
+                merged
+            }
+            (Some((key, seen)), _) => {
+                self.round = Some((key, seen));
+                seen
+            }
+            (None, _) => {
+                self.round = None;
+                RoundWitness::default()
+            }
+        };
         let input = HibInput {
             name: &name,
             generation: hib.metadata.generation,
@@ -168,10 +188,23 @@ impl State {
             snapshots: &self.snapshots,
             competitors: &self.competitors,
             deleting,
+            witness: round_witness,
             settings: &self.ctx.hibernation,
             now,
         };
         let plan = plan_hibernation(&input);
+        if plan.release {
+            // Our marker is off the pod; release the object without a last status write (it
+            // would move the resourceVersion the finalizer patch is guarded by).
+            let finalizers: Vec<String> = hib
+                .finalizers()
+                .iter()
+                .filter(|f| *f != contract::FINALIZER_HIBERNATION)
+                .cloned()
+                .collect();
+            self.ctx.writer.set_finalizers(hib.as_ref(), finalizers).await?;
+            return Ok(None);
+        }
         // Status first: the round's start time must be on record before the request is.
         if plan.status != stored && Some(&plan.status) != self.last_written.as_ref() {
             self.ctx.writer.apply_status(hib.as_ref(), &plan.status).await?;
@@ -210,15 +243,6 @@ impl State {
             stats.pod_count = usize::from(pod_view.is_some());
             stats.reconciles += 1;
             stats.last_reconcile = Some(now.to_string());
-        }
-        if plan.release {
-            let finalizers: Vec<String> = hib
-                .finalizers()
-                .iter()
-                .filter(|f| *f != contract::FINALIZER_HIBERNATION)
-                .cloned()
-                .collect();
-            self.ctx.writer.set_finalizers(hib.as_ref(), finalizers).await?;
         }
         Ok(plan.requeue_after)
     }

@@ -150,7 +150,10 @@ pub fn plan_cocoon_set(input: &SetInput<'_>) -> SetPlan {
     let events = transition_events(input.previous_status, &status, input.deleting);
     SetPlan {
         actions,
-        teardown_complete: input.deleting && input.pods.is_empty(),
+        // A create still in flight will land a pod: not complete until it did and went.
+        teardown_complete: input.deleting
+            && input.pods.is_empty()
+            && input.expectations.pending_creates().next().is_none(),
         status,
         events,
         requeue_after,
@@ -281,7 +284,9 @@ fn hibernate_toggles(
 /// Ordered deletion: toolboxes and sub-agents first, the main only once they are gone.
 fn teardown(input: &SetInput<'_>, deleting_now: &dyn Fn(&PodView) -> bool) -> Vec<PodAction> {
     let is_main = |p: &PodView| p.role == Some(PodRole::Main);
-    let others_left = input.pods.iter().any(|p| !is_main(p));
+    let main_name = contract::agent_pod_name(&input.set.name, 0);
+    let others_in_flight = input.expectations.pending_creates().any(|n| n != main_name);
+    let others_left = input.pods.iter().any(|p| !is_main(p)) || others_in_flight;
     input
         .pods
         .iter()

@@ -216,7 +216,7 @@ fn resume_wakes_only_the_pods_the_set_hibernated() {
         plan.actions,
         vec![PodAction::SetHibernate { pod_name: "demo-0".into(), hibernate: false }]
     );
-    assert_eq!(plan.status.phase, Some(CocoonSetPhase::Pending));
+    assert_eq!(plan.status.phase, Some(CocoonSetPhase::Scaling), "resuming is Scaling");
 }
 
 #[test]
@@ -385,4 +385,19 @@ fn teardown_progress_raises_no_warning_events() {
     let plan = w.plan();
     assert!(plan.status.message.unwrap_or_default().contains("deleting: 2 pod(s) left"));
     assert!(!plan.events.iter().any(|e| e.warning), "{:?}", plan.events);
+}
+
+#[test]
+fn teardown_waits_for_creates_still_in_flight() {
+    let mut w = World::new(spec(1), vec![agent(0)]);
+    w.deleting = true;
+    w.expectations.expect_create("demo-1", w.now);
+    let plan = w.plan();
+    assert!(
+        plan.actions.is_empty(),
+        "the main waits for the sub-agent in flight: {:?}",
+        plan.actions
+    );
+    w.pods = vec![];
+    assert!(!w.plan().teardown_complete, "the pod in flight would outlive the finalizer");
 }

@@ -58,6 +58,8 @@ pub struct HibInput<'a> {
     pub competitors: &'a [Competitor],
     /// The Hibernation has a deletionTimestamp.
     pub deleting: bool,
+    /// What the actor saw of the pod during the round in flight (see [`witness`]).
+    pub witness: RoundWitness,
     pub settings: &'a HibernationSettings,
     pub now: Timestamp,
 }
@@ -101,6 +103,59 @@ fn requested_by_us(pod: &PodView, name: &str) -> bool {
 /// Signal of the pod observed after `since` (whole seconds: the precision of the wire).
 fn fresh(pod: &PodView, since: Timestamp) -> bool {
     pod.ready_changed_at.is_some_and(|t| t.as_second() >= since.as_second())
+}
+
+/// Identity of a round: its phase and recorded start.
+pub type RoundKey = (HibernationPhase, Option<Time>);
+
+/// What an actor accumulates about the round in flight, pass after pass (plan inputs are one
+/// observation each; a transition can only be told from several).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoundWitness {
+    /// The pod carried this round's request at some point (so a later difference is someone
+    /// else's write, not our lost one).
+    pub request_seen: bool,
+    /// The pod was seen not yet in the requested state at some point: a later "done" is a
+    /// transition observed after the request, whatever the Ready condition's time says.
+    pub pending_seen: bool,
+}
+
+impl RoundWitness {
+    pub fn merge(self, other: Self) -> Self {
+        Self {
+            request_seen: self.request_seen || other.request_seen,
+            pending_seen: self.pending_seen || other.pending_seen,
+        }
+    }
+}
+
+/// The round in flight per `status` and what the current pod shows of it; `None` when no
+/// round is in flight.
+pub fn witness(
+    status: &HibernationStatus,
+    name: &str,
+    pod: Option<&PodView>,
+    snapshots: &Snapshots,
+) -> Option<(RoundKey, RoundWitness)> {
+    let phase = status.phase?;
+    let key = (phase, status.last_transition_time.clone());
+    let seen = |pod: &PodView| match phase {
+        HibernationPhase::Hibernating => RoundWitness {
+            request_seen: requested_by_us(pod, name),
+            pending_seen: !hibernated_now(pod, snapshots),
+        },
+        HibernationPhase::Waking => RoundWitness {
+            request_seen: !pod.hibernate_requested && pod.hibernated_by.as_deref() != Some(name),
+            pending_seen: !active_now(pod, snapshots),
+        },
+        _ => RoundWitness::default(),
+    };
+    match phase {
+        HibernationPhase::Hibernating | HibernationPhase::Waking => {
+            Some((key, pod.map(seen).unwrap_or_default()))
+        }
+        _ => None,
+    }
 }
 
 fn snapshot_of<'s>(pod: &PodView, snapshots: &'s Snapshots) -> Option<&'s String> {
@@ -218,7 +273,14 @@ pub fn plan_hibernation(input: &HibInput<'_>) -> HibPlan {
         // Leave the pod as it is; only our marker goes, so the owner's desired state governs.
         match input.pod {
             Some(pod) if pod.hibernated_by.as_deref() == Some(input.name) => {
-                b.patch(pod, BTreeMap::from([(contract::ANN_HIBERNATED_BY.to_string(), None)]))
+                // The hibernate request stays; the deletion cost we raised goes back.
+                let mut patch = BTreeMap::from([(contract::ANN_HIBERNATED_BY.to_string(), None)]);
+                if let Some(previous) = &pod.previous_deletion_cost {
+                    let restored = (!previous.is_empty()).then(|| previous.clone());
+                    patch.insert(contract::ANN_POD_DELETION_COST.to_string(), restored);
+                    patch.insert(contract::ANN_PREVIOUS_DELETION_COST.to_string(), None);
+                }
+                b.patch(pod, patch)
             }
             _ => release = true,
         }
@@ -272,22 +334,39 @@ fn step(b: &mut Builder<'_>, pod: &PodView) {
         let started = b.status.last_transition_time.as_ref().map(ts).unwrap_or(input.now);
         let (done, timeout) = match action {
             HibernationAction::Hibernate => {
-                (hibernated_now(pod, snapshots) && fresh(pod, started), settings.hibernate_timeout)
+                (hibernated_now(pod, snapshots), settings.hibernate_timeout)
             }
+            HibernationAction::Wake => (active_now(pod, snapshots), settings.wake_timeout),
+        };
+        // Stale signals never complete a round: the state must have been reached after the
+        // request (the Ready condition changed since, or we saw it pending first).
+        let done = done && (fresh(pod, started) || input.witness.pending_seen);
+        let request_now = match action {
+            HibernationAction::Hibernate => requested_by_us(pod, input.name),
             HibernationAction::Wake => {
-                (active_now(pod, snapshots) && fresh(pod, started), settings.wake_timeout)
+                !pod.hibernate_requested && pod.hibernated_by.as_deref() != Some(input.name)
             }
         };
+        let overridden = input.witness.request_seen && !request_now;
         let deadline = after(started, timeout);
         if done {
             complete(b, pod, action);
             return;
         } else if input.now >= deadline {
+            let why = if overridden {
+                format!(
+                    ": another writer changed the pod's {} annotation during the round (a suspended \
+                     or resumed CocoonSet?)",
+                    contract::ANN_HIBERNATE
+                )
+            } else {
+                String::new()
+            };
             b.fail(
                 action,
                 "Timeout",
                 format!(
-                    "{} of pod {} did not complete within {}s",
+                    "{} of pod {} did not complete within {}s{why}",
                     action.as_str(),
                     pod.name,
                     timeout.as_secs()
@@ -296,14 +375,18 @@ fn step(b: &mut Builder<'_>, pod: &PodView) {
             b.requeue(settings.retry_after);
             return;
         } else {
-            // Idempotent: re-assert the request (a lost write, or a pod edited behind our back).
-            let patch = match action {
-                HibernationAction::Hibernate => {
-                    hibernate_patch(pod, input.name, settings.deletion_cost)
-                }
-                HibernationAction::Wake => wake_patch(pod),
-            };
-            b.patch(pod, patch);
+            // Re-assert the request only while it was never seen on the pod (our write was
+            // lost or is not visible yet). Once seen, a difference is another writer's: fighting
+            // it would flip the VM back and forth (LESSON 2); the round times out instead.
+            if !input.witness.request_seen {
+                let patch = match action {
+                    HibernationAction::Hibernate => {
+                        hibernate_patch(pod, input.name, settings.deletion_cost)
+                    }
+                    HibernationAction::Wake => wake_patch(pod),
+                };
+                b.patch(pod, patch);
+            }
             b.requeue(until(input.now, deadline));
             return;
         }
@@ -314,8 +397,12 @@ fn step(b: &mut Builder<'_>, pod: &PodView) {
         let changed_spec = b.status.observed_generation != input.generation;
         let failed_at = b.status.last_transition_time.as_ref().map(ts).unwrap_or(input.now);
         let rested = input.now >= after(failed_at, settings.retry_after);
-        let was_timeout =
-            b.status.message.as_deref().is_some_and(|m| m.contains("did not complete"));
+        let message = b.status.message.as_deref().unwrap_or_default();
+        let was_timeout = message.contains("did not complete");
+        if message.contains("another writer") && !changed_spec {
+            // Retrying would only fight that writer again; a spec change retries.
+            return;
+        }
         if was_timeout && !changed_spec && !rested {
             b.requeue(until(input.now, after(failed_at, settings.retry_after)));
             return;

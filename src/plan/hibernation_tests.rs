@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::fixtures::{at, hibernated, serving, starting};
-use super::hibernation::Competitor;
+use super::hibernation::{Competitor, RoundWitness, witness};
 use super::{
     HibAction, HibInput, HibPlan, HibernationSettings, PodView, Snapshots, plan_hibernation,
 };
@@ -40,6 +40,7 @@ struct Case {
     snapshots: Snapshots,
     competitors: Vec<Competitor>,
     deleting: bool,
+    witness: RoundWitness,
     generation: i64,
     now: i64,
 }
@@ -53,6 +54,7 @@ impl Case {
             snapshots: Snapshots::new(),
             competitors: Vec::new(),
             deleting: false,
+            witness: RoundWitness::default(),
             generation: 1,
             now: 100,
         }
@@ -79,6 +81,7 @@ impl Case {
             snapshots: &self.snapshots,
             competitors: &self.competitors,
             deleting: self.deleting,
+            witness: self.witness,
             settings: &settings,
             now: at(self.now),
         })
@@ -353,4 +356,77 @@ fn unchanged_inputs_produce_an_identical_status() {
     let second = again.plan();
     assert_eq!(second.status, first.status);
     assert!(second.actions.is_empty(), "the request is already on the pod");
+}
+
+#[test]
+fn deleting_also_restores_the_deletion_cost_it_raised() {
+    let mut h = hibernated(asked(), 10);
+    h.previous_deletion_cost = Some("7".into());
+    let mut c = Case::new(HibernationAction::Hibernate, Some(h));
+    c.deleting = true;
+    let a = patch(&c.plan());
+    assert_eq!(a[contract::ANN_HIBERNATED_BY], None);
+    assert_eq!(a[contract::ANN_POD_DELETION_COST].as_deref(), Some("7"));
+    assert_eq!(a[contract::ANN_PREVIOUS_DELETION_COST], None);
+    assert!(!a.contains_key(contract::ANN_HIBERNATE), "the pod stays hibernated");
+}
+
+#[test]
+fn a_round_does_not_fight_another_writer_once_its_request_was_seen() {
+    // Waking, and the request was on the pod once; now a suspended set put hibernate=true back.
+    let mut c = Case::new(HibernationAction::Wake, Some(hibernated(pod(), 100))).in_flight(
+        HibernationPhase::Waking,
+        HibernationAction::Wake,
+        100,
+    );
+    c.now = 110;
+    c.witness = RoundWitness { request_seen: true, pending_seen: true };
+    assert!(c.plan().actions.is_empty(), "no wake patch against the other writer");
+    c.now = 400;
+    let plan = c.plan();
+    assert_eq!(phase(&plan), HibernationPhase::Failed);
+    assert!(plan.status.message.as_deref().unwrap().contains("another writer"));
+    // And it does not retry on its own: only a spec change does.
+    let mut after = Case::new(HibernationAction::Wake, Some(hibernated(pod(), 100)));
+    after.status = plan.status;
+    after.now = 2_000;
+    assert!(after.plan().actions.is_empty());
+    assert_eq!(phase(&after.plan()), HibernationPhase::Failed);
+}
+
+#[test]
+fn a_lost_request_is_written_again_until_it_is_seen() {
+    let mut c = Case::new(HibernationAction::Hibernate, Some(pod())).in_flight(
+        HibernationPhase::Hibernating,
+        HibernationAction::Hibernate,
+        100,
+    );
+    c.now = 105;
+    assert_eq!(patch(&c.plan())[contract::ANN_HIBERNATE].as_deref(), Some("true"));
+}
+
+#[test]
+fn a_transition_seen_by_the_actor_completes_even_without_a_new_ready_time() {
+    // Hibernate asked while the pod was still starting (Ready already False): the Ready time
+    // never moves, but the actor saw the pod pending, then hibernated.
+    let mut c = Case::new(HibernationAction::Hibernate, Some(hibernated(asked(), 50))).in_flight(
+        HibernationPhase::Hibernating,
+        HibernationAction::Hibernate,
+        100,
+    );
+    c.snapshots = entry();
+    c.now = 110;
+    assert_eq!(phase(&c.plan()), HibernationPhase::Hibernating, "stale without a witness");
+    c.witness = RoundWitness { request_seen: true, pending_seen: true };
+    assert_eq!(phase(&c.plan()), HibernationPhase::Hibernated);
+}
+
+#[test]
+fn the_witness_reads_request_and_pending_state_of_the_round_in_flight() {
+    let mut status =
+        HibernationStatus { phase: Some(HibernationPhase::Hibernating), ..Default::default() };
+    let (_, w) = witness(&status, "hibernate-bot-1", Some(&asked()), &Snapshots::new()).unwrap();
+    assert_eq!(w, RoundWitness { request_seen: true, pending_seen: true });
+    status.phase = Some(HibernationPhase::Hibernated);
+    assert!(witness(&status, "hibernate-bot-1", Some(&asked()), &Snapshots::new()).is_none());
 }

@@ -175,7 +175,10 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
             CocoonSetPhase::Suspending
         }
     } else if !satisfied(desired_pod(0)) {
-        CocoonSetPhase::Pending
+        // A main that is being woken (resume) is Scaling, as SPEC §3.3.5 says; Pending is for
+        // a main that has not run yet.
+        let waking = desired_pod(0).is_some_and(|p| p.hibernated || p.hibernate_requested);
+        if waking || toggles_pending { CocoonSetPhase::Scaling } else { CocoonSetPhase::Pending }
     } else {
         let agents_ok = (1..=replicas).all(|s| satisfied(desired_pod(s)));
         let extra = input.pods.values().any(|p| p.slot.is_some_and(|s| s > replicas));

@@ -203,6 +203,7 @@ async fn watch_progress(client: &Client, timeout: Duration) -> Result<(), String
     let mut events = std::pin::pin!(futures::stream::select(sets, hibs));
     let mut state: std::collections::BTreeMap<String, (String, bool)> = Default::default();
     let mut last = String::new();
+    let mut listed = 0;
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let next = tokio::time::timeout_at(deadline, events.next()).await;
@@ -233,6 +234,7 @@ async fn watch_progress(client: &Client, timeout: Duration) -> Result<(), String
                     (phase.as_str().to_string(), settled),
                 );
             }
+            Seen::Set(Event::InitDone) | Seen::Hib(Event::InitDone) => listed += 1,
             _ => continue,
         }
         let line =
@@ -241,7 +243,8 @@ async fn watch_progress(client: &Client, timeout: Duration) -> Result<(), String
             println!("    {line}");
             last = line;
         }
-        if !state.is_empty() && state.values().all(|(_, settled)| *settled) {
+        // Judge only once both watches have listed everything: a half-listed view is not settled.
+        if listed >= 2 && !state.is_empty() && state.values().all(|(_, settled)| *settled) {
             return Ok(());
         }
     }

@@ -19,7 +19,7 @@ control-plane: ## Build (or find cached) the local control-plane binaries
 
 test: ## Run every test: unit, property, and integration tests against a real control plane
 	@bin=$(CONTROL_PLANE) && echo "control plane binaries: $$bin" && \
-	  COCOON_CONTROL_PLANE_BIN=$$bin $(CARGO) test --all-targets -- --test-threads=2
+	  COCOON_CONTROL_PLANE_BIN=$$bin $(CARGO) test --all-targets --no-fail-fast -- --test-threads=2
 
 lint: ## Check formatting and clippy (warnings are errors)
 	$(CARGO) fmt --all -- --check

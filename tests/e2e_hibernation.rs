@@ -279,7 +279,8 @@ async fn deleting_a_hibernation_leaves_the_pod_but_removes_the_marker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wake_does_not_fight_a_suspended_set_over_its_pod() {
     use cocoon_operator::api::{CocoonSet, CocoonSetPhase};
-    let env = Env::new("hib-vs-set").await;
+    // The VM takes a while to wake, so the set's suspend always comes back first.
+    let env = Env::with_sim("hib-vs-set", |c| c.wake_delay = Duration::from_secs(3)).await;
     let sets = env.ns.api::<CocoonSet>();
     env.create_set("sleepy", env.set_spec(1)).await;
     let phase_is = |want: CocoonSetPhase| {

@@ -230,7 +230,18 @@ impl State {
                 .patch_pod_annotations(&self.key.namespace, pod_name, annotations)
                 .await
             {
-                Ok(()) => {}
+                Ok(()) => {
+                    // The API server took the request: it is on the pod, whether or not the
+                    // watch shows it before a competing writer changes it again.
+                    if let Some((key, _)) = witness(&plan.status, &name, None, &self.snapshots) {
+                        let seen = RoundWitness { request_seen: true, pending_seen: false };
+                        let so_far = match &self.round {
+                            Some((known, w)) if *known == key => *w,
+                            _ => RoundWitness::default(),
+                        };
+                        self.round = Some((key, so_far.merge(seen)));
+                    }
+                }
                 Err(e) if e.category() == ErrorCategory::NotFound => {}
                 Err(e) => return Err(e.into()),
             }

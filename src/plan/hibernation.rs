@@ -112,8 +112,8 @@ pub type RoundKey = (HibernationPhase, Option<Time>);
 /// observation each; a transition can only be told from several).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RoundWitness {
-    /// The pod carried this round's request at some point (so a later difference is someone
-    /// else's write, not our lost one).
+    /// The request was written successfully or seen on the pod during this round (so a later
+    /// difference is someone else's write, not our lost one).
     pub request_seen: bool,
     /// The pod was seen not yet in the requested state at some point: a later "done" is a
     /// transition observed after the request, whatever the Ready condition's time says.

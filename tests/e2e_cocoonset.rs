@@ -329,20 +329,8 @@ spec:
         .unwrap();
     assert_eq!(limits["cpu"].0, "2");
     assert_eq!(limits["memory"].0, "4Gi");
-    let events = common::kubectl(&[
-        "get",
-        "events",
-        "-n",
-        &env.ns.name,
-        "-o",
-        "jsonpath={.items[*].reason}",
-    ])
-    .await;
-    assert!(
-        events.stdout.contains("NeedsAttention"),
-        "a Warning Event names the problem: {}",
-        events.stdout
-    );
+    let events = common::event_reasons(&env.ns.name, None, false).await;
+    assert!(events.contains("NeedsAttention"), "a Warning Event names the problem: {}", events);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,18 +346,8 @@ async fn a_rejected_pod_fails_the_set_with_a_clear_message_and_recovers_once_fix
         message.contains("cannot create pod strict-0") && message.contains("agents"),
         "{message}"
     );
-    let events = common::kubectl(&[
-        "get",
-        "events",
-        "-n",
-        &env.ns.name,
-        "--field-selector",
-        "involvedObject.name=strict,type=Warning",
-        "-o",
-        "jsonpath={.items[*].reason}",
-    ])
-    .await;
-    assert!(events.stdout.contains("CreateRejected"), "{}", events.stdout);
+    let events = common::event_reasons(&env.ns.name, Some("strict"), true).await;
+    assert!(events.contains("CreateRejected"), "{}", events);
     // The ServiceAccount appears: the backoff retry creates the pod, and the set recovers.
     let account = k8s_openapi::api::core::v1::ServiceAccount {
         metadata: kube::api::ObjectMeta { name: Some("agents".into()), ..Default::default() },
@@ -403,18 +381,8 @@ async fn a_slot_name_held_by_a_foreign_pod_is_waited_on_never_taken_as_done() {
     .await
     .expect("the conflict is reported");
     assert_ne!(status.phase, Some(CocoonSetPhase::Running), "a missing slot is not Running");
-    let events = common::kubectl(&[
-        "get",
-        "events",
-        "-n",
-        &env.ns.name,
-        "--field-selector",
-        "involvedObject.name=coll,type=Warning",
-        "-o",
-        "jsonpath={.items[*].reason}",
-    ])
-    .await;
-    assert!(events.stdout.contains("NameConflict"), "{}", events.stdout);
+    let events = common::event_reasons(&env.ns.name, Some("coll"), true).await;
+    assert!(events.contains("NameConflict"), "{}", events);
     // The foreign pod goes; the set takes the name for its own sub-agent.
     env.ns.api::<Pod>().delete("coll-1", &DeleteParams::default()).await.unwrap();
     let status = wait_phase(&sets, "coll", CocoonSetPhase::Running).await;

@@ -86,18 +86,8 @@ async fn the_seed_workflow_works_verbatim_with_kubectl() {
     ])
     .await
     .expect_success("wait for Hibernated");
-    let warnings = kubectl(&[
-        "get",
-        "events",
-        "-n",
-        ns,
-        "--field-selector",
-        "involvedObject.name=hibernate-bot-1,type=Warning",
-        "-o",
-        "jsonpath={.items[*].reason}",
-    ])
-    .await;
-    assert_eq!(warnings.stdout.trim(), "", "an existing pod is never reported missing");
+    let warnings = common::event_reasons(ns, Some("hibernate-bot-1"), true).await;
+    assert_eq!(warnings.trim(), "", "an existing pod is never reported missing");
     let pod = pods.get("sre-agent-xxx").await.unwrap();
     assert_eq!(ann(&pod, "cocoon.cis/hibernate").as_deref(), Some("true"));
     assert_eq!(ann(&pod, "cocoon.cis/hibernated-by").as_deref(), Some("hibernate-bot-1"));
@@ -190,21 +180,11 @@ async fn a_reverse_desire_mid_round_finishes_the_round_first() {
         !snapshot_entries(&env).await.contains_key(&vm),
         "the wake removed the snapshot the hibernate made"
     );
-    let events = kubectl(&[
-        "get",
-        "events",
-        "-n",
-        &env.ns.name,
-        "--field-selector",
-        "involvedObject.name=flipper",
-        "-o",
-        "jsonpath={.items[*].reason}",
-    ])
-    .await;
+    let events = common::event_reasons(&env.ns.name, Some("flipper"), false).await;
     assert!(
-        events.stdout.contains("Hibernated"),
+        events.contains("Hibernated"),
         "the hibernate round completed before the wake: {}",
-        events.stdout
+        events
     );
 }
 
@@ -236,18 +216,8 @@ async fn a_round_that_never_completes_times_out_into_failed_with_an_event() {
     env.create_hibernation("patience", "stuck", HibernationAction::Hibernate).await;
     let status = wait_hib(&hibs, "patience", HibernationPhase::Failed).await;
     assert!(status.message.unwrap_or_default().contains("did not complete within 12s"));
-    let events = kubectl(&[
-        "get",
-        "events",
-        "-n",
-        &env.ns.name,
-        "--field-selector",
-        "involvedObject.name=patience,type=Warning",
-        "-o",
-        "jsonpath={.items[*].reason}",
-    ])
-    .await;
-    assert!(events.stdout.contains("Timeout"), "{}", events.stdout);
+    let events = common::event_reasons(&env.ns.name, Some("patience"), true).await;
+    assert!(events.contains("Timeout"), "{}", events);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -310,3 +310,21 @@ pub async fn install_crds() {
         })
         .await;
 }
+
+/// The reasons of the Events in `namespace`, optionally only those about `object` and only
+/// Warnings, space-separated as `kubectl get events` prints them.
+pub async fn event_reasons(namespace: &str, object: Option<&str>, warnings_only: bool) -> String {
+    let mut selectors = Vec::new();
+    if let Some(object) = object {
+        selectors.push(format!("involvedObject.name={object}"));
+    }
+    if warnings_only {
+        selectors.push("type=Warning".to_string());
+    }
+    let selector = selectors.join(",");
+    let mut args = vec!["get", "events", "-n", namespace, "-o", "jsonpath={.items[*].reason}"];
+    if !selector.is_empty() {
+        args.extend(["--field-selector", selector.as_str()]);
+    }
+    kubectl(&args).await.expect_success("list events").stdout
+}

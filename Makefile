@@ -11,19 +11,19 @@ CONTROL_PLANE = $$(bash tests/control-plane/build.sh)
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-build: ## Build the cocoon-operator binary (debug)
-	$(CARGO) build
+build: ## Build the binaries (debug): cocoon-operator (run, crd) and cocoon-dev (dev, simulate, cluster)
+	$(CARGO) build --workspace
 
 control-plane: ## Build (or find cached) the local control-plane binaries
 	bash tests/control-plane/build.sh
 
 test: ## Run every test: unit, property, and integration tests against a real control plane
 	@bin=$(CONTROL_PLANE) && echo "control plane binaries: $$bin" && \
-	  COCOON_CONTROL_PLANE_BIN=$$bin $(CARGO) test --all-targets --no-fail-fast -- --test-threads=2
+	  COCOON_CONTROL_PLANE_BIN=$$bin $(CARGO) test --workspace --all-targets --no-fail-fast -- --test-threads=2
 
 lint: ## Check formatting and clippy (warnings are errors)
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
@@ -32,8 +32,8 @@ crd: ## Regenerate deploy/crd.yaml and deploy/cocoonset-crd.yaml from the Rust t
 	$(CARGO) run --quiet -- crd --write deploy/
 
 demo: ## Run the operator locally: control plane, CRDs, simulator, operator and examples
-	@bin=$(CONTROL_PLANE) && $(CARGO) build --quiet && \
-	  COCOON_CONTROL_PLANE_BIN=$$bin ./target/debug/cocoon-operator dev $(DEMO_ARGS)
+	@bin=$(CONTROL_PLANE) && $(CARGO) build --quiet -p cocoon-dev && \
+	  COCOON_CONTROL_PLANE_BIN=$$bin ./target/debug/cocoon-dev dev $(DEMO_ARGS)
 
 bench: ## Measure convergence, API requests and idle load; writes target/bench/report.json
 	@bin=$(CONTROL_PLANE) && COCOON_CONTROL_PLANE_BIN=$$bin $(CARGO) run --quiet --example bench

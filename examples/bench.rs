@@ -9,15 +9,15 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use cocoon_dev::devcluster::{DevCluster, DevClusterOptions};
+use cocoon_dev::sim::{SimConfig, Simulator};
 use cocoon_operator::api::{
     CocoonSet, CocoonSetPhase, CocoonSetSpec, Hibernation, HibernationAction, HibernationPhase,
     HibernationSpec,
 };
 use cocoon_operator::config::OperatorConfig;
-use cocoon_operator::devcluster::{DevCluster, DevClusterOptions};
 use cocoon_operator::metrics::{API_RESULTS, API_VERBS, VerbResult};
 use cocoon_operator::operator::{Operator, OperatorProbe, config_from_kubeconfig};
-use cocoon_operator::sim::{SimConfig, Simulator};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client, CustomResourceExt};

@@ -5,7 +5,7 @@
 #   hack/cluster.sh up     start it; the admin kubeconfig is target/dev/kubeconfig
 #   hack/cluster.sh down   stop it and wait until every component is gone
 #
-#   COCOON_OPERATOR_BIN   the binary to run (default: target/debug/cocoon-operator)
+#   COCOON_DEV_BIN        the binary to run (default: target/debug/cocoon-dev)
 #   CLUSTER_UP_TIMEOUT    seconds to wait for the API server (default: 120)
 set -euo pipefail
 
@@ -14,7 +14,7 @@ dev="$root/target/dev"
 pidfile="$dev/cluster.pid"
 kubeconfig="$dev/kubeconfig"
 log="$dev/cluster.log"
-bin=${COCOON_OPERATOR_BIN:-$root/target/debug/cocoon-operator}
+bin=${COCOON_DEV_BIN:-$root/target/debug/cocoon-dev}
 timeout=${CLUSTER_UP_TIMEOUT:-120}
 
 running() {
@@ -27,7 +27,7 @@ up() {
     return 0
   fi
   if [ ! -x "$bin" ]; then
-    echo "error: $bin not found; run 'cargo build' first" >&2
+    echo "error: $bin not found; run 'cargo build -p cocoon-dev' first" >&2
     return 1
   fi
   # Build (or find in the cache) the control-plane binaries in the foreground, so that a cold

@@ -1,4 +1,5 @@
-//! Command line: `run`, `crd`, `simulate`, `dev` and `cluster`. Every flag is also an env var.
+//! Command line of the production binary: `run` and `crd`. Every flag is also an env var. The
+//! development commands (`dev`, `simulate`, `cluster`) are in `cocoon-dev`, never in the image.
 
 use std::path::PathBuf;
 
@@ -17,6 +18,7 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the operator (kubeconfig from KUBECONFIG/~/.kube/config, or in-cluster).
@@ -27,58 +29,41 @@ pub enum Command {
         #[arg(long, env = "COCOON_CRD_WRITE")]
         write: Option<PathBuf>,
     },
-    /// Run the vk-cocoon simulator (a virtual node that fakes VMs).
-    Simulate(crate::sim::SimConfig),
-    /// Local all-in-one: control plane, CRDs, simulator, operator and the examples.
-    Dev(crate::dev::DevArgs),
-    /// Run a local control plane in the foreground and write its kubeconfig.
-    Cluster {
-        /// Where to write the admin kubeconfig.
-        #[arg(long, env = "COCOON_CLUSTER_KUBECONFIG", default_value = "target/dev/kubeconfig")]
-        kubeconfig: PathBuf,
-        /// Keep component logs and data in this directory.
-        #[arg(long, env = "COCOON_CLUSTER_WORK_DIR")]
-        work_dir: Option<PathBuf>,
-    },
 }
 
 /// Runs the parsed command.
-pub async fn run(cli: Cli) -> anyhow_like::Result {
+pub async fn run(cli: Cli) -> BoxResult {
     match cli.command {
         Command::Run(config) => {
             let kube_config = kube::Config::infer().await?;
             crate::operator::run_until_signal(kube_config, config).await?;
         }
-        Command::Crd { write } => match write {
-            None => {
-                for (_, body) in crate::api::crd_documents() {
-                    print!("---\n{body}");
-                }
+        Command::Crd { write } => write_crds(write.as_deref())?,
+    }
+    Ok(())
+}
+
+/// Prints the CRDs, or writes them into `dir`.
+pub fn write_crds(dir: Option<&std::path::Path>) -> BoxResult {
+    match dir {
+        None => {
+            for (_, body) in crate::api::crd_documents() {
+                print!("---\n{body}");
             }
-            Some(dir) => {
-                std::fs::create_dir_all(&dir)?;
-                for (file, body) in crate::api::crd_documents() {
-                    let path = dir.join(file);
-                    std::fs::write(&path, body)?;
-                    println!("wrote {}", path.display());
-                }
-            }
-        },
-        Command::Simulate(config) => {
-            let client = kube::Client::try_default().await?;
-            crate::sim::run(client, config).await?;
         }
-        Command::Dev(args) => crate::dev::run(args).await?,
-        Command::Cluster { kubeconfig, work_dir } => {
-            let opts = crate::devcluster::DevClusterOptions { work_dir, ..Default::default() };
-            crate::devcluster::run_foreground(opts, &kubeconfig).await?;
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            for (file, body) in crate::api::crd_documents() {
+                let path = dir.join(file);
+                std::fs::write(&path, body)?;
+                println!("wrote {}", path.display());
+            }
         }
     }
     Ok(())
 }
 
-/// A boxed error for the binary's top level: every subcommand's error type converts into it.
-pub mod anyhow_like {
-    pub type Error = Box<dyn std::error::Error + Send + Sync + 'static>;
-    pub type Result<T = ()> = std::result::Result<T, Error>;
-}
+/// A boxed error for a binary's top level: every subcommand's error type converts into it.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+/// The result of a subcommand.
+pub type BoxResult<T = ()> = std::result::Result<T, BoxError>;

@@ -1,23 +1,19 @@
 //! cocoon-operator: a Kubernetes operator for VM-backed pods.
 //!
 //! `Hibernation` hibernates and wakes one VM pod without deleting it; `CocoonSet` runs a main
-//! agent VM, sub-agents forked from it and toolbox VMs as one resource.
+//! agent VM, sub-agents forked from it and toolbox VMs as one resource. Decisions live in the
+//! pure `cocoon-core` crate (re-exported here as `api`, `contract`, `plan`); this crate executes
+//! them: the watches and writes (`k8s`), the index that routes watch events, the actors, HTTP.
 #![forbid(unsafe_code)]
+
+pub use cocoon_core::{api, contract, duration, plan};
 
 /// Supervisor, per-resource actors, router and the actor tree.
 pub mod actors;
-/// CRD types (`cocoon.cis/v1alpha1`).
-pub mod api;
-/// The command line.
+/// The command line of the production binary: `run` and `crd`.
 pub mod cli;
 /// Operator settings.
 pub mod config;
-/// Every label/annotation key and naming rule shared with vk-cocoon.
-pub mod contract;
-/// `cocoon-operator dev`: the local all-in-one.
-pub mod dev;
-/// Starts a local control plane (etcd, kube-apiserver, kube-controller-manager).
-pub mod devcluster;
 /// Probes, metrics and the actor-tree endpoint.
 pub mod http;
 /// The only module that talks to the API server.
@@ -26,9 +22,7 @@ pub mod k8s;
 pub mod metrics;
 /// Runtime assembly, leader election and graceful shutdown.
 pub mod operator;
-/// Pure decisions: desired pods, pod actions, status, the hibernation state machine.
-pub mod plan;
-/// The vk-cocoon simulator.
-pub mod sim;
+/// SIGTERM / Ctrl-C, for every long-running command.
+pub mod signal;
 /// Logging set-up.
 pub mod telemetry;

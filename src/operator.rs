@@ -190,7 +190,7 @@ pub async fn run_until_signal(
     kube_config: kube::Config,
     config: OperatorConfig,
 ) -> Result<(), Error> {
-    run_until(kube_config, config, shutdown_signal()).await
+    run_until(kube_config, config, crate::signal::shutdown()).await
 }
 
 /// Runs the operator until `shutdown` resolves; with leader election, actors run only while
@@ -270,28 +270,4 @@ fn hostname() -> String {
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()))
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| format!("cocoon-operator-{}", std::process::id()))
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }

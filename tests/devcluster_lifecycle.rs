@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use cocoon_operator::devcluster::{DevCluster, DevClusterOptions, Error};
+use cocoon_dev::devcluster::{DevCluster, DevClusterOptions, Error};
 use common::{TestNamespace, eventually};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Namespace, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;

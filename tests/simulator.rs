@@ -9,8 +9,8 @@ mod pods;
 #[path = "simulator/hibernation.rs"]
 mod hibernation;
 
+use cocoon_dev::sim::SimConfig;
 use cocoon_operator::contract;
-use cocoon_operator::sim::SimConfig;
 use common::TestNamespace;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};

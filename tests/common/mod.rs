@@ -4,7 +4,7 @@
 //! The cluster is started on first use on a dedicated thread with its own tokio runtime (every
 //! `#[tokio::test]` has a runtime that ends with the test; the cluster must outlive them all). It
 //! is never dropped: when the test binary exits, the kernel closes the lifeline pipes of the
-//! components and they die (see `cocoon_operator::devcluster`), and a janitor removes the work
+//! components and they die (see `cocoon_dev::devcluster`), and a janitor removes the work
 //! directory.
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use cocoon_operator::devcluster::{self, DevCluster, DevClusterOptions};
+use cocoon_dev::devcluster::{self, DevCluster, DevClusterOptions};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::Api;
 use kube::api::{ObjectMeta, PostParams};

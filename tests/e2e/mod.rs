@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use cocoon_dev::sim::{SimConfig, SimHandle, Simulator};
 use cocoon_operator::api::{
     CocoonSet, CocoonSetSpec, Hibernation, HibernationAction, HibernationSpec,
 };
 use cocoon_operator::config::OperatorConfig;
 use cocoon_operator::operator::{Operator, OperatorProbe, config_from_kubeconfig};
-use cocoon_operator::sim::{SimConfig, SimHandle, Simulator};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Toleration};
 use kube::api::{ObjectMeta, PostParams};
 

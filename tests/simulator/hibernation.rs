@@ -1,8 +1,8 @@
 //! Hibernation through the simulator: snapshot entries, hibernated status, wake, the "never
 //! completes" fault, and a simulator restart in the middle of it all.
 
+use cocoon_dev::sim::SimConfig;
 use cocoon_operator::contract;
-use cocoon_operator::sim::SimConfig;
 use k8s_openapi::api::core::v1::Pod;
 
 use super::common::{TestNamespace, kubectl};

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use cocoon_dev::sim::{SimConfig, SimHandle, Simulator};
 use cocoon_operator::contract;
-use cocoon_operator::sim::{SimConfig, SimHandle, Simulator};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec};
 use kube::Api;
 use kube::api::{ObjectMeta, PostParams};

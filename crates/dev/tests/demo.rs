@@ -1,4 +1,4 @@
-//! `make demo` stays working: `cocoon-operator dev --once` brings up everything, applies the
+//! `make demo` stays working: `cocoon-dev dev --once` brings up everything, applies the
 //! examples and exits 0 once they converged.
 
 use std::process::Command;
@@ -7,13 +7,13 @@ use std::process::Command;
 fn dev_once_runs_the_whole_demo_and_exits_after_it_converged() {
     let work = tempfile::tempdir().expect("tempdir");
     let kubeconfig = work.path().join("kubeconfig");
-    let output = Command::new(env!("CARGO_BIN_EXE_cocoon-operator"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+    let output = Command::new(env!("CARGO_BIN_EXE_cocoon-dev"))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
         .args(["dev", "--once", "--metrics-addr", "127.0.0.1:0", "--probe-addr", "127.0.0.1:0"])
         .arg("--kubeconfig")
         .arg(&kubeconfig)
         .output()
-        .expect("run cocoon-operator dev");
+        .expect("run cocoon-dev dev");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "dev --once failed ({}):\n{stdout}\n{stderr}", output.status);

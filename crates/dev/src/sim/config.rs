@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::duration::parse_duration;
+
 use clap::Args;
 use kube::core::{Expression, Selector};
 
@@ -102,31 +104,6 @@ impl SimConfig {
     }
 }
 
-/// Parses `0`, `250ms`, `1.5s` or `2m`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if text == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = text.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        return Err(format!("{text:?} needs a unit: ms, s or m (e.g. 200ms)"));
-    };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration such as 200ms, 1.5s or 2m"))?;
-    if !value.is_finite() || value < 0.0 {
-        return Err(format!("{text:?} must be a non-negative duration"));
-    }
-    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("{text:?}: {e}"))
-}
-
 /// Parses a probability between 0.0 and 1.0.
 pub fn parse_rate(text: &str) -> Result<f64, String> {
     let rate: f64 = text.trim().parse().map_err(|_| format!("{text:?} is not a number"))?;
@@ -192,17 +169,6 @@ mod tests {
         assert_eq!(config.create_delay, Duration::ZERO);
         assert_eq!(config.delete_delay, Duration::ZERO);
         assert!(config.validate().is_ok());
-    }
-
-    #[test]
-    fn durations_need_a_unit_except_zero() {
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        for bad in ["", "5", "-1s", "fast", "NaNs"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?} must be rejected");
-        }
     }
 
     #[test]

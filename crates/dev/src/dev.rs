@@ -1,4 +1,4 @@
-//! `cocoon-operator dev`: control plane, CRDs, simulator, operator and the example objects in one
+//! `cocoon-dev dev`: control plane, CRDs, simulator, operator and the example objects in one
 //! process, showing progress as the demo converges.
 
 use std::net::SocketAddr;
@@ -16,12 +16,12 @@ use crate::api::{CocoonSet, CocoonSetPhase, Hibernation, HibernationPhase};
 use crate::config::OperatorConfig;
 use crate::contract::FIELD_MANAGER;
 use crate::devcluster::{DevCluster, DevClusterOptions};
-use crate::operator::{Operator, config_from_kubeconfig, shutdown_signal};
+use crate::operator::{Operator, config_from_kubeconfig};
 use crate::sim::{SimConfig, Simulator};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Flags of `cocoon-operator dev`.
+/// Flags of `cocoon-dev dev`.
 #[derive(Args, Debug, Clone)]
 pub struct DevArgs {
     /// Exit once the demo has converged (for scripts) instead of running until Ctrl-C.
@@ -40,7 +40,7 @@ pub struct DevArgs {
     #[arg(long, env = "COCOON_DEV_PROBE_ADDR", default_value = "127.0.0.1:8081")]
     pub probe_addr: SocketAddr,
     /// Give up waiting for convergence after this long.
-    #[arg(long, env = "COCOON_DEV_TIMEOUT", default_value = "180s", value_parser = crate::config::parse_duration)]
+    #[arg(long, env = "COCOON_DEV_TIMEOUT", default_value = "180s", value_parser = crate::duration::parse_duration)]
     pub timeout: Duration,
 }
 
@@ -114,14 +114,17 @@ pub async fn run(args: DevArgs) -> Result<(), BoxError> {
     }
     println!();
     print_kubectl(&kubeconfig, &["get", "cocoonsets,hibernations,pods", "-A", "-o", "wide"]).await;
-    println!("\nactor tree:\n{}", crate::actors::tree::render_text(&operator.probe().tree()));
+    println!(
+        "\nactor tree:\n{}",
+        cocoon_operator::actors::tree::render_text(&operator.probe().tree())
+    );
     match &converged {
         Ok(()) => println!("demo converged in {:.1}s", started.elapsed().as_secs_f64()),
         Err(e) => println!("demo did not converge: {e}"),
     }
     if !args.once {
         println!("\nrunning until Ctrl-C; kubeconfig: {}", kubeconfig.display());
-        shutdown_signal().await;
+        cocoon_operator::signal::shutdown().await;
     }
     step("stopping");
     operator.shutdown(Duration::from_secs(10)).await;

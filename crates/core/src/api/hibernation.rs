@@ -1,13 +1,14 @@
 //! The `Hibernation` resource: hibernate or wake one VM-backed pod without deleting the pod.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::CustomResource;
+use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Desired state of one pod's VM.
 #[derive(CustomResource, JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[kube(
+    crates(kube_core = "::kube_core", kube = "::kube_derive"),
     group = "cocoon.cis",
     version = "v1alpha1",
     kind = "Hibernation",

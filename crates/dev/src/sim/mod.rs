@@ -37,7 +37,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use config::{SimConfig, parse_duration};
+pub use config::SimConfig;
 pub use error::{Error, Result};
 
 /// Field manager of every write the simulator makes (distinct from the operator's).
@@ -116,22 +116,7 @@ impl Drop for SimHandle {
 /// Runs the simulator until Ctrl-C or SIGTERM (the `simulate` command).
 pub async fn run(client: Client, config: SimConfig) -> Result<()> {
     let handle = Simulator::start(client, config).await?;
-    shutdown_signal().await?;
+    cocoon_operator::signal::shutdown().await;
     handle.shutdown().await;
     Ok(())
-}
-
-#[cfg(unix)]
-async fn shutdown_signal() -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).map_err(Error::Signal)?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result.map_err(Error::Signal),
-        _ = terminate.recv() => Ok(()),
-    }
-}
-
-#[cfg(not(unix))]
-async fn shutdown_signal() -> Result<()> {
-    tokio::signal::ctrl_c().await.map_err(Error::Signal)
 }

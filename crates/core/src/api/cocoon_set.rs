@@ -1,7 +1,7 @@
 //! The `CocoonSet` resource: a main agent VM, sub-agents forked from it, and toolbox VMs.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::{CustomResource, KubeSchema};
+use kube_derive::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -13,7 +13,10 @@ pub const MAX_TOOLBOXES: usize = 16;
 
 /// Desired state of a group of VM pods.
 #[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[kube(
+    crates(kube_core = "::kube_core", kube = "::kube_derive"),
+    attr = r#"x_kube(crates(kube_core = "::kube_core"))"#,
     group = "cocoon.cis",
     version = "v1alpha1",
     kind = "CocoonSet",
@@ -89,6 +92,7 @@ pub struct VmResources {
 
 /// One source of environment variables: a ConfigMap or a Secret, by name.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.configMapRef) != has(self.secretRef)").message("set exactly one of configMapRef and secretRef"))]
 pub struct EnvFromRef {
@@ -130,6 +134,7 @@ impl SnapshotPolicy {
 
 /// A toolbox VM beside the agents.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && !self.name.matches('^[0-9]+$')").message("toolbox name must be a DNS label (lower-case letters, digits, '-') that is not purely numeric").field_path(".name"))]
 #[x_kube(validation = Rule::new("self.mode == 'static' || has(self.image)").message("image is required unless mode is static").field_path(".image"))]

@@ -1,0 +1,51 @@
+//! Command line of `cocoon-dev`: `dev`, `simulate` and `cluster`. Every flag is also an env var.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use cocoon_operator::cli::BoxResult;
+
+/// Development tools of cocoon-operator: local all-in-one, vk-cocoon simulator, control plane.
+#[derive(Parser, Debug)]
+#[command(name = "cocoon-dev", version, about)]
+pub struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true, env = "COCOON_LOG_JSON")]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Local all-in-one: control plane, CRDs, simulator, operator and the examples.
+    Dev(crate::dev::DevArgs),
+    /// Run the vk-cocoon simulator (a virtual node that fakes VMs).
+    Simulate(crate::sim::SimConfig),
+    /// Run a local control plane in the foreground and write its kubeconfig.
+    Cluster {
+        /// Where to write the admin kubeconfig.
+        #[arg(long, env = "COCOON_CLUSTER_KUBECONFIG", default_value = "target/dev/kubeconfig")]
+        kubeconfig: PathBuf,
+        /// Keep component logs and data in this directory.
+        #[arg(long, env = "COCOON_CLUSTER_WORK_DIR")]
+        work_dir: Option<PathBuf>,
+    },
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> BoxResult {
+    match cli.command {
+        Command::Dev(args) => crate::dev::run(args).await?,
+        Command::Simulate(config) => {
+            let client = kube::Client::try_default().await?;
+            crate::sim::run(client, config).await?;
+        }
+        Command::Cluster { kubeconfig, work_dir } => {
+            let opts = crate::devcluster::DevClusterOptions { work_dir, ..Default::default() };
+            crate::devcluster::run_foreground(opts, &kubeconfig).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,17 @@
+//! cocoon-dev: the development tools of cocoon-operator, never part of the production binary
+//! or image: the vk-cocoon simulator, the local control plane (etcd, kube-apiserver,
+//! kube-controller-manager built from Go modules), and the `dev` all-in-one.
+#![forbid(unsafe_code)]
+
+// The operator's layers, reachable as `crate::...` inside this crate.
+use cocoon_core::{api, contract, duration};
+use cocoon_operator::{config, operator};
+
+/// The command line of `cocoon-dev`: `dev`, `simulate` and `cluster`.
+pub mod cli;
+/// `cocoon-dev dev`: the local all-in-one.
+pub mod dev;
+/// Starts a local control plane (etcd, kube-apiserver, kube-controller-manager).
+pub mod devcluster;
+/// The vk-cocoon simulator.
+pub mod sim;

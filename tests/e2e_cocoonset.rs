@@ -51,22 +51,39 @@ async fn pod_names(api: &Api<Pod>) -> Vec<String> {
 }
 
 /// Records the order in which pods of the namespace start terminating.
-fn record_terminations(api: Api<Pod>) -> (Arc<Mutex<Vec<String>>>, tokio::task::JoinHandle<()>) {
+/// Records the order in which pods get a deletionTimestamp. Returns once the watch has listed,
+/// so that no deletion that follows the call is missed.
+async fn record_terminations(
+    api: Api<Pod>,
+) -> (Arc<Mutex<Vec<String>>>, tokio::task::JoinHandle<()>) {
     let seen = Arc::new(Mutex::new(Vec::<String>::new()));
     let out = seen.clone();
+    let (listed, ready) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(async move {
+        let mut listed = Some(listed);
         let mut stream = std::pin::pin!(watcher::watcher(api, watcher::Config::default()));
         while let Some(Ok(event)) = stream.next().await {
-            if let watcher::Event::Apply(pod) | watcher::Event::Delete(pod) = event
-                && (pod.metadata.deletion_timestamp.is_some())
-            {
-                let mut seen = out.lock().unwrap();
-                if !seen.contains(&pod.name_any()) {
-                    seen.push(pod.name_any());
+            match event {
+                watcher::Event::InitDone => {
+                    if let Some(tx) = listed.take() {
+                        let _ = tx.send(());
+                    }
                 }
+                watcher::Event::InitApply(pod)
+                | watcher::Event::Apply(pod)
+                | watcher::Event::Delete(pod)
+                    if pod.metadata.deletion_timestamp.is_some() =>
+                {
+                    let mut seen = out.lock().unwrap();
+                    if !seen.contains(&pod.name_any()) {
+                        seen.push(pod.name_any());
+                    }
+                }
+                _ => {}
             }
         }
     });
+    ready.await.expect("the termination watch lists");
     (seen, task)
 }
 
@@ -132,7 +149,7 @@ async fn scaling_up_and_down_keeps_stable_names_and_removes_the_highest_slot_fir
         "existing VMs are kept"
     );
 
-    let (order, task) = record_terminations(env.ns.api());
+    let (order, task) = record_terminations(env.ns.api()).await;
     sets.patch("scale", &PatchParams::default(), &Patch::Merge(&patch(1))).await.unwrap();
     let status = wait_phase(&sets, "scale", CocoonSetPhase::Running).await;
     eventually(DEADLINE, || async {
@@ -264,7 +281,7 @@ async fn deleting_a_set_tears_down_sub_agents_and_toolboxes_before_the_main() {
     wait_phase(&sets, "gone", CocoonSetPhase::Running).await;
     let set = sets.get("gone").await.unwrap();
     assert!(set.finalizers().iter().any(|f| f == "cocoon.cis/teardown"));
-    let (order, task) = record_terminations(env.ns.api());
+    let (order, task) = record_terminations(env.ns.api()).await;
     sets.delete("gone", &DeleteParams::default()).await.unwrap();
     eventually(DEADLINE, || async {
         match sets.get_opt("gone").await {

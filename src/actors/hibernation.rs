@@ -1,121 +1,57 @@
-//! The Hibernation actor: keeps the view of one Hibernation (the object, its target pod, the
-//! snapshot entries of its namespace, competing Hibernations), plans with `plan::hibernation`,
-//! persists the status before writing the request to the pod, and schedules its own timers.
+//! The Hibernation part of a resource actor: its view (the Hibernation, its target pod, the
+//! namespace's snapshot entries, the Hibernations naming the same pod), its bookkeeping, and
+//! its pod patches. The pass is `plan::plan_hib_pass`; outcomes go back through
+//! `plan::record_hib`.
 
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::{Resource, ResourceExt};
-use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use super::inbox::Inbox;
-use super::pass::PassControl;
-use super::stats::ActorStats;
-use super::{ActorKey, Context, ResourceMsg};
-use crate::api::{Hibernation, HibernationPhase, HibernationStatus};
-use crate::contract;
-use crate::k8s::ErrorCategory;
+use super::Context;
+use super::inbox::Pending;
+use super::resource::{Part, Planned};
+use crate::api::{Hibernation, HibernationStatus};
+use crate::k8s::outcome;
 use crate::metrics::Transition;
-use crate::plan::hibernation::{Competitor, RoundKey, RoundWitness, witness};
-use crate::plan::{HibAction, HibInput, PodView, Snapshots, plan_hibernation};
+use crate::plan::hibernation::Competitor;
+use crate::plan::{
+    HibAction, HibMemory, HibStep, HibView, Outcome, Pass, PodView, Recorded, Snapshots,
+    plan_hib_pass, record_hib,
+};
 
-pub struct HibernationActor;
-
-pub struct Args {
-    pub key: ActorKey,
-    pub ctx: Arc<Context>,
-    pub inbox: Arc<Inbox>,
-    pub stats: Arc<Mutex<ActorStats>>,
-}
-
-pub struct State {
-    key: ActorKey,
-    ctx: Arc<Context>,
-    inbox: Arc<Inbox>,
-    control: PassControl,
+/// The Hibernation actor's view and bookkeeping.
+pub struct HibernationPart {
     hibernation: Option<Arc<Hibernation>>,
-    /// The target pod by name (more than one only briefly, after `spec.podName` changed).
-    pods: std::collections::BTreeMap<String, Arc<Pod>>,
+    /// Pods by name (more than the target only briefly, after `spec.podName` changed).
+    pods: BTreeMap<String, PodView>,
     snapshots: Arc<Snapshots>,
     competitors: Vec<Competitor>,
-    /// The pod name whose watch has listed once; until it matches the spec, "no pod" may
-    /// only mean "not seen yet", so the actor waits instead of reporting the pod missing.
+    /// The pod name whose watch has listed once.
     listed: Option<String>,
-    /// The round in flight and what it has shown so far.
-    round: Option<(RoundKey, RoundWitness)>,
-    last_written: Option<HibernationStatus>,
-    /// When this actor wrote the start of the round in flight (sub-second, for the metric).
-    round_started: Option<Instant>,
+    memory: HibMemory,
 }
 
-impl Actor for HibernationActor {
-    type Msg = ResourceMsg;
-    type State = State;
-    type Arguments = Args;
+impl Part for HibernationPart {
+    type Object = Hibernation;
+    type PodWrite = HibAction;
+    type Status = HibernationStatus;
 
-    async fn pre_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        args: Args,
-    ) -> Result<State, ActorProcessingErr> {
-        let control = PassControl::new(args.key.clone(), args.stats, &args.ctx, &myself);
-        Ok(State {
-            key: args.key,
-            ctx: args.ctx,
-            inbox: args.inbox,
-            control,
+    fn new() -> Self {
+        Self {
             hibernation: None,
-            pods: Default::default(),
+            pods: BTreeMap::new(),
             snapshots: Arc::default(),
             competitors: Vec::new(),
             listed: None,
-            round: None,
-            last_written: None,
-            round_started: None,
-        })
+            memory: HibMemory::default(),
+        }
     }
 
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        state: &mut State,
-    ) -> Result<(), ActorProcessingErr> {
-        state.control.cancel_timers();
-        Ok(())
-    }
-
-    async fn handle(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        state: &mut State,
-    ) -> Result<(), ActorProcessingErr> {
-        if let ResourceMsg::Panic = message {
-            panic!("fault injected into actor {}", state.key);
-        }
-        if state.absorb() {
-            state.control.stop(&myself);
-            return Ok(());
-        }
-        if !state.ctx.is_synced() {
-            return Ok(());
-        }
-        let started = Instant::now();
-        let result = state.reconcile().await;
-        state.control.finish(&state.ctx, &myself, started, result);
-        Ok(())
-    }
-}
-
-impl State {
-    /// Applies the inbox to the view; true when the Hibernation itself is gone.
-    fn absorb(&mut self) -> bool {
-        let pending = self.inbox.drain();
+    fn absorb(&mut self, pending: Pending) {
         for (name, pod) in pending.pods {
             match pod {
-                Some(pod) => self.pods.insert(name, pod),
+                Some(pod) => self.pods.insert(name, PodView::from_pod(&pod)),
                 None => self.pods.remove(&name),
             };
         }
@@ -128,160 +64,73 @@ impl State {
         if let Some(name) = pending.target_listed {
             self.listed = Some(name);
         }
-        match pending.hibernation {
-            Some(Some(h)) => {
-                self.hibernation = Some(h);
-                false
-            }
-            Some(None) => true,
-            None => self.hibernation.is_none(),
+        if let Some(hib) = pending.hibernation {
+            self.hibernation = hib;
         }
     }
 
-    async fn reconcile(&mut self) -> Result<Option<std::time::Duration>, super::Failure> {
-        let Some(hib) = self.hibernation.clone() else { return Ok(None) };
-        // Until the target's watch has listed once, "no pod" only means "not seen yet"; its
-        // listing wakes us. (This holds while deleting too: the marker must be found.)
-        if self.listed.as_deref() != Some(hib.spec.pod_name.as_str()) {
-            return Ok(None);
-        }
-        let now = Timestamp::now();
-        let deleting = hib.metadata.deletion_timestamp.is_some();
-        let has_finalizer = hib.finalizers().iter().any(|f| f == contract::FINALIZER_HIBERNATION);
-        if deleting && !has_finalizer {
-            return Ok(None);
-        }
-        if !deleting && !has_finalizer {
-            let mut finalizers = hib.finalizers().to_vec();
-            finalizers.push(contract::FINALIZER_HIBERNATION.to_string());
-            self.ctx.writer.set_finalizers(hib.as_ref(), finalizers).await?;
-        }
-        // The pod view is only trusted when it is the pod the spec names now.
-        let pod_view = self.pods.get(&hib.spec.pod_name).map(|p| PodView::from_pod(p));
-        let stored = hib.status.clone().unwrap_or_default();
-        let previous = self.last_written.clone().unwrap_or_else(|| stored.clone());
-        let name = hib.name_any();
-        // Accumulate what this round has shown so far (one plan input is one observation).
-        let observed = witness(&previous, &name, pod_view.as_ref(), &self.snapshots);
-        let round_witness = match (observed, &self.round) {
-            (Some((key, seen)), Some((known, so_far))) if *known == key => {
-                let merged = so_far.merge(seen);
-                self.round = Some((key, merged));
-                merged
-            }
-            (Some((key, seen)), _) => {
-                self.round = Some((key, seen));
-                seen
-            }
-            (None, _) => {
-                self.round = None;
-                RoundWitness::default()
-            }
+    fn object(&self) -> Option<&Arc<Hibernation>> {
+        self.hibernation.as_ref()
+    }
+
+    fn plan(&mut self, ctx: &Context, now: Timestamp) -> Planned<HibAction, HibernationStatus> {
+        let Some(hib) = self.hibernation.clone() else {
+            return Planned {
+                pass: Pass { steps: Vec::new(), wake_after: None },
+                phase: None,
+                pod_count: 0,
+            };
         };
-        let input = HibInput {
-            name: &name,
-            generation: hib.metadata.generation,
-            created: hib.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            spec: &hib.spec,
-            status: &previous,
-            pod: pod_view.as_ref(),
+        let pods: Vec<PodView> = self.pods.values().cloned().collect();
+        let view = HibView {
+            hibernation: &hib,
+            pods: &pods,
+            listed: self.listed.as_deref(),
             snapshots: &self.snapshots,
             competitors: &self.competitors,
-            deleting,
-            witness: round_witness,
-            settings: &self.ctx.hibernation,
-            now,
         };
-        let plan = plan_hibernation(&input);
-        if plan.release {
-            // Our marker is off the pod; release the object without a last status write (it
-            // would move the resourceVersion the finalizer patch is guarded by).
-            let finalizers: Vec<String> = hib
-                .finalizers()
-                .iter()
-                .filter(|f| *f != contract::FINALIZER_HIBERNATION)
-                .cloned()
-                .collect();
-            self.ctx.writer.set_finalizers(hib.as_ref(), finalizers).await?;
-            return Ok(None);
+        let planned = plan_hib_pass(&view, &mut self.memory, &ctx.hibernation, now);
+        Planned {
+            pass: planned.pass,
+            phase: planned.status.phase.map(|p| p.as_str()),
+            pod_count: usize::from(planned.has_pod),
         }
-        // Status first: the round's start time must be on record before the request is.
-        if plan.status != stored && Some(&plan.status) != self.last_written.as_ref() {
-            self.ctx.writer.apply_status(hib.as_ref(), &plan.status).await?;
-            self.observe_transition(&previous, &plan.status, now);
-            if matches!(
-                plan.status.phase,
-                Some(HibernationPhase::Hibernating | HibernationPhase::Waking)
-            ) && plan.status.phase != previous.phase
-            {
-                self.round_started = Some(Instant::now());
-            }
-            self.last_written = Some(plan.status.clone());
-        }
-        let reference = hib.object_ref(&());
-        for event in &plan.events {
-            self.ctx.writer.event(&reference, event, "Reconcile").await;
-        }
-        for action in &plan.actions {
-            let HibAction::PatchPod { pod_name, annotations } = action;
-            match self
-                .ctx
-                .writer
-                .patch_pod_annotations(&self.key.namespace, pod_name, annotations)
-                .await
-            {
-                Ok(()) => {
-                    // The API server took the request: it is on the pod, whether or not the
-                    // watch shows it before a competing writer changes it again.
-                    if let Some((key, _)) = witness(&plan.status, &name, None, &self.snapshots) {
-                        let seen = RoundWitness { request_seen: true, pending_seen: false };
-                        let so_far = match &self.round {
-                            Some((known, w)) if *known == key => *w,
-                            _ => RoundWitness::default(),
-                        };
-                        self.round = Some((key, so_far.merge(seen)));
-                    }
-                }
-                Err(e) if e.category() == ErrorCategory::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        {
-            let mut stats = self.control.stats();
-            stats.status = "running".into();
-            stats.phase = plan.status.phase.map(|p| p.as_str().to_string());
-            stats.observed_generation = hib.metadata.generation;
-            stats.pod_count = usize::from(pod_view.is_some());
-            stats.reconciles += 1;
-            stats.last_reconcile = Some(now.to_string());
-        }
-        Ok(plan.requeue_after)
     }
 
-    fn observe_transition(
-        &self,
-        previous: &HibernationStatus,
-        next: &HibernationStatus,
+    async fn write_pod(&self, ctx: &Context, namespace: &str, write: &HibAction) -> Outcome {
+        let HibAction::PatchPod { pod_name, annotations } = write;
+        outcome(ctx.writer.patch_pod_annotations(namespace, pod_name, annotations).await)
+    }
+
+    fn record(
+        &mut self,
+        ctx: &Context,
+        step: &HibStep,
+        outcome: &Outcome,
         now: Timestamp,
-    ) {
-        let transition = match (previous.phase, next.phase) {
-            (Some(HibernationPhase::Hibernating), Some(HibernationPhase::Hibernated)) => {
-                "hibernate"
-            }
-            (Some(HibernationPhase::Waking), Some(HibernationPhase::Active)) => "wake",
-            _ => return,
+    ) -> Recorded {
+        let Some(hib) = self.hibernation.clone() else { return Recorded::go_on() };
+        let pods: Vec<PodView> = self.pods.values().cloned().collect();
+        let view = HibView {
+            hibernation: &hib,
+            pods: &pods,
+            listed: self.listed.as_deref(),
+            snapshots: &self.snapshots,
+            competitors: &self.competitors,
         };
-        // Prefer our own sub-second start; after a restart only the status time (whole seconds)
-        // is known.
-        let seconds = match (self.round_started, previous.last_transition_time.as_ref()) {
-            (Some(started), _) => started.elapsed().as_secs_f64(),
-            (None, Some(started)) => started.0.duration_until(now).as_secs_f64().max(0.0),
-            (None, None) => return,
-        };
-        self.ctx
-            .metrics
-            .transition_duration
-            .get_or_create(&Transition { transition })
-            .observe(seconds);
+        record_hib(&mut self.memory, &view, step, outcome, ctx.backoff(), now)
+    }
+
+    fn completed(&mut self) {
+        self.memory.retry.completed();
+    }
+
+    fn observe(&mut self, ctx: &Context) {
+        for (kind, took) in self.memory.finished_rounds.drain(..) {
+            ctx.metrics
+                .transition_duration
+                .get_or_create(&Transition { transition: kind.as_str() })
+                .observe(took.as_secs_f64());
+        }
     }
 }

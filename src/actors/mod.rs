@@ -6,8 +6,8 @@ pub mod context;
 pub mod hibernation;
 pub mod inbox;
 pub mod key;
-pub mod pass;
 pub mod relist;
+pub mod resource;
 pub mod router;
 #[cfg(test)]
 mod router_tests;
@@ -46,28 +46,3 @@ pub struct ActorHandle {
     pub stats: Arc<Mutex<stats::ActorStats>>,
     pub restarts: u32,
 }
-
-/// Why a reconcile pass stopped early.
-#[derive(Debug)]
-pub struct Failure {
-    pub message: String,
-    /// Bounded category for the `errors` metric.
-    pub category: crate::k8s::ErrorCategory,
-}
-
-impl Failure {
-    /// A 409 on an optimistic write: our view was one version behind (often our own status
-    /// write); retry soon from the fresh view instead of backing off.
-    pub fn is_conflict(&self) -> bool {
-        self.category == crate::k8s::ErrorCategory::Conflict
-    }
-}
-
-impl From<crate::k8s::Error> for Failure {
-    fn from(e: crate::k8s::Error) -> Self {
-        Self { category: e.category(), message: e.to_string() }
-    }
-}
-
-/// Delay before retrying after a conflict.
-pub const CONFLICT_RETRY: std::time::Duration = std::time::Duration::from_millis(200);

@@ -4,14 +4,17 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 
+use super::cocoon_set::CocoonSetPart;
+use super::hibernation::HibernationPart;
 use super::inbox::Inbox;
+use super::resource::{Args, ResourceActor};
 use super::stats::ActorStats;
 use super::{ActorHandle, ActorKey, ActorKind, Context, ResourceMsg, Router};
 use crate::metrics::Kind;
+use crate::plan::Backoff;
 
 /// Messages of the supervisor.
 #[derive(Debug)]
@@ -100,7 +103,8 @@ impl Actor for Supervisor {
                     remove(state, &key, cell.get_id());
                     let failures = state.failures.entry(key.clone()).or_insert(0);
                     *failures += 1;
-                    let delay = restart_delay(*failures, state.ctx.max_backoff);
+                    let delay =
+                        Backoff::restart(state.ctx.max_backoff).delay(failures.saturating_sub(1));
                     tracing::error!(actor = %key, %error, restart_in = ?delay, "actor failed; restarting");
                     state
                         .ctx
@@ -116,12 +120,6 @@ impl Actor for Supervisor {
         }
         Ok(())
     }
-}
-
-/// Restart backoff: 100 ms doubling, capped.
-fn restart_delay(failures: u32, cap: Duration) -> Duration {
-    let ms = 100u64.saturating_mul(1u64 << failures.saturating_sub(1).min(16));
-    Duration::from_millis(ms).min(cap)
 }
 
 fn remove(state: &mut SupervisorState, key: &ActorKey, id: ActorId) {
@@ -147,29 +145,22 @@ async fn ensure(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, k
         return; // the object is gone
     }
     let inbox = Arc::new(Inbox::default());
-    let stats =
-        Arc::new(Mutex::new(ActorStats { status: "starting".into(), ..Default::default() }));
+    let stats = Arc::new(Mutex::new(ActorStats::default()));
     let restarts = state.failures.get(&key).copied().unwrap_or(0);
+    let args = Args {
+        key: key.clone(),
+        ctx: state.ctx.clone(),
+        inbox: inbox.clone(),
+        stats: stats.clone(),
+    };
     let spawned = match key.kind {
         ActorKind::CocoonSet => {
-            let args = super::cocoon_set::Args {
-                key: key.clone(),
-                ctx: state.ctx.clone(),
-                inbox: inbox.clone(),
-                stats: stats.clone(),
-            };
-            Actor::spawn_linked(None, super::cocoon_set::CocoonSetActor, args, myself.get_cell())
-                .await
+            let actor = ResourceActor::<CocoonSetPart>::default();
+            Actor::spawn_linked(None, actor, args, myself.get_cell()).await
         }
         ActorKind::Hibernation => {
-            let args = super::hibernation::Args {
-                key: key.clone(),
-                ctx: state.ctx.clone(),
-                inbox: inbox.clone(),
-                stats: stats.clone(),
-            };
-            Actor::spawn_linked(None, super::hibernation::HibernationActor, args, myself.get_cell())
-                .await
+            let actor = ResourceActor::<HibernationPart>::default();
+            Actor::spawn_linked(None, actor, args, myself.get_cell()).await
         }
     };
     match spawned {
@@ -191,18 +182,5 @@ async fn ensure(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, k
         Err(error) => {
             tracing::error!(actor = %key, %error, "could not spawn actor");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn restarts_back_off_from_100ms_and_are_capped() {
-        let cap = Duration::from_secs(60);
-        let delays: Vec<u128> = (1..=4).map(|f| restart_delay(f, cap).as_millis()).collect();
-        assert_eq!(delays, vec![100, 200, 400, 800]);
-        assert_eq!(restart_delay(40, cap), cap);
     }
 }

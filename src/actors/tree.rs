@@ -74,7 +74,7 @@ fn line(out: &mut String, branch: &str, node: &ActorNode) {
         out,
         "{branch}{} [{}] phase={} gen={} pods={} mailbox={} restarts={} reconciles={} last={}{}",
         node.key,
-        s.status,
+        s.status.as_str(),
         s.phase.as_deref().unwrap_or("-"),
         s.observed_generation.map(|g| g.to_string()).unwrap_or_else(|| "-".into()),
         s.pod_count,

@@ -1,5 +1,7 @@
 //! Errors of API requests, with a bounded category for metrics and retry decisions.
 
+use crate::plan::{Outcome, RejectKind};
+
 /// A failed API request.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -84,6 +86,37 @@ impl Error {
 
     pub fn is_already_exists(&self) -> bool {
         self.code() == Some(409) && self.reason() == Some("AlreadyExists")
+    }
+}
+
+impl ErrorCategory {
+    /// The category of an outcome that is a failure of some kind; `None` for success and for
+    /// `AlreadyExists` (an answer the core handles, not an error).
+    pub fn of(outcome: &Outcome) -> Option<Self> {
+        match outcome {
+            Outcome::Done | Outcome::AlreadyExists => None,
+            Outcome::NotFound => Some(Self::NotFound),
+            Outcome::Conflict => Some(Self::Conflict),
+            Outcome::Rejected { kind: RejectKind::Invalid, .. } => Some(Self::Invalid),
+            Outcome::Rejected { kind: RejectKind::Forbidden, .. } => Some(Self::Forbidden),
+            Outcome::Failed { .. } => Some(Self::Transient),
+        }
+    }
+}
+
+/// Translates the answer to a request into the core's [`Outcome`].
+pub fn outcome(result: Result<()>) -> Outcome {
+    let Err(e) = result else { return Outcome::Done };
+    if e.is_already_exists() {
+        return Outcome::AlreadyExists;
+    }
+    let detail = e.to_string();
+    match e.category() {
+        ErrorCategory::Conflict => Outcome::Conflict,
+        ErrorCategory::NotFound => Outcome::NotFound,
+        ErrorCategory::Invalid => Outcome::Rejected { kind: RejectKind::Invalid, detail },
+        ErrorCategory::Forbidden => Outcome::Rejected { kind: RejectKind::Forbidden, detail },
+        ErrorCategory::Transient => Outcome::Failed { detail },
     }
 }
 

@@ -8,5 +8,5 @@ pub mod leader;
 pub mod watch;
 pub mod writer;
 
-pub use error::{Error, ErrorCategory};
-pub use writer::{CreateOutcome, Writer};
+pub use error::{Error, ErrorCategory, outcome};
+pub use writer::Writer;

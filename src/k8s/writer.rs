@@ -16,14 +16,6 @@ use super::error::{Error, Result};
 use crate::contract::FIELD_MANAGER;
 use crate::plan::PlanEvent;
 
-/// What a create found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CreateOutcome {
-    Created,
-    /// A pod of that name exists: "wait and look", never "done".
-    AlreadyExists,
-}
-
 /// Writes to the API server on behalf of the actors.
 #[derive(Clone)]
 pub struct Writer {
@@ -41,34 +33,29 @@ impl Writer {
         &self.client
     }
 
-    pub async fn create_pod(&self, namespace: &str, pod: &Pod) -> Result<CreateOutcome> {
+    /// Creates a pod. `AlreadyExists` is an error like any other: what it means is decided by
+    /// the core (see [`super::outcome`]).
+    pub async fn create_pod(&self, namespace: &str, pod: &Pod) -> Result<()> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
-        match api.create(&params, pod).await {
-            Ok(_) => Ok(CreateOutcome::Created),
-            Err(e) => {
-                let e = Error::api("create", format!("pod {namespace}/{}", pod.name_any()), e);
-                if e.is_already_exists() { Ok(CreateOutcome::AlreadyExists) } else { Err(e) }
-            }
-        }
+        api.create(&params, pod)
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::api("create", format!("pod {namespace}/{}", pod.name_any()), e))
     }
 
     /// Deletes a pod with its own grace period; `uid` guards against deleting a replacement of
-    /// the same name. A pod already gone is success.
+    /// the same name (the API server answers 409).
     pub async fn delete_pod(&self, namespace: &str, name: &str, uid: Option<String>) -> Result<()> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let params = DeleteParams {
             preconditions: uid.map(|uid| Preconditions { uid: Some(uid), resource_version: None }),
             ..Default::default()
         };
-        match api.delete(name, &params).await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let e = Error::api("delete", format!("pod {namespace}/{name}"), e);
-                // Gone, or the name now belongs to a replacement: either way our pod is gone.
-                if matches!(e.code(), Some(404 | 409)) { Ok(()) } else { Err(e) }
-            }
-        }
+        api.delete(name, &params)
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::api("delete", format!("pod {namespace}/{name}"), e))
     }
 
     /// Merge-patches annotations on a pod (`None` removes a key).
@@ -125,18 +112,9 @@ impl Writer {
         let body = json!({
             "metadata": { "resourceVersion": obj.resource_version(), "finalizers": finalizers }
         });
-        match api.patch(&name, &PatchParams::default(), &Patch::Merge(&body)).await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let e = Error::api(
-                    "patch",
-                    format!("{} {namespace}/{name} finalizers", K::kind(&())),
-                    e,
-                );
-                // The object is gone: nothing left to hold or release.
-                if e.code() == Some(404) { Ok(()) } else { Err(e) }
-            }
-        }
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&body)).await.map(|_| ()).map_err(
+            |e| Error::api("patch", format!("{} {namespace}/{name} finalizers", K::kind(&())), e),
+        )
     }
 
     /// Records an Event on an object. Failures are logged, never fatal: an Event is a courtesy.

@@ -91,6 +91,18 @@ pub const NODE_LABEL_HOSTNAME: &str = "kubernetes.io/hostname";
 pub const TAINT_VIRTUAL_KUBELET_VALUE: &str = "cocoon";
 /// Value of `cocoon.cis/hibernate` that asks for a hibernation (any other value, or none, wakes).
 pub const HIBERNATE_TRUE: &str = "true";
+/// Value of `cocoon.cis/managed` on the pods the operator creates (not on static toolboxes).
+pub const MANAGED_TRUE: &str = "true";
+
+/// The `cocoon.cis/hibernate` annotation value that asks for `hibernate` (`None` removes it).
+pub fn hibernate_value(hibernate: bool) -> Option<String> {
+    hibernate.then(|| HIBERNATE_TRUE.to_string())
+}
+
+/// Whether an annotation value asks for hibernation.
+pub fn asks_hibernate(value: Option<&str>) -> bool {
+    value == Some(HIBERNATE_TRUE)
+}
 
 /// Pod name of an agent slot: `<set>-<slot>`.
 pub fn agent_pod_name(set: &str, slot: u32) -> String {

@@ -73,8 +73,18 @@ pub enum PodAction {
     CreateSubAgent { slot: u32, fork_from: String, pod: Box<Pod> },
     /// Create a toolbox.
     CreateToolbox { toolbox: String, pod: Box<Pod> },
-    /// Delete a pod (with its normal grace period).
-    Delete { pod_name: String, reason: DeleteReason },
+    /// Delete a pod (with its normal grace period), guarded by its UID so that a replacement
+    /// of the same name is never deleted.
+    Delete {
+        /// The pod.
+        pod_name: String,
+        /// Its UID as viewed.
+        uid: Option<String>,
+        /// Why.
+        reason: DeleteReason,
+        /// Its phase as shown in status when the delete was decided (for the Event).
+        was: &'static str,
+    },
     /// Set (`true`) or remove (`false`) `cocoon.cis/hibernate` on a pod.
     SetHibernate { pod_name: String, hibernate: bool },
 }
@@ -133,6 +143,11 @@ pub fn plan_cocoon_set(input: &SetInput<'_>) -> SetPlan {
         actions.extend(hibernate_toggles(input, &gone_or_going));
     }
 
+    // The status shows the pass as executed: what it creates is in flight.
+    let mut after_pass = input.expectations.clone();
+    for action in actions.iter().filter(|a| a.is_create()) {
+        after_pass.expect_create(action.pod_name(), input.now);
+    }
     let status = compute_status(&StatusInput {
         set: input.set,
         generation: input.generation,
@@ -140,7 +155,7 @@ pub fn plan_cocoon_set(input: &SetInput<'_>) -> SetPlan {
         previous: input.previous_status,
         pods: &by_name,
         snapshots: input.snapshots,
-        expectations: input.expectations,
+        expectations: &after_pass,
         name_conflicts: input.name_conflicts,
         pending_actions: &actions,
         deleting: input.deleting,
@@ -177,27 +192,23 @@ fn deletions(input: &SetInput<'_>, deleting_now: &dyn Fn(&PodView) -> bool) -> V
                 scale_down.push((slot, pod))
             }
             (Some(PodRole::Toolbox), _) if !listed.contains(&pod.name) => {
-                others.push(PodAction::Delete {
-                    pod_name: pod.name.clone(),
-                    reason: DeleteReason::ToolboxRemoved,
-                })
+                others.push(delete(pod, DeleteReason::ToolboxRemoved))
             }
-            _ if pod.is_terminal() => others.push(PodAction::Delete {
-                pod_name: pod.name.clone(),
-                reason: DeleteReason::Terminal,
-            }),
+            _ if pod.is_terminal() => others.push(delete(pod, DeleteReason::Terminal)),
             _ => {}
         }
     }
     scale_down.sort_by_key(|(slot, _)| std::cmp::Reverse(*slot));
-    scale_down
-        .into_iter()
-        .map(|(_, p)| PodAction::Delete {
-            pod_name: p.name.clone(),
-            reason: DeleteReason::ScaleDown,
-        })
-        .chain(others)
-        .collect()
+    scale_down.into_iter().map(|(_, p)| delete(p, DeleteReason::ScaleDown)).chain(others).collect()
+}
+
+fn delete(pod: &PodView, reason: DeleteReason) -> PodAction {
+    PodAction::Delete {
+        pod_name: pod.name.clone(),
+        uid: pod.uid.clone(),
+        reason,
+        was: super::set_status::vm_phase(Some(pod), false),
+    }
 }
 
 /// Missing pods to create, and how long until a backoff allows the next one.
@@ -291,7 +302,7 @@ fn teardown(input: &SetInput<'_>, deleting_now: &dyn Fn(&PodView) -> bool) -> Ve
         .pods
         .iter()
         .filter(|p| !deleting_now(p) && (!is_main(p) || !others_left))
-        .map(|p| PodAction::Delete { pod_name: p.name.clone(), reason: DeleteReason::Teardown })
+        .map(|p| delete(p, DeleteReason::Teardown))
         .collect()
 }
 

@@ -76,7 +76,7 @@ fn scale_down_deletes_slots_above_replicas_highest_first() {
         .actions
         .iter()
         .filter_map(|a| match a {
-            PodAction::Delete { pod_name, reason } => Some((pod_name.clone(), *reason)),
+            PodAction::Delete { pod_name, reason, .. } => Some((pod_name.clone(), *reason)),
             _ => None,
         })
         .collect();
@@ -141,7 +141,12 @@ fn a_terminal_pod_is_deleted_then_recreated_only_after_its_backoff() {
     let plan = World::new(spec(1), vec![agent(0), failed(agent(1))]).plan();
     assert_eq!(
         plan.actions,
-        vec![PodAction::Delete { pod_name: "demo-1".into(), reason: DeleteReason::Terminal }]
+        vec![PodAction::Delete {
+            pod_name: "demo-1".into(),
+            uid: None,
+            reason: DeleteReason::Terminal,
+            was: "Failed"
+        }]
     );
     let mut w = World::new(spec(1), vec![agent(0)]);
     w.not_before.insert("demo-1".into(), at(130));

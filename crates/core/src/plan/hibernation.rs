@@ -36,6 +36,52 @@ impl Default for HibernationSettings {
     }
 }
 
+/// Why a Hibernation is `Failed`. Persisted as the reason of its `Ready` condition, so that a
+/// restarted operator knows it without reading the message back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The target pod does not exist (recoverable: it may appear).
+    PodMissing,
+    /// An older Hibernation names the same pod and wins.
+    Conflict,
+    /// The round did not complete before its deadline; retried after a rest.
+    Timeout,
+    /// Another writer changed the pod's hibernate request during the round; retried only when
+    /// the spec changes (retrying would fight that writer).
+    Overridden,
+}
+
+impl FailureKind {
+    /// The condition and Event reason.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::PodMissing => "PodMissing",
+            Self::Conflict => "Conflict",
+            Self::Timeout => "Timeout",
+            Self::Overridden => "Overridden",
+        }
+    }
+
+    /// The kind a `Ready` condition reason stands for.
+    pub fn from_reason(reason: &str) -> Option<Self> {
+        [Self::PodMissing, Self::Conflict, Self::Timeout, Self::Overridden]
+            .into_iter()
+            .find(|k| k.reason() == reason)
+    }
+
+    /// The failure recorded in a status, if it is `Failed`.
+    pub fn of(status: &HibernationStatus) -> Option<Self> {
+        if status.phase != Some(HibernationPhase::Failed) {
+            return None;
+        }
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .and_then(|c| Self::from_reason(&c.reason))
+    }
+}
+
 /// Another Hibernation that names the same pod.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Competitor {
@@ -105,8 +151,20 @@ fn fresh(pod: &PodView, since: Timestamp) -> bool {
     pod.ready_changed_at.is_some_and(|t| t.as_second() >= since.as_second())
 }
 
-/// Identity of a round: its phase and recorded start.
-pub type RoundKey = (HibernationPhase, Option<Time>);
+/// Identity of a round: what it does, when it started (as recorded in status), the spec
+/// generation and the target pod (by UID) it was started for. A pod deleted and recreated
+/// under the same name, or a new spec, is another round: nothing seen of the old one counts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoundKey {
+    /// `Hibernating` or `Waking`.
+    pub phase: HibernationPhase,
+    /// The recorded start.
+    pub started: Option<Time>,
+    /// The generation the round was started for.
+    pub generation: Option<i64>,
+    /// The UID of the pod the round acts on.
+    pub pod_uid: Option<String>,
+}
 
 /// What an actor accumulates about the round in flight, pass after pass (plan inputs are one
 /// observation each; a transition can only be told from several).
@@ -138,7 +196,12 @@ pub fn witness(
     snapshots: &Snapshots,
 ) -> Option<(RoundKey, RoundWitness)> {
     let phase = status.phase?;
-    let key = (phase, status.last_transition_time.clone());
+    let key = RoundKey {
+        phase,
+        started: status.last_transition_time.clone(),
+        generation: status.observed_generation,
+        pod_uid: pod.and_then(|p| p.uid.clone()),
+    };
     let seen = |pod: &PodView| match phase {
         HibernationPhase::Hibernating => RoundWitness {
             request_seen: requested_by_us(pod, name),
@@ -173,7 +236,7 @@ fn active_now(pod: &PodView, snapshots: &Snapshots) -> bool {
 /// Annotations that ask for hibernation, mark the pod as ours and raise its deletion cost.
 fn hibernate_patch(pod: &PodView, name: &str, cost: i32) -> BTreeMap<String, Option<String>> {
     let mut a = BTreeMap::from([
-        (contract::ANN_HIBERNATE.to_string(), Some("true".to_string())),
+        (contract::ANN_HIBERNATE.to_string(), contract::hibernate_value(true)),
         (contract::ANN_HIBERNATED_BY.to_string(), Some(name.to_string())),
         (contract::ANN_POD_DELETION_COST.to_string(), Some(cost.to_string())),
     ]);
@@ -205,7 +268,7 @@ fn wake_patch(pod: &PodView) -> BTreeMap<String, Option<String>> {
 fn changes(pod: &PodView, patch: &BTreeMap<String, Option<String>>) -> bool {
     patch.iter().any(|(k, v)| {
         let current = match k.as_str() {
-            contract::ANN_HIBERNATE => pod.hibernate_requested.then(|| "true".to_string()),
+            contract::ANN_HIBERNATE => contract::hibernate_value(pod.hibernate_requested),
             contract::ANN_HIBERNATED_BY => pod.hibernated_by.clone(),
             contract::ANN_POD_DELETION_COST => pod.deletion_cost.clone(),
             contract::ANN_PREVIOUS_DELETION_COST => pod.previous_deletion_cost.clone(),
@@ -221,6 +284,8 @@ struct Builder<'a> {
     actions: Vec<HibAction>,
     events: Vec<PlanEvent>,
     requeue_after: Option<Duration>,
+    /// Why the status is `Failed`, when this pass failed it.
+    failure: Option<FailureKind>,
 }
 
 impl Builder<'_> {
@@ -248,13 +313,14 @@ impl Builder<'_> {
         self.requeue_after = super::earliest(self.requeue_after, Some(d));
     }
 
-    fn fail(&mut self, action: HibernationAction, reason: &'static str, message: String) {
+    fn fail(&mut self, action: HibernationAction, kind: FailureKind, message: String) {
         if self.phase() != HibernationPhase::Failed
             || self.status.message.as_deref() != Some(&message)
         {
-            self.events.push(PlanEvent::warning(reason, message.clone()));
+            self.events.push(PlanEvent::warning(kind.reason(), message.clone()));
         }
         self.set_phase(HibernationPhase::Failed, action, message);
+        self.failure = Some(kind);
     }
 }
 
@@ -266,6 +332,7 @@ pub fn plan_hibernation(input: &HibInput<'_>) -> HibPlan {
         actions: Vec::new(),
         events: Vec::new(),
         requeue_after: None,
+        failure: None,
     };
     let desired = input.spec.action;
     let mut release = false;
@@ -287,7 +354,7 @@ pub fn plan_hibernation(input: &HibInput<'_>) -> HibPlan {
     } else if let Some(winner) = older_competitor(input) {
         b.fail(
             desired,
-            "Conflict",
+            FailureKind::Conflict,
             format!(
                 "pod {} is already handled by Hibernation {winner} (the oldest wins)",
                 input.spec.pod_name
@@ -295,7 +362,11 @@ pub fn plan_hibernation(input: &HibInput<'_>) -> HibPlan {
         );
     } else {
         match input.pod {
-            None => b.fail(desired, "PodMissing", format!("pod {} not found", input.spec.pod_name)),
+            None => b.fail(
+                desired,
+                FailureKind::PodMissing,
+                format!("pod {} not found", input.spec.pod_name),
+            ),
             Some(pod) => step(&mut b, pod),
         }
     }
@@ -353,18 +424,19 @@ fn step(b: &mut Builder<'_>, pod: &PodView) {
             complete(b, pod, action);
             return;
         } else if input.now >= deadline {
-            let why = if overridden {
-                format!(
+            let (kind, why) = if overridden {
+                let why = format!(
                     ": another writer changed the pod's {} annotation during the round (a suspended \
                      or resumed CocoonSet?)",
                     contract::ANN_HIBERNATE
-                )
+                );
+                (FailureKind::Overridden, why)
             } else {
-                String::new()
+                (FailureKind::Timeout, String::new())
             };
             b.fail(
                 action,
-                "Timeout",
+                kind,
                 format!(
                     "{} of pod {} did not complete within {}s{why}",
                     action.as_str(),
@@ -397,9 +469,9 @@ fn step(b: &mut Builder<'_>, pod: &PodView) {
         let changed_spec = b.status.observed_generation != input.generation;
         let failed_at = b.status.last_transition_time.as_ref().map(ts).unwrap_or(input.now);
         let rested = input.now >= after(failed_at, settings.retry_after);
-        let message = b.status.message.as_deref().unwrap_or_default();
-        let was_timeout = message.contains("did not complete");
-        if message.contains("another writer") && !changed_spec {
+        let failure = FailureKind::of(&input.status);
+        let was_timeout = matches!(failure, Some(FailureKind::Timeout | FailureKind::Overridden));
+        if failure == Some(FailureKind::Overridden) && !changed_spec {
             // Retrying would only fight that writer again; a spec change retries.
             return;
         }
@@ -489,10 +561,18 @@ fn finish(mut b: Builder<'_>, release: bool) -> HibPlan {
         (HibernationAction::Hibernate, HibernationPhase::Hibernated)
             | (HibernationAction::Wake, HibernationPhase::Active)
     );
+    // A failure keeps its kind until the phase moves on, also across passes that only rest.
+    let failure = b
+        .failure
+        .or_else(|| FailureKind::of(&b.status).filter(|_| phase == HibernationPhase::Failed));
+    let reason = match (phase, failure) {
+        (HibernationPhase::Failed, Some(kind)) => kind.reason(),
+        _ => phase.as_str(),
+    };
     let desired = [DesiredCondition {
         type_: "Ready",
         status: done,
-        reason: phase.as_str(),
+        reason,
         message: b.status.message.clone().unwrap_or_default(),
     }];
     b.status.conditions = merge(&input.status.conditions, &desired, input.generation, input.now);

@@ -265,17 +265,49 @@ fn a_retry_after_a_timeout_gets_a_fresh_deadline() {
     let mut asked = pod();
     asked.hibernate_requested = true;
     asked.hibernated_by = Some("hibernate-bot-1".into());
-    let mut c = Case::new(HibernationAction::Hibernate, Some(asked));
-    c.status.phase = Some(HibernationPhase::Failed);
-    c.status.message = Some("hibernate of pod sre-agent-xxx did not complete within 180s".into());
-    c.status.last_transition_time = Some(wire_time(at(0)));
-    c.status.observed_generation = Some(1);
-    c.now = 10;
+    let mut c = Case::new(HibernationAction::Hibernate, Some(asked)).in_flight(
+        HibernationPhase::Hibernating,
+        HibernationAction::Hibernate,
+        0,
+    );
+    c.now = 180;
+    let failed = c.plan();
+    assert_eq!(phase(&failed), HibernationPhase::Failed);
+    assert_eq!(failed.status.conditions[0].reason, "Timeout", "the kind is kept in the condition");
+    c.status = failed.status;
+    c.now = 190;
     assert_eq!(phase(&c.plan()), HibernationPhase::Failed, "rests before retrying");
-    c.now = 100;
+    c.now = 300;
     let plan = c.plan();
     assert_eq!(phase(&plan), HibernationPhase::Hibernating);
-    assert_eq!(plan.status.last_transition_time, Some(wire_time(at(100))));
+    assert_eq!(plan.status.last_transition_time, Some(wire_time(at(300))));
+}
+
+#[test]
+fn a_failure_is_told_by_its_typed_reason_not_by_its_wording() {
+    // The same words with another kind: a Timeout rests and retries, whatever the message says.
+    let mut c = Case::new(HibernationAction::Hibernate, Some(pod()));
+    c.status.phase = Some(HibernationPhase::Failed);
+    c.status.message = Some("another writer changed the pod".into());
+    c.status.last_transition_time = Some(wire_time(at(0)));
+    c.status.observed_generation = Some(1);
+    c.status.conditions = vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+        type_: "Ready".into(),
+        status: "False".into(),
+        reason: "Timeout".into(),
+        message: String::new(),
+        observed_generation: Some(1),
+        last_transition_time: wire_time(at(0)),
+    }];
+    c.now = 100;
+    assert_eq!(phase(&c.plan()), HibernationPhase::Hibernating, "a rested timeout is retried");
+    c.status.conditions[0].reason = "Overridden".into();
+    c.status.message = Some("did not complete".into());
+    assert_eq!(
+        phase(&c.plan()),
+        HibernationPhase::Failed,
+        "an overridden round waits for the spec"
+    );
 }
 
 #[test]

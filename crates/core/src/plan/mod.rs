@@ -4,15 +4,23 @@
 
 pub mod cocoon_set;
 pub mod expectations;
+pub mod hib_pass;
 pub mod hibernation;
 pub mod observe;
+pub mod pass;
 pub mod pods;
+pub mod set_pass;
 pub mod set_status;
 
 pub use cocoon_set::{PodAction, SetInput, SetPlan, plan_cocoon_set};
 pub use expectations::Expectations;
+pub use hib_pass::{HibMemory, HibPlanned, HibStep, HibView, plan_hib_pass, record_hib};
 pub use hibernation::{HibAction, HibInput, HibPlan, HibernationSettings, plan_hibernation};
 pub use observe::{PodRole, PodView, Snapshots};
+pub use pass::{Backoff, Next, Outcome, Pass, Recorded, RejectKind, Retry, Step};
+pub use set_pass::{
+    SetMemory, SetPlanned, SetSettings, SetStep, SetView, plan_set_pass, record_set,
+};
 
 use std::time::Duration;
 

@@ -32,6 +32,8 @@ pub enum PodPhase {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodView {
     pub name: String,
+    /// The pod's own UID (delete preconditions; a recreated pod is another pod).
+    pub uid: Option<String>,
     /// UID of the controller owner, if any.
     pub controller_uid: Option<String>,
     pub role: Option<PodRole>,
@@ -85,6 +87,7 @@ impl PodView {
     pub fn new(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
+            uid: None,
             controller_uid: None,
             role: None,
             slot: None,
@@ -140,6 +143,7 @@ impl PodView {
         };
         Self {
             name: meta.name.clone().unwrap_or_default(),
+            uid: meta.uid.clone(),
             controller_uid: meta
                 .owner_references
                 .as_ref()
@@ -156,7 +160,7 @@ impl PodView {
                 .map(|t| t.0),
             hibernated,
             terminating: meta.deletion_timestamp.is_some(),
-            hibernate_requested: ann(contract::ANN_HIBERNATE).as_deref() == Some("true"),
+            hibernate_requested: contract::asks_hibernate(ann(contract::ANN_HIBERNATE).as_deref()),
             hibernated_by: ann(contract::ANN_HIBERNATED_BY),
             vm_name: ann(contract::ANN_VM_NAME),
             vm_id: ann(contract::ANN_VM_ID),

@@ -161,7 +161,7 @@ pub fn agent_pod(set: &SetIdentity, spec: &CocoonSetSpec, slot: u32, kind: &Agen
         ),
         (contract::ANN_MODE.to_string(), ToolboxMode::Clone.as_str().to_string()),
         (contract::ANN_IMAGE.to_string(), spec.agent.image.clone()),
-        (contract::ANN_MANAGED.to_string(), "true".to_string()),
+        (contract::ANN_MANAGED.to_string(), contract::MANAGED_TRUE.to_string()),
         (contract::ANN_OS.to_string(), crate::api::ToolboxOs::Linux.as_str().to_string()),
         (contract::ANN_SNAPSHOT_POLICY.to_string(), snapshot_policy_for(spec.snapshot_policy)),
     ]);
@@ -221,7 +221,7 @@ pub fn toolbox_pod(
             annotations.insert(contract::ANN_VNC_PORT.into(), port.to_string());
         }
     } else {
-        annotations.insert(contract::ANN_MANAGED.into(), "true".into());
+        annotations.insert(contract::ANN_MANAGED.into(), contract::MANAGED_TRUE.into());
     }
     let parts = PodParts {
         name: contract::toolbox_pod_name(&set.name, &toolbox.name),

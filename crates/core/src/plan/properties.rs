@@ -175,7 +175,11 @@ proptest! {
     fn scale_down_goes_highest_slot_first(i in input()) {
         let w = world(&i);
         let slots: Vec<u32> = w.plan().actions.iter().filter_map(|a| match a {
-            PodAction::Delete { pod_name, reason: super::cocoon_set::DeleteReason::ScaleDown } => {
+            PodAction::Delete {
+                pod_name,
+                reason: super::cocoon_set::DeleteReason::ScaleDown,
+                ..
+            } => {
                 w.pods.iter().find(|p| &p.name == pod_name).and_then(|p| p.slot)
             }
             _ => None,

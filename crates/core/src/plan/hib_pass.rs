@@ -1,0 +1,268 @@
+//! The Hibernation actor's whole pass, pure: from the Hibernation, its target pod, the snapshot
+//! entries, the competing Hibernations and the actor's bookkeeping ([`HibMemory`]) to the
+//! ordered steps (finalizer, status first, Events, pod patches) and the next wake-up; and
+//! [`record_hib`], which folds each executed step's outcome back into the bookkeeping.
+
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+
+use super::hibernation::{Competitor, RoundKey, RoundWitness, witness};
+use super::observe::{PodView, Snapshots};
+use super::pass::{Backoff, Outcome, Pass, Recorded, Retry, Step};
+use super::{HibAction, HibInput, HibernationSettings, plan_hibernation};
+use crate::api::{Hibernation, HibernationPhase, HibernationStatus};
+use crate::contract;
+
+/// One step of a Hibernation pass.
+pub type HibStep = Step<HibAction, HibernationStatus>;
+/// The steps of a Hibernation pass.
+pub type HibPass = Pass<HibAction, HibernationStatus>;
+
+/// A round that completed, for the round-duration metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoundKind {
+    /// Hibernating → Hibernated.
+    Hibernate,
+    /// Waking → Active.
+    Wake,
+}
+
+impl RoundKind {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hibernate => "hibernate",
+            Self::Wake => "wake",
+        }
+    }
+}
+
+/// What the Hibernation actor remembers between passes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HibMemory {
+    /// The round in flight and what this actor has seen of it so far.
+    pub round: Option<(RoundKey, RoundWitness)>,
+    /// The status this actor wrote last.
+    pub last_written: Option<HibernationStatus>,
+    /// When this actor wrote the start of the round in flight (sub-second, for the metric).
+    pub round_started: Option<Timestamp>,
+    /// Rounds completed since the actor last took them (for the metric).
+    pub finished_rounds: Vec<(RoundKind, Duration)>,
+    /// Consecutive failed passes.
+    pub retry: Retry,
+}
+
+/// What one Hibernation actor sees.
+#[derive(Clone, Copy, Debug)]
+pub struct HibView<'a> {
+    /// The Hibernation as last watched.
+    pub hibernation: &'a Hibernation,
+    /// Pods routed to the actor by name (normally only the target).
+    pub pods: &'a [PodView],
+    /// The pod name whose watch has listed once; while it is not the spec's target, "no pod"
+    /// may only mean "not seen yet".
+    pub listed: Option<&'a str>,
+    /// Snapshot entries of the namespace.
+    pub snapshots: &'a Snapshots,
+    /// Every live Hibernation naming the same pod (this one included).
+    pub competitors: &'a [Competitor],
+}
+
+impl HibView<'_> {
+    fn name(&self) -> &str {
+        self.hibernation.metadata.name.as_deref().unwrap_or_default()
+    }
+
+    /// The target pod; only the pod the spec names now is trusted.
+    fn target(&self) -> Option<&PodView> {
+        self.pods.iter().find(|p| p.name == self.hibernation.spec.pod_name)
+    }
+
+    fn stored(&self) -> HibernationStatus {
+        self.hibernation.status.clone().unwrap_or_default()
+    }
+}
+
+/// A planned pass and what the actor reports about it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HibPlanned {
+    /// The steps.
+    pub pass: HibPass,
+    /// The status as of this pass.
+    pub status: HibernationStatus,
+    /// The target pod is in the view.
+    pub has_pod: bool,
+}
+
+impl HibMemory {
+    /// Accumulates what the view shows of the round in flight (a transition can only be told
+    /// from several observations).
+    fn observe(&mut self, previous: &HibernationStatus, view: &HibView<'_>) -> RoundWitness {
+        match (witness(previous, view.name(), view.target(), view.snapshots), &self.round) {
+            (Some((key, seen)), Some((known, so_far))) if *known == key => {
+                let merged = so_far.merge(seen);
+                self.round = Some((key, merged));
+                merged
+            }
+            (Some((key, seen)), _) => {
+                self.round = Some((key, seen));
+                seen
+            }
+            (None, _) => {
+                self.round = None;
+                RoundWitness::default()
+            }
+        }
+    }
+}
+
+fn empty(status: HibernationStatus, has_pod: bool) -> HibPlanned {
+    HibPlanned { pass: Pass { steps: Vec::new(), wake_after: None }, status, has_pod }
+}
+
+/// Plans one pass of a Hibernation actor.
+pub fn plan_hib_pass(
+    view: &HibView<'_>,
+    memory: &mut HibMemory,
+    settings: &HibernationSettings,
+    now: Timestamp,
+) -> HibPlanned {
+    let hib = view.hibernation;
+    let stored = view.stored();
+    let pod = view.target();
+    // Until the target's watch has listed once, "no pod" only means "not seen yet"; the
+    // listing wakes the actor. (This holds while deleting too: the marker must be found.)
+    if view.listed != Some(hib.spec.pod_name.as_str()) {
+        return empty(stored, pod.is_some());
+    }
+    let finalizers = hib.metadata.finalizers.clone().unwrap_or_default();
+    let deleting = hib.metadata.deletion_timestamp.is_some();
+    let held = finalizers.iter().any(|f| f == contract::FINALIZER_HIBERNATION);
+    if deleting && !held {
+        return empty(stored, pod.is_some());
+    }
+    let mut steps = Vec::new();
+    if !deleting && !held {
+        let mut with_ours = finalizers.clone();
+        with_ours.push(contract::FINALIZER_HIBERNATION.to_string());
+        steps.push(Step::SetFinalizers(with_ours));
+    }
+    let previous = memory.last_written.clone().unwrap_or_else(|| stored.clone());
+    let round_witness = memory.observe(&previous, view);
+    let plan = plan_hibernation(&HibInput {
+        name: view.name(),
+        generation: hib.metadata.generation,
+        created: hib.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        spec: &hib.spec,
+        status: &previous,
+        pod,
+        snapshots: view.snapshots,
+        competitors: view.competitors,
+        deleting,
+        witness: round_witness,
+        settings,
+        now,
+    });
+    if plan.release {
+        // Our marker is off the pod; release the object without a last status write (it
+        // would move the resourceVersion the finalizer patch is guarded by).
+        let without_ours =
+            finalizers.into_iter().filter(|f| f != contract::FINALIZER_HIBERNATION).collect();
+        steps.push(Step::SetFinalizers(without_ours));
+        return HibPlanned {
+            pass: Pass { steps, wake_after: None },
+            status: plan.status,
+            has_pod: pod.is_some(),
+        };
+    }
+    // Status first: the round's start time must be on record before the request is.
+    if plan.status != stored && memory.last_written.as_ref() != Some(&plan.status) {
+        steps.push(Step::WriteStatus(Box::new(plan.status.clone())));
+    }
+    steps.extend(plan.events.into_iter().map(Step::Event));
+    steps.extend(plan.actions.into_iter().map(Step::Pod));
+    HibPlanned {
+        pass: Pass { steps, wake_after: plan.requeue_after },
+        status: plan.status,
+        has_pod: pod.is_some(),
+    }
+}
+
+/// Records the outcome of one executed step of a Hibernation pass.
+pub fn record_hib(
+    memory: &mut HibMemory,
+    view: &HibView<'_>,
+    step: &HibStep,
+    outcome: &Outcome,
+    backoff: Backoff,
+    now: Timestamp,
+) -> Recorded {
+    match (step, outcome) {
+        (Step::WriteStatus(status), Outcome::Done) => {
+            let before = memory.last_written.clone().unwrap_or_else(|| view.stored());
+            note_transition(memory, &before, status, now);
+            memory.last_written = Some((**status).clone());
+            Recorded::go_on()
+        }
+        (Step::Pod(HibAction::PatchPod { .. }), Outcome::Done) => {
+            // The API server took the request: it is on the pod, whether or not the watch
+            // shows it before a competing writer changes it again.
+            let status = memory.last_written.clone().unwrap_or_else(|| view.stored());
+            if let Some((key, _)) = witness(&status, view.name(), view.target(), view.snapshots) {
+                let seen = RoundWitness { request_seen: true, pending_seen: false };
+                let so_far = match &memory.round {
+                    Some((known, w)) if *known == key => *w,
+                    _ => RoundWitness::default(),
+                };
+                memory.round = Some((key, so_far.merge(seen)));
+            }
+            Recorded::go_on()
+        }
+        // The pod or the object went away meanwhile: the next pass sees it.
+        (Step::Pod(_) | Step::SetFinalizers(_), Outcome::NotFound) => Recorded::go_on(),
+        (Step::Event(_), _) => Recorded::go_on(),
+        (_, other) => memory.retry.record(other, backoff),
+    }
+}
+
+/// Remembers when a round started and times the one that just completed.
+fn note_transition(
+    memory: &mut HibMemory,
+    before: &HibernationStatus,
+    next: &HibernationStatus,
+    now: Timestamp,
+) {
+    let finished = match (before.phase, next.phase) {
+        (Some(HibernationPhase::Hibernating), Some(HibernationPhase::Hibernated)) => {
+            Some(RoundKind::Hibernate)
+        }
+        (Some(HibernationPhase::Waking), Some(HibernationPhase::Active)) => Some(RoundKind::Wake),
+        _ => None,
+    };
+    if let Some(kind) = finished {
+        // Prefer our own sub-second start; after a restart only the status time (whole
+        // seconds) is known.
+        let started =
+            memory.round_started.or_else(|| before.last_transition_time.as_ref().map(|t| t.0));
+        if let Some(started) = started {
+            let took = if started <= now {
+                started.duration_until(now).unsigned_abs()
+            } else {
+                Duration::ZERO
+            };
+            memory.finished_rounds.push((kind, took));
+        }
+    }
+    let starts_round =
+        matches!(next.phase, Some(HibernationPhase::Hibernating | HibernationPhase::Waking));
+    if starts_round && next.phase != before.phase {
+        memory.round_started = Some(now);
+    } else if !starts_round {
+        memory.round_started = None;
+    }
+}
+
+#[cfg(test)]
+#[path = "hib_pass_tests.rs"]
+mod tests;

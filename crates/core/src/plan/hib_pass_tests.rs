@@ -1,0 +1,3 @@
+//! Tests of the whole Hibernation pass: steps in order, outcomes recorded, round identity.
+
+use super::*;

@@ -1,0 +1,198 @@
+//! What every actor pass shares: the ordered steps it returns, the typed outcome of executing
+//! one, the retry decision after it, and the one backoff curve of the operator.
+
+use std::time::Duration;
+
+use super::PlanEvent;
+
+/// One step of a pass, executed in order by the actor. `P` is the resource's pod write, `S` its
+/// status.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step<P, S> {
+    /// Replace the object's finalizer list, guarded by the resourceVersion of the viewed object.
+    SetFinalizers(Vec<String>),
+    /// A write to a pod.
+    Pod(P),
+    /// Record an Event on the object.
+    Event(PlanEvent),
+    /// Server-side apply the whole status.
+    WriteStatus(Box<S>),
+}
+
+/// What the API server answered to a step, as the core needs to know it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The write took effect (or an Event was recorded, or could not be: Events are a courtesy).
+    Done,
+    /// A create met an object of the same name (409 `AlreadyExists`).
+    AlreadyExists,
+    /// The object is gone (404).
+    NotFound,
+    /// A precondition failed (409): our view was behind, often by our own last write.
+    Conflict,
+    /// The request as such was refused; the same request can only succeed after something else
+    /// changes (a quota raised, a ServiceAccount created, a spec fixed).
+    Rejected {
+        /// Why, as a bounded kind.
+        kind: RejectKind,
+        /// The API server's own words (shown to people, never parsed).
+        detail: String,
+    },
+    /// A transient failure (5xx, 429, transport).
+    Failed {
+        /// What went wrong, for logs and the actor tree.
+        detail: String,
+    },
+}
+
+/// Why the API server refused a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RejectKind {
+    /// 400/422: invalid, or refused by admission (Pod Security, a quota).
+    Invalid,
+    /// 401/403: RBAC or admission said no.
+    Forbidden,
+}
+
+/// What the actor does after recording an outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Execute the next step.
+    Continue,
+    /// Stop this pass; plan again after this long (the view or the bookkeeping changed).
+    Stop(Duration),
+}
+
+/// What recording an outcome produced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recorded {
+    /// Events to publish now (made from the outcome, e.g. a name conflict).
+    pub events: Vec<PlanEvent>,
+    /// Whether the pass goes on.
+    pub next: Next,
+}
+
+impl Recorded {
+    /// Go on with no Event.
+    pub fn go_on() -> Self {
+        Self { events: Vec::new(), next: Next::Continue }
+    }
+
+    /// Stop the pass and plan again after `delay`.
+    pub fn stop(delay: Duration) -> Self {
+        Self { events: Vec::new(), next: Next::Stop(delay) }
+    }
+}
+
+/// The answer of a planner: steps in order, and when to plan again if nothing happens.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pass<P, S> {
+    /// Steps to execute in order; a step whose outcome says stop ends the pass.
+    pub steps: Vec<Step<P, S>>,
+    /// Plan again after this long even without events (a backoff or a deadline ends).
+    pub wake_after: Option<Duration>,
+}
+
+/// After a 409 on an optimistic write, retry this soon from the fresh view (not a failure).
+pub const CONFLICT_RETRY: Duration = Duration::from_millis(200);
+
+/// The operator's one backoff curve: `base` doubling per attempt, never above `cap`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// Delay of attempt 0.
+    pub base: Duration,
+    /// Longest delay.
+    pub cap: Duration,
+}
+
+impl Backoff {
+    /// Retries of a failing object: 1 s, 2 s, 4 s, ... up to `cap`.
+    pub fn retry(cap: Duration) -> Self {
+        Self { base: Duration::from_secs(1), cap }
+    }
+
+    /// Restarts of a failed actor: 100 ms, 200 ms, ... up to `cap`.
+    pub fn restart(cap: Duration) -> Self {
+        Self { base: Duration::from_millis(100), cap }
+    }
+
+    /// The delay before attempt `attempt` (0-based).
+    pub fn delay(self, attempt: u32) -> Duration {
+        let factor = 1u32.checked_shl(attempt.min(24)).unwrap_or(u32::MAX);
+        self.base.checked_mul(factor).unwrap_or(self.cap).min(self.cap)
+    }
+}
+
+/// Consecutive failed passes of one object, and the decision that follows each outcome that is
+/// not specific to a resource (status, finalizer and Event writes; transient failures).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Retry {
+    /// Passes in a row that ended in a failure.
+    pub failed_passes: u32,
+}
+
+impl Retry {
+    /// Records a generic outcome: conflicts retry soon, failures back off, the rest goes on.
+    pub fn record(&mut self, outcome: &Outcome, backoff: Backoff) -> Recorded {
+        match outcome {
+            Outcome::Done | Outcome::NotFound | Outcome::AlreadyExists => Recorded::go_on(),
+            Outcome::Conflict => Recorded::stop(CONFLICT_RETRY),
+            Outcome::Rejected { .. } | Outcome::Failed { .. } => {
+                let delay = backoff.delay(self.failed_passes);
+                self.failed_passes = self.failed_passes.saturating_add(1);
+                Recorded::stop(delay)
+            }
+        }
+    }
+
+    /// Every step of a pass went through: the streak of failures ends.
+    pub fn completed(&mut self) {
+        self.failed_passes = 0;
+    }
+
+    /// The actor tree shows an object in backoff while its last pass failed.
+    pub fn backing_off(&self) -> bool {
+        self.failed_passes > 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_the_cap() {
+        let b = Backoff::retry(Duration::from_secs(60));
+        let delays: Vec<u64> = (0..9).map(|a| b.delay(a).as_secs()).collect();
+        assert_eq!(delays, vec![1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(b.delay(u32::MAX), b.cap, "no overflow on a long failure streak");
+    }
+
+    #[test]
+    fn restarts_back_off_from_100ms_and_are_capped() {
+        let b = Backoff::restart(Duration::from_secs(60));
+        let delays: Vec<u128> = (0..4).map(|a| b.delay(a).as_millis()).collect();
+        assert_eq!(delays, vec![100, 200, 400, 800]);
+        assert_eq!(b.delay(40), b.cap);
+    }
+
+    #[test]
+    fn a_conflict_retries_soon_without_counting_as_a_failure() {
+        let mut r = Retry::default();
+        let b = Backoff::retry(Duration::from_secs(60));
+        assert_eq!(r.record(&Outcome::Conflict, b).next, Next::Stop(CONFLICT_RETRY));
+        assert!(!r.backing_off());
+    }
+
+    #[test]
+    fn failures_back_off_longer_each_time_until_a_pass_completes() {
+        let mut r = Retry::default();
+        let b = Backoff::retry(Duration::from_secs(60));
+        let failed = Outcome::Failed { detail: "503".into() };
+        assert_eq!(r.record(&failed, b).next, Next::Stop(Duration::from_secs(1)));
+        assert_eq!(r.record(&failed, b).next, Next::Stop(Duration::from_secs(2)));
+        assert!(r.backing_off());
+        r.completed();
+        assert_eq!(r.record(&failed, b).next, Next::Stop(Duration::from_secs(1)));
+    }
+}

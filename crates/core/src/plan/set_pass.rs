@@ -1,0 +1,362 @@
+//! The CocoonSet actor's whole pass, pure: from the set, the pods routed to it, its namespace's
+//! snapshot entries and the actor's own bookkeeping ([`SetMemory`]) to the ordered steps
+//! (finalizer, pod writes, Events, status) and the next wake-up; and [`record_set`], which
+//! folds the outcome of each executed step back into the bookkeeping.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use super::cocoon_set::DeleteReason;
+use super::expectations::Expectations;
+use super::observe::{PodView, Snapshots};
+use super::pass::{Backoff, Outcome, Pass, Recorded, RejectKind, Retry, Step};
+use super::pods::SetIdentity;
+use super::{PlanEvent, PodAction, SetInput, plan_cocoon_set};
+use crate::api::{CocoonSet, CocoonSetStatus};
+use crate::contract;
+
+/// One step of a CocoonSet pass.
+pub type SetStep = Step<PodAction, CocoonSetStatus>;
+/// The steps of a CocoonSet pass.
+pub type SetPass = Pass<PodAction, CocoonSetStatus>;
+
+/// Operator-wide knobs of the CocoonSet pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SetSettings {
+    /// Retry curve of failed passes, rejected creates, name conflicts and terminal pods.
+    pub backoff: Backoff,
+}
+
+/// A pod create the API server refused, for the spec generation it was built from. It is
+/// retried with backoff (an admission answer can change: a quota raised, a ServiceAccount made)
+/// and forgotten when the spec changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// Spec generation the refused pod was built from.
+    pub generation: Option<i64>,
+    /// The pod.
+    pub pod: String,
+    /// Why, as a bounded kind.
+    pub kind: RejectKind,
+    /// The API server's words.
+    pub detail: String,
+    /// Refusals in a row.
+    pub attempts: u32,
+}
+
+impl Rejection {
+    /// The status message and Event note.
+    pub fn message(&self) -> String {
+        format!("cannot create pod {}: {}", self.pod, self.detail)
+    }
+}
+
+/// What the CocoonSet actor remembers between passes (its view of the world is separate).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SetMemory {
+    /// Creates and deletes issued but not yet seen by the watch.
+    pub expectations: Expectations,
+    /// Pod names that must not be created before the given time.
+    pub not_before: BTreeMap<String, Timestamp>,
+    /// Terminal deletes per pod name since it last served (its recreate backoff).
+    pub terminal_deletes: BTreeMap<String, u32>,
+    /// Names whose create met a pod that is not ours, with the number of such answers.
+    pub name_conflicts: BTreeMap<String, u32>,
+    /// The create the API server refused last, if any.
+    pub rejection: Option<Rejection>,
+    /// The status this actor wrote last (the watch may not show it yet).
+    pub last_written: Option<CocoonSetStatus>,
+    /// Sub-agents created and not yet serving, with when they were created (fork metric).
+    pub forks_started: BTreeMap<String, Timestamp>,
+    /// Consecutive failed passes.
+    pub retry: Retry,
+}
+
+/// What one CocoonSet actor sees.
+#[derive(Clone, Copy, Debug)]
+pub struct SetView<'a> {
+    /// The set as last watched.
+    pub set: &'a CocoonSet,
+    /// Pods routed to the actor (they named the set as controller when last seen).
+    pub pods: &'a [PodView],
+    /// Snapshot entries of the set's namespace.
+    pub snapshots: &'a Snapshots,
+}
+
+/// A planned pass and what the actor reports about it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SetPlanned {
+    /// The steps.
+    pub pass: SetPass,
+    /// The status as of this pass (written by the pass only when it differs).
+    pub status: CocoonSetStatus,
+    /// Pods the set owns.
+    pub pod_count: usize,
+    /// Fork durations of sub-agents that started serving since the last pass.
+    pub forks_served: Vec<Duration>,
+}
+
+fn after(now: Timestamp, d: Duration) -> Timestamp {
+    now.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)).unwrap_or(now)
+}
+
+/// How long a sub-agent may take to serve before its fork is no longer timed.
+const FORK_TIMING_LIMIT: Duration = Duration::from_secs(3600);
+
+impl SetMemory {
+    /// Folds what the view now shows into the bookkeeping: confirmed expectations, conflicts
+    /// that went away, backoffs that ended, forks that serve. Returns the fork durations.
+    fn observe(
+        &mut self,
+        pods: &[PodView],
+        generation: Option<i64>,
+        now: Timestamp,
+    ) -> Vec<Duration> {
+        self.expectations.observe(pods, now);
+        let present = |name: &str| pods.iter().any(|p| p.name == name);
+        self.name_conflicts.retain(|name, _| !present(name));
+        self.not_before.retain(|_, t| *t > now);
+        let serving = |name: &str| pods.iter().any(|p| p.name == name && p.is_serving());
+        // Successful pods earn their terminal backoff back.
+        self.terminal_deletes.retain(|name, _| !serving(name));
+        if self.rejection.as_ref().is_some_and(|r| r.generation != generation) {
+            self.rejection = None;
+        }
+        let mut served = Vec::new();
+        self.forks_started.retain(|name, started| {
+            let took = started.duration_until(now).unsigned_abs();
+            if serving(name) {
+                served.push(took);
+                return false;
+            }
+            took < FORK_TIMING_LIMIT
+        });
+        served
+    }
+}
+
+/// Plans one pass of a CocoonSet actor.
+pub fn plan_set_pass(view: &SetView<'_>, memory: &mut SetMemory, now: Timestamp) -> SetPlanned {
+    let set = view.set;
+    let uid = set.metadata.uid.clone().unwrap_or_default();
+    let generation = set.metadata.generation;
+    let finalizers = set.metadata.finalizers.clone().unwrap_or_default();
+    let deleting = set.metadata.deletion_timestamp.is_some();
+    let held = finalizers.iter().any(|f| f == contract::FINALIZER_TEARDOWN);
+    let pods: Vec<PodView> = view
+        .pods
+        .iter()
+        .filter(|p| p.controller_uid.as_deref() == Some(uid.as_str()))
+        .cloned()
+        .collect();
+    let forks_served = memory.observe(&pods, generation, now);
+    let stored = set.status.clone().unwrap_or_default();
+    let mut steps = Vec::new();
+    if deleting && !held {
+        // Not ours to hold: the garbage collector removes the pods.
+        return SetPlanned {
+            pass: Pass { steps, wake_after: None },
+            status: stored,
+            pod_count: pods.len(),
+            forks_served,
+        };
+    }
+    if !deleting && !held {
+        let mut with_ours = finalizers.clone();
+        with_ours.push(contract::FINALIZER_TEARDOWN.to_string());
+        steps.push(Step::SetFinalizers(with_ours));
+    }
+    let identity = SetIdentity {
+        namespace: set.metadata.namespace.clone().unwrap_or_default(),
+        name: set.metadata.name.clone().unwrap_or_default(),
+        uid,
+    };
+    let previous = memory.last_written.clone().unwrap_or_else(|| stored.clone());
+    let conflicts: BTreeSet<String> = memory.name_conflicts.keys().cloned().collect();
+    let failure = memory.rejection.as_ref().map(Rejection::message);
+    let plan = plan_cocoon_set(&SetInput {
+        set: &identity,
+        generation,
+        spec: &set.spec,
+        previous_status: &previous,
+        pods: &pods,
+        snapshots: view.snapshots,
+        expectations: &memory.expectations,
+        not_before: &memory.not_before,
+        name_conflicts: &conflicts,
+        deleting,
+        failure: failure.as_deref(),
+        now,
+    });
+    if plan.teardown_complete {
+        // Release the object without a last status write: that would move the
+        // resourceVersion the finalizer patch is guarded by.
+        let without_ours =
+            finalizers.into_iter().filter(|f| f != contract::FINALIZER_TEARDOWN).collect();
+        steps.push(Step::SetFinalizers(without_ours));
+        return SetPlanned {
+            pass: Pass { steps, wake_after: None },
+            status: plan.status,
+            pod_count: pods.len(),
+            forks_served,
+        };
+    }
+    steps.extend(plan.actions.into_iter().map(Step::Pod));
+    steps.extend(plan.events.into_iter().map(Step::Event));
+    if plan.status != stored && memory.last_written.as_ref() != Some(&plan.status) {
+        steps.push(Step::WriteStatus(Box::new(plan.status.clone())));
+    }
+    SetPlanned {
+        pass: Pass { steps, wake_after: plan.requeue_after },
+        status: plan.status,
+        pod_count: pods.len(),
+        forks_served,
+    }
+}
+
+/// The Event of a pod write that went through.
+fn done_event(action: &PodAction) -> Option<PlanEvent> {
+    let name = action.pod_name();
+    let message = match action {
+        PodAction::CreateMain { .. } => format!("created main agent {name}"),
+        PodAction::CreateSubAgent { slot, fork_from, .. } => {
+            format!("created sub-agent {name} (slot {slot}) forked from {fork_from}")
+        }
+        PodAction::CreateToolbox { toolbox, .. } => {
+            format!("created toolbox {toolbox} as pod {name}")
+        }
+        PodAction::Delete { reason, was, .. } => {
+            return Some(PlanEvent::normal(
+                "DeletedPod",
+                format!("deleted pod {name} ({}; was {was})", reason.as_str()),
+            ));
+        }
+        PodAction::SetHibernate { .. } => return None,
+    };
+    Some(PlanEvent::normal("CreatedPod", message))
+}
+
+/// Records the outcome of one executed step of a CocoonSet pass.
+pub fn record_set(
+    memory: &mut SetMemory,
+    generation: Option<i64>,
+    step: &SetStep,
+    outcome: &Outcome,
+    settings: &SetSettings,
+    now: Timestamp,
+) -> Recorded {
+    let backoff = settings.backoff;
+    match step {
+        Step::Pod(action) if action.is_create() => {
+            record_create(memory, generation, action, outcome, backoff, now)
+        }
+        Step::Pod(PodAction::Delete { pod_name, reason, .. }) => match outcome {
+            // Gone, or the name now belongs to a replacement (UID precondition): ours is gone.
+            Outcome::Done | Outcome::NotFound | Outcome::Conflict => {
+                memory.expectations.expect_delete(pod_name, now);
+                if *reason == DeleteReason::Terminal {
+                    let count = memory.terminal_deletes.entry(pod_name.clone()).or_insert(0);
+                    *count = count.saturating_add(1);
+                    memory.not_before.insert(pod_name.clone(), after(now, backoff.delay(*count)));
+                }
+                let mut recorded = Recorded::go_on();
+                if let Step::Pod(action) = step {
+                    recorded.events.extend(done_event(action));
+                }
+                recorded
+            }
+            other => memory.retry.record(other, backoff),
+        },
+        Step::Pod(_) => match outcome {
+            // The pod went away meanwhile: nothing to toggle.
+            Outcome::NotFound => Recorded::go_on(),
+            other => memory.retry.record(other, backoff),
+        },
+        Step::SetFinalizers(_) => match outcome {
+            // The object is gone: nothing left to hold or release.
+            Outcome::NotFound => Recorded::go_on(),
+            other => memory.retry.record(other, backoff),
+        },
+        // An Event that could not be recorded is logged by the writer; never fatal.
+        Step::Event(_) => Recorded::go_on(),
+        Step::WriteStatus(status) => {
+            if *outcome == Outcome::Done {
+                memory.last_written = Some((**status).clone());
+            }
+            memory.retry.record(outcome, backoff)
+        }
+    }
+}
+
+fn record_create(
+    memory: &mut SetMemory,
+    generation: Option<i64>,
+    action: &PodAction,
+    outcome: &Outcome,
+    backoff: Backoff,
+    now: Timestamp,
+) -> Recorded {
+    let name = action.pod_name().to_string();
+    match outcome {
+        Outcome::Done => {
+            memory.expectations.expect_create(&name, now);
+            memory.name_conflicts.remove(&name);
+            if memory.rejection.as_ref().is_some_and(|r| r.pod == name) {
+                memory.rejection = None;
+            }
+            if let PodAction::CreateSubAgent { .. } = action {
+                memory.forks_started.insert(name, now);
+            }
+            let mut recorded = Recorded::go_on();
+            recorded.events.extend(done_event(action));
+            recorded
+        }
+        Outcome::AlreadyExists => {
+            // Not ours (ours would be in the view or expected): wait and look again.
+            let answers = memory.name_conflicts.entry(name.clone()).or_insert(0);
+            *answers = answers.saturating_add(1);
+            let first = *answers == 1;
+            memory.not_before.insert(name.clone(), after(now, backoff.delay(*answers)));
+            let mut recorded = Recorded::go_on();
+            if first {
+                recorded.events.push(PlanEvent::warning(
+                    "NameConflict",
+                    format!("pod {name} already exists and is not owned by this set"),
+                ));
+            }
+            recorded
+        }
+        Outcome::Rejected { kind, detail } => {
+            let attempts = match &memory.rejection {
+                Some(r) if r.pod == name => r.attempts.saturating_add(1),
+                _ => 1,
+            };
+            let rejection = Rejection {
+                generation,
+                pod: name.clone(),
+                kind: *kind,
+                detail: detail.clone(),
+                attempts,
+            };
+            let repeated =
+                memory.rejection.as_ref().is_some_and(|r| r.message() == rejection.message());
+            // The name rests until the backoff ends, so that the echo of our own status write
+            // does not repeat the refused create.
+            memory.not_before.insert(name, after(now, backoff.delay(attempts - 1)));
+            let mut recorded = Recorded::stop(Duration::ZERO);
+            if !repeated {
+                recorded.events.push(PlanEvent::warning("CreateRejected", rejection.message()));
+            }
+            memory.rejection = Some(rejection);
+            // Plan again at once: the status must say what was refused.
+            recorded
+        }
+        other => memory.retry.record(other, backoff),
+    }
+}
+
+#[cfg(test)]
+#[path = "set_pass_tests.rs"]
+mod tests;

@@ -1,0 +1,388 @@
+//! Tests of the whole CocoonSet pass: steps in order, outcomes recorded, convergence.
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use proptest::prelude::*;
+
+use super::*;
+use crate::api::{CocoonSetPhase, CocoonSetSpec};
+use crate::plan::fixtures::{UID, agent, at, spec};
+use crate::plan::pass::{CONFLICT_RETRY, Next};
+
+fn settings() -> SetSettings {
+    SetSettings { backoff: Backoff::retry(Duration::from_secs(60)) }
+}
+
+fn set_object(spec: CocoonSetSpec, held: bool) -> CocoonSet {
+    let mut set = CocoonSet::new("demo", spec);
+    set.metadata.namespace = Some("prod".into());
+    set.metadata.uid = Some(UID.into());
+    set.metadata.generation = Some(1);
+    if held {
+        set.metadata.finalizers = Some(vec![contract::FINALIZER_TEARDOWN.to_string()]);
+    }
+    set
+}
+
+/// A set, its pods and the actor's memory; `pass` runs one pass with the given answers.
+struct Harness {
+    set: CocoonSet,
+    pods: Vec<PodView>,
+    snapshots: Snapshots,
+    memory: SetMemory,
+    now: Timestamp,
+}
+
+/// Every step of a pass, with the answer it got and what recording it produced.
+type Trace = Vec<(SetStep, Outcome, Recorded)>;
+
+impl Harness {
+    fn new(replicas: i32, pods: Vec<PodView>) -> Self {
+        Self {
+            set: set_object(spec(replicas), true),
+            pods,
+            snapshots: Snapshots::new(),
+            memory: SetMemory::default(),
+            now: at(100),
+        }
+    }
+
+    fn plan(&mut self) -> SetPlanned {
+        let view = SetView { set: &self.set, pods: &self.pods, snapshots: &self.snapshots };
+        plan_set_pass(&view, &mut self.memory, self.now)
+    }
+
+    /// Plans and executes one pass, answering each step with `answer`; stops where the core
+    /// says stop. A status that went through becomes the stored status.
+    fn pass(&mut self, answer: impl Fn(&SetStep) -> Outcome) -> Trace {
+        let planned = self.plan();
+        let mut trace = Vec::new();
+        let mut completed = true;
+        for step in planned.pass.steps {
+            let outcome = answer(&step);
+            let generation = self.set.metadata.generation;
+            let recorded =
+                record_set(&mut self.memory, generation, &step, &outcome, &settings(), self.now);
+            if let (Step::WriteStatus(s), Outcome::Done) = (&step, &outcome) {
+                self.set.status = Some((**s).clone());
+            }
+            let stop = matches!(recorded.next, Next::Stop(_));
+            trace.push((step, outcome, recorded));
+            if stop {
+                completed = false;
+                break;
+            }
+        }
+        if completed {
+            self.memory.retry.completed();
+        }
+        trace
+    }
+
+    fn later(&mut self, seconds: i64) {
+        self.now = self.now.checked_add(SignedDuration::from_secs(seconds)).unwrap();
+    }
+}
+
+fn done(_: &SetStep) -> Outcome {
+    Outcome::Done
+}
+
+fn creates(trace: &Trace) -> Vec<String> {
+    trace
+        .iter()
+        .filter_map(|(s, _, _)| match s {
+            Step::Pod(a) if a.is_create() => Some(a.pod_name().to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn events(trace: &Trace) -> Vec<PlanEvent> {
+    trace
+        .iter()
+        .flat_map(|(s, _, r)| {
+            let planned = match s {
+                Step::Event(e) => vec![e.clone()],
+                _ => Vec::new(),
+            };
+            planned.into_iter().chain(r.events.clone())
+        })
+        .collect()
+}
+
+fn answer_creates(outcome: Outcome) -> impl Fn(&SetStep) -> Outcome {
+    move |s| match s {
+        Step::Pod(a) if a.is_create() => outcome.clone(),
+        _ => Outcome::Done,
+    }
+}
+
+fn refused() -> Outcome {
+    Outcome::Rejected {
+        kind: RejectKind::Forbidden,
+        detail: "serviceaccount \"agents\" not found".into(),
+    }
+}
+
+#[test]
+fn a_new_set_takes_its_finalizer_first_then_creates_the_main_then_writes_status() {
+    let mut h = Harness::new(1, Vec::new());
+    h.set.metadata.finalizers = None;
+    let trace = h.pass(done);
+    let kinds: Vec<&str> = trace
+        .iter()
+        .map(|(s, _, _)| match s {
+            Step::SetFinalizers(_) => "finalizer",
+            Step::Pod(_) => "pod",
+            Step::Event(_) => "event",
+            Step::WriteStatus(_) => "status",
+        })
+        .collect();
+    assert_eq!(kinds.first(), Some(&"finalizer"));
+    assert_eq!(kinds.last(), Some(&"status"), "status is computed once, after the pod writes");
+    assert_eq!(creates(&trace), vec!["demo-0"]);
+    let Step::SetFinalizers(f) = &trace[0].0 else { unreachable!() };
+    assert_eq!(f, &vec![contract::FINALIZER_TEARDOWN.to_string()]);
+    let status = h.set.status.clone().unwrap();
+    assert_eq!(status.agents[0].phase, "Creating", "the status shows the create of this pass");
+    assert!(
+        events(&trace).iter().any(|e| e.reason == "CreatedPod" && e.message.contains("demo-0"))
+    );
+}
+
+#[test]
+fn a_create_that_went_through_is_not_repeated_and_an_unchanged_status_is_not_rewritten() {
+    let mut h = Harness::new(0, Vec::new());
+    h.pass(done);
+    let again = h.pass(done);
+    assert!(again.is_empty(), "nothing to do from the same stale view: {again:?}");
+}
+
+#[test]
+fn a_name_held_by_a_foreign_pod_waits_with_a_growing_backoff_and_one_event() {
+    let mut h = Harness::new(0, Vec::new());
+    let first = h.pass(answer_creates(Outcome::AlreadyExists));
+    let conflict_events: Vec<_> =
+        events(&first).into_iter().filter(|e| e.reason == "NameConflict").collect();
+    assert_eq!(conflict_events.len(), 1);
+    assert_eq!(h.memory.not_before.get("demo-0"), Some(&at(102)), "first wait 2 s");
+    h.later(1);
+    let resting = h.pass(answer_creates(Outcome::AlreadyExists));
+    assert!(creates(&resting).is_empty(), "the name rests during its backoff");
+    let message = h.set.status.clone().unwrap().message.unwrap_or_default();
+    assert!(message.contains("pod demo-0 exists but is not owned by this set"), "{message}");
+    h.later(2);
+    let retried = h.pass(answer_creates(Outcome::AlreadyExists));
+    assert_eq!(creates(&retried), vec!["demo-0"]);
+    assert!(events(&retried).iter().all(|e| e.reason != "NameConflict"), "one Event per conflict");
+    assert_eq!(h.memory.not_before.get("demo-0"), Some(&at(107)), "second wait 4 s");
+}
+
+#[test]
+fn a_refused_create_stops_the_pass_and_the_next_pass_reports_it_once() {
+    let mut h = Harness::new(0, Vec::new());
+    let first = h.pass(answer_creates(refused()));
+    assert_eq!(first.last().map(|(_, _, r)| r.next), Some(Next::Stop(Duration::ZERO)));
+    assert!(events(&first).iter().any(|e| e.warning && e.reason == "CreateRejected"));
+    let report = h.pass(answer_creates(refused()));
+    assert!(creates(&report).is_empty(), "no repeat of the refused create during its backoff");
+    let status = h.set.status.clone().unwrap();
+    assert_eq!(status.phase, Some(CocoonSetPhase::Failed));
+    assert!(status.message.unwrap().contains("cannot create pod demo-0: serviceaccount"));
+    h.later(1);
+    let retried = h.pass(answer_creates(refused()));
+    assert_eq!(creates(&retried), vec!["demo-0"], "retried after its backoff");
+    assert!(
+        events(&retried).iter().all(|e| e.reason != "CreateRejected"),
+        "same refusal, no Event"
+    );
+    h.later(2);
+    h.pass(done);
+    assert!(h.memory.rejection.is_none(), "a create that goes through clears the refusal");
+    h.pass(done);
+    assert_ne!(h.set.status.clone().unwrap().phase, Some(CocoonSetPhase::Failed));
+}
+
+#[test]
+fn a_refused_create_is_forgotten_when_the_spec_changes() {
+    let mut h = Harness::new(0, Vec::new());
+    h.pass(answer_creates(refused()));
+    h.set.metadata.generation = Some(2);
+    let next = h.plan();
+    assert!(h.memory.rejection.is_none());
+    assert_ne!(next.status.phase, Some(CocoonSetPhase::Failed));
+}
+
+#[test]
+fn a_conflict_retries_soon_and_is_not_a_failure() {
+    let mut h = Harness::new(0, vec![agent(0)]);
+    let trace = h.pass(|s| match s {
+        Step::WriteStatus(_) => Outcome::Conflict,
+        _ => Outcome::Done,
+    });
+    assert_eq!(trace.last().map(|(_, _, r)| r.next), Some(Next::Stop(CONFLICT_RETRY)));
+    assert!(!h.memory.retry.backing_off());
+    assert!(h.memory.last_written.is_none(), "a status that did not land is not remembered");
+}
+
+#[test]
+fn a_transient_failure_backs_off_longer_each_pass_until_one_completes() {
+    let mut h = Harness::new(0, Vec::new());
+    let failing = answer_creates(Outcome::Failed { detail: "503".into() });
+    let stops: Vec<Next> = (0..3)
+        .map(|_| h.pass(&failing).last().map(|(_, _, r)| r.next).unwrap_or(Next::Continue))
+        .collect();
+    let secs = |n: u64| Next::Stop(Duration::from_secs(n));
+    assert_eq!(stops, vec![secs(1), secs(2), secs(4)]);
+    h.pass(done);
+    assert!(!h.memory.retry.backing_off());
+}
+
+#[test]
+fn teardown_releases_the_finalizer_without_a_last_status_write() {
+    let mut h = Harness::new(0, Vec::new());
+    h.set.metadata.deletion_timestamp = Some(Time(at(90)));
+    h.set.metadata.finalizers = Some(vec!["other".into(), contract::FINALIZER_TEARDOWN.into()]);
+    let planned = h.plan();
+    assert_eq!(planned.pass.steps, vec![Step::SetFinalizers(vec!["other".into()])]);
+}
+
+#[test]
+fn a_set_deleted_without_our_finalizer_is_left_alone() {
+    let mut h = Harness::new(1, vec![agent(0), agent(1)]);
+    h.set.metadata.deletion_timestamp = Some(Time(at(90)));
+    h.set.metadata.finalizers = None;
+    assert!(h.plan().pass.steps.is_empty());
+}
+
+#[test]
+fn a_delete_is_announced_only_once_it_went_through() {
+    let mut h = Harness::new(0, vec![agent(0), agent(1)]);
+    let failed = h.pass(|s| match s {
+        Step::Pod(PodAction::Delete { .. }) => Outcome::Failed { detail: "timeout".into() },
+        _ => Outcome::Done,
+    });
+    assert!(events(&failed).iter().all(|e| e.reason != "DeletedPod"));
+    let deleted = h.pass(done);
+    let notes: Vec<String> = events(&deleted)
+        .into_iter()
+        .filter(|e| e.reason == "DeletedPod")
+        .map(|e| e.message)
+        .collect();
+    assert_eq!(notes, vec!["deleted pod demo-1 (ScaleDown; was Running)".to_string()]);
+}
+
+#[test]
+fn a_delete_that_met_a_replacement_or_nothing_counts_as_done() {
+    for answer in [Outcome::Conflict, Outcome::NotFound] {
+        let mut h = Harness::new(0, vec![agent(0), agent(1)]);
+        let trace = h.pass(|s| match s {
+            Step::Pod(PodAction::Delete { .. }) => answer.clone(),
+            _ => Outcome::Done,
+        });
+        assert!(trace.iter().all(|(_, _, r)| r.next == Next::Continue), "{answer:?}");
+        assert!(h.memory.expectations.delete_pending("demo-1"));
+    }
+}
+
+#[test]
+fn a_terminal_pod_is_recreated_later_after_each_failure() {
+    let mut h = Harness::new(1, vec![agent(0), crate::plan::fixtures::failed(agent(1))]);
+    h.pass(done);
+    assert_eq!(h.memory.not_before.get("demo-1"), Some(&at(102)));
+    h.pods = vec![agent(0), crate::plan::fixtures::failed(agent(1))];
+    h.memory.expectations = Expectations::default();
+    h.later(5);
+    h.pass(done);
+    assert_eq!(h.memory.not_before.get("demo-1"), Some(&at(109)), "4 s after the second");
+}
+
+#[test]
+fn a_sub_agent_fork_is_timed_from_its_create_to_its_serving() {
+    let mut h = Harness::new(1, vec![agent(0)]);
+    h.pass(done);
+    h.later(3);
+    h.pods.push(agent(1));
+    assert_eq!(h.plan().forks_served, vec![Duration::from_secs(3)]);
+}
+
+#[test]
+fn pods_another_controller_owns_are_not_the_sets() {
+    let mut foreign = agent(1);
+    foreign.controller_uid = Some("someone-else".into());
+    let mut h = Harness::new(0, vec![agent(0), foreign]);
+    let planned = h.plan();
+    assert_eq!(planned.pod_count, 1);
+    assert!(!planned.pass.steps.iter().any(|s| matches!(s, Step::Pod(PodAction::Delete { .. }))));
+}
+
+/// An answer the API server may give to any write.
+fn any_answer() -> impl Strategy<Value = Outcome> {
+    prop_oneof![
+        6 => Just(Outcome::Done),
+        1 => Just(Outcome::AlreadyExists),
+        1 => Just(Outcome::Conflict),
+        1 => Just(Outcome::NotFound),
+        1 => Just(Outcome::Failed { detail: "503".into() }),
+        1 => Just(refused()),
+    ]
+}
+
+proptest! {
+    /// Whatever the API server answers for a while (409s, 404s, AlreadyExists from a pod that
+    /// then goes away, refusals, failures), once it answers normally again the passes converge:
+    /// every slot is created exactly once and the set ends Running with nothing left to do.
+    #[test]
+    fn recorded_outcomes_then_planning_again_converges(
+        replicas in 0..4i32,
+        answers in proptest::collection::vec(any_answer(), 0..40),
+    ) {
+        let mut h = Harness::new(replicas, Vec::new());
+        h.set.metadata.finalizers = None;
+        let mut answers = answers.into_iter();
+        for _ in 0..200 {
+            let planned = h.plan();
+            if planned.pass.steps.is_empty() && planned.pass.wake_after.is_none()
+                && answers.len() == 0
+            {
+                break;
+            }
+            let mut created = Vec::new();
+            let mut wait = planned.pass.wake_after.unwrap_or(Duration::from_secs(1));
+            for step in planned.pass.steps {
+                let outcome = match (&step, answers.next()) {
+                    // AlreadyExists only answers creates.
+                    (Step::Pod(a), Some(Outcome::AlreadyExists)) if !a.is_create() => Outcome::Done,
+                    (_, Some(o)) => o,
+                    (_, None) => Outcome::Done,
+                };
+                let generation = h.set.metadata.generation;
+                let recorded = record_set(&mut h.memory, generation, &step, &outcome, &settings(), h.now);
+                match (&step, &outcome) {
+                    (Step::Pod(a), Outcome::Done) if a.is_create() => created.push(a.pod_name().to_string()),
+                    (Step::SetFinalizers(f), Outcome::Done) => h.set.metadata.finalizers = Some(f.clone()),
+                    (Step::WriteStatus(s), Outcome::Done) => h.set.status = Some((**s).clone()),
+                    _ => {}
+                }
+                if let Next::Stop(d) = recorded.next {
+                    wait = d;
+                    break;
+                }
+            }
+            // The API server and vk-cocoon: created pods appear and serve.
+            for name in created {
+                prop_assert!(!h.pods.iter().any(|p| p.name == name), "{name} created twice");
+                let slot = name.rsplit('-').next().and_then(|s| s.parse().ok()).unwrap_or(0);
+                h.pods.push(agent(slot));
+            }
+            h.later(i64::try_from(wait.as_secs().max(1)).unwrap_or(1));
+        }
+        let status = h.set.status.clone().unwrap_or_default();
+        prop_assert_eq!(h.pods.len(), usize::try_from(replicas).unwrap() + 1);
+        prop_assert_eq!(status.phase, Some(CocoonSetPhase::Running));
+        prop_assert_eq!(status.ready_agents, replicas + 1);
+        prop_assert!(h.plan().pass.steps.is_empty());
+    }
+}

@@ -1,0 +1,286 @@
+//! The one skeleton of both resource actors: drain the inbox into the view, ask the core for
+//! the pass, execute its steps in order, hand each outcome back to the core, publish the Events
+//! it makes, and schedule the next wake-up it asks for. Nothing here decides what a user sees:
+//! the resource-specific part ([`Part`]) only holds the view and performs pod writes.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::jiff::Timestamp;
+use kube::Resource;
+use ractor::concurrency::JoinHandle;
+use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::inbox::{Inbox, Pending};
+use super::stats::{ActorStats, ActorStatus};
+use super::{ActorKey, Context, ResourceMsg};
+use crate::k8s::{ErrorCategory, outcome};
+use crate::metrics::{Kind, KindCategory, KindResult};
+use crate::plan::{Next, Outcome, Pass, Recorded, Step};
+
+/// A planned pass and what the actor tree shows about it.
+pub struct Planned<P, S> {
+    /// The steps and the next wake-up.
+    pub pass: Pass<P, S>,
+    /// Phase for the actor tree.
+    pub phase: Option<&'static str>,
+    /// Pods in the view, for the actor tree.
+    pub pod_count: usize,
+}
+
+/// The resource-specific half of an actor: its view, the core calls, and its pod writes.
+pub trait Part: Send + Sync + Sized + 'static {
+    /// The custom resource.
+    type Object: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static;
+    /// A pod write of this resource's passes.
+    type PodWrite: Send + Sync + std::fmt::Debug;
+    /// The status subresource.
+    type Status: Serialize + Send + Sync + std::fmt::Debug;
+
+    /// An empty view.
+    fn new() -> Self;
+    /// Applies drained updates to the view.
+    fn absorb(&mut self, pending: Pending);
+    /// The object, while it exists.
+    fn object(&self) -> Option<&Arc<Self::Object>>;
+    /// Plans a pass (the core).
+    fn plan(&mut self, ctx: &Context, now: Timestamp) -> Planned<Self::PodWrite, Self::Status>;
+    /// Performs one pod write.
+    fn write_pod(
+        &self,
+        ctx: &Context,
+        namespace: &str,
+        write: &Self::PodWrite,
+    ) -> impl Future<Output = Outcome> + Send;
+    /// Records the outcome of a step (the core).
+    fn record(
+        &mut self,
+        ctx: &Context,
+        step: &Step<Self::PodWrite, Self::Status>,
+        outcome: &Outcome,
+        now: Timestamp,
+    ) -> Recorded;
+    /// Every step of the pass went through.
+    fn completed(&mut self);
+    /// Reports what the pass measured (metrics).
+    fn observe(&mut self, _ctx: &Context) {}
+}
+
+/// The actor for any [`Part`].
+pub struct ResourceActor<P>(PhantomData<fn() -> P>);
+
+impl<P> Default for ResourceActor<P> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+/// Arguments of a resource actor.
+pub struct Args {
+    pub key: ActorKey,
+    pub ctx: Arc<Context>,
+    pub inbox: Arc<Inbox>,
+    pub stats: Arc<Mutex<ActorStats>>,
+}
+
+type RetryTimer = JoinHandle<Result<(), MessagingErr<ResourceMsg>>>;
+
+/// State of a resource actor: its part, and the timers and stats around every part.
+pub struct State<P> {
+    key: ActorKey,
+    ctx: Arc<Context>,
+    inbox: Arc<Inbox>,
+    stats: Arc<Mutex<ActorStats>>,
+    retry: Option<RetryTimer>,
+    resync: Option<JoinHandle<()>>,
+    part: P,
+}
+
+impl<P> State<P> {
+    fn stats(&self) -> MutexGuard<'_, ActorStats> {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn cancel_timers(&mut self) {
+        if let Some(t) = self.retry.take() {
+            t.abort();
+        }
+        if let Some(t) = self.resync.take() {
+            t.abort();
+        }
+    }
+}
+
+impl<P: Part> Actor for ResourceActor<P> {
+    type Msg = ResourceMsg;
+    type State = State<P>;
+    type Arguments = Args;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Args,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let resync = Some(myself.send_interval(args.ctx.resync, || ResourceMsg::Resync));
+        Ok(State {
+            key: args.key,
+            ctx: args.ctx,
+            inbox: args.inbox,
+            stats: args.stats,
+            retry: None,
+            resync,
+            part: P::new(),
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.cancel_timers();
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let ResourceMsg::Panic = message {
+            panic!("fault injected into actor {}", state.key);
+        }
+        state.part.absorb(state.inbox.drain());
+        if state.part.object().is_none() {
+            state.stats().status = ActorStatus::Stopping;
+            state.cancel_timers();
+            myself.stop(Some("object deleted".into()));
+            return Ok(());
+        }
+        if !state.ctx.is_synced() {
+            return Ok(()); // every actor is woken once the watches have listed everything
+        }
+        let started = Instant::now();
+        let wake = run_pass(state).await;
+        let kind = state.key.kind.as_str();
+        state
+            .ctx
+            .metrics
+            .reconcile_duration
+            .get_or_create(&Kind { kind })
+            .observe(started.elapsed().as_secs_f64());
+        if let Some(t) = state.retry.take() {
+            t.abort();
+        }
+        if let Some(delay) = wake {
+            state.retry = Some(myself.send_after(delay, || ResourceMsg::Retry));
+        }
+        Ok(())
+    }
+}
+
+/// Executes one pass; returns when to plan again.
+async fn run_pass<P: Part>(state: &mut State<P>) -> Option<Duration> {
+    let now = Timestamp::now();
+    let ctx = state.ctx.clone();
+    let Some(object) = state.part.object().cloned() else { return None };
+    let planned = state.part.plan(&ctx, now);
+    let kind = state.key.kind.as_str();
+    let mut stopped = None;
+    let mut failure = None;
+    for step in &planned.pass.steps {
+        let result = execute(&ctx, &state.part, &state.key.namespace, object.as_ref(), step).await;
+        if let Some(category) = ErrorCategory::of(&result) {
+            note_failure(&state.key, &result, category);
+            if !matches!(category, ErrorCategory::NotFound) {
+                ctx.metrics
+                    .errors
+                    .get_or_create(&KindCategory { kind, category: category.as_str() })
+                    .inc();
+                failure = Some(describe(&result));
+            }
+        }
+        let recorded = state.part.record(&ctx, step, &result, now);
+        let reference = object.object_ref(&());
+        for event in &recorded.events {
+            ctx.writer.event(&reference, event, "Reconcile").await;
+        }
+        if let Next::Stop(delay) = recorded.next {
+            stopped = Some(delay);
+            break;
+        }
+    }
+    if stopped.is_none() {
+        state.part.completed();
+    }
+    state.part.observe(&ctx);
+    let outcome = if failure.is_some() { "error" } else { "ok" };
+    ctx.metrics.reconciles.get_or_create(&KindResult { kind, result: outcome }).inc();
+    let mut stats = state.stats();
+    stats.status = if failure.is_some() { ActorStatus::Backoff } else { ActorStatus::Running };
+    stats.last_error = failure;
+    stats.phase = planned.phase.map(str::to_string);
+    stats.observed_generation = object.meta().generation;
+    stats.pod_count = planned.pod_count;
+    stats.reconciles += 1;
+    stats.last_reconcile = Some(now.to_string());
+    match stopped {
+        Some(delay) => Some(delay),
+        None => planned.pass.wake_after,
+    }
+}
+
+/// Performs one step against the API server.
+async fn execute<P: Part>(
+    ctx: &Context,
+    part: &P,
+    namespace: &str,
+    object: &P::Object,
+    step: &Step<P::PodWrite, P::Status>,
+) -> Outcome {
+    match step {
+        Step::SetFinalizers(finalizers) => {
+            outcome(ctx.writer.set_finalizers(object, finalizers.clone()).await)
+        }
+        Step::Pod(write) => part.write_pod(ctx, namespace, write).await,
+        // Events are published by the writer, which logs a failure: a courtesy, never fatal.
+        Step::Event(event) => {
+            ctx.writer.event(&object.object_ref(&()), event, "Reconcile").await;
+            Outcome::Done
+        }
+        Step::WriteStatus(status) => {
+            outcome(ctx.writer.apply_status(object, status.as_ref()).await)
+        }
+    }
+}
+
+fn describe(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Rejected { detail, .. } | Outcome::Failed { detail } => detail.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Every failed write is logged with its object and category (nothing is swallowed).
+fn note_failure(key: &ActorKey, outcome: &Outcome, category: ErrorCategory) {
+    match category {
+        ErrorCategory::Conflict | ErrorCategory::NotFound => {
+            tracing::debug!(actor = %key, category = category.as_str(), "write answered {outcome:?}; planning again from a fresh view")
+        }
+        _ => {
+            tracing::warn!(actor = %key, category = category.as_str(), error = %describe(outcome), "write failed")
+        }
+    }
+}

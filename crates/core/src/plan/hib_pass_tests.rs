@@ -1,3 +1,195 @@
 //! Tests of the whole Hibernation pass: steps in order, outcomes recorded, round identity.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
 use super::*;
+use crate::api::{HibernationAction, HibernationSpec};
+use crate::plan::fixtures::{at, hibernated, serving};
+use crate::plan::pass::Next;
+
+const NAME: &str = "hibernate-bot-1";
+const POD: &str = "sre-agent-xxx";
+const VM: &str = "vk-prod-bot";
+
+fn pod(uid: &str) -> PodView {
+    let mut p = PodView::new(POD);
+    p.uid = Some(uid.into());
+    p.vm_name = Some(VM.into());
+    serving(p)
+}
+
+fn hibernation(action: HibernationAction) -> Hibernation {
+    let mut h = Hibernation::new(NAME, HibernationSpec { pod_name: POD.into(), action });
+    h.metadata.namespace = Some("prod".into());
+    h.metadata.uid = Some("hib-uid".into());
+    h.metadata.generation = Some(1);
+    h.metadata.creation_timestamp = Some(Time(at(0)));
+    h.metadata.finalizers = Some(vec![contract::FINALIZER_HIBERNATION.into()]);
+    h
+}
+
+struct Harness {
+    hib: Hibernation,
+    pods: Vec<PodView>,
+    listed: Option<String>,
+    snapshots: Snapshots,
+    competitors: Vec<Competitor>,
+    memory: HibMemory,
+    now: Timestamp,
+}
+
+impl Harness {
+    fn new(action: HibernationAction, pods: Vec<PodView>) -> Self {
+        Self {
+            hib: hibernation(action),
+            pods,
+            listed: Some(POD.into()),
+            snapshots: Snapshots::new(),
+            competitors: vec![Competitor { name: NAME.into(), created: Some(at(0)) }],
+            memory: HibMemory::default(),
+            now: at(100),
+        }
+    }
+
+    fn view(&self) -> HibView<'_> {
+        HibView {
+            hibernation: &self.hib,
+            pods: &self.pods,
+            listed: self.listed.as_deref(),
+            snapshots: &self.snapshots,
+            competitors: &self.competitors,
+        }
+    }
+
+    /// One pass where every step goes through; the written status becomes the stored one.
+    fn pass(&mut self) -> Vec<HibStep> {
+        let view = HibView {
+            hibernation: &self.hib,
+            pods: &self.pods,
+            listed: self.listed.as_deref(),
+            snapshots: &self.snapshots,
+            competitors: &self.competitors,
+        };
+        let planned =
+            plan_hib_pass(&view, &mut self.memory, &HibernationSettings::default(), self.now);
+        let backoff = Backoff::retry(Duration::from_secs(60));
+        let mut written = None;
+        for step in &planned.pass.steps {
+            let view = self.view();
+            let mut memory = self.memory.clone();
+            let recorded = record_hib(&mut memory, &view, step, &Outcome::Done, backoff, self.now);
+            self.memory = memory;
+            assert_eq!(recorded.next, Next::Continue);
+            if let Step::WriteStatus(s) = step {
+                written = Some((**s).clone());
+            }
+        }
+        if let Some(s) = written {
+            self.hib.status = Some(s);
+        }
+        planned.pass.steps
+    }
+
+    fn phase(&self) -> Option<HibernationPhase> {
+        self.hib.status.as_ref().and_then(|s| s.phase)
+    }
+}
+
+#[test]
+fn nothing_is_decided_before_the_targets_watch_has_listed() {
+    let mut h = Harness::new(HibernationAction::Hibernate, Vec::new());
+    h.listed = None;
+    assert!(h.pass().is_empty(), "no pod may only mean not seen yet");
+    h.listed = Some("another-pod".into());
+    assert!(h.pass().is_empty(), "the listing of another name says nothing about this one");
+    h.listed = Some(POD.into());
+    h.pass();
+    assert_eq!(h.phase(), Some(HibernationPhase::Failed), "now missing means missing");
+}
+
+#[test]
+fn a_round_writes_its_start_to_status_before_its_request_to_the_pod() {
+    let mut h = Harness::new(HibernationAction::Hibernate, vec![pod("uid-1")]);
+    let steps = h.pass();
+    let status_at = steps.iter().position(|s| matches!(s, Step::WriteStatus(_)));
+    let patch_at = steps.iter().position(|s| matches!(s, Step::Pod(_)));
+    assert!(status_at.is_some() && patch_at.is_some(), "{steps:?}");
+    assert!(status_at < patch_at, "status first: {steps:?}");
+    assert_eq!(h.phase(), Some(HibernationPhase::Hibernating));
+    assert!(h.memory.round.as_ref().is_some_and(|(_, w)| w.request_seen));
+}
+
+#[test]
+fn a_request_the_api_server_took_is_not_written_again() {
+    let mut h = Harness::new(HibernationAction::Hibernate, vec![pod("uid-1")]);
+    h.pass();
+    h.now = at(101);
+    // The watch still shows the pod without our request: the write is known to have landed.
+    assert!(!h.pass().iter().any(|s| matches!(s, Step::Pod(_))));
+}
+
+#[test]
+fn a_recreated_target_pod_is_a_new_round_that_inherits_nothing() {
+    let mut h = Harness::new(HibernationAction::Hibernate, vec![pod("uid-1")]);
+    h.pass();
+    // The pod is deleted and recreated under the same name before our request showed.
+    h.pods = vec![pod("uid-2")];
+    h.now = at(101);
+    let steps = h.pass();
+    assert!(
+        steps.iter().any(|s| matches!(s, Step::Pod(_))),
+        "the new pod never saw the request: write it again ({steps:?})"
+    );
+    let (key, _) = h.memory.round.clone().unwrap();
+    assert_eq!(key.pod_uid.as_deref(), Some("uid-2"));
+}
+
+#[test]
+fn a_completed_round_is_timed_from_its_own_start() {
+    let mut h = Harness::new(HibernationAction::Hibernate, vec![pod("uid-1")]);
+    h.pass();
+    let mut done = hibernated(pod("uid-1"), 102);
+    done.hibernated_by = Some(NAME.into());
+    h.pods = vec![done];
+    h.snapshots = Snapshots::from([(VM.to_string(), contract::snapshot_value(VM))]);
+    h.now = at(103);
+    h.pass();
+    assert_eq!(h.phase(), Some(HibernationPhase::Hibernated));
+    assert_eq!(h.memory.finished_rounds.len(), 1);
+    assert_eq!(h.memory.finished_rounds[0].0, RoundKind::Hibernate);
+    assert_eq!(h.memory.finished_rounds[0].1, Duration::from_secs(3));
+}
+
+#[test]
+fn a_deleted_hibernation_releases_its_finalizer_only_once_its_marker_is_gone() {
+    let mut h = Harness::new(HibernationAction::Hibernate, vec![pod("uid-1")]);
+    h.pass();
+    h.hib.metadata.deletion_timestamp = Some(Time(at(110)));
+    let mut marked = pod("uid-1");
+    marked.hibernate_requested = true;
+    marked.hibernated_by = Some(NAME.into());
+    h.pods = vec![marked];
+    let steps = h.pass();
+    assert!(steps.iter().any(|s| matches!(s, Step::Pod(_))), "marker removal first: {steps:?}");
+    assert!(!steps.iter().any(|s| matches!(s, Step::SetFinalizers(_))));
+    let mut unmarked = pod("uid-1");
+    unmarked.hibernate_requested = true;
+    h.pods = vec![unmarked];
+    assert_eq!(h.pass(), vec![Step::SetFinalizers(Vec::new())]);
+}
+
+#[test]
+fn a_failed_status_write_backs_off_and_keeps_the_old_status_as_the_reference() {
+    let mut h = Harness::new(HibernationAction::Hibernate, vec![pod("uid-1")]);
+    let view = h.view();
+    let mut memory = HibMemory::default();
+    let planned = plan_hib_pass(&view, &mut memory, &HibernationSettings::default(), h.now);
+    let status_step = planned.pass.steps.iter().find(|s| matches!(s, Step::WriteStatus(_))).unwrap();
+    let failed = Outcome::Failed { detail: "etcd timeout".into() };
+    let backoff = Backoff::retry(Duration::from_secs(60));
+    let recorded = record_hib(&mut memory, &view, status_step, &failed, backoff, h.now);
+    assert_eq!(recorded.next, Next::Stop(Duration::from_secs(1)));
+    assert!(memory.last_written.is_none());
+    assert!(memory.retry.backing_off());
+    h.memory = memory;
+}

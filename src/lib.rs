@@ -6,7 +6,7 @@
 //! them: the watches and writes (`k8s`), the index that routes watch events, the actors, HTTP.
 #![forbid(unsafe_code)]
 
-pub use cocoon_core::{api, contract, duration, plan};
+pub use cocoon_core::{api, contract, duration, lease, plan};
 
 /// Supervisor, per-resource actors, router and the actor tree.
 pub mod actors;
@@ -16,6 +16,8 @@ pub mod cli;
 pub mod config;
 /// Probes, metrics and the actor-tree endpoint.
 pub mod http;
+/// The router as a pure index: watch events in, deliveries out.
+pub mod index;
 /// The only module that talks to the API server.
 pub mod k8s;
 /// Prometheus metrics.

@@ -10,12 +10,14 @@ use std::time::Duration;
 use ractor::{Actor, ActorRef};
 use tokio::task::JoinHandle;
 
+use crate::actors::delivery::Deliverer;
 use crate::actors::supervisor::SupervisorArgs;
 use crate::actors::tree::{self, ActorTree};
-use crate::actors::{ActorKey, Context, ResourceMsg, Router, Supervisor, SupervisorMsg};
+use crate::actors::{ActorKey, Context, ResourceMsg, Supervisor, SupervisorMsg};
 use crate::config::OperatorConfig;
 use crate::http::{HttpState, serve};
-use crate::k8s::leader::{LeaderElector, RENEW_DEADLINE, RENEW_INTERVAL};
+use crate::index::Input;
+use crate::k8s::leader::{LeaderElector, RENEW_INTERVAL};
 use crate::k8s::{Writer, client::counted_client, watch};
 use crate::metrics::Metrics;
 
@@ -87,6 +89,7 @@ pub struct Operator {
     watches: watch::Watches,
     http: Vec<JoinHandle<()>>,
     sync_task: JoinHandle<()>,
+    delivery_task: JoinHandle<()>,
     metrics_addr: SocketAddr,
     probe_addr: SocketAddr,
     metrics: Arc<Metrics>,
@@ -128,20 +131,28 @@ impl Operator {
             shutting_down: Default::default(),
         });
         let (metrics_addr, probe_addr, http) = (config.metrics_addr, config.probe_addr, Vec::new());
+        // Watches and the supervisor feed one typed input stream; one task applies the
+        // index's deliveries; the supervisor spawns what the index asks for.
+        let (inputs_tx, inputs_rx) = tokio::sync::mpsc::unbounded_channel::<Input>();
         let (targets_tx, targets_rx) = tokio::sync::mpsc::unbounded_channel();
-        let router = Arc::new(Router::new(targets_tx));
-        let args = SupervisorArgs { ctx: ctx.clone(), router: router.clone() };
+        let args = SupervisorArgs { ctx: ctx.clone(), index: inputs_tx.clone() };
         let (supervisor, supervisor_task) =
             Actor::spawn(None, Supervisor, args).await.map_err(|e| Error::Spawn(e.to_string()))?;
-        router.attach(ctx.clone(), supervisor.clone());
-        let watches = watch::start(client, router.clone(), targets_rx);
+        let deliverer = Deliverer::new(ctx.table.clone(), supervisor.clone(), targets_tx);
+        let delivery_task = tokio::spawn(deliverer.run(inputs_rx));
+        let emit = {
+            let inputs = inputs_tx.clone();
+            move |event| drop(inputs.send(Input::Watch(event)))
+        };
+        let watches = watch::start(client, emit, targets_rx);
         let sync = watches.sync.clone();
         let sync_task = tokio::spawn(async move {
             sync.wait().await;
             synced.store(true, Ordering::Release);
             ready.store(true, Ordering::Release);
             tracing::info!("watches synced; actors may write");
-            router.wake_all();
+            // Queued behind every listed event: each actor plans once with its whole view.
+            let _ = inputs_tx.send(Input::Synced);
         });
         Ok(Self {
             ctx,
@@ -150,6 +161,7 @@ impl Operator {
             watches,
             http,
             sync_task,
+            delivery_task,
             metrics_addr,
             probe_addr,
             metrics,
@@ -173,6 +185,7 @@ impl Operator {
     pub async fn shutdown(self, grace: Duration) {
         drop(self.watches);
         self.sync_task.abort();
+        self.delivery_task.abort();
         // No writes from here on, and no replacement for the actors being stopped.
         self.ctx.synced.store(false, Ordering::Release);
         self.ctx.shutting_down.store(true, Ordering::Release);
@@ -252,7 +265,7 @@ pub async fn run_until(
             Ok(Err(e)) => tracing::warn!(error = %e, "renewing the leader Lease failed"),
             Err(_) => tracing::warn!("renewing the leader Lease timed out"),
         }
-        if last_renewal.elapsed() >= RENEW_DEADLINE {
+        if crate::lease::must_step_down(last_renewal, std::time::Instant::now()) {
             break Err(Error::LostLease);
         }
     };

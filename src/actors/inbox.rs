@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::api::{CocoonSet, Hibernation};
+use crate::index::Update;
 use crate::plan::Snapshots;
 use crate::plan::hibernation::Competitor;
 
@@ -37,21 +38,6 @@ impl Pending {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-/// One update for an actor.
-#[derive(Debug, Clone)]
-pub enum Update {
-    CocoonSet(Option<Arc<CocoonSet>>),
-    Hibernation(Option<Arc<Hibernation>>),
-    Pod {
-        name: String,
-        pod: Option<Arc<Pod>>,
-    },
-    Snapshots(Arc<Snapshots>),
-    Competitors(Vec<Competitor>),
-    /// The narrow watch on this pod name has listed once: "no pod" now means missing.
-    TargetListed(String),
 }
 
 /// The shared half of an actor's mailbox.

@@ -1,16 +1,12 @@
-//! The actor runtime: a supervisor, one ractor actor per CocoonSet and per Hibernation, the
-//! router that delivers watch events to them, and the actor-tree snapshot.
+//! The actor runtime: a supervisor, one ractor actor per CocoonSet and per Hibernation (one
+//! skeleton, two parts), the task that applies the index's deliveries, and the actor tree.
 
 pub mod cocoon_set;
 pub mod context;
+pub mod delivery;
 pub mod hibernation;
 pub mod inbox;
-pub mod key;
-pub mod relist;
 pub mod resource;
-pub mod router;
-#[cfg(test)]
-mod router_tests;
 pub mod stats;
 pub mod supervisor;
 pub mod tree;
@@ -19,9 +15,8 @@ use std::sync::{Arc, Mutex};
 
 use ractor::ActorRef;
 
+pub use crate::index::{ActorKey, ActorKind};
 pub use context::Context;
-pub use key::{ActorKey, ActorKind};
-pub use router::Router;
 pub use supervisor::{Supervisor, SupervisorMsg};
 
 /// Messages of a per-resource actor. Object changes do not travel in messages: they wait in the

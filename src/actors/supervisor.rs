@@ -1,45 +1,47 @@
-//! The supervisor: spawns one actor per CocoonSet and per Hibernation on first sight, owns the
-//! routing table, and restarts a failed actor with capped backoff (other actors are unaffected).
-//! ractor's default would stop the supervisor when a child dies; we override that here.
+//! The supervisor: spawns the actor the index asks for, owns the routing table, and restarts a
+//! failed actor after a capped backoff (other actors are unaffected). ractor's default would
+//! stop the supervisor when a child dies; we override that here. It tells the index when an
+//! actor stopped or may restart, and the index decides whether a new one starts.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tokio::sync::mpsc::UnboundedSender;
 
 use super::cocoon_set::CocoonSetPart;
 use super::hibernation::HibernationPart;
 use super::inbox::Inbox;
 use super::resource::{Args, ResourceActor};
 use super::stats::ActorStats;
-use super::{ActorHandle, ActorKey, ActorKind, Context, ResourceMsg, Router};
+use super::{ActorHandle, Context, ResourceMsg};
+use crate::index::{ActorKey, ActorKind, Incarnation, Input};
 use crate::metrics::Kind;
 use crate::plan::Backoff;
 
 /// Messages of the supervisor.
 #[derive(Debug)]
 pub enum SupervisorMsg {
-    /// Make sure an actor runs for this key (no-op when one does).
-    Ensure(ActorKey),
-    /// A restart backoff ended.
-    Restart(ActorKey),
+    /// Start an actor for `key` reading `inbox` (the index asked for it).
+    Spawn { key: ActorKey, incarnation: Incarnation, inbox: Arc<Inbox> },
+    /// A failed actor's restart backoff ended.
+    RestartDue { key: ActorKey, incarnation: Incarnation },
 }
 
 pub struct Supervisor;
 
 pub struct SupervisorArgs {
     pub ctx: Arc<Context>,
-    pub router: Arc<Router>,
+    /// Where the supervisor reports actors that stopped or may restart.
+    pub index: UnboundedSender<Input>,
 }
 
 pub struct SupervisorState {
     ctx: Arc<Context>,
-    router: Arc<Router>,
-    by_id: HashMap<ActorId, ActorKey>,
+    index: UnboundedSender<Input>,
+    by_id: HashMap<ActorId, (ActorKey, Incarnation)>,
     /// Failures per key, for the restart backoff and the tree's restart count.
     failures: HashMap<ActorKey, u32>,
-    /// Keys waiting out a restart backoff: not respawned early by a new event.
-    backing_off: HashMap<ActorKey, ()>,
 }
 
 impl Actor for Supervisor {
@@ -54,10 +56,9 @@ impl Actor for Supervisor {
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(SupervisorState {
             ctx: args.ctx,
-            router: args.router,
+            index: args.index,
             by_id: HashMap::new(),
             failures: HashMap::new(),
-            backing_off: HashMap::new(),
         })
     }
 
@@ -68,14 +69,13 @@ impl Actor for Supervisor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            SupervisorMsg::Ensure(key) => {
-                if !state.backing_off.contains_key(&key) {
-                    ensure(&myself, state, key).await;
-                }
+            SupervisorMsg::Spawn { key, incarnation, inbox } => {
+                spawn(&myself, state, key, incarnation, inbox).await
             }
-            SupervisorMsg::Restart(key) => {
-                state.backing_off.remove(&key);
-                ensure(&myself, state, key).await;
+            SupervisorMsg::RestartDue { key, incarnation } => {
+                if !state.ctx.is_shutting_down() {
+                    let _ = state.index.send(Input::RestartDue { key, incarnation });
+                }
             }
         }
         Ok(())
@@ -89,17 +89,15 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         match event {
             SupervisionEvent::ActorTerminated(cell, _, _) => {
-                if let Some(key) = state.by_id.remove(&cell.get_id()) {
+                if let Some((key, incarnation)) = state.by_id.remove(&cell.get_id()) {
                     remove(state, &key, cell.get_id());
-                    // An update may have raced with the stop: if the object still exists,
-                    // the actor comes back.
-                    if state.router.initial_updates(&key).is_some() {
-                        ensure(&myself, state, key).await;
-                    }
+                    // The index knows whether the object still exists (an update may have
+                    // raced with the stop) and whether this was the current incarnation.
+                    let _ = state.index.send(Input::ActorStopped { key, incarnation });
                 }
             }
             SupervisionEvent::ActorFailed(cell, error) => {
-                if let Some(key) = state.by_id.remove(&cell.get_id()) {
+                if let Some((key, incarnation)) = state.by_id.remove(&cell.get_id()) {
                     remove(state, &key, cell.get_id());
                     let failures = state.failures.entry(key.clone()).or_insert(0);
                     *failures += 1;
@@ -112,8 +110,9 @@ impl Actor for Supervisor {
                         .actor_restarts
                         .get_or_create(&Kind { kind: key.kind.as_str() })
                         .inc();
-                    state.backing_off.insert(key.clone(), ());
-                    myself.send_after(delay, move || SupervisorMsg::Restart(key));
+                    // Events for the key meanwhile wait in its inbox; nothing respawns it early.
+                    myself
+                        .send_after(delay, move || SupervisorMsg::RestartDue { key, incarnation });
                 }
             }
             _ => {}
@@ -124,27 +123,23 @@ impl Actor for Supervisor {
 
 fn remove(state: &mut SupervisorState, key: &ActorKey, id: ActorId) {
     // Only remove the entry if it is still this actor's (a replacement may already be in).
-    let stale = state.ctx.table.get(key).is_some_and(|h| h.actor.get_id() == id);
-    if stale {
+    let current = state.ctx.table.get(key).is_some_and(|h| h.actor.get_id() == id);
+    if current {
         state.ctx.table.remove(key);
         state.ctx.metrics.actors.get_or_create(&Kind { kind: key.kind.as_str() }).dec();
     }
 }
 
-async fn ensure(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, key: ActorKey) {
+async fn spawn(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &mut SupervisorState,
+    key: ActorKey,
+    incarnation: Incarnation,
+    inbox: Arc<Inbox>,
+) {
     if state.ctx.is_shutting_down() {
         return; // children stopping for shutdown are not replaced
     }
-    if let Some(handle) = state.ctx.table.get(&key)
-        && handle.actor.get_status() != ractor::ActorStatus::Stopped
-    {
-        let _ = handle.actor.cast(ResourceMsg::Wake);
-        return;
-    }
-    if state.router.initial_updates(&key).is_none() {
-        return; // the object is gone
-    }
-    let inbox = Arc::new(Inbox::default());
     let stats = Arc::new(Mutex::new(ActorStats::default()));
     let restarts = state.failures.get(&key).copied().unwrap_or(0);
     let args = Args {
@@ -165,22 +160,17 @@ async fn ensure(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, k
     };
     match spawned {
         Ok((actor, _)) => {
-            state.by_id.insert(actor.get_id(), key.clone());
-            // The handle goes into the table before the inbox is filled from the router's
-            // cache: an event routed meanwhile lands in the inbox instead of being dropped, and
-            // the fill (under the router's lock) never overwrites a newer delivery.
-            let handle =
-                ActorHandle { actor: actor.clone(), inbox: inbox.clone(), stats, restarts };
-            state.ctx.table.insert(key.clone(), handle);
-            state.ctx.metrics.actors.get_or_create(&Kind { kind: key.kind.as_str() }).inc();
-            if state.router.fill_inbox(&key, &inbox) {
-                let _ = actor.cast(ResourceMsg::Wake);
-            } else {
-                actor.stop(Some("object gone before start".into()));
+            state.by_id.insert(actor.get_id(), (key.clone(), incarnation));
+            let handle = ActorHandle { actor: actor.clone(), inbox, stats, restarts };
+            if state.ctx.table.insert(key.clone(), handle).is_none() {
+                state.ctx.metrics.actors.get_or_create(&Kind { kind: key.kind.as_str() }).inc();
             }
+            // Whatever the inbox holds (its whole view, and anything routed since) is drained.
+            let _ = actor.cast(ResourceMsg::Wake);
         }
         Err(error) => {
             tracing::error!(actor = %key, %error, "could not spawn actor");
+            let _ = state.index.send(Input::ActorStopped { key, incarnation });
         }
     }
 }

@@ -2,32 +2,23 @@
 //! standby retries until the holder stops renewing. RBAC: leases get/create/update in the
 //! Lease's namespace.
 
-use std::time::Duration;
-
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 
 use super::error::{Error, Result};
-
-/// How long a Lease is valid without renewal.
-pub const LEASE_DURATION: Duration = Duration::from_secs(15);
-/// How often the holder renews (and a standby retries).
-pub const RENEW_INTERVAL: Duration = Duration::from_secs(5);
-/// A holder that could not renew for this long stops acting, well before a standby may take
-/// over (`LEASE_DURATION` after the last renewal it saw).
-pub const RENEW_DEADLINE: Duration = Duration::from_secs(10);
+pub use crate::lease::{LEASE_DURATION, RENEW_DEADLINE, RENEW_INTERVAL};
+use crate::lease::{LeaseDecision, LeaseRecord, Observed, decide};
 
 /// One candidate for the leader Lease.
 pub struct LeaderElector {
     api: Api<Lease>,
     name: String,
     identity: String,
-    /// The Lease record last seen and when, by our own clock: expiry is judged by how long the
-    /// record stayed unchanged here, never by comparing another host's timestamps with ours.
-    observed: std::sync::Mutex<Option<(String, Option<MicroTime>, std::time::Instant)>>,
+    /// The Lease record last seen and when, by our own clock (see `lease::decide`).
+    observed: std::sync::Mutex<Option<Observed>>,
 }
 
 impl LeaderElector {
@@ -40,55 +31,51 @@ impl LeaderElector {
         }
     }
 
-    /// Takes or renews the Lease; `Ok(true)` when this candidate holds it afterwards.
+    /// Takes or renews the Lease; `Ok(true)` when this candidate holds it afterwards. The
+    /// decision is `lease::decide`; this only reads and writes.
     pub async fn try_acquire_or_renew(&self) -> Result<bool> {
-        let now = Timestamp::now();
         let what = || format!("lease {}", self.name);
         let existing =
             self.api.get_opt(&self.name).await.map_err(|e| Error::api("get", what(), e))?;
-        let Some(mut lease) = existing else {
-            let lease = Lease {
-                metadata: ObjectMeta { name: Some(self.name.clone()), ..Default::default() },
-                spec: Some(self.spec(now, 0, now)),
-            };
-            return match self.api.create(&PostParams::default(), &lease).await {
-                Ok(_) => Ok(true),
-                Err(e) => {
-                    let e = Error::api("create", what(), e);
-                    if e.code() == Some(409) { Ok(false) } else { Err(e) }
-                }
-            };
-        };
-        let spec = lease.spec.clone().unwrap_or_default();
-        let holder = spec.holder_identity.clone().unwrap_or_default();
-        let duration = SignedDuration::from_secs(i64::from(
-            spec.lease_duration_seconds.unwrap_or(LEASE_DURATION.as_secs() as i32),
-        ));
-        let expired = {
+        let record = existing.as_ref().map(record_of);
+        let decision = {
             let mut observed = self.observed.lock().unwrap_or_else(|e| e.into_inner());
-            let unchanged =
-                observed.as_ref().is_some_and(|(h, r, _)| *h == holder && *r == spec.renew_time);
-            if !unchanged {
-                *observed =
-                    Some((holder.clone(), spec.renew_time.clone(), std::time::Instant::now()));
-            }
-            observed
-                .as_ref()
-                .is_some_and(|(_, _, since)| since.elapsed() >= duration.unsigned_abs())
+            let clock = std::time::Instant::now();
+            decide(record.as_ref(), &self.identity, &mut observed, Timestamp::now(), clock)
         };
-        let mine = holder == self.identity;
-        if !mine && !holder.is_empty() && !expired {
-            return Ok(false);
-        }
-        let transitions = spec.lease_transitions.unwrap_or(0) + i32::from(!mine);
-        let acquired = if mine { spec.acquire_time.map(|t| t.0).unwrap_or(now) } else { now };
-        lease.spec = Some(self.spec(now, transitions, acquired));
-        match self.api.replace(&self.name, &PostParams::default(), &lease).await {
-            Ok(_) => Ok(true),
-            Err(e) => {
-                let e = Error::api("update", what(), e);
-                if e.code() == Some(409) { Ok(false) } else { Err(e) }
+        let written = match (decision, existing) {
+            (LeaseDecision::Wait, _) => return Ok(false),
+            (LeaseDecision::Create, _) | (LeaseDecision::Write(_), None) => {
+                let now = Timestamp::now();
+                let ours = LeaseRecord {
+                    holder: Some(self.identity.clone()),
+                    renew_time: Some(now),
+                    duration: Some(LEASE_DURATION),
+                    acquire_time: Some(now),
+                    transitions: 0,
+                };
+                let lease = Lease {
+                    metadata: ObjectMeta { name: Some(self.name.clone()), ..Default::default() },
+                    spec: Some(spec_of(&ours)),
+                };
+                self.api
+                    .create(&PostParams::default(), &lease)
+                    .await
+                    .map_err(|e| Error::api("create", what(), e))
             }
+            (LeaseDecision::Write(ours), Some(mut lease)) => {
+                lease.spec = Some(spec_of(&ours));
+                self.api
+                    .replace(&self.name, &PostParams::default(), &lease)
+                    .await
+                    .map_err(|e| Error::api("update", what(), e))
+            }
+        };
+        match written {
+            Ok(_) => Ok(true),
+            // Another candidate wrote first.
+            Err(e) if e.code() == Some(409) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -112,15 +99,29 @@ impl LeaderElector {
             .map(|_| ())
             .map_err(|e| Error::api("update", what(), e))
     }
+}
 
-    fn spec(&self, now: Timestamp, transitions: i32, acquired: Timestamp) -> LeaseSpec {
-        LeaseSpec {
-            holder_identity: Some(self.identity.clone()),
-            lease_duration_seconds: Some(LEASE_DURATION.as_secs() as i32),
-            acquire_time: Some(MicroTime(acquired)),
-            renew_time: Some(MicroTime(now)),
-            lease_transitions: Some(transitions),
-            ..Default::default()
-        }
+fn record_of(lease: &Lease) -> LeaseRecord {
+    let spec = lease.spec.clone().unwrap_or_default();
+    LeaseRecord {
+        holder: spec.holder_identity,
+        renew_time: spec.renew_time.map(|t| t.0),
+        duration: spec
+            .lease_duration_seconds
+            .and_then(|s| u64::try_from(s).ok())
+            .map(std::time::Duration::from_secs),
+        acquire_time: spec.acquire_time.map(|t| t.0),
+        transitions: spec.lease_transitions.unwrap_or(0),
+    }
+}
+
+fn spec_of(record: &LeaseRecord) -> LeaseSpec {
+    LeaseSpec {
+        holder_identity: record.holder.clone(),
+        lease_duration_seconds: record.duration.and_then(|d| i32::try_from(d.as_secs()).ok()),
+        acquire_time: record.acquire_time.map(MicroTime),
+        renew_time: record.renew_time.map(MicroTime),
+        lease_transitions: Some(record.transitions),
+        ..Default::default()
     }
 }

@@ -1,6 +1,29 @@
-//! Watches feeding the router: CocoonSets, Hibernations, pods labelled `cocoon.cis/cocoonset`,
-//! `cocoon-vm-snapshots` ConfigMaps (field selector), and one narrow watch per pod a Hibernation
-//! names. Watches only: no periodic LIST or GET. RBAC: list/watch on each of these.
+//! The watches, as one typed event stream: CocoonSets, Hibernations, pods labelled
+//! `cocoon.cis/cocoonset`, `cocoon-vm-snapshots` ConfigMaps (field selector), and one narrow
+//! watch per pod a Hibernation names (started and stopped on command). Watches only: no
+//! periodic LIST or GET. RBAC: list/watch on each of these.
+
+/// One event of one of the watches.
+#[derive(Debug)]
+pub enum WatchEvent {
+    /// Of the CocoonSet watch (all namespaces).
+    CocoonSet(Event<CocoonSet>),
+    /// Of the Hibernation watch (all namespaces).
+    Hibernation(Event<Hibernation>),
+    /// Of the watch on pods labelled `cocoon.cis/cocoonset`.
+    OwnedPod(Event<Pod>),
+    /// Of the narrow watch on one pod that Hibernations name.
+    TargetPod { namespace: String, name: String, event: Event<Pod> },
+    /// Of the `cocoon-vm-snapshots` ConfigMap watch.
+    Snapshots(Event<ConfigMap>),
+}
+
+/// Start or stop watching one pod that a Hibernation names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetCommand {
+    Watch { namespace: String, pod: String },
+    Unwatch { namespace: String, pod: String },
+}
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,8 +38,6 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
 
-use crate::actors::Router;
-use crate::actors::router::TargetCommand;
 use crate::api::{CocoonSet, Hibernation};
 use crate::contract;
 
@@ -104,43 +125,43 @@ impl Drop for Watches {
     }
 }
 
-/// Starts every watch; `targets` receives the router's requests for per-pod watches.
-pub fn start(
-    client: Client,
-    router: Arc<Router>,
-    targets: UnboundedReceiver<TargetCommand>,
-) -> Watches {
+/// Starts every watch; each event is handed to `emit`, in order per watch; `targets` receives the
+/// commands for per-pod watches.
+pub fn start<E>(client: Client, emit: E, targets: UnboundedReceiver<TargetCommand>) -> Watches
+where
+    E: Fn(WatchEvent) + Clone + Send + Sync + 'static,
+{
     let sync = SyncTracker::new(4);
     let mut tasks = Vec::new();
-    let r = router.clone();
+    let tx = emit.clone();
     tasks.push(spawn_watch(
         Api::<CocoonSet>::all(client.clone()),
         watcher::Config::default(),
         Some(sync.clone()),
-        move |e| r.cocoon_set_event(e),
+        move |e| tx(WatchEvent::CocoonSet(e)),
     ));
-    let r = router.clone();
+    let tx = emit.clone();
     tasks.push(spawn_watch(
         Api::<Hibernation>::all(client.clone()),
         watcher::Config::default(),
         Some(sync.clone()),
-        move |e| r.hibernation_event(e),
+        move |e| tx(WatchEvent::Hibernation(e)),
     ));
-    let r = router.clone();
+    let tx = emit.clone();
     let owned = watcher::Config::default().labels(contract::LABEL_COCOONSET);
     tasks.push(spawn_watch(Api::<Pod>::all(client.clone()), owned, Some(sync.clone()), move |e| {
-        r.owned_pod_event(e)
+        tx(WatchEvent::OwnedPod(e))
     }));
-    let r = router.clone();
+    let tx = emit.clone();
     let snapshots = watcher::Config::default()
         .fields(&format!("metadata.name={}", contract::SNAPSHOT_CONFIGMAP));
     tasks.push(spawn_watch(
         Api::<ConfigMap>::all(client.clone()),
         snapshots,
         Some(sync.clone()),
-        move |e| r.snapshots_event(e),
+        move |e| tx(WatchEvent::Snapshots(e)),
     ));
-    tasks.push(tokio::spawn(target_watches(client, router, targets)));
+    tasks.push(tokio::spawn(target_watches(client, emit, targets)));
     Watches { tasks, sync }
 }
 
@@ -158,11 +179,10 @@ impl Drop for TargetTasks {
 }
 
 /// One narrow watch (field selector on the name) per pod that Hibernations name.
-async fn target_watches(
-    client: Client,
-    router: Arc<Router>,
-    mut commands: UnboundedReceiver<TargetCommand>,
-) {
+async fn target_watches<E>(client: Client, emit: E, mut commands: UnboundedReceiver<TargetCommand>)
+where
+    E: Fn(WatchEvent) + Clone + Send + Sync + 'static,
+{
     let mut running = TargetTasks::default();
     while let Some(command) = commands.recv().await {
         match command {
@@ -173,9 +193,10 @@ async fn target_watches(
                 }
                 let api = Api::<Pod>::namespaced(client.clone(), &namespace);
                 let config = watcher::Config::default().fields(&format!("metadata.name={pod}"));
-                let r = router.clone();
-                let task = spawn_watch(api, config, None, move |e| {
-                    r.target_pod_event(&namespace, &pod, e)
+                let tx = emit.clone();
+                let task = spawn_watch(api, config, None, move |event| {
+                    let (namespace, name) = (namespace.clone(), pod.clone());
+                    tx(WatchEvent::TargetPod { namespace, name, event })
                 });
                 running.0.insert(key, task);
             }

@@ -10,5 +10,7 @@ pub mod api;
 pub mod contract;
 /// The one duration grammar (humantime).
 pub mod duration;
+/// The leader-election decision.
+pub mod lease;
 /// Pure decisions: desired pods, pod actions, status, the hibernation state machine.
 pub mod plan;

@@ -184,7 +184,8 @@ fn a_failed_status_write_backs_off_and_keeps_the_old_status_as_the_reference() {
     let view = h.view();
     let mut memory = HibMemory::default();
     let planned = plan_hib_pass(&view, &mut memory, &HibernationSettings::default(), h.now);
-    let status_step = planned.pass.steps.iter().find(|s| matches!(s, Step::WriteStatus(_))).unwrap();
+    let status_step =
+        planned.pass.steps.iter().find(|s| matches!(s, Step::WriteStatus(_))).unwrap();
     let failed = Outcome::Failed { detail: "etcd timeout".into() };
     let backoff = Backoff::retry(Duration::from_secs(60));
     let recorded = record_hib(&mut memory, &view, status_step, &failed, backoff, h.now);

@@ -1,0 +1,92 @@
+//! The one small task that applies the index's deliveries: it reads the typed input stream
+//! (watch events, the sync signal, actor lifecycle notes from the supervisor), asks the pure
+//! [`Index`] what they imply, and carries that out: fill and wake inboxes, ask the supervisor
+//! for an actor, start or stop a narrow pod watch. It decides nothing itself.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use ractor::ActorRef;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+use super::inbox::Inbox;
+use super::{ActorHandle, ResourceMsg, SupervisorMsg};
+use crate::index::{ActorKey, Delivery, Index, Input};
+use crate::k8s::watch::TargetCommand;
+
+/// Owns the index and the inboxes of the actors it asked for.
+pub struct Deliverer {
+    index: Index,
+    inboxes: HashMap<ActorKey, Arc<Inbox>>,
+    table: Arc<DashMap<ActorKey, ActorHandle>>,
+    supervisor: ActorRef<SupervisorMsg>,
+    targets: UnboundedSender<TargetCommand>,
+}
+
+impl Deliverer {
+    pub fn new(
+        table: Arc<DashMap<ActorKey, ActorHandle>>,
+        supervisor: ActorRef<SupervisorMsg>,
+        targets: UnboundedSender<TargetCommand>,
+    ) -> Self {
+        Self { index: Index::default(), inboxes: HashMap::new(), table, supervisor, targets }
+    }
+
+    /// Applies inputs until every sender is gone.
+    pub async fn run(mut self, mut inputs: UnboundedReceiver<Input>) {
+        while let Some(input) = inputs.recv().await {
+            for delivery in self.index.apply(input) {
+                self.execute(delivery);
+            }
+        }
+    }
+
+    fn wake(&self, key: &ActorKey) {
+        // An actor not in the table yet is woken by the supervisor once it is.
+        if let Some(handle) = self.table.get(key) {
+            let _ = handle.actor.cast(ResourceMsg::Wake);
+        }
+    }
+
+    fn execute(&mut self, delivery: Delivery) {
+        match delivery {
+            Delivery::Spawn { key, incarnation, updates } => {
+                let inbox = Arc::new(Inbox::default());
+                for update in updates {
+                    inbox.push(update);
+                }
+                self.inboxes.insert(key.clone(), inbox.clone());
+                let _ = self.supervisor.cast(SupervisorMsg::Spawn { key, incarnation, inbox });
+            }
+            Delivery::Update { key, updates } => {
+                let Some(inbox) = self.inboxes.get(&key) else { return };
+                let mut wake = false;
+                for update in updates {
+                    wake |= inbox.push(update);
+                }
+                if wake {
+                    self.wake(&key);
+                }
+            }
+            Delivery::Retire { key, update } => {
+                if let Some(inbox) = self.inboxes.remove(&key)
+                    && inbox.push(update)
+                {
+                    self.wake(&key);
+                }
+            }
+            Delivery::Forget { key } => {
+                self.inboxes.remove(&key);
+            }
+            Delivery::WakeAll => {
+                for entry in self.table.iter() {
+                    let _ = entry.actor.cast(ResourceMsg::Wake);
+                }
+            }
+            Delivery::Target(command) => {
+                let _ = self.targets.send(command);
+            }
+        }
+    }
+}

@@ -1,0 +1,509 @@
+//! The router as a pure index: [`Index::apply`] takes one typed input (a watch event, the watches
+//! having synced, an actor that stopped or may restart) and returns the deliveries it implies
+//! (spawn actor X with its whole view, put these updates into actor Y's inbox, start or stop a
+//! narrow pod watch). It owns the caches and the re-list bookkeeping; it talks to nobody, so it
+//! is tested without a client or a runtime. One small task applies its deliveries
+//! (`actors::delivery`).
+//!
+//! Pods go to their CocoonSet by controller ownerReference UID (never by label), and to the
+//! Hibernations that name them by namespace/name; snapshot ConfigMaps go to every actor of their
+//! namespace. Actors are per object *incarnation*: an object deleted and recreated under the same
+//! name (a new UID) gets a new actor that inherits nothing.
+
+pub mod key;
+mod relist;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::runtime::watcher::Event;
+
+pub use key::{ActorKey, ActorKind};
+use relist::Relist;
+
+use crate::api::{CocoonSet, Hibernation};
+use crate::k8s::watch::{TargetCommand, WatchEvent};
+use crate::plan::Snapshots;
+use crate::plan::hibernation::Competitor;
+
+/// One change for an actor's view. Deletions are `None`.
+#[derive(Debug, Clone)]
+pub enum Update {
+    /// The CocoonSet itself (`None`: deleted).
+    CocoonSet(Option<Arc<CocoonSet>>),
+    /// The Hibernation itself (`None`: deleted).
+    Hibernation(Option<Arc<Hibernation>>),
+    /// A pod of the actor's view (`None`: gone, or no longer the actor's).
+    Pod { name: String, pod: Option<Arc<Pod>> },
+    /// The snapshot entries of the actor's namespace.
+    Snapshots(Arc<Snapshots>),
+    /// Every Hibernation naming the same pod.
+    Competitors(Vec<Competitor>),
+    /// The narrow watch on this pod name has listed once: "no pod" now means missing.
+    TargetListed(String),
+}
+
+/// Which life of an actor: a new one for every spawn of a key.
+pub type Incarnation = u64;
+
+/// What the index reads.
+#[derive(Debug)]
+pub enum Input {
+    /// A watch delivered an event.
+    Watch(WatchEvent),
+    /// Every main watch has delivered its first complete list: actors may write.
+    Synced,
+    /// An actor stopped (its object went, or it stopped for another reason).
+    ActorStopped { key: ActorKey, incarnation: Incarnation },
+    /// A failed actor's restart backoff ended.
+    RestartDue { key: ActorKey, incarnation: Incarnation },
+}
+
+/// What applying an input asks the runtime to do, in order.
+#[derive(Debug)]
+pub enum Delivery {
+    /// Start an actor for `key` whose inbox begins with `updates` (its whole view).
+    Spawn { key: ActorKey, incarnation: Incarnation, updates: Vec<Update> },
+    /// Put `updates` into the live actor's inbox and wake it.
+    Update { key: ActorKey, updates: Vec<Update> },
+    /// The actor's object is gone (or is another incarnation now): hand it its last update and
+    /// forget its inbox.
+    Retire { key: ActorKey, update: Update },
+    /// Forget the inbox of an actor that stopped for good.
+    Forget { key: ActorKey },
+    /// Wake every live actor (after the watches synced, every actor plans once).
+    WakeAll,
+    /// Start or stop a narrow pod watch.
+    Target(TargetCommand),
+}
+
+type NsName = (String, String);
+
+fn key_of<K: ResourceExt>(obj: &K) -> NsName {
+    (obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+fn controller_uid(pod: &Pod) -> Option<String> {
+    pod.owner_references().iter().find(|o| o.controller == Some(true)).map(|o| o.uid.clone())
+}
+
+/// The caches and bookkeeping behind routing.
+#[derive(Default)]
+pub struct Index {
+    sets: HashMap<NsName, Arc<CocoonSet>>,
+    set_by_uid: HashMap<String, NsName>,
+    hibernations: HashMap<NsName, Arc<Hibernation>>,
+    /// (namespace, pod) → Hibernations naming it (name → creation time).
+    targets: HashMap<NsName, BTreeMap<String, Option<Timestamp>>>,
+    owned_pods: HashMap<NsName, Arc<Pod>>,
+    target_pods: HashMap<NsName, Arc<Pod>>,
+    snapshots: HashMap<String, Arc<Snapshots>>,
+    relist_sets: Relist<NsName>,
+    relist_hibs: Relist<NsName>,
+    relist_owned: Relist<NsName>,
+    relist_snapshots: Relist<String>,
+    relist_targets: HashMap<NsName, Relist<NsName>>,
+    /// Targets whose narrow watch has delivered a complete list at least once.
+    listed_targets: HashSet<NsName>,
+    /// The incarnation of every actor the index has asked for and not seen stop.
+    live: HashMap<ActorKey, Incarnation>,
+    last_incarnation: Incarnation,
+}
+
+impl Index {
+    /// Applies one input; returns the deliveries it implies, in order.
+    pub fn apply(&mut self, input: Input) -> Vec<Delivery> {
+        match input {
+            Input::Watch(WatchEvent::CocoonSet(e)) => self.cocoon_set(e),
+            Input::Watch(WatchEvent::Hibernation(e)) => self.hibernation(e),
+            Input::Watch(WatchEvent::OwnedPod(e)) => self.owned_pod(e),
+            Input::Watch(WatchEvent::TargetPod { namespace, name, event }) => {
+                self.target_pod((namespace, name), event)
+            }
+            Input::Watch(WatchEvent::Snapshots(e)) => self.snapshots(e),
+            Input::Synced => vec![Delivery::WakeAll],
+            Input::ActorStopped { key, incarnation } | Input::RestartDue { key, incarnation } => {
+                self.actor_gone(key, incarnation)
+            }
+        }
+    }
+
+    /// Keys of the actors the index considers live (for tests and the actor tree).
+    pub fn live(&self) -> impl Iterator<Item = &ActorKey> {
+        self.live.keys()
+    }
+
+    fn spawn(&mut self, key: ActorKey) -> Option<Delivery> {
+        let updates = self.initial_updates(&key)?;
+        self.last_incarnation += 1;
+        self.live.insert(key.clone(), self.last_incarnation);
+        Some(Delivery::Spawn { key, incarnation: self.last_incarnation, updates })
+    }
+
+    /// An actor stopped, or may restart: if it was the current incarnation and its object
+    /// still exists, a new one starts with the whole view; otherwise its inbox is forgotten.
+    fn actor_gone(&mut self, key: ActorKey, incarnation: Incarnation) -> Vec<Delivery> {
+        if self.live.get(&key) != Some(&incarnation) {
+            return Vec::new(); // an older life of the key: the current one is unaffected
+        }
+        self.live.remove(&key);
+        match self.spawn(key.clone()) {
+            Some(spawn) => vec![spawn],
+            None => vec![Delivery::Forget { key }],
+        }
+    }
+
+    /// Deliveries of `updates` for `key`: into the live actor, or a spawn with the whole view.
+    fn deliver(&mut self, key: ActorKey, updates: Vec<Update>, out: &mut Vec<Delivery>) {
+        if self.live.contains_key(&key) {
+            out.push(Delivery::Update { key, updates });
+        } else {
+            out.extend(self.spawn(key));
+        }
+    }
+
+    /// Updates for a live actor only (pods and snapshots never spawn one).
+    fn deliver_live(&self, key: ActorKey, updates: Vec<Update>, out: &mut Vec<Delivery>) {
+        if self.live.contains_key(&key) {
+            out.push(Delivery::Update { key, updates });
+        }
+    }
+
+    fn retire(&mut self, key: ActorKey, update: Update, out: &mut Vec<Delivery>) {
+        if self.live.remove(&key).is_some() {
+            out.push(Delivery::Retire { key, update });
+        }
+    }
+
+    fn cocoon_set(&mut self, event: Event<CocoonSet>) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        let mut removed = Vec::new();
+        match event {
+            Event::Init => self.relist_sets.init(),
+            Event::InitApply(set) | Event::Apply(set) => {
+                let at = key_of(&set);
+                self.relist_sets.apply(at.clone());
+                let key = ActorKey::cocoon_set(&at.0, &at.1);
+                let set = Arc::new(set);
+                let old = self.sets.insert(at.clone(), set.clone());
+                if let Some(uid) = set.uid() {
+                    self.set_by_uid.insert(uid, at.clone());
+                }
+                let old_uid = old.as_ref().and_then(|o| o.uid());
+                if old.is_some() && old_uid != set.uid() {
+                    // Deleted and recreated while we looked away: a new actor, nothing inherited.
+                    if let Some(uid) = old_uid {
+                        self.set_by_uid.remove(&uid);
+                    }
+                    self.retire(key.clone(), Update::CocoonSet(None), &mut out);
+                }
+                self.deliver(key, vec![Update::CocoonSet(Some(set))], &mut out);
+            }
+            Event::Delete(set) => {
+                let at = key_of(&set);
+                self.relist_sets.delete(&at);
+                removed.push(at);
+            }
+            Event::InitDone => removed = self.relist_sets.done(),
+        }
+        for at in removed {
+            if let Some(set) = self.sets.remove(&at)
+                && let Some(uid) = set.uid()
+            {
+                self.set_by_uid.remove(&uid);
+            }
+            self.retire(ActorKey::cocoon_set(&at.0, &at.1), Update::CocoonSet(None), &mut out);
+        }
+        out
+    }
+
+    fn hibernation(&mut self, event: Event<Hibernation>) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        let mut changed_targets = Vec::new();
+        let mut removed = Vec::new();
+        match event {
+            Event::Init => self.relist_hibs.init(),
+            Event::InitApply(hib) | Event::Apply(hib) => {
+                let at = key_of(&hib);
+                self.relist_hibs.apply(at.clone());
+                let key = ActorKey::hibernation(&at.0, &at.1);
+                let hib = Arc::new(hib);
+                let old = self.hibernations.insert(at.clone(), hib.clone());
+                let target = (at.0.clone(), hib.spec.pod_name.clone());
+                if let Some(old) = &old {
+                    let old_target = (at.0.clone(), old.spec.pod_name.clone());
+                    if old_target != target {
+                        changed_targets.extend(self.untarget(&old_target, &at.1, &mut out));
+                    }
+                    if old.uid() != hib.uid() {
+                        self.retire(key.clone(), Update::Hibernation(None), &mut out);
+                    }
+                }
+                let created = hib.metadata.creation_timestamp.as_ref().map(|t| t.0);
+                let entry = self.targets.entry(target.clone()).or_default();
+                let first = entry.is_empty();
+                entry.insert(at.1.clone(), created);
+                if first {
+                    out.push(Delivery::Target(TargetCommand::Watch {
+                        namespace: target.0.clone(),
+                        pod: target.1.clone(),
+                    }));
+                }
+                changed_targets.push(target.clone());
+                let mut updates = Vec::new();
+                if self.live.contains_key(&key) {
+                    // A new target already watched for another Hibernation: hand this one what
+                    // that watch has seen, or it would wait for an event forever.
+                    if let Some(pod) = self.target_pods.get(&target) {
+                        updates
+                            .push(Update::Pod { name: target.1.clone(), pod: Some(pod.clone()) });
+                    }
+                    if self.listed_targets.contains(&target) {
+                        updates.push(Update::TargetListed(target.1.clone()));
+                    }
+                }
+                updates.push(Update::Hibernation(Some(hib)));
+                self.deliver(key, updates, &mut out);
+            }
+            Event::Delete(hib) => {
+                let at = key_of(&hib);
+                self.relist_hibs.delete(&at);
+                removed.push(at);
+            }
+            Event::InitDone => removed = self.relist_hibs.done(),
+        }
+        for at in removed {
+            if let Some(hib) = self.hibernations.remove(&at) {
+                let target = (at.0.clone(), hib.spec.pod_name.clone());
+                changed_targets.extend(self.untarget(&target, &at.1, &mut out));
+            }
+            self.retire(ActorKey::hibernation(&at.0, &at.1), Update::Hibernation(None), &mut out);
+        }
+        // Every Hibernation naming a changed pod learns its competitors.
+        for target in changed_targets {
+            let list = self.competitors(&target);
+            let names: Vec<String> =
+                self.targets.get(&target).map(|t| t.keys().cloned().collect()).unwrap_or_default();
+            for name in names {
+                let key = ActorKey::hibernation(&target.0, &name);
+                self.deliver_live(key, vec![Update::Competitors(list.clone())], &mut out);
+            }
+        }
+        out
+    }
+
+    /// Removes one Hibernation from a target; stops the target's watch when none is left.
+    fn untarget(&mut self, target: &NsName, hib: &str, out: &mut Vec<Delivery>) -> Option<NsName> {
+        let entry = self.targets.get_mut(target)?;
+        entry.remove(hib);
+        if entry.is_empty() {
+            self.targets.remove(target);
+            self.target_pods.remove(target);
+            self.relist_targets.remove(target);
+            self.listed_targets.remove(target);
+            out.push(Delivery::Target(TargetCommand::Unwatch {
+                namespace: target.0.clone(),
+                pod: target.1.clone(),
+            }));
+        }
+        Some(target.clone())
+    }
+
+    fn owner_of(&self, pod: &Pod) -> Option<ActorKey> {
+        let at = self.set_by_uid.get(&controller_uid(pod)?)?;
+        Some(ActorKey::cocoon_set(&at.0, &at.1))
+    }
+
+    fn owned_pod(&mut self, event: Event<Pod>) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        let mut gone: Vec<Arc<Pod>> = Vec::new();
+        match event {
+            Event::Init => self.relist_owned.init(),
+            Event::InitApply(pod) | Event::Apply(pod) => {
+                let at = key_of(&pod);
+                self.relist_owned.apply(at.clone());
+                let pod = Arc::new(pod);
+                let before = self.owned_pods.insert(at.clone(), pod.clone());
+                // A pod whose controller changed leaves its former owner's view.
+                let was = before.as_deref().and_then(|p| self.owner_of(p));
+                let now = self.owner_of(&pod);
+                if let Some(was) = was.filter(|w| Some(w) != now.as_ref()) {
+                    self.deliver_live(
+                        was,
+                        vec![Update::Pod { name: at.1.clone(), pod: None }],
+                        &mut out,
+                    );
+                }
+                if let Some(owner) = now {
+                    self.deliver_live(
+                        owner,
+                        vec![Update::Pod { name: at.1, pod: Some(pod) }],
+                        &mut out,
+                    );
+                }
+            }
+            Event::Delete(pod) => {
+                let at = key_of(&pod);
+                self.relist_owned.delete(&at);
+                gone.extend(self.owned_pods.remove(&at).or(Some(Arc::new(pod))));
+            }
+            Event::InitDone => {
+                for at in self.relist_owned.done() {
+                    gone.extend(self.owned_pods.remove(&at));
+                }
+            }
+        }
+        for pod in gone {
+            if let Some(owner) = self.owner_of(&pod) {
+                let update = Update::Pod { name: pod.name_any(), pod: None };
+                self.deliver_live(owner, vec![update], &mut out);
+            }
+        }
+        out
+    }
+
+    fn target_pod(&mut self, target: NsName, event: Event<Pod>) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        if !self.targets.contains_key(&target) {
+            return out; // a late event of a watch being stopped
+        }
+        let mut listed = false;
+        let relist = self.relist_targets.entry(target.clone()).or_default();
+        let update = match event {
+            Event::Init => {
+                relist.init();
+                None
+            }
+            Event::InitApply(pod) | Event::Apply(pod) => {
+                relist.apply(target.clone());
+                let pod = Arc::new(pod);
+                self.target_pods.insert(target.clone(), pod.clone());
+                Some(Some(pod))
+            }
+            Event::Delete(_) => {
+                relist.delete(&target);
+                self.target_pods.remove(&target);
+                Some(None)
+            }
+            Event::InitDone => {
+                let vanished = relist.done();
+                listed = self.listed_targets.insert(target.clone());
+                if vanished.is_empty() {
+                    None
+                } else {
+                    self.target_pods.remove(&target);
+                    Some(None)
+                }
+            }
+        };
+        let names: Vec<String> =
+            self.targets.get(&target).map(|t| t.keys().cloned().collect()).unwrap_or_default();
+        for name in names {
+            let mut updates = Vec::new();
+            if let Some(pod) = &update {
+                updates.push(Update::Pod { name: target.1.clone(), pod: pod.clone() });
+            }
+            if listed {
+                updates.push(Update::TargetListed(target.1.clone()));
+            }
+            if !updates.is_empty() {
+                self.deliver_live(ActorKey::hibernation(&target.0, &name), updates, &mut out);
+            }
+        }
+        out
+    }
+
+    fn snapshots(&mut self, event: Event<ConfigMap>) -> Vec<Delivery> {
+        let mut changed: Vec<(String, Arc<Snapshots>)> = Vec::new();
+        match event {
+            Event::Init => self.relist_snapshots.init(),
+            Event::InitApply(cm) | Event::Apply(cm) => {
+                let ns = cm.namespace().unwrap_or_default();
+                self.relist_snapshots.apply(ns.clone());
+                let data = Arc::new(cm.data.clone().unwrap_or_default());
+                if self.snapshots.get(&ns).is_none_or(|old| **old != *data) {
+                    self.snapshots.insert(ns.clone(), data.clone());
+                    changed.push((ns, data));
+                }
+            }
+            Event::Delete(cm) => {
+                let ns = cm.namespace().unwrap_or_default();
+                self.relist_snapshots.delete(&ns);
+                self.snapshots.remove(&ns);
+                changed.push((ns, Arc::default()));
+            }
+            Event::InitDone => {
+                for ns in self.relist_snapshots.done() {
+                    self.snapshots.remove(&ns);
+                    changed.push((ns, Arc::default()));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (ns, data) in changed {
+            let mut keys: Vec<ActorKey> =
+                self.live.keys().filter(|k| k.namespace == ns).cloned().collect();
+            keys.sort();
+            for key in keys {
+                out.push(Delivery::Update { key, updates: vec![Update::Snapshots(data.clone())] });
+            }
+        }
+        out
+    }
+
+    fn competitors(&self, target: &NsName) -> Vec<Competitor> {
+        self.targets
+            .get(target)
+            .map(|t| {
+                t.iter()
+                    .map(|(name, created)| Competitor { name: name.clone(), created: *created })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every update a new actor for `key` needs; `None` when its object is gone.
+    fn initial_updates(&self, key: &ActorKey) -> Option<Vec<Update>> {
+        let at = (key.namespace.clone(), key.name.clone());
+        let mut updates = Vec::new();
+        match key.kind {
+            ActorKind::CocoonSet => {
+                let set = self.sets.get(&at)?.clone();
+                let uid = set.uid();
+                let mut pods: Vec<(&NsName, &Arc<Pod>)> = self
+                    .owned_pods
+                    .iter()
+                    .filter(|((ns, _), pod)| *ns == key.namespace && controller_uid(pod) == uid)
+                    .collect();
+                pods.sort_by(|a, b| a.0.cmp(b.0));
+                updates.extend(pods.into_iter().map(|((_, name), pod)| Update::Pod {
+                    name: name.clone(),
+                    pod: Some(pod.clone()),
+                }));
+                updates.push(Update::CocoonSet(Some(set)));
+            }
+            ActorKind::Hibernation => {
+                let hib = self.hibernations.get(&at)?.clone();
+                let target = (key.namespace.clone(), hib.spec.pod_name.clone());
+                if let Some(pod) = self.target_pods.get(&target) {
+                    updates.push(Update::Pod { name: target.1.clone(), pod: Some(pod.clone()) });
+                }
+                if self.listed_targets.contains(&target) {
+                    updates.push(Update::TargetListed(target.1.clone()));
+                }
+                updates.push(Update::Competitors(self.competitors(&target)));
+                updates.push(Update::Hibernation(Some(hib)));
+            }
+        }
+        if let Some(s) = self.snapshots.get(&key.namespace) {
+            updates.push(Update::Snapshots(s.clone()));
+        }
+        Some(updates)
+    }
+}
+
+#[cfg(test)]
+mod tests;

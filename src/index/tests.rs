@@ -1,0 +1,264 @@
+//! The index without a client or a runtime: inputs in, deliveries out.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::runtime::watcher::Event;
+
+use super::*;
+use crate::api::{CocoonSetSpec, HibernationAction, HibernationSpec};
+
+fn set(name: &str, uid: &str) -> CocoonSet {
+    let spec: CocoonSetSpec =
+        serde_json::from_value(serde_json::json!({"agent": {"image": "x"}})).unwrap();
+    let mut set = CocoonSet::new(name, spec);
+    set.metadata.namespace = Some("ns".into());
+    set.metadata.uid = Some(uid.into());
+    set
+}
+
+fn hib(name: &str, pod: &str) -> Hibernation {
+    let spec = HibernationSpec { pod_name: pod.into(), action: HibernationAction::Hibernate };
+    let mut h = Hibernation::new(name, spec);
+    h.metadata.namespace = Some("ns".into());
+    h.metadata.uid = Some(format!("uid-{name}"));
+    h
+}
+
+fn pod(name: &str, owner_uid: &str, label_set: &str) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("ns".into()),
+            labels: Some(BTreeMap::from([(
+                "cocoon.cis/cocoonset".to_string(),
+                label_set.to_string(),
+            )])),
+            owner_references: Some(vec![OwnerReference {
+                api_version: "cocoon.cis/v1alpha1".into(),
+                kind: "CocoonSet".into(),
+                name: label_set.into(),
+                uid: owner_uid.into(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            }]),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn set_event(e: Event<CocoonSet>) -> Input {
+    Input::Watch(WatchEvent::CocoonSet(e))
+}
+
+fn pod_event(e: Event<Pod>) -> Input {
+    Input::Watch(WatchEvent::OwnedPod(e))
+}
+
+fn hib_event(e: Event<Hibernation>) -> Input {
+    Input::Watch(WatchEvent::Hibernation(e))
+}
+
+fn target_event(pod: &str, event: Event<Pod>) -> Input {
+    Input::Watch(WatchEvent::TargetPod { namespace: "ns".into(), name: pod.into(), event })
+}
+
+/// `(key, pod names)` of every delivery that carries pod updates.
+fn pod_updates(deliveries: &[Delivery]) -> Vec<(String, String, bool)> {
+    let mut out = Vec::new();
+    for d in deliveries {
+        let (key, updates) = match d {
+            Delivery::Update { key, updates } | Delivery::Spawn { key, updates, .. } => {
+                (key, updates)
+            }
+            _ => continue,
+        };
+        for u in updates {
+            if let Update::Pod { name, pod } = u {
+                out.push((key.to_string(), name.clone(), pod.is_some()));
+            }
+        }
+    }
+    out
+}
+
+fn spawns(deliveries: &[Delivery]) -> Vec<(String, Incarnation)> {
+    deliveries
+        .iter()
+        .filter_map(|d| match d {
+            Delivery::Spawn { key, incarnation, .. } => Some((key.to_string(), *incarnation)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn pods_are_routed_by_controller_uid_never_by_label() {
+    let mut index = Index::default();
+    index.apply(set_event(Event::Apply(set("a", "uid-a"))));
+    let ours = index.apply(pod_event(Event::Apply(pod("a-0", "uid-a", "a"))));
+    assert_eq!(pod_updates(&ours), vec![("cs/ns/a".into(), "a-0".into(), true)]);
+    // Labelled for "a" but controlled by another set: the label lies.
+    let impostor = index.apply(pod_event(Event::Apply(pod("impostor", "uid-other", "a"))));
+    assert!(impostor.is_empty(), "{impostor:?}");
+}
+
+#[test]
+fn a_relist_reports_pods_that_vanished_meanwhile_as_deleted() {
+    let mut index = Index::default();
+    index.apply(set_event(Event::Apply(set("a", "uid-a"))));
+    index.apply(pod_event(Event::Apply(pod("a-0", "uid-a", "a"))));
+    index.apply(pod_event(Event::Init));
+    index.apply(pod_event(Event::InitApply(pod("impostor", "uid-other", "a"))));
+    let done = index.apply(pod_event(Event::InitDone));
+    assert_eq!(pod_updates(&done), vec![("cs/ns/a".into(), "a-0".into(), false)]);
+}
+
+#[test]
+fn a_new_set_spawns_one_actor_with_its_whole_view_and_pods_never_spawn_one() {
+    let mut index = Index::default();
+    let early = index.apply(pod_event(Event::Apply(pod("a-0", "uid-a", "a"))));
+    assert!(early.is_empty(), "a pod alone spawns nothing");
+    let first = index.apply(set_event(Event::Apply(set("a", "uid-a"))));
+    assert_eq!(spawns(&first), vec![("cs/ns/a".to_string(), 1)]);
+    assert_eq!(
+        pod_updates(&first),
+        vec![("cs/ns/a".into(), "a-0".into(), true)],
+        "the pod seen before"
+    );
+    let again = index.apply(set_event(Event::Apply(set("a", "uid-a"))));
+    assert!(spawns(&again).is_empty(), "the live actor gets an update instead");
+    assert!(matches!(again.as_slice(), [Delivery::Update { .. }]));
+}
+
+#[test]
+fn a_set_recreated_under_the_same_name_gets_a_new_actor_that_inherits_nothing() {
+    let mut index = Index::default();
+    index.apply(set_event(Event::Apply(set("a", "uid-old"))));
+    index.apply(pod_event(Event::Apply(pod("a-0", "uid-old", "a"))));
+    // The delete was missed; the next event shows the same name with a new UID.
+    let out = index.apply(set_event(Event::Apply(set("a", "uid-new"))));
+    assert!(matches!(&out[0], Delivery::Retire { update: Update::CocoonSet(None), .. }), "{out:?}");
+    assert_eq!(spawns(&out), vec![("cs/ns/a".to_string(), 2)]);
+    assert!(pod_updates(&out).is_empty(), "the old set's pod is not the new set's");
+    // The old incarnation stopping later changes nothing for the new one.
+    let stale =
+        index.apply(Input::ActorStopped { key: ActorKey::cocoon_set("ns", "a"), incarnation: 1 });
+    assert!(stale.is_empty(), "{stale:?}");
+}
+
+#[test]
+fn an_actor_that_stopped_while_its_object_exists_starts_again_and_a_gone_one_is_forgotten() {
+    let mut index = Index::default();
+    let key = ActorKey::cocoon_set("ns", "a");
+    index.apply(set_event(Event::Apply(set("a", "uid-a"))));
+    let respawn = index.apply(Input::ActorStopped { key: key.clone(), incarnation: 1 });
+    assert_eq!(spawns(&respawn), vec![("cs/ns/a".to_string(), 2)]);
+    let restart = index.apply(Input::RestartDue { key: key.clone(), incarnation: 2 });
+    assert_eq!(spawns(&restart), vec![("cs/ns/a".to_string(), 3)], "a restart gets the whole view");
+    let deleted = index.apply(set_event(Event::Delete(set("a", "uid-a"))));
+    assert!(matches!(deleted.as_slice(), [Delivery::Retire { .. }]));
+    assert!(index.live().next().is_none());
+    let stopped = index.apply(Input::ActorStopped { key, incarnation: 3 });
+    assert!(stopped.is_empty(), "retired already: {stopped:?}");
+}
+
+#[test]
+fn a_hibernation_target_is_watched_once_and_unwatched_with_its_last_hibernation() {
+    let mut index = Index::default();
+    let first = index.apply(hib_event(Event::Apply(hib("h1", "bot"))));
+    let watches = |ds: &[Delivery]| {
+        ds.iter()
+            .filter_map(|d| match d {
+                Delivery::Target(c) => Some(c.clone()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let watch = TargetCommand::Watch { namespace: "ns".into(), pod: "bot".into() };
+    assert_eq!(watches(&first), vec![watch]);
+    index.apply(target_event("bot", Event::Init));
+    index.apply(target_event("bot", Event::InitApply(pod("bot", "rs-uid", "x"))));
+    let listed = index.apply(target_event("bot", Event::InitDone));
+    assert!(listed.iter().any(|d| matches!(d, Delivery::Update { updates, .. }
+        if updates.iter().any(|u| matches!(u, Update::TargetListed(n) if n == "bot")))));
+    // A second Hibernation on the same pod: no second watch, and its first view already has
+    // what the watch has seen (or it would wait for an event forever).
+    let second = index.apply(hib_event(Event::Apply(hib("h2", "bot"))));
+    assert!(watches(&second).is_empty());
+    let Some(Delivery::Spawn { updates, .. }) =
+        second.iter().find(|d| matches!(d, Delivery::Spawn { .. }))
+    else {
+        panic!("{second:?}")
+    };
+    assert!(updates.iter().any(|u| matches!(u, Update::Pod { pod: Some(_), .. })));
+    assert!(updates.iter().any(|u| matches!(u, Update::TargetListed(_))));
+    let competitors: Vec<usize> = second
+        .iter()
+        .filter_map(|d| match d {
+            Delivery::Update { updates, .. } => updates.iter().find_map(|u| match u {
+                Update::Competitors(c) => Some(c.len()),
+                _ => None,
+            }),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(competitors, vec![2, 2], "both learn there are two");
+    index.apply(hib_event(Event::Delete(hib("h1", "bot"))));
+    let last = index.apply(hib_event(Event::Delete(hib("h2", "bot"))));
+    assert_eq!(
+        watches(&last),
+        vec![TargetCommand::Unwatch { namespace: "ns".into(), pod: "bot".into() }]
+    );
+}
+
+#[test]
+fn snapshot_entries_go_to_every_live_actor_of_their_namespace_only() {
+    let mut index = Index::default();
+    index.apply(set_event(Event::Apply(set("a", "uid-a"))));
+    index.apply(hib_event(Event::Apply(hib("h1", "bot"))));
+    let mut other = set("b", "uid-b");
+    other.metadata.namespace = Some("elsewhere".into());
+    index.apply(set_event(Event::Apply(other)));
+    let cm = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some("cocoon-vm-snapshots".into()),
+            namespace: Some("ns".into()),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([("vk-ns-a-0".to_string(), "vk-ns-a-0-suspend".to_string())])),
+        ..Default::default()
+    };
+    let out = index.apply(Input::Watch(WatchEvent::Snapshots(Event::Apply(cm.clone()))));
+    let keys: Vec<String> = out
+        .iter()
+        .filter_map(|d| match d {
+            Delivery::Update { key, .. } => Some(key.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(keys, vec!["cs/ns/a".to_string(), "hib/ns/h1".to_string()]);
+    let unchanged = index.apply(Input::Watch(WatchEvent::Snapshots(Event::Apply(cm))));
+    assert!(unchanged.is_empty(), "the same entries again are no news");
+}
+
+#[test]
+fn a_pod_whose_controller_changed_leaves_its_former_owners_view() {
+    let mut index = Index::default();
+    index.apply(set_event(Event::Apply(set("a", "uid-a"))));
+    index.apply(set_event(Event::Apply(set("b", "uid-b"))));
+    index.apply(pod_event(Event::Apply(pod("a-0", "uid-a", "a"))));
+    let moved = index.apply(pod_event(Event::Apply(pod("a-0", "uid-b", "a"))));
+    assert_eq!(
+        pod_updates(&moved),
+        vec![("cs/ns/a".into(), "a-0".into(), false), ("cs/ns/b".into(), "a-0".into(), true)]
+    );
+}
+
+#[test]
+fn the_watches_having_synced_wakes_every_actor() {
+    let mut index = Index::default();
+    assert!(matches!(index.apply(Input::Synced).as_slice(), [Delivery::WakeAll]));
+}

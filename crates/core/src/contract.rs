@@ -14,23 +14,37 @@ pub const LABEL_SLOT: &str = "cocoon.cis/slot";
 /// `app=<set>`, for users' own selectors.
 pub const LABEL_APP: &str = "app";
 
+/// `cocoon.cis/role` of the main agent (slot 0).
 pub const ROLE_MAIN: &str = "main";
+/// `cocoon.cis/role` of a sub-agent (slots 1..=replicas).
 pub const ROLE_SUB_AGENT: &str = "sub-agent";
+/// `cocoon.cis/role` of a toolbox.
 pub const ROLE_TOOLBOX: &str = "toolbox";
 
 // Annotations the operator writes on pods it creates.
+/// Name of the pod's VM; also the key of its snapshot entry.
 pub const ANN_VM_NAME: &str = "cocoon.cis/vm-name";
+/// How vk-cocoon provides the VM: `clone` for agents, the toolbox's mode otherwise.
 pub const ANN_MODE: &str = "cocoon.cis/mode";
+/// VM image to boot or clone.
 pub const ANN_IMAGE: &str = "cocoon.cis/image";
+/// `true` on every pod the operator creates except static toolboxes (whose VM is adopted).
 pub const ANN_MANAGED: &str = "cocoon.cis/managed";
+/// Guest OS of the VM: `linux`, `windows` or `android`.
 pub const ANN_OS: &str = "cocoon.cis/os";
+/// The set's snapshot policy, which vk-cocoon applies when the pod is deleted.
 pub const ANN_SNAPSHOT_POLICY: &str = "cocoon.cis/snapshot-policy";
+/// Disk size of the VM, when the spec sets one.
 pub const ANN_STORAGE: &str = "cocoon.cis/storage";
+/// On sub-agents: the main agent's VM name, to fork from.
 pub const ANN_FORK_FROM: &str = "cocoon.cis/fork-from";
+/// VNC port of a static toolbox's VM.
 pub const ANN_VNC_PORT: &str = "cocoon.cis/vnc-port";
 
 // Annotations vk-cocoon writes (and static toolboxes carry from the start).
+/// ID of the VM; vk-cocoon writes a new one whenever the VM boots or wakes.
 pub const ANN_VM_ID: &str = "cocoon.cis/vm-id";
+/// Address of the VM.
 pub const ANN_IP: &str = "cocoon.cis/ip";
 /// Whether a sub-agent was cloned from a running VM or booted from the image.
 pub const ANN_SNAPSHOT_FROM: &str = "cocoon.cis/snapshot-from";
@@ -68,7 +82,9 @@ pub const FINALIZER_HIBERNATION: &str = "cocoon.cis/hibernation";
 pub const DEFAULT_NODE_NAME: &str = "cocoon-pool";
 /// Toleration key of virtual-kubelet nodes.
 pub const TAINT_VIRTUAL_KUBELET: &str = "virtual-kubelet.io/provider";
+/// Taint of a NotReady node; tolerated without `tolerationSeconds` so a flap never evicts a VM.
 pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
+/// Taint of an unreachable node; tolerated like [`TAINT_NOT_READY`].
 pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 
 /// Container image of a static toolbox listed without one: vk-cocoon adopts an existing VM and
@@ -81,9 +97,11 @@ pub const FIELD_MANAGER: &str = "cocoon-operator";
 // vk-cocoon's virtual node.
 /// Node label naming the kind of kubelet: `type=virtual-kubelet`.
 pub const NODE_LABEL_TYPE: &str = "type";
+/// Value of the [`NODE_LABEL_TYPE`] label on vk-cocoon's node.
 pub const NODE_TYPE_VIRTUAL_KUBELET: &str = "virtual-kubelet";
 /// Node role label: `kubernetes.io/role=agent`.
 pub const NODE_LABEL_ROLE: &str = "kubernetes.io/role";
+/// Value of the [`NODE_LABEL_ROLE`] label on vk-cocoon's node.
 pub const NODE_ROLE_AGENT: &str = "agent";
 /// Well-known hostname label; vk-cocoon sets it to the node name.
 pub const NODE_LABEL_HOSTNAME: &str = "kubernetes.io/hostname";

@@ -34,6 +34,7 @@ pub const MAX_TOOLBOXES: usize = 16;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CocoonSetSpec {
+    /// The agent VMs: the main agent (slot 0) and `replicas` sub-agents forked from it.
     pub agent: AgentSpec,
     /// Hibernate every VM of the set.
     #[serde(default)]
@@ -63,18 +64,22 @@ pub struct AgentSpec {
     /// VM image of every agent.
     #[schemars(length(min = 1))]
     pub image: String,
-    /// Number of sub-agents (the main agent is always there).
+    /// Number of sub-agents (slots 1..=replicas) forked from the main, which is always there;
+    /// 0 to 64.
     #[serde(default)]
     #[schemars(range(min = 0, max = 64))]
     pub replicas: i32,
+    /// CPU and memory of every agent VM; they become the `vm` container's limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<VmResources>,
     /// Disk size, e.g. `100G`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"))]
     pub storage: Option<String>,
+    /// ConfigMaps and Secrets whose keys become environment variables of every agent pod.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env_from: Vec<EnvFromRef>,
+    /// ServiceAccount of every agent pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
 }
@@ -82,9 +87,11 @@ pub struct AgentSpec {
 /// CPU and memory of a VM; they become the `vm` container's limits.
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default)]
 pub struct VmResources {
+    /// CPU limit, a Kubernetes quantity such as `2` or `500m`; unset means no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"))]
     pub cpu: Option<String>,
+    /// Memory limit, a Kubernetes quantity such as `4Gi`; unset means no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"))]
     pub memory: Option<String>,
@@ -96,8 +103,10 @@ pub struct VmResources {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.configMapRef) != has(self.secretRef)").message("set exactly one of configMapRef and secretRef"))]
 pub struct EnvFromRef {
+    /// ConfigMap whose keys become environment variables; set this or `secretRef`, not both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map_ref: Option<NameRef>,
+    /// Secret whose keys become environment variables; set this or `configMapRef`, not both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<NameRef>,
 }
@@ -105,6 +114,7 @@ pub struct EnvFromRef {
 /// A reference to an object by name in the same namespace.
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct NameRef {
+    /// Name of the object.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
 }
@@ -123,6 +133,7 @@ pub enum SnapshotPolicy {
 }
 
 impl SnapshotPolicy {
+    /// The policy as spelled in the CRD and the `cocoon.cis/snapshot-policy` annotation.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Always => "always",
@@ -142,10 +153,15 @@ pub struct ToolboxSpec {
     /// Unique in the set; the pod is `<set>-<name>`.
     #[schemars(length(min = 1, max = 40))]
     pub name: String,
+    /// Guest operating system; without a VNC port it decides how a person connects (`rdp` for
+    /// windows, `adb` for android, `ssh` for linux).
     #[serde(default)]
     pub os: ToolboxOs,
+    /// VM image; required unless `mode` is `static`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// How vk-cocoon provides the VM: boot the image (`run`), clone its snapshot (`clone`) or
+    /// adopt an existing VM (`static`).
     #[serde(default)]
     pub mode: ToolboxMode,
     /// Address of an existing VM to adopt (static mode only).
@@ -158,8 +174,10 @@ pub struct ToolboxSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub vnc_port: Option<i32>,
+    /// CPU and memory of the toolbox VM; they become the `vm` container's limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<VmResources>,
+    /// Disk size, e.g. `100G`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"))]
     pub storage: Option<String>,
@@ -169,13 +187,17 @@ pub struct ToolboxSpec {
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum ToolboxOs {
+    /// Linux; reached by SSH unless a VNC port is known.
     #[default]
     Linux,
+    /// Windows; reached by RDP unless a VNC port is known.
     Windows,
+    /// Android; reached by ADB unless a VNC port is known.
     Android,
 }
 
 impl ToolboxOs {
+    /// The OS as spelled in the CRD and the `cocoon.cis/os` annotation.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Linux => "linux",
@@ -199,6 +221,7 @@ pub enum ToolboxMode {
 }
 
 impl ToolboxMode {
+    /// The mode as spelled in the CRD and the `cocoon.cis/mode` annotation.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Run => "run",
@@ -227,6 +250,7 @@ pub enum CocoonSetPhase {
 }
 
 impl CocoonSetPhase {
+    /// The phase as spelled in status, condition reasons and Events.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "Pending",
@@ -243,9 +267,13 @@ impl CocoonSetPhase {
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum ConnType {
+    /// VNC, on the toolbox's `vncPort`.
     Vnc,
+    /// Android Debug Bridge (an android toolbox without a VNC port).
     Adb,
+    /// Remote Desktop (a windows toolbox without a VNC port).
     Rdp,
+    /// SSH (a linux toolbox without a VNC port).
     Ssh,
 }
 
@@ -253,6 +281,7 @@ pub enum ConnType {
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CocoonSetStatus {
+    /// Where the set is in its lifecycle; `Running` once every desired VM runs and is ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<CocoonSetPhase>,
     /// Agents that are Running, Ready and not hibernated.
@@ -261,17 +290,23 @@ pub struct CocoonSetStatus {
     /// 1 + replicas.
     #[serde(default)]
     pub desired_agents: i32,
+    /// Toolboxes whose VM is Running and Ready.
     #[serde(default)]
     pub ready_toolboxes: i32,
+    /// One entry per agent slot (0..=replicas, plus slots still being scaled down), by slot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub agents: Vec<AgentStatus>,
+    /// One entry per toolbox listed in the spec, in spec order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub toolboxes: Vec<ToolboxStatus>,
     /// Why the set is not Running, when something needs a person's attention.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The `metadata.generation` this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Standard conditions: `Ready` (phase `Running`), `Progressing` (`Pending`, `Scaling` or
+    /// `Suspending`) and `Suspended`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }
@@ -280,20 +315,27 @@ pub struct CocoonSetStatus {
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentStatus {
+    /// Slot number: 0 is the main agent, 1..=replicas are sub-agents.
     pub slot: i32,
     /// `main` or `sub-agent`.
     pub role: String,
+    /// Name of the agent's pod, `<set>-<slot>`.
     pub pod_name: String,
+    /// Name of the VM as the pod reports it, else the expected `vk-<namespace>-<set>-<slot>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vm_name: Option<String>,
+    /// ID of the VM, as vk-cocoon reports it on the pod (`cocoon.cis/vm-id`).
     #[serde(default, rename = "vmID", skip_serializing_if = "Option::is_none")]
     pub vm_id: Option<String>,
+    /// Address of the VM, shown only while it serves (Running, Ready, not hibernated).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
     /// `Missing`, `Creating`, `Running`, `Hibernated`, `Terminating`, `Failed`, ...
     pub phase: String,
+    /// VM name the sub-agent was forked from (`cocoon.cis/fork-from`); unset for the main.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forked_from: Option<String>,
+    /// The VM's entry in the `cocoon-vm-snapshots` ConfigMap, while one exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_ref: Option<String>,
 }
@@ -302,16 +344,27 @@ pub struct AgentStatus {
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct ToolboxStatus {
+    /// Name of the toolbox, as in the spec.
     pub name: String,
+    /// Name of the toolbox's pod, `<set>-<toolbox>`.
     pub pod_name: String,
+    /// Name of the VM as the pod reports it, else the expected `vk-<namespace>-<set>-<toolbox>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vm_name: Option<String>,
+    /// ID of the VM, as reported on the pod (`cocoon.cis/vm-id`).
     #[serde(default, rename = "vmID", skip_serializing_if = "Option::is_none")]
     pub vm_id: Option<String>,
+    /// Address of the VM, as reported on the pod (`cocoon.cis/ip`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
+    /// Phase of the VM: `Running` when it serves; otherwise e.g. `Missing`, `Creating`, `Pending`,
+    /// `ProviderFailed`, `Starting`, `Hibernating`, `Hibernated`, `Waking`, `Terminating` or
+    /// `Failed`.
     pub phase: String,
+    /// How to connect: `vnc` if a VNC port is known, else `adb` (android), `rdp` (windows) or
+    /// `ssh` (linux).
     pub conn_type: ConnType,
+    /// VNC port the pod reports (`cocoon.cis/vnc-port`), else the spec's `vncPort` if static.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vnc_port: Option<i32>,
 }

@@ -7,9 +7,13 @@ use k8s_openapi::jiff::Timestamp;
 /// A condition the planner wants, before it is merged with what the object already carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DesiredCondition {
+    /// Condition type, e.g. `Ready`.
     pub type_: &'static str,
+    /// Whether the condition holds (`True` or `False` on the wire).
     pub status: bool,
+    /// CamelCase reason, from a bounded set.
     pub reason: &'static str,
+    /// Human-readable detail; may be empty.
     pub message: String,
 }
 

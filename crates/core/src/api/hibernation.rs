@@ -44,6 +44,7 @@ pub enum HibernationAction {
 }
 
 impl HibernationAction {
+    /// The action as spelled in the CRD.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Hibernate => "hibernate",
@@ -71,6 +72,7 @@ pub enum HibernationPhase {
 }
 
 impl HibernationPhase {
+    /// The phase as spelled in status and condition reasons.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "Pending",
@@ -87,23 +89,29 @@ impl HibernationPhase {
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct HibernationStatus {
+    /// Where the Hibernation is in its lifecycle; `Hibernated` or `Active` once a round completes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<HibernationPhase>,
     /// The action of the round this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<HibernationAction>,
+    /// Name of the target pod's VM (`cocoon.cis/vm-name`), as last seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vm_name: Option<String>,
     /// The snapshot entry value once hibernated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_ref: Option<String>,
+    /// Why the round failed; set only while `phase` is `Failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// Changes only when `phase` changes; for `Hibernating`/`Waking` it is when the request was made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<Time>,
+    /// The `metadata.generation` this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Standard conditions: `Ready` is True once the requested action is complete; while `Failed`,
+    /// its reason says why (`PodMissing`, `Conflict`, `Timeout` or `Overridden`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }

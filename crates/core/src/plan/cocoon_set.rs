@@ -19,14 +19,20 @@ use crate::contract;
 /// Everything the CocoonSet planner reads.
 #[derive(Clone, Debug)]
 pub struct SetInput<'a> {
+    /// Namespace, name and UID of the set.
     pub set: &'a SetIdentity,
+    /// The set's `metadata.generation`, recorded as `observedGeneration`.
     pub generation: Option<i64>,
+    /// The set's desired state.
     pub spec: &'a CocoonSetSpec,
+    /// The status last written (or the stored one): the base of conditions, transition Events
+    /// and the addresses static toolboxes reported.
     pub previous_status: &'a CocoonSetStatus,
     /// Pods whose controller ownerReference is this set.
     pub pods: &'a [PodView],
     /// Snapshot entries of the set's namespace.
     pub snapshots: &'a Snapshots,
+    /// Creates and deletes this actor issued that the view does not show yet.
     pub expectations: &'a Expectations,
     /// Pod names that must not be created before the given time (backoff after a terminal pod
     /// was deleted, or after a create hit a pod of the same name that is not ours).
@@ -37,6 +43,7 @@ pub struct SetInput<'a> {
     pub deleting: bool,
     /// A failure the actor could not get past (e.g. the API server rejected a pod).
     pub failure: Option<&'a str>,
+    /// The current time (the planner has no clock).
     pub now: Timestamp,
 }
 
@@ -54,6 +61,7 @@ pub enum DeleteReason {
 }
 
 impl DeleteReason {
+    /// The reason as spelled in the delete's Event.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ScaleDown => "ScaleDown",
@@ -68,11 +76,26 @@ impl DeleteReason {
 #[derive(Clone, Debug, PartialEq)]
 pub enum PodAction {
     /// Create the main agent (slot 0).
-    CreateMain { pod: Box<Pod> },
+    CreateMain {
+        /// The complete pod to create.
+        pod: Box<Pod>,
+    },
     /// Create sub-agent `slot`, forked from the main VM.
-    CreateSubAgent { slot: u32, fork_from: String, pod: Box<Pod> },
+    CreateSubAgent {
+        /// Its slot, in 1..=replicas.
+        slot: u32,
+        /// VM name of the main agent.
+        fork_from: String,
+        /// The complete pod to create.
+        pod: Box<Pod>,
+    },
     /// Create a toolbox.
-    CreateToolbox { toolbox: String, pod: Box<Pod> },
+    CreateToolbox {
+        /// Name of the toolbox, as in the spec.
+        toolbox: String,
+        /// The complete pod to create.
+        pod: Box<Pod>,
+    },
     /// Delete a pod (with its normal grace period), guarded by its UID so that a replacement
     /// of the same name is never deleted.
     Delete {
@@ -86,7 +109,12 @@ pub enum PodAction {
         was: &'static str,
     },
     /// Set (`true`) or remove (`false`) `cocoon.cis/hibernate` on a pod.
-    SetHibernate { pod_name: String, hibernate: bool },
+    SetHibernate {
+        /// The pod.
+        pod_name: String,
+        /// `true` sets the annotation, `false` removes it.
+        hibernate: bool,
+    },
 }
 
 impl PodAction {
@@ -100,6 +128,7 @@ impl PodAction {
         }
     }
 
+    /// Whether the action creates a pod.
     pub fn is_create(&self) -> bool {
         matches!(
             self,
@@ -111,8 +140,11 @@ impl PodAction {
 /// The planner's answer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SetPlan {
+    /// Pod writes, in the order they must be executed.
     pub actions: Vec<PodAction>,
+    /// The status as it will be once the actions are executed; written only if it changed.
     pub status: CocoonSetStatus,
+    /// Events to record on the set.
     pub events: Vec<PlanEvent>,
     /// Plan again after this long even without events (a backoff ends).
     pub requeue_after: Option<Duration>,

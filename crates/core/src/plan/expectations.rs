@@ -25,10 +25,12 @@ fn expiry(now: Timestamp) -> Timestamp {
 }
 
 impl Expectations {
+    /// Records a create just issued for `name`, trusted until [`EXPECTATION_TTL`] after `now`.
     pub fn expect_create(&mut self, name: &str, now: Timestamp) {
         self.creates.insert(name.to_string(), expiry(now));
     }
 
+    /// Records a delete just issued for `name`, trusted until [`EXPECTATION_TTL`] after `now`.
     pub fn expect_delete(&mut self, name: &str, now: Timestamp) {
         self.deletes.insert(name.to_string(), expiry(now));
     }
@@ -38,6 +40,7 @@ impl Expectations {
         self.creates.remove(name);
     }
 
+    /// Forgets a delete that failed, so the next plan may try again.
     pub fn forget_delete(&mut self, name: &str) {
         self.deletes.remove(name);
     }
@@ -51,10 +54,12 @@ impl Expectations {
         });
     }
 
+    /// Whether a create of `name` is in flight.
     pub fn create_pending(&self, name: &str) -> bool {
         self.creates.contains_key(name)
     }
 
+    /// Whether a delete of `name` is in flight.
     pub fn delete_pending(&self, name: &str) -> bool {
         self.deletes.contains_key(name)
     }
@@ -64,10 +69,12 @@ impl Expectations {
         self.creates.keys().map(String::as_str)
     }
 
+    /// Whether nothing is in flight.
     pub fn is_empty(&self) -> bool {
         self.creates.is_empty() && self.deletes.is_empty()
     }
 
+    /// Number of creates and deletes in flight.
     pub fn len(&self) -> usize {
         self.creates.len() + self.deletes.len()
     }

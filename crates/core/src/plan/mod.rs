@@ -31,13 +31,16 @@ pub struct PlanEvent {
     pub warning: bool,
     /// CamelCase reason, bounded set.
     pub reason: &'static str,
+    /// Human-readable message of the Event.
     pub message: String,
 }
 
 impl PlanEvent {
+    /// A `Normal` Event.
     pub fn normal(reason: &'static str, message: impl Into<String>) -> Self {
         Self { warning: false, reason, message: message.into() }
     }
+    /// A `Warning` Event: a person should look.
     pub fn warning(reason: &'static str, message: impl Into<String>) -> Self {
         Self { warning: true, reason, message: message.into() }
     }

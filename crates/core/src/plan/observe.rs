@@ -13,34 +13,47 @@ pub type Snapshots = BTreeMap<String, String>;
 /// Role of a pod in a CocoonSet, from its labels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PodRole {
+    /// The main agent (slot 0).
     Main,
+    /// A sub-agent, forked from the main.
     SubAgent,
+    /// A toolbox VM.
     Toolbox,
 }
 
 /// Coarse pod phase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PodPhase {
+    /// Pending, or no phase reported yet.
     Pending,
+    /// Running; a hibernated VM's pod is Running too (see [`PodView::reports_hibernated`]).
     Running,
+    /// Succeeded: terminal.
     Succeeded,
+    /// Failed: terminal.
     Failed,
+    /// Any other phase.
     Unknown,
 }
 
 /// The facts about one pod that planning reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodView {
+    /// Name of the pod.
     pub name: String,
     /// The pod's own UID (delete preconditions; a recreated pod is another pod).
     pub uid: Option<String>,
     /// UID of the controller owner, if any.
     pub controller_uid: Option<String>,
+    /// Role from the `cocoon.cis/role` label.
     pub role: Option<PodRole>,
+    /// Slot from the `cocoon.cis/slot` label (agents only).
     pub slot: Option<u32>,
+    /// Coarse `status.phase`.
     pub phase: PodPhase,
     /// The pod's status reason (e.g. `ProviderFailed`).
     pub reason: Option<String>,
+    /// The pod's status message.
     pub message: Option<String>,
     /// Ready condition is True.
     pub ready: bool,
@@ -52,14 +65,24 @@ pub struct PodView {
     pub terminating: bool,
     /// `cocoon.cis/hibernate=true` is set.
     pub hibernate_requested: bool,
+    /// Name of the Hibernation that holds the pod (`cocoon.cis/hibernated-by`).
     pub hibernated_by: Option<String>,
+    /// Name of the pod's VM (`cocoon.cis/vm-name`).
     pub vm_name: Option<String>,
+    /// ID of the pod's VM (`cocoon.cis/vm-id`).
     pub vm_id: Option<String>,
+    /// Address of the pod's VM (`cocoon.cis/ip`).
     pub ip: Option<String>,
+    /// VM name a sub-agent forks from (`cocoon.cis/fork-from`).
     pub fork_from: Option<String>,
+    /// How vk-cocoon provides the VM (`cocoon.cis/mode`).
     pub mode: Option<String>,
+    /// VNC port of the VM (`cocoon.cis/vnc-port`), if it parses.
     pub vnc_port: Option<i32>,
+    /// `controller.kubernetes.io/pod-deletion-cost` as set, even if empty.
     pub deletion_cost: Option<String>,
+    /// The cost the pod had before a Hibernation raised it (`cocoon.cis/previous-deletion-cost`);
+    /// empty means it had none.
     pub previous_deletion_cost: Option<String>,
 }
 
@@ -79,6 +102,7 @@ impl PodView {
         self.phase == PodPhase::Running && !self.ready && self.hibernated
     }
 
+    /// Whether the pod is a static toolbox: an adopted VM, never suspended with its set.
     pub fn is_static(&self) -> bool {
         self.mode.as_deref() == Some(crate::api::ToolboxMode::Static.as_str())
     }

@@ -21,8 +21,11 @@ pub const TERMINATION_GRACE_SECONDS: i64 = 30;
 /// Identity of the set that owns the pods being built.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SetIdentity {
+    /// Namespace of the set and its pods.
     pub namespace: String,
+    /// Name of the set.
     pub name: String,
+    /// UID of the set, for the pods' controller ownerReference.
     pub uid: String,
 }
 
@@ -42,8 +45,13 @@ impl SetIdentity {
 /// Which agent a pod is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AgentKind {
+    /// The main agent (slot 0).
     Main,
-    SubAgent { fork_from: String },
+    /// A sub-agent, forked from the main VM.
+    SubAgent {
+        /// VM name of the main agent.
+        fork_from: String,
+    },
 }
 
 fn tolerations() -> Vec<Toleration> {

@@ -12,14 +12,14 @@ use crate::plan::HibernationSettings;
 #[derive(Args, Clone, Debug)]
 pub struct OperatorConfig {
     /// Address of `/metrics` and `/debug/actors`.
-    #[arg(long, env = "COCOON_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    #[arg(long, env = "COCOON_METRICS_ADDR", default_value = defaults::METRICS_ADDR)]
     pub metrics_addr: SocketAddr,
     /// Address of `/healthz` and `/readyz`.
-    #[arg(long, env = "COCOON_PROBE_ADDR", default_value = "0.0.0.0:8081")]
+    #[arg(long, env = "COCOON_PROBE_ADDR", default_value = defaults::PROBE_ADDR)]
     pub probe_addr: SocketAddr,
     /// Every actor re-plans from its in-memory view this often (no API request unless
     /// something differs).
-    #[arg(long, env = "COCOON_RESYNC", default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, env = "COCOON_RESYNC", default_value = defaults::RESYNC, value_parser = parse_duration)]
     pub resync: Duration,
     /// Run actors only while holding the leader Lease.
     #[arg(long, env = "COCOON_LEADER_ELECT", default_value_t = false)]
@@ -28,39 +28,67 @@ pub struct OperatorConfig {
     #[arg(long, env = "COCOON_LEASE_NAMESPACE")]
     pub lease_namespace: Option<String>,
     /// Name of the leader Lease.
-    #[arg(long, env = "COCOON_LEASE_NAME", default_value = "cocoon-operator-leader")]
+    #[arg(long, env = "COCOON_LEASE_NAME", default_value = defaults::LEASE_NAME)]
     pub lease_name: String,
     /// Identity in the Lease (default: the host name).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
     /// A hibernate round not complete after this long goes Failed.
-    #[arg(long, env = "COCOON_HIBERNATE_TIMEOUT", default_value = "3m", value_parser = parse_duration)]
+    #[arg(long, env = "COCOON_HIBERNATE_TIMEOUT", default_value = defaults::HIBERNATE_TIMEOUT, value_parser = parse_duration)]
     pub hibernate_timeout: Duration,
     /// A wake round not complete after this long goes Failed.
-    #[arg(long, env = "COCOON_WAKE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, env = "COCOON_WAKE_TIMEOUT", default_value = defaults::WAKE_TIMEOUT, value_parser = parse_duration)]
     pub wake_timeout: Duration,
     /// `controller.kubernetes.io/pod-deletion-cost` of hibernated pods.
-    #[arg(long, env = "COCOON_DELETION_COST", default_value_t = 1000)]
+    #[arg(long, env = "COCOON_DELETION_COST", default_value_t = defaults::DELETION_COST)]
     pub deletion_cost: i32,
     /// Longest retry backoff of a failing object.
-    #[arg(long, env = "COCOON_MAX_BACKOFF", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "COCOON_MAX_BACKOFF", default_value = defaults::MAX_BACKOFF, value_parser = parse_duration)]
     pub max_backoff: Duration,
 }
 
+/// The defaults of `run`, written once: `--help` shows them and [`OperatorConfig::default`]
+/// parses the same text with the same parser.
+pub mod defaults {
+    /// `--metrics-addr`.
+    pub const METRICS_ADDR: &str = "0.0.0.0:8080";
+    /// `--probe-addr`.
+    pub const PROBE_ADDR: &str = "0.0.0.0:8081";
+    /// `--resync`.
+    pub const RESYNC: &str = "15s";
+    /// `--lease-name`.
+    pub const LEASE_NAME: &str = "cocoon-operator-leader";
+    /// `--hibernate-timeout`.
+    pub const HIBERNATE_TIMEOUT: &str = "3m";
+    /// `--wake-timeout`.
+    pub const WAKE_TIMEOUT: &str = "5m";
+    /// `--deletion-cost`.
+    pub const DELETION_COST: i32 = 1000;
+    /// `--max-backoff`.
+    pub const MAX_BACKOFF: &str = "60s";
+}
+
+/// A default duration; every one is checked to parse by `every_default_parses`.
+fn default_duration(text: &str) -> Duration {
+    parse_duration(text).unwrap_or(Duration::ZERO)
+}
+
 impl Default for OperatorConfig {
+    /// The flags' defaults, except the listen addresses: an operator embedded in a test or in
+    /// `cocoon-dev dev` listens on loopback, on ports the system picks.
     fn default() -> Self {
         Self {
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             probe_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            resync: Duration::from_secs(15),
+            resync: default_duration(defaults::RESYNC),
             leader_elect: false,
             lease_namespace: None,
-            lease_name: "cocoon-operator-leader".into(),
+            lease_name: defaults::LEASE_NAME.into(),
             identity: None,
-            hibernate_timeout: Duration::from_secs(180),
-            wake_timeout: Duration::from_secs(300),
-            deletion_cost: 1000,
-            max_backoff: Duration::from_secs(60),
+            hibernate_timeout: default_duration(defaults::HIBERNATE_TIMEOUT),
+            wake_timeout: default_duration(defaults::WAKE_TIMEOUT),
+            deletion_cost: defaults::DELETION_COST,
+            max_backoff: default_duration(defaults::MAX_BACKOFF),
         }
     }
 }
@@ -73,5 +101,38 @@ impl OperatorConfig {
             deletion_cost: self.deletion_cost,
             retry_after: self.resync.max(Duration::from_secs(1)) * 2,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Run {
+        #[command(flatten)]
+        config: OperatorConfig,
+    }
+
+    #[test]
+    fn every_default_parses_and_the_flags_and_default_agree() {
+        for text in [
+            defaults::RESYNC,
+            defaults::HIBERNATE_TIMEOUT,
+            defaults::WAKE_TIMEOUT,
+            defaults::MAX_BACKOFF,
+        ] {
+            assert!(parse_duration(text).is_ok(), "{text}");
+        }
+        let flags = Run::try_parse_from(["run"]).expect("defaults parse").config;
+        let default = OperatorConfig::default();
+        assert_eq!(flags.resync, default.resync);
+        assert_eq!(flags.hibernate_timeout, Duration::from_secs(180));
+        assert_eq!(flags.hibernation_settings(), default.hibernation_settings());
+        assert_eq!(flags.max_backoff, default.max_backoff);
+        assert_eq!(flags.lease_name, default.lease_name);
+        assert_eq!(flags.metrics_addr.port(), 8080);
     }
 }

@@ -156,3 +156,13 @@ impl World {
         })
     }
 }
+
+/// Hibernation settings of the tests (the operator's defaults are `config::defaults`).
+pub fn hibernation_settings() -> super::HibernationSettings {
+    super::HibernationSettings {
+        hibernate_timeout: std::time::Duration::from_secs(180),
+        wake_timeout: std::time::Duration::from_secs(300),
+        deletion_cost: 1000,
+        retry_after: std::time::Duration::from_secs(30),
+    }
+}

@@ -70,8 +70,12 @@ impl Harness {
             snapshots: &self.snapshots,
             competitors: &self.competitors,
         };
-        let planned =
-            plan_hib_pass(&view, &mut self.memory, &HibernationSettings::default(), self.now);
+        let planned = plan_hib_pass(
+            &view,
+            &mut self.memory,
+            &crate::plan::fixtures::hibernation_settings(),
+            self.now,
+        );
         let backoff = Backoff::retry(Duration::from_secs(60));
         let mut written = None;
         for step in &planned.pass.steps {
@@ -183,7 +187,8 @@ fn a_failed_status_write_backs_off_and_keeps_the_old_status_as_the_reference() {
     let mut h = Harness::new(HibernationAction::Hibernate, vec![pod("uid-1")]);
     let view = h.view();
     let mut memory = HibMemory::default();
-    let planned = plan_hib_pass(&view, &mut memory, &HibernationSettings::default(), h.now);
+    let planned =
+        plan_hib_pass(&view, &mut memory, &crate::plan::fixtures::hibernation_settings(), h.now);
     let status_step =
         planned.pass.steps.iter().find(|s| matches!(s, Step::WriteStatus(_))).unwrap();
     let failed = Outcome::Failed { detail: "etcd timeout".into() };

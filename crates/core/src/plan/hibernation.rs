@@ -17,23 +17,14 @@ use crate::contract;
 /// Operator-wide knobs of the Hibernation state machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HibernationSettings {
+    /// A hibernate round not complete after this long goes `Failed`.
     pub hibernate_timeout: Duration,
+    /// A wake round not complete after this long goes `Failed`.
     pub wake_timeout: Duration,
     /// `pod-deletion-cost` of a hibernated pod.
     pub deletion_cost: i32,
     /// How long a timed-out round rests in `Failed` before it is retried.
     pub retry_after: Duration,
-}
-
-impl Default for HibernationSettings {
-    fn default() -> Self {
-        Self {
-            hibernate_timeout: Duration::from_secs(180),
-            wake_timeout: Duration::from_secs(300),
-            deletion_cost: 1000,
-            retry_after: Duration::from_secs(30),
-        }
-    }
 }
 
 /// Why a Hibernation is `Failed`. Persisted as the reason of its `Ready` condition, so that a
@@ -85,20 +76,28 @@ impl FailureKind {
 /// Another Hibernation that names the same pod.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Competitor {
+    /// Name of the other Hibernation.
     pub name: String,
+    /// Its creationTimestamp: the oldest Hibernation wins.
     pub created: Option<Timestamp>,
 }
 
 /// Everything the Hibernation planner reads.
 #[derive(Clone, Debug)]
 pub struct HibInput<'a> {
+    /// Name of the Hibernation; the value of the `cocoon.cis/hibernated-by` marker it writes.
     pub name: &'a str,
+    /// The Hibernation's `metadata.generation`, recorded as `observedGeneration`.
     pub generation: Option<i64>,
+    /// The Hibernation's creationTimestamp: the oldest of competing Hibernations wins.
     pub created: Option<Timestamp>,
+    /// The desired action and target pod.
     pub spec: &'a HibernationSpec,
+    /// The status last written, or the stored one.
     pub status: &'a HibernationStatus,
     /// The target pod, if it exists.
     pub pod: Option<&'a PodView>,
+    /// Snapshot entries of the Hibernation's namespace.
     pub snapshots: &'a Snapshots,
     /// Other live Hibernations naming the same pod.
     pub competitors: &'a [Competitor],
@@ -106,7 +105,9 @@ pub struct HibInput<'a> {
     pub deleting: bool,
     /// What the actor saw of the pod during the round in flight (see [`witness`]).
     pub witness: RoundWitness,
+    /// Operator-wide timeouts and deletion cost.
     pub settings: &'a HibernationSettings,
+    /// The current time (the planner has no clock).
     pub now: Timestamp,
 }
 
@@ -114,16 +115,25 @@ pub struct HibInput<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HibAction {
     /// Merge-patch these annotations on the pod (`None` removes the key).
-    PatchPod { pod_name: String, annotations: BTreeMap<String, Option<String>> },
+    PatchPod {
+        /// The target pod.
+        pod_name: String,
+        /// Annotation key → new value; `None` removes the key.
+        annotations: BTreeMap<String, Option<String>>,
+    },
 }
 
 /// The planner's answer. The status must be persisted **before** the actions run: the round's
 /// start time is what makes later signals trustworthy.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HibPlan {
+    /// The status to persist before the actions run.
     pub status: HibernationStatus,
+    /// Writes to the target pod, in order.
     pub actions: Vec<HibAction>,
+    /// Events to record on the Hibernation.
     pub events: Vec<PlanEvent>,
+    /// Plan again after this long even without events (a deadline or a rest ends).
     pub requeue_after: Option<Duration>,
     /// Deleting, and the pod no longer carries our marker: the finalizer may go.
     pub release: bool,
@@ -179,6 +189,7 @@ pub struct RoundWitness {
 }
 
 impl RoundWitness {
+    /// What either witness saw: each flag is set if it is set in either.
     pub fn merge(self, other: Self) -> Self {
         Self {
             request_seen: self.request_seen || other.request_seen,
@@ -469,7 +480,7 @@ fn step(b: &mut Builder<'_>, pod: &PodView) {
         let changed_spec = b.status.observed_generation != input.generation;
         let failed_at = b.status.last_transition_time.as_ref().map(ts).unwrap_or(input.now);
         let rested = input.now >= after(failed_at, settings.retry_after);
-        let failure = FailureKind::of(&input.status);
+        let failure = FailureKind::of(input.status);
         let was_timeout = matches!(failure, Some(FailureKind::Timeout | FailureKind::Overridden));
         if failure == Some(FailureKind::Overridden) && !changed_spec {
             // Retrying would only fight that writer again; a spec change retries.

@@ -4,9 +4,7 @@ use std::time::Duration;
 
 use super::fixtures::{at, hibernated, serving, starting};
 use super::hibernation::{Competitor, RoundWitness, witness};
-use super::{
-    HibAction, HibInput, HibPlan, HibernationSettings, PodView, Snapshots, plan_hibernation,
-};
+use super::{HibAction, HibInput, HibPlan, PodView, Snapshots, plan_hibernation};
 use crate::api::conditions::wire_time;
 use crate::api::{HibernationAction, HibernationPhase, HibernationSpec, HibernationStatus};
 use crate::contract;
@@ -69,7 +67,7 @@ impl Case {
     }
 
     fn plan(&self) -> HibPlan {
-        let settings = HibernationSettings::default();
+        let settings = crate::plan::fixtures::hibernation_settings();
         let spec = HibernationSpec { pod_name: "sre-agent-xxx".into(), action: self.action };
         plan_hibernation(&HibInput {
             name: "hibernate-bot-1",

@@ -382,10 +382,9 @@ fn is_permanent(error: &Error) -> bool {
     matches!(error, Error::Api { source, .. } if matches!(status_code(source), Some(400 | 422)))
 }
 
-/// Capped exponential backoff: 100 ms, 200 ms, ... up to 10 s.
+/// The operator's backoff curve, from 100 ms up to 10 s, for the simulator's own retries.
 fn backoff(failures: u32) -> Duration {
-    let exponent = failures.saturating_sub(1).min(7);
-    Duration::from_millis(100u64 << exponent).min(Duration::from_secs(10))
+    cocoon_core::plan::Backoff::restart(Duration::from_secs(10)).delay(failures.saturating_sub(1))
 }
 
 #[cfg(test)]

@@ -142,7 +142,7 @@ impl Operator {
         let delivery_task = tokio::spawn(deliverer.run(inputs_rx));
         let emit = {
             let inputs = inputs_tx.clone();
-            move |event| drop(inputs.send(Input::Watch(event)))
+            move |event| drop(inputs.send(Input::Watch(Box::new(event))))
         };
         let watches = watch::start(client, emit, targets_rx);
         let sync = watches.sync.clone();

@@ -8,21 +8,20 @@ use std::sync::Arc;
 use k8s_openapi::jiff::Timestamp;
 
 use super::Context;
-use super::inbox::Pending;
+use super::inbox::{Pending, PodsView};
 use super::resource::{Part, Planned};
 use crate::api::CocoonSet;
 use crate::k8s::outcome;
 use crate::metrics::Transition;
 use crate::plan::{
-    Outcome, PodAction, PodView, Recorded, SetMemory, SetSettings, SetStep, SetView, Snapshots,
-    plan_set_pass, record_set,
+    Outcome, PodAction, Recorded, SetMemory, SetSettings, SetStep, SetView, plan_set_pass,
+    record_set,
 };
 
 /// The CocoonSet actor's view and bookkeeping.
 pub struct CocoonSetPart {
     set: Option<Arc<CocoonSet>>,
-    pods: BTreeMap<String, PodView>,
-    snapshots: Arc<Snapshots>,
+    view: PodsView,
     memory: SetMemory,
     forks_served: Vec<std::time::Duration>,
 }
@@ -41,23 +40,14 @@ impl Part for CocoonSetPart {
     fn new() -> Self {
         Self {
             set: None,
-            pods: BTreeMap::new(),
-            snapshots: Arc::default(),
+            view: PodsView::default(),
             memory: SetMemory::default(),
             forks_served: Vec::new(),
         }
     }
 
-    fn absorb(&mut self, pending: Pending) {
-        for (name, pod) in pending.pods {
-            match pod {
-                Some(pod) => self.pods.insert(name, PodView::from_pod(&pod)),
-                None => self.pods.remove(&name),
-            };
-        }
-        if let Some(s) = pending.snapshots {
-            self.snapshots = s;
-        }
+    fn absorb(&mut self, mut pending: Pending) {
+        self.view.absorb(&mut pending);
         if let Some(set) = pending.cocoon_set {
             self.set = set;
         }
@@ -68,15 +58,8 @@ impl Part for CocoonSetPart {
     }
 
     fn plan(&mut self, _ctx: &Context, now: Timestamp) -> Planned<PodAction, Self::Status> {
-        let Some(set) = self.set.clone() else {
-            return Planned {
-                pass: crate::plan::Pass { steps: Vec::new(), wake_after: None },
-                phase: None,
-                pod_count: 0,
-            };
-        };
-        let pods: Vec<PodView> = self.pods.values().cloned().collect();
-        let view = SetView { set: &set, pods: &pods, snapshots: &self.snapshots };
+        let Some(set) = self.set.clone() else { return Planned::idle() };
+        let view = SetView { set: &set, pods: self.view.pods(), snapshots: self.view.snapshots() };
         let planned = plan_set_pass(&view, &mut self.memory, now);
         self.forks_served.extend(planned.forks_served);
         Planned {

@@ -3,33 +3,48 @@
 //! its pod patches. The pass is `plan::plan_hib_pass`; outcomes go back through
 //! `plan::record_hib`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::jiff::Timestamp;
 
 use super::Context;
-use super::inbox::Pending;
+use super::inbox::{Pending, PodsView};
 use super::resource::{Part, Planned};
 use crate::api::{Hibernation, HibernationStatus};
 use crate::k8s::outcome;
 use crate::metrics::Transition;
 use crate::plan::hibernation::Competitor;
 use crate::plan::{
-    HibAction, HibMemory, HibStep, HibView, Outcome, Pass, PodView, Recorded, Snapshots,
-    plan_hib_pass, record_hib,
+    HibAction, HibMemory, HibStep, HibView, Outcome, Recorded, plan_hib_pass, record_hib,
 };
 
 /// The Hibernation actor's view and bookkeeping.
 pub struct HibernationPart {
+    world: World,
+    memory: HibMemory,
+}
+
+/// What the Hibernation actor sees, apart from its bookkeeping.
+#[derive(Default)]
+struct World {
     hibernation: Option<Arc<Hibernation>>,
     /// Pods by name (more than the target only briefly, after `spec.podName` changed).
-    pods: BTreeMap<String, PodView>,
-    snapshots: Arc<Snapshots>,
+    view: PodsView,
     competitors: Vec<Competitor>,
     /// The pod name whose watch has listed once.
     listed: Option<String>,
-    memory: HibMemory,
+}
+
+impl World {
+    fn view(&self) -> Option<HibView<'_>> {
+        Some(HibView {
+            hibernation: self.hibernation.as_deref()?,
+            pods: self.view.pods(),
+            listed: self.listed.as_deref(),
+            snapshots: self.view.snapshots(),
+            competitors: &self.competitors,
+        })
+    }
 }
 
 impl Part for HibernationPart {
@@ -38,57 +53,29 @@ impl Part for HibernationPart {
     type Status = HibernationStatus;
 
     fn new() -> Self {
-        Self {
-            hibernation: None,
-            pods: BTreeMap::new(),
-            snapshots: Arc::default(),
-            competitors: Vec::new(),
-            listed: None,
-            memory: HibMemory::default(),
-        }
+        Self { world: World::default(), memory: HibMemory::default() }
     }
 
-    fn absorb(&mut self, pending: Pending) {
-        for (name, pod) in pending.pods {
-            match pod {
-                Some(pod) => self.pods.insert(name, PodView::from_pod(&pod)),
-                None => self.pods.remove(&name),
-            };
-        }
-        if let Some(s) = pending.snapshots {
-            self.snapshots = s;
-        }
+    fn absorb(&mut self, mut pending: Pending) {
+        let world = &mut self.world;
+        world.view.absorb(&mut pending);
         if let Some(c) = pending.competitors {
-            self.competitors = c;
+            world.competitors = c;
         }
         if let Some(name) = pending.target_listed {
-            self.listed = Some(name);
+            world.listed = Some(name);
         }
         if let Some(hib) = pending.hibernation {
-            self.hibernation = hib;
+            world.hibernation = hib;
         }
     }
 
     fn object(&self) -> Option<&Arc<Hibernation>> {
-        self.hibernation.as_ref()
+        self.world.hibernation.as_ref()
     }
 
     fn plan(&mut self, ctx: &Context, now: Timestamp) -> Planned<HibAction, HibernationStatus> {
-        let Some(hib) = self.hibernation.clone() else {
-            return Planned {
-                pass: Pass { steps: Vec::new(), wake_after: None },
-                phase: None,
-                pod_count: 0,
-            };
-        };
-        let pods: Vec<PodView> = self.pods.values().cloned().collect();
-        let view = HibView {
-            hibernation: &hib,
-            pods: &pods,
-            listed: self.listed.as_deref(),
-            snapshots: &self.snapshots,
-            competitors: &self.competitors,
-        };
+        let Some(view) = self.world.view() else { return Planned::idle() };
         let planned = plan_hib_pass(&view, &mut self.memory, &ctx.hibernation, now);
         Planned {
             pass: planned.pass,
@@ -109,15 +96,7 @@ impl Part for HibernationPart {
         outcome: &Outcome,
         now: Timestamp,
     ) -> Recorded {
-        let Some(hib) = self.hibernation.clone() else { return Recorded::go_on() };
-        let pods: Vec<PodView> = self.pods.values().cloned().collect();
-        let view = HibView {
-            hibernation: &hib,
-            pods: &pods,
-            listed: self.listed.as_deref(),
-            snapshots: &self.snapshots,
-            competitors: &self.competitors,
-        };
+        let Some(view) = self.world.view() else { return Recorded::go_on() };
         record_hib(&mut self.memory, &view, step, outcome, ctx.backoff(), now)
     }
 

@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use crate::api::{CocoonSet, Hibernation};
 use crate::index::Update;
+use crate::plan::PodView;
 use crate::plan::Snapshots;
 use crate::plan::hibernation::Competitor;
 
@@ -37,6 +38,43 @@ impl Pending {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// What both parts keep of the pods and snapshot entries routed to them, as the core reads it.
+#[derive(Default, Debug)]
+pub struct PodsView {
+    by_name: BTreeMap<String, PodView>,
+    list: Vec<PodView>,
+    snapshots: Arc<Snapshots>,
+}
+
+impl PodsView {
+    /// Takes the pod and snapshot updates out of `pending`.
+    pub fn absorb(&mut self, pending: &mut Pending) {
+        let pods = std::mem::take(&mut pending.pods);
+        if !pods.is_empty() {
+            for (name, pod) in pods {
+                match pod {
+                    Some(pod) => self.by_name.insert(name, PodView::from_pod(&pod)),
+                    None => self.by_name.remove(&name),
+                };
+            }
+            self.list = self.by_name.values().cloned().collect();
+        }
+        if let Some(s) = pending.snapshots.take() {
+            self.snapshots = s;
+        }
+    }
+
+    /// The pods, by name.
+    pub fn pods(&self) -> &[PodView] {
+        &self.list
+    }
+
+    /// The snapshot entries of the namespace.
+    pub fn snapshots(&self) -> &Snapshots {
+        &self.snapshots
     }
 }
 

@@ -33,6 +33,13 @@ pub struct Planned<P, S> {
     pub pod_count: usize,
 }
 
+impl<P, S> Planned<P, S> {
+    /// A pass with nothing to do (no object in view).
+    pub fn idle() -> Self {
+        Self { pass: Pass { steps: Vec::new(), wake_after: None }, phase: None, pod_count: 0 }
+    }
+}
+
 /// The resource-specific half of an actor: its view, the core calls, and its pod writes.
 pub trait Part: Send + Sync + Sized + 'static {
     /// The custom resource.
@@ -195,7 +202,7 @@ impl<P: Part> Actor for ResourceActor<P> {
 async fn run_pass<P: Part>(state: &mut State<P>) -> Option<Duration> {
     let now = Timestamp::now();
     let ctx = state.ctx.clone();
-    let Some(object) = state.part.object().cloned() else { return None };
+    let object = state.part.object().cloned()?;
     let planned = state.part.plan(&ctx, now);
     let kind = state.key.kind.as_str();
     let mut stopped = None;
@@ -284,3 +291,7 @@ fn note_failure(key: &ActorKey, outcome: &Outcome, category: ErrorCategory) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "resource_tests.rs"]
+mod tests;

@@ -52,8 +52,8 @@ pub type Incarnation = u64;
 /// What the index reads.
 #[derive(Debug)]
 pub enum Input {
-    /// A watch delivered an event.
-    Watch(WatchEvent),
+    /// A watch delivered an event (boxed: pods are large, the other inputs small).
+    Watch(Box<WatchEvent>),
     /// Every main watch has delivered its first complete list: actors may write.
     Synced,
     /// An actor stopped (its object went, or it stopped for another reason).
@@ -117,13 +117,15 @@ impl Index {
     /// Applies one input; returns the deliveries it implies, in order.
     pub fn apply(&mut self, input: Input) -> Vec<Delivery> {
         match input {
-            Input::Watch(WatchEvent::CocoonSet(e)) => self.cocoon_set(e),
-            Input::Watch(WatchEvent::Hibernation(e)) => self.hibernation(e),
-            Input::Watch(WatchEvent::OwnedPod(e)) => self.owned_pod(e),
-            Input::Watch(WatchEvent::TargetPod { namespace, name, event }) => {
-                self.target_pod((namespace, name), event)
-            }
-            Input::Watch(WatchEvent::Snapshots(e)) => self.snapshots(e),
+            Input::Watch(event) => match *event {
+                WatchEvent::CocoonSet(e) => self.cocoon_set(e),
+                WatchEvent::Hibernation(e) => self.hibernation(e),
+                WatchEvent::OwnedPod(e) => self.owned_pod(e),
+                WatchEvent::TargetPod { namespace, name, event } => {
+                    self.target_pod((namespace, name), event)
+                }
+                WatchEvent::Snapshots(e) => self.snapshots(e),
+            },
             Input::Synced => vec![Delivery::WakeAll],
             Input::ActorStopped { key, incarnation } | Input::RestartDue { key, incarnation } => {
                 self.actor_gone(key, incarnation)

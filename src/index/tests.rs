@@ -50,19 +50,23 @@ fn pod(name: &str, owner_uid: &str, label_set: &str) -> Pod {
 }
 
 fn set_event(e: Event<CocoonSet>) -> Input {
-    Input::Watch(WatchEvent::CocoonSet(e))
+    Input::Watch(Box::new(WatchEvent::CocoonSet(e)))
 }
 
 fn pod_event(e: Event<Pod>) -> Input {
-    Input::Watch(WatchEvent::OwnedPod(e))
+    Input::Watch(Box::new(WatchEvent::OwnedPod(e)))
 }
 
 fn hib_event(e: Event<Hibernation>) -> Input {
-    Input::Watch(WatchEvent::Hibernation(e))
+    Input::Watch(Box::new(WatchEvent::Hibernation(e)))
 }
 
 fn target_event(pod: &str, event: Event<Pod>) -> Input {
-    Input::Watch(WatchEvent::TargetPod { namespace: "ns".into(), name: pod.into(), event })
+    Input::Watch(Box::new(WatchEvent::TargetPod {
+        namespace: "ns".into(),
+        name: pod.into(),
+        event,
+    }))
 }
 
 /// `(key, pod names)` of every delivery that carries pod updates.
@@ -231,7 +235,7 @@ fn snapshot_entries_go_to_every_live_actor_of_their_namespace_only() {
         data: Some(BTreeMap::from([("vk-ns-a-0".to_string(), "vk-ns-a-0-suspend".to_string())])),
         ..Default::default()
     };
-    let out = index.apply(Input::Watch(WatchEvent::Snapshots(Event::Apply(cm.clone()))));
+    let out = index.apply(Input::Watch(Box::new(WatchEvent::Snapshots(Event::Apply(cm.clone())))));
     let keys: Vec<String> = out
         .iter()
         .filter_map(|d| match d {
@@ -240,7 +244,7 @@ fn snapshot_entries_go_to_every_live_actor_of_their_namespace_only() {
         })
         .collect();
     assert_eq!(keys, vec!["cs/ns/a".to_string(), "hib/ns/h1".to_string()]);
-    let unchanged = index.apply(Input::Watch(WatchEvent::Snapshots(Event::Apply(cm))));
+    let unchanged = index.apply(Input::Watch(Box::new(WatchEvent::Snapshots(Event::Apply(cm)))));
     assert!(unchanged.is_empty(), "the same entries again are no news");
 }
 

@@ -1,0 +1,143 @@
+//! Timer tests of the actor skeleton with paused tokio time: a pass runs again when the core
+//! asks, the resync re-plans every period, and failed steps back off along the curve.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use tokio::time::Instant;
+
+use super::*;
+use crate::api::{CocoonSet, CocoonSetSpec, CocoonSetStatus};
+use crate::index::Update;
+use crate::k8s::Writer;
+use crate::metrics::Metrics;
+use crate::plan::{Backoff, Retry};
+
+/// When each test's part planned, by set name (tests run in parallel).
+fn plans() -> &'static Mutex<HashMap<String, Vec<Instant>>> {
+    static PLANS: OnceLock<Mutex<HashMap<String, Vec<Instant>>>> = OnceLock::new();
+    PLANS.get_or_init(Default::default)
+}
+
+/// A part whose passes are fixed by its set's name: `wait-<secs>` asks to be woken after that
+/// long; `fail` has one pod write that always fails.
+struct Ticks {
+    set: Option<Arc<CocoonSet>>,
+    retry: Retry,
+}
+
+impl Part for Ticks {
+    type Object = CocoonSet;
+    type PodWrite = ();
+    type Status = CocoonSetStatus;
+
+    fn new() -> Self {
+        Self { set: None, retry: Retry::default() }
+    }
+
+    fn absorb(&mut self, pending: Pending) {
+        if let Some(set) = pending.cocoon_set {
+            self.set = set;
+        }
+    }
+
+    fn object(&self) -> Option<&Arc<CocoonSet>> {
+        self.set.as_ref()
+    }
+
+    fn plan(&mut self, _ctx: &Context, _now: Timestamp) -> Planned<(), CocoonSetStatus> {
+        let name = self.set.as_ref().and_then(|s| s.metadata.name.clone()).unwrap_or_default();
+        plans().lock().unwrap().entry(name.clone()).or_default().push(Instant::now());
+        let wake_after =
+            name.strip_prefix("wait-").and_then(|s| s.parse().ok()).map(Duration::from_secs);
+        let steps = if name == "fail" { vec![Step::Pod(())] } else { Vec::new() };
+        Planned { pass: Pass { steps, wake_after }, phase: None, pod_count: 0 }
+    }
+
+    async fn write_pod(&self, _ctx: &Context, _namespace: &str, _write: &()) -> Outcome {
+        Outcome::Failed { detail: "503".into() }
+    }
+
+    fn record(
+        &mut self,
+        _ctx: &Context,
+        _step: &Step<(), CocoonSetStatus>,
+        outcome: &Outcome,
+        _now: Timestamp,
+    ) -> Recorded {
+        self.retry.record(outcome, Backoff::retry(Duration::from_secs(60)))
+    }
+
+    fn completed(&mut self) {
+        self.retry.completed();
+    }
+}
+
+fn context(resync: Duration) -> Arc<Context> {
+    // A client that is never used: building it opens no connection.
+    let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+    let client = kube::Client::try_from(config).unwrap();
+    Arc::new(Context {
+        writer: Writer::new(client, None),
+        metrics: Metrics::new(),
+        resync,
+        max_backoff: Duration::from_secs(60),
+        hibernation: crate::config::OperatorConfig::default().hibernation_settings(),
+        table: Arc::new(DashMap::new()),
+        synced: Arc::new(AtomicBool::new(true)),
+        shutting_down: Default::default(),
+    })
+}
+
+/// Starts an actor for a set of this name; returns when it started.
+async fn start(name: &str, resync: Duration) -> Instant {
+    let spec: CocoonSetSpec =
+        serde_json::from_value(serde_json::json!({"agent": {"image": "x"}})).unwrap();
+    let set = Arc::new(CocoonSet::new(name, spec));
+    let inbox = Arc::new(Inbox::default());
+    inbox.push(Update::CocoonSet(Some(set)));
+    let args = Args {
+        key: ActorKey::cocoon_set("ns", name),
+        ctx: context(resync),
+        inbox,
+        stats: Arc::default(),
+    };
+    let (actor, _) = Actor::spawn(None, ResourceActor::<Ticks>::default(), args).await.unwrap();
+    let started = Instant::now();
+    actor.cast(ResourceMsg::Wake).unwrap();
+    started
+}
+
+/// Seconds after `start` at which the part planned.
+fn planned_at(name: &str, start: Instant) -> Vec<u64> {
+    let plans = plans().lock().unwrap();
+    plans.get(name).into_iter().flatten().map(|t| t.duration_since(start).as_secs()).collect()
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+#[tokio::test(start_paused = true)]
+async fn a_pass_that_asks_to_be_woken_later_runs_again_then_and_not_before() {
+    let start = start("wait-30", HOUR).await;
+    tokio::time::sleep(Duration::from_secs(29)).await;
+    assert_eq!(planned_at("wait-30", start), vec![0]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(planned_at("wait-30", start), vec![0, 30]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_resync_replans_every_period_from_memory() {
+    let start = start("quiet", Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_secs(46)).await;
+    assert_eq!(planned_at("quiet", start), vec![0, 15, 30, 45]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_write_is_retried_along_the_backoff_curve() {
+    let start = start("fail", HOUR).await;
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    assert_eq!(planned_at("fail", start), vec![0, 1, 3, 7, 15]);
+}

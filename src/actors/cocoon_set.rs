@@ -28,7 +28,7 @@ pub struct CocoonSetPart {
 
 impl CocoonSetPart {
     fn settings(ctx: &Context) -> SetSettings {
-        SetSettings { backoff: ctx.backoff() }
+        SetSettings { backoff: ctx.backoff(), suspend_timeout: ctx.hibernation.hibernate_timeout }
     }
 }
 
@@ -57,10 +57,10 @@ impl Part for CocoonSetPart {
         self.set.as_ref()
     }
 
-    fn plan(&mut self, _ctx: &Context, now: Timestamp) -> Planned<PodAction, Self::Status> {
+    fn plan(&mut self, ctx: &Context, now: Timestamp) -> Planned<PodAction, Self::Status> {
         let Some(set) = self.set.clone() else { return Planned::idle() };
         let view = SetView { set: &set, pods: self.view.pods(), snapshots: self.view.snapshots() };
-        let planned = plan_set_pass(&view, &mut self.memory, now);
+        let planned = plan_set_pass(&view, &mut self.memory, &Self::settings(ctx), now);
         self.forks_served.extend(planned.forks_served);
         Planned {
             pass: planned.pass,
@@ -76,6 +76,9 @@ impl Part for CocoonSetPart {
             | PodAction::CreateToolbox { pod, .. } => ctx.writer.create_pod(namespace, pod).await,
             PodAction::Delete { pod_name, uid, .. } => {
                 ctx.writer.delete_pod(namespace, pod_name, uid.clone()).await
+            }
+            PodAction::RepairLabels { pod_name, labels, .. } => {
+                ctx.writer.patch_pod_labels(namespace, pod_name, labels).await
             }
             PodAction::SetHibernate { pod_name, hibernate } => {
                 let patch = BTreeMap::from([(

@@ -90,6 +90,22 @@ fn controller_uid(pod: &Pod) -> Option<String> {
     pod.owner_references().iter().find(|o| o.controller == Some(true)).map(|o| o.uid.clone())
 }
 
+/// A "deleted" event of the label-selected pod watch for a pod that was not being deleted: the
+/// pod may have left the selector (someone removed its label; the API server then sends the
+/// *previous* object, label and all) or have been force-deleted. Which one, the event cannot
+/// tell. The index keeps it in its owner's view without the label, so that the owner writes the
+/// label back; the API server's answer settles it (a 404 means it is gone).
+fn left_the_watch(pod: &Pod) -> Option<Pod> {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let mut unlabelled = pod.clone();
+    if let Some(labels) = unlabelled.metadata.labels.as_mut() {
+        labels.remove(crate::contract::LABEL_COCOONSET);
+    }
+    Some(unlabelled)
+}
+
 /// The caches and bookkeeping behind routing.
 #[derive(Default)]
 pub struct Index {
@@ -345,6 +361,18 @@ impl Index {
                         vec![Update::Pod { name: at.1, pod: Some(pod) }],
                         &mut out,
                     );
+                }
+            }
+            Event::Delete(pod)
+                if self.owner_of(&pod).is_some() && left_the_watch(&pod).is_some() =>
+            {
+                let at = key_of(&pod);
+                self.relist_owned.delete(&at);
+                let pod = Arc::new(left_the_watch(&pod).unwrap_or(pod));
+                self.owned_pods.insert(at.clone(), pod.clone());
+                if let Some(owner) = self.owner_of(&pod) {
+                    let update = Update::Pod { name: at.1, pod: Some(pod) };
+                    self.deliver_live(owner, vec![update], &mut out);
                 }
             }
             Event::Delete(pod) => {

@@ -266,3 +266,28 @@ fn the_watches_having_synced_wakes_every_actor() {
     let mut index = Index::default();
     assert!(matches!(index.apply(Input::Synced).as_slice(), [Delivery::WakeAll]));
 }
+
+#[test]
+fn a_pod_that_left_the_label_watch_stays_in_its_owners_view_without_the_label() {
+    let mut index = Index::default();
+    index.apply(set_event(Event::Apply(set("a", "uid-a"))));
+    index.apply(pod_event(Event::Apply(pod("a-0", "uid-a", "a"))));
+    // The API server reports the *previous* object when one stops matching the selector.
+    let left = index.apply(pod_event(Event::Delete(pod("a-0", "uid-a", "a"))));
+    assert_eq!(pod_updates(&left), vec![("cs/ns/a".into(), "a-0".into(), true)]);
+    let Delivery::Update { updates, .. } = &left[0] else { panic!("{left:?}") };
+    let Update::Pod { pod: Some(p), .. } = &updates[0] else { panic!("{updates:?}") };
+    assert!(!p.labels().contains_key("cocoon.cis/cocoonset"), "the owner will put it back");
+    // A re-list does not show it; it is still not taken for gone.
+    index.apply(pod_event(Event::Init));
+    let relisted = index.apply(pod_event(Event::InitDone));
+    assert!(pod_updates(&relisted).is_empty(), "{relisted:?}");
+    // A pod that was being deleted is gone when its delete event comes.
+    index.apply(pod_event(Event::Apply(pod("a-1", "uid-a", "a"))));
+    let mut deleting = pod("a-1", "uid-a", "a");
+    deleting.metadata.deletion_timestamp = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
+    );
+    let gone = index.apply(pod_event(Event::Delete(deleting)));
+    assert_eq!(pod_updates(&gone), vec![("cs/ns/a".into(), "a-1".into(), false)]);
+}

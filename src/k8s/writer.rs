@@ -73,6 +73,21 @@ impl Writer {
             .map_err(|e| Error::api("patch", format!("pod {namespace}/{name}"), e))
     }
 
+    /// Merge-patches labels on a pod (`None` removes a key).
+    pub async fn patch_pod_labels(
+        &self,
+        namespace: &str,
+        name: &str,
+        labels: &BTreeMap<String, Option<String>>,
+    ) -> Result<()> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let body = json!({ "metadata": { "labels": labels } });
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&body))
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::api("patch", format!("pod {namespace}/{name} labels"), e))
+    }
+
     /// Server-side applies the whole status of a custom resource (fields we no longer set are
     /// removed because this manager owned them).
     pub async fn apply_status<K, S>(&self, obj: &K, status: &S) -> Result<()>

@@ -122,6 +122,14 @@ pub fn asks_hibernate(value: Option<&str>) -> bool {
     value == Some(HIBERNATE_TRUE)
 }
 
+/// The finalizer the API server puts on an object deleted with `propagationPolicy: Orphan`
+/// (`kubectl delete --cascade=orphan`); the garbage collector removes it once it has orphaned
+/// the dependents.
+pub const FINALIZER_ORPHAN: &str = "orphan";
+
+/// The labels the operator writes on every pod of a set, and puts back when they are changed.
+pub const OWNED_LABELS: [&str; 4] = [LABEL_COCOONSET, LABEL_ROLE, LABEL_SLOT, LABEL_APP];
+
 /// Pod name of an agent slot: `<set>-<slot>`.
 pub fn agent_pod_name(set: &str, slot: u32) -> String {
     format!("{set}-{slot}")

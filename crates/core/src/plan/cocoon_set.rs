@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use super::expectations::Expectations;
 use super::observe::{PodRole, PodView, Snapshots};
-use super::pods::{AgentKind, SetIdentity, agent_pod, toolbox_pod};
+use super::pods::{AgentKind, SetIdentity, agent_pod, pod_labels, toolbox_pod};
 use super::set_status::{StatusInput, compute_status};
 use super::{PlanEvent, earliest};
 use crate::api::{CocoonSetSpec, CocoonSetStatus};
@@ -41,10 +41,29 @@ pub struct SetInput<'a> {
     pub name_conflicts: &'a BTreeSet<String>,
     /// The set has a deletionTimestamp: tear down in order.
     pub deleting: bool,
+    /// The set is being deleted with `propagationPolicy: Orphan` (`kubectl delete
+    /// --cascade=orphan`): every pod is kept; the garbage collector removes their
+    /// ownerReferences and the pods leave the view.
+    pub orphan: bool,
+    /// What this actor knows of the suspend in progress.
+    pub suspend: SuspendView<'a>,
     /// A failure the actor could not get past (e.g. the API server rejected a pod).
     pub failure: Option<&'a str>,
     /// The current time (the planner has no clock).
     pub now: Timestamp,
+}
+
+/// What the actor knows of a suspend in progress: when it asked each pod to hibernate (a pod
+/// counts as hibernated only on a report newer than the request), since when it suspends, and
+/// how long pods may take before the status names them.
+#[derive(Clone, Copy, Debug)]
+pub struct SuspendView<'a> {
+    /// When this actor's request to hibernate went through, per pod.
+    pub asked: &'a BTreeMap<String, Timestamp>,
+    /// When this actor first saw the set suspended.
+    pub since: Option<Timestamp>,
+    /// How long pods may take to report hibernated before the status names them.
+    pub timeout: Duration,
 }
 
 /// Why a pod is deleted.
@@ -108,6 +127,15 @@ pub enum PodAction {
         /// Its phase as shown in status when the delete was decided (for the Event).
         was: &'static str,
     },
+    /// Put back the operator's labels a user changed or removed (`None` removes a label).
+    RepairLabels {
+        /// The pod.
+        pod_name: String,
+        /// Its UID as viewed.
+        uid: Option<String>,
+        /// The labels to merge-patch.
+        labels: BTreeMap<String, Option<String>>,
+    },
     /// Set (`true`) or remove (`false`) `cocoon.cis/hibernate` on a pod.
     SetHibernate {
         /// The pod.
@@ -124,7 +152,9 @@ impl PodAction {
             Self::CreateMain { pod }
             | Self::CreateSubAgent { pod, .. }
             | Self::CreateToolbox { pod, .. } => pod.metadata.name.as_deref().unwrap_or_default(),
-            Self::Delete { pod_name, .. } | Self::SetHibernate { pod_name, .. } => pod_name,
+            Self::Delete { pod_name, .. }
+            | Self::SetHibernate { pod_name, .. }
+            | Self::RepairLabels { pod_name, .. } => pod_name,
         }
     }
 
@@ -160,7 +190,9 @@ pub fn plan_cocoon_set(input: &SetInput<'_>) -> SetPlan {
         input.pods.iter().map(|p| (p.name.as_str(), p)).collect();
     let deleting_now = |p: &PodView| p.terminating || input.expectations.delete_pending(&p.name);
 
-    if input.deleting {
+    if input.deleting && input.orphan {
+        // Keep every pod: the garbage collector orphans them and they leave the view.
+    } else if input.deleting {
         actions.extend(teardown(input, &deleting_now));
     } else {
         actions.extend(deletions(input, &deleting_now));
@@ -173,6 +205,23 @@ pub fn plan_cocoon_set(input: &SetInput<'_>) -> SetPlan {
         // A pod deleted in this pass needs no hibernate toggle.
         let gone_or_going = |p: &PodView| deleting_now(p) || deleted.contains(&p.name);
         actions.extend(hibernate_toggles(input, &gone_or_going));
+        actions.extend(label_repairs(input, &gone_or_going));
+    }
+
+    // A suspend that is not overdue yet: look again at its deadline (no event may come).
+    if input.spec.suspend
+        && !input.deleting
+        && let Some(since) = input.suspend.since
+    {
+        let deadline = since
+            .checked_add(
+                SignedDuration::try_from(input.suspend.timeout).unwrap_or(SignedDuration::MAX),
+            )
+            .unwrap_or(since);
+        if deadline > input.now {
+            requeue_after =
+                earliest(requeue_after, Some(input.now.duration_until(deadline).unsigned_abs()));
+        }
     }
 
     // The status shows the pass as executed: what it creates is in flight.
@@ -191,6 +240,7 @@ pub fn plan_cocoon_set(input: &SetInput<'_>) -> SetPlan {
         name_conflicts: input.name_conflicts,
         pending_actions: &actions,
         deleting: input.deleting,
+        suspend: input.suspend,
         failure: input.failure,
         now: input.now,
     });
@@ -319,6 +369,32 @@ fn hibernate_toggles(
             want.then(|| PodAction::SetHibernate {
                 pod_name: p.name.clone(),
                 hibernate: input.spec.suspend,
+            })
+        })
+        .collect()
+}
+
+/// Labels are the operator's: a pod whose labels someone changed gets them back (its identity
+/// comes from its name and controller, so the edit never moved it to another slot).
+fn label_repairs(input: &SetInput<'_>, gone: &dyn Fn(&PodView) -> bool) -> Vec<PodAction> {
+    input
+        .pods
+        .iter()
+        .filter(|p| !gone(p))
+        .filter_map(|p| {
+            let role = p.role?;
+            let want = pod_labels(&input.set.name, role, p.slot);
+            let mut patch: BTreeMap<String, Option<String>> = BTreeMap::new();
+            for key in contract::OWNED_LABELS {
+                let wanted = want.get(key);
+                if p.labels.get(key) != wanted {
+                    patch.insert(key.to_string(), wanted.cloned());
+                }
+            }
+            (!patch.is_empty()).then(|| PodAction::RepairLabels {
+                pod_name: p.name.clone(),
+                uid: p.uid.clone(),
+                labels: patch,
             })
         })
         .collect()

@@ -52,6 +52,7 @@ pub fn agent(slot: u32) -> PodView {
     p.controller_uid = Some(UID.into());
     p.role = Some(if slot == 0 { PodRole::Main } else { PodRole::SubAgent });
     p.slot = Some(slot);
+    p.labels = super::pods::pod_labels("demo", p.role.unwrap(), Some(slot));
     p.mode = Some("clone".into());
     p.vm_name = Some(contract::agent_vm_name("prod", "demo", slot));
     p.vm_id = Some(format!("vm-{slot}"));
@@ -66,6 +67,7 @@ pub fn toolbox_pod(name: &str, mode: ToolboxMode) -> PodView {
     let mut p = PodView::new(contract::toolbox_pod_name("demo", name));
     p.controller_uid = Some(UID.into());
     p.role = Some(PodRole::Toolbox);
+    p.labels = super::pods::pod_labels("demo", PodRole::Toolbox, None);
     p.mode = Some(mode.as_str().into());
     p.vm_name = Some(contract::toolbox_vm_name("prod", "demo", name));
     serving(p)
@@ -121,6 +123,7 @@ pub struct World {
     pub not_before: BTreeMap<String, Timestamp>,
     pub conflicts: BTreeSet<String>,
     pub deleting: bool,
+    pub suspend_asked: BTreeMap<String, Timestamp>,
     pub now: Timestamp,
 }
 
@@ -135,6 +138,7 @@ impl World {
             not_before: BTreeMap::new(),
             conflicts: BTreeSet::new(),
             deleting: false,
+            suspend_asked: BTreeMap::new(),
             now: at(100),
         }
     }
@@ -151,6 +155,12 @@ impl World {
             not_before: &self.not_before,
             name_conflicts: &self.conflicts,
             deleting: self.deleting,
+            orphan: false,
+            suspend: super::cocoon_set::SuspendView {
+                asked: &self.suspend_asked,
+                since: None,
+                timeout: std::time::Duration::from_secs(180),
+            },
             failure: None,
             now: self.now,
         })

@@ -61,6 +61,8 @@ mod fixtures;
 #[cfg(test)]
 mod hibernation_tests;
 #[cfg(test)]
+mod other_writers_tests;
+#[cfg(test)]
 mod pod_builder_tests;
 #[cfg(test)]
 mod properties;

@@ -45,10 +45,13 @@ pub struct PodView {
     pub uid: Option<String>,
     /// UID of the controller owner, if any.
     pub controller_uid: Option<String>,
-    /// Role from the `cocoon.cis/role` label.
+    /// Role in its set, from the pod's name and the set's spec (see [`PodView::identify`]);
+    /// never from a label anyone can edit.
     pub role: Option<PodRole>,
-    /// Slot from the `cocoon.cis/slot` label (agents only).
+    /// Agent slot, from the pod's name (see [`PodView::identify`]).
     pub slot: Option<u32>,
+    /// The operator-owned labels as the pod carries them (compared to be put back).
+    pub labels: BTreeMap<String, String>,
     /// Coarse `status.phase`.
     pub phase: PodPhase,
     /// The pod's status reason (e.g. `ProviderFailed`).
@@ -107,6 +110,22 @@ impl PodView {
         self.mode.as_deref() == Some(crate::api::ToolboxMode::Static.as_str())
     }
 
+    /// Sets role and slot from the pod's name within set `set`: `<set>-<n>` is agent slot `n`
+    /// (0 the main), any other `<set>-<name>` a toolbox (toolbox names are never numeric).
+    /// A name outside the set's scheme gets neither.
+    pub fn identify(&mut self, set: &str) {
+        let suffix = self.name.strip_prefix(set).and_then(|s| s.strip_prefix('-'));
+        (self.role, self.slot) = match suffix {
+            Some(s) if !s.is_empty() => match contract::parse_slot(s) {
+                Some(0) => (Some(PodRole::Main), Some(0)),
+                Some(slot) => (Some(PodRole::SubAgent), Some(slot)),
+                None if s.bytes().all(|b| b.is_ascii_digit()) => (None, None),
+                None => (Some(PodRole::Toolbox), None),
+            },
+            _ => (None, None),
+        };
+    }
+
     /// A minimal view for tests and for pods the planner is about to create.
     pub fn new(name: impl Into<String>) -> Self {
         Self {
@@ -115,6 +134,7 @@ impl PodView {
             controller_uid: None,
             role: None,
             slot: None,
+            labels: BTreeMap::new(),
             phase: PodPhase::Pending,
             reason: None,
             message: None,
@@ -159,12 +179,10 @@ impl PodView {
             .and_then(|c| c.state.as_ref())
             .and_then(|s| s.waiting.as_ref())
             .is_some_and(|w| w.reason.as_deref() == Some(contract::REASON_HIBERNATED));
-        let role = match label(contract::LABEL_ROLE).as_deref() {
-            Some(contract::ROLE_MAIN) => Some(PodRole::Main),
-            Some(contract::ROLE_SUB_AGENT) => Some(PodRole::SubAgent),
-            Some(contract::ROLE_TOOLBOX) => Some(PodRole::Toolbox),
-            _ => None,
-        };
+        let owned_labels = contract::OWNED_LABELS
+            .iter()
+            .filter_map(|k| label(k).map(|v| ((*k).to_string(), v)))
+            .collect();
         Self {
             name: meta.name.clone().unwrap_or_default(),
             uid: meta.uid.clone(),
@@ -173,8 +191,9 @@ impl PodView {
                 .as_ref()
                 .and_then(|o| o.iter().find(|o| o.controller == Some(true)))
                 .map(|o| o.uid.clone()),
-            role,
-            slot: label(contract::LABEL_SLOT).as_deref().and_then(contract::parse_slot),
+            role: None,
+            slot: None,
+            labels: owned_labels,
             phase,
             reason: status.and_then(|s| s.reason.clone()),
             message: status.and_then(|s| s.message.clone()),

@@ -3,12 +3,13 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    ConfigMapEnvSource, Container, EnvFromSource, Pod, PodSpec, ResourceRequirements,
-    SecretEnvSource, Toleration,
+    Capabilities, ConfigMapEnvSource, Container, EnvFromSource, Pod, PodSecurityContext, PodSpec,
+    ResourceRequirements, SeccompProfile, SecretEnvSource, SecurityContext, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
+use super::observe::PodRole;
 use crate::api::{
     AgentSpec, CocoonSetSpec, SnapshotPolicy, ToolboxMode, ToolboxSpec, ToolboxStatus, VmResources,
 };
@@ -68,6 +69,22 @@ fn tolerations() -> Vec<Toleration> {
         exists(contract::TAINT_NOT_READY, "NoExecute"),
         exists(contract::TAINT_UNREACHABLE, "NoExecute"),
     ]
+}
+
+/// vk-cocoon ignores security contexts (a VM is not a container), but namespaces that enforce
+/// Pod Security `restricted` admit only pods that declare these.
+fn runtime_default() -> SeccompProfile {
+    SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }
+}
+
+fn restricted_container() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
+        run_as_non_root: Some(true),
+        seccomp_profile: Some(runtime_default()),
+        ..Default::default()
+    }
 }
 
 fn limits(resources: Option<&VmResources>) -> Option<ResourceRequirements> {
@@ -130,9 +147,15 @@ fn pod(set: &SetIdentity, spec: &CocoonSetSpec, parts: PodParts<'_>) -> Pod {
                 image: Some(image),
                 resources: limits(resources),
                 env_from: agent.and_then(env_from),
+                security_context: Some(restricted_container()),
                 ..Default::default()
             }],
             tolerations: Some(tolerations()),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                seccomp_profile: Some(runtime_default()),
+                ..Default::default()
+            }),
             termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
             service_account_name: agent.and_then(|a| a.service_account_name.clone()),
             restart_policy: Some("Never".into()),
@@ -142,12 +165,23 @@ fn pod(set: &SetIdentity, spec: &CocoonSetSpec, parts: PodParts<'_>) -> Pod {
     }
 }
 
-fn base_labels(set: &SetIdentity, role: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (contract::LABEL_COCOONSET.to_string(), set.name.clone()),
+/// The labels of a set's pod: set, role, slot (agents only) and `app`. Written at create and
+/// put back by the planner if someone changes them.
+pub fn pod_labels(set: &str, role: PodRole, slot: Option<u32>) -> BTreeMap<String, String> {
+    let role = match role {
+        PodRole::Main => contract::ROLE_MAIN,
+        PodRole::SubAgent => contract::ROLE_SUB_AGENT,
+        PodRole::Toolbox => contract::ROLE_TOOLBOX,
+    };
+    let mut labels = BTreeMap::from([
+        (contract::LABEL_COCOONSET.to_string(), set.to_string()),
         (contract::LABEL_ROLE.to_string(), role.to_string()),
-        (contract::LABEL_APP.to_string(), set.name.clone()),
-    ])
+        (contract::LABEL_APP.to_string(), set.to_string()),
+    ]);
+    if let Some(slot) = slot {
+        labels.insert(contract::LABEL_SLOT.into(), slot.to_string());
+    }
+    labels
 }
 
 fn snapshot_policy_for(policy: SnapshotPolicy) -> String {
@@ -157,11 +191,10 @@ fn snapshot_policy_for(policy: SnapshotPolicy) -> String {
 /// The pod of agent `slot`.
 pub fn agent_pod(set: &SetIdentity, spec: &CocoonSetSpec, slot: u32, kind: &AgentKind) -> Pod {
     let role = match kind {
-        AgentKind::Main => contract::ROLE_MAIN,
-        AgentKind::SubAgent { .. } => contract::ROLE_SUB_AGENT,
+        AgentKind::Main => PodRole::Main,
+        AgentKind::SubAgent { .. } => PodRole::SubAgent,
     };
-    let mut labels = base_labels(set, role);
-    labels.insert(contract::LABEL_SLOT.into(), slot.to_string());
+    let labels = pod_labels(&set.name, role, Some(slot));
     let mut annotations = BTreeMap::from([
         (
             contract::ANN_VM_NAME.to_string(),
@@ -198,7 +231,7 @@ pub fn toolbox_pod(
     toolbox: &ToolboxSpec,
     reported: Option<&ToolboxStatus>,
 ) -> Pod {
-    let labels = base_labels(set, contract::ROLE_TOOLBOX);
+    let labels = pod_labels(&set.name, PodRole::Toolbox, None);
     let image = toolbox.image.clone().unwrap_or_default();
     let mut annotations = BTreeMap::from([
         (

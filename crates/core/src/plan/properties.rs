@@ -114,6 +114,15 @@ fn apply(w: &mut World, actions: &[PodAction]) {
                 w.pods.push(toolbox_pod(toolbox, ToolboxMode::Run))
             }
             PodAction::Delete { pod_name, .. } => w.pods.retain(|p| &p.name != pod_name),
+            PodAction::RepairLabels { pod_name, labels, .. } => {
+                let pod = w.pods.iter_mut().find(|p| &p.name == pod_name).unwrap();
+                for (k, v) in labels {
+                    match v {
+                        Some(v) => pod.labels.insert(k.clone(), v.clone()),
+                        None => pod.labels.remove(k),
+                    };
+                }
+            }
             PodAction::SetHibernate { pod_name, hibernate } => {
                 let pod = w.pods.iter_mut().find(|p| &p.name == pod_name).unwrap();
                 *pod = if *hibernate { hibernated(pod.clone(), 2) } else { serving(pod.clone()) };

@@ -9,6 +9,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use super::cocoon_set::DeleteReason;
+use super::cocoon_set::SuspendView;
 use super::expectations::Expectations;
 use super::observe::{PodView, Snapshots};
 use super::pass::{Backoff, Outcome, Pass, Recorded, RejectKind, Retry, Step};
@@ -27,6 +28,9 @@ pub type SetPass = Pass<PodAction, CocoonSetStatus>;
 pub struct SetSettings {
     /// Retry curve of failed passes, rejected creates, name conflicts and terminal pods.
     pub backoff: Backoff,
+    /// How long pods may take to report hibernated after a suspend before the status names
+    /// them (the set keeps waiting).
+    pub suspend_timeout: Duration,
 }
 
 /// A pod create the API server refused, for the spec generation it was built from. It is
@@ -70,6 +74,13 @@ pub struct SetMemory {
     pub last_written: Option<CocoonSetStatus>,
     /// Sub-agents created and not yet serving, with when they were created (fork metric).
     pub forks_started: BTreeMap<String, Timestamp>,
+    /// When this actor's request to hibernate went through, per pod (suspend freshness).
+    pub suspend_asked: BTreeMap<String, Timestamp>,
+    /// When this actor first saw the set suspended (the suspend deadline counts from here).
+    pub suspend_since: Option<Timestamp>,
+    /// UIDs of pods the API server said are gone while the view still shows them (a pod that
+    /// left the label watch is not seen going).
+    pub vanished: BTreeSet<String>,
     /// Consecutive failed passes.
     pub retry: Retry,
 }
@@ -112,9 +123,18 @@ impl SetMemory {
         &mut self,
         pods: &[PodView],
         generation: Option<i64>,
+        suspend: bool,
         now: Timestamp,
     ) -> Vec<Duration> {
         self.expectations.observe(pods, now);
+        self.vanished.retain(|uid| pods.iter().any(|p| p.uid.as_deref() == Some(uid.as_str())));
+        if suspend {
+            self.suspend_since.get_or_insert(now);
+            self.suspend_asked.retain(|name, _| pods.iter().any(|p| p.name == *name));
+        } else {
+            self.suspend_since = None;
+            self.suspend_asked.clear();
+        }
         let present = |name: &str| pods.iter().any(|p| p.name == name);
         self.name_conflicts.retain(|name, _| !present(name));
         self.not_before.retain(|_, t| *t > now);
@@ -138,20 +158,32 @@ impl SetMemory {
 }
 
 /// Plans one pass of a CocoonSet actor.
-pub fn plan_set_pass(view: &SetView<'_>, memory: &mut SetMemory, now: Timestamp) -> SetPlanned {
+pub fn plan_set_pass(
+    view: &SetView<'_>,
+    memory: &mut SetMemory,
+    settings: &SetSettings,
+    now: Timestamp,
+) -> SetPlanned {
     let set = view.set;
     let uid = set.metadata.uid.clone().unwrap_or_default();
     let generation = set.metadata.generation;
     let finalizers = set.metadata.finalizers.clone().unwrap_or_default();
     let deleting = set.metadata.deletion_timestamp.is_some();
     let held = finalizers.iter().any(|f| f == contract::FINALIZER_TEARDOWN);
-    let pods: Vec<PodView> = view
+    let orphan = finalizers.iter().any(|f| f == contract::FINALIZER_ORPHAN);
+    let set_name = set.metadata.name.clone().unwrap_or_default();
+    // Ownership is the controller ownerReference; role and slot come from the name.
+    let mut pods: Vec<PodView> = view
         .pods
         .iter()
         .filter(|p| p.controller_uid.as_deref() == Some(uid.as_str()))
         .cloned()
         .collect();
-    let forks_served = memory.observe(&pods, generation, now);
+    for pod in &mut pods {
+        pod.identify(&set_name);
+    }
+    let forks_served = memory.observe(&pods, generation, set.spec.suspend, now);
+    pods.retain(|p| !p.uid.as_ref().is_some_and(|u| memory.vanished.contains(u)));
     let stored = set.status.clone().unwrap_or_default();
     let mut steps = Vec::new();
     if deleting && !held {
@@ -187,6 +219,12 @@ pub fn plan_set_pass(view: &SetView<'_>, memory: &mut SetMemory, now: Timestamp)
         not_before: &memory.not_before,
         name_conflicts: &conflicts,
         deleting,
+        orphan,
+        suspend: SuspendView {
+            asked: &memory.suspend_asked,
+            since: memory.suspend_since,
+            timeout: settings.suspend_timeout,
+        },
         failure: failure.as_deref(),
         now,
     });
@@ -233,7 +271,7 @@ fn done_event(action: &PodAction) -> Option<PlanEvent> {
                 format!("deleted pod {name} ({}; was {was})", reason.as_str()),
             ));
         }
-        PodAction::SetHibernate { .. } => return None,
+        PodAction::SetHibernate { .. } | PodAction::RepairLabels { .. } => return None,
     };
     Some(PlanEvent::normal("CreatedPod", message))
 }
@@ -269,11 +307,31 @@ pub fn record_set(
             }
             other => memory.retry.record(other, backoff),
         },
-        Step::Pod(_) => match outcome {
+        Step::Pod(PodAction::SetHibernate { pod_name, hibernate }) => match outcome {
+            Outcome::Done => {
+                if *hibernate {
+                    memory.suspend_asked.insert(pod_name.clone(), now);
+                } else {
+                    memory.suspend_asked.remove(pod_name);
+                }
+                Recorded::go_on()
+            }
             // The pod went away meanwhile: nothing to toggle.
             Outcome::NotFound => Recorded::go_on(),
             other => memory.retry.record(other, backoff),
         },
+        Step::Pod(PodAction::RepairLabels { uid, .. }) => match outcome {
+            Outcome::Done => Recorded::go_on(),
+            // Gone while outside the label watch: the view cannot show it going.
+            Outcome::NotFound => {
+                if let Some(uid) = uid {
+                    memory.vanished.insert(uid.clone());
+                }
+                Recorded::stop(Duration::ZERO)
+            }
+            other => memory.retry.record(other, backoff),
+        },
+        Step::Pod(_) => memory.retry.record(outcome, backoff),
         Step::SetFinalizers(_) => match outcome {
             // The object is gone: nothing left to hold or release.
             Outcome::NotFound => Recorded::go_on(),

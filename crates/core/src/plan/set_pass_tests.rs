@@ -11,7 +11,10 @@ use crate::plan::fixtures::{UID, agent, at, spec};
 use crate::plan::pass::{CONFLICT_RETRY, Next};
 
 fn settings() -> SetSettings {
-    SetSettings { backoff: Backoff::retry(Duration::from_secs(60)) }
+    SetSettings {
+        backoff: Backoff::retry(Duration::from_secs(60)),
+        suspend_timeout: Duration::from_secs(180),
+    }
 }
 
 fn set_object(spec: CocoonSetSpec, held: bool) -> CocoonSet {
@@ -50,7 +53,7 @@ impl Harness {
 
     fn plan(&mut self) -> SetPlanned {
         let view = SetView { set: &self.set, pods: &self.pods, snapshots: &self.snapshots };
-        plan_set_pass(&view, &mut self.memory, self.now)
+        plan_set_pass(&view, &mut self.memory, &settings(), self.now)
     }
 
     /// Plans and executes one pass, answering each step with `answer`; stops where the core

@@ -26,6 +26,7 @@ pub(crate) struct StatusInput<'a> {
     pub name_conflicts: &'a BTreeSet<String>,
     pub pending_actions: &'a [PodAction],
     pub deleting: bool,
+    pub suspend: super::cocoon_set::SuspendView<'a>,
     pub failure: Option<&'a str>,
     pub now: Timestamp,
 }
@@ -84,7 +85,11 @@ fn agent_entry(input: &StatusInput<'_>, slot: u32) -> AgentStatus {
         vm_id: pod.and_then(|p| p.vm_id.clone()),
         ip: pod.filter(|p| p.is_serving()).and_then(|p| p.ip.clone()),
         forked_from: pod.and_then(|p| p.fork_from.clone()),
-        snapshot_ref: input.snapshots.get(&vm_name).cloned(),
+        // Only a VM that is hibernated has a snapshot to speak of: an entry left by a delete or
+        // an earlier round says nothing about a running VM.
+        snapshot_ref: pod
+            .filter(|p| p.reports_hibernated())
+            .and_then(|_| input.snapshots.get(&vm_name).cloned()),
         vm_name: Some(vm_name),
         pod_name: name,
     }
@@ -164,12 +169,36 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
         .collect();
     let toggles_pending =
         input.pending_actions.iter().any(|a| matches!(a, PodAction::SetHibernate { .. }));
+    // Label repairs are housekeeping: they never hold a phase.
+    let pods_pending =
+        input.pending_actions.iter().any(|a| !matches!(a, PodAction::RepairLabels { .. }));
+    // A report counts only if it is newer than this actor's request (whole seconds: the wire's
+    // precision): a hibernated state left from before the suspend is stale.
+    let fresh = |p: &PodView| match input.suspend.asked.get(&p.name) {
+        Some(asked) => p.ready_changed_at.is_some_and(|t| t.as_second() >= asked.as_second()),
+        None => true,
+    };
+    let unanswered: Vec<&str> = relevant
+        .iter()
+        .filter(|p| !(p.hibernate_requested && p.reports_hibernated() && fresh(p)))
+        .map(|p| p.name.as_str())
+        .collect();
     let phase = if input.failure.is_some() {
         CocoonSetPhase::Failed
     } else if input.spec.suspend {
-        let all_hibernated =
-            relevant.iter().all(|p| p.hibernate_requested && p.reports_hibernated());
-        if all_hibernated && !toggles_pending {
+        let overdue = input.suspend.since.is_some_and(|since| {
+            since.duration_until(input.now).unsigned_abs() >= input.suspend.timeout
+                && since <= input.now
+        });
+        if overdue && !unanswered.is_empty() {
+            problems.push(format!(
+                "suspend: {} did not report hibernated within {}s (some providers refuse to \
+                 hibernate a main VM); still waiting",
+                unanswered.join(", "),
+                input.suspend.timeout.as_secs()
+            ));
+        }
+        if unanswered.is_empty() && !toggles_pending {
             CocoonSetPhase::Suspended
         } else {
             CocoonSetPhase::Suspending
@@ -182,7 +211,7 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
     } else {
         let agents_ok = (1..=replicas).all(|s| satisfied(desired_pod(s)));
         let extra = input.pods.values().any(|p| p.slot.is_some_and(|s| s > replicas));
-        if agents_ok && toolboxes_ok && !extra && input.pending_actions.is_empty() {
+        if agents_ok && toolboxes_ok && !extra && !pods_pending {
             CocoonSetPhase::Running
         } else {
             CocoonSetPhase::Scaling

@@ -147,7 +147,7 @@ async fn invalid_objects_are_rejected_with_a_message_naming_the_field() {
     install_crds().await;
     let ns = TestNamespace::new("crd-invalid").await;
     let cases = invalid_objects::corpus();
-    assert!(cases.len() >= 15, "the corpus covers at least 15 mistakes");
+    assert!(cases.len() >= 50, "the corpus covers at least 50 mistakes");
 
     let mut failures = Vec::new();
     for case in &cases {
@@ -224,4 +224,40 @@ spec:
     assert_eq!(set["spec"]["toolboxes"][0]["mode"], "static");
     let hib = get_json(&ns, "hib", "hibernate-bot-1").await;
     assert_eq!(hib["spec"]["podName"], "sre-agent-xxx");
+
+    // Retargeting is refused: another pod needs another Hibernation.
+    let retarget = kubectl(&[
+        "patch",
+        "hibernation",
+        "hibernate-bot-1",
+        "-n",
+        &ns.name,
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"podName":"other-pod"}}"#,
+    ])
+    .await;
+    assert!(!retarget.success(), "podName is immutable");
+    assert!(
+        retarget
+            .stderr
+            .contains("podName is immutable: to target another pod, create another Hibernation"),
+        "{}",
+        retarget.stderr
+    );
+    // The action is not.
+    kubectl(&[
+        "patch",
+        "hibernation",
+        "hibernate-bot-1",
+        "-n",
+        &ns.name,
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"action":"wake"}}"#,
+    ])
+    .await
+    .expect_success("flip the action");
 }

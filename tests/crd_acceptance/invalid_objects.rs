@@ -172,6 +172,122 @@ pub fn corpus() -> Vec<Case> {
             &["spec.toolboxes", "16"],
         ),
         case(
+            "podName with upper case",
+            hibernation("spec: {podName: Sre-Agent}"),
+            &["spec.podName", "should match"],
+        ),
+        case(
+            "podName listing two pods",
+            hibernation("spec: {podName: 'bot-1,bot-2'}"),
+            &["spec.podName", "should match"],
+        ),
+        case(
+            "podName with a space",
+            hibernation("spec: {podName: 'bot 1'}"),
+            &["spec.podName", "should match"],
+        ),
+        case(
+            "podName with an underscore",
+            hibernation("spec: {podName: bot_1}"),
+            &["spec.podName", "should match"],
+        ),
+        case(
+            "podName starting with a dash",
+            hibernation("spec: {podName: -bot}"),
+            &["spec.podName", "should match"],
+        ),
+        case(
+            "podName longer than a DNS subdomain",
+            hibernation(&format!("spec: {{podName: {}}}", "p".repeat(254))),
+            &["spec.podName"],
+        ),
+        case(
+            "podName of the wrong type",
+            hibernation("spec: {podName: 5}"),
+            &["spec.podName", "string"],
+        ),
+        case(
+            "action of the wrong type",
+            hibernation("spec: {podName: p, action: 1}"),
+            &["spec.action"],
+        ),
+        case(
+            "unknown Hibernation field",
+            hibernation("spec: {podName: p, pods: [a, b]}"),
+            &["unknown field", "spec.pods"],
+        ),
+        case(
+            "replicas that is not whole",
+            cocoon_set("spec: {agent: {image: i, replicas: 1.5}}"),
+            &["spec.agent.replicas"],
+        ),
+        case(
+            "agent that is not an object",
+            cocoon_set("spec: {agent: ubuntu}"),
+            &["spec.agent", "object"],
+        ),
+        case(
+            "toolboxes that is not a list",
+            cocoon_set("spec: {agent: {image: i}, toolboxes: windows}"),
+            &["spec.toolboxes", "array"],
+        ),
+        case(
+            "unknown spec field",
+            cocoon_set("spec: {agent: {image: i}, replicas: 3}"),
+            &["unknown field", "spec.replicas"],
+        ),
+        case(
+            "unknown resources field",
+            cocoon_set("spec: {agent: {image: i, resources: {gpu: '1'}}}"),
+            &["unknown field", "spec.agent.resources.gpu"],
+        ),
+        case(
+            "nodeName longer than a DNS subdomain",
+            cocoon_set(&format!("spec: {{agent: {{image: i}}, nodeName: {}}}", "n".repeat(254))),
+            &["spec.nodeName"],
+        ),
+        case(
+            "serviceAccountName of the wrong type",
+            cocoon_set("spec: {agent: {image: i, serviceAccountName: [a]}}"),
+            &["spec.agent.serviceAccountName", "string"],
+        ),
+        case(
+            "configMapRef without a name",
+            cocoon_set("spec: {agent: {image: i, envFrom: [{configMapRef: {}}]}}"),
+            &["spec.agent.envFrom[0].configMapRef.name", "Required value"],
+        ),
+        case(
+            "toolbox without a name",
+            cocoon_set("spec: {agent: {image: i}, toolboxes: [{image: a}]}"),
+            &["spec.toolboxes[0].name", "Required value"],
+        ),
+        case(
+            "toolbox name starting with a dash",
+            cocoon_set("spec: {agent: {image: i}, toolboxes: [{name: -win, image: a}]}"),
+            &["spec.toolboxes[0].name", "DNS label"],
+        ),
+        case(
+            "toolbox storage that is not a quantity",
+            cocoon_set(
+                "spec: {agent: {image: i}, toolboxes: [{name: tb, image: a, storage: big}]}",
+            ),
+            &["spec.toolboxes[0].storage"],
+        ),
+        case(
+            "toolbox cpu that is not a quantity",
+            cocoon_set(
+                "spec: {agent: {image: i}, toolboxes: [{name: tb, image: a, resources: {cpu: fast}}]}",
+            ),
+            &["spec.toolboxes[0].resources.cpu"],
+        ),
+        case(
+            "toolbox vncPort of the wrong type",
+            cocoon_set(
+                "spec: {agent: {image: i}, toolboxes: [{name: tb, mode: static, vncPort: five}]}",
+            ),
+            &["spec.toolboxes[0].vncPort"],
+        ),
+        case(
             "CocoonSet name longer than 50 characters",
             cocoon_set_named(&"n".repeat(51), "spec: {agent: {image: i}}"),
             &["metadata.name", "50"],

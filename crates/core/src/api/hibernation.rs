@@ -1,12 +1,13 @@
 //! The `Hibernation` resource: hibernate or wake one VM-backed pod without deleting the pod.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube_derive::CustomResource;
+use kube_derive::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Desired state of one pod's VM.
-#[derive(CustomResource, JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[kube(
     crates(kube_core = "::kube_core", kube = "::kube_derive"),
     group = "cocoon.cis",
@@ -24,8 +25,13 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct HibernationSpec {
-    /// Name of the target pod, in the Hibernation's namespace.
-    #[schemars(length(min = 1, max = 253))]
+    /// Name of the target pod, in the Hibernation's namespace (a DNS subdomain). Immutable: to
+    /// target another pod, create another Hibernation.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("podName is immutable: to target another pod, create another Hibernation"))]
     pub pod_name: String,
     /// What the VM should be: `hibernate` (snapshot and stop) or `wake` (restore and run).
     #[serde(default)]

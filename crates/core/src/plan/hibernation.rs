@@ -33,6 +33,9 @@ pub struct HibernationSettings {
 pub enum FailureKind {
     /// The target pod does not exist (recoverable: it may appear).
     PodMissing,
+    /// The target pod this Hibernation acted on was removed (recoverable: a pod of that name
+    /// may appear again).
+    PodRemoved,
     /// An older Hibernation names the same pod and wins.
     Conflict,
     /// The round did not complete before its deadline; retried after a rest.
@@ -47,6 +50,7 @@ impl FailureKind {
     pub fn reason(self) -> &'static str {
         match self {
             Self::PodMissing => "PodMissing",
+            Self::PodRemoved => "PodRemoved",
             Self::Conflict => "Conflict",
             Self::Timeout => "Timeout",
             Self::Overridden => "Overridden",
@@ -55,7 +59,7 @@ impl FailureKind {
 
     /// The kind a `Ready` condition reason stands for.
     pub fn from_reason(reason: &str) -> Option<Self> {
-        [Self::PodMissing, Self::Conflict, Self::Timeout, Self::Overridden]
+        [Self::PodMissing, Self::PodRemoved, Self::Conflict, Self::Timeout, Self::Overridden]
             .into_iter()
             .find(|k| k.reason() == reason)
     }
@@ -240,8 +244,10 @@ fn hibernated_now(pod: &PodView, snapshots: &Snapshots) -> bool {
     pod.hibernate_requested && pod.reports_hibernated() && snapshot_of(pod, snapshots).is_some()
 }
 
-fn active_now(pod: &PodView, snapshots: &Snapshots) -> bool {
-    !pod.hibernate_requested && pod.is_serving() && snapshot_of(pod, snapshots).is_none()
+/// Awake and serving. A snapshot entry may outlive the round that wrote it (a delete or a
+/// restore leaves one behind), so it says nothing here; freshness comes from the round.
+fn active_now(pod: &PodView, _snapshots: &Snapshots) -> bool {
+    !pod.hibernate_requested && pod.is_serving()
 }
 
 /// Annotations that ask for hibernation, mark the pod as ours and raise its deletion cost.
@@ -373,11 +379,7 @@ pub fn plan_hibernation(input: &HibInput<'_>) -> HibPlan {
         );
     } else {
         match input.pod {
-            None => b.fail(
-                desired,
-                FailureKind::PodMissing,
-                format!("pod {} not found", input.spec.pod_name),
-            ),
+            None => pod_missing(&mut b),
             Some(pod) => step(&mut b, pod),
         }
     }
@@ -399,6 +401,28 @@ fn older_competitor<'a>(input: &'a HibInput<'_>) -> Option<&'a str> {
         })
         .min_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)))
         .map(|c| c.name.as_str())
+}
+
+/// No pod of that name. One this Hibernation acted on before was removed (a Deployment
+/// scale-down, a delete): it says so and keeps the snapshot reference while the entry exists;
+/// a pod of that name appearing again resumes it.
+fn pod_missing(b: &mut Builder<'_>) {
+    let input = b.input;
+    let pod = &input.spec.pod_name;
+    let seen_before = b.status.vm_name.is_some();
+    let (kind, message) = if seen_before {
+        (
+            FailureKind::PodRemoved,
+            format!(
+                "pod {pod} was removed (by its owner or a user); waiting for a pod of that name"
+            ),
+        )
+    } else {
+        (FailureKind::PodMissing, format!("pod {pod} not found"))
+    };
+    let kept = b.status.vm_name.as_ref().and_then(|vm| input.snapshots.get(vm)).cloned();
+    b.fail(input.spec.action, kind, message);
+    b.status.snapshot_ref = kept;
 }
 
 fn step(b: &mut Builder<'_>, pod: &PodView) {
@@ -480,15 +504,27 @@ fn step(b: &mut Builder<'_>, pod: &PodView) {
         let changed_spec = b.status.observed_generation != input.generation;
         let failed_at = b.status.last_transition_time.as_ref().map(ts).unwrap_or(input.now);
         let rested = input.now >= after(failed_at, settings.retry_after);
-        let failure = FailureKind::of(input.status);
-        let was_timeout = matches!(failure, Some(FailureKind::Timeout | FailureKind::Overridden));
-        if failure == Some(FailureKind::Overridden) && !changed_spec {
+        // A failed round looks again: a pod that reached the wanted state by other means (or
+        // late) is reported below, without a new round.
+        let reached = match input.spec.action {
+            HibernationAction::Hibernate => hibernated_now(pod, snapshots),
+            HibernationAction::Wake => active_now(pod, snapshots),
+        };
+        let request_on_pod = match input.spec.action {
+            HibernationAction::Hibernate => requested_by_us(pod, input.name),
+            HibernationAction::Wake => !pod.hibernate_requested,
+        };
+        match FailureKind::of(input.status) {
+            _ if reached || changed_spec => {}
             // Retrying would only fight that writer again; a spec change retries.
-            return;
-        }
-        if was_timeout && !changed_spec && !rested {
-            b.requeue(until(input.now, after(failed_at, settings.retry_after)));
-            return;
+            Some(FailureKind::Overridden) => return,
+            // Our request is still on the pod: keep waiting for the provider without writes.
+            Some(FailureKind::Timeout) if request_on_pod => return,
+            Some(FailureKind::Timeout) if !rested => {
+                b.requeue(until(input.now, after(failed_at, settings.retry_after)));
+                return;
+            }
+            _ => {}
         }
     }
     match input.spec.action {

@@ -185,7 +185,7 @@ fn a_pod_without_a_previous_deletion_cost_gets_the_key_removed_on_wake() {
 }
 
 #[test]
-fn active_only_when_the_pod_serves_again_and_the_entry_is_gone() {
+fn active_when_the_pod_serves_again_after_the_round_started_whatever_entry_is_left() {
     let base = |p: PodView, snaps: Snapshots| {
         let mut c = Case::new(HibernationAction::Wake, Some(p)).in_flight(
             HibernationPhase::Waking,
@@ -199,7 +199,8 @@ fn active_only_when_the_pod_serves_again_and_the_entry_is_gone() {
     let mut woken = pod();
     woken.ready_changed_at = Some(at(110));
     assert_eq!(phase(&base(starting(pod()), Snapshots::new())), HibernationPhase::Waking);
-    assert_eq!(phase(&base(woken.clone(), entry())), HibernationPhase::Waking, "entry still there");
+    // An entry left behind (by a delete, a restore) never blocks the wake.
+    assert_eq!(phase(&base(woken.clone(), entry())), HibernationPhase::Active, "left-over entry");
     let stale = pod(); // Ready since t=0, before the round
     assert_eq!(phase(&base(stale, Snapshots::new())), HibernationPhase::Waking, "stale Ready");
     assert_eq!(phase(&base(woken, Snapshots::new())), HibernationPhase::Active);
@@ -259,11 +260,8 @@ fn a_round_times_out_into_failed_even_while_the_pod_never_answers() {
 }
 
 #[test]
-fn a_retry_after_a_timeout_gets_a_fresh_deadline() {
-    let mut asked = pod();
-    asked.hibernate_requested = true;
-    asked.hibernated_by = Some("hibernate-bot-1".into());
-    let mut c = Case::new(HibernationAction::Hibernate, Some(asked)).in_flight(
+fn a_timed_out_round_whose_request_is_on_the_pod_keeps_waiting_without_writes() {
+    let mut c = Case::new(HibernationAction::Hibernate, Some(asked())).in_flight(
         HibernationPhase::Hibernating,
         HibernationAction::Hibernate,
         0,
@@ -273,12 +271,61 @@ fn a_retry_after_a_timeout_gets_a_fresh_deadline() {
     assert_eq!(phase(&failed), HibernationPhase::Failed);
     assert_eq!(failed.status.conditions[0].reason, "Timeout", "the kind is kept in the condition");
     c.status = failed.status;
+    c.now = 2_000;
+    let waiting = c.plan();
+    assert_eq!(phase(&waiting), HibernationPhase::Failed);
+    assert!(waiting.actions.is_empty() && waiting.events.is_empty(), "{waiting:?}");
+    assert_eq!(waiting.status, c.status, "no status churn either");
+    // The provider answers late: the failed round looks again and reports it.
+    c.pod = Some(hibernated(asked(), 1_990));
+    c.snapshots = entry();
+    assert_eq!(phase(&c.plan()), HibernationPhase::Hibernated);
+}
+
+#[test]
+fn a_retry_after_a_timeout_gets_a_fresh_deadline() {
+    let mut c = Case::new(HibernationAction::Hibernate, Some(asked())).in_flight(
+        HibernationPhase::Hibernating,
+        HibernationAction::Hibernate,
+        0,
+    );
+    c.now = 180;
+    let failed = c.plan();
+    c.status = failed.status;
+    // Someone took the request off the pod meanwhile: it is asked again after a rest.
+    c.pod = Some(pod());
     c.now = 190;
     assert_eq!(phase(&c.plan()), HibernationPhase::Failed, "rests before retrying");
     c.now = 300;
     let plan = c.plan();
     assert_eq!(phase(&plan), HibernationPhase::Hibernating);
     assert_eq!(plan.status.last_transition_time, Some(wire_time(at(300))));
+}
+
+#[test]
+fn a_pod_removed_by_its_owner_is_reported_keeps_its_snapshot_and_resumes_when_one_appears() {
+    let mut c = Case::new(HibernationAction::Hibernate, None);
+    c.status.phase = Some(HibernationPhase::Hibernated);
+    c.status.vm_name = Some(VM.into());
+    c.status.snapshot_ref = Some(contract::snapshot_value(VM));
+    c.status.observed_generation = Some(1);
+    c.snapshots = entry();
+    let plan = c.plan();
+    assert_eq!(phase(&plan), HibernationPhase::Failed);
+    assert_eq!(plan.status.conditions[0].reason, "PodRemoved");
+    assert!(plan.status.message.as_deref().unwrap().contains("was removed"));
+    assert!(plan.events.iter().any(|e| e.warning && e.reason == "PodRemoved"));
+    assert_eq!(
+        plan.status.snapshot_ref,
+        Some(contract::snapshot_value(VM)),
+        "kept while the entry is"
+    );
+    c.status = plan.status;
+    c.snapshots = Snapshots::new();
+    assert_eq!(c.plan().status.snapshot_ref, None, "the entry went");
+    // A pod of that name appears again: hibernated as asked.
+    c.pod = Some(pod());
+    assert_eq!(phase(&c.plan()), HibernationPhase::Hibernating);
 }
 
 #[test]

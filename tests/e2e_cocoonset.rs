@@ -50,7 +50,6 @@ async fn pod_names(api: &Api<Pod>) -> Vec<String> {
     names
 }
 
-/// Records the order in which pods of the namespace start terminating.
 /// Records the order in which pods get a deletionTimestamp. Returns once the watch has listed,
 /// so that no deletion that follows the call is missed.
 async fn record_terminations(

@@ -11,10 +11,12 @@ pub const SERVICE_CLUSTER_IP_RANGE: &str = "10.0.0.0/24";
 /// Issuer of service-account tokens (the in-cluster name of the API server).
 pub const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 /// Controllers the controller manager runs: namespace deletion, owner-reference garbage
-/// collection, and the `default` ServiceAccount in every namespace (which the ServiceAccount
-/// admission plugin requires before a pod can be created).
-pub const CONTROLLERS: &str =
-    "serviceaccount-controller,garbage-collector-controller,namespace-controller";
+/// collection, the `default` ServiceAccount in every namespace (which the ServiceAccount
+/// admission plugin requires before a pod can be created), and the workload controllers whose
+/// pods Hibernations target (Deployment, ReplicaSet, StatefulSet): claims about what they do
+/// with a hibernated pod are tested against them.
+pub const CONTROLLERS: &str = "serviceaccount-controller,garbage-collector-controller,\
+namespace-controller,deployment-controller,replicaset-controller,statefulset-controller";
 
 /// Audit policy: every request at `Metadata` level (who, what, verb, response code; no bodies).
 pub const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1

@@ -6,7 +6,7 @@ CARGO ?= cargo
 # Go modules into ~/.cache/cocoon-operator and reused; see docs/development.md.
 CONTROL_PLANE = $$(bash tests/control-plane/build.sh)
 
-.PHONY: help build test lint fmt demo bench crd control-plane cluster-up cluster-down
+.PHONY: help build test lint fmt demo bench chaos crd control-plane cluster-up cluster-down
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -37,6 +37,10 @@ demo: ## Run the operator locally: control plane, CRDs, simulator, operator and 
 
 bench: ## Measure convergence, API requests and idle load; writes target/bench/report.json
 	@bin=$(CONTROL_PLANE) && COCOON_CONTROL_PLANE_BIN=$$bin $(CARGO) run --quiet --example bench
+
+chaos: ## SIGKILL the operator 100 times under a random workload and faults; prints figures (CHAOS_ARGS="--seed 7")
+	@bin=$(CONTROL_PLANE) && $(CARGO) build --quiet -p cocoon-operator -p cocoon-dev && \
+	  COCOON_CONTROL_PLANE_BIN=$$bin ./target/debug/cocoon-dev chaos --operator target/debug/cocoon-operator $(CHAOS_ARGS)
 
 cluster-up: build ## Start a local control plane in the background (kubeconfig: target/dev/kubeconfig)
 	bash hack/cluster.sh up

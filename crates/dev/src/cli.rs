@@ -23,6 +23,9 @@ pub enum Command {
     Dev(crate::dev::DevArgs),
     /// Run the vk-cocoon simulator (a virtual node that fakes VMs).
     Simulate(crate::sim::SimConfig),
+    /// SIGKILL the operator again and again under a random workload, then check that
+    /// everything converged and nothing was lost (the `make chaos` run).
+    Chaos(crate::chaos::ChaosArgs),
     /// Run a local control plane in the foreground and write its kubeconfig.
     Cluster {
         /// Where to write the admin kubeconfig.
@@ -41,6 +44,13 @@ pub async fn run(cli: Cli) -> BoxResult {
         Command::Simulate(config) => {
             let client = kube::Client::try_default().await?;
             crate::sim::run(client, config).await?;
+        }
+        Command::Chaos(args) => {
+            let report = crate::chaos::run(args).await?;
+            println!("{report}");
+            if !report.violations.is_empty() {
+                return Err(format!("{} invariant(s) broken", report.violations.len()).into());
+            }
         }
         Command::Cluster { kubeconfig, work_dir } => {
             let opts = crate::devcluster::DevClusterOptions { work_dir, ..Default::default() };

@@ -133,7 +133,8 @@ pub async fn run(args: DevArgs) -> Result<(), BoxError> {
     converged.map_err(Into::into)
 }
 
-async fn install_crds(client: &Client) -> Result<(), BoxError> {
+/// Installs both CRDs (server-side apply) and waits until they are Established.
+pub async fn install_crds(client: &Client) -> Result<(), BoxError> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let params = PatchParams::apply(FIELD_MANAGER).force();
     for crd in [Hibernation::crd(), CocoonSet::crd()] {

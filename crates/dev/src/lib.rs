@@ -7,6 +7,8 @@
 use cocoon_core::{api, contract, duration};
 use cocoon_operator::{config, operator};
 
+/// `cocoon-dev chaos`: SIGKILL the operator at random points under a random workload.
+pub mod chaos;
 /// The command line of `cocoon-dev`: `dev`, `simulate` and `cluster`.
 pub mod cli;
 /// `cocoon-dev dev`: the local all-in-one.

@@ -1,7 +1,8 @@
 //! A short seeded chaos run inside `make test` (`make chaos` runs the long one): the operator
-//! binary is SIGKILLed at random points under a random workload and provider faults, and
-//! afterwards every object converged, no pod was deleted that should not have been, and none
-//! is orphaned.
+//! binary is SIGKILLed at random points under a random workload and provider faults, with a
+//! kube-apiserver restart half-way; afterwards every object converged, no pod was deleted that
+//! should not have been, none is orphaned, and with two replicas a leader killed mid-suspend is
+//! replaced by the standby, which finishes the suspend.
 
 use std::time::Duration;
 
@@ -21,4 +22,6 @@ async fn the_operator_survives_sigkills_at_random_points_and_everything_converge
     assert_eq!(report.kills, 12);
     assert!(report.objects_checked > 0, "something was checked");
     assert!(report.violations.is_empty(), "{report}");
+    assert_eq!(report.apiserver_restarts, 1, "the API server restarted half-way");
+    assert!(report.leader_takeover.is_some(), "the standby took over: {report}");
 }

@@ -359,3 +359,57 @@ async fn a_statefulsets_pod_hibernates_and_wakes_as_the_same_pod() {
     let annotations: BTreeMap<String, String> = pod.annotations().clone();
     assert!(!annotations.contains_key(contract::ANN_HIBERNATE), "{annotations:?}");
 }
+
+async fn gone(sets: &Api<CocoonSet>, name: &str) {
+    eventually(DEADLINE, || async {
+        match sets.get_opt(name).await.map_err(|e| e.to_string())? {
+            None => Ok(()),
+            Some(s) => Err(format!(
+                "finalizers {:?}, deleting {:?}, status {:?}",
+                s.metadata.finalizers,
+                s.metadata.deletion_timestamp,
+                s.status.map(|s| (
+                    s.phase,
+                    s.message,
+                    s.agents.into_iter().map(|a| (a.pod_name, a.phase)).collect::<Vec<_>>()
+                ))
+            )),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{name} is never deleted: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_set_is_deleted_with_its_hibernated_pods() {
+    let env = Env::new("ow-del-suspended").await;
+    let sets = env.ns.api::<CocoonSet>();
+    env.create_set("sleepy", env.set_spec(1)).await;
+    wait_set(&sets, "sleepy", CocoonSetPhase::Running).await;
+    let patch = serde_json::json!({"spec": {"suspend": true}});
+    sets.patch("sleepy", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    wait_set(&sets, "sleepy", CocoonSetPhase::Suspended).await;
+    sets.delete("sleepy", &DeleteParams::default()).await.expect("delete");
+    gone(&sets, "sleepy").await;
+    let left = env.ns.api::<Pod>().list(&ListParams::default()).await.unwrap().items;
+    assert!(left.is_empty(), "{:?}", left.iter().map(|p| p.name_any()).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_deleted_with_its_namespace_goes() {
+    let env = Env::new("ow-del-ns").await;
+    let sets = env.ns.api::<CocoonSet>();
+    env.create_set("doomed", env.set_spec(1)).await;
+    wait_set(&sets, "doomed", CocoonSetPhase::Running).await;
+    let namespaces: Api<Namespace> = Api::all(env.ns.client.clone());
+    namespaces.delete(&env.ns.name, &DeleteParams::default()).await.expect("delete namespace");
+    gone(&sets, "doomed").await;
+    eventually(DEADLINE, || async {
+        match namespaces.get_opt(&env.ns.name).await.map_err(|e| e.to_string())? {
+            None => Ok(()),
+            Some(n) => Err(format!("{:?}", n.status.and_then(|s| s.conditions))),
+        }
+    })
+    .await
+    .expect("the namespace goes too");
+}

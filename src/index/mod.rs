@@ -92,11 +92,14 @@ fn controller_uid(pod: &Pod) -> Option<String> {
 
 /// A "deleted" event of the label-selected pod watch for a pod that was not being deleted: the
 /// pod may have left the selector (someone removed its label; the API server then sends the
-/// *previous* object, label and all) or have been force-deleted. Which one, the event cannot
+/// *previous* object, label and all) or have been deleted at once (`--force`, grace 0). Which one, the event cannot
 /// tell. The index keeps it in its owner's view without the label, so that the owner writes the
 /// label back; the API server's answer settles it (a 404 means it is gone).
 fn left_the_watch(pod: &Pod) -> Option<Pod> {
-    if pod.metadata.deletion_timestamp.is_some() {
+    // A pod being deleted, or a Failed/Succeeded one (the API server deletes those at once,
+    // without a deletionTimestamp), is gone when its delete event comes.
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    if pod.metadata.deletion_timestamp.is_some() || matches!(phase, Some("Failed" | "Succeeded")) {
         return None;
     }
     let mut unlabelled = pod.clone();

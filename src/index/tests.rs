@@ -290,4 +290,13 @@ fn a_pod_that_left_the_label_watch_stays_in_its_owners_view_without_the_label() 
     );
     let gone = index.apply(pod_event(Event::Delete(deleting)));
     assert_eq!(pod_updates(&gone), vec![("cs/ns/a".into(), "a-1".into(), false)]);
+    // A failed pod is deleted at once by the API server, without a deletionTimestamp.
+    index.apply(pod_event(Event::Apply(pod("a-2", "uid-a", "a"))));
+    let mut failed = pod("a-2", "uid-a", "a");
+    failed.status = Some(k8s_openapi::api::core::v1::PodStatus {
+        phase: Some("Failed".into()),
+        ..Default::default()
+    });
+    let gone = index.apply(pod_event(Event::Delete(failed)));
+    assert_eq!(pod_updates(&gone), vec![("cs/ns/a".into(), "a-2".into(), false)]);
 }

@@ -49,6 +49,11 @@ pub struct ChaosArgs {
 pub struct ChaosReport {
     /// SIGKILLs the operator survived.
     pub kills: u32,
+    /// Restarts of kube-apiserver (etcd kept) during the run.
+    pub apiserver_restarts: u32,
+    /// With two replicas and leader election: from a SIGKILL of the leader mid-suspend until
+    /// the set was `Suspended`, finished by the standby.
+    pub leader_takeover: Option<Duration>,
     /// Workload operations issued.
     pub operations: u32,
     /// Objects checked after convergence.
@@ -66,6 +71,7 @@ pub struct ChaosReport {
 impl std::fmt::Display for ChaosReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "kills survived:      {}", self.kills)?;
+        writeln!(f, "API server restarts: {}", self.apiserver_restarts)?;
         writeln!(f, "operations:          {}", self.operations)?;
         writeln!(f, "objects checked:     {}", self.objects_checked)?;
         writeln!(f, "chaos time:          {:.1}s", self.chaos_time.as_secs_f64())?;
@@ -79,6 +85,10 @@ impl std::fmt::Display for ChaosReport {
             "settled in:          {:.1}s after the last kill",
             self.settle_time.as_secs_f64()
         )?;
+        if let Some(t) = self.leader_takeover {
+            let secs = t.as_secs_f64();
+            writeln!(f, "leader SIGKILLed mid-suspend: the standby finished it in {secs:.1}s")?;
+        }
         if self.violations.is_empty() {
             write!(f, "violations:          none")
         } else {
@@ -130,9 +140,18 @@ struct Operator {
 
 impl Operator {
     async fn start(bin: &PathBuf, kubeconfig: &std::path::Path) -> Result<Self, BoxError> {
+        Self::start_with(bin, kubeconfig, &[]).await
+    }
+
+    async fn start_with(
+        bin: &PathBuf,
+        kubeconfig: &std::path::Path,
+        extra: &[&str],
+    ) -> Result<Self, BoxError> {
         let port = free_port()?;
         let child = tokio::process::Command::new(bin)
             .args(["run", "--resync", "5s", "--hibernate-timeout", "20s", "--wake-timeout", "20s"])
+            .args(extra)
             .arg("--metrics-addr")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--probe-addr")
@@ -232,7 +251,7 @@ fn slot_of(set: &str, pod: &str) -> Option<i32> {
 pub async fn run(args: ChaosArgs) -> Result<ChaosReport, BoxError> {
     let mut rng = Rng::new(args.seed);
     let opts = DevClusterOptions::default();
-    let cluster = DevCluster::start(opts).await?;
+    let mut cluster = DevCluster::start(opts).await?;
     let client = cluster.client().await?;
     crate::dev::install_crds(&client).await?;
     let ns = "chaos";
@@ -274,7 +293,7 @@ pub async fn run(args: ChaosArgs) -> Result<ChaosReport, BoxError> {
     let mut hib_targets: BTreeMap<String, (String, HibernationAction)> = BTreeMap::new();
     let mut report = ChaosReport::default();
     let mut next_set = 0u32;
-    let mut operator = Operator::start(&args.operator, cluster.kubeconfig_path()).await?;
+    let mut operator = Some(Operator::start(&args.operator, cluster.kubeconfig_path()).await?);
     let mut requests = 0.0;
     let chaos_started = Instant::now();
     while report.kills < args.kills {
@@ -350,12 +369,26 @@ pub async fn run(args: ChaosArgs) -> Result<ChaosReport, BoxError> {
                 _ => {}
             }
         }
-        tokio::time::sleep(Duration::from_millis(50 + rng.below(700))).await;
-        requests += operator.requests().await.unwrap_or(0.0);
-        operator.kill().await;
-        report.kills += 1;
-        operator = Operator::start(&args.operator, cluster.kubeconfig_path()).await?;
+        if let Some(running) = operator.take() {
+            tokio::time::sleep(Duration::from_millis(50 + rng.below(700))).await;
+            requests += running.requests().await.unwrap_or(0.0);
+            running.kill().await;
+            report.kills += 1;
+            if report.kills == args.kills / 2 {
+                // Half-way: the API server restarts (etcd kept); every watch breaks.
+                cluster.restart_apiserver(Duration::from_secs(60)).await?;
+                report.apiserver_restarts += 1;
+            }
+            if rng.below(4) == 0 {
+                continue; // the next operations happen while no operator runs
+            }
+        }
+        operator = Some(Operator::start(&args.operator, cluster.kubeconfig_path()).await?);
     }
+    let operator = match operator {
+        Some(running) => running,
+        None => Operator::start(&args.operator, cluster.kubeconfig_path()).await?,
+    };
     report.chaos_time = chaos_started.elapsed();
     report.requests_per_minute = requests / report.chaos_time.as_secs_f64().max(1.0) * 60.0;
 
@@ -385,6 +418,10 @@ pub async fn run(args: ChaosArgs) -> Result<ChaosReport, BoxError> {
     }
     pod_watch.abort();
     operator.kill().await;
+    match leader_takeover(&args, &cluster, &sets, &node).await {
+        Ok(took) => report.leader_takeover = Some(took),
+        Err(e) => report.violations.push(format!("leader election: {e}")),
+    }
     sim.shutdown().await;
     drop(cluster);
     Ok(report)
@@ -449,7 +486,11 @@ async fn check(
         names.sort();
         let mut expected: Vec<String> = (0..=d.replicas).map(|s| format!("{name}-{s}")).collect();
         expected.sort();
-        if names != expected {
+        // No pod is created while a set is suspended (that would boot a VM): a slot whose
+        // pod failed meanwhile comes back on resume. Running sets have every slot.
+        let fits =
+            if d.suspend { names.iter().all(|n| expected.contains(n)) } else { names == expected };
+        if !fits {
             return Err(format!("{name}: pods {names:?}, want {expected:?}"));
         }
         checked += 1 + names.len();
@@ -485,4 +526,79 @@ async fn check(
         checked += 1;
     }
     Ok(checked)
+}
+
+/// Two replicas with leader election: a set is suspended and the leader is SIGKILLed at once;
+/// the standby must take the Lease over (after it expires) and finish the suspend.
+async fn leader_takeover(
+    args: &ChaosArgs,
+    cluster: &DevCluster,
+    sets: &Api<CocoonSet>,
+    node: &str,
+) -> Result<Duration, String> {
+    let start = |identity: &'static str| {
+        let bin = args.operator.clone();
+        let kubeconfig = cluster.kubeconfig_path().to_path_buf();
+        async move {
+            let extra = ["--leader-elect", "--lease-namespace", "chaos", "--identity", identity];
+            Operator::start_with(&bin, &kubeconfig, &extra).await.map_err(|e| e.to_string())
+        }
+    };
+    let mut replicas = vec![("a", start("a").await?), ("b", start("b").await?)];
+    let mut spec: CocoonSetSpec = serde_json::from_value(serde_json::json!({
+        "agent": {"image": "ubuntu-dev-base", "replicas": 1}
+    }))
+    .map_err(|e| e.to_string())?;
+    spec.node_name = node.to_string();
+    sets.create(&PostParams::default(), &CocoonSet::new("lead", spec))
+        .await
+        .map_err(|e| e.to_string())?;
+    wait_phase(sets, "lead", CocoonSetPhase::Running, Duration::from_secs(90)).await?;
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(sets.clone().into_client(), "chaos");
+    let holder = leases
+        .get("cocoon-operator-leader")
+        .await
+        .map_err(|e| e.to_string())?
+        .spec
+        .and_then(|s| s.holder_identity)
+        .ok_or("no leader")?;
+    let patch = serde_json::json!({"spec": {"suspend": true}});
+    sets.patch("lead", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| e.to_string())?;
+    let killed = Instant::now();
+    let at = replicas.iter().position(|(id, _)| *id == holder).ok_or("the holder is not ours")?;
+    replicas.remove(at).1.kill().await;
+    let limit = cocoon_core::lease::LEASE_DURATION + Duration::from_secs(30);
+    wait_phase(sets, "lead", CocoonSetPhase::Suspended, limit).await?;
+    let took = killed.elapsed();
+    for (_, op) in replicas {
+        op.kill().await;
+    }
+    Ok(took)
+}
+
+async fn wait_phase(
+    sets: &Api<CocoonSet>,
+    name: &str,
+    phase: CocoonSetPhase,
+    within: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let set = sets.get(name).await.map_err(|e| e.to_string())?;
+        let status = set.status.unwrap_or_default();
+        if status.phase == Some(phase) && status.observed_generation == set.metadata.generation {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{name} not {phase:?} within {}s: {:?}",
+                within.as_secs(),
+                status.phase
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

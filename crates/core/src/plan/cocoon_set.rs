@@ -380,7 +380,9 @@ fn label_repairs(input: &SetInput<'_>, gone: &dyn Fn(&PodView) -> bool) -> Vec<P
     input
         .pods
         .iter()
-        .filter(|p| !gone(p))
+        // A pod that left the label watch is probed even while its delete is pending: the
+        // watch cannot show it going, the API server's answer to the patch does.
+        .filter(|p| !gone(p) || !p.labels.contains_key(contract::LABEL_COCOONSET))
         .filter_map(|p| {
             let role = p.role?;
             let want = pod_labels(&input.set.name, role, p.slot);

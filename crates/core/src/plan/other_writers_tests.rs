@@ -189,3 +189,39 @@ fn a_suspend_nobody_answers_names_the_pods_past_its_deadline_and_still_completes
     let done = pass(&set, &answered, &mut memory, 291);
     assert_eq!(done.status.phase, Some(CocoonSetPhase::Suspended));
 }
+
+#[test]
+fn a_deleted_pod_the_view_still_shows_is_probed_and_recreated() {
+    // Our delete of a failed pod went through; the watch reported it in a way that looks like
+    // it only left the label watch, so the view still shows it, unlabelled.
+    let set = set_object(0);
+    let mut stale = as_listed(super::fixtures::failed(agent(0)));
+    stale.labels.remove(contract::LABEL_COCOONSET);
+    let mut memory = SetMemory::default();
+    memory.expectations.expect_delete("demo-0", at(99));
+    let planned = pass(&set, std::slice::from_ref(&stale), &mut memory, 100);
+    let probe = planned
+        .pass
+        .steps
+        .iter()
+        .find(|s| matches!(s, Step::Pod(PodAction::RepairLabels { .. })))
+        .cloned()
+        .expect("the pod is probed although its delete is pending");
+    record_set(&mut memory, Some(1), &probe, &Outcome::NotFound, &settings(), at(100));
+    memory.expectations = super::Expectations::default();
+    let again = pass(&set, &[stale], &mut memory, 100);
+    assert!(pod_actions(&again).iter().any(|a| matches!(a, PodAction::CreateMain { .. })));
+}
+
+#[test]
+fn teardown_completes_when_the_api_server_says_a_viewed_pod_is_gone() {
+    let mut set = set_object(0);
+    set.metadata.deletion_timestamp = Some(Time(at(90)));
+    let stale = as_listed(agent(0));
+    let mut memory = SetMemory::default();
+    let planned = pass(&set, std::slice::from_ref(&stale), &mut memory, 100);
+    let delete = planned.pass.steps.iter().find(|s| matches!(s, Step::Pod(_))).cloned().unwrap();
+    record_set(&mut memory, Some(1), &delete, &Outcome::NotFound, &settings(), at(100));
+    let released = pass(&set, &[stale], &mut memory, 101);
+    assert_eq!(released.pass.steps, vec![Step::SetFinalizers(Vec::new())]);
+}

@@ -290,9 +290,16 @@ pub fn record_set(
         Step::Pod(action) if action.is_create() => {
             record_create(memory, generation, action, outcome, backoff, now)
         }
-        Step::Pod(PodAction::Delete { pod_name, reason, .. }) => match outcome {
+        Step::Pod(PodAction::Delete { pod_name, uid, reason, .. }) => match outcome {
             // Gone, or the name now belongs to a replacement (UID precondition): ours is gone.
             Outcome::Done | Outcome::NotFound | Outcome::Conflict => {
+                if *outcome != Outcome::Done
+                    && let Some(uid) = uid
+                {
+                    // The view may still show it (a pod that left the label watch is not seen
+                    // going); the API server's word wins.
+                    memory.vanished.insert(uid.clone());
+                }
                 memory.expectations.expect_delete(pod_name, now);
                 if *reason == DeleteReason::Terminal {
                     let count = memory.terminal_deletes.entry(pod_name.clone()).or_insert(0);

@@ -36,6 +36,8 @@ pub struct DevCluster {
     ready_in: Duration,
     /// In start order (etcd, kube-apiserver, kube-controller-manager); stopped in reverse.
     components: Vec<Supervised>,
+    /// How the API server was started, to restart it the same way (etcd kept).
+    apiserver: (PathBuf, Vec<std::ffi::OsString>),
     temp_dir: Option<TempDir>,
     /// Delete the temp dir and the kubeconfig copy if this process dies without dropping us.
     janitors: Vec<Supervised>,
@@ -85,6 +87,7 @@ impl DevCluster {
             work_dir: work_dir.clone(),
             ready_in: Duration::ZERO,
             components: Vec::new(),
+            apiserver: (PathBuf::new(), Vec::new()),
             temp_dir,
             janitors,
         };
@@ -95,6 +98,7 @@ impl DevCluster {
         let apiserver_args =
             components::apiserver_args(&pki, ports, opts.controller_manager, audit.as_ref());
         cluster.spawn("kube-apiserver", &binaries.kube_apiserver, &apiserver_args)?;
+        cluster.apiserver = (binaries.kube_apiserver.clone(), apiserver_args.clone());
 
         let client = client_from_kubeconfig(&cluster.kubeconfig).await?;
         cluster
@@ -149,6 +153,32 @@ impl DevCluster {
         }
         cluster.ready_in = began.elapsed();
         Ok(cluster)
+    }
+
+    /// Stops kube-apiserver and starts it again on the same port with the same etcd (every
+    /// object kept), then waits until it is ready: what an API server upgrade or crash looks
+    /// like to the operator (its watches break and resume).
+    pub async fn restart_apiserver(&mut self, timeout: Duration) -> Result<()> {
+        let Some(at) = self.components.iter().position(|c| c.name() == "kube-apiserver") else {
+            return Ok(());
+        };
+        self.components[at].stop();
+        let (program, args) = self.apiserver.clone();
+        let log = self.work_dir.join("kube-apiserver.log");
+        self.components[at] = Supervised::spawn("kube-apiserver", &program, &args, &log)?;
+        let client = client_from_kubeconfig(&self.kubeconfig).await?;
+        self.wait_until(
+            "API server /readyz",
+            "kube-apiserver",
+            Instant::now() + timeout,
+            || async {
+                let request = axum::http::Request::get("/readyz")
+                    .body(Vec::new())
+                    .map_err(|e| e.to_string())?;
+                client.request_text(request).await.map(drop).map_err(|e| e.to_string())
+            },
+        )
+        .await
     }
 
     /// The admin kubeconfig (user in `system:masters`) inside the work dir.

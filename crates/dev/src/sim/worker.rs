@@ -284,8 +284,17 @@ impl PodWorker {
     async fn delete(&mut self, intent: &PodIntent, snapshot: bool) -> Result<Progress> {
         self.pause(self.ctx.config.delete_delay).await;
         if snapshot && let Some(name) = self.vm_name() {
-            snapshots::write_entry(&self.ctx.client, &intent.namespace, &name).await?;
-            info!(pod = %intent.key, vm = %name, policy = intent.snapshot_policy.as_str(), "snapshot kept on delete");
+            match snapshots::write_entry(&self.ctx.client, &intent.namespace, &name).await {
+                Ok(()) => {
+                    info!(pod = %intent.key, vm = %name, policy = intent.snapshot_policy.as_str(), "snapshot kept on delete")
+                }
+                // A namespace being deleted takes its snapshot ConfigMap with it and accepts no
+                // new one: there is nothing to keep the snapshot for.
+                Err(error) if self.namespace_terminating(&intent.namespace).await => {
+                    warn!(pod = %intent.key, vm = %name, %error, "namespace is being deleted; no snapshot kept")
+                }
+                Err(error) => return Err(error),
+            }
         }
         if let Some(vm) = self.ctx.table().remove(&self.uid) {
             info!(pod = %intent.key, vm = %vm.name, "VM stopped for deletion");
@@ -305,6 +314,12 @@ impl PodWorker {
             Err(e) if matches!(status_code(&e), Some(404 | 409)) => Ok(Progress::Idle),
             Err(e) => Err(Error::api(format!("delete pod {}", intent.key), e)),
         }
+    }
+
+    async fn namespace_terminating(&self, namespace: &str) -> bool {
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.ctx.client.clone());
+        let phase = api.get_opt(namespace).await.ok().flatten().and_then(|n| n.status?.phase);
+        phase.as_deref() == Some("Terminating")
     }
 
     fn vm_name(&self) -> Option<String> {

@@ -225,3 +225,33 @@ fn teardown_completes_when_the_api_server_says_a_viewed_pod_is_gone() {
     let released = pass(&set, &[stale], &mut memory, 101);
     assert_eq!(released.pass.steps, vec![Step::SetFinalizers(Vec::new())]);
 }
+
+#[test]
+fn values_users_write_into_the_contracts_annotations_never_panic_or_mislead() {
+    use k8s_openapi::api::core::v1::Pod;
+    let annotations: std::collections::BTreeMap<String, String> = [
+        (contract::ANN_HIBERNATE, "yes"),
+        (contract::ANN_VNC_PORT, "fifty-nine hundred"),
+        (contract::ANN_VM_NAME, ""),
+        (contract::ANN_POD_DELETION_COST, "cheap"),
+        (contract::ANN_HIBERNATED_BY, ""),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let mut pod = Pod::default();
+    pod.metadata.name = Some("demo-1".into());
+    pod.metadata.annotations = Some(annotations);
+    let mut view = PodView::from_pod(&pod);
+    view.identify("demo");
+    assert!(!view.hibernate_requested, "only \"true\" asks for hibernation");
+    assert_eq!(view.vnc_port, None);
+    assert_eq!(view.vm_name, None, "an empty VM name is no name");
+    assert_eq!(view.hibernated_by, None);
+    assert_eq!((view.role, view.slot), (Some(super::PodRole::SubAgent), Some(1)));
+    // Planning with it is as with any other unready pod of the set.
+    let mut w = World::new(spec(1), vec![agent(0), view]);
+    w.pods[1].controller_uid = Some(UID.into());
+    let plan = w.plan();
+    assert!(!plan.actions.iter().any(|a| matches!(a, PodAction::Delete { .. })));
+}

@@ -4,11 +4,8 @@ mod common;
 mod e2e;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use cocoon_operator::api::{
-    CocoonSet, CocoonSetPhase, CocoonSetStatus, HibernationAction, ToolboxSpec,
-};
+use cocoon_operator::api::{CocoonSet, CocoonSetPhase, HibernationAction, ToolboxSpec};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
@@ -16,26 +13,7 @@ use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
 use common::eventually;
-use e2e::Env;
-
-const DEADLINE: Duration = Duration::from_secs(90);
-
-async fn wait_phase(api: &Api<CocoonSet>, name: &str, phase: CocoonSetPhase) -> CocoonSetStatus {
-    eventually(DEADLINE, || async {
-        let set = api.get(name).await.map_err(|e| e.to_string())?;
-        let status = set.status.unwrap_or_default();
-        if status.phase == Some(phase) && status.observed_generation == set.metadata.generation {
-            Ok(status)
-        } else {
-            Err(format!(
-                "phase {:?}, ready {}/{}",
-                status.phase, status.ready_agents, status.desired_agents
-            ))
-        }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{name} never reached {phase:?}: {e}"))
-}
+use e2e::{DEADLINE, Env, wait_set as wait_phase};
 
 async fn pod_names(api: &Api<Pod>) -> Vec<String> {
     let mut names: Vec<String> = api
@@ -405,4 +383,42 @@ async fn a_slot_name_held_by_a_foreign_pod_is_waited_on_never_taken_as_done() {
     assert_eq!(status.ready_agents, 2);
     let pod = env.ns.api::<Pod>().get("coll-1").await.unwrap();
     assert_eq!(pod.labels().get("cocoon.cis/role").map(String::as_str), Some("sub-agent"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_scale_and_kubectl_wait_drive_a_set() {
+    let env = Env::new("cs-kubectl-scale").await;
+    let sets = env.ns.api::<CocoonSet>();
+    env.create_set("sc", env.set_spec(0)).await;
+    let ns = env.ns.name.as_str();
+    common::kubectl(&[
+        "wait", "--for=condition=Ready", "cocoonset/sc", "-n", ns, "--timeout=90s",
+    ])
+    .await
+    .expect_success("kubectl wait for Ready");
+    common::kubectl(&["scale", "cocoonset", "sc", "--replicas=2", "-n", ns])
+        .await
+        .expect_success("kubectl scale");
+    let status = wait_phase(&sets, "sc", CocoonSetPhase::Running).await;
+    assert_eq!((status.ready_agents, status.desired_agents, status.replicas), (3, 3, 2));
+    let selector = status.selector.clone().unwrap_or_default();
+    assert_eq!(selector, "cocoon.cis/cocoonset=sc,cocoon.cis/role=sub-agent");
+    // The scale subresource reads back what an autoscaler would see.
+    let scale = common::kubectl(&[
+        "get", "--raw",
+        &format!("/apis/cocoon.cis/v1alpha1/namespaces/{ns}/cocoonsets/sc/scale"),
+    ])
+    .await
+    .expect_success("get the scale subresource");
+    let scale: serde_json::Value = serde_json::from_str(&scale.stdout).expect("scale JSON");
+    assert_eq!(scale["spec"]["replicas"], 2);
+    assert_eq!(scale["status"]["replicas"], 2);
+    assert_eq!(scale["status"]["selector"], selector.as_str());
+    let patch = serde_json::json!({"spec": {"suspend": true}});
+    sets.patch("sc", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    common::kubectl(&[
+        "wait", "--for=condition=Suspended", "cocoonset/sc", "-n", ns, "--timeout=90s",
+    ])
+    .await
+    .expect_success("kubectl wait for Suspended");
 }

@@ -5,33 +5,13 @@ mod e2e;
 
 use std::time::Duration;
 
-use cocoon_operator::api::{Hibernation, HibernationAction, HibernationPhase, HibernationStatus};
+use cocoon_operator::api::{Hibernation, HibernationAction, HibernationPhase};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 
 use common::{eventually, kubectl, kubectl_with_stdin};
-use e2e::Env;
-
-const DEADLINE: Duration = Duration::from_secs(90);
-
-async fn wait_hib(
-    api: &Api<Hibernation>,
-    name: &str,
-    phase: HibernationPhase,
-) -> HibernationStatus {
-    eventually(DEADLINE, || async {
-        let hib = api.get(name).await.map_err(|e| e.to_string())?;
-        let status = hib.status.unwrap_or_default();
-        if status.phase == Some(phase) && status.observed_generation == hib.metadata.generation {
-            Ok(status)
-        } else {
-            Err(format!("phase {:?} message {:?}", status.phase, status.message))
-        }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{name} never reached {phase:?}: {e}"))
-}
+use e2e::{DEADLINE, Env, wait_hib};
 
 async fn wait_pod<F: Fn(&Pod) -> bool>(api: &Api<Pod>, name: &str, what: &str, check: F) -> Pod {
     eventually(DEADLINE, || async {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cocoon_operator::api::{
-    CocoonSet, CocoonSetPhase, CocoonSetStatus, Hibernation, HibernationAction, HibernationPhase,
+    CocoonSet, CocoonSetPhase, Hibernation, HibernationAction, HibernationPhase,
 };
 use cocoon_operator::contract;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -18,37 +18,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Propag
 use kube::{Api, ResourceExt};
 
 use common::eventually;
-use e2e::Env;
-
-const DEADLINE: Duration = Duration::from_secs(90);
-
-async fn wait_set(api: &Api<CocoonSet>, name: &str, phase: CocoonSetPhase) -> CocoonSetStatus {
-    eventually(DEADLINE, || async {
-        let set = api.get(name).await.map_err(|e| e.to_string())?;
-        let status = set.status.unwrap_or_default();
-        if status.phase == Some(phase) && status.observed_generation == set.metadata.generation {
-            Ok(status)
-        } else {
-            Err(format!("{:?} {:?}", status.phase, status.message))
-        }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{name} never reached {phase:?}: {e}"))
-}
-
-async fn wait_hib(api: &Api<Hibernation>, name: &str, phase: HibernationPhase) {
-    eventually(DEADLINE, || async {
-        let hib = api.get(name).await.map_err(|e| e.to_string())?;
-        let status = hib.status.unwrap_or_default();
-        if status.phase == Some(phase) && status.observed_generation == hib.metadata.generation {
-            Ok(())
-        } else {
-            Err(format!("{:?} {:?}", status.phase, status.message))
-        }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{name} never reached {phase:?}: {e}"));
-}
+use e2e::{DEADLINE, Env, wait_hib, wait_set};
 
 async fn uid(api: &Api<Pod>, name: &str) -> String {
     api.get(name).await.unwrap().uid().unwrap()

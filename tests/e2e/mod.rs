@@ -9,14 +9,56 @@ use std::time::Duration;
 
 use cocoon_dev::sim::{SimConfig, SimHandle, Simulator};
 use cocoon_operator::api::{
-    CocoonSet, CocoonSetSpec, Hibernation, HibernationAction, HibernationSpec,
+    CocoonSet, CocoonSetPhase, CocoonSetSpec, CocoonSetStatus, Hibernation, HibernationAction,
+    HibernationPhase, HibernationSpec, HibernationStatus,
 };
 use cocoon_operator::config::OperatorConfig;
 use cocoon_operator::operator::{Operator, OperatorProbe, config_from_kubeconfig};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Toleration};
+use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
 
-use crate::common::{TestNamespace, cluster, install_crds};
+use crate::common::{TestNamespace, cluster, eventually, install_crds};
+
+/// How long an end-to-end test waits for a state.
+pub const DEADLINE: Duration = Duration::from_secs(90);
+
+/// Waits until the set reports `phase` for its current generation.
+pub async fn wait_set(api: &Api<CocoonSet>, name: &str, phase: CocoonSetPhase) -> CocoonSetStatus {
+    eventually(DEADLINE, || async {
+        let set = api.get(name).await.map_err(|e| e.to_string())?;
+        let status = set.status.unwrap_or_default();
+        if status.phase == Some(phase) && status.observed_generation == set.metadata.generation {
+            Ok(status)
+        } else {
+            Err(format!(
+                "phase {:?}, ready {}/{}, message {:?}",
+                status.phase, status.ready_agents, status.desired_agents, status.message
+            ))
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{name} never reached {phase:?}: {e}"))
+}
+
+/// Waits until the Hibernation reports `phase` for its current generation.
+pub async fn wait_hib(
+    api: &Api<Hibernation>,
+    name: &str,
+    phase: HibernationPhase,
+) -> HibernationStatus {
+    eventually(DEADLINE, || async {
+        let hib = api.get(name).await.map_err(|e| e.to_string())?;
+        let status = hib.status.unwrap_or_default();
+        if status.phase == Some(phase) && status.observed_generation == hib.metadata.generation {
+            Ok(status)
+        } else {
+            Err(format!("phase {:?} message {:?}", status.phase, status.message))
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{name} never reached {phase:?}: {e}"))
+}
 
 /// Settings of the shared operator: short timeouts so timeout tests finish quickly.
 pub fn operator_config() -> OperatorConfig {

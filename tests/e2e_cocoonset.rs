@@ -391,11 +391,9 @@ async fn kubectl_scale_and_kubectl_wait_drive_a_set() {
     let sets = env.ns.api::<CocoonSet>();
     env.create_set("sc", env.set_spec(0)).await;
     let ns = env.ns.name.as_str();
-    common::kubectl(&[
-        "wait", "--for=condition=Ready", "cocoonset/sc", "-n", ns, "--timeout=90s",
-    ])
-    .await
-    .expect_success("kubectl wait for Ready");
+    common::kubectl(&["wait", "--for=condition=Ready", "cocoonset/sc", "-n", ns, "--timeout=90s"])
+        .await
+        .expect_success("kubectl wait for Ready");
     common::kubectl(&["scale", "cocoonset", "sc", "--replicas=2", "-n", ns])
         .await
         .expect_success("kubectl scale");
@@ -405,7 +403,8 @@ async fn kubectl_scale_and_kubectl_wait_drive_a_set() {
     assert_eq!(selector, "cocoon.cis/cocoonset=sc,cocoon.cis/role=sub-agent");
     // The scale subresource reads back what an autoscaler would see.
     let scale = common::kubectl(&[
-        "get", "--raw",
+        "get",
+        "--raw",
         &format!("/apis/cocoon.cis/v1alpha1/namespaces/{ns}/cocoonsets/sc/scale"),
     ])
     .await
@@ -417,7 +416,12 @@ async fn kubectl_scale_and_kubectl_wait_drive_a_set() {
     let patch = serde_json::json!({"spec": {"suspend": true}});
     sets.patch("sc", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
     common::kubectl(&[
-        "wait", "--for=condition=Suspended", "cocoonset/sc", "-n", ns, "--timeout=90s",
+        "wait",
+        "--for=condition=Suspended",
+        "cocoonset/sc",
+        "-n",
+        ns,
+        "--timeout=90s",
     ])
     .await
     .expect_success("kubectl wait for Suspended");

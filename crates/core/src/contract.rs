@@ -130,6 +130,11 @@ pub const FINALIZER_ORPHAN: &str = "orphan";
 /// The labels the operator writes on every pod of a set, and puts back when they are changed.
 pub const OWNED_LABELS: [&str; 4] = [LABEL_COCOONSET, LABEL_ROLE, LABEL_SLOT, LABEL_APP];
 
+/// Label selector of a set's sub-agent pods (the scale subresource's `selector`).
+pub fn sub_agent_selector(set: &str) -> String {
+    format!("{LABEL_COCOONSET}={set},{LABEL_ROLE}={ROLE_SUB_AGENT}")
+}
+
 /// Pod name of an agent slot: `<set>-<slot>`.
 pub fn agent_pod_name(set: &str, slot: u32) -> String {
     format!("{set}-{slot}")

@@ -24,6 +24,11 @@ pub const MAX_TOOLBOXES: usize = 16;
     shortname = "cs",
     category = "cocoon",
     status = "CocoonSetStatus",
+    scale(
+        spec_replicas_path = ".spec.agent.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
     validation = Rule::new("size(self.metadata.name) <= 50").message("metadata.name must be at most 50 characters: it becomes pod names and label values"),
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyAgents"}"#,
@@ -293,6 +298,14 @@ pub struct CocoonSetStatus {
     /// Toolboxes whose VM is Running and Ready.
     #[serde(default)]
     pub ready_toolboxes: i32,
+    /// Sub-agent pods that exist and are not being deleted: the current count of the scale
+    /// subresource (`kubectl scale`, autoscalers), whose desired count is `spec.agent.replicas`.
+    #[serde(default)]
+    pub replicas: i32,
+    /// Label selector of the set's sub-agent pods, for autoscalers that read pod metrics through
+    /// the scale subresource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
     /// One entry per agent slot (0..=replicas, plus slots still being scaled down), by slot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub agents: Vec<AgentStatus>,

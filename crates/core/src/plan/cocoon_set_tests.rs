@@ -406,3 +406,14 @@ fn teardown_waits_for_creates_still_in_flight() {
     w.pods = vec![];
     assert!(!w.plan().teardown_complete, "the pod in flight would outlive the finalizer");
 }
+
+#[test]
+fn the_scale_status_counts_sub_agents_that_exist_and_names_their_selector() {
+    let w = World::new(spec(3), vec![agent(0), agent(1), terminating(agent(2))]);
+    let status = w.plan().status;
+    assert_eq!(status.replicas, 1, "the main and a terminating pod are not counted");
+    assert_eq!(
+        status.selector.as_deref(),
+        Some("cocoon.cis/cocoonset=demo,cocoon.cis/role=sub-agent")
+    );
+}

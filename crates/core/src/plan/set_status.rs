@@ -250,6 +250,15 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
         ready_agents: i32::try_from(ready_agents).unwrap_or(i32::MAX),
         desired_agents: input.spec.agent.replicas.max(0) + 1,
         ready_toolboxes: i32::try_from(ready_toolboxes).unwrap_or(i32::MAX),
+        replicas: i32::try_from(
+            input
+                .pods
+                .values()
+                .filter(|p| p.role == Some(PodRole::SubAgent) && !p.terminating)
+                .count(),
+        )
+        .unwrap_or(i32::MAX),
+        selector: Some(contract::sub_agent_selector(&input.set.name)),
         agents,
         toolboxes,
         message,

@@ -17,7 +17,7 @@ use crate::actors::{ActorKey, Context, ResourceMsg, Supervisor, SupervisorMsg};
 use crate::config::OperatorConfig;
 use crate::http::{HttpState, serve};
 use crate::index::Input;
-use crate::k8s::leader::{LeaderElector, RENEW_INTERVAL};
+use crate::k8s::leader::{LeaderElector, RENEW_INTERVAL, RETRY_INTERVAL};
 use crate::k8s::{Writer, client::counted_client, watch};
 use crate::metrics::Metrics;
 
@@ -246,7 +246,7 @@ pub async fn run_until(
                 for t in http { t.abort(); }
                 return Ok(());
             }
-            _ = tokio::time::sleep(RENEW_INTERVAL) => {}
+            _ = tokio::time::sleep(RETRY_INTERVAL) => {}
         }
     }
     tracing::info!(%identity, "acquired the leader Lease");

@@ -9,7 +9,7 @@ use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 
 use super::error::{Error, Result};
-pub use crate::lease::{LEASE_DURATION, RENEW_DEADLINE, RENEW_INTERVAL};
+pub use crate::lease::{LEASE_DURATION, RENEW_DEADLINE, RENEW_INTERVAL, RETRY_INTERVAL};
 use crate::lease::{LeaseDecision, LeaseRecord, Observed, decide};
 
 /// One candidate for the leader Lease.

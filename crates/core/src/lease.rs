@@ -9,8 +9,11 @@ use k8s_openapi::jiff::Timestamp;
 
 /// How long a Lease is valid without renewal.
 pub const LEASE_DURATION: Duration = Duration::from_secs(15);
-/// How often the holder renews (and a standby retries).
+/// How often the holder renews.
 pub const RENEW_INTERVAL: Duration = Duration::from_secs(5);
+/// How often a standby looks at the Lease (client-go's retry period): a held Lease is taken
+/// over at most this long after it expired.
+pub const RETRY_INTERVAL: Duration = Duration::from_secs(2);
 /// A holder that could not renew for this long stops acting, well before a standby may take
 /// over (`LEASE_DURATION` after the last renewal it saw).
 pub const RENEW_DEADLINE: Duration = Duration::from_secs(10);

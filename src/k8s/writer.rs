@@ -65,12 +65,7 @@ impl Writer {
         name: &str,
         annotations: &BTreeMap<String, Option<String>>,
     ) -> Result<()> {
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        let body = json!({ "metadata": { "annotations": annotations } });
-        api.patch(name, &PatchParams::default(), &Patch::Merge(&body))
-            .await
-            .map(|_| ())
-            .map_err(|e| Error::api("patch", format!("pod {namespace}/{name}"), e))
+        self.patch_pod_metadata(namespace, name, "annotations", annotations).await
     }
 
     /// Merge-patches labels on a pod (`None` removes a key).
@@ -80,12 +75,23 @@ impl Writer {
         name: &str,
         labels: &BTreeMap<String, Option<String>>,
     ) -> Result<()> {
+        self.patch_pod_metadata(namespace, name, "labels", labels).await
+    }
+
+    /// One merge patch of `metadata.<field>` (annotations or labels) on a pod.
+    async fn patch_pod_metadata(
+        &self,
+        namespace: &str,
+        name: &str,
+        field: &'static str,
+        values: &BTreeMap<String, Option<String>>,
+    ) -> Result<()> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        let body = json!({ "metadata": { "labels": labels } });
+        let body = json!({ "metadata": { field: values } });
         api.patch(name, &PatchParams::default(), &Patch::Merge(&body))
             .await
             .map(|_| ())
-            .map_err(|e| Error::api("patch", format!("pod {namespace}/{name} labels"), e))
+            .map_err(|e| Error::api("patch", format!("pod {namespace}/{name} {field}"), e))
     }
 
     /// Server-side applies the whole status of a custom resource (fields we no longer set are

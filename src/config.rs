@@ -45,6 +45,11 @@ pub struct OperatorConfig {
     /// Longest retry backoff of a failing object.
     #[arg(long, env = "COCOON_MAX_BACKOFF", default_value = defaults::MAX_BACKOFF, value_parser = parse_duration)]
     pub max_backoff: Duration,
+    /// A CocoonSet status change that flips no condition (counts, addresses, one pod's phase)
+    /// waits up to this long so that a burst of pod updates makes one write; `0s` writes every
+    /// change at once.
+    #[arg(long, env = "COCOON_STATUS_BATCH", default_value = defaults::STATUS_BATCH, value_parser = parse_duration)]
+    pub status_batch: Duration,
 }
 
 /// The defaults of `run`, written once: `--help` shows them and [`OperatorConfig::default`]
@@ -66,6 +71,8 @@ pub mod defaults {
     pub const DELETION_COST: i32 = 1000;
     /// `--max-backoff`.
     pub const MAX_BACKOFF: &str = "60s";
+    /// `--status-batch`.
+    pub const STATUS_BATCH: &str = "1s";
 }
 
 /// A default duration; every one is checked to parse by `every_default_parses`.
@@ -89,6 +96,7 @@ impl Default for OperatorConfig {
             wake_timeout: default_duration(defaults::WAKE_TIMEOUT),
             deletion_cost: defaults::DELETION_COST,
             max_backoff: default_duration(defaults::MAX_BACKOFF),
+            status_batch: default_duration(defaults::STATUS_BATCH),
         }
     }
 }
@@ -123,6 +131,7 @@ mod tests {
             defaults::HIBERNATE_TIMEOUT,
             defaults::WAKE_TIMEOUT,
             defaults::MAX_BACKOFF,
+            defaults::STATUS_BATCH,
         ] {
             assert!(parse_duration(text).is_ok(), "{text}");
         }
@@ -132,6 +141,7 @@ mod tests {
         assert_eq!(flags.hibernate_timeout, Duration::from_secs(180));
         assert_eq!(flags.hibernation_settings(), default.hibernation_settings());
         assert_eq!(flags.max_backoff, default.max_backoff);
+        assert_eq!(flags.status_batch, default.status_batch);
         assert_eq!(flags.lease_name, default.lease_name);
         assert_eq!(flags.metrics_addr.port(), 8080);
     }

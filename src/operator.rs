@@ -125,6 +125,7 @@ impl Operator {
             metrics: metrics.clone(),
             resync: config.resync,
             max_backoff: config.max_backoff,
+            status_batch: config.status_batch,
             hibernation: config.hibernation_settings(),
             table,
             synced: synced.clone(),
@@ -144,7 +145,7 @@ impl Operator {
             let inputs = inputs_tx.clone();
             move |event| drop(inputs.send(Input::Watch(Box::new(event))))
         };
-        let watches = watch::start(client, emit, targets_rx);
+        let watches = watch::start(client, emit, targets_rx, metrics.pod_name_watches.clone());
         let sync = watches.sync.clone();
         let sync_task = tokio::spawn(async move {
             sync.wait().await;

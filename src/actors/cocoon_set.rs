@@ -28,7 +28,11 @@ pub struct CocoonSetPart {
 
 impl CocoonSetPart {
     fn settings(ctx: &Context) -> SetSettings {
-        SetSettings { backoff: ctx.backoff(), suspend_timeout: ctx.hibernation.hibernate_timeout }
+        SetSettings {
+            backoff: ctx.backoff(),
+            suspend_timeout: ctx.hibernation.hibernate_timeout,
+            status_batch: ctx.status_batch,
+        }
     }
 }
 

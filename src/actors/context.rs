@@ -17,6 +17,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub resync: Duration,
     pub max_backoff: Duration,
+    /// How long a CocoonSet status change that flips no condition may wait to be batched.
+    pub status_batch: Duration,
     pub hibernation: HibernationSettings,
     /// Routing table; written only by the supervisor.
     pub table: Arc<DashMap<ActorKey, ActorHandle>>,

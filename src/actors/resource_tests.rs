@@ -85,6 +85,7 @@ fn context(resync: Duration) -> Arc<Context> {
         metrics: Metrics::new(),
         resync,
         max_backoff: Duration::from_secs(60),
+        status_batch: Duration::ZERO,
         hibernation: crate::config::OperatorConfig::default().hibernation_settings(),
         table: Arc::new(DashMap::new()),
         synced: Arc::new(AtomicBool::new(true)),

@@ -416,19 +416,24 @@ fn teardown(input: &SetInput<'_>, deleting_now: &dyn Fn(&PodView) -> bool) -> Ve
         .collect()
 }
 
+/// Events of a status change. Pending, Scaling and Running are routine progress, told by the
+/// status and its conditions; a set that reaches `Suspended`, fails, or recovers from `Failed`
+/// gets an Event, and so does every new problem in the message.
 fn transition_events(
     previous: &CocoonSetStatus,
     next: &CocoonSetStatus,
     deleting: bool,
 ) -> Vec<PlanEvent> {
+    use crate::api::CocoonSetPhase::{Failed, Suspended};
     let mut events = Vec::new();
     if previous.phase != next.phase
         && let Some(phase) = next.phase
+        && (matches!(phase, Suspended | Failed) || previous.phase == Some(Failed))
     {
         let from = previous.phase.map(|p| p.as_str()).unwrap_or("none");
         let message = format!("phase {from} -> {}", phase.as_str());
         events.push(match phase {
-            crate::api::CocoonSetPhase::Failed => PlanEvent::warning("Failed", message),
+            Failed => PlanEvent::warning("Failed", message),
             _ => PlanEvent::normal("PhaseChanged", message),
         });
     }

@@ -367,11 +367,27 @@ fn a_name_held_by_a_foreign_pod_is_reported_and_waited_on() {
 }
 
 #[test]
-fn phase_change_is_announced_once() {
+fn routine_phases_are_not_announced_and_suspended_is_announced_once() {
+    // Pending, Scaling and Running: progress the status and its conditions tell.
     let mut w = World::new(spec(0), vec![starting(agent(0))]);
     let first = w.plan();
-    assert!(first.events.iter().any(|e| e.reason == "PhaseChanged"));
+    assert_eq!(first.status.phase, Some(CocoonSetPhase::Pending));
+    assert!(first.events.is_empty(), "{:?}", first.events);
     w.status = first.status;
+    w.pods = vec![agent(0)];
+    let running = w.plan();
+    assert_eq!(running.status.phase, Some(CocoonSetPhase::Running));
+    assert!(running.events.is_empty(), "{:?}", running.events);
+    // Reaching Suspended is what a user waits for: one Event, not repeated.
+    let mut s = spec(0);
+    s.suspend = true;
+    let mut w = World::new(s, vec![hibernated(agent(0), 5)]);
+    w.status = running.status;
+    let suspended = w.plan();
+    assert_eq!(suspended.status.phase, Some(CocoonSetPhase::Suspended));
+    let reasons: Vec<&str> = suspended.events.iter().map(|e| e.reason).collect();
+    assert_eq!(reasons, vec!["PhaseChanged"]);
+    w.status = suspended.status;
     assert!(w.plan().events.is_empty());
 }
 

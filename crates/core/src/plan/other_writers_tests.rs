@@ -16,6 +16,7 @@ fn settings() -> SetSettings {
     SetSettings {
         backoff: Backoff::retry(Duration::from_secs(60)),
         suspend_timeout: Duration::from_secs(180),
+        status_batch: Duration::ZERO,
     }
 }
 

@@ -31,6 +31,10 @@ pub struct SetSettings {
     /// How long pods may take to report hibernated after a suspend before the status names
     /// them (the set keeps waiting).
     pub suspend_timeout: Duration,
+    /// How long a status change that flips no condition (a count, a VM's address, a single
+    /// pod's phase) may wait, so that a burst of pod updates makes one write. Zero writes
+    /// every change at once.
+    pub status_batch: Duration,
 }
 
 /// A pod create the API server refused, for the spec generation it was built from. It is
@@ -83,6 +87,8 @@ pub struct SetMemory {
     pub vanished: BTreeSet<String>,
     /// Consecutive failed passes.
     pub retry: Retry,
+    /// A status change that waits to be batched is written no later than this.
+    pub status_due: Option<Timestamp>,
 }
 
 /// What one CocoonSet actor sees.
@@ -243,37 +249,55 @@ pub fn plan_set_pass(
     }
     steps.extend(plan.actions.into_iter().map(Step::Pod));
     steps.extend(plan.events.into_iter().map(Step::Event));
-    if plan.status != stored && memory.last_written.as_ref() != Some(&plan.status) {
+    let mut wake_after = plan.requeue_after;
+    if plan.status == stored || memory.last_written.as_ref() == Some(&plan.status) {
+        memory.status_due = None;
+    } else if settings.status_batch.is_zero()
+        || status_urgent(&previous, &plan.status)
+        || memory.status_due.is_some_and(|due| due <= now)
+    {
         steps.push(Step::WriteStatus(Box::new(plan.status.clone())));
+    } else {
+        // Progress only: wait for the rest of the burst, then write what is current then.
+        let due = *memory.status_due.get_or_insert_with(|| after(now, settings.status_batch));
+        let left = if due <= now { Duration::ZERO } else { now.duration_until(due).unsigned_abs() };
+        wake_after = super::earliest(wake_after, Some(left));
     }
     SetPlanned {
-        pass: Pass { steps, wake_after: plan.requeue_after },
+        pass: Pass { steps, wake_after },
         status: plan.status,
         pod_count: pods.len(),
         forks_served,
     }
 }
 
-/// The Event of a pod write that went through.
+/// Whether a status change is written at once rather than batched: the first status, a
+/// condition that turns true or false, a new spec generation or desired count, or a problem
+/// that appears, changes or ends. Counts, addresses and single pods' phases are progress: they
+/// wait up to [`SetSettings::status_batch`] (and ride along with the next urgent write).
+pub fn status_urgent(previous: &CocoonSetStatus, next: &CocoonSetStatus) -> bool {
+    let truths = |s: &CocoonSetStatus| -> Vec<(String, String)> {
+        s.conditions.iter().map(|c| (c.type_.clone(), c.status.clone())).collect()
+    };
+    previous.phase.is_none()
+        || truths(previous) != truths(next)
+        || previous.observed_generation != next.observed_generation
+        || previous.desired_agents != next.desired_agents
+        || previous.message != next.message
+}
+
+/// The Event of a pod write that went through. Creating the pods the spec asks for is routine
+/// progress (the status shows it); a delete is a decision a user wants to see in `kubectl
+/// describe`.
 fn done_event(action: &PodAction) -> Option<PlanEvent> {
     let name = action.pod_name();
-    let message = match action {
-        PodAction::CreateMain { .. } => format!("created main agent {name}"),
-        PodAction::CreateSubAgent { slot, fork_from, .. } => {
-            format!("created sub-agent {name} (slot {slot}) forked from {fork_from}")
-        }
-        PodAction::CreateToolbox { toolbox, .. } => {
-            format!("created toolbox {toolbox} as pod {name}")
-        }
-        PodAction::Delete { reason, was, .. } => {
-            return Some(PlanEvent::normal(
-                "DeletedPod",
-                format!("deleted pod {name} ({}; was {was})", reason.as_str()),
-            ));
-        }
-        PodAction::SetHibernate { .. } | PodAction::RepairLabels { .. } => return None,
-    };
-    Some(PlanEvent::normal("CreatedPod", message))
+    match action {
+        PodAction::Delete { reason, was, .. } => Some(PlanEvent::normal(
+            "DeletedPod",
+            format!("deleted pod {name} ({}; was {was})", reason.as_str()),
+        )),
+        _ => None,
+    }
 }
 
 /// Records the outcome of one executed step of a CocoonSet pass.
@@ -349,6 +373,7 @@ pub fn record_set(
         Step::WriteStatus(status) => {
             if *outcome == Outcome::Done {
                 memory.last_written = Some((**status).clone());
+                memory.status_due = None;
             }
             memory.retry.record(outcome, backoff)
         }

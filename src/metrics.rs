@@ -57,6 +57,7 @@ pub struct Metrics {
     pub mailbox_depth: Family<Kind, Gauge>,
     pub api_requests: Family<VerbResult, Counter>,
     pub transition_duration: Family<Transition, Histogram>,
+    pub pod_name_watches: Gauge,
 }
 
 impl Metrics {
@@ -101,6 +102,12 @@ impl Metrics {
             "Requests to the Kubernetes API server by verb and result",
             api_requests.clone(),
         );
+        let pod_name_watches = Gauge::default();
+        registry.register(
+            "pod_name_watches",
+            "Open watches on one pod name: pods Hibernations name that the label watch does not show (yet)",
+            pod_name_watches.clone(),
+        );
         registry.register(
             "transition_duration_seconds",
             "Time from request to completion of hibernate, wake and fork",
@@ -116,6 +123,7 @@ impl Metrics {
             mailbox_depth,
             api_requests,
             transition_duration,
+            pod_name_watches,
         })
     }
 

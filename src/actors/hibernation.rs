@@ -85,8 +85,8 @@ impl Part for HibernationPart {
     }
 
     async fn write_pod(&self, ctx: &Context, namespace: &str, write: &HibAction) -> Outcome {
-        let HibAction::PatchPod { pod_name, annotations } = write;
-        outcome(ctx.writer.patch_pod_annotations(namespace, pod_name, annotations).await)
+        let HibAction::PatchPod { pod_name, annotations, labels } = write;
+        outcome(ctx.writer.patch_pod_metadata(namespace, pod_name, annotations, labels).await)
     }
 
     fn record(

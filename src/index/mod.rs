@@ -7,7 +7,10 @@
 //!
 //! Pods go to their CocoonSet by controller ownerReference UID (never by label), and to the
 //! Hibernations that name them by namespace/name; snapshot ConfigMaps go to every actor of their
-//! namespace. Actors are per object *incarnation*: an object deleted and recreated under the same
+//! namespace. A Hibernation's pod is seen through one label watch (the operator labels every
+//! pod a Hibernation names, `cocoon.cis/hibernation-target`) whatever the number of
+//! Hibernations; a narrow watch on one pod name runs only, once the watches have synced, for a
+//! named pod the label watch does not show (it does not exist yet, or is not labelled yet). Actors are per object *incarnation*: an object deleted and recreated under the same
 //! name (a new UID) gets a new actor that inherits nothing.
 
 pub mod key;
@@ -96,10 +99,7 @@ fn controller_uid(pod: &Pod) -> Option<String> {
 /// tell. The index keeps it in its owner's view without the label, so that the owner writes the
 /// label back; the API server's answer settles it (a 404 means it is gone).
 fn left_the_watch(pod: &Pod) -> Option<Pod> {
-    // A pod being deleted, or a Failed/Succeeded one (the API server deletes those at once,
-    // without a deletionTimestamp), is gone when its delete event comes.
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    if pod.metadata.deletion_timestamp.is_some() || matches!(phase, Some("Failed" | "Succeeded")) {
+    if gone_when_deleted(pod) {
         return None;
     }
     let mut unlabelled = pod.clone();
@@ -107,6 +107,14 @@ fn left_the_watch(pod: &Pod) -> Option<Pod> {
         labels.remove(crate::contract::LABEL_COCOONSET);
     }
     Some(unlabelled)
+}
+
+/// Whether a "deleted" event of a label-selected watch means the pod is gone: it was being
+/// deleted, or it was Failed/Succeeded (the API server deletes those at once, without a
+/// deletionTimestamp). Otherwise it may only have lost the label.
+fn gone_when_deleted(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    pod.metadata.deletion_timestamp.is_some() || matches!(phase, Some("Failed" | "Succeeded"))
 }
 
 /// The caches and bookkeeping behind routing.
@@ -127,6 +135,14 @@ pub struct Index {
     relist_targets: HashMap<NsName, Relist<NsName>>,
     /// Targets whose narrow watch has delivered a complete list at least once.
     listed_targets: HashSet<NsName>,
+    /// Pods the label watch shows (labelled `cocoon.cis/hibernation-target`), named or not.
+    labelled: HashMap<NsName, Arc<Pod>>,
+    relist_labelled: Relist<NsName>,
+    /// Targets whose narrow watch runs.
+    narrow: HashSet<NsName>,
+    /// Every main watch has listed once: a named pod the label watch does not show needs its
+    /// narrow watch (before, the label watch may simply not have listed it yet).
+    synced: bool,
     /// The incarnation of every actor the index has asked for and not seen stop.
     live: HashMap<ActorKey, Incarnation>,
     last_incarnation: Incarnation,
@@ -140,12 +156,22 @@ impl Index {
                 WatchEvent::CocoonSet(e) => self.cocoon_set(e),
                 WatchEvent::Hibernation(e) => self.hibernation(e),
                 WatchEvent::OwnedPod(e) => self.owned_pod(e),
+                WatchEvent::LabelledTarget(e) => self.labelled_pod(e),
                 WatchEvent::TargetPod { namespace, name, event } => {
                     self.target_pod((namespace, name), event)
                 }
                 WatchEvent::Snapshots(e) => self.snapshots(e),
             },
-            Input::Synced => vec![Delivery::WakeAll],
+            Input::Synced => {
+                self.synced = true;
+                let mut out = vec![Delivery::WakeAll];
+                let mut targets: Vec<NsName> = self.targets.keys().cloned().collect();
+                targets.sort();
+                for target in targets {
+                    self.sync_narrow(&target, &mut out);
+                }
+                out
+            }
             Input::ActorStopped { key, incarnation } | Input::RestartDue { key, incarnation } => {
                 self.actor_gone(key, incarnation)
             }
@@ -264,27 +290,14 @@ impl Index {
                     }
                 }
                 let created = hib.metadata.creation_timestamp.as_ref().map(|t| t.0);
-                let entry = self.targets.entry(target.clone()).or_default();
-                let first = entry.is_empty();
-                entry.insert(at.1.clone(), created);
-                if first {
-                    out.push(Delivery::Target(TargetCommand::Watch {
-                        namespace: target.0.clone(),
-                        pod: target.1.clone(),
-                    }));
-                }
+                self.targets.entry(target.clone()).or_default().insert(at.1.clone(), created);
+                self.sync_narrow(&target, &mut out);
                 changed_targets.push(target.clone());
                 let mut updates = Vec::new();
                 if self.live.contains_key(&key) {
-                    // A new target already watched for another Hibernation: hand this one what
-                    // that watch has seen, or it would wait for an event forever.
-                    if let Some(pod) = self.target_pods.get(&target) {
-                        updates
-                            .push(Update::Pod { name: target.1.clone(), pod: Some(pod.clone()) });
-                    }
-                    if self.listed_targets.contains(&target) {
-                        updates.push(Update::TargetListed(target.1.clone()));
-                    }
+                    // A new target already seen for another Hibernation: hand this one what the
+                    // watches have seen, or it would wait for an event forever.
+                    updates.extend(self.target_updates(&target));
                 }
                 updates.push(Update::Hibernation(Some(hib)));
                 self.deliver(key, updates, &mut out);
@@ -322,15 +335,117 @@ impl Index {
         entry.remove(hib);
         if entry.is_empty() {
             self.targets.remove(target);
+            self.sync_narrow(target, out);
+        }
+        Some(target.clone())
+    }
+
+    /// Starts or stops the narrow watch of `target`: it runs only for a named pod that the
+    /// label watch does not show, once the watches have synced.
+    fn sync_narrow(&mut self, target: &NsName, out: &mut Vec<Delivery>) {
+        let want =
+            self.synced && self.targets.contains_key(target) && !self.labelled.contains_key(target);
+        let running = self.narrow.contains(target);
+        let (namespace, pod) = (target.0.clone(), target.1.clone());
+        if want && !running {
+            self.narrow.insert(target.clone());
+            out.push(Delivery::Target(TargetCommand::Watch { namespace, pod }));
+        } else if !want && running {
+            self.narrow.remove(target);
             self.target_pods.remove(target);
             self.relist_targets.remove(target);
             self.listed_targets.remove(target);
-            out.push(Delivery::Target(TargetCommand::Unwatch {
-                namespace: target.0.clone(),
-                pod: target.1.clone(),
-            }));
+            out.push(Delivery::Target(TargetCommand::Unwatch { namespace, pod }));
         }
-        Some(target.clone())
+        if !self.targets.contains_key(target) {
+            self.target_pods.remove(target);
+        }
+    }
+
+    /// What the watches have seen of a named pod, as updates for a Hibernation actor.
+    fn target_updates(&self, target: &NsName) -> Vec<Update> {
+        let mut updates = Vec::new();
+        let (pod, listed) = match self.labelled.get(target) {
+            Some(pod) => (Some(pod), true),
+            None => (self.target_pods.get(target), self.listed_targets.contains(target)),
+        };
+        if let Some(pod) = pod {
+            updates.push(Update::Pod { name: target.1.clone(), pod: Some(pod.clone()) });
+        }
+        if listed {
+            updates.push(Update::TargetListed(target.1.clone()));
+        }
+        updates
+    }
+
+    /// Hands every Hibernation naming `target` the same updates.
+    fn deliver_to_namers(&self, target: &NsName, updates: &[Update], out: &mut Vec<Delivery>) {
+        if updates.is_empty() {
+            return;
+        }
+        let names: Vec<String> =
+            self.targets.get(target).map(|t| t.keys().cloned().collect()).unwrap_or_default();
+        for name in names {
+            self.deliver_live(ActorKey::hibernation(&target.0, &name), updates.to_vec(), out);
+        }
+    }
+
+    /// An event of the label watch on pods Hibernations name.
+    fn labelled_pod(&mut self, event: Event<Pod>) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        let mut left: Vec<(NsName, Pod)> = Vec::new();
+        match event {
+            Event::Init => self.relist_labelled.init(),
+            Event::InitApply(pod) | Event::Apply(pod) => {
+                let at = key_of(&pod);
+                self.relist_labelled.apply(at.clone());
+                let pod = Arc::new(pod);
+                self.labelled.insert(at.clone(), pod.clone());
+                if self.targets.contains_key(&at) {
+                    let updates = [
+                        Update::Pod { name: at.1.clone(), pod: Some(pod) },
+                        Update::TargetListed(at.1.clone()),
+                    ];
+                    self.deliver_to_namers(&at, &updates, &mut out);
+                }
+                self.sync_narrow(&at, &mut out);
+            }
+            Event::Delete(pod) => {
+                let at = key_of(&pod);
+                self.relist_labelled.delete(&at);
+                self.labelled.remove(&at);
+                left.push((at, pod));
+            }
+            Event::InitDone => {
+                for at in self.relist_labelled.done() {
+                    if let Some(pod) = self.labelled.remove(&at) {
+                        left.push((at, (*pod).clone()));
+                    }
+                }
+            }
+        }
+        for (at, pod) in left {
+            if !self.targets.contains_key(&at) {
+                continue;
+            }
+            // Gone, or only unlabelled (a user's edit): the narrow watch tells which; meanwhile
+            // an unlabelled pod stays in view without the label, so that it is labelled again.
+            let update = if gone_when_deleted(&pod) {
+                self.target_pods.remove(&at);
+                Update::Pod { name: at.1.clone(), pod: None }
+            } else {
+                let mut unlabelled = pod;
+                if let Some(labels) = unlabelled.metadata.labels.as_mut() {
+                    labels.remove(crate::contract::LABEL_HIBERNATION_TARGET);
+                }
+                let unlabelled = Arc::new(unlabelled);
+                self.target_pods.insert(at.clone(), unlabelled.clone());
+                Update::Pod { name: at.1.clone(), pod: Some(unlabelled) }
+            };
+            self.deliver_to_namers(&at, &[update], &mut out);
+            self.sync_narrow(&at, &mut out);
+        }
+        out
     }
 
     fn owner_of(&self, pod: &Pod) -> Option<ActorKey> {
@@ -400,7 +515,7 @@ impl Index {
 
     fn target_pod(&mut self, target: NsName, event: Event<Pod>) -> Vec<Delivery> {
         let mut out = Vec::new();
-        if !self.targets.contains_key(&target) {
+        if !self.narrow.contains(&target) {
             return out; // a late event of a watch being stopped
         }
         let mut listed = false;
@@ -521,12 +636,7 @@ impl Index {
             ActorKind::Hibernation => {
                 let hib = self.hibernations.get(&at)?.clone();
                 let target = (key.namespace.clone(), hib.spec.pod_name.clone());
-                if let Some(pod) = self.target_pods.get(&target) {
-                    updates.push(Update::Pod { name: target.1.clone(), pod: Some(pod.clone()) });
-                }
-                if self.listed_targets.contains(&target) {
-                    updates.push(Update::TargetListed(target.1.clone()));
-                }
+                updates.extend(self.target_updates(&target));
                 updates.push(Update::Competitors(self.competitors(&target)));
                 updates.push(Update::Hibernation(Some(hib)));
             }

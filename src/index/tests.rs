@@ -172,6 +172,7 @@ fn an_actor_that_stopped_while_its_object_exists_starts_again_and_a_gone_one_is_
 #[test]
 fn a_hibernation_target_is_watched_once_and_unwatched_with_its_last_hibernation() {
     let mut index = Index::default();
+    index.apply(Input::Synced);
     let first = index.apply(hib_event(Event::Apply(hib("h1", "bot"))));
     let watches = |ds: &[Delivery]| {
         ds.iter()
@@ -299,4 +300,100 @@ fn a_pod_that_left_the_label_watch_stays_in_its_owners_view_without_the_label() 
     });
     let gone = index.apply(pod_event(Event::Delete(failed)));
     assert_eq!(pod_updates(&gone), vec![("cs/ns/a".into(), "a-2".into(), false)]);
+}
+
+fn targeted(name: &str) -> Pod {
+    let mut p = pod(name, "rs-uid", "x");
+    p.metadata.labels = Some(BTreeMap::from([(
+        crate::contract::LABEL_HIBERNATION_TARGET.to_string(),
+        "true".to_string(),
+    )]));
+    p
+}
+
+fn labelled_event(e: Event<Pod>) -> Input {
+    Input::Watch(Box::new(WatchEvent::LabelledTarget(e)))
+}
+
+fn commands(ds: &[Delivery]) -> Vec<TargetCommand> {
+    ds.iter()
+        .filter_map(|d| match d {
+            Delivery::Target(c) => Some(c.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn watch(pod: &str) -> TargetCommand {
+    TargetCommand::Watch { namespace: "ns".into(), pod: pod.into() }
+}
+
+fn unwatch(pod: &str) -> TargetCommand {
+    TargetCommand::Unwatch { namespace: "ns".into(), pod: pod.into() }
+}
+
+#[test]
+fn labelled_targets_need_no_watch_of_their_own_and_unlabelled_ones_one_until_labelled() {
+    let mut index = Index::default();
+    // Before the watches synced, no narrow watch: the label watch may not have listed yet.
+    assert!(commands(&index.apply(hib_event(Event::Apply(hib("h1", "bot"))))).is_empty());
+    index.apply(labelled_event(Event::Init));
+    index.apply(labelled_event(Event::InitApply(targeted("bot"))));
+    index.apply(labelled_event(Event::InitDone));
+    assert!(commands(&index.apply(hib_event(Event::Apply(hib("h2", "late"))))).is_empty());
+    // Synced: a narrow watch only for the pod the label watch does not show.
+    let synced = index.apply(Input::Synced);
+    assert_eq!(commands(&synced), vec![watch("late")]);
+    // h1's first view has its pod from the label watch, listed.
+    let Some(Delivery::Spawn { updates, .. }) = index
+        .apply(Input::ActorStopped { key: ActorKey::hibernation("ns", "h1"), incarnation: 1 })
+        .into_iter()
+        .next()
+    else {
+        panic!("h1 restarts with its view")
+    };
+    assert!(updates.iter().any(|u| matches!(u, Update::Pod { pod: Some(_), .. })));
+    assert!(updates.iter().any(|u| matches!(u, Update::TargetListed(n) if n == "bot")));
+    // The late pod appears and is labelled by its Hibernation: its narrow watch stops.
+    let labelled = index.apply(labelled_event(Event::Apply(targeted("late"))));
+    assert_eq!(commands(&labelled), vec![unwatch("late")]);
+    assert!(pod_updates(&labelled).contains(&("hib/ns/h2".into(), "late".into(), true)));
+    // A late event of the stopped narrow watch changes nothing.
+    assert!(index.apply(target_event("late", Event::Delete(targeted("late")))).is_empty());
+}
+
+#[test]
+fn a_pod_that_left_the_label_watch_is_kept_unlabelled_or_gone_and_watched_by_name() {
+    let mut index = Index::default();
+    index.apply(hib_event(Event::Apply(hib("h1", "bot"))));
+    index.apply(hib_event(Event::Apply(hib("h2", "late"))));
+    index.apply(labelled_event(Event::Apply(targeted("bot"))));
+    index.apply(labelled_event(Event::Apply(targeted("late"))));
+    assert!(commands(&index.apply(Input::Synced)).is_empty(), "both labelled: no narrow watch");
+    // A user removed the label: the pod stays in view, unlabelled, so it is labelled again.
+    let unlabelled = index.apply(labelled_event(Event::Delete(targeted("bot"))));
+    assert_eq!(commands(&unlabelled), vec![watch("bot")]);
+    let kept = unlabelled.iter().find_map(|d| match d {
+        Delivery::Update { updates, .. } => updates.iter().find_map(|u| match u {
+            Update::Pod { pod: Some(p), .. } => Some(p.clone()),
+            _ => None,
+        }),
+        _ => None,
+    });
+    let kept = kept.expect("the pod stays in h1's view");
+    assert!(!kept.labels().contains_key(crate::contract::LABEL_HIBERNATION_TARGET));
+    // A pod deleted for real is gone for its Hibernation, whose narrow watch waits for a new one.
+    let mut deleted = targeted("late");
+    deleted.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ));
+    let gone = index.apply(labelled_event(Event::Delete(deleted)));
+    assert_eq!(commands(&gone), vec![watch("late")]);
+    assert!(pod_updates(&gone).contains(&("hib/ns/h2".into(), "late".into(), false)));
+    // The last Hibernation of a name stops its narrow watch.
+    assert_eq!(
+        commands(&index.apply(hib_event(Event::Delete(hib("h2", "late"))))),
+        vec![unwatch("late")]
+    );
 }

@@ -1,7 +1,8 @@
 //! The watches, as one typed event stream: CocoonSets, Hibernations, pods labelled
-//! `cocoon.cis/cocoonset`, `cocoon-vm-snapshots` ConfigMaps (field selector), and one narrow
-//! watch per pod a Hibernation names (started and stopped on command). Watches only: no
-//! periodic LIST or GET. RBAC: list/watch on each of these.
+//! `cocoon.cis/cocoonset`, pods labelled `cocoon.cis/hibernation-target` (the pods Hibernations
+//! name, labelled by the operator), `cocoon-vm-snapshots` ConfigMaps (field selector), and a
+//! narrow watch on one pod name for a named pod that is not labelled yet (started and stopped on
+//! command). Watches only: no periodic LIST or GET. RBAC: list/watch on each of these.
 
 /// One event of one of the watches.
 #[derive(Debug)]
@@ -12,6 +13,8 @@ pub enum WatchEvent {
     Hibernation(Event<Hibernation>),
     /// Of the watch on pods labelled `cocoon.cis/cocoonset`.
     OwnedPod(Event<Pod>),
+    /// Of the watch on pods labelled `cocoon.cis/hibernation-target`.
+    LabelledTarget(Event<Pod>),
     /// Of the narrow watch on one pod that Hibernations name.
     TargetPod { namespace: String, name: String, event: Event<Pod> },
     /// Of the `cocoon-vm-snapshots` ConfigMap watch.
@@ -34,6 +37,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource};
+use prometheus_client::metrics::gauge::Gauge;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
@@ -127,11 +131,16 @@ impl Drop for Watches {
 
 /// Starts every watch; each event is handed to `emit`, in order per watch; `targets` receives the
 /// commands for per-pod watches.
-pub fn start<E>(client: Client, emit: E, targets: UnboundedReceiver<TargetCommand>) -> Watches
+pub fn start<E>(
+    client: Client,
+    emit: E,
+    targets: UnboundedReceiver<TargetCommand>,
+    open_narrow: Gauge,
+) -> Watches
 where
     E: Fn(WatchEvent) + Clone + Send + Sync + 'static,
 {
-    let sync = SyncTracker::new(4);
+    let sync = SyncTracker::new(5);
     let mut tasks = Vec::new();
     let tx = emit.clone();
     tasks.push(spawn_watch(
@@ -153,6 +162,14 @@ where
         tx(WatchEvent::OwnedPod(e))
     }));
     let tx = emit.clone();
+    let targeted = watcher::Config::default().labels(contract::LABEL_HIBERNATION_TARGET);
+    tasks.push(spawn_watch(
+        Api::<Pod>::all(client.clone()),
+        targeted,
+        Some(sync.clone()),
+        move |e| tx(WatchEvent::LabelledTarget(e)),
+    ));
+    let tx = emit.clone();
     let snapshots = watcher::Config::default()
         .fields(&format!("metadata.name={}", contract::SNAPSHOT_CONFIGMAP));
     tasks.push(spawn_watch(
@@ -161,7 +178,7 @@ where
         Some(sync.clone()),
         move |e| tx(WatchEvent::Snapshots(e)),
     ));
-    tasks.push(tokio::spawn(target_watches(client, emit, targets)));
+    tasks.push(tokio::spawn(target_watches(client, emit, targets, open_narrow)));
     Watches { tasks, sync }
 }
 
@@ -179,8 +196,12 @@ impl Drop for TargetTasks {
 }
 
 /// One narrow watch (field selector on the name) per pod that Hibernations name.
-async fn target_watches<E>(client: Client, emit: E, mut commands: UnboundedReceiver<TargetCommand>)
-where
+async fn target_watches<E>(
+    client: Client,
+    emit: E,
+    mut commands: UnboundedReceiver<TargetCommand>,
+    open: Gauge,
+) where
     E: Fn(WatchEvent) + Clone + Send + Sync + 'static,
 {
     let mut running = TargetTasks::default();
@@ -206,5 +227,6 @@ where
                 }
             }
         }
+        open.set(i64::try_from(running.0.len()).unwrap_or(i64::MAX));
     }
 }

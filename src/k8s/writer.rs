@@ -65,7 +65,7 @@ impl Writer {
         name: &str,
         annotations: &BTreeMap<String, Option<String>>,
     ) -> Result<()> {
-        self.patch_pod_metadata(namespace, name, "annotations", annotations).await
+        self.patch_pod_metadata(namespace, name, annotations, &BTreeMap::new()).await
     }
 
     /// Merge-patches labels on a pod (`None` removes a key).
@@ -75,23 +75,31 @@ impl Writer {
         name: &str,
         labels: &BTreeMap<String, Option<String>>,
     ) -> Result<()> {
-        self.patch_pod_metadata(namespace, name, "labels", labels).await
+        self.patch_pod_metadata(namespace, name, &BTreeMap::new(), labels).await
     }
 
-    /// One merge patch of `metadata.<field>` (annotations or labels) on a pod.
-    async fn patch_pod_metadata(
+    /// One merge patch of a pod's annotations and labels (`None` removes a key; an empty map
+    /// is left out).
+    pub async fn patch_pod_metadata(
         &self,
         namespace: &str,
         name: &str,
-        field: &'static str,
-        values: &BTreeMap<String, Option<String>>,
+        annotations: &BTreeMap<String, Option<String>>,
+        labels: &BTreeMap<String, Option<String>>,
     ) -> Result<()> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        let body = json!({ "metadata": { field: values } });
+        let mut metadata = serde_json::Map::new();
+        if !annotations.is_empty() {
+            metadata.insert("annotations".into(), json!(annotations));
+        }
+        if !labels.is_empty() {
+            metadata.insert("labels".into(), json!(labels));
+        }
+        let body = json!({ "metadata": metadata });
         api.patch(name, &PatchParams::default(), &Patch::Merge(&body))
             .await
             .map(|_| ())
-            .map_err(|e| Error::api("patch", format!("pod {namespace}/{name} {field}"), e))
+            .map_err(|e| Error::api("patch", format!("pod {namespace}/{name} metadata"), e))
     }
 
     /// Server-side applies the whole status of a custom resource (fields we no longer set are

@@ -13,6 +13,11 @@ pub const LABEL_ROLE: &str = "cocoon.cis/role";
 pub const LABEL_SLOT: &str = "cocoon.cis/slot";
 /// `app=<set>`, for users' own selectors.
 pub const LABEL_APP: &str = "app";
+/// On every pod a Hibernation names (value `true`), so that one label watch sees all of them
+/// whatever their number; removed by the last Hibernation naming the pod when it is deleted.
+pub const LABEL_HIBERNATION_TARGET: &str = "cocoon.cis/hibernation-target";
+/// The value of [`LABEL_HIBERNATION_TARGET`].
+pub const HIBERNATION_TARGET_VALUE: &str = "true";
 
 /// `cocoon.cis/role` of the main agent (slot 0).
 pub const ROLE_MAIN: &str = "main";
@@ -129,6 +134,9 @@ pub const FINALIZER_ORPHAN: &str = "orphan";
 
 /// The labels the operator writes on every pod of a set, and puts back when they are changed.
 pub const OWNED_LABELS: [&str; 4] = [LABEL_COCOONSET, LABEL_ROLE, LABEL_SLOT, LABEL_APP];
+/// The labels a pod's view keeps: the set's own, and the Hibernation target label.
+pub const OBSERVED_LABELS: [&str; 5] =
+    [LABEL_COCOONSET, LABEL_ROLE, LABEL_SLOT, LABEL_APP, LABEL_HIBERNATION_TARGET];
 
 /// Label selector of a set's sub-agent pods (the scale subresource's `selector`).
 pub fn sub_agent_selector(set: &str) -> String {

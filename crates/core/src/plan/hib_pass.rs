@@ -205,7 +205,9 @@ pub fn record_hib(
             memory.last_written = Some((**status).clone());
             Recorded::go_on()
         }
-        (Step::Pod(HibAction::PatchPod { .. }), Outcome::Done) => {
+        (Step::Pod(HibAction::PatchPod { annotations, .. }), Outcome::Done)
+            if !annotations.is_empty() =>
+        {
             // The API server took the request: it is on the pod, whether or not the watch
             // shows it before a competing writer changes it again.
             let status = memory.last_written.clone().unwrap_or_else(|| view.stored());

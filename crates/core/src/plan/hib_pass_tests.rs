@@ -15,6 +15,10 @@ fn pod(uid: &str) -> PodView {
     let mut p = PodView::new(POD);
     p.uid = Some(uid.into());
     p.vm_name = Some(VM.into());
+    p.labels.insert(
+        contract::LABEL_HIBERNATION_TARGET.into(),
+        contract::HIBERNATION_TARGET_VALUE.into(),
+    );
     serving(p)
 }
 
@@ -176,8 +180,18 @@ fn a_deleted_hibernation_releases_its_finalizer_only_once_its_marker_is_gone() {
     let steps = h.pass();
     assert!(steps.iter().any(|s| matches!(s, Step::Pod(_))), "marker removal first: {steps:?}");
     assert!(!steps.iter().any(|s| matches!(s, Step::SetFinalizers(_))));
+    // The last Hibernation naming the pod takes its target label away before it goes.
     let mut unmarked = pod("uid-1");
     unmarked.hibernate_requested = true;
+    h.pods = vec![unmarked.clone()];
+    let unlabel = h.pass();
+    assert!(
+        matches!(unlabel.as_slice(), [Step::Pod(HibAction::PatchPod { annotations, labels, .. })]
+            if annotations.is_empty()
+                && labels.get(contract::LABEL_HIBERNATION_TARGET) == Some(&None)),
+        "{unlabel:?}"
+    );
+    unmarked.labels.clear();
     h.pods = vec![unmarked];
     assert_eq!(h.pass(), vec![Step::SetFinalizers(Vec::new())]);
 }

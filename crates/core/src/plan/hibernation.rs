@@ -118,12 +118,15 @@ pub struct HibInput<'a> {
 /// A write to the target pod.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HibAction {
-    /// Merge-patch these annotations on the pod (`None` removes the key).
+    /// Merge-patch these annotations and labels on the pod (`None` removes the key), in one
+    /// request.
     PatchPod {
         /// The target pod.
         pod_name: String,
         /// Annotation key → new value; `None` removes the key.
         annotations: BTreeMap<String, Option<String>>,
+        /// Label key → new value; `None` removes the key.
+        labels: BTreeMap<String, Option<String>>,
     },
 }
 
@@ -322,7 +325,12 @@ impl Builder<'_> {
 
     fn patch(&mut self, pod: &PodView, annotations: BTreeMap<String, Option<String>>) {
         if changes(pod, &annotations) {
-            self.actions.push(HibAction::PatchPod { pod_name: pod.name.clone(), annotations });
+            let labels = BTreeMap::new();
+            self.actions.push(HibAction::PatchPod {
+                pod_name: pod.name.clone(),
+                annotations,
+                labels,
+            });
         }
     }
 
@@ -355,6 +363,7 @@ pub fn plan_hibernation(input: &HibInput<'_>) -> HibPlan {
     let mut release = false;
     if input.deleting {
         // Leave the pod as it is; only our marker goes, so the owner's desired state governs.
+        let unlabel = input.pod.is_some_and(|p| wants_target_label(input, p) == Some(false));
         match input.pod {
             Some(pod) if pod.hibernated_by.as_deref() == Some(input.name) => {
                 // The hibernate request stays; the deletion cost we raised goes back.
@@ -366,7 +375,8 @@ pub fn plan_hibernation(input: &HibInput<'_>) -> HibPlan {
                 }
                 b.patch(pod, patch)
             }
-            _ => release = true,
+            // The label goes first, by the last Hibernation naming the pod.
+            _ => release = !unlabel,
         }
     } else if let Some(winner) = older_competitor(input) {
         b.fail(
@@ -383,7 +393,49 @@ pub fn plan_hibernation(input: &HibInput<'_>) -> HibPlan {
             Some(pod) => step(&mut b, pod),
         }
     }
+    if let Some(pod) = input.pod {
+        label_target(&mut b, pod);
+    }
     finish(b, release)
+}
+
+/// Whether the pod must carry the target label (`Some(true)`), lose it (`Some(false)`), or is
+/// as it must be. Every live Hibernation naming a pod keeps it labelled, so that one label
+/// watch sees every named pod; the last one deleted takes the label away.
+fn wants_target_label(input: &HibInput<'_>, pod: &PodView) -> Option<bool> {
+    let labelled = pod.labels.get(contract::LABEL_HIBERNATION_TARGET).map(String::as_str)
+        == Some(contract::HIBERNATION_TARGET_VALUE);
+    let others = input.competitors.iter().any(|c| c.name != input.name);
+    let want = !input.deleting || others;
+    let present = pod.labels.contains_key(contract::LABEL_HIBERNATION_TARGET);
+    if pod.terminating {
+        None
+    } else if want && !labelled {
+        Some(true)
+    } else if !want && present {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Adds the target label's change to the pass: into the pod patch the pass makes anyway (one
+/// request), or as a patch of its own.
+fn label_target(b: &mut Builder<'_>, pod: &PodView) {
+    let Some(want) = wants_target_label(b.input, pod) else { return };
+    let value = want.then(|| contract::HIBERNATION_TARGET_VALUE.to_string());
+    let labels = BTreeMap::from([(contract::LABEL_HIBERNATION_TARGET.to_string(), value)]);
+    match b.actions.iter_mut().find_map(|a| match a {
+        HibAction::PatchPod { pod_name, labels, .. } if *pod_name == pod.name => Some(labels),
+        _ => None,
+    }) {
+        Some(existing) => existing.extend(labels),
+        None => b.actions.push(HibAction::PatchPod {
+            pod_name: pod.name.clone(),
+            annotations: BTreeMap::new(),
+            labels,
+        }),
+    }
 }
 
 /// The oldest Hibernation naming a pod wins (ties broken by name).

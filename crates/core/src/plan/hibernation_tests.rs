@@ -11,9 +11,14 @@ use crate::contract;
 
 const VM: &str = "vk-prod-bot";
 
+/// The target pod, labelled as the operator labels every pod a Hibernation names.
 fn pod() -> PodView {
     let mut p = PodView::new("sre-agent-xxx");
     p.vm_name = Some(VM.into());
+    p.labels.insert(
+        contract::LABEL_HIBERNATION_TARGET.into(),
+        contract::HIBERNATION_TARGET_VALUE.into(),
+    );
     serving(p)
 }
 
@@ -380,11 +385,67 @@ fn deleting_removes_only_the_marker_then_releases() {
     let a = patch(&plan);
     assert_eq!(a.len(), 1);
     assert_eq!(a[contract::ANN_HIBERNATED_BY], None);
+    assert_eq!(labels(&plan), target_label(None), "the last one out takes the label too");
     assert!(!plan.release);
     let mut unmarked = hibernated(pod(), 10);
     unmarked.hibernated_by = None;
+    unmarked.labels.clear();
     c.pod = Some(unmarked);
     assert!(c.plan().release);
+}
+
+fn labels(plan: &HibPlan) -> std::collections::BTreeMap<String, Option<String>> {
+    match plan.actions.as_slice() {
+        [HibAction::PatchPod { labels, .. }] => labels.clone(),
+        other => panic!("expected one pod patch, got {other:?}"),
+    }
+}
+
+fn target_label(value: Option<&str>) -> std::collections::BTreeMap<String, Option<String>> {
+    std::collections::BTreeMap::from([(
+        contract::LABEL_HIBERNATION_TARGET.to_string(),
+        value.map(str::to_string),
+    )])
+}
+
+fn unlabelled(mut p: PodView) -> PodView {
+    p.labels.clear();
+    p
+}
+
+#[test]
+fn the_first_write_labels_the_pod_in_the_same_patch() {
+    let plan = Case::new(HibernationAction::Hibernate, Some(unlabelled(pod()))).plan();
+    assert_eq!(phase(&plan), HibernationPhase::Hibernating);
+    assert_eq!(labels(&plan), target_label(Some("true")), "one request: label and annotations");
+    assert_eq!(patch(&plan)[contract::ANN_HIBERNATE].as_deref(), Some("true"));
+}
+
+#[test]
+fn a_pod_that_needs_no_round_is_still_labelled_so_one_watch_sees_it() {
+    let plan = Case::new(HibernationAction::Wake, Some(unlabelled(pod()))).plan();
+    assert_eq!(phase(&plan), HibernationPhase::Active);
+    assert!(patch(&plan).is_empty(), "no annotation changes");
+    assert_eq!(labels(&plan), target_label(Some("true")));
+    // A user who removes the label gets it back; a pod being deleted is left alone.
+    let plan = Case::new(HibernationAction::Wake, Some(pod())).plan();
+    assert!(plan.actions.is_empty());
+    let mut going = unlabelled(pod());
+    going.terminating = true;
+    assert!(Case::new(HibernationAction::Wake, Some(going)).plan().actions.is_empty());
+}
+
+#[test]
+fn a_deleted_hibernation_leaves_the_label_to_another_that_names_the_pod() {
+    let mut c = Case::new(HibernationAction::Wake, Some(pod()));
+    c.deleting = true;
+    c.competitors = vec![
+        Competitor { name: "hibernate-bot-1".into(), created: Some(at(0)) },
+        Competitor { name: "younger".into(), created: Some(at(10)) },
+    ];
+    let plan = c.plan();
+    assert!(plan.actions.is_empty());
+    assert!(plan.release);
 }
 
 #[test]

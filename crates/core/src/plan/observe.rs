@@ -50,7 +50,8 @@ pub struct PodView {
     pub role: Option<PodRole>,
     /// Agent slot, from the pod's name (see [`PodView::identify`]).
     pub slot: Option<u32>,
-    /// The operator-owned labels as the pod carries them (compared to be put back).
+    /// The operator's labels as the pod carries them ([`contract::OBSERVED_LABELS`]: compared
+    /// to be put back).
     pub labels: BTreeMap<String, String>,
     /// Coarse `status.phase`.
     pub phase: PodPhase,
@@ -179,7 +180,7 @@ impl PodView {
             .and_then(|c| c.state.as_ref())
             .and_then(|s| s.waiting.as_ref())
             .is_some_and(|w| w.reason.as_deref() == Some(contract::REASON_HIBERNATED));
-        let owned_labels = contract::OWNED_LABELS
+        let owned_labels = contract::OBSERVED_LABELS
             .iter()
             .filter_map(|k| label(k).map(|v| ((*k).to_string(), v)))
             .collect();
@@ -218,5 +219,32 @@ impl PodView {
                 .and_then(|a| a.get(contract::ANN_PREVIOUS_DELETION_COST))
                 .cloned(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+
+    #[test]
+    fn the_view_keeps_the_operators_labels_and_only_those() {
+        let labels = [
+            (contract::LABEL_COCOONSET, "demo"),
+            (contract::LABEL_HIBERNATION_TARGET, contract::HIBERNATION_TARGET_VALUE),
+            ("team", "sre"),
+        ];
+        let pod = Pod {
+            metadata: ObjectMeta {
+                name: Some("demo-0".into()),
+                labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let view = PodView::from_pod(&pod);
+        let kept: Vec<&str> = view.labels.keys().map(String::as_str).collect();
+        assert_eq!(kept, vec![contract::LABEL_COCOONSET, contract::LABEL_HIBERNATION_TARGET]);
     }
 }

@@ -35,8 +35,10 @@ demo: ## Run the operator locally: control plane, CRDs, simulator, operator and 
 	@bin=$(CONTROL_PLANE) && $(CARGO) build --quiet -p cocoon-dev && \
 	  COCOON_CONTROL_PLANE_BIN=$$bin ./target/debug/cocoon-dev dev $(DEMO_ARGS)
 
-bench: ## Measure convergence, API requests and idle load; writes target/bench/report.json
-	@bin=$(CONTROL_PLANE) && COCOON_CONTROL_PLANE_BIN=$$bin $(CARGO) run --quiet --example bench
+bench: ## Every scenario at N=10,100,1000 sets, counted at the API server (BENCH_QUICK=1: N=10; BENCH_EXTERNAL_OPERATOR="<cmd>" adds a column); writes target/bench/report.json and report.svg
+	@bin=$(CONTROL_PLANE) && $(CARGO) build --quiet --release -p cocoon-operator --bin cocoon-operator && \
+	  $(CARGO) build --quiet -p cocoon-dev && \
+	  COCOON_CONTROL_PLANE_BIN=$$bin ./target/debug/cocoon-dev bench $(BENCH_ARGS)
 
 chaos: ## SIGKILL the operator 100 times under a random workload and faults; prints figures (CHAOS_ARGS="--seed 7")
 	@bin=$(CONTROL_PLANE) && $(CARGO) build --quiet -p cocoon-operator -p cocoon-dev && \

@@ -340,11 +340,11 @@ impl Index {
         Some(target.clone())
     }
 
-    /// Starts or stops the narrow watch of `target`: it runs only for a named pod that the
-    /// label watch does not show, once the watches have synced.
+    /// Starts or stops following `target` by name (label it, or watch its name while it does
+    /// not exist): only for a named pod that the label watch does not show, once the watches
+    /// have synced.
     fn sync_narrow(&mut self, target: &NsName, out: &mut Vec<Delivery>) {
-        let want =
-            self.synced && self.targets.contains_key(target) && !self.labelled.contains_key(target);
+        let want = self.synced && self.named_live(target) && !self.labelled.contains_key(target);
         let running = self.narrow.contains(target);
         let (namespace, pod) = (target.0.clone(), target.1.clone());
         if want && !running {
@@ -360,6 +360,17 @@ impl Index {
         if !self.targets.contains_key(target) {
             self.target_pods.remove(target);
         }
+    }
+
+    /// Whether a Hibernation that is not being deleted names `target`. One named only by
+    /// Hibernations being deleted needs no following: they are taking its label away.
+    fn named_live(&self, target: &NsName) -> bool {
+        self.targets.get(target).is_some_and(|names| {
+            names.keys().any(|name| {
+                let hib = self.hibernations.get(&(target.0.clone(), name.clone()));
+                hib.is_none_or(|h| h.metadata.deletion_timestamp.is_none())
+            })
+        })
     }
 
     /// What the watches have seen of a named pod, as updates for a Hibernation actor.
@@ -428,9 +439,11 @@ impl Index {
             if !self.targets.contains_key(&at) {
                 continue;
             }
-            // Gone, or only unlabelled (a user's edit): the narrow watch tells which; meanwhile
-            // an unlabelled pod stays in view without the label, so that it is labelled again.
-            let update = if gone_when_deleted(&pod) {
+            // Gone, or only unlabelled (a user's edit): following it by name tells which;
+            // meanwhile an unlabelled pod stays in view without the label, so that it is
+            // labelled again. Hibernations being deleted took the label away themselves (or the
+            // pod went): for them it is gone, which is all they wait for.
+            let update = if gone_when_deleted(&pod) || !self.named_live(&at) {
                 self.target_pods.remove(&at);
                 Update::Pod { name: at.1.clone(), pod: None }
             } else {

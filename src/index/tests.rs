@@ -397,3 +397,20 @@ fn a_pod_that_left_the_label_watch_is_kept_unlabelled_or_gone_and_watched_by_nam
         vec![unwatch("late")]
     );
 }
+
+#[test]
+fn a_label_taken_away_by_a_hibernation_being_deleted_is_not_followed() {
+    let mut index = Index::default();
+    index.apply(hib_event(Event::Apply(hib("h1", "bot"))));
+    index.apply(labelled_event(Event::Apply(targeted("bot"))));
+    index.apply(Input::Synced);
+    let mut deleting = hib("h1", "bot");
+    deleting.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ));
+    index.apply(hib_event(Event::Apply(deleting)));
+    let unlabelled = index.apply(labelled_event(Event::Delete(targeted("bot"))));
+    assert!(commands(&unlabelled).is_empty(), "no following for a Hibernation on its way out");
+    assert!(pod_updates(&unlabelled).contains(&("hib/ns/h1".into(), "bot".into(), false)));
+}

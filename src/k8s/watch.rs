@@ -21,7 +21,8 @@ pub enum WatchEvent {
     Snapshots(Event<ConfigMap>),
 }
 
-/// Start or stop watching one pod that a Hibernation names.
+/// Start or stop following one pod that a Hibernation names and the label watch does not show:
+/// label it, or, if it does not exist, watch its name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetCommand {
     Watch { namespace: String, pod: String },
@@ -182,8 +183,8 @@ where
     Watches { tasks, sync }
 }
 
-/// The per-target watch tasks; dropping the set (also when its owner task is aborted) stops
-/// them — a dropped `JoinHandle` alone would leave its task running.
+/// The per-target tasks; dropping the set (also when its owner task is aborted) stops them — a
+/// dropped `JoinHandle` alone would leave its task running.
 #[derive(Default)]
 struct TargetTasks(HashMap<(String, String), JoinHandle<()>>);
 
@@ -195,7 +196,35 @@ impl Drop for TargetTasks {
     }
 }
 
-/// One narrow watch (field selector on the name) per pod that Hibernations name.
+/// Counts a narrow watch as open for as long as it lives (also when its task is aborted).
+struct OpenWatch(Gauge);
+
+impl OpenWatch {
+    fn new(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for OpenWatch {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Labels a pod a Hibernation names, so that the label watch shows it.
+async fn label_target(api: &Api<Pod>, pod: &str) -> Result<(), kube::Error> {
+    let body = serde_json::json!({
+        "metadata": {"labels": {contract::LABEL_HIBERNATION_TARGET: contract::HIBERNATION_TARGET_VALUE}}
+    });
+    api.patch(pod, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&body)).await?;
+    Ok(())
+}
+
+/// Follows the pods Hibernations name that the label watch does not show: one merge patch
+/// labels an existing pod (the label watch then shows it, and the index stops following it
+/// here); a pod that does not exist (or cannot be labelled) gets a narrow watch on its name
+/// until it appears and is labelled.
 async fn target_watches<E>(
     client: Client,
     emit: E,
@@ -209,15 +238,29 @@ async fn target_watches<E>(
         match command {
             TargetCommand::Watch { namespace, pod } => {
                 let key = (namespace.clone(), pod.clone());
-                if running.0.contains_key(&key) {
+                if running.0.get(&key).is_some_and(|t| !t.is_finished()) {
                     continue;
                 }
                 let api = Api::<Pod>::namespaced(client.clone(), &namespace);
-                let config = watcher::Config::default().fields(&format!("metadata.name={pod}"));
                 let tx = emit.clone();
-                let task = spawn_watch(api, config, None, move |event| {
-                    let (namespace, name) = (namespace.clone(), pod.clone());
-                    tx(WatchEvent::TargetPod { namespace, name, event })
+                let open = open.clone();
+                let task = tokio::spawn(async move {
+                    match label_target(&api, &pod).await {
+                        Ok(()) => return,
+                        Err(kube::Error::Api(e)) if e.code == 404 => {}
+                        Err(error) => tracing::warn!(
+                            %error, %namespace, %pod,
+                            "cannot label the pod a Hibernation names; watching it by name"
+                        ),
+                    }
+                    let _open = OpenWatch::new(&open);
+                    let config = watcher::Config::default().fields(&format!("metadata.name={pod}"));
+                    let stream = watcher::watcher(api, config).default_backoff();
+                    drive(stream, None, move |event| {
+                        let (namespace, name) = (namespace.clone(), pod.clone());
+                        tx(WatchEvent::TargetPod { namespace, name, event })
+                    })
+                    .await;
                 });
                 running.0.insert(key, task);
             }
@@ -227,6 +270,5 @@ async fn target_watches<E>(
                 }
             }
         }
-        open.set(i64::try_from(running.0.len()).unwrap_or(i64::MAX));
     }
 }

@@ -1,4 +1,4 @@
-//! Command line of `cocoon-dev`: `dev`, `simulate` and `cluster`. Every flag is also an env var.
+//! Command line of `cocoon-dev`: `dev`, `simulate`, `chaos`, `bench` and `cluster`. Every flag is also an env var.
 
 use std::path::PathBuf;
 
@@ -26,6 +26,9 @@ pub enum Command {
     /// SIGKILL the operator again and again under a random workload, then check that
     /// everything converged and nothing was lost (the `make chaos` run).
     Chaos(crate::chaos::ChaosArgs),
+    /// Measure operators side by side on fresh local control planes, counted at the API server
+    /// (the `make bench` run); writes `report.json` and `report.svg`.
+    Bench(crate::bench::BenchArgs),
     /// Run a local control plane in the foreground and write its kubeconfig.
     Cluster {
         /// Where to write the admin kubeconfig.
@@ -51,6 +54,10 @@ pub async fn run(cli: Cli) -> BoxResult {
             if !report.violations.is_empty() {
                 return Err(format!("{} invariant(s) broken", report.violations.len()).into());
             }
+        }
+        Command::Bench(args) => {
+            let report = crate::bench::run(args).await?;
+            println!("{}", serde_json::to_string_pretty(&report["targets"])?);
         }
         Command::Cluster { kubeconfig, work_dir } => {
             let opts = crate::devcluster::DevClusterOptions { work_dir, ..Default::default() };

@@ -8,6 +8,8 @@ use cocoon_core::{api, contract, duration};
 use cocoon_operator::{config, operator};
 
 /// `cocoon-dev chaos`: SIGKILL the operator at random points under a random workload.
+pub mod bench;
+
 pub mod chaos;
 /// The command line of `cocoon-dev`: `dev`, `simulate` and `cluster`.
 pub mod cli;

@@ -253,7 +253,7 @@ pub fn plan_set_pass(
     if plan.status == stored || memory.last_written.as_ref() == Some(&plan.status) {
         memory.status_due = None;
     } else if settings.status_batch.is_zero()
-        || status_urgent(&previous, &plan.status)
+        || status_urgent(&previous, &plan.status, deleting)
         || memory.status_due.is_some_and(|due| due <= now)
     {
         steps.push(Step::WriteStatus(Box::new(plan.status.clone())));
@@ -275,10 +275,14 @@ pub fn plan_set_pass(
 /// condition that turns true or false, a new spec generation or desired count, or a problem
 /// that appears, changes or ends. Counts, addresses and single pods' phases are progress: they
 /// wait up to [`SetSettings::status_batch`] (and ride along with the next urgent write).
-pub fn status_urgent(previous: &CocoonSetStatus, next: &CocoonSetStatus) -> bool {
+/// During teardown the message only counts down the pods left: progress too.
+pub fn status_urgent(previous: &CocoonSetStatus, next: &CocoonSetStatus, deleting: bool) -> bool {
     let truths = |s: &CocoonSetStatus| -> Vec<(String, String)> {
         s.conditions.iter().map(|c| (c.type_.clone(), c.status.clone())).collect()
     };
+    if deleting {
+        return truths(previous) != truths(next);
+    }
     previous.phase.is_none()
         || truths(previous) != truths(next)
         || previous.observed_generation != next.observed_generation
@@ -286,12 +290,13 @@ pub fn status_urgent(previous: &CocoonSetStatus, next: &CocoonSetStatus) -> bool
         || previous.message != next.message
 }
 
-/// The Event of a pod write that went through. Creating the pods the spec asks for is routine
-/// progress (the status shows it); a delete is a decision a user wants to see in `kubectl
-/// describe`.
+/// The Event of a pod write that went through. Creating the pods the spec asks for, and
+/// deleting them because the set is deleted, is routine progress (the status shows it); any
+/// other delete is a decision a user wants to see in `kubectl describe`.
 fn done_event(action: &PodAction) -> Option<PlanEvent> {
     let name = action.pod_name();
     match action {
+        PodAction::Delete { reason, .. } if *reason == DeleteReason::Teardown => None,
         PodAction::Delete { reason, was, .. } => Some(PlanEvent::normal(
             "DeletedPod",
             format!("deleted pod {name} ({}; was {was})", reason.as_str()),

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::api::{CocoonSetPhase, CocoonSetSpec};
-use crate::plan::fixtures::{UID, agent, at, spec, starting};
+use crate::plan::fixtures::{UID, agent, at, spec, starting, terminating};
 use crate::plan::pass::{CONFLICT_RETRY, Next};
 
 fn settings() -> SetSettings {
@@ -451,4 +451,25 @@ fn a_problem_or_a_new_generation_is_written_at_once_even_when_batching() {
     h.pass(done);
     let message = h.set.status.clone().unwrap().message.unwrap_or_default();
     assert!(message.contains("no staticIP"), "{message}");
+}
+
+#[test]
+fn teardown_is_quiet_no_event_per_pod_and_its_countdown_is_batched() {
+    let mut h = Harness::new(2, vec![agent(0), agent(1), agent(2)]);
+    h.settings.status_batch = Duration::from_secs(1);
+    h.pass(done);
+    h.set.metadata.deletion_timestamp = Some(Time(at(100)));
+    let first = h.pass(done);
+    let deletes: Vec<&str> = first
+        .iter()
+        .filter_map(|(s, _, _)| match s {
+            Step::Pod(a @ PodAction::Delete { .. }) => Some(a.pod_name()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deletes, vec!["demo-1", "demo-2"], "sub-agents first");
+    assert!(events(&first).is_empty(), "the user deleted the set: no Event per pod");
+    // "deleting: N pod(s) left" counts down without a write per pod.
+    h.pods = vec![agent(0), terminating(agent(1))];
+    assert_eq!(status_writes(&h.pass(done)), 0);
 }

@@ -206,6 +206,12 @@ impl DevCluster {
         &self.work_dir
     }
 
+    /// The process group of a running component (`etcd`, `kube-apiserver`, ...): its wrapper's
+    /// pid.
+    pub fn component_group(&self, name: &str) -> Option<u32> {
+        self.components.iter().find(|c| c.name() == name).and_then(Supervised::pid)
+    }
+
     /// Log file of each running component, by component name.
     pub fn component_logs(&self) -> Vec<(&'static str, &Path)> {
         self.components.iter().filter_map(|c| Some((c.name(), c.log_path()?))).collect()

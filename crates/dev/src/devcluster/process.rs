@@ -111,6 +111,11 @@ impl Supervised {
         self.name
     }
 
+    /// The wrapper's process id, which is also the process group of the component.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Path of the component's log file.
     pub fn log_path(&self) -> Option<&Path> {
         self.log.as_deref()

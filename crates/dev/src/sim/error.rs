@@ -16,6 +16,9 @@ pub enum Error {
     /// The snapshot ConfigMap kept changing under us.
     #[error("snapshot ConfigMap {namespace}/{name}: gave up after {attempts} conflicting attempts")]
     SnapshotContention { namespace: String, name: String, attempts: u32 },
+    /// A snapshot entry write failed (the message of the shared write that carried it).
+    #[error("snapshot entries in {namespace}: {detail}")]
+    Snapshot { namespace: String, detail: String },
     /// Listening for Ctrl-C or SIGTERM failed.
     #[error("cannot listen for shutdown signals: {0}")]
     Signal(#[source] std::io::Error),

@@ -62,6 +62,7 @@ impl Simulator {
             table: Mutex::new(vm::VmTable::new(vm::random_seed())),
             client: client.clone(),
             config: config.clone(),
+            snapshots: snapshots::SnapshotWriter::start(client.clone()),
         });
         let (stop, stopped) = oneshot::channel();
         let pods = tokio::spawn(dispatch::run(context, snapshots, stopped));

@@ -3,12 +3,13 @@
 //! RBAC: `configmaps` get, create, patch (in pod namespaces) and list (cluster-wide, once at
 //! start, to rebuild the VM table).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
 
 use super::error::{Error, Result, status_code};
 use crate::contract;
@@ -16,17 +17,96 @@ use crate::contract;
 /// Attempts before giving up on a ConfigMap that keeps changing under us.
 const ATTEMPTS: u32 = 5;
 
-/// Writes `cocoon-vm-snapshots[<vm>] = <vm>-suspend`, creating the ConfigMap on demand. A merge
-/// patch touches only our key, so concurrent writers of other keys never conflict; the race
-/// between two creators (409 AlreadyExists) is retried as a patch.
-pub async fn write_entry(client: &Client, namespace: &str, vm_name: &str) -> Result<()> {
+/// One queued change of an entry: `Some(value)` writes it, `None` removes it.
+struct Change {
+    namespace: String,
+    vm: String,
+    value: Option<String>,
+    done: oneshot::Sender<std::result::Result<(), String>>,
+}
+
+/// The simulator's writer of snapshot entries. Changes queued while a write is in flight go
+/// out together, one merge patch per namespace: hundreds of VMs hibernating at once would
+/// otherwise patch one ConfigMap concurrently, and the API server's retries on that one object
+/// end in timeouts.
+#[derive(Clone)]
+pub struct SnapshotWriter {
+    tx: mpsc::UnboundedSender<Change>,
+}
+
+impl SnapshotWriter {
+    /// Starts the writer task; it ends when every handle is dropped.
+    pub fn start(client: Client) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_loop(client, rx));
+        Self { tx }
+    }
+
+    /// Writes `cocoon-vm-snapshots[<vm>] = <vm>-suspend`, creating the ConfigMap on demand.
+    pub async fn write_entry(&self, namespace: &str, vm_name: &str) -> Result<()> {
+        self.change(namespace, vm_name, Some(contract::snapshot_value(vm_name))).await
+    }
+
+    /// Removes the entry of `vm_name`; a missing ConfigMap or entry is already the goal.
+    pub async fn delete_entry(&self, namespace: &str, vm_name: &str) -> Result<()> {
+        self.change(namespace, vm_name, None).await
+    }
+
+    async fn change(&self, namespace: &str, vm: &str, value: Option<String>) -> Result<()> {
+        let (done, answer) = oneshot::channel();
+        let change = Change { namespace: namespace.to_string(), vm: vm.to_string(), value, done };
+        let stopped = || Error::Snapshot {
+            namespace: namespace.to_string(),
+            detail: "the snapshot writer stopped".into(),
+        };
+        self.tx.send(change).map_err(|_| stopped())?;
+        answer
+            .await
+            .map_err(|_| stopped())?
+            .map_err(|detail| Error::Snapshot { namespace: namespace.to_string(), detail })
+    }
+}
+
+async fn write_loop(client: Client, mut rx: mpsc::UnboundedReceiver<Change>) {
+    while let Some(first) = rx.recv().await {
+        let mut by_namespace: BTreeMap<String, Vec<Change>> = BTreeMap::new();
+        by_namespace.entry(first.namespace.clone()).or_default().push(first);
+        while let Ok(more) = rx.try_recv() {
+            by_namespace.entry(more.namespace.clone()).or_default().push(more);
+        }
+        let writes = by_namespace.into_iter().map(|(namespace, changes)| {
+            let client = client.clone();
+            async move {
+                // The latest change of an entry wins.
+                let data: BTreeMap<String, Option<String>> =
+                    changes.iter().map(|c| (c.vm.clone(), c.value.clone())).collect();
+                let result = apply(&client, &namespace, &data).await.map_err(|e| e.to_string());
+                for change in changes {
+                    let _ = change.done.send(result.clone());
+                }
+            }
+        });
+        futures::future::join_all(writes).await;
+    }
+}
+
+/// One merge patch of entries (a merge patch touches only these keys, so other writers of
+/// other keys never conflict); a missing ConfigMap is created with the entries written, and
+/// the race between two creators (409) is retried as a patch.
+async fn apply(
+    client: &Client,
+    namespace: &str,
+    data: &BTreeMap<String, Option<String>>,
+) -> Result<()> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let value = contract::snapshot_value(vm_name);
-    let patch = json!({ "data": { vm_name: value } });
+    let patch = json!({ "data": data });
+    let written: BTreeMap<String, String> =
+        data.iter().filter_map(|(k, v)| Some((k.clone(), v.clone()?))).collect();
     for _ in 0..ATTEMPTS {
         match api.patch(contract::SNAPSHOT_CONFIGMAP, &patch_params(), &Patch::Merge(&patch)).await
         {
             Ok(_) => return Ok(()),
+            Err(e) if status_code(&e) == Some(404) && written.is_empty() => return Ok(()),
             Err(e) if status_code(&e) == Some(404) => {}
             Err(e) => {
                 return Err(Error::api(
@@ -41,7 +121,7 @@ pub async fn write_entry(client: &Client, namespace: &str, vm_name: &str) -> Res
                 namespace: Some(namespace.to_string()),
                 ..ObjectMeta::default()
             },
-            data: Some([(vm_name.to_string(), value.clone())].into()),
+            data: Some(written.clone()),
             ..ConfigMap::default()
         };
         let params = PostParams {
@@ -65,17 +145,6 @@ pub async fn write_entry(client: &Client, namespace: &str, vm_name: &str) -> Res
         name: contract::SNAPSHOT_CONFIGMAP.to_string(),
         attempts: ATTEMPTS,
     })
-}
-
-/// Removes the entry of `vm_name`; a missing ConfigMap or entry is already the goal.
-pub async fn delete_entry(client: &Client, namespace: &str, vm_name: &str) -> Result<()> {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let patch = json!({ "data": { vm_name: null } });
-    match api.patch(contract::SNAPSHOT_CONFIGMAP, &patch_params(), &Patch::Merge(&patch)).await {
-        Ok(_) => Ok(()),
-        Err(e) if status_code(&e) == Some(404) => Ok(()),
-        Err(e) => Err(Error::api(format!("patch {namespace}/{}", contract::SNAPSHOT_CONFIGMAP), e)),
-    }
 }
 
 /// Every snapshot entry in the cluster as `(namespace, vm name)`: one list at start-up.

@@ -19,7 +19,6 @@ use super::config::SimConfig;
 use super::decide::{Step, decide};
 use super::error::{Error, Result, status_code};
 use super::intent::PodIntent;
-use super::snapshots;
 use super::status;
 use super::vm::{VmRecord, VmState, VmTable};
 use crate::contract;
@@ -30,6 +29,7 @@ pub struct SimContext {
     pub config: SimConfig,
     pub table: Mutex<VmTable>,
     pub recorder: Recorder,
+    pub snapshots: super::snapshots::SnapshotWriter,
 }
 
 impl SimContext {
@@ -241,7 +241,7 @@ impl PodWorker {
     async fn hibernate(&mut self, pod: &Pod, intent: &PodIntent) -> Result<Progress> {
         self.pause(self.ctx.config.hibernate_delay).await;
         let Some(name) = self.vm_name() else { return Ok(Progress::Idle) };
-        snapshots::write_entry(&self.ctx.client, &intent.namespace, &name).await?;
+        self.ctx.snapshots.write_entry(&intent.namespace, &name).await?;
         if let Some(record) = self.ctx.table().get_mut(&self.uid) {
             record.state = VmState::Hibernated;
             record.ip = None;
@@ -254,7 +254,7 @@ impl PodWorker {
     /// Drop the snapshot entry, then boot from it: a new VM id and (unless static) address.
     async fn wake(&mut self, pod: &Pod, intent: &PodIntent) -> Result<Progress> {
         let Some(name) = self.vm_name() else { return Ok(Progress::Idle) };
-        snapshots::delete_entry(&self.ctx.client, &intent.namespace, &name).await?;
+        self.ctx.snapshots.delete_entry(&intent.namespace, &name).await?;
         self.pause(self.ctx.config.wake_delay).await;
         {
             let mut table = self.ctx.table();
@@ -284,7 +284,7 @@ impl PodWorker {
     async fn delete(&mut self, intent: &PodIntent, snapshot: bool) -> Result<Progress> {
         self.pause(self.ctx.config.delete_delay).await;
         if snapshot && let Some(name) = self.vm_name() {
-            match snapshots::write_entry(&self.ctx.client, &intent.namespace, &name).await {
+            match self.ctx.snapshots.write_entry(&intent.namespace, &name).await {
                 Ok(()) => {
                     info!(pod = %intent.key, vm = %name, policy = intent.snapshot_policy.as_str(), "snapshot kept on delete")
                 }

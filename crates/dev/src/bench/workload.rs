@@ -1,0 +1,435 @@
+//! The scenarios, driven as a user would (create, patch, delete), waited on through watches
+//! (the driver never polls the API), and figured from the audit log; and the raw-client
+//! baseline: the same pod creates, finalizer and final status writes with no reconcile logic.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::{Value, json};
+
+use super::audit::{self, Tally};
+use super::procstat;
+use super::{BoxError, DRIVER, Lab, OPERATOR, RAW, SIMULATOR};
+use crate::devcluster::client_from_kubeconfig;
+use cocoon_operator::api::{
+    CocoonSet, CocoonSetPhase, CocoonSetSpec, Hibernation, HibernationAction, HibernationPhase,
+    HibernationSpec,
+};
+use cocoon_operator::contract;
+use cocoon_operator::plan::pods::{AgentKind, SetIdentity, agent_pod, toolbox_pod};
+
+/// The namespace of the scenarios.
+const NS: &str = "bench";
+/// The namespace of the raw-client baseline.
+const BASELINE_NS: &str = "baseline";
+/// Longest wait for one scenario.
+const LIMIT: Duration = Duration::from_secs(1800);
+
+/// How big a run is.
+pub struct Shape {
+    /// CocoonSets.
+    pub sets: usize,
+    /// Sub-agents per set (plus a main and one toolbox).
+    pub replicas: i32,
+    /// Hibernations (on sub-agent pods).
+    pub hibernations: usize,
+}
+
+impl Shape {
+    fn pods_per_set(&self) -> usize {
+        2 + self.replicas.max(0) as usize
+    }
+}
+
+fn set_spec(replicas: i32) -> CocoonSetSpec {
+    serde_json::from_value(json!({
+        "agent": {"image": "ubuntu-dev-base", "replicas": replicas},
+        "toolboxes": [{"name": "box", "image": "chromium"}]
+    }))
+    .unwrap_or_else(|e| panic!("the bench's set spec parses: {e}"))
+}
+
+/// A reflector: the driver's view of one kind in one namespace (one watch).
+struct Watched<K: Resource<DynamicType = ()> + Clone + 'static> {
+    store: Store<K>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl<K> Watched<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    async fn start(api: Api<K>) -> Result<Self, BoxError> {
+        let (store, writer) = reflector::store();
+        let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+            .default_backoff();
+        let task = tokio::spawn(async move {
+            stream.for_each(|_| std::future::ready(())).await;
+        });
+        store.wait_until_ready().await?;
+        Ok(Self { store, task })
+    }
+
+    fn all(&self) -> Vec<Arc<K>> {
+        self.store.state()
+    }
+
+    /// Waits until `done` holds for the whole store; returns how long that took.
+    async fn until(
+        &self,
+        what: &str,
+        since: Instant,
+        done: impl Fn(&[Arc<K>]) -> bool,
+    ) -> Result<Duration, BoxError> {
+        loop {
+            if done(&self.all()) {
+                return Ok(since.elapsed());
+            }
+            if since.elapsed() > LIMIT {
+                return Err(format!("{what}: not reached within {LIMIT:?}").into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> Drop for Watched<K> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn serving(pod: &Pod) -> bool {
+    let status = pod.status.as_ref();
+    status.and_then(|s| s.phase.as_deref()) == Some("Running")
+        && status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn set_settled(set: &CocoonSet, phase: CocoonSetPhase, ready: i32) -> bool {
+    set.status.as_ref().is_some_and(|s| {
+        s.phase == Some(phase)
+            && (phase != CocoonSetPhase::Running || s.ready_agents == ready)
+            && s.observed_generation == set.metadata.generation
+    })
+}
+
+fn hib_phase(hib: &Hibernation) -> Option<HibernationPhase> {
+    hib.status.as_ref().and_then(|s| s.phase)
+}
+
+/// Where one scenario started.
+struct Mark {
+    audit_index: usize,
+    apiserver_cpu: f64,
+    operator_cpu: f64,
+    started: Instant,
+}
+
+fn mark(lab: &mut Lab, pid: u32) -> Result<Mark, BoxError> {
+    lab.audit.catch_up()?;
+    Ok(Mark {
+        audit_index: lab.audit.events.len(),
+        apiserver_cpu: procstat::group_cpu_seconds(lab.apiserver_group),
+        operator_cpu: procstat::cpu_seconds(pid),
+        started: Instant::now(),
+    })
+}
+
+/// The set a request's object concerns: the set itself or one of its pods.
+fn set_of(resource: &str, name: &str) -> Option<String> {
+    match resource {
+        "cocoonsets" => Some(name.to_string()),
+        "pods" => name.rsplit_once('-').map(|(set, _)| set.to_string()),
+        _ => None,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn figures(
+    lab: &mut Lab,
+    pid: u32,
+    name: &str,
+    mark: &Mark,
+    wall: Duration,
+    objects: usize,
+    sets: usize,
+    owner: &dyn Fn(&str, &str) -> Option<String>,
+) -> Result<Value, BoxError> {
+    lab.audit.catch_up()?;
+    let events = &lab.audit.events[mark.audit_index..];
+    let op = Tally::of(events, OPERATOR);
+    let sim = Tally::of(events, SIMULATOR);
+    let driver = Tally::of(events, DRIVER);
+    let latencies = audit::first_write_latencies(events, DRIVER, OPERATOR, owner);
+    let (peak, now) = procstat::rss_kib(pid);
+    let per = |v: u64, n: usize| if n == 0 { 0.0 } else { v as f64 / n as f64 };
+    let ms = |q: f64| audit::quantile(&latencies, q).map(|s| (s * 1e6).round() / 1e6);
+    eprintln!(
+        "    {name:<11} {:>7.2}s  operator {:>6} requests ({:>6} writes, {:>5.1}/object)",
+        wall.as_secs_f64(),
+        op.requests,
+        op.writes,
+        per(op.writes, objects)
+    );
+    Ok(json!({
+        "scenario": name,
+        "wall_seconds": wall.as_secs_f64(),
+        "objects": objects,
+        "operator": {
+            "requests": op.requests,
+            "writes": op.writes,
+            "requests_per_object": per(op.requests, objects),
+            "writes_per_object": per(op.writes, objects),
+            "writes_per_set": per(op.writes, sets),
+            "by_verb": op.by_verb,
+            "by_verb_resource": op.by_verb_resource,
+            "errors_by_code": op.errors_by_code,
+            "watches_opened": op.watches_opened,
+            "watches_open": audit::open_watches(&lab.audit.events, OPERATOR),
+            "cpu_seconds": procstat::cpu_seconds(pid) - mark.operator_cpu,
+            "peak_rss_kib": peak,
+            "rss_kib_after": now,
+        },
+        "apiserver_cpu_seconds": procstat::group_cpu_seconds(lab.apiserver_group) - mark.apiserver_cpu,
+        "event_to_first_write_seconds": {"count": latencies.len(), "p50": ms(0.5), "p99": ms(0.99)},
+        "simulator": {"requests": sim.requests, "writes": sim.writes},
+        "driver": {"requests": driver.requests},
+    }))
+}
+
+/// Every scenario, in order, against the running operator `pid`.
+pub async fn scenarios(
+    lab: &mut Lab,
+    shape: &Shape,
+    pid: u32,
+    idle: Duration,
+) -> Result<Vec<Value>, BoxError> {
+    lab.namespace(NS).await?;
+    let client = lab.admin.clone();
+    let sets_api: Api<CocoonSet> = Api::namespaced(client.clone(), NS);
+    let hibs_api: Api<Hibernation> = Api::namespaced(client.clone(), NS);
+    let sets = Watched::start(sets_api.clone()).await?;
+    let hibs = Watched::start(hibs_api.clone()).await?;
+    let pods = Watched::start(Api::<Pod>::namespaced(client.clone(), NS)).await?;
+    let n = shape.sets;
+    let r = shape.replicas;
+    let mut out = Vec::new();
+    let all_running = |ready: i32| {
+        move |s: &[Arc<CocoonSet>]| {
+            s.len() == n && s.iter().all(|s| set_settled(s, CocoonSetPhase::Running, ready))
+        }
+    };
+
+    // converge
+    let m = mark(lab, pid)?;
+    for i in 0..n {
+        sets_api
+            .create(&PostParams::default(), &CocoonSet::new(&format!("set-{i}"), set_spec(r)))
+            .await?;
+    }
+    let wall = sets.until("converge", m.started, all_running(1 + r)).await?;
+    out.push(figures(lab, pid, "converge", &m, wall, n, n, &set_of)?);
+
+    // scale up by 2, then back down
+    for (name, replicas) in [("scale-up", r + 2), ("scale-down", r)] {
+        let m = mark(lab, pid)?;
+        for i in 0..n {
+            let patch = json!({"spec": {"agent": {"replicas": replicas}}});
+            sets_api
+                .patch(&format!("set-{i}"), &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
+        let mut wall = sets.until(name, m.started, all_running(1 + replicas)).await?;
+        let want = n * (2 + replicas as usize);
+        wall = wall.max(pods.until(name, m.started, |p| p.len() == want).await?);
+        out.push(figures(lab, pid, name, &m, wall, n, n, &set_of)?);
+    }
+
+    // suspend, resume
+    for (name, suspend, phase) in
+        [("suspend", true, CocoonSetPhase::Suspended), ("resume", false, CocoonSetPhase::Running)]
+    {
+        let m = mark(lab, pid)?;
+        for i in 0..n {
+            let patch = json!({"spec": {"suspend": suspend}});
+            sets_api
+                .patch(&format!("set-{i}"), &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
+        let wall = sets
+            .until(name, m.started, |s| {
+                s.len() == n && s.iter().all(|s| set_settled(s, phase, 1 + r))
+            })
+            .await?;
+        out.push(figures(lab, pid, name, &m, wall, n, n, &set_of)?);
+    }
+
+    // hibernate and wake H sub-agents, one Hibernation each
+    let h = shape.hibernations.min(n * r.max(1) as usize);
+    let target = |i: usize| format!("set-{}-{}", i % n, 1 + (i / n) % r.max(1) as usize);
+    let by_pod: HashMap<String, String> = (0..h).map(|i| (target(i), format!("h-{i}"))).collect();
+    let hib_of = move |resource: &str, name: &str| -> Option<String> {
+        match resource {
+            "hibernations" => Some(name.to_string()),
+            "pods" => by_pod.get(name).cloned(),
+            _ => None,
+        }
+    };
+    let m = mark(lab, pid)?;
+    for i in 0..h {
+        let spec = HibernationSpec { pod_name: target(i), action: HibernationAction::Hibernate };
+        hibs_api.create(&PostParams::default(), &Hibernation::new(&format!("h-{i}"), spec)).await?;
+    }
+    let wall = hibs
+        .until("hibernate", m.started, |hs| {
+            hs.len() == h && hs.iter().all(|x| hib_phase(x) == Some(HibernationPhase::Hibernated))
+        })
+        .await?;
+    out.push(figures(lab, pid, "hibernate", &m, wall, h, n, &hib_of)?);
+    let m = mark(lab, pid)?;
+    for i in 0..h {
+        let patch = json!({"spec": {"action": "wake"}});
+        hibs_api.patch(&format!("h-{i}"), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    }
+    let wall = hibs
+        .until("wake", m.started, |hs| {
+            hs.iter().all(|x| {
+                hib_phase(x) == Some(HibernationPhase::Active)
+                    && x.status.as_ref().and_then(|s| s.observed_generation)
+                        == x.metadata.generation
+            })
+        })
+        .await?;
+    out.push(figures(lab, pid, "wake", &m, wall, h, n, &hib_of)?);
+
+    // idle: everything settled, nothing to do
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let m = mark(lab, pid)?;
+    tokio::time::sleep(idle).await;
+    out.push(figures(lab, pid, "idle", &m, idle, n + h, n, &set_of)?);
+
+    // delete everything
+    let m = mark(lab, pid)?;
+    hibs_api.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
+    sets_api.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
+    let mut wall = sets.until("delete", m.started, |s| s.is_empty()).await?;
+    wall = wall.max(hibs.until("delete", m.started, |s| s.is_empty()).await?);
+    wall = wall.max(pods.until("delete", m.started, |p| p.is_empty()).await?);
+    out.push(figures(lab, pid, "delete", &m, wall, n, n, &set_of)?);
+    Ok(out)
+}
+
+/// The raw-client limit of converge: for every set at once, the finalizer patch, the main and
+/// toolbox creates, the sub-agent creates once the main serves, and one final status write,
+/// with no reconcile logic; timed like ours, from the first set create to the last status.
+pub async fn baseline(lab: &mut Lab, shape: &Shape) -> Result<Value, BoxError> {
+    lab.namespace(BASELINE_NS).await?;
+    let raw = client_from_kubeconfig(&lab.raw_kubeconfig).await?;
+    let sets_api: Api<CocoonSet> = Api::namespaced(lab.admin.clone(), BASELINE_NS);
+    let pods = Arc::new(Watched::start(Api::<Pod>::namespaced(raw.clone(), BASELINE_NS)).await?);
+    lab.audit.catch_up()?;
+    let first = lab.audit.events.len();
+    let started = Instant::now();
+    // Each set's work starts as soon as its create went through, as a watch-driven operator's
+    // would.
+    let mut work = Vec::new();
+    for i in 0..shape.sets {
+        let set = CocoonSet::new(&format!("base-{i}"), set_spec(shape.replicas));
+        let set = sets_api.create(&PostParams::default(), &set).await?;
+        work.push(tokio::spawn(raw_converge(raw.clone(), pods.clone(), set, shape.replicas)));
+    }
+    for task in work {
+        task.await??;
+    }
+    let wall = started.elapsed();
+    lab.audit.catch_up()?;
+    let tally = Tally::of(&lab.audit.events[first..], RAW);
+    eprintln!(
+        "    baseline    {:>7.2}s  raw client {:>6} requests ({} writes)",
+        wall.as_secs_f64(),
+        tally.requests,
+        tally.writes
+    );
+    // Clean up (not timed): pods, finalizers, sets.
+    let raw_pods: Api<Pod> = Api::namespaced(raw.clone(), BASELINE_NS);
+    raw_pods.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
+    let raw_sets: Api<CocoonSet> = Api::namespaced(raw.clone(), BASELINE_NS);
+    for set in sets_api.list(&ListParams::default()).await? {
+        let patch = json!({"metadata": {"finalizers": null}});
+        raw_sets.patch(&set.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    }
+    sets_api.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
+    pods.until("baseline cleanup", Instant::now(), |p| p.is_empty()).await?;
+    Ok(json!({
+        "sets": shape.sets,
+        "pods": shape.sets * shape.pods_per_set(),
+        "wall_seconds": wall.as_secs_f64(),
+        "requests": tally.requests,
+        "writes": tally.writes,
+        "writes_per_set": tally.writes as f64 / shape.sets.max(1) as f64,
+        "by_verb_resource": tally.by_verb_resource,
+    }))
+}
+
+async fn raw_converge(
+    raw: Client,
+    pods: Arc<Watched<Pod>>,
+    set: CocoonSet,
+    replicas: i32,
+) -> Result<(), BoxError> {
+    let name = set.name_any();
+    let sets: Api<CocoonSet> = Api::namespaced(raw.clone(), BASELINE_NS);
+    let pods_api: Api<Pod> = Api::namespaced(raw.clone(), BASELINE_NS);
+    let finalizer = json!({"metadata": {"finalizers": [contract::FINALIZER_TEARDOWN]}});
+    sets.patch(&name, &PatchParams::default(), &Patch::Merge(&finalizer)).await?;
+    let identity = SetIdentity {
+        namespace: BASELINE_NS.into(),
+        name: name.clone(),
+        uid: set.uid().unwrap_or_default(),
+    };
+    let pp = PostParams::default();
+    pods_api.create(&pp, &agent_pod(&identity, &set.spec, 0, &AgentKind::Main)).await?;
+    for toolbox in &set.spec.toolboxes {
+        pods_api.create(&pp, &toolbox_pod(&identity, &set.spec, toolbox, None)).await?;
+    }
+    let main = contract::agent_pod_name(&name, 0);
+    let serving_pod = |pod_name: &str| {
+        pods.all().into_iter().find(|p| p.name_any() == pod_name).filter(|p| serving(p))
+    };
+    let since = Instant::now();
+    pods.until("baseline main", since, |_| serving_pod(&main).is_some()).await?;
+    let fork_from = serving_pod(&main)
+        .and_then(|p| p.annotations().get(contract::ANN_VM_NAME).cloned())
+        .unwrap_or_default();
+    for slot in 1..=replicas.max(0) as u32 {
+        let kind = AgentKind::SubAgent { fork_from: fork_from.clone() };
+        pods_api.create(&pp, &agent_pod(&identity, &set.spec, slot, &kind)).await?;
+    }
+    let mut names: Vec<String> =
+        (0..=replicas.max(0) as u32).map(|s| contract::agent_pod_name(&name, s)).collect();
+    names.extend(set.spec.toolboxes.iter().map(|t| contract::toolbox_pod_name(&name, &t.name)));
+    pods.until("baseline pods", since, |_| names.iter().all(|n| serving_pod(n).is_some())).await?;
+    let status = json!({"status": {
+        "phase": "Running",
+        "readyAgents": 1 + replicas,
+        "desiredAgents": 1 + replicas,
+        "observedGeneration": set.metadata.generation,
+    }});
+    sets.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await?;
+    Ok(())
+}

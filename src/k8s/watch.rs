@@ -77,6 +77,16 @@ impl SyncTracker {
     }
 }
 
+/// Drops what no decision reads and every cached copy would carry: `managedFields` (often
+/// the largest part of an object) and kubectl's last-applied copy of the object.
+fn slim<K: Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
 fn spawn_watch<K, F>(
     api: Api<K>,
     config: watcher::Config,
@@ -88,7 +98,7 @@ where
     F: Fn(Event<K>) + Send + 'static,
 {
     tokio::spawn(async move {
-        let stream = watcher::watcher(api, config).default_backoff();
+        let stream = watcher::watcher(api, config).default_backoff().modify(slim);
         drive(stream, sync, route).await;
     })
 }
@@ -255,7 +265,7 @@ async fn target_watches<E>(
                     }
                     let _open = OpenWatch::new(&open);
                     let config = watcher::Config::default().fields(&format!("metadata.name={pod}"));
-                    let stream = watcher::watcher(api, config).default_backoff();
+                    let stream = watcher::watcher(api, config).default_backoff().modify(slim);
                     drive(stream, None, move |event| {
                         let (namespace, name) = (namespace.clone(), pod.clone());
                         tx(WatchEvent::TargetPod { namespace, name, event })
@@ -270,5 +280,36 @@ async fn target_watches<E>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
+
+    use super::*;
+
+    #[test]
+    fn cached_objects_carry_no_managed_fields_nor_last_applied_copy() {
+        let mut pod = Pod {
+            metadata: ObjectMeta {
+                managed_fields: Some(vec![ManagedFieldsEntry::default()]),
+                annotations: Some(
+                    [
+                        ("kubectl.kubernetes.io/last-applied-configuration", "{...}"),
+                        (contract::ANN_VM_NAME, "vk-a"),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        slim(&mut pod);
+        assert!(pod.metadata.managed_fields.is_none());
+        let kept: Vec<&String> = pod.metadata.annotations.as_ref().unwrap().keys().collect();
+        assert_eq!(kept, vec![contract::ANN_VM_NAME]);
     }
 }

@@ -219,7 +219,12 @@ proptest! {
         let mut last = Vec::new();
         for _ in 0..8 {
             let plan = w.plan();
-            if plan.actions.is_empty() && w.expectations.is_empty() {
+            // Nothing to do is converged only once nothing is in flight either: a terminating
+            // pod is waited for (its name is held), not done.
+            if plan.actions.is_empty()
+                && w.expectations.is_empty()
+                && !w.pods.iter().any(|p| p.terminating)
+            {
                 break;
             }
             last = plan.actions.clone();

@@ -31,9 +31,10 @@ pub struct SetSettings {
     /// How long pods may take to report hibernated after a suspend before the status names
     /// them (the set keeps waiting).
     pub suspend_timeout: Duration,
-    /// How long a status change that flips no condition (a count, a VM's address, a single
-    /// pod's phase) may wait, so that a burst of pod updates makes one write. Zero writes
-    /// every change at once.
+    /// A status change that flips no condition (a count, a VM's address, a single pod's
+    /// phase) is written once the status has been still this long (and no later than five
+    /// times this after the change), so that a burst of pod updates makes one write. Zero
+    /// writes every change at once.
     pub status_batch: Duration,
 }
 
@@ -87,9 +88,31 @@ pub struct SetMemory {
     pub vanished: BTreeSet<String>,
     /// Consecutive failed passes.
     pub retry: Retry,
-    /// A status change that waits to be batched is written no later than this.
-    pub status_due: Option<Timestamp>,
+    /// Progress waiting to be written.
+    pub batch: Option<StatusBatch>,
 }
+
+/// A status change that waits to be batched (it flips no condition).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatusBatch {
+    /// When the first unwritten change was planned.
+    pub since: Timestamp,
+    /// When the planned status last changed.
+    pub changed: Timestamp,
+    /// The status as last planned.
+    pub status: CocoonSetStatus,
+}
+
+impl StatusBatch {
+    /// When it is written: once the status has been still for `quiet`, and no later than
+    /// `5 × quiet` after the first change (progress that keeps moving is still shown).
+    pub fn due(&self, quiet: Duration) -> Timestamp {
+        after(self.changed, quiet).min(after(self.since, quiet.saturating_mul(BATCH_LIMIT)))
+    }
+}
+
+/// The longest a progress-only change waits, in quiet periods.
+const BATCH_LIMIT: u32 = 5;
 
 /// What one CocoonSet actor sees.
 #[derive(Clone, Copy, Debug)]
@@ -251,17 +274,26 @@ pub fn plan_set_pass(
     steps.extend(plan.events.into_iter().map(Step::Event));
     let mut wake_after = plan.requeue_after;
     if plan.status == stored || memory.last_written.as_ref() == Some(&plan.status) {
-        memory.status_due = None;
-    } else if settings.status_batch.is_zero()
-        || status_urgent(&previous, &plan.status, deleting)
-        || memory.status_due.is_some_and(|due| due <= now)
-    {
+        memory.batch = None;
+    } else if settings.status_batch.is_zero() || status_urgent(&previous, &plan.status, deleting) {
         steps.push(Step::WriteStatus(Box::new(plan.status.clone())));
     } else {
-        // Progress only: wait for the rest of the burst, then write what is current then.
-        let due = *memory.status_due.get_or_insert_with(|| after(now, settings.status_batch));
-        let left = if due <= now { Duration::ZERO } else { now.duration_until(due).unsigned_abs() };
-        wake_after = super::earliest(wake_after, Some(left));
+        // Progress only: wait for the burst to end, then write what is current then.
+        let batch = memory.batch.get_or_insert_with(|| StatusBatch {
+            since: now,
+            changed: now,
+            status: plan.status.clone(),
+        });
+        if batch.status != plan.status {
+            batch.status = plan.status.clone();
+            batch.changed = now;
+        }
+        let due = batch.due(settings.status_batch);
+        if due <= now {
+            steps.push(Step::WriteStatus(Box::new(plan.status.clone())));
+        } else {
+            wake_after = super::earliest(wake_after, Some(now.duration_until(due).unsigned_abs()));
+        }
     }
     SetPlanned {
         pass: Pass { steps, wake_after },
@@ -378,7 +410,7 @@ pub fn record_set(
         Step::WriteStatus(status) => {
             if *outcome == Outcome::Done {
                 memory.last_written = Some((**status).clone());
-                memory.status_due = None;
+                memory.batch = None;
             }
             memory.retry.record(outcome, backoff)
         }

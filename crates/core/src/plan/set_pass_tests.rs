@@ -419,20 +419,30 @@ fn a_converging_set_writes_its_status_twice_when_progress_is_batched() {
     let status = h.set.status.clone().unwrap();
     assert_eq!(status.phase, Some(CocoonSetPhase::Running));
     assert_eq!(status.ready_agents, 4);
-    assert!(h.memory.status_due.is_none());
+    assert!(h.memory.batch.is_none());
     assert!(h.pass(done).is_empty(), "converged: nothing more to write");
 }
 
 #[test]
-fn batched_progress_is_written_by_its_deadline() {
+fn batched_progress_is_written_once_still_and_no_later_than_five_quiet_periods() {
     let mut h = Harness::new(2, vec![agent(0), starting(agent(1)), starting(agent(2))]);
     h.settings.status_batch = Duration::from_secs(1);
     assert_eq!(status_writes(&h.pass(done)), 1);
     h.pods = vec![agent(0), agent(1), starting(agent(2))];
     assert_eq!(status_writes(&h.pass(done)), 0, "2/3 ready waits");
     h.later(1);
-    assert_eq!(status_writes(&h.pass(done)), 1, "due: written even with no new event");
+    assert_eq!(status_writes(&h.pass(done)), 1, "still for 1 s: written with no new event");
     assert_eq!(h.set.status.clone().unwrap().ready_agents, 2);
+    // Progress that keeps moving is batched, but shown within five quiet periods.
+    let mut writes = 0;
+    for second in 0..7 {
+        let mut moving = starting(agent(2));
+        moving.vm_id = Some(format!("moving-{second}"));
+        h.pods = vec![agent(0), agent(1), moving];
+        writes += status_writes(&h.pass(done));
+        h.now = h.now.checked_add(SignedDuration::from_millis(900)).unwrap();
+    }
+    assert_eq!(writes, 1, "one write in 6.3 s of changes every 0.9 s (the cap: 5 s)");
 }
 
 #[test]

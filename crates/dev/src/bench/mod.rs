@@ -334,15 +334,18 @@ async fn run_column(
     let scenarios = workload::scenarios(&mut lab, &shape, process.pid, idle).await;
     process.stop().await;
     // The limit, on the same (now as warm) control plane with no operator running.
-    let baseline = match (&scenarios, with_baseline) {
-        (Ok(_), true) => {
-            eprintln!("  raw-client baseline, {n} sets");
-            Some(workload::baseline(&mut lab, &shape).await?)
-        }
-        _ => None,
+    let failed = scenarios.iter().any(|s| s["scenario"] == "error");
+    let baseline = if with_baseline && !failed {
+        eprintln!("  raw-client baseline, {n} sets");
+        Some(match workload::baseline(&mut lab, &shape).await {
+            Ok(b) => b,
+            Err(e) => json!({"sets": n, "error": e.to_string()}),
+        })
+    } else {
+        None
     };
     lab.stop().await;
-    Ok(ColumnRun { scenarios: scenarios?, baseline })
+    Ok(ColumnRun { scenarios, baseline })
 }
 
 fn machine() -> Value {

@@ -212,13 +212,24 @@ fn figures(
     }))
 }
 
-/// Every scenario, in order, against the running operator `pid`.
-pub async fn scenarios(
+/// Every scenario, in order, against the running operator `pid`. A scenario that fails ends
+/// the run with an `error` entry; the figures so far are kept.
+pub async fn scenarios(lab: &mut Lab, shape: &Shape, pid: u32, idle: Duration) -> Vec<Value> {
+    let mut out = Vec::new();
+    if let Err(e) = run_scenarios(lab, shape, pid, idle, &mut out).await {
+        eprintln!("    error: {e}");
+        out.push(json!({"scenario": "error", "error": e.to_string()}));
+    }
+    out
+}
+
+async fn run_scenarios(
     lab: &mut Lab,
     shape: &Shape,
     pid: u32,
     idle: Duration,
-) -> Result<Vec<Value>, BoxError> {
+    out: &mut Vec<Value>,
+) -> Result<(), BoxError> {
     lab.namespace(NS).await?;
     let client = lab.admin.clone();
     let sets_api: Api<CocoonSet> = Api::namespaced(client.clone(), NS);
@@ -228,7 +239,6 @@ pub async fn scenarios(
     let pods = Watched::start(Api::<Pod>::namespaced(client.clone(), NS)).await?;
     let n = shape.sets;
     let r = shape.replicas;
-    let mut out = Vec::new();
     let all_running = |ready: i32| {
         move |s: &[Arc<CocoonSet>]| {
             s.len() == n && s.iter().all(|s| set_settled(s, CocoonSetPhase::Running, ready))
@@ -325,13 +335,33 @@ pub async fn scenarios(
 
     // delete everything
     let m = mark(lab, pid)?;
-    hibs_api.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
-    sets_api.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
+    // One request per object, as users and tools do (a collection delete of a thousand
+    // custom resources can outlast the request timeout).
+    let deletes =
+        (0..h)
+            .map(|i| (hibs_api.clone(), format!("h-{i}")))
+            .map(|(api, name)| async move {
+                api.delete(&name, &DeleteParams::default()).await.map(|_| ())
+            })
+            .collect::<Vec<_>>();
+    for result in futures::stream::iter(deletes).buffer_unordered(8).collect::<Vec<_>>().await {
+        result?;
+    }
+    let deletes =
+        (0..n)
+            .map(|i| (sets_api.clone(), format!("set-{i}")))
+            .map(|(api, name)| async move {
+                api.delete(&name, &DeleteParams::default()).await.map(|_| ())
+            })
+            .collect::<Vec<_>>();
+    for result in futures::stream::iter(deletes).buffer_unordered(8).collect::<Vec<_>>().await {
+        result?;
+    }
     let mut wall = sets.until("delete", m.started, |s| s.is_empty()).await?;
     wall = wall.max(hibs.until("delete", m.started, |s| s.is_empty()).await?);
     wall = wall.max(pods.until("delete", m.started, |p| p.is_empty()).await?);
     out.push(figures(lab, pid, "delete", &m, wall, n, n, &set_of)?);
-    Ok(out)
+    Ok(())
 }
 
 /// The raw-client limit of converge: for every set at once, the finalizer patch, the main and
@@ -367,13 +397,27 @@ pub async fn baseline(lab: &mut Lab, shape: &Shape) -> Result<Value, BoxError> {
     );
     // Clean up (not timed): pods, finalizers, sets.
     let raw_pods: Api<Pod> = Api::namespaced(raw.clone(), BASELINE_NS);
-    raw_pods.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
-    let raw_sets: Api<CocoonSet> = Api::namespaced(raw.clone(), BASELINE_NS);
-    for set in sets_api.list(&ListParams::default()).await? {
-        let patch = json!({"metadata": {"finalizers": null}});
-        raw_sets.patch(&set.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    let names: Vec<String> = pods.all().iter().map(|p| p.name_any()).collect();
+    let deletes = names.into_iter().map(|name| {
+        let api = raw_pods.clone();
+        async move { api.delete(&name, &DeleteParams::default()).await.map(|_| ()) }
+    });
+    for result in futures::stream::iter(deletes).buffer_unordered(8).collect::<Vec<_>>().await {
+        result?;
     }
-    sets_api.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
+    let raw_sets: Api<CocoonSet> = Api::namespaced(raw.clone(), BASELINE_NS);
+    let cleanups = sets_api.list(&ListParams::default()).await?.items.into_iter().map(|set| {
+        let (raw_sets, sets_api) = (raw_sets.clone(), sets_api.clone());
+        async move {
+            let patch = json!({"metadata": {"finalizers": null}});
+            let name = set.name_any();
+            raw_sets.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            sets_api.delete(&name, &DeleteParams::default()).await.map(|_| ())
+        }
+    });
+    for result in futures::stream::iter(cleanups).buffer_unordered(8).collect::<Vec<_>>().await {
+        result?;
+    }
     pods.until("baseline cleanup", Instant::now(), |p| p.is_empty()).await?;
     Ok(json!({
         "sets": shape.sets,

@@ -313,8 +313,18 @@ spec:
             .unwrap_or_default()
             .contains("toolbox windows is static but has no staticIP")
     );
-    assert_eq!(status.toolboxes[0].phase, "ProviderFailed");
-    assert_eq!(status.toolboxes[0].conn_type, cocoon_operator::api::ConnType::Rdp);
+    // The toolbox's phase is progress, written in the next status batch: wait for it.
+    let toolbox = eventually(DEADLINE, || async {
+        let set = sets.get("demo").await.map_err(|e| e.to_string())?;
+        let toolbox = set.status.unwrap_or_default().toolboxes.into_iter().next();
+        match toolbox {
+            Some(t) if t.phase == "ProviderFailed" => Ok(t),
+            other => Err(format!("toolbox status {other:?}")),
+        }
+    })
+    .await
+    .expect("the static toolbox without an IP is reported ProviderFailed");
+    assert_eq!(toolbox.conn_type, cocoon_operator::api::ConnType::Rdp);
     let limits = env.ns.api::<Pod>().get("demo-0").await.unwrap().spec.unwrap().containers[0]
         .resources
         .clone()

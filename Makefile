@@ -6,7 +6,7 @@ CARGO ?= cargo
 # Go modules into ~/.cache/cocoon-operator and reused; see docs/development.md.
 CONTROL_PLANE = $$(bash tests/control-plane/build.sh)
 
-.PHONY: help build test lint fmt demo bench chaos crd control-plane cluster-up cluster-down
+.PHONY: help build install image test lint fmt demo bench chaos crd control-plane helm cluster-up cluster-down
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -14,12 +14,25 @@ help: ## Show the targets
 build: ## Build the binaries (debug): cocoon-operator (run, crd) and cocoon-dev (dev, simulate, cluster)
 	$(CARGO) build --workspace
 
+install: ## Install cocoon-operator and the kubectl plugin kubectl-cocoon into ~/.cargo/bin (on PATH: `kubectl cocoon`)
+	COCOON_GIT_COMMIT=$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown) \
+	  $(CARGO) install --locked --path . --bins
+
+image: ## Build the operator's OCI image without Docker (static binary, user 65532, no shell) into target/image
+	@binary=$$(bash hack/static-binary.sh) && $(CARGO) build --quiet -p cocoon-dev && \
+	  COCOON_GIT_COMMIT=$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown) \
+	  ./target/debug/cocoon-dev image --binary "$$binary" $(IMAGE_ARGS)
+
+helm: ## Build (or find cached) helm from its Go module, for the chart tests
+	bash tests/tools/build.sh helm
+
 control-plane: ## Build (or find cached) the local control-plane binaries
 	bash tests/control-plane/build.sh
 
 test: ## Run every test: unit, property, and integration tests against a real control plane
 	@bin=$(CONTROL_PLANE) && echo "control plane binaries: $$bin" && \
-	  COCOON_CONTROL_PLANE_BIN=$$bin $(CARGO) test --workspace --all-targets --no-fail-fast -- --test-threads=2
+	  helm=$$(bash tests/tools/build.sh helm) && echo "helm: $$helm" && \
+	  COCOON_CONTROL_PLANE_BIN=$$bin COCOON_HELM=$$helm $(CARGO) test --workspace --all-targets --no-fail-fast -- --test-threads=2
 
 lint: ## Check formatting and clippy (warnings are errors)
 	$(CARGO) fmt --all -- --check
@@ -28,8 +41,9 @@ lint: ## Check formatting and clippy (warnings are errors)
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-crd: ## Regenerate deploy/crd.yaml and deploy/cocoonset-crd.yaml from the Rust types
+crd: ## Regenerate the CRDs from the Rust types: deploy/ and the Helm chart's crds/
 	$(CARGO) run --quiet -- crd --write deploy/
+	$(CARGO) run --quiet -- crd --write charts/cocoon-operator/crds/
 
 demo: ## Run the operator locally: control plane, CRDs, simulator, operator and examples
 	@bin=$(CONTROL_PLANE) && $(CARGO) build --quiet -p cocoon-dev && \

@@ -9,7 +9,7 @@ use crate::config::OperatorConfig;
 
 /// Kubernetes operator for VM-backed pods (Hibernation, CocoonSet).
 #[derive(Parser, Debug)]
-#[command(name = "cocoon-operator", version, about)]
+#[command(name = "cocoon-operator", version = crate::VERSION, about)]
 pub struct Cli {
     /// Log as JSON lines instead of text.
     #[arg(long, global = true, env = "COCOON_LOG_JSON")]

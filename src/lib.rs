@@ -8,6 +8,10 @@
 
 pub use cocoon_core::{api, contract, duration, lease, plan};
 
+/// The version every binary prints: the crate version and the git commit it was built from.
+pub const VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("COCOON_GIT_COMMIT"), ")");
+
 /// Supervisor, per-resource actors, router and the actor tree.
 pub mod actors;
 /// The command line of the production binary: `run` and `crd`.
@@ -24,6 +28,8 @@ pub mod k8s;
 pub mod metrics;
 /// Runtime assembly, leader election and graceful shutdown.
 pub mod operator;
+/// The `kubectl cocoon` plugin: a tree view of sets and Hibernations, and their verbs.
+pub mod plugin;
 /// SIGTERM / Ctrl-C, for every long-running command.
 pub mod signal;
 /// Logging set-up.

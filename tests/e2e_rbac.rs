@@ -15,7 +15,7 @@ use cocoon_operator::config::OperatorConfig;
 use cocoon_operator::operator::{config_from_kubeconfig, run_until};
 use kube::api::{DeleteParams, Patch, PatchParams};
 
-use common::{cluster, eventually, kubectl, repo_path};
+use common::{eventually, kubectl, repo_path, token_kubeconfig};
 use e2e::Env;
 
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -34,17 +34,6 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
     let mut body = String::new();
     stream.read_to_string(&mut body).await.unwrap();
     body
-}
-
-/// The admin kubeconfig with its user replaced by the ServiceAccount token.
-fn token_kubeconfig(token: &str, dir: &std::path::Path) -> std::path::PathBuf {
-    let admin = std::fs::read_to_string(&cluster().kubeconfig).expect("read kubeconfig");
-    let mut config: serde_yaml::Value = serde_yaml::from_str(&admin).expect("parse kubeconfig");
-    let users = config["users"].as_sequence_mut().expect("users");
-    users[0]["user"] = serde_yaml::from_str(&format!("{{token: {token}}}")).unwrap();
-    let path = dir.join("operator.kubeconfig");
-    std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).expect("write kubeconfig");
-    path
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

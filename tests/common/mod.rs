@@ -277,6 +277,32 @@ async fn run_kubectl(args: &[&str], input: Option<&str>) -> KubectlOutput {
     }
 }
 
+/// The admin kubeconfig with its user's credentials replaced by a bearer token (a
+/// ServiceAccount token: what an in-cluster identity has), written into `dir`.
+pub fn token_kubeconfig(token: &str, dir: &Path) -> PathBuf {
+    edited_kubeconfig(dir, "token.kubeconfig", |config| {
+        let users = config["users"].as_sequence_mut().expect("users");
+        users[0]["user"] = serde_yaml::from_str(&format!("{{token: {token}}}")).unwrap();
+    })
+}
+
+/// The admin kubeconfig pointing at `server` instead (e.g. an address nothing listens on).
+pub fn server_kubeconfig(server: &str, dir: &Path) -> PathBuf {
+    edited_kubeconfig(dir, "server.kubeconfig", |config| {
+        let clusters = config["clusters"].as_sequence_mut().expect("clusters");
+        clusters[0]["cluster"]["server"] = serde_yaml::Value::String(server.into());
+    })
+}
+
+fn edited_kubeconfig(dir: &Path, file: &str, edit: impl FnOnce(&mut serde_yaml::Value)) -> PathBuf {
+    let admin = std::fs::read_to_string(&cluster().kubeconfig).expect("read kubeconfig");
+    let mut config: serde_yaml::Value = serde_yaml::from_str(&admin).expect("parse kubeconfig");
+    edit(&mut config);
+    let path = dir.join(file);
+    std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).expect("write kubeconfig");
+    path
+}
+
 /// A path inside the repository.
 pub fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)

@@ -7,7 +7,7 @@ use cocoon_operator::cli::BoxResult;
 
 /// Development tools of cocoon-operator: local all-in-one, vk-cocoon simulator, control plane.
 #[derive(Parser, Debug)]
-#[command(name = "cocoon-dev", version, about)]
+#[command(name = "cocoon-dev", version = cocoon_operator::VERSION, about)]
 pub struct Cli {
     /// Log as JSON lines instead of text.
     #[arg(long, global = true, env = "COCOON_LOG_JSON")]
@@ -29,6 +29,9 @@ pub enum Command {
     /// Measure operators side by side on fresh local control planes, counted at the API server
     /// (the `make bench` run); writes `report.json` and `report.svg`.
     Bench(crate::bench::BenchArgs),
+    /// Write the operator's OCI image (one layer: a static binary, /etc/passwd, /tmp; non-root)
+    /// as an OCI image layout and an oci-archive tarball, without a container engine.
+    Image(crate::image::ImageArgs),
     /// Run a local control plane in the foreground and write its kubeconfig.
     Cluster {
         /// Where to write the admin kubeconfig.
@@ -58,6 +61,10 @@ pub async fn run(cli: Cli) -> BoxResult {
         Command::Bench(args) => {
             let report = crate::bench::run(args).await?;
             println!("{}", serde_json::to_string_pretty(&report["targets"])?);
+        }
+        Command::Image(args) => {
+            let built = crate::image::write(&args)?;
+            println!("{built}");
         }
         Command::Cluster { kubeconfig, work_dir } => {
             let opts = crate::devcluster::DevClusterOptions { work_dir, ..Default::default() };

@@ -7,15 +7,17 @@
 use cocoon_core::{api, contract, duration};
 use cocoon_operator::{config, operator};
 
-/// `cocoon-dev chaos`: SIGKILL the operator at random points under a random workload.
+/// `cocoon-dev bench`: operators measured side by side, counted at the API server.
 pub mod bench;
-
+/// `cocoon-dev chaos`: SIGKILL the operator at random points under a random workload.
 pub mod chaos;
-/// The command line of `cocoon-dev`: `dev`, `simulate` and `cluster`.
+/// The command line of `cocoon-dev`: `dev`, `simulate`, `chaos`, `bench`, `image`, `cluster`.
 pub mod cli;
 /// `cocoon-dev dev`: the local all-in-one.
 pub mod dev;
 /// Starts a local control plane (etcd, kube-apiserver, kube-controller-manager).
 pub mod devcluster;
+/// `cocoon-dev image`: the operator's OCI image written without a container engine.
+pub mod image;
 /// The vk-cocoon simulator.
 pub mod sim;

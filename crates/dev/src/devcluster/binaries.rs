@@ -54,7 +54,7 @@ impl Binaries {
 /// Runs the build script and returns the directory it prints. Its progress goes to our stderr:
 /// a cold build takes many minutes and should not look like a hang.
 async fn build() -> Result<PathBuf> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/control-plane/build.sh");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/control-plane/build.sh");
     if !script.is_file() {
         return Err(Error::Binaries(format!(
             "{} not found; set {BIN_DIR_ENV} to a directory with etcd, kube-apiserver and \

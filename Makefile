@@ -46,7 +46,7 @@ crd: ## Regenerate the CRDs from the Rust types: deploy/ and the Helm chart's cr
 	$(CARGO) run --quiet -- crd --write charts/cocoon-operator/crds/
 
 demo: ## Run the operator locally: control plane, CRDs, simulator, operator and examples
-	@bin=$(CONTROL_PLANE) && $(CARGO) build --quiet -p cocoon-dev && \
+	@bin=$(CONTROL_PLANE) && $(CARGO) build --quiet -p cocoon-dev -p cocoon-operator --bin cocoon-dev --bin kubectl-cocoon && \
 	  COCOON_CONTROL_PLANE_BIN=$$bin ./target/debug/cocoon-dev dev $(DEMO_ARGS)
 
 bench: ## Every scenario at N=10,100,1000 sets, counted at the API server (BENCH_QUICK=1: N=10; BENCH_EXTERNAL_OPERATOR="<cmd>" adds a column); writes target/bench/report.json and report.svg

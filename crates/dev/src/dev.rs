@@ -112,8 +112,13 @@ pub async fn run(args: DevArgs) -> Result<(), BoxError> {
         step("waiting for the demo to converge");
         converged = watch_progress(&client, args.timeout).await;
     }
+    // A set writes progress (counts, one agent's phase) once per status batch: let the last
+    // batch land so the views below agree with the pods.
+    tokio::time::sleep(config.status_batch + Duration::from_millis(200)).await;
     println!();
     print_kubectl(&kubeconfig, &["get", "cocoonsets,hibernations,pods", "-A", "-o", "wide"]).await;
+    println!();
+    print_next_steps(&client, &kubeconfig).await;
     println!(
         "\nactor tree:\n{}",
         cocoon_operator::actors::tree::render_text(&operator.probe().tree())
@@ -190,11 +195,52 @@ async fn apply_examples(
     Ok(applied)
 }
 
-/// Prints each phase change of every CocoonSet and Hibernation (from watches, not polling)
-/// until all are settled.
+/// One row of the progress table.
+#[derive(Clone, PartialEq)]
+struct Row {
+    phase: String,
+    ready: String,
+    note: String,
+    settled: bool,
+    changed: Duration,
+}
+
+/// The progress table: one row per object, columns padded to the widest cell.
+fn progress_table(state: &std::collections::BTreeMap<(String, String), Row>) -> Vec<String> {
+    let mut rows =
+        vec![["NAMESPACE", "OBJECT", "PHASE", "READY", "SINCE", "MESSAGE"].map(String::from)];
+    for ((ns, object), row) in state {
+        let mut note = row.note.clone();
+        if note.chars().count() > 60 {
+            note = note.chars().take(57).collect::<String>() + "...";
+        }
+        rows.push([
+            ns.clone(),
+            object.clone(),
+            row.phase.clone(),
+            row.ready.clone(),
+            format!("{:.1}s", row.changed.as_secs_f64()),
+            note,
+        ]);
+    }
+    let widths: Vec<usize> =
+        (0..6).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    rows.iter()
+        .map(|r| {
+            let cells: Vec<String> =
+                r.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+            format!("    {}", cells.join("  ").trim_end())
+        })
+        .collect()
+}
+
+/// Shows every CocoonSet and Hibernation as a live table (from watches, not polling) until all
+/// are settled: redrawn in place on a terminal, one line per change otherwise.
 async fn watch_progress(client: &Client, timeout: Duration) -> Result<(), String> {
     use futures::StreamExt;
+    use kube::ResourceExt;
     use kube::runtime::watcher::{self, Event};
+    use std::io::{IsTerminal, Write};
     enum Seen {
         Set(Event<CocoonSet>),
         Hib(Event<Hibernation>),
@@ -205,53 +251,142 @@ async fn watch_progress(client: &Client, timeout: Duration) -> Result<(), String
         watcher::watcher(Api::<Hibernation>::all(client.clone()), watcher::Config::default())
             .map(|e| e.map(Seen::Hib));
     let mut events = std::pin::pin!(futures::stream::select(sets, hibs));
-    let mut state: std::collections::BTreeMap<String, (String, bool)> = Default::default();
-    let mut last = String::new();
+    let tty = std::io::stdout().is_terminal();
+    let began = Instant::now();
+    let mut state: std::collections::BTreeMap<(String, String), Row> = Default::default();
+    let mut drawn = 0usize;
     let mut listed = 0;
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let next = tokio::time::timeout_at(deadline, events.next()).await;
         let event = match next {
-            Err(_) => return Err(format!("not settled within {timeout:?}: {last}")),
+            Err(_) => {
+                let waiting: Vec<String> = state
+                    .iter()
+                    .filter(|(_, r)| !r.settled)
+                    .map(|((ns, o), r)| format!("{ns}/{o} {}", r.phase))
+                    .collect();
+                return Err(format!("not settled within {timeout:?}: {}", waiting.join(", ")));
+            }
             Ok(None) => return Err("the watch ended".into()),
             Ok(Some(Err(e))) => {
                 println!("    (watch error: {e}; retrying)");
+                drawn = 0;
                 continue;
             }
             Ok(Some(Ok(event))) => event,
         };
-        match event {
+        let (key, mut row) = match event {
             Seen::Set(Event::Apply(set) | Event::InitApply(set)) => {
                 let status = set.status.clone().unwrap_or_default();
                 let phase = status.phase.unwrap_or_default();
-                let line =
-                    format!("{} {}/{}", phase.as_str(), status.ready_agents, status.desired_agents);
-                let settled = matches!(phase, CocoonSetPhase::Running | CocoonSetPhase::Suspended);
-                state.insert(format!("cs/{}", kube::ResourceExt::name_any(&set)), (line, settled));
+                let current = status.observed_generation == set.metadata.generation;
+                let row = Row {
+                    phase: phase.as_str().to_string(),
+                    ready: format!(
+                        "{}/{} agents, {}/{} toolboxes",
+                        status.ready_agents,
+                        status.desired_agents,
+                        status.ready_toolboxes,
+                        set.spec.toolboxes.len()
+                    ),
+                    note: status.message.clone().unwrap_or_default(),
+                    settled: current
+                        && matches!(phase, CocoonSetPhase::Running | CocoonSetPhase::Suspended),
+                    changed: Duration::ZERO,
+                };
+                (
+                    (set.namespace().unwrap_or_default(), format!("cocoonset/{}", set.name_any())),
+                    row,
+                )
             }
             Seen::Hib(Event::Apply(hib) | Event::InitApply(hib)) => {
-                let phase = hib.status.as_ref().and_then(|s| s.phase).unwrap_or_default();
-                let settled =
-                    matches!(phase, HibernationPhase::Hibernated | HibernationPhase::Active);
-                state.insert(
-                    format!("hib/{}", kube::ResourceExt::name_any(&hib)),
-                    (phase.as_str().to_string(), settled),
-                );
+                let status = hib.status.clone().unwrap_or_default();
+                let phase = status.phase.unwrap_or_default();
+                let row = Row {
+                    phase: phase.as_str().to_string(),
+                    ready: format!("pod {}", hib.spec.pod_name),
+                    note: status.message.clone().unwrap_or_default(),
+                    settled: status.observed_generation == hib.metadata.generation
+                        && matches!(phase, HibernationPhase::Hibernated | HibernationPhase::Active),
+                    changed: Duration::ZERO,
+                };
+                (
+                    (
+                        hib.namespace().unwrap_or_default(),
+                        format!("hibernation/{}", hib.name_any()),
+                    ),
+                    row,
+                )
             }
-            Seen::Set(Event::InitDone) | Seen::Hib(Event::InitDone) => listed += 1,
+            Seen::Set(Event::InitDone) | Seen::Hib(Event::InitDone) => {
+                listed += 1;
+                continue;
+            }
             _ => continue,
-        }
-        let line =
-            state.iter().map(|(k, (v, _))| format!("{k} {v}")).collect::<Vec<_>>().join("   ");
-        if line != last {
-            println!("    {line}");
-            last = line;
+        };
+        let unchanged = state.get(&key).is_some_and(|old| {
+            (&old.phase, &old.ready, &old.note) == (&row.phase, &row.ready, &row.note)
+        });
+        if !unchanged {
+            row.changed = began.elapsed();
+            state.insert(key.clone(), row);
+            let table = progress_table(&state);
+            let mut out = std::io::stdout().lock();
+            if tty {
+                // Redraw in place: up over the last table, clear to the end of the screen.
+                if drawn > 0 {
+                    let _ = write!(out, "\x1b[{drawn}A\x1b[J");
+                }
+                for line in &table {
+                    let _ = writeln!(out, "{line}");
+                }
+                drawn = table.len();
+            } else {
+                // One line per change: the header once, then the row that changed.
+                if drawn == 0 {
+                    let _ = writeln!(out, "{}", table[0]);
+                    drawn = 1;
+                }
+                let at = state.keys().position(|k| *k == key).map_or(0, |i| i + 1);
+                let _ = writeln!(out, "{}", table[at]);
+            }
+            let _ = out.flush();
         }
         // Judge only once both watches have listed everything: a half-listed view is not settled.
-        if listed >= 2 && !state.is_empty() && state.values().all(|(_, settled)| *settled) {
+        if listed >= 2 && !state.is_empty() && state.values().all(|r| r.settled) {
             return Ok(());
         }
     }
+}
+
+/// The commands to try once the demo runs, with the demo's own names.
+async fn print_next_steps(client: &Client, kubeconfig: &std::path::Path) {
+    let sets = Api::<CocoonSet>::all(client.clone()).list(&Default::default()).await;
+    let hibs = Api::<Hibernation>::all(client.clone()).list(&Default::default()).await;
+    let (Ok(sets), Ok(hibs)) = (sets, hibs) else { return };
+    println!("$ kubectl cocoon status -A");
+    print!("{}", cocoon_operator::plugin::tree::render(&sets.items, &hibs.items, false));
+    let Some(set) = sets.items.first() else { return };
+    let name = kube::ResourceExt::name_any(set);
+    let ns = kube::ResourceExt::namespace(set).unwrap_or_else(|| "default".into());
+    let status = set.status.clone().unwrap_or_default();
+    let sub = status.agents.iter().find(|a| a.slot > 0).map(|a| a.pod_name.clone());
+    let bin = std::path::absolute("target/debug").unwrap_or_else(|_| "target/debug".into());
+    println!("\nTry it (in another terminal):");
+    println!("  export KUBECONFIG={}", kubeconfig.display());
+    println!("  export PATH={}:$PATH   # kubectl-cocoon (or: make install)", bin.display());
+    println!("  kubectl get cocoonsets,hibernations,pods -n {ns}");
+    println!("  kubectl cocoon status -n {ns}");
+    println!("  kubectl scale cocoonset {name} -n {ns} --replicas={}", status.desired_agents);
+    println!("  kubectl wait --for=condition=Ready cocoonset/{name} -n {ns} --timeout=60s");
+    if let Some(pod) = sub {
+        println!("  kubectl cocoon hibernate {pod} -n {ns} --wait");
+        println!("  kubectl cocoon wake {pod} -n {ns} --wait");
+    }
+    println!("  kubectl cocoon suspend {name} -n {ns} --wait");
+    println!("  kubectl cocoon resume {name} -n {ns} --wait");
+    println!("  kubectl describe cocoonset {name} -n {ns}");
 }
 
 async fn print_kubectl(kubeconfig: &std::path::Path, args: &[&str]) {

@@ -21,12 +21,23 @@ fn dev_once_runs_the_whole_demo_and_exits_after_it_converged() {
         "kubeconfig:",
         "CocoonSet default/demo",
         "Hibernation default/hibernate-demo-2",
-        "cs/demo Running 3/3",
-        "hib/hibernate-demo-2 Hibernated",
         "cocoonset.cocoon.cis/demo",
+        "$ kubectl cocoon status -A",
+        "├── demo-1  slot 1  sub-agent",
+        "kubectl cocoon status -n default",
+        "kubectl scale cocoonset demo -n default --replicas=",
+        "kubectl cocoon hibernate demo-1 -n default --wait",
         "supervisor [running]",
         "demo converged in",
     ] {
         assert!(stdout.contains(expected), "{expected:?} missing from the demo output:\n{stdout}");
     }
+    // The progress table (not a terminal here: the header, then one row per change).
+    let row = |cells: &[&str]| stdout.lines().any(|l| cells.iter().all(|c| l.contains(c)));
+    assert!(row(&["NAMESPACE", "OBJECT", "PHASE", "READY"]), "{stdout}");
+    assert!(row(&["default", "cocoonset/demo", "Running", "3/3 agents"]), "{stdout}");
+    assert!(
+        row(&["default", "hibernation/hibernate-demo-2", "Hibernated", "pod demo-2"]),
+        "{stdout}"
+    );
 }

@@ -12,7 +12,9 @@ use cocoon_operator::api::{
 };
 use kube::api::PostParams;
 
-use common::{cluster, eventually, kubectl, server_kubeconfig, token_kubeconfig};
+use common::{
+    cluster, eventually, kubectl, server_kubeconfig, token_kubeconfig, two_context_kubeconfig,
+};
 use e2e::{DEADLINE, Env, wait_set};
 
 struct Run {
@@ -163,6 +165,28 @@ async fn scale_suspend_and_resume_drive_a_set_and_wait_shows_progress() {
     assert!(out.trim_end().ends_with("cocoonset/grp: Suspended  agents 0/3"), "{out}");
     let out = ok(&["resume", "grp", "-n", &ns, "--wait", "--timeout", "80s"]).await;
     assert!(out.trim_end().ends_with("cocoonset/grp: Running  agents 3/3"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn context_and_its_namespace_are_taken_from_the_kubeconfig_like_kubectl() {
+    let env = Env::new("plugin-context").await;
+    env.create_set("ctx", env.set_spec(0)).await;
+    wait_set(&env.ns.api::<CocoonSet>(), "ctx", CocoonSetPhase::Running).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = two_context_kubeconfig(&env.ns.name, dir.path());
+    let down = fails(&kubeconfig, &["status"]).await;
+    assert!(down.contains("cannot reach the API server at https://127.0.0.1:1/"), "{down}");
+    let run = kubectl_cocoon(&kubeconfig, &["status", "--context", "up"]).await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout.starts_with("cocoonset/ctx  Running"),
+        "the context's namespace: {}",
+        run.stdout
+    );
+    let run = kubectl_cocoon(&kubeconfig, &["status", "--context", "up", "-n", "default"]).await;
+    assert_eq!(run.stdout, "No CocoonSets or Hibernations in namespace default.\n", "-n wins");
+    let unknown = fails(&kubeconfig, &["status", "--context", "nope"]).await;
+    assert!(unknown.contains("nope"), "{unknown}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

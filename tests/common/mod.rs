@@ -294,6 +294,36 @@ pub fn server_kubeconfig(server: &str, dir: &Path) -> PathBuf {
     })
 }
 
+/// The admin kubeconfig with two contexts: `up` (the cluster, default namespace `namespace`) and
+/// `down` (nothing listens there), the current one.
+pub fn two_context_kubeconfig(namespace: &str, dir: &Path) -> PathBuf {
+    edited_kubeconfig(dir, "contexts.kubeconfig", |config| {
+        let mut down_cluster = config["clusters"][0].clone();
+        down_cluster["name"] = "down".into();
+        down_cluster["cluster"]["server"] = "https://127.0.0.1:1".into();
+        config["clusters"].as_sequence_mut().unwrap().push(down_cluster);
+        let user = config["contexts"][0]["context"]["user"].clone();
+        let cluster = config["contexts"][0]["context"]["cluster"].clone();
+        let context = |name: &str, cluster: serde_yaml::Value, ns: Option<&str>| {
+            let mut c = serde_yaml::Mapping::new();
+            c.insert("cluster".into(), cluster);
+            c.insert("user".into(), user.clone());
+            if let Some(ns) = ns {
+                c.insert("namespace".into(), ns.into());
+            }
+            let mut named = serde_yaml::Mapping::new();
+            named.insert("name".into(), name.into());
+            named.insert("context".into(), c.into());
+            serde_yaml::Value::from(named)
+        };
+        config["contexts"] = serde_yaml::Value::Sequence(vec![
+            context("up", cluster, Some(namespace)),
+            context("down", "down".into(), None),
+        ]);
+        config["current-context"] = "down".into();
+    })
+}
+
 fn edited_kubeconfig(dir: &Path, file: &str, edit: impl FnOnce(&mut serde_yaml::Value)) -> PathBuf {
     let admin = std::fs::read_to_string(&cluster().kubeconfig).expect("read kubeconfig");
     let mut config: serde_yaml::Value = serde_yaml::from_str(&admin).expect("parse kubeconfig");

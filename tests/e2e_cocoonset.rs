@@ -436,3 +436,66 @@ async fn kubectl_scale_and_kubectl_wait_drive_a_set() {
     .await
     .expect_success("kubectl wait for Suspended");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_that_fell_back_to_the_image_is_reported_and_with_recreate_forked_anew() {
+    // The provider's first fork fails: that sub-agent boots from the image instead.
+    // A wake that takes over a second: pod times have whole seconds, and the main's new Ready
+    // time must be later than the sub-agent's creation.
+    let env = Env::with_sim("cs-fallback", |c| {
+        c.fork_failures = 1;
+        c.wake_delay = std::time::Duration::from_millis(1100);
+    })
+    .await;
+    let sets = env.ns.api::<CocoonSet>();
+    let mut spec = env.set_spec(1);
+    spec.agent.on_fork_fallback = cocoon_operator::api::ForkFallbackPolicy::Recreate;
+    env.create_set("fb", spec).await;
+    let main_vm = format!("vk-{}-fb-0", env.ns.name);
+    let fell = |s: &cocoon_operator::api::CocoonSetStatus| {
+        s.conditions.iter().any(|c| c.type_ == "ForkFellBack" && c.status == "True")
+    };
+    let status = eventually(DEADLINE, || async {
+        let status = sets.get("fb").await.map_err(|e| e.to_string())?.status.unwrap_or_default();
+        if fell(&status) { Ok(status) } else { Err(format!("{:?}", status.conditions)) }
+    })
+    .await
+    .expect("the fallback is reported");
+    assert_eq!(status.agents[1].forked_from, None, "not forked, whatever was asked");
+    assert_eq!(status.agents[1].source.as_deref(), Some("image:ubuntu-dev-base"));
+    let events = common::event_reasons(&env.ns.name, Some("fb"), true).await;
+    assert!(events.contains("ForkFellBack"), "a Warning Event: {events}");
+    let pods = env.ns.api::<Pod>();
+    let first_uid = pods.get("fb-1").await.unwrap().metadata.uid;
+
+    // The main served throughout: nothing is retried. Once it serves again (suspend, resume),
+    // the sub-agent is recreated without a snapshot and forks.
+    let suspend = |on: bool| serde_json::json!({"spec": {"suspend": on}});
+    sets.patch("fb", &PatchParams::default(), &Patch::Merge(&suspend(true))).await.unwrap();
+    wait_phase(&sets, "fb", CocoonSetPhase::Suspended).await;
+    sets.patch("fb", &PatchParams::default(), &Patch::Merge(&suspend(false))).await.unwrap();
+    let status = eventually(DEADLINE, || async {
+        let status = sets.get("fb").await.map_err(|e| e.to_string())?.status.unwrap_or_default();
+        let forked = status.agents.get(1).and_then(|a| a.forked_from.clone());
+        if forked.as_deref() == Some(main_vm.as_str()) && !fell(&status) {
+            Ok(status)
+        } else {
+            let set = sets.get("fb").await.map_err(|e| e.to_string())?;
+            let sub = pods.get("fb-1").await.map_err(|e| e.to_string())?;
+            let main = pods.get("fb-0").await.map_err(|e| e.to_string())?;
+            Err(format!(
+                "policy {:?}, conditions {:?}, sub created {:?}, main conditions {:?}, agents {:?}",
+                set.spec.agent.on_fork_fallback,
+                status.conditions,
+                sub.metadata.creation_timestamp,
+                main.status.and_then(|s| s.conditions),
+                status.agents
+            ))
+        }
+    })
+    .await
+    .expect("the sub-agent is forked anew");
+    assert_eq!(status.agents[1].source, Some(format!("fork:{main_vm}")));
+    assert_ne!(pods.get("fb-1").await.unwrap().metadata.uid, first_uid, "a new pod");
+    wait_phase(&sets, "fb", CocoonSetPhase::Running).await;
+}

@@ -315,7 +315,9 @@ async fn the_helm_chart_renders_deploy_yaml_and_installs_into_a_restricted_names
     .await;
     let out = out.expect_success("apply the chart with --dry-run=server");
     assert_no_warnings(&out, "the chart");
-    let installed = helm_ok(&["install", "cocoon-operator", &chart, "-n", "cocoon-helm"]);
+    // Another release name: the cluster-scoped objects of `kubectl apply -f deploy/` (another
+    // test of this binary) are named cocoon-operator and belong to no release.
+    let installed = helm_ok(&["install", "helm-test", &chart, "-n", "cocoon-helm"]);
     assert!(installed.contains("STATUS: deployed"), "{installed}");
     kubectl(&["get", "crd", "cocoonsets.cocoon.cis", "hibernations.cocoon.cis"])
         .await
@@ -324,10 +326,10 @@ async fn the_helm_chart_renders_deploy_yaml_and_installs_into_a_restricted_names
         "get",
         "-n",
         "cocoon-helm",
-        "deployment/cocoon-operator",
-        "serviceaccount/cocoon-operator",
+        "deployment/helm-test-cocoon-operator",
+        "serviceaccount/helm-test-cocoon-operator",
     ])
     .await
     .expect_success("the chart installs the operator");
-    helm_ok(&["uninstall", "cocoon-operator", "-n", "cocoon-helm"]);
+    helm_ok(&["uninstall", "helm-test", "-n", "cocoon-helm"]);
 }

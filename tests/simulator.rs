@@ -156,6 +156,93 @@ async fn a_sub_agent_forks_from_a_running_vm_and_boots_from_the_image_otherwise(
 }
 
 #[tokio::test]
+async fn in_clone_mode_a_snapshot_entry_wins_over_fork_and_image_and_only_a_main_clears_it() {
+    let ns = TestNamespace::new("sim-restore").await;
+    let sim = start(&ns, SimConfig::default()).await;
+    let clone = (contract::ANN_MODE, "clone");
+    create(
+        &ns,
+        vm_pod(
+            "set-0",
+            sim.node_name(),
+            &[(contract::ANN_VM_NAME, "vk-set-0"), clone],
+            &[(contract::LABEL_SLOT, "0")],
+        ),
+    )
+    .await;
+    wait_running(&ns, "set-0").await;
+    // Entries left by earlier lives of both VMs (a delete with policy always, or a release).
+    for (vm, pod, slot) in [("vk-set-0", "set-0", "0"), ("vk-set-1", "set-1", "1")] {
+        if pod == "set-0" {
+            delete(&ns, pod).await;
+            wait_gone(&ns, pod).await;
+        } else {
+            let annotations =
+                [(contract::ANN_VM_NAME, vm), (contract::ANN_SNAPSHOT_POLICY, "always"), clone];
+            create(
+                &ns,
+                vm_pod(pod, sim.node_name(), &annotations, &[(contract::LABEL_SLOT, slot)]),
+            )
+            .await;
+            wait_running(&ns, pod).await;
+            delete(&ns, pod).await;
+            wait_gone(&ns, pod).await;
+        }
+        wait_entry(&ns, vm, true).await;
+    }
+    // The main comes back: restored, and its entry is gone.
+    create(
+        &ns,
+        vm_pod(
+            "set-0",
+            sim.node_name(),
+            &[(contract::ANN_VM_NAME, "vk-set-0"), clone],
+            &[(contract::LABEL_SLOT, "0")],
+        ),
+    )
+    .await;
+    let main = wait_running(&ns, "set-0").await;
+    assert_eq!(annotation(&main, contract::ANN_SNAPSHOT_FROM), Some("restore:vk-set-0-suspend"));
+    wait_entry(&ns, "vk-set-0", false).await;
+    // The sub-agent: restore beats fork-from (the main runs), and its entry stays.
+    let annotations =
+        [(contract::ANN_VM_NAME, "vk-set-1"), (contract::ANN_FORK_FROM, "vk-set-0"), clone];
+    create(&ns, vm_pod("set-1", sim.node_name(), &annotations, &[(contract::LABEL_SLOT, "1")]))
+        .await;
+    let sub = wait_running(&ns, "set-1").await;
+    assert_eq!(annotation(&sub, contract::ANN_SNAPSHOT_FROM), Some("restore:vk-set-1-suspend"));
+    assert!(snapshot_entries(&ns).await.contains_key("vk-set-1"), "a sub-agent's entry is kept");
+    // Without an entry a clone forks; without clone mode an entry is ignored.
+    let annotations =
+        [(contract::ANN_VM_NAME, "vk-set-2"), (contract::ANN_FORK_FROM, "vk-set-0"), clone];
+    create(&ns, vm_pod("set-2", sim.node_name(), &annotations, &[(contract::LABEL_SLOT, "2")]))
+        .await;
+    let fresh = wait_running(&ns, "set-2").await;
+    assert_eq!(annotation(&fresh, contract::ANN_SNAPSHOT_FROM), Some("fork:vk-set-0"));
+    let annotations = [(contract::ANN_VM_NAME, "vk-set-1"), (contract::ANN_MODE, "run")];
+    create(&ns, vm_pod("runner", sim.node_name(), &annotations, &[])).await;
+    let runner = wait_running(&ns, "runner").await;
+    assert_eq!(
+        annotation(&runner, contract::ANN_SNAPSHOT_FROM),
+        Some(format!("{}{IMAGE}", contract::SNAPSHOT_FROM_IMAGE_PREFIX).as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_provider_that_refuses_to_hibernate_main_vms_keeps_them_running_and_says_so() {
+    let ns = TestNamespace::new("sim-refuse").await;
+    let sim = start(&ns, SimConfig { refuse_main_hibernate: true, ..SimConfig::default() }).await;
+    for pod in ["grp-0", "grp-1"] {
+        create(&ns, vm_pod(pod, sim.node_name(), &[(contract::ANN_HIBERNATE, "true")], &[])).await;
+    }
+    wait_hibernated(&ns, "grp-1").await;
+    let message = wait_event(&ns, "grp-0", "HibernateRefused").await;
+    assert!(message.contains("refuses"), "{message}");
+    let main = wait_running(&ns, "grp-0").await;
+    assert!(vm_running(&main), "the main VM keeps running");
+}
+
+#[tokio::test]
 async fn a_static_pod_adopts_the_vm_its_annotations_name() {
     let ns = TestNamespace::new("sim-static").await;
     let sim = start(&ns, SimConfig::default()).await;

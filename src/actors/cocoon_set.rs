@@ -84,6 +84,13 @@ impl Part for CocoonSetPart {
             PodAction::RepairLabels { pod_name, labels, .. } => {
                 ctx.writer.patch_pod_labels(namespace, pod_name, labels).await
             }
+            PodAction::DiscardOnDelete { pod_name } => {
+                let patch = BTreeMap::from([(
+                    crate::contract::ANN_SNAPSHOT_POLICY.to_string(),
+                    Some(crate::api::SnapshotPolicy::Never.as_str().to_string()),
+                )]);
+                ctx.writer.patch_pod_annotations(namespace, pod_name, &patch).await
+            }
             PodAction::SetHibernate { pod_name, hibernate } => {
                 let patch = BTreeMap::from([(
                     crate::contract::ANN_HIBERNATE.to_string(),

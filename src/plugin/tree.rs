@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::api::{CocoonSet, ConnType, Hibernation};
+use crate::contract;
 
 /// ANSI colours by what a phase means: serving, resting, moving, broken.
 fn paint(text: &str, phase: &str, color: bool) -> String {
@@ -58,6 +59,25 @@ fn table(prefixes: &[String], rows: &[Vec<String>], phase_col: usize, color: boo
     out
 }
 
+/// Where an agent's VM came from, as the provider reported it.
+fn lineage(agent: &crate::api::AgentStatus) -> String {
+    let source = agent.source.as_deref().unwrap_or_default();
+    if let Some(vm) = &agent.forked_from {
+        return format!("fork of {vm}");
+    }
+    if let Some(snapshot) = source.strip_prefix(contract::SNAPSHOT_FROM_RESTORE_PREFIX) {
+        return format!("restored from {snapshot}");
+    }
+    if let Some(image) = source.strip_prefix(contract::SNAPSHOT_FROM_IMAGE_PREFIX) {
+        return if agent.slot > 0 {
+            format!("image {image} (fork fell back)")
+        } else {
+            format!("image {image}")
+        };
+    }
+    if source.is_empty() { "-".to_string() } else { source.to_string() }
+}
+
 fn render_set(set: &CocoonSet, holders: &BTreeMap<String, String>, color: bool) -> String {
     let name = set.metadata.name.clone().unwrap_or_default();
     let status = set.status.clone().unwrap_or_default();
@@ -82,11 +102,7 @@ fn render_set(set: &CocoonSet, holders: &BTreeMap<String, String>, color: bool) 
     }
     let mut rows = Vec::new();
     for agent in &status.agents {
-        let origin = match (&agent.forked_from, agent.slot) {
-            (Some(vm), _) => format!("fork of {vm}"),
-            (None, 0) => format!("image {}", set.spec.agent.image),
-            (None, _) => "-".to_string(),
-        };
+        let origin = lineage(agent);
         let mut last = origin;
         if let Some(holder) = holders.get(&agent.pod_name) {
             last.push_str(&format!("  (held by hibernation/{holder})"));
@@ -228,6 +244,10 @@ mod tests {
             ip: Some(format!("10.88.0.{}", slot + 2)),
             phase: phase.into(),
             forked_from: forked.map(Into::into),
+            source: Some(match forked {
+                Some(vm) => format!("fork:{vm}"),
+                None => "image:ubuntu-dev-base".into(),
+            }),
             ..AgentStatus::default()
         }
     }
@@ -332,6 +352,19 @@ hibernation/keep  pod demo-1  hibernate  Hibernated  snapshot vk-ns-demo-1
         assert!(out.contains("namespace other\n"), "{out}");
         assert!(out.contains("│   toolbox win has no staticIP"), "{out}");
         assert!(out.contains("(status not yet updated for the latest spec)"), "{out}");
+    }
+
+    #[test]
+    fn lineage_names_a_restore_and_flags_a_fork_that_fell_back() {
+        let mut restored = agent(1, "Running", None);
+        restored.source = Some("restore:vk-ns-demo-1-suspend".into());
+        assert_eq!(lineage(&restored), "restored from vk-ns-demo-1-suspend");
+        let fell_back = agent(2, "Running", None);
+        assert_eq!(lineage(&fell_back), "image ubuntu-dev-base (fork fell back)");
+        assert_eq!(lineage(&agent(0, "Running", None)), "image ubuntu-dev-base");
+        let mut unknown = agent(3, "Creating", None);
+        unknown.source = None;
+        assert_eq!(lineage(&unknown), "-");
     }
 
     #[test]

@@ -87,6 +87,29 @@ pub struct AgentSpec {
     /// ServiceAccount of every agent pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
+    /// What to do with a sub-agent whose VM booted from the image because its fork failed:
+    /// `keep` (default: report it, condition `ForkFellBack`) or `recreate` (delete it once the
+    /// main serves again, so that it is forked anew).
+    #[serde(default, skip_serializing_if = "ForkFallbackPolicy::is_default")]
+    pub on_fork_fallback: ForkFallbackPolicy,
+}
+
+/// What the operator does with a sub-agent that booted from the image instead of forking.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ForkFallbackPolicy {
+    /// Keep it; report it (condition `ForkFellBack`, a Warning Event).
+    #[default]
+    Keep,
+    /// Delete and recreate it once the main serves again, so that it forks.
+    Recreate,
+}
+
+impl ForkFallbackPolicy {
+    /// Whether this is the default (`keep`), which is not written back.
+    pub fn is_default(&self) -> bool {
+        *self == Self::Keep
+    }
 }
 
 /// CPU and memory of a VM; they become the `vm` container's limits.
@@ -345,9 +368,14 @@ pub struct AgentStatus {
     pub ip: Option<String>,
     /// `Missing`, `Creating`, `Running`, `Hibernated`, `Terminating`, `Failed`, ...
     pub phase: String,
-    /// VM name the sub-agent was forked from (`cocoon.cis/fork-from`); unset for the main.
+    /// VM the sub-agent's VM really was forked from, as the provider reports it; unset for
+    /// the main, for a VM restored or booted from the image, and until the VM is created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forked_from: Option<String>,
+    /// What the VM came from, as the provider reports it (`cocoon.cis/snapshot-from`):
+    /// `fork:<vm>`, `restore:<snapshot>` or `image:<image>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// The VM's entry in the `cocoon-vm-snapshots` ConfigMap, while one exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_ref: Option<String>,

@@ -77,6 +77,9 @@ pub enum DeleteReason {
     Terminal,
     /// The set is being deleted.
     Teardown,
+    /// A sub-agent booted from the image instead of forking, and `onForkFallback: recreate`
+    /// asks for it to be forked anew now that the main serves again.
+    ForkFellBack,
 }
 
 impl DeleteReason {
@@ -87,6 +90,7 @@ impl DeleteReason {
             Self::ToolboxRemoved => "ToolboxRemoved",
             Self::Terminal => "Terminal",
             Self::Teardown => "Teardown",
+            Self::ForkFellBack => "ForkFellBack",
         }
     }
 }
@@ -136,6 +140,12 @@ pub enum PodAction {
         /// The labels to merge-patch.
         labels: BTreeMap<String, Option<String>>,
     },
+    /// Set `cocoon.cis/snapshot-policy: never` on a pod about to be deleted, so that vk-cocoon
+    /// keeps no snapshot of it: the pod that replaces it must not restore this VM.
+    DiscardOnDelete {
+        /// The pod.
+        pod_name: String,
+    },
     /// Set (`true`) or remove (`false`) `cocoon.cis/hibernate` on a pod.
     SetHibernate {
         /// The pod.
@@ -154,6 +164,7 @@ impl PodAction {
             | Self::CreateToolbox { pod, .. } => pod.metadata.name.as_deref().unwrap_or_default(),
             Self::Delete { pod_name, .. }
             | Self::SetHibernate { pod_name, .. }
+            | Self::DiscardOnDelete { pod_name }
             | Self::RepairLabels { pod_name, .. } => pod_name,
         }
     }
@@ -268,7 +279,15 @@ fn deletions(input: &SetInput<'_>, deleting_now: &dyn Fn(&PodView) -> bool) -> V
         .collect();
     let mut scale_down: Vec<(u32, &PodView)> = Vec::new();
     let mut others = Vec::new();
+    let main_name = contract::agent_pod_name(&input.set.name, 0);
+    let main = input.pods.iter().find(|p| p.name == main_name && !deleting_now(p));
     for pod in input.pods.iter().filter(|p| !deleting_now(p)) {
+        if refork(input, main, pod) {
+            // Without a snapshot on delete: the replacement would restore this VM, not fork.
+            others.push(PodAction::DiscardOnDelete { pod_name: pod.name.clone() });
+            others.push(delete(pod, DeleteReason::ForkFellBack));
+            continue;
+        }
         match (pod.role, pod.slot) {
             (Some(PodRole::SubAgent), Some(slot)) if slot > replicas => {
                 scale_down.push((slot, pod))
@@ -282,6 +301,20 @@ fn deletions(input: &SetInput<'_>, deleting_now: &dyn Fn(&PodView) -> bool) -> V
     }
     scale_down.sort_by_key(|(slot, _)| std::cmp::Reverse(*slot));
     scale_down.into_iter().map(|(_, p)| delete(p, DeleteReason::ScaleDown)).chain(others).collect()
+}
+
+/// `onForkFallback: recreate`: a sub-agent that booted from the image is deleted (and then
+/// recreated, forking) once the main serves again, that is, when the main's Ready transition is
+/// newer than the sub-agent's pod. A fork that fell back while the main served throughout is
+/// reported and left alone: retrying it against the same main could loop.
+fn refork(input: &SetInput<'_>, main: Option<&PodView>, pod: &PodView) -> bool {
+    let Some(main) = main else { return false };
+    input.spec.agent.on_fork_fallback == crate::api::ForkFallbackPolicy::Recreate
+        && !input.spec.suspend
+        && pod.fork_fell_back()
+        && pod.hibernated_by.is_none()
+        && main.is_serving()
+        && matches!((pod.created_at, main.ready_changed_at), (Some(created), Some(ready)) if created < ready)
 }
 
 fn delete(pod: &PodView, reason: DeleteReason) -> PodAction {
@@ -436,6 +469,20 @@ fn transition_events(
             Failed => PlanEvent::warning("Failed", message),
             _ => PlanEvent::normal("PhaseChanged", message),
         });
+    }
+    // A fork that fell back is news once; the condition keeps saying it.
+    let fell_back = |s: &CocoonSetStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == "ForkFellBack")
+            .filter(|c| c.status == "True")
+            .map(|c| c.message.clone())
+    };
+    if let Some(message) = fell_back(next)
+        && fell_back(previous).as_ref() != Some(&message)
+        && !deleting
+    {
+        events.push(PlanEvent::warning("ForkFellBack", message));
     }
     // During teardown the message counts down the pods left: progress, not a problem.
     if next.message != previous.message

@@ -433,3 +433,100 @@ fn the_scale_status_counts_sub_agents_that_exist_and_names_their_selector() {
         Some("cocoon.cis/cocoonset=demo,cocoon.cis/role=sub-agent")
     );
 }
+
+fn from(mut pod: PodView, source: &str, created: i64) -> PodView {
+    pod.snapshot_from = Some(source.into());
+    pod.created_at = Some(at(created));
+    pod
+}
+
+fn condition<'a>(
+    plan: &'a super::SetPlan,
+    kind: &str,
+) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    plan.status.conditions.iter().find(|c| c.type_ == kind).expect("condition")
+}
+
+#[test]
+fn status_reports_what_each_vm_really_came_from() {
+    let main_vm = contract::agent_vm_name("prod", "demo", 0);
+    let pods = vec![
+        from(agent(0), "image:ubuntu-dev-base", 0),
+        from(agent(1), &format!("fork:{main_vm}"), 1),
+        from(agent(2), "restore:vk-prod-demo-2-suspend", 1),
+        from(agent(3), "image:ubuntu-dev-base", 1),
+    ];
+    let plan = World::new(spec(3), pods.clone()).plan();
+    let agents = &plan.status.agents;
+    assert_eq!(agents[0].forked_from, None, "the main is never forked");
+    assert_eq!(agents[1].forked_from.as_deref(), Some(main_vm.as_str()));
+    assert_eq!(agents[2].forked_from, None, "a restored VM was not forked");
+    assert_eq!(agents[2].source.as_deref(), Some("restore:vk-prod-demo-2-suspend"));
+    assert_eq!(agents[3].forked_from, None, "asked to fork, booted from the image: not forked");
+    assert_eq!(agents[3].source.as_deref(), Some("image:ubuntu-dev-base"));
+    let fell = condition(&plan, "ForkFellBack");
+    assert_eq!((fell.status.as_str(), fell.reason.as_str()), ("True", "BootedFromImage"));
+    assert!(
+        fell.message.contains("demo-3") && !fell.message.contains("demo-2"),
+        "{}",
+        fell.message
+    );
+    let events: Vec<&str> = plan.events.iter().map(|e| e.reason).collect();
+    assert!(events.contains(&"ForkFellBack"), "{events:?}");
+    // Told once: the same fallback in the next pass is no new Event.
+    let mut again = World::new(spec(3), pods);
+    again.status = plan.status.clone();
+    assert!(!again.plan().events.iter().any(|e| e.reason == "ForkFellBack"));
+}
+
+#[test]
+fn no_fallback_means_the_condition_is_false() {
+    let main_vm = contract::agent_vm_name("prod", "demo", 0);
+    let plan =
+        World::new(spec(1), vec![agent(0), from(agent(1), &format!("fork:{main_vm}"), 1)]).plan();
+    let fell = condition(&plan, "ForkFellBack");
+    assert_eq!((fell.status.as_str(), fell.reason.as_str()), ("False", "Forked"));
+    assert!(!plan.events.iter().any(|e| e.reason == "ForkFellBack"));
+}
+
+#[test]
+fn recreate_deletes_a_fallen_back_sub_agent_only_once_the_main_serves_again() {
+    let mut recreate = spec(2);
+    recreate.agent.on_fork_fallback = crate::api::ForkFallbackPolicy::Recreate;
+    let mut main = agent(0);
+    main.ready_changed_at = Some(at(50)); // the main turned Ready at 50
+    let before = from(agent(1), "image:ubuntu-dev-base", 10); // booted while the main was away
+    let after = from(agent(2), "image:ubuntu-dev-base", 60); // fell back while the main served
+    let plan =
+        World::new(recreate.clone(), vec![main.clone(), before.clone(), after.clone()]).plan();
+    let deletes: Vec<(String, DeleteReason)> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            PodAction::Delete { pod_name, reason, .. } => Some((pod_name.clone(), *reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deletes, vec![("demo-1".to_string(), DeleteReason::ForkFellBack)]);
+    let discard = plan
+        .actions
+        .iter()
+        .position(|a| matches!(a, PodAction::DiscardOnDelete { pod_name } if pod_name == "demo-1"));
+    let delete = plan.actions.iter().position(|a| matches!(a, PodAction::Delete { .. }));
+    assert!(discard.is_some() && discard < delete, "no snapshot to restore: {:?}", plan.actions);
+
+    // keep (the default) never deletes; nor does recreate while the main does not serve,
+    // while the set is suspended, or for a pod a Hibernation holds.
+    let kept = World::new(spec(2), vec![main.clone(), before.clone()]).plan();
+    assert!(!kept.actions.iter().any(|a| matches!(a, PodAction::Delete { .. })));
+    let away = World::new(recreate.clone(), vec![starting(main.clone()), before.clone()]).plan();
+    assert!(!away.actions.iter().any(|a| matches!(a, PodAction::Delete { .. })));
+    let mut suspended = recreate.clone();
+    suspended.suspend = true;
+    let resting = World::new(suspended, vec![main.clone(), before.clone()]).plan();
+    assert!(!resting.actions.iter().any(|a| matches!(a, PodAction::Delete { .. })));
+    let mut held = before.clone();
+    held.hibernated_by = Some("keep".into());
+    let holding = World::new(recreate, vec![main, held]).plan();
+    assert!(!holding.actions.iter().any(|a| matches!(a, PodAction::Delete { .. })));
+}

@@ -79,6 +79,11 @@ pub struct PodView {
     pub ip: Option<String>,
     /// VM name a sub-agent forks from (`cocoon.cis/fork-from`).
     pub fork_from: Option<String>,
+    /// What the provider says the VM came from (`cocoon.cis/snapshot-from`): `fork:<vm>`,
+    /// `restore:<snapshot>`, `image:<image>`.
+    pub snapshot_from: Option<String>,
+    /// When the pod was created.
+    pub created_at: Option<Timestamp>,
     /// How vk-cocoon provides the VM (`cocoon.cis/mode`).
     pub mode: Option<String>,
     /// VNC port of the VM (`cocoon.cis/vnc-port`), if it parses.
@@ -104,6 +109,26 @@ impl PodView {
     /// Reports hibernated (§4 item 4): Running, not Ready, container waiting `Hibernated`.
     pub fn reports_hibernated(&self) -> bool {
         self.phase == PodPhase::Running && !self.ready && self.hibernated
+    }
+
+    /// A sub-agent asked to fork whose VM the provider booted from the image instead.
+    pub fn fork_fell_back(&self) -> bool {
+        self.role == Some(PodRole::SubAgent)
+            && !self.terminating
+            && self.fork_from.is_some()
+            && self
+                .snapshot_from
+                .as_deref()
+                .is_some_and(|s| s.starts_with(contract::SNAPSHOT_FROM_IMAGE_PREFIX))
+    }
+
+    /// The VM this pod's VM was really forked from, per the provider.
+    pub fn forked_from(&self) -> Option<String> {
+        self.snapshot_from
+            .as_deref()
+            .and_then(|s| s.strip_prefix(contract::SNAPSHOT_FROM_FORK_PREFIX))
+            .filter(|vm| !vm.is_empty())
+            .map(str::to_string)
     }
 
     /// Whether the pod is a static toolbox: an adopted VM, never suspended with its set.
@@ -149,6 +174,8 @@ impl PodView {
             vm_id: None,
             ip: None,
             fork_from: None,
+            snapshot_from: None,
+            created_at: None,
             mode: None,
             vnc_port: None,
             deletion_cost: None,
@@ -210,6 +237,8 @@ impl PodView {
             vm_id: ann(contract::ANN_VM_ID),
             ip: ann(contract::ANN_IP),
             fork_from: ann(contract::ANN_FORK_FROM),
+            snapshot_from: ann(contract::ANN_SNAPSHOT_FROM),
+            created_at: meta.creation_timestamp.as_ref().map(|t| t.0),
             mode: ann(contract::ANN_MODE),
             vnc_port: ann(contract::ANN_VNC_PORT).and_then(|v| v.parse().ok()),
             deletion_cost: annotations

@@ -114,6 +114,8 @@ fn apply(w: &mut World, actions: &[PodAction]) {
                 w.pods.push(toolbox_pod(toolbox, ToolboxMode::Run))
             }
             PodAction::Delete { pod_name, .. } => w.pods.retain(|p| &p.name != pod_name),
+            // What vk-cocoon does on delete is not modelled here.
+            PodAction::DiscardOnDelete { .. } => {}
             PodAction::RepairLabels { pod_name, labels, .. } => {
                 let pod = w.pods.iter_mut().find(|p| &p.name == pod_name).unwrap();
                 for (k, v) in labels {

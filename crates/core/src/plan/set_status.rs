@@ -10,8 +10,8 @@ use super::observe::{PodPhase, PodRole, PodView, Snapshots};
 use super::pods::SetIdentity;
 use crate::api::conditions::{DesiredCondition, merge};
 use crate::api::{
-    AgentStatus, CocoonSetPhase, CocoonSetSpec, CocoonSetStatus, ConnType, ToolboxMode, ToolboxOs,
-    ToolboxSpec, ToolboxStatus,
+    AgentStatus, CocoonSetPhase, CocoonSetSpec, CocoonSetStatus, ConnType, ForkFallbackPolicy,
+    ToolboxMode, ToolboxOs, ToolboxSpec, ToolboxStatus,
 };
 use crate::contract;
 
@@ -84,7 +84,8 @@ fn agent_entry(input: &StatusInput<'_>, slot: u32) -> AgentStatus {
         phase: vm_phase(pod, input.expectations.create_pending(&name)).to_string(),
         vm_id: pod.and_then(|p| p.vm_id.clone()),
         ip: pod.filter(|p| p.is_serving()).and_then(|p| p.ip.clone()),
-        forked_from: pod.and_then(|p| p.fork_from.clone()),
+        forked_from: pod.and_then(PodView::forked_from),
+        source: pod.and_then(|p| p.snapshot_from.clone()),
         // Only a VM that is hibernated has a snapshot to speak of: an entry left by a delete or
         // an earlier round says nothing about a running VM.
         snapshot_ref: pod
@@ -114,6 +115,34 @@ fn toolbox_entry(input: &StatusInput<'_>, toolbox: &ToolboxSpec) -> ToolboxStatu
         conn_type: conn_type(toolbox.os, vnc_port),
         vnc_port,
         pod_name: name,
+    }
+}
+
+/// `ForkFellBack`: True while a sub-agent asked to fork runs a VM the provider booted from the
+/// image (vk-cocoon falls back when the fork fails), naming the pods.
+fn fork_condition(fell_back: &[&str], policy: ForkFallbackPolicy) -> DesiredCondition {
+    if fell_back.is_empty() {
+        return DesiredCondition {
+            type_: "ForkFellBack",
+            status: false,
+            reason: "Forked",
+            message: String::new(),
+        };
+    }
+    let then = match policy {
+        ForkFallbackPolicy::Keep => "kept (onForkFallback: keep)",
+        ForkFallbackPolicy::Recreate => {
+            "recreated once the main serves again (onForkFallback: recreate)"
+        }
+    };
+    DesiredCondition {
+        type_: "ForkFellBack",
+        status: true,
+        reason: "BootedFromImage",
+        message: format!(
+            "{} booted from the image instead of forking the main; {then}",
+            fell_back.join(", ")
+        ),
     }
 }
 
@@ -221,6 +250,8 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
         problems.push(format!("deleting: {} pod(s) left", input.pods.len()));
     }
     let message = (!problems.is_empty()).then(|| problems.join("; "));
+    let fell_back: Vec<&str> =
+        input.pods.values().filter(|p| p.fork_fell_back()).map(|p| p.name.as_str()).collect();
     let detail = message.clone().unwrap_or_default();
     let desired = [
         DesiredCondition {
@@ -244,6 +275,7 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
             reason: phase.as_str(),
             message: String::new(),
         },
+        fork_condition(&fell_back, input.spec.agent.on_fork_fallback),
     ];
     CocoonSetStatus {
         phase: Some(phase),

@@ -103,6 +103,16 @@ impl AuditLog {
     pub fn catch_up(&mut self) -> std::io::Result<usize> {
         let first = self.events.len();
         let Ok(file) = std::fs::File::open(&self.path) else { return Ok(first) };
+        let length = file.metadata()?.len();
+        if length < self.offset {
+            // Rotated or truncated: what was written since is lost to us, and counting on from
+            // here would report too few requests.
+            return Err(std::io::Error::other(format!(
+                "audit log {} shrank from {} to {length} bytes (rotated?); counts would be wrong",
+                self.path.display(),
+                self.offset
+            )));
+        }
         let mut reader = std::io::BufReader::new(file);
         reader.seek(SeekFrom::Start(self.offset))?;
         let mut line = String::new();
@@ -233,6 +243,20 @@ mod tests {
         format!(
             r#"{{"kind":"Event","level":"Metadata","stage":"{stage}","verb":"{verb}","user":{{"username":"{user}"}},"objectRef":{{"resource":"{resource}","namespace":"ns","name":"{name}"}},"responseStatus":{{"code":200}},"requestReceivedTimestamp":"{at}","stageTimestamp":"{at}"}}"#
         )
+    }
+
+    #[test]
+    fn a_log_that_shrank_is_an_error_not_a_silent_undercount() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let entry = line("op", "create", "ResponseComplete", "pods", "a-0", "2026-01-01T00:00:01Z");
+        std::fs::write(&path, format!("{entry}\n{entry}\n")).unwrap();
+        let mut log = AuditLog::new(&path);
+        assert_eq!(log.catch_up().unwrap(), 0);
+        assert_eq!(log.events.len(), 2);
+        std::fs::write(&path, format!("{entry}\n")).unwrap();
+        let error = log.catch_up().unwrap_err().to_string();
+        assert!(error.contains("shrank"), "{error}");
     }
 
     #[test]

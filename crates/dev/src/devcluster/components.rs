@@ -99,6 +99,9 @@ pub fn apiserver_args(
         args.push(flag("audit-log-path", &audit.log));
         // Blocking: an entry is on disk before the response is sent, so tests can count requests.
         args.push(flag("audit-log-mode", "blocking"));
+        // The writer rotates at 100 MB by default, and a reader that counts by offset would then
+        // miss everything after (a 1,000-set bench writes more): rotate never (1 TB).
+        args.push(flag("audit-log-maxsize", "1000000"));
     }
     args
 }

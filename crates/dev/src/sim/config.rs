@@ -53,6 +53,16 @@ pub struct SimConfig {
     #[arg(long, env = "COCOON_SIM_NEVER_HIBERNATE_SELECTOR", value_parser = parse_selector)]
     pub never_hibernate_selector: Option<Selector>,
 
+    /// Fault: the first N forks fail, and vk-cocoon boots those VMs from the image instead
+    /// (recorded as `image:<image>` in `cocoon.cis/snapshot-from`).
+    #[arg(long, env = "COCOON_SIM_FORK_FAILURES", default_value_t = 0)]
+    pub fork_failures: u32,
+
+    /// Fault: refuse to hibernate main VMs (pods whose name ends in `-0`), as some providers
+    /// do: the VM keeps running, a Warning Event says so.
+    #[arg(long, env = "COCOON_SIM_REFUSE_MAIN_HIBERNATE")]
+    pub refuse_main_hibernate: bool,
+
     /// Interval of the node heartbeat (the node's Lease in `kube-node-lease`).
     #[arg(long, env = "COCOON_SIM_HEARTBEAT_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub heartbeat_interval: Duration,
@@ -70,6 +80,8 @@ impl Default for SimConfig {
             create_failure_rate: 0.0,
             never_hibernate: Vec::new(),
             never_hibernate_selector: None,
+            refuse_main_hibernate: false,
+            fork_failures: 0,
             heartbeat_interval: Duration::from_secs(10),
         }
     }
@@ -86,6 +98,11 @@ impl SimConfig {
             return Err("heartbeat interval must be positive".to_string());
         }
         Ok(())
+    }
+
+    /// Whether the fault "the provider refuses to hibernate a main VM" applies to this pod.
+    pub fn refuses_hibernate(&self, name: &str) -> bool {
+        self.refuse_main_hibernate && name.ends_with("-0")
     }
 
     /// Whether the fault "hibernation never completes" applies to this pod.

@@ -72,6 +72,7 @@ mod tests {
             deleting: false,
             hibernate: false,
             is_static: false,
+            is_clone: false,
             static_ip: None,
             static_problem: Some("no ip".into()),
             vm_id: None,

@@ -22,6 +22,9 @@ pub struct PodIntent {
     pub hibernate: bool,
     /// `cocoon.cis/mode=static`: adopt an existing VM instead of booting one.
     pub is_static: bool,
+    /// `cocoon.cis/mode=clone` (every agent): restore from a snapshot entry if one exists, else
+    /// fork, else boot the image.
+    pub is_clone: bool,
     /// Address a static pod names (`cocoon.cis/ip`), if it is a valid IPv4 address.
     pub static_ip: Option<Ipv4Addr>,
     /// Why a static pod cannot be adopted (missing or invalid `cocoon.cis/ip`).
@@ -70,6 +73,7 @@ impl PodIntent {
             }
         };
 
+        let is_clone = annotation(contract::ANN_MODE) == Some(ToolboxMode::Clone.as_str());
         let is_static = match annotation(contract::ANN_MODE) {
             None => false,
             Some(mode) if mode == ToolboxMode::Static.as_str() => true,
@@ -152,6 +156,7 @@ impl PodIntent {
             deleting: meta.deletion_timestamp.is_some(),
             hibernate,
             is_static,
+            is_clone,
             static_ip,
             static_problem,
             vm_id: annotation(contract::ANN_VM_ID).map(str::to_string),

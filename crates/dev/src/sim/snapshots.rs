@@ -147,6 +147,17 @@ async fn apply(
     })
 }
 
+/// The entry of `vm_name`, if the namespace's ConfigMap holds one (one GET: what vk-cocoon
+/// reads before it creates a VM in clone mode).
+pub async fn read_entry(client: &Client, namespace: &str, vm_name: &str) -> Result<Option<String>> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let map = api
+        .get_opt(contract::SNAPSHOT_CONFIGMAP)
+        .await
+        .map_err(|e| Error::api(format!("get {namespace}/{}", contract::SNAPSHOT_CONFIGMAP), e))?;
+    Ok(map.and_then(|m| m.data?.remove(vm_name)).filter(|v| !v.is_empty()))
+}
+
 /// Every snapshot entry in the cluster as `(namespace, vm name)`: one list at start-up.
 pub async fn list_entries(client: &Client) -> Result<HashSet<(String, String)>> {
     let api: Api<ConfigMap> = Api::all(client.clone());

@@ -52,12 +52,14 @@ pub struct VmTable {
     vms: HashMap<String, VmRecord>,
     rng: SplitMix64,
     next_host: u32,
+    /// Forks made so far (the fault "the first N forks fail" counts them).
+    forks: u32,
 }
 
 impl VmTable {
     /// An empty table; `seed` drives VM ids and fault rolls.
     pub fn new(seed: u64) -> Self {
-        Self { vms: HashMap::new(), rng: SplitMix64(seed), next_host: 2 }
+        Self { vms: HashMap::new(), rng: SplitMix64(seed), next_host: 2, forks: 0 }
     }
 
     pub fn get(&self, uid: &str) -> Option<&VmRecord> {
@@ -112,6 +114,12 @@ impl VmTable {
     }
 
     /// Whether an event of probability `rate` happens now.
+    /// Counts a fork attempt; true if it is among the first `failures`, which fail.
+    pub fn fork_fails(&mut self, failures: u32) -> bool {
+        self.forks = self.forks.saturating_add(1);
+        self.forks <= failures
+    }
+
     pub fn roll(&mut self, rate: f64) -> bool {
         // 53 random bits give a uniform float in [0, 1); rate 1.0 therefore always fires and
         // rate 0.0 never does.

@@ -107,11 +107,13 @@ impl PodWorker {
                 self.event(pod, EventType::Warning, "InvalidAnnotation", problem).await;
             }
         }
-        let held = self.ctx.config.never_completes_hibernate(
-            &intent.namespace,
-            &intent.name,
-            &intent.labels,
-        );
+        let refused = self.ctx.config.refuses_hibernate(&intent.name);
+        let held = refused
+            || self.ctx.config.never_completes_hibernate(
+                &intent.namespace,
+                &intent.name,
+                &intent.labels,
+            );
         let vm = self.ctx.table().get(&self.uid).cloned();
         let step = decide(&intent, vm.as_ref(), held);
         if step != Step::HoldHibernate {
@@ -126,9 +128,16 @@ impl PodWorker {
             Step::HoldHibernate => {
                 if !self.holding {
                     self.holding = true;
-                    let note = "hibernation will never complete (fault injection)";
+                    let (reason, note) = if refused {
+                        (
+                            "HibernateRefused",
+                            "the provider refuses to hibernate a main VM (fault injection)",
+                        )
+                    } else {
+                        ("HibernateHeld", "hibernation will never complete (fault injection)")
+                    };
                     info!(pod = %intent.key, "{note}");
-                    self.event(pod, EventType::Warning, "HibernateHeld", note).await;
+                    self.event(pod, EventType::Warning, reason, note).await;
                 }
                 Ok(Progress::Idle)
             }
@@ -142,9 +151,17 @@ impl PodWorker {
         }
     }
 
-    /// Boots (from the image or a clone of a running VM) or adopts (static) the pod's VM.
+    /// Creates the pod's VM in vk-cocoon's order: adopt (static); in clone mode restore from
+    /// the VM's snapshot entry if there is one, else fork the `fork-from` VM if it runs, else
+    /// boot the image. After a restore the entry is removed for a main VM (slot 0) only.
     async fn create(&mut self, pod: &Pod, intent: &PodIntent) -> Result<Progress> {
         self.pause(self.ctx.config.create_delay).await;
+        let vm_name = intent.chosen_vm_name();
+        let restore_from = if intent.is_clone && !intent.is_static {
+            super::snapshots::read_entry(&self.ctx.client, &intent.namespace, &vm_name).await?
+        } else {
+            None
+        };
         let record = {
             let rate = self.ctx.config.create_failure_rate;
             let mut table = self.ctx.table();
@@ -168,13 +185,23 @@ impl PodWorker {
                 record.id = intent.vm_id.clone().unwrap_or_else(|| table.new_vm_id());
                 record.ip = intent.static_ip;
             } else {
+                let failures = self.ctx.config.fork_failures;
                 let source = intent
                     .fork_from
                     .as_deref()
-                    .filter(|from| table.running_vm_named(from).is_some());
-                record.snapshot_from = Some(match source {
-                    Some(from) => format!("{}{from}", contract::SNAPSHOT_FROM_FORK_PREFIX),
-                    None => format!("{}{}", contract::SNAPSHOT_FROM_IMAGE_PREFIX, intent.image),
+                    .filter(|from| table.running_vm_named(from).is_some())
+                    .filter(|_| restore_from.is_some() || !table.fork_fails(failures));
+                if intent.fork_from.is_some() && source.is_none() && restore_from.is_none() {
+                    warn!(pod = %intent.key, "fork failed; booting from the image instead");
+                }
+                record.snapshot_from = Some(match (&restore_from, source) {
+                    (Some(snapshot), _) => {
+                        format!("{}{snapshot}", contract::SNAPSHOT_FROM_RESTORE_PREFIX)
+                    }
+                    (None, Some(from)) => format!("{}{from}", contract::SNAPSHOT_FROM_FORK_PREFIX),
+                    (None, None) => {
+                        format!("{}{}", contract::SNAPSHOT_FROM_IMAGE_PREFIX, intent.image)
+                    }
                 });
                 record.id = table.new_vm_id();
                 record.ip = table.allocate_ip();
@@ -186,6 +213,10 @@ impl PodWorker {
             table.insert(self.uid.clone(), record.clone());
             record
         };
+        if restore_from.is_some() && record.failure.is_none() && intent.is_main {
+            // A restored main starts a new lineage: its entry would otherwise restore it again.
+            self.ctx.snapshots.delete_entry(&intent.namespace, &vm_name).await?;
+        }
         match &record.failure {
             Some(failure) => {
                 warn!(pod = %intent.key, vm = %record.name, "VM create failed: {failure}")

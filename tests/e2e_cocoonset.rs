@@ -499,3 +499,63 @@ async fn a_fork_that_fell_back_to_the_image_is_reported_and_with_recreate_forked
     assert_ne!(pods.get("fb-1").await.unwrap().metadata.uid, first_uid, "a new pod");
     wait_phase(&sets, "fb", CocoonSetPhase::Running).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_set_suspends_itself_and_activity_or_the_users_resume_wakes_it() {
+    let env = Env::new("cs-idle-suspend").await;
+    let sets = env.ns.api::<CocoonSet>();
+    let mut spec = env.set_spec(1);
+    spec.idle = Some(cocoon_operator::api::IdleSpec { after: "3s".into() });
+    env.create_set("lazy", spec).await;
+    wait_phase(&sets, "lazy", CocoonSetPhase::Running).await;
+    let suspended_reason = |s: &cocoon_operator::api::CocoonSetStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == "Suspended" && c.status == "True")
+            .map(|c| c.reason.clone())
+    };
+
+    // Nobody uses it: it suspends itself at the deadline (a timer: no event arrives).
+    let status = wait_phase(&sets, "lazy", CocoonSetPhase::Suspended).await;
+    assert_eq!(suspended_reason(&status).as_deref(), Some("Idle"));
+    assert!(status.idle.as_ref().and_then(|i| i.suspended_since.as_ref()).is_some());
+    assert!(!sets.get("lazy").await.unwrap().spec.suspend, "the user's spec is not touched");
+    let events = common::event_reasons(&env.ns.name, Some("lazy"), false).await;
+    assert!(events.contains("IdleSuspended"), "{events}");
+
+    // Activity (kubectl cocoon touch writes the stamp) resumes it.
+    let touch = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-cocoon"))
+        .args(["touch", "lazy", "-n", &env.ns.name])
+        .arg(format!("--kubeconfig={}", common::cluster().kubeconfig.display()))
+        .output()
+        .await
+        .unwrap();
+    assert!(touch.status.success(), "{}", String::from_utf8_lossy(&touch.stderr));
+    eventually(DEADLINE, || async {
+        let set = sets.get("lazy").await.map_err(|e| e.to_string())?;
+        let status = set.status.clone().unwrap_or_default();
+        if status.phase == Some(CocoonSetPhase::Running) {
+            Ok(())
+        } else {
+            Err(format!(
+                "phase {:?} idle {:?} annotations {:?} conditions {:?}",
+                status.phase, status.idle, set.metadata.annotations, status.conditions
+            ))
+        }
+    })
+    .await
+    .expect("touch resumes the idle set");
+    let events = common::event_reasons(&env.ns.name, Some("lazy"), false).await;
+    assert!(events.contains("IdleResumed"), "{events}");
+
+    // The user's suspend wins and is the user's: reason Suspended, not Idle.
+    let suspend = |on: bool| serde_json::json!({"spec": {"suspend": on}});
+    sets.patch("lazy", &PatchParams::default(), &Patch::Merge(&suspend(true))).await.unwrap();
+    let status = wait_phase(&sets, "lazy", CocoonSetPhase::Suspended).await;
+    assert_eq!(suspended_reason(&status).as_deref(), Some("Suspended"));
+    // The user's resume is activity: Running, though the stamp is old; idle again later.
+    sets.patch("lazy", &PatchParams::default(), &Patch::Merge(&suspend(false))).await.unwrap();
+    wait_phase(&sets, "lazy", CocoonSetPhase::Running).await;
+    let status = wait_phase(&sets, "lazy", CocoonSetPhase::Suspended).await;
+    assert_eq!(suspended_reason(&status).as_deref(), Some("Idle"));
+}

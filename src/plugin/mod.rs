@@ -69,8 +69,14 @@ pub enum PluginCommand {
     Wake(PodArgs),
     /// Suspend a CocoonSet (hibernate every VM).
     Suspend(SetArgs),
-    /// Resume a suspended CocoonSet.
+    /// Resume a suspended CocoonSet (also stamps activity, which wakes an idle-suspended set).
     Resume(SetArgs),
+    /// Stamp activity on a CocoonSet now (`cocoon.cis/last-activity`): resets its idle timer and
+    /// resumes it if idle auto-suspend suspended it.
+    Touch {
+        /// The CocoonSet.
+        set: String,
+    },
     /// Set the number of sub-agents of a CocoonSet (its scale subresource, as `kubectl scale`).
     Scale {
         /// The CocoonSet.
@@ -227,6 +233,10 @@ pub async fn run(cli: PluginCli) -> Result<()> {
         PluginCommand::Suspend(args) => suspend(&target, args, true).await?,
         PluginCommand::Resume(args) => suspend(&target, args, false).await?,
         PluginCommand::Scale { set, replicas } => scale(&target, &set, replicas).await?,
+        PluginCommand::Touch { set } => {
+            touch(&target, &set).await?;
+            println!("cocoonset/{set} touched");
+        }
     }
     Ok(())
 }
@@ -360,8 +370,25 @@ async fn pod_round(target: &Target, args: PodArgs, action: HibernationAction) ->
         .await
 }
 
+/// Writes `cocoon.cis/last-activity = now` on the set.
+async fn touch(target: &Target, set: &str) -> Result<()> {
+    let sets: Api<CocoonSet> = target.api();
+    let now = k8s_openapi::jiff::Timestamp::now()
+        .round(k8s_openapi::jiff::Unit::Second)
+        .unwrap_or_else(|_| k8s_openapi::jiff::Timestamp::now());
+    let patch = serde_json::json!({"metadata": {"annotations": {crate::contract::ANN_LAST_ACTIVITY: now.to_string()}}});
+    sets.patch(set, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| target.explain(e, "cocoonset", Some(set)))?;
+    Ok(())
+}
+
 async fn suspend(target: &Target, args: SetArgs, on: bool) -> Result<()> {
     let sets: Api<CocoonSet> = target.api();
+    if !on {
+        // A set idle auto-suspend holds has `suspend: false` already: new activity wakes it.
+        touch(target, &args.set).await?;
+    }
     let patch = serde_json::json!({"spec": {"suspend": on}});
     sets.patch(&args.set, &PatchParams::default(), &Patch::Merge(&patch))
         .await

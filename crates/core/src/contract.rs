@@ -68,6 +68,8 @@ pub const ANN_POD_DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-c
 pub const SNAPSHOT_FROM_FORK_PREFIX: &str = "fork:";
 /// Value of `cocoon.cis/snapshot-from` when a VM booted from its image.
 pub const SNAPSHOT_FROM_IMAGE_PREFIX: &str = "image:";
+/// Annotation on a CocoonSet: when it was last used (RFC 3339), for idle auto-suspend.
+pub const ANN_LAST_ACTIVITY: &str = "cocoon.cis/last-activity";
 /// `cocoon.cis/snapshot-from` of a VM restored from its `cocoon-vm-snapshots` entry:
 /// `restore:<entry value>`.
 pub const SNAPSHOT_FROM_RESTORE_PREFIX: &str = "restore:";

@@ -241,6 +241,8 @@ async fn watch_progress(client: &Client, timeout: Duration) -> Result<(), String
     use kube::ResourceExt;
     use kube::runtime::watcher::{self, Event};
     use std::io::{IsTerminal, Write};
+    // One event at a time passes through: its size does not matter.
+    #[allow(clippy::large_enum_variant)]
     enum Seen {
         Set(Event<CocoonSet>),
         Hib(Event<Hibernation>),

@@ -1,6 +1,6 @@
 //! The `CocoonSet` resource: a main agent VM, sub-agents forked from it, and toolbox VMs.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube_derive::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -56,6 +56,19 @@ pub struct CocoonSetSpec {
     #[schemars(length(max = 16))]
     #[x_kube(validation = Rule::new("self.all(t, self.exists_one(u, u.name == t.name))").message("toolbox names must be unique in the set"))]
     pub toolboxes: Vec<ToolboxSpec>,
+    /// Suspend the set by itself once nobody used it for a while; resume on new activity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle: Option<IdleSpec>,
+}
+
+/// Idle auto-suspend. Activity is the annotation `cocoon.cis/last-activity` (RFC 3339, written
+/// by anything: the agent, a gateway, `kubectl cocoon touch`) and any edit of the spec.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct IdleSpec {
+    /// Suspend after this long without activity, a duration such as `30m` or `1h 30m`.
+    #[schemars(regex(pattern = r"^ *([0-9]+ *(ms|s|m|h|d) *)+$"))]
+    pub after: String,
 }
 
 fn default_node_name() -> String {
@@ -341,10 +354,27 @@ pub struct CocoonSetStatus {
     /// The `metadata.generation` this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Idle auto-suspend bookkeeping, present when `spec.idle` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle: Option<IdleStatus>,
     /// Standard conditions: `Ready` (phase `Running`), `Progressing` (`Pending`, `Scaling` or
-    /// `Suspending`) and `Suspended`.
+    /// `Suspending`), `Suspended` (reason `Idle` when idle auto-suspend did it) and
+    /// `ForkFellBack`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// What the operator remembers of idle auto-suspend (the activity stamp itself is the
+/// `cocoon.cis/last-activity` annotation).
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IdleStatus {
+    /// Latest activity seen other than the stamp: the last spec edit, or a resume after idling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_since: Option<Time>,
+    /// Set while the operator keeps the set suspended for being idle: since when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended_since: Option<Time>,
 }
 
 /// One agent VM of the set.

@@ -29,6 +29,7 @@ pub fn spec(replicas: i32) -> CocoonSetSpec {
         node_name: contract::DEFAULT_NODE_NAME.into(),
         snapshot_policy: SnapshotPolicy::Always,
         toolboxes: Vec::new(),
+        idle: None,
     }
 }
 

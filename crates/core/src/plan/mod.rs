@@ -6,6 +6,7 @@ pub mod cocoon_set;
 pub mod expectations;
 pub mod hib_pass;
 pub mod hibernation;
+pub mod idle;
 pub mod observe;
 pub mod pass;
 pub mod pods;

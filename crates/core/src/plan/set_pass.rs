@@ -211,9 +211,23 @@ pub fn plan_set_pass(
     for pod in &mut pods {
         pod.identify(&set_name);
     }
-    let forks_served = memory.observe(&pods, generation, set.spec.suspend, now);
-    pods.retain(|p| !p.uid.as_ref().is_some_and(|u| memory.vanished.contains(u)));
     let stored = set.status.clone().unwrap_or_default();
+    let previous = memory.last_written.clone().unwrap_or_else(|| stored.clone());
+    let annotations = set.metadata.annotations.as_ref();
+    let idle = super::idle::decide_idle(&super::idle::IdleInput {
+        spec: set.spec.idle.as_ref(),
+        user_suspend: set.spec.suspend,
+        stamp: annotations.and_then(|a| a.get(contract::ANN_LAST_ACTIVITY)).map(String::as_str),
+        previous: previous.idle.as_ref(),
+        spec_edited: previous.observed_generation != generation,
+        created: set.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        now,
+    });
+    // Idle auto-suspend suspends through the same plan as the user's `suspend`.
+    let mut spec = set.spec.clone();
+    spec.suspend |= idle.suspended && !deleting;
+    let forks_served = memory.observe(&pods, generation, spec.suspend, now);
+    pods.retain(|p| !p.uid.as_ref().is_some_and(|u| memory.vanished.contains(u)));
     let mut steps = Vec::new();
     if deleting && !held {
         // Not ours to hold: the garbage collector removes the pods.
@@ -234,13 +248,12 @@ pub fn plan_set_pass(
         name: set.metadata.name.clone().unwrap_or_default(),
         uid,
     };
-    let previous = memory.last_written.clone().unwrap_or_else(|| stored.clone());
     let conflicts: BTreeSet<String> = memory.name_conflicts.keys().cloned().collect();
     let failure = memory.rejection.as_ref().map(Rejection::message);
-    let plan = plan_cocoon_set(&SetInput {
+    let mut plan = plan_cocoon_set(&SetInput {
         set: &identity,
         generation,
-        spec: &set.spec,
+        spec: &spec,
         previous_status: &previous,
         pods: &pods,
         snapshots: view.snapshots,
@@ -270,9 +283,11 @@ pub fn plan_set_pass(
             forks_served,
         };
     }
+    apply_idle(&mut plan.status, &idle);
     steps.extend(plan.actions.into_iter().map(Step::Pod));
     steps.extend(plan.events.into_iter().map(Step::Event));
-    let mut wake_after = plan.requeue_after;
+    steps.extend(idle.event.clone().map(Step::Event));
+    let mut wake_after = super::earliest(plan.requeue_after, idle.wake_after);
     if plan.status == stored || memory.last_written.as_ref() == Some(&plan.status) {
         memory.batch = None;
     } else if settings.status_batch.is_zero() || status_urgent(&previous, &plan.status, deleting) {
@@ -300,6 +315,26 @@ pub fn plan_set_pass(
         status: plan.status,
         pod_count: pods.len(),
         forks_served,
+    }
+}
+
+/// Shows idle auto-suspend in the status: its bookkeeping, the `Suspended` condition's reason
+/// `Idle` while it holds the set, and a problem with its input in the message.
+fn apply_idle(status: &mut CocoonSetStatus, idle: &super::idle::IdleDecision) {
+    status.idle = idle.status.clone();
+    if idle.suspended {
+        for condition in status.conditions.iter_mut().filter(|c| c.type_ == "Suspended") {
+            condition.reason = "Idle".to_string();
+            condition.message =
+                "suspended by idle auto-suspend; new activity resumes it".to_string();
+        }
+    }
+    if let Some(problem) = &idle.problem {
+        status.message = Some(match status.message.take() {
+            Some(m) if !m.contains(problem.as_str()) => format!("{m}; {problem}"),
+            Some(m) => m,
+            None => problem.clone(),
+        });
     }
 }
 

@@ -295,6 +295,7 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
         toolboxes,
         message,
         observed_generation: input.generation,
+        idle: None,
         conditions: merge(&input.previous.conditions, &desired, input.generation, input.now),
     }
 }

@@ -559,3 +559,47 @@ async fn an_idle_set_suspends_itself_and_activity_or_the_users_resume_wakes_it()
     let status = wait_phase(&sets, "lazy", CocoonSetPhase::Suspended).await;
     assert_eq!(suspended_reason(&status).as_deref(), Some("Idle"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_frees_every_seat_of_a_suspended_set_and_resume_restores_each_vm() {
+    let env = Env::new("cs-release").await;
+    let sets = env.ns.api::<CocoonSet>();
+    let mut spec = env.set_spec(2);
+    spec.hibernate_policy = cocoon_operator::api::HibernatePolicy::Release;
+    env.create_set("rel", spec).await;
+    wait_phase(&sets, "rel", CocoonSetPhase::Running).await;
+
+    let suspend = |on: bool| serde_json::json!({"spec": {"suspend": on}});
+    sets.patch("rel", &PatchParams::default(), &Patch::Merge(&suspend(true))).await.unwrap();
+    let status = eventually(DEADLINE, || async {
+        let status = sets.get("rel").await.map_err(|e| e.to_string())?.status.unwrap_or_default();
+        let released =
+            status.conditions.iter().any(|c| c.type_ == "Released" && c.status == "True");
+        if released && status.phase == Some(CocoonSetPhase::Suspended) {
+            Ok(status)
+        } else {
+            Err(format!("{:?} {:?}", status.phase, status.agents))
+        }
+    })
+    .await
+    .expect("every seat is released");
+    assert!(pod_names(&env.ns.api()).await.is_empty(), "no pod holds a seat");
+    for agent in &status.agents {
+        assert_eq!(agent.phase, "Released");
+        let vm = agent.vm_name.clone().unwrap();
+        assert_eq!(agent.snapshot_ref, Some(format!("{vm}-suspend")), "identity and snapshot kept");
+    }
+
+    sets.patch("rel", &PatchParams::default(), &Patch::Merge(&suspend(false))).await.unwrap();
+    let status = wait_phase(&sets, "rel", CocoonSetPhase::Running).await;
+    let sources: Vec<Option<String>> = status.agents.iter().map(|a| a.source.clone()).collect();
+    let expected: Vec<Option<String>> = status
+        .agents
+        .iter()
+        .map(|a| Some(format!("restore:{}-suspend", a.vm_name.clone().unwrap())))
+        .collect();
+    assert_eq!(sources, expected, "each VM restored from its own snapshot");
+    assert_eq!(pod_names(&env.ns.api()).await, vec!["rel-0", "rel-1", "rel-2"], "the same names");
+    let events = common::event_reasons(&env.ns.name, Some("rel"), false).await;
+    assert!(events.contains("ResumingReleased"), "{events}");
+}

@@ -15,7 +15,7 @@ fn paint(text: &str, phase: &str, color: bool) -> String {
     }
     let code = match phase {
         "Running" | "Active" => "32",
-        "Hibernated" | "Suspended" => "36",
+        "Hibernated" | "Suspended" | "Released" => "36",
         "Failed" | "ProviderFailed" | "Error" => "31",
         "" | "-" => return text.to_string(),
         _ => "33",

@@ -130,6 +130,8 @@ struct Desired {
     /// The lowest `replicas` since each slot's pod was last created: a slot above it may be
     /// deleted by a scale-down, one at or below it never.
     low_water: i32,
+    /// `hibernatePolicy: release`: a suspended set deletes its hibernated pods.
+    release: bool,
 }
 
 /// The operator child process.
@@ -310,8 +312,16 @@ pub async fn run(args: ChaosArgs) -> Result<ChaosReport, BoxError> {
                         "agent": {"image": "ubuntu-dev-base", "replicas": replicas}
                     }))?;
                     spec.node_name = node.clone();
+                    // Every other set releases its seats when suspended.
+                    let release = next_set.is_multiple_of(2);
+                    if release {
+                        spec.hibernate_policy = crate::api::HibernatePolicy::Release;
+                    }
                     sets.create(&PostParams::default(), &CocoonSet::new(&name, spec)).await?;
-                    desired.insert(name, Desired { replicas, suspend: false, low_water: replicas });
+                    desired.insert(
+                        name,
+                        Desired { replicas, suspend: false, low_water: replicas, release },
+                    );
                 }
                 2..=4 if !live.is_empty() => {
                     let name = &live[usize::try_from(rng.below(live.len() as u64)).unwrap_or(0)];
@@ -459,6 +469,7 @@ async fn check(
 ) -> Result<usize, String> {
     let e = |e: kube::Error| e.to_string();
     let all_pods = pods.list(&ListParams::default()).await.map_err(e)?.items;
+
     let mut checked = 0;
     for (name, d) in desired {
         let set = sets.get(name).await.map_err(e)?;
@@ -492,6 +503,19 @@ async fn check(
             if d.suspend { names.iter().all(|n| expected.contains(n)) } else { names == expected };
         if !fits {
             return Err(format!("{name}: pods {names:?}, want {expected:?}"));
+        }
+        // A released set holds no hibernated pod once suspended (the provider's refused main
+        // excepted): each is deleted once its snapshot entry exists.
+        if d.suspend && d.release && !refused {
+            let held = status.agents.iter().filter(|a| a.phase == "Hibernated").count();
+            if held > 0 && status.agents.iter().all(|a| a.phase != "Terminating") {
+                // Pods held by a Hibernation stay: the user's.
+                let by_hibernation =
+                    hib_targets.values().filter(|(p, _)| slot_of(name, p).is_some()).count();
+                if held > by_hibernation {
+                    return Err(format!("{name}: {held} hibernated pod(s) kept despite release"));
+                }
+            }
         }
         checked += 1 + names.len();
     }

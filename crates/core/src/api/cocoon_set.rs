@@ -59,6 +59,29 @@ pub struct CocoonSetSpec {
     /// Suspend the set by itself once nobody used it for a while; resume on new activity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle: Option<IdleSpec>,
+    /// What a suspended set keeps: `retain` (default) keeps every hibernated pod; `release`
+    /// deletes each agent pod once its VM reports hibernated and its snapshot entry exists,
+    /// freeing quota and node capacity; resume recreates them and they restore.
+    #[serde(default, skip_serializing_if = "HibernatePolicy::is_default")]
+    pub hibernate_policy: HibernatePolicy,
+}
+
+/// What a suspended CocoonSet keeps.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HibernatePolicy {
+    /// Keep every hibernated pod (its seat, its address allocation, its quota).
+    #[default]
+    Retain,
+    /// Delete hibernated agent pods whose snapshot entry exists; recreate them on resume.
+    Release,
+}
+
+impl HibernatePolicy {
+    /// Whether this is the default (`retain`), which is not written back.
+    pub fn is_default(&self) -> bool {
+        *self == Self::Retain
+    }
 }
 
 /// Idle auto-suspend. Activity is the annotation `cocoon.cis/last-activity` (RFC 3339, written

@@ -77,6 +77,9 @@ pub enum DeleteReason {
     Terminal,
     /// The set is being deleted.
     Teardown,
+    /// The set is suspended with `hibernatePolicy: release`: the pod's VM is hibernated and
+    /// its snapshot entry exists; the pod is recreated (and restores) on resume.
+    Released,
     /// A sub-agent booted from the image instead of forking, and `onForkFallback: recreate`
     /// asks for it to be forked anew now that the main serves again.
     ForkFellBack,
@@ -91,6 +94,7 @@ impl DeleteReason {
             Self::Terminal => "Terminal",
             Self::Teardown => "Teardown",
             Self::ForkFellBack => "ForkFellBack",
+            Self::Released => "Released",
         }
     }
 }
@@ -255,7 +259,8 @@ pub fn plan_cocoon_set(input: &SetInput<'_>) -> SetPlan {
         failure: input.failure,
         now: input.now,
     });
-    let events = transition_events(input.previous_status, &status, input.deleting);
+    let mut events = transition_events(input.previous_status, &status, input.deleting);
+    events.extend(resume_of_released(input));
     SetPlan {
         actions,
         // A create still in flight will land a pod: not complete until it did and went.
@@ -282,6 +287,10 @@ fn deletions(input: &SetInput<'_>, deleting_now: &dyn Fn(&PodView) -> bool) -> V
     let main_name = contract::agent_pod_name(&input.set.name, 0);
     let main = input.pods.iter().find(|p| p.name == main_name && !deleting_now(p));
     for pod in input.pods.iter().filter(|p| !deleting_now(p)) {
+        if releasable(input, pod) {
+            others.push(delete(pod, DeleteReason::Released));
+            continue;
+        }
         if refork(input, main, pod) {
             // Without a snapshot on delete: the replacement would restore this VM, not fork.
             others.push(PodAction::DiscardOnDelete { pod_name: pod.name.clone() });
@@ -301,6 +310,25 @@ fn deletions(input: &SetInput<'_>, deleting_now: &dyn Fn(&PodView) -> bool) -> V
     }
     scale_down.sort_by_key(|(slot, _)| std::cmp::Reverse(*slot));
     scale_down.into_iter().map(|(_, p)| delete(p, DeleteReason::ScaleDown)).chain(others).collect()
+}
+
+/// `hibernatePolicy: release` on a suspended set: a pod goes once its VM reports hibernated
+/// for this suspend and its snapshot entry exists, never before (no VM without a snapshot is
+/// deleted). Only clone-mode VMs: vk-cocoon restores those from their entry when recreated (a
+/// run-mode toolbox would boot fresh, so it is kept). A pod a Hibernation holds is the user's.
+pub(crate) fn releasable(input: &SetInput<'_>, pod: &PodView) -> bool {
+    let fresh = match input.suspend.asked.get(&pod.name) {
+        Some(asked) => pod.ready_changed_at.is_some_and(|t| t.as_second() >= asked.as_second()),
+        None => true,
+    };
+    input.spec.suspend
+        && input.spec.hibernate_policy == crate::api::HibernatePolicy::Release
+        && pod.mode.as_deref() == Some(crate::api::ToolboxMode::Clone.as_str())
+        && pod.hibernate_requested
+        && pod.reports_hibernated()
+        && fresh
+        && pod.hibernated_by.is_none()
+        && pod.vm_name.as_ref().is_some_and(|vm| input.snapshots.contains_key(vm))
 }
 
 /// `onForkFallback: recreate`: a sub-agent that booted from the image is deleted (and then
@@ -433,6 +461,37 @@ fn label_repairs(input: &SetInput<'_>, gone: &dyn Fn(&PodView) -> bool) -> Vec<P
             })
         })
         .collect()
+}
+
+/// On resume of a set whose pods were released: which will restore from their snapshot entry
+/// and which boot fresh because the entry is gone (one Event, a Warning if any boots fresh).
+fn resume_of_released(input: &SetInput<'_>) -> Option<PlanEvent> {
+    if input.spec.suspend || input.deleting {
+        return None;
+    }
+    let released: Vec<&crate::api::AgentStatus> =
+        input.previous_status.agents.iter().filter(|a| a.phase == "Released").collect();
+    if released.is_empty() {
+        return None;
+    }
+    let (restore, fresh): (Vec<_>, Vec<_>) = released
+        .iter()
+        .partition(|a| a.vm_name.as_ref().is_some_and(|vm| input.snapshots.contains_key(vm)));
+    let names = |list: &[&&crate::api::AgentStatus]| {
+        list.iter().map(|a| a.pod_name.as_str()).collect::<Vec<_>>().join(", ")
+    };
+    let mut message = format!("recreating {} released pod(s)", released.len());
+    if !restore.is_empty() {
+        message.push_str(&format!("; {} restore from their snapshot entries", names(&restore)));
+    }
+    if !fresh.is_empty() {
+        message.push_str(&format!(
+            "; {} have no snapshot entry any more and boot fresh from the image",
+            names(&fresh)
+        ));
+        return Some(PlanEvent::warning("ResumedFresh", message));
+    }
+    Some(PlanEvent::normal("ResumingReleased", message))
 }
 
 /// Ordered deletion: toolboxes and sub-agents first, the main only once they are gone.

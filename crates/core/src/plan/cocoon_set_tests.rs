@@ -530,3 +530,98 @@ fn recreate_deletes_a_fallen_back_sub_agent_only_once_the_main_serves_again() {
     let holding = World::new(recreate, vec![main, held]).plan();
     assert!(!holding.actions.iter().any(|a| matches!(a, PodAction::Delete { .. })));
 }
+
+fn release(replicas: i32, suspend: bool) -> crate::api::CocoonSetSpec {
+    let mut s = spec(replicas);
+    s.suspend = suspend;
+    s.hibernate_policy = crate::api::HibernatePolicy::Release;
+    s
+}
+
+fn entry(w: &mut World, slot: u32) {
+    let vm = contract::agent_vm_name("prod", "demo", slot);
+    w.snapshots.insert(vm.clone(), format!("{vm}-suspend"));
+}
+
+fn deleted(plan: &super::SetPlan) -> Vec<(String, DeleteReason)> {
+    plan.actions
+        .iter()
+        .filter_map(|a| match a {
+            PodAction::Delete { pod_name, reason, .. } => Some((pod_name.clone(), *reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn release_deletes_a_pod_only_once_it_is_hibernated_and_its_snapshot_entry_exists() {
+    let mut held = hibernated(agent(3), 0);
+    held.hibernated_by = Some("keep".into());
+    let mut runner = hibernated(toolbox_pod("shell", ToolboxMode::Run), 0);
+    runner.hibernate_requested = true;
+    let mut still_running = agent(2);
+    still_running.hibernate_requested = true;
+    let mut w = World::new(
+        release(3, true),
+        vec![hibernated(agent(0), 0), hibernated(agent(1), 0), still_running, held, runner],
+    );
+    w.spec.toolboxes.push(toolbox("shell", ToolboxOs::Linux, ToolboxMode::Run));
+    for slot in [0, 2, 3] {
+        entry(&mut w, slot);
+    }
+    w.snapshots.insert(contract::toolbox_vm_name("prod", "demo", "shell"), "x".into());
+    let plan = w.plan();
+    // demo-1 has no entry yet, demo-2 still runs, demo-3 is held by a Hibernation, and a
+    // run-mode toolbox would not restore: only demo-0 goes.
+    assert_eq!(deleted(&plan), vec![("demo-0".to_string(), DeleteReason::Released)]);
+    assert!(plan.events.iter().all(|e| e.reason != "DeletedPod"), "routine: no Event per pod");
+
+    // retain (the default) keeps every pod.
+    w.spec.hibernate_policy = crate::api::HibernatePolicy::Retain;
+    assert!(deleted(&w.plan()).is_empty());
+}
+
+#[test]
+fn a_released_set_keeps_every_identity_and_snapshot_and_says_released() {
+    let mut w = World::new(release(2, true), vec![]);
+    for slot in 0..=2 {
+        entry(&mut w, slot);
+    }
+    let plan = w.plan();
+    assert!(plan.actions.is_empty(), "nothing created while suspended: {:?}", plan.actions);
+    assert_eq!(plan.status.phase, Some(CocoonSetPhase::Suspended));
+    for (slot, agent) in plan.status.agents.iter().enumerate() {
+        assert_eq!(agent.phase, "Released");
+        let vm = contract::agent_vm_name("prod", "demo", slot as u32);
+        assert_eq!(agent.vm_name.as_deref(), Some(vm.as_str()));
+        assert_eq!(agent.snapshot_ref, Some(format!("{vm}-suspend")));
+    }
+    let released = condition(&plan, "Released");
+    assert_eq!((released.status.as_str(), released.reason.as_str()), ("True", "SeatsReleased"));
+    // Half way: the condition counts.
+    let mut half = World::new(release(1, true), vec![hibernated(agent(1), 0)]);
+    entry(&mut half, 0);
+    let half = half.plan();
+    assert_eq!(condition(&half, "Released").reason, "Releasing");
+    // No condition at all with retain.
+    let retain = World::new(spec(1), vec![agent(0), agent(1)]).plan();
+    assert!(!retain.status.conditions.iter().any(|c| c.type_ == "Released"));
+}
+
+#[test]
+fn resuming_a_released_set_recreates_the_main_first_and_names_who_restores_and_who_boots_fresh() {
+    let mut suspended = World::new(release(2, true), vec![]);
+    for slot in 0..=2 {
+        entry(&mut suspended, slot);
+    }
+    let before = suspended.plan().status;
+    let mut w = World::new(release(2, false), vec![]);
+    w.status = before;
+    entry(&mut w, 0);
+    entry(&mut w, 1); // demo-2's entry is gone meanwhile
+    let plan = w.plan();
+    assert_eq!(creates(&plan.actions), vec!["demo-0"], "the main first, as always");
+    let event = plan.events.iter().find(|e| e.reason == "ResumedFresh").expect("a Warning");
+    assert!(event.message.contains("demo-0, demo-1 restore"), "{}", event.message);
+    assert!(event.message.contains("demo-2 have no snapshot entry"), "{}", event.message);
+}

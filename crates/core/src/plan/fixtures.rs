@@ -30,6 +30,7 @@ pub fn spec(replicas: i32) -> CocoonSetSpec {
         snapshot_policy: SnapshotPolicy::Always,
         toolboxes: Vec::new(),
         idle: None,
+        hibernate_policy: Default::default(),
     }
 }
 

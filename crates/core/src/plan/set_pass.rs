@@ -363,7 +363,8 @@ pub fn status_urgent(previous: &CocoonSetStatus, next: &CocoonSetStatus, deletin
 fn done_event(action: &PodAction) -> Option<PlanEvent> {
     let name = action.pod_name();
     match action {
-        PodAction::Delete { reason, .. } if *reason == DeleteReason::Teardown => None,
+        // Routine: the status (agent phase Released, condition Released) tells it.
+        PodAction::Delete { reason: DeleteReason::Teardown | DeleteReason::Released, .. } => None,
         PodAction::Delete { reason, was, .. } => Some(PlanEvent::normal(
             "DeletedPod",
             format!("deleted pod {name} ({}; was {was})", reason.as_str()),

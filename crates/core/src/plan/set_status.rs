@@ -11,7 +11,7 @@ use super::pods::SetIdentity;
 use crate::api::conditions::{DesiredCondition, merge};
 use crate::api::{
     AgentStatus, CocoonSetPhase, CocoonSetSpec, CocoonSetStatus, ConnType, ForkFallbackPolicy,
-    ToolboxMode, ToolboxOs, ToolboxSpec, ToolboxStatus,
+    HibernatePolicy, ToolboxMode, ToolboxOs, ToolboxSpec, ToolboxStatus,
 };
 use crate::contract;
 
@@ -78,10 +78,12 @@ fn agent_entry(input: &StatusInput<'_>, slot: u32) -> AgentStatus {
     let vm_name = pod
         .and_then(|p| p.vm_name.clone())
         .unwrap_or_else(|| contract::agent_vm_name(&input.set.namespace, &input.set.name, slot));
+    let creating = input.expectations.create_pending(&name);
+    let released = pod.is_none() && !creating && released_here(input, &vm_name);
     AgentStatus {
         slot: i32::try_from(slot).unwrap_or(i32::MAX),
         role: if slot == 0 { contract::ROLE_MAIN } else { contract::ROLE_SUB_AGENT }.to_string(),
-        phase: vm_phase(pod, input.expectations.create_pending(&name)).to_string(),
+        phase: if released { "Released" } else { vm_phase(pod, creating) }.to_string(),
         vm_id: pod.and_then(|p| p.vm_id.clone()),
         ip: pod.filter(|p| p.is_serving()).and_then(|p| p.ip.clone()),
         forked_from: pod.and_then(PodView::forked_from),
@@ -90,10 +92,54 @@ fn agent_entry(input: &StatusInput<'_>, slot: u32) -> AgentStatus {
         // an earlier round says nothing about a running VM.
         snapshot_ref: pod
             .filter(|p| p.reports_hibernated())
+            .map(|_| ())
+            .or(released.then_some(()))
             .and_then(|_| input.snapshots.get(&vm_name).cloned()),
         vm_name: Some(vm_name),
         pod_name: name,
     }
+}
+
+/// A suspended set with `hibernatePolicy: release` whose VM `vm_name` waits in its snapshot
+/// entry, its pod deleted.
+fn released_here(input: &StatusInput<'_>, vm_name: &str) -> bool {
+    input.spec.suspend
+        && input.spec.hibernate_policy == HibernatePolicy::Release
+        && input.snapshots.contains_key(vm_name)
+}
+
+/// `Released` (only with `hibernatePolicy: release`): True once every agent's pod is deleted and
+/// its VM waits in its snapshot entry.
+fn release_condition(input: &StatusInput<'_>, agents: &[AgentStatus]) -> Option<DesiredCondition> {
+    if input.spec.hibernate_policy != HibernatePolicy::Release {
+        return None;
+    }
+    let released = agents.iter().filter(|a| a.phase == "Released").count();
+    let all = !agents.is_empty() && released == agents.len();
+    Some(if all {
+        DesiredCondition {
+            type_: "Released",
+            status: true,
+            reason: "SeatsReleased",
+            message: format!(
+                "{released} agent pod(s) deleted; their VMs wait in cocoon-vm-snapshots and restore on resume"
+            ),
+        }
+    } else if input.spec.suspend {
+        DesiredCondition {
+            type_: "Released",
+            status: false,
+            reason: "Releasing",
+            message: format!("{released}/{} agent pod(s) released", agents.len()),
+        }
+    } else {
+        DesiredCondition {
+            type_: "Released",
+            status: false,
+            reason: "Active",
+            message: String::new(),
+        }
+    })
 }
 
 fn toolbox_entry(input: &StatusInput<'_>, toolbox: &ToolboxSpec) -> ToolboxStatus {
@@ -277,6 +323,8 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
         },
         fork_condition(&fell_back, input.spec.agent.on_fork_fallback),
     ];
+    let release = release_condition(input, &agents);
+    let desired: Vec<DesiredCondition> = desired.into_iter().chain(release).collect();
     CocoonSetStatus {
         phase: Some(phase),
         ready_agents: i32::try_from(ready_agents).unwrap_or(i32::MAX),

@@ -48,12 +48,23 @@ async fn every_scenario_is_measured_for_ours_and_an_external_operator() {
                 "scale-down",
                 "suspend",
                 "resume",
+                "suspend-release",
+                "resume-release",
                 "hibernate",
                 "wake",
                 "idle",
                 "delete"
             ]
         );
+        // Seats: retain keeps every pod of a suspended set, release only the run-mode toolbox.
+        let held = |name: &str| {
+            r["scenarios"].as_array().unwrap().iter().find(|s| s["scenario"] == name).unwrap()
+                ["pods_held"]
+                .as_u64()
+        };
+        let sets = r["sets"].as_u64().unwrap();
+        assert!(held("suspend").unwrap() > sets, "retain keeps agent pods");
+        assert_eq!(held("suspend-release"), Some(sets), "release keeps only the toolboxes");
         let converge = &r["scenarios"][0];
         // Counted at the server, by the operator's own identity: its pods at least.
         assert!(converge["operator"]["writes"].as_u64().unwrap_or(0) >= 9, "{converge}");

@@ -460,6 +460,17 @@ fn summarize(
                 targets.push(json!({"target": "0 requests idle", "sets": n, "value": idle, "limit": 0, "met": idle == 0}));
             }
         }
+        if let (Some(retain), Some(release)) =
+            (scenario(run, "suspend"), scenario(run, "suspend-release"))
+        {
+            // Seats a suspended set holds: one pod per VM with retain; only the run-mode
+            // toolbox (which would not restore) with release.
+            let kept = release["pods_held"].as_u64().unwrap_or(u64::MAX);
+            targets.push(
+                json!({"target": "pods held by suspended sets: retain vs release", "sets": n,
+                "retain": retain["pods_held"], "release": kept, "limit": n, "met": kept <= n}),
+            );
+        }
         if let (Some(c), Some(w)) = (scenario(run, "converge"), scenario(run, "wake")) {
             // Watches the operator holds with H Hibernations, beyond those it held without any.
             let before = c["operator"]["watches_open"].as_i64().unwrap_or(-1);

@@ -286,7 +286,46 @@ async fn run_scenarios(
                 s.len() == n && s.iter().all(|s| set_settled(s, phase, 1 + r))
             })
             .await?;
-        out.push(figures(lab, pid, name, &m, wall, n, n, &set_of)?);
+        let mut f = figures(lab, pid, name, &m, wall, n, n, &set_of)?;
+        f["pods_held"] = json!(pods.all().len());
+        out.push(f);
+    }
+
+    // suspend and resume again with hibernatePolicy: release; pods held once suspended
+    // (hibernated agent pods are deleted once their snapshot entry exists; run-mode toolboxes
+    // stay). An operator without the policy keeps every pod: the wait for pods to go is capped.
+    for (name, suspend, phase) in [
+        ("suspend-release", true, CocoonSetPhase::Suspended),
+        ("resume-release", false, CocoonSetPhase::Running),
+    ] {
+        let m = mark(lab, pid)?;
+        for i in 0..n {
+            let patch = json!({"spec": {"suspend": suspend, "hibernatePolicy": "release"}});
+            sets_api
+                .patch(&format!("set-{i}"), &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
+        let mut wall = sets
+            .until(name, m.started, |s| {
+                s.len() == n && s.iter().all(|s| set_settled(s, phase, 1 + r))
+            })
+            .await?;
+        if suspend {
+            let released = tokio::time::timeout(
+                Duration::from_secs(30),
+                pods.until(name, m.started, |p| p.len() <= n),
+            )
+            .await;
+            if let Ok(Ok(done)) = released {
+                wall = wall.max(done);
+            }
+        } else {
+            let want = n * shape.pods_per_set();
+            wall = wall.max(pods.until(name, m.started, |p| p.len() == want).await?);
+        }
+        let mut f = figures(lab, pid, name, &m, wall, n, n, &set_of)?;
+        f["pods_held"] = json!(pods.all().len());
+        out.push(f);
     }
 
     // hibernate and wake H sub-agents, one Hibernation each

@@ -46,6 +46,9 @@ async fn every_scenario_is_measured_for_ours_and_an_external_operator() {
                 "converge",
                 "scale-up",
                 "scale-down",
+                "warm-fill",
+                "scale-up-warm",
+                "warm-drain",
                 "suspend",
                 "resume",
                 "suspend-release",
@@ -65,6 +68,8 @@ async fn every_scenario_is_measured_for_ours_and_an_external_operator() {
         let sets = r["sets"].as_u64().unwrap();
         assert!(held("suspend").unwrap() > sets, "retain keeps agent pods");
         assert_eq!(held("suspend-release"), Some(sets), "release keeps only the toolboxes");
+        let fill = r["scenarios"].as_array().unwrap().iter().find(|s| s["scenario"] == "warm-fill");
+        assert_eq!(fill.unwrap()["filled"], true, "the warm pool fills");
         let converge = &r["scenarios"][0];
         // Counted at the server, by the operator's own identity: its pods at least.
         assert!(converge["operator"]["writes"].as_u64().unwrap_or(0) >= 9, "{converge}");

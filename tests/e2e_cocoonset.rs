@@ -603,3 +603,53 @@ async fn release_frees_every_seat_of_a_suspended_set_and_resume_restores_each_vm
     let events = common::event_reasons(&env.ns.name, Some("rel"), false).await;
     assert!(events.contains("ResumingReleased"), "{events}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_slots_wait_hibernated_and_a_scale_up_wakes_them_instead_of_forking() {
+    let env = Env::new("cs-warm").await;
+    let sets = env.ns.api::<CocoonSet>();
+    let pods = env.ns.api::<Pod>();
+    let mut spec = env.set_spec(1);
+    spec.agent.warm = 1;
+    env.create_set("w", spec).await;
+    let warm_hibernated = |slot: i32| {
+        let sets = sets.clone();
+        async move {
+            eventually(DEADLINE, || async {
+                let status =
+                    sets.get("w").await.map_err(|e| e.to_string())?.status.unwrap_or_default();
+                let warm = status.warm_agents.first().cloned();
+                match warm {
+                    Some(a)
+                        if a.slot == slot
+                            && a.phase == "Hibernated"
+                            && status.phase == Some(CocoonSetPhase::Running) =>
+                    {
+                        Ok(status)
+                    }
+                    other => Err(format!("{:?} warm {other:?}", status.phase)),
+                }
+            })
+            .await
+            .expect("the warm slot is forked and hibernated")
+        }
+    };
+    let status = warm_hibernated(2).await;
+    assert_eq!((status.ready_agents, status.desired_agents), (2, 2), "warm slots are not serving");
+    let warm_pod = pods.get("w-2").await.unwrap();
+    let main_vm = format!("vk-{}-w-0", env.ns.name);
+    assert_eq!(ann(&warm_pod, "cocoon.cis/snapshot-from"), Some(format!("fork:{main_vm}")));
+
+    // Scale up: slot 2 is woken (the same pod), and slot 3 refills the pool.
+    let patch = serde_json::json!({"spec": {"agent": {"replicas": 2}}});
+    sets.patch("w", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let status = wait_phase(&sets, "w", CocoonSetPhase::Running).await;
+    assert_eq!((status.ready_agents, status.desired_agents), (3, 3));
+    assert_eq!(
+        pods.get("w-2").await.unwrap().metadata.uid,
+        warm_pod.metadata.uid,
+        "woken, not forked anew"
+    );
+    assert_eq!(status.agents.iter().map(|a| a.slot).collect::<Vec<_>>(), vec![0, 1, 2]);
+    warm_hibernated(3).await;
+}

@@ -101,7 +101,8 @@ fn render_set(set: &CocoonSet, holders: &BTreeMap<String, String>, color: bool) 
         let _ = writeln!(out, "│   {message}");
     }
     let mut rows = Vec::new();
-    for agent in &status.agents {
+    let warm = status.warm_agents.iter().map(|a| (a, true));
+    for (agent, is_warm) in status.agents.iter().map(|a| (a, false)).chain(warm) {
         let origin = lineage(agent);
         let mut last = origin;
         if let Some(holder) = holders.get(&agent.pod_name) {
@@ -110,7 +111,7 @@ fn render_set(set: &CocoonSet, holders: &BTreeMap<String, String>, color: bool) 
         rows.push(vec![
             agent.pod_name.clone(),
             format!("slot {}", agent.slot),
-            agent.role.clone(),
+            if is_warm { "warm".to_string() } else { agent.role.clone() },
             agent.phase.clone(),
             or_dash(agent.vm_name.as_deref()),
             or_dash(agent.ip.as_deref()),

@@ -94,6 +94,10 @@ pub struct IdleSpec {
     pub after: String,
 }
 
+fn is_zero(n: &i32) -> bool {
+    *n == 0
+}
+
 fn default_node_name() -> String {
     crate::contract::DEFAULT_NODE_NAME.to_string()
 }
@@ -110,6 +114,12 @@ pub struct AgentSpec {
     #[serde(default)]
     #[schemars(range(min = 0, max = 64))]
     pub replicas: i32,
+    /// Extra sub-agent slots (replicas+1..=replicas+warm) kept forked and hibernated (or
+    /// released, with `hibernatePolicy: release`); scaling up wakes the lowest of them instead
+    /// of forking, and the pool refills. 0 to 16.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(range(min = 0, max = 16))]
+    pub warm: i32,
     /// CPU and memory of every agent VM; they become the `vm` container's limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<VmResources>,
@@ -368,6 +378,10 @@ pub struct CocoonSetStatus {
     /// One entry per agent slot (0..=replicas, plus slots still being scaled down), by slot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub agents: Vec<AgentStatus>,
+    /// The warm slots (replicas+1..=replicas+warm): forked, hibernated or released, waiting
+    /// for a scale-up. Not counted in `readyAgents`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warm_agents: Vec<AgentStatus>,
     /// One entry per toolbox listed in the spec, in spec order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub toolboxes: Vec<ToolboxStatus>,

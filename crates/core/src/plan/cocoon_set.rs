@@ -275,7 +275,7 @@ pub fn plan_cocoon_set(input: &SetInput<'_>) -> SetPlan {
 
 /// Slots above `replicas` (highest first), toolboxes no longer listed, and terminal pods.
 fn deletions(input: &SetInput<'_>, deleting_now: &dyn Fn(&PodView) -> bool) -> Vec<PodAction> {
-    let replicas = u32::try_from(input.spec.agent.replicas).unwrap_or(0);
+    let replicas = *warm_slots(input.spec).end();
     let listed: BTreeSet<String> = input
         .spec
         .toolboxes
@@ -312,6 +312,21 @@ fn deletions(input: &SetInput<'_>, deleting_now: &dyn Fn(&PodView) -> bool) -> V
     scale_down.into_iter().map(|(_, p)| delete(p, DeleteReason::ScaleDown)).chain(others).collect()
 }
 
+/// The warm slots of `spec`: replicas+1..=replicas+warm.
+pub(crate) fn warm_slots(spec: &CocoonSetSpec) -> std::ops::RangeInclusive<u32> {
+    let replicas = u32::try_from(spec.agent.replicas).unwrap_or(0);
+    let warm = u32::try_from(spec.agent.warm).unwrap_or(0);
+    (replicas + 1)..=(replicas + warm)
+}
+
+/// Whether the pod named `name` is a warm sub-agent of set `set`.
+pub(crate) fn is_warm_pod(spec: &CocoonSetSpec, set: &str, name: &str) -> bool {
+    name.strip_prefix(set)
+        .and_then(|s| s.strip_prefix('-'))
+        .and_then(contract::parse_slot)
+        .is_some_and(|slot| warm_slots(spec).contains(&slot))
+}
+
 /// `hibernatePolicy: release` on a suspended set: a pod goes once its VM reports hibernated
 /// for this suspend and its snapshot entry exists, never before (no VM without a snapshot is
 /// deleted). Only clone-mode VMs: vk-cocoon restores those from their entry when recreated (a
@@ -321,7 +336,8 @@ pub(crate) fn releasable(input: &SetInput<'_>, pod: &PodView) -> bool {
         Some(asked) => pod.ready_changed_at.is_some_and(|t| t.as_second() >= asked.as_second()),
         None => true,
     };
-    input.spec.suspend
+    let warm = pod.slot.is_some_and(|s| warm_slots(input.spec).contains(&s));
+    (input.spec.suspend || warm)
         && input.spec.hibernate_policy == crate::api::HibernatePolicy::Release
         && pod.mode.as_deref() == Some(crate::api::ToolboxMode::Clone.as_str())
         && pod.hibernate_requested
@@ -387,8 +403,14 @@ fn creates(
     let main_vm =
         by_name.get(main_name.as_str()).filter(|m| m.is_serving()).and_then(|m| m.vm_name.clone());
     if let Some(fork_from) = main_vm {
-        let replicas = u32::try_from(input.spec.agent.replicas).unwrap_or(0);
-        for slot in 1..=replicas {
+        let warm = warm_slots(input.spec);
+        let release = input.spec.hibernate_policy == crate::api::HibernatePolicy::Release;
+        for slot in 1..=*warm.end() {
+            // A released warm slot waits in its snapshot entry until a scale-up needs it.
+            let vm = contract::agent_vm_name(&set.namespace, &set.name, slot);
+            if warm.contains(&slot) && release && input.snapshots.contains_key(&vm) {
+                continue;
+            }
             if free(&contract::agent_pod_name(&set.name, slot)) {
                 let kind = AgentKind::SubAgent { fork_from: fork_from.clone() };
                 out.push(PodAction::CreateSubAgent {
@@ -422,14 +444,20 @@ fn hibernate_toggles(
         .iter()
         .filter(|p| !deleting_now(p) && !p.is_terminal() && !p.is_static())
         .filter_map(|p| {
+            // A warm slot is hibernated once its fork serves; scaled up, it is woken.
+            let warm = p.role == Some(PodRole::SubAgent)
+                && p.slot.is_some_and(|s| warm_slots(input.spec).contains(&s));
+            let hibernated = input.spec.suspend || warm;
             let want = if input.spec.suspend {
                 !p.hibernate_requested
+            } else if warm {
+                !p.hibernate_requested && p.is_serving()
             } else {
                 p.hibernate_requested && p.hibernated_by.is_none()
             };
             want.then(|| PodAction::SetHibernate {
                 pod_name: p.name.clone(),
-                hibernate: input.spec.suspend,
+                hibernate: hibernated,
             })
         })
         .collect()

@@ -625,3 +625,69 @@ fn resuming_a_released_set_recreates_the_main_first_and_names_who_restores_and_w
     assert!(event.message.contains("demo-0, demo-1 restore"), "{}", event.message);
     assert!(event.message.contains("demo-2 have no snapshot entry"), "{}", event.message);
 }
+
+fn warm(replicas: i32, warm: i32) -> crate::api::CocoonSetSpec {
+    let mut s = spec(replicas);
+    s.agent.warm = warm;
+    s
+}
+
+fn toggles(plan: &super::SetPlan) -> Vec<(String, bool)> {
+    plan.actions
+        .iter()
+        .filter_map(|a| match a {
+            PodAction::SetHibernate { pod_name, hibernate } => Some((pod_name.clone(), *hibernate)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn warm_slots_are_forked_in_the_background_then_hibernated_and_never_counted_as_serving() {
+    let plan = World::new(warm(1, 2), vec![agent(0), agent(1)]).plan();
+    assert_eq!(creates(&plan.actions), vec!["demo-2", "demo-3"], "forked like sub-agents");
+    assert_eq!(plan.status.phase, Some(CocoonSetPhase::Running), "the pool does not hold Running");
+    assert_eq!((plan.status.ready_agents, plan.status.desired_agents), (2, 2));
+    let slots = |list: &[crate::api::AgentStatus]| list.iter().map(|a| a.slot).collect::<Vec<_>>();
+    assert_eq!(slots(&plan.status.agents), vec![0, 1]);
+    assert_eq!(slots(&plan.status.warm_agents), vec![2, 3]);
+
+    // Once forked and serving, a warm slot is hibernated.
+    let forked =
+        World::new(warm(1, 2), vec![agent(0), agent(1), agent(2), starting(agent(3))]).plan();
+    assert_eq!(toggles(&forked), vec![("demo-2".to_string(), true)], "demo-3 still boots");
+    assert_eq!(forked.status.replicas, 1, "the scale subresource counts serving sub-agents");
+    assert_eq!(forked.status.ready_agents, 2);
+}
+
+#[test]
+fn scaling_up_wakes_the_lowest_warm_slots_instead_of_forking_and_refills_the_pool() {
+    let pods = vec![agent(0), agent(1), hibernated(agent(2), 0), hibernated(agent(3), 0)];
+    let plan = World::new(warm(2, 2), pods).plan();
+    assert_eq!(toggles(&plan), vec![("demo-2".to_string(), false)], "woken, not forked");
+    assert_eq!(creates(&plan.actions), vec!["demo-4"], "the pool refills above");
+    assert!(!plan.actions.iter().any(|a| matches!(a, PodAction::Delete { .. })));
+    // Scaling down puts the slot back into the pool (hibernated), deleting only above it.
+    let down =
+        World::new(warm(0, 2), vec![agent(0), agent(1), agent(2), hibernated(agent(3), 0)]).plan();
+    assert_eq!(toggles(&down), vec![("demo-1".to_string(), true), ("demo-2".to_string(), true)]);
+    assert_eq!(deleted(&down), vec![("demo-3".to_string(), DeleteReason::ScaleDown)]);
+}
+
+#[test]
+fn with_release_a_warm_slot_waits_in_its_snapshot_and_is_recreated_on_scale_up() {
+    let mut spec = warm(1, 1);
+    spec.hibernate_policy = crate::api::HibernatePolicy::Release;
+    let mut w = World::new(spec.clone(), vec![agent(0), agent(1), hibernated(agent(2), 0)]);
+    entry(&mut w, 2);
+    assert_eq!(deleted(&w.plan()), vec![("demo-2".to_string(), DeleteReason::Released)]);
+    // Released: not recreated while warm, shown as Released.
+    w.pods.pop();
+    let plan = w.plan();
+    assert!(creates(&plan.actions).is_empty(), "{:?}", plan.actions);
+    assert_eq!(plan.status.warm_agents[0].phase, "Released");
+    // Scaled up: the slot serves again, so its pod is created (and restores from its entry);
+    // the new warm slot above it is forked.
+    w.spec.agent.replicas = 2;
+    assert_eq!(creates(&w.plan().actions), vec!["demo-2", "demo-3"]);
+}

@@ -79,7 +79,7 @@ fn agent_entry(input: &StatusInput<'_>, slot: u32) -> AgentStatus {
         .and_then(|p| p.vm_name.clone())
         .unwrap_or_else(|| contract::agent_vm_name(&input.set.namespace, &input.set.name, slot));
     let creating = input.expectations.create_pending(&name);
-    let released = pod.is_none() && !creating && released_here(input, &vm_name);
+    let released = pod.is_none() && !creating && released_here(input, slot, &vm_name);
     AgentStatus {
         slot: i32::try_from(slot).unwrap_or(i32::MAX),
         role: if slot == 0 { contract::ROLE_MAIN } else { contract::ROLE_SUB_AGENT }.to_string(),
@@ -102,8 +102,8 @@ fn agent_entry(input: &StatusInput<'_>, slot: u32) -> AgentStatus {
 
 /// A suspended set with `hibernatePolicy: release` whose VM `vm_name` waits in its snapshot
 /// entry, its pod deleted.
-fn released_here(input: &StatusInput<'_>, vm_name: &str) -> bool {
-    input.spec.suspend
+fn released_here(input: &StatusInput<'_>, slot: u32, vm_name: &str) -> bool {
+    (input.spec.suspend || super::cocoon_set::warm_slots(input.spec).contains(&slot))
         && input.spec.hibernate_policy == HibernatePolicy::Release
         && input.snapshots.contains_key(vm_name)
 }
@@ -199,7 +199,10 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
     slots.extend(
         input.pods.values().filter(|p| p.role != Some(PodRole::Toolbox)).filter_map(|p| p.slot),
     );
+    let warm = super::cocoon_set::warm_slots(input.spec);
+    slots.retain(|s| !warm.contains(s));
     let agents: Vec<AgentStatus> = slots.iter().map(|s| agent_entry(input, *s)).collect();
+    let warm_agents: Vec<AgentStatus> = warm.clone().map(|s| agent_entry(input, s)).collect();
     let toolboxes: Vec<ToolboxStatus> =
         input.spec.toolboxes.iter().map(|t| toolbox_entry(input, t)).collect();
 
@@ -244,9 +247,12 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
         .collect();
     let toggles_pending =
         input.pending_actions.iter().any(|a| matches!(a, PodAction::SetHibernate { .. }));
-    // Label repairs are housekeeping: they never hold a phase.
-    let pods_pending =
-        input.pending_actions.iter().any(|a| !matches!(a, PodAction::RepairLabels { .. }));
+    // Label repairs are housekeeping and the warm pool refills in the background: neither
+    // holds a phase.
+    let pods_pending = input.pending_actions.iter().any(|a| {
+        !matches!(a, PodAction::RepairLabels { .. })
+            && !super::cocoon_set::is_warm_pod(input.spec, &input.set.name, a.pod_name())
+    });
     // A report counts only if it is newer than this actor's request (whole seconds: the wire's
     // precision): a hibernated state left from before the suspend is stale.
     let fresh = |p: &PodView| match input.suspend.asked.get(&p.name) {
@@ -285,7 +291,7 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
         if waking || toggles_pending { CocoonSetPhase::Scaling } else { CocoonSetPhase::Pending }
     } else {
         let agents_ok = (1..=replicas).all(|s| satisfied(desired_pod(s)));
-        let extra = input.pods.values().any(|p| p.slot.is_some_and(|s| s > replicas));
+        let extra = input.pods.values().any(|p| p.slot.is_some_and(|s| s > *warm.end()));
         if agents_ok && toolboxes_ok && !extra && !pods_pending {
             CocoonSetPhase::Running
         } else {
@@ -335,11 +341,13 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
                 .pods
                 .values()
                 .filter(|p| p.role == Some(PodRole::SubAgent) && !p.terminating)
+                .filter(|p| !p.slot.is_some_and(|s| warm.contains(&s)))
                 .count(),
         )
         .unwrap_or(i32::MAX),
         selector: Some(contract::sub_agent_selector(&input.set.name)),
         agents,
+        warm_agents,
         toolboxes,
         message,
         observed_generation: input.generation,

@@ -55,8 +55,8 @@ pub struct BenchArgs {
     /// CRD files the external operator needs (comma-separated); default: ours.
     #[arg(long, env = "BENCH_EXTERNAL_CRDS", value_delimiter = ',')]
     pub external_crds: Vec<PathBuf>,
-    /// Small N only (finishes in under 3 minutes).
-    #[arg(long, env = "BENCH_QUICK")]
+    /// Small N only (finishes in under 3 minutes). The env var takes 1/0, true/false, yes/no.
+    #[arg(long, env = "BENCH_QUICK", value_parser = clap::builder::BoolishValueParser::new())]
     pub quick: bool,
     /// Numbers of CocoonSets (comma-separated); default 10,100,1000, quick 10.
     #[arg(long, env = "BENCH_SETS", value_delimiter = ',')]
@@ -459,6 +459,16 @@ fn summarize(
                 let idle = s["operator"]["requests"].as_u64().unwrap_or(u64::MAX);
                 targets.push(json!({"target": "0 requests idle", "sets": n, "value": idle, "limit": 0, "met": idle == 0}));
             }
+        }
+        if let (Some(fork), Some(warm)) =
+            (scenario(run, "scale-up"), scenario(run, "scale-up-warm"))
+        {
+            let (fork, warm) = (&fork["wall_seconds"], &warm["wall_seconds"]);
+            targets.push(
+                json!({"target": "scale-up (+2 per set): forking vs waking warm slots", "sets": n,
+                "fork_seconds": fork, "warm_seconds": warm,
+                "met": warm.as_f64().unwrap_or(f64::MAX) <= fork.as_f64().unwrap_or(0.0)}),
+            );
         }
         if let (Some(retain), Some(release)) =
             (scenario(run, "suspend"), scenario(run, "suspend-release"))

@@ -270,6 +270,49 @@ async fn run_scenarios(
         out.push(figures(lab, pid, name, &m, wall, n, n, &set_of)?);
     }
 
+    // warm pool: two warm sub-agent slots per set, forked and hibernated in the background
+    // (capped wait: an operator without `warm` never fills it); a scale-up by 2 that wakes
+    // them instead of forking (compare with scale-up); then back to no warm slots.
+    let m = mark(lab, pid)?;
+    for i in 0..n {
+        let patch = json!({"spec": {"agent": {"warm": 2}}});
+        sets_api.patch(&format!("set-{i}"), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    }
+    let filled = |s: &[Arc<CocoonSet>]| {
+        s.len() == n
+            && s.iter().all(|s| {
+                let warm =
+                    s.status.as_ref().map(|st| st.warm_agents.as_slice()).unwrap_or_default();
+                warm.len() == 2 && warm.iter().all(|a| a.phase == "Hibernated")
+            })
+    };
+    let fill =
+        tokio::time::timeout(Duration::from_secs(60), sets.until("warm-fill", m.started, filled))
+            .await;
+    let wall = match fill {
+        Ok(Ok(wall)) => wall,
+        _ => m.started.elapsed(),
+    };
+    let mut f = figures(lab, pid, "warm-fill", &m, wall, n, n, &set_of)?;
+    f["filled"] = json!(filled(&sets.all()));
+    out.push(f);
+    let m = mark(lab, pid)?;
+    for i in 0..n {
+        let patch = json!({"spec": {"agent": {"replicas": r + 2}}});
+        sets_api.patch(&format!("set-{i}"), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    }
+    let wall = sets.until("scale-up-warm", m.started, all_running(3 + r)).await?;
+    out.push(figures(lab, pid, "scale-up-warm", &m, wall, n, n, &set_of)?);
+    let m = mark(lab, pid)?;
+    for i in 0..n {
+        let patch = json!({"spec": {"agent": {"replicas": r, "warm": 0}}});
+        sets_api.patch(&format!("set-{i}"), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    }
+    let mut wall = sets.until("warm-drain", m.started, all_running(1 + r)).await?;
+    let want = n * shape.pods_per_set();
+    wall = wall.max(pods.until("warm-drain", m.started, |p| p.len() == want).await?);
+    out.push(figures(lab, pid, "warm-drain", &m, wall, n, n, &set_of)?);
+
     // suspend, resume
     for (name, suspend, phase) in
         [("suspend", true, CocoonSetPhase::Suspended), ("resume", false, CocoonSetPhase::Running)]

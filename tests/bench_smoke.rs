@@ -28,6 +28,8 @@ async fn every_scenario_is_measured_for_ours_and_an_external_operator() {
         replicas: 1,
         idle: Some(Duration::from_secs(2)),
         out: out.path().to_path_buf(),
+        sim_create_delay: Duration::ZERO,
+        sim_wake_delay: Duration::ZERO,
     };
     let report = run(args).await.expect("the bench runs");
     let runs = report["runs"].as_array().expect("runs");

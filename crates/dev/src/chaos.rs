@@ -419,7 +419,9 @@ pub async fn run(args: ChaosArgs) -> Result<ChaosReport, BoxError> {
                 continue; // a deleted set's pods, or a toolbox
             };
             let slot = slot_of(set, pod).unwrap_or(0);
-            if slot <= d.low_water && !log.terminal.contains(pod) {
+            // A release set deletes its hibernated pods while suspended, by design; the
+            // convergence check sees them back after resume.
+            if slot <= d.low_water && !log.terminal.contains(pod) && !d.release {
                 report.violations.push(format!(
                     "{pod} was deleted though its slot was never scaled away and it never failed"
                 ));

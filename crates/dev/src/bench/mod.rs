@@ -70,6 +70,13 @@ pub struct BenchArgs {
     /// Where `report.json` and `report.svg` go.
     #[arg(long, env = "BENCH_OUT", default_value = "target/bench")]
     pub out: PathBuf,
+    /// The simulated provider's time to create (boot or fork) a VM; 0 measures the operator
+    /// alone. Set it (and the wake delay) to your provider's to see what warm slots save.
+    #[arg(long, env = "BENCH_SIM_CREATE_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub sim_create_delay: Duration,
+    /// The simulated provider's time to wake a hibernated VM.
+    #[arg(long, env = "BENCH_SIM_WAKE_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub sim_wake_delay: Duration,
 }
 
 /// Which operator a column runs.
@@ -221,7 +228,7 @@ fn crds_from_files(files: &[PathBuf]) -> Result<Vec<CustomResourceDefinition>, B
 impl Lab {
     /// A fresh control plane with an audit log, the CRDs, `deploy/deploy.yaml`'s RBAC, the
     /// identities' kubeconfigs and the simulator.
-    async fn start(subject: &Contender, repo: &Path) -> Result<Self, BoxError> {
+    async fn start(subject: &Contender, repo: &Path, sim: SimConfig) -> Result<Self, BoxError> {
         let cluster =
             DevCluster::start(DevClusterOptions { audit_log: true, ..Default::default() }).await?;
         let admin = cluster.client().await?;
@@ -254,7 +261,7 @@ impl Lab {
         let sim_kubeconfig = token_kubeconfig(&cluster, &admin, "cocoon-sim").await?;
         let raw_kubeconfig = token_kubeconfig(&cluster, &admin, "bench-raw").await?;
         let sim_client = client_from_kubeconfig(&sim_kubeconfig).await?;
-        let sim = Simulator::start(sim_client, SimConfig::default()).await?;
+        let sim = Simulator::start(sim_client, sim).await?;
         let audit_path = cluster.audit_log_path().ok_or("no audit log")?.to_path_buf();
         let apiserver_group =
             cluster.component_group("kube-apiserver").ok_or("no kube-apiserver process")?;
@@ -321,7 +328,12 @@ async fn run_column(
     repo: &Path,
     with_baseline: bool,
 ) -> Result<ColumnRun, BoxError> {
-    let mut lab = Lab::start(subject, repo).await?;
+    let sim = SimConfig {
+        create_delay: args.sim_create_delay,
+        wake_delay: args.sim_wake_delay,
+        ..SimConfig::default()
+    };
+    let mut lab = Lab::start(subject, repo, sim).await?;
     let shape = workload::Shape { sets: n, replicas: args.replicas, hibernations };
     let log = lab.cluster.work_dir().join("operator.log");
     let mut process = OperatorProcess::start(subject, &lab.operator_kubeconfig, &log)?;

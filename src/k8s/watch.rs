@@ -87,10 +87,17 @@ fn slim<K: Resource>(obj: &mut K) {
     }
 }
 
+/// [`slim`], and for pods everything else no decision reads ([`crate::plan::observe::slim_pod`]).
+fn slim_pod(pod: &mut Pod) {
+    crate::plan::observe::slim_pod(pod);
+    slim(pod);
+}
+
 fn spawn_watch<K, F>(
     api: Api<K>,
     config: watcher::Config,
     sync: Option<Arc<SyncTracker>>,
+    modify: fn(&mut K),
     route: F,
 ) -> JoinHandle<()>
 where
@@ -98,7 +105,7 @@ where
     F: Fn(Event<K>) + Send + 'static,
 {
     tokio::spawn(async move {
-        let stream = watcher::watcher(api, config).default_backoff().modify(slim);
+        let stream = watcher::watcher(api, config).default_backoff().modify(modify);
         drive(stream, sync, route).await;
     })
 }
@@ -158,6 +165,7 @@ where
         Api::<CocoonSet>::all(client.clone()),
         watcher::Config::default(),
         Some(sync.clone()),
+        slim,
         move |e| tx(WatchEvent::CocoonSet(e)),
     ));
     let tx = emit.clone();
@@ -165,19 +173,25 @@ where
         Api::<Hibernation>::all(client.clone()),
         watcher::Config::default(),
         Some(sync.clone()),
+        slim,
         move |e| tx(WatchEvent::Hibernation(e)),
     ));
     let tx = emit.clone();
     let owned = watcher::Config::default().labels(contract::LABEL_COCOONSET);
-    tasks.push(spawn_watch(Api::<Pod>::all(client.clone()), owned, Some(sync.clone()), move |e| {
-        tx(WatchEvent::OwnedPod(e))
-    }));
+    tasks.push(spawn_watch(
+        Api::<Pod>::all(client.clone()),
+        owned,
+        Some(sync.clone()),
+        slim_pod,
+        move |e| tx(WatchEvent::OwnedPod(e)),
+    ));
     let tx = emit.clone();
     let targeted = watcher::Config::default().labels(contract::LABEL_HIBERNATION_TARGET);
     tasks.push(spawn_watch(
         Api::<Pod>::all(client.clone()),
         targeted,
         Some(sync.clone()),
+        slim_pod,
         move |e| tx(WatchEvent::LabelledTarget(e)),
     ));
     let tx = emit.clone();
@@ -187,6 +201,7 @@ where
         Api::<ConfigMap>::all(client.clone()),
         snapshots,
         Some(sync.clone()),
+        slim,
         move |e| tx(WatchEvent::Snapshots(e)),
     ));
     tasks.push(tokio::spawn(target_watches(client, emit, targets, open_narrow)));
@@ -265,7 +280,7 @@ async fn target_watches<E>(
                     }
                     let _open = OpenWatch::new(&open);
                     let config = watcher::Config::default().fields(&format!("metadata.name={pod}"));
-                    let stream = watcher::watcher(api, config).default_backoff().modify(slim);
+                    let stream = watcher::watcher(api, config).default_backoff().modify(slim_pod);
                     drive(stream, None, move |event| {
                         let (namespace, name) = (namespace.clone(), pod.clone());
                         tx(WatchEvent::TargetPod { namespace, name, event })

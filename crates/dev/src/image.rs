@@ -62,7 +62,7 @@ pub enum ImageError {
     Read { path: PathBuf, source: std::io::Error },
     /// The binary is not a statically linked ELF executable.
     #[error("{path} cannot run in an image without libc: {reason} (build it with `make image`)")]
-    NotStatic { path: PathBuf, reason: String },
+    NotStatic { path: PathBuf, reason: NotStatic },
     /// The reference is not `name:tag`.
     #[error("image reference {0:?} is not name:tag")]
     Reference(String),
@@ -71,14 +71,31 @@ pub enum ImageError {
     Write { path: PathBuf, source: std::io::Error },
 }
 
+/// Why a file cannot be the image's binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotStatic {
+    /// Not an ELF file at all.
+    #[error("not an ELF file")]
+    NotElf,
+    /// An ELF file of another class or byte order.
+    #[error("not a 64-bit little-endian ELF file")]
+    NotElf64,
+    /// The program headers run past the end of the file.
+    #[error("truncated program headers")]
+    Truncated,
+    /// It names an ELF interpreter: it needs the dynamic loader and libc.
+    #[error("it is dynamically linked (it names an ELF interpreter)")]
+    Dynamic,
+}
+
 /// Checks that `elf` is an ELF executable without an interpreter (`PT_INTERP`): a dynamically
 /// linked binary would not start in an image that has no `/lib`.
-pub fn check_static(elf: &[u8]) -> Result<(), String> {
+pub fn check_static(elf: &[u8]) -> Result<(), NotStatic> {
     if elf.len() < 64 || &elf[..4] != b"\x7fELF" {
-        return Err("not an ELF file".into());
+        return Err(NotStatic::NotElf);
     }
     if elf[4] != 2 || elf[5] != 1 {
-        return Err("not a 64-bit little-endian ELF file".into());
+        return Err(NotStatic::NotElf64);
     }
     let u16_at = |at: usize| u16::from_le_bytes([elf[at], elf[at + 1]]) as usize;
     let u64_at = |at: usize| {
@@ -90,10 +107,10 @@ pub fn check_static(elf: &[u8]) -> Result<(), String> {
     for i in 0..phnum {
         let at = phoff + i * phentsize;
         let Some(header) = elf.get(at..at + 4) else {
-            return Err("truncated program headers".into());
+            return Err(NotStatic::Truncated);
         };
         if u32::from_le_bytes([header[0], header[1], header[2], header[3]]) == 3 {
-            return Err("it is dynamically linked (it names an ELF interpreter)".into());
+            return Err(NotStatic::Dynamic);
         }
     }
     Ok(())
@@ -316,11 +333,11 @@ mod tests {
 
     #[test]
     fn a_dynamic_or_foreign_file_is_refused_with_the_reason() {
-        assert_eq!(check_static(b"#!/bin/sh\necho hi\n").unwrap_err(), "not an ELF file");
+        assert_eq!(check_static(b"#!/bin/sh\necho hi\n"), Err(NotStatic::NotElf));
         let this_test = std::fs::read(std::env::current_exe().unwrap()).unwrap();
         // The test binary links glibc dynamically (unless the whole build is static).
         if let Err(reason) = check_static(&this_test) {
-            assert!(reason.contains("dynamically linked"), "{reason}");
+            assert_eq!(reason, NotStatic::Dynamic);
         }
     }
 

@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the operator (kubeconfig from KUBECONFIG/~/.kube/config, or in-cluster).
-    Run(OperatorConfig),
+    Run(Box<OperatorConfig>),
     /// Print the CRDs as YAML, or write them into a directory.
     Crd {
         /// Write `crd.yaml` and `cocoonset-crd.yaml` into this directory instead of printing.
@@ -36,7 +36,7 @@ pub async fn run(cli: Cli) -> BoxResult {
     match cli.command {
         Command::Run(config) => {
             let kube_config = kube::Config::infer().await?;
-            crate::operator::run_until_signal(kube_config, config).await?;
+            crate::operator::run_until_signal(kube_config, *config).await?;
         }
         Command::Crd { write } => write_crds(write.as_deref())?,
     }

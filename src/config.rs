@@ -50,6 +50,10 @@ pub struct OperatorConfig {
     /// change at once.
     #[arg(long, env = "COCOON_STATUS_BATCH", default_value = defaults::STATUS_BATCH, value_parser = parse_duration)]
     pub status_batch: Duration,
+    /// Most requests to the API server in flight at once (watches aside); more wait their turn.
+    /// Each one in flight holds a connection (the client speaks HTTP/1.1).
+    #[arg(long, env = "COCOON_API_MAX_IN_FLIGHT", default_value_t = defaults::API_MAX_IN_FLIGHT, value_parser = clap::value_parser!(u32).range(1..))]
+    pub api_max_in_flight: u32,
 }
 
 /// The defaults of `run`, written once: `--help` shows them and [`OperatorConfig::default`]
@@ -73,6 +77,8 @@ pub mod defaults {
     pub const MAX_BACKOFF: &str = "60s";
     /// `--status-batch`.
     pub const STATUS_BATCH: &str = "1s";
+    /// `--api-max-in-flight`.
+    pub const API_MAX_IN_FLIGHT: u32 = 32;
 }
 
 /// A default duration; every one is checked to parse by `every_default_parses`.
@@ -97,6 +103,7 @@ impl Default for OperatorConfig {
             deletion_cost: defaults::DELETION_COST,
             max_backoff: default_duration(defaults::MAX_BACKOFF),
             status_batch: default_duration(defaults::STATUS_BATCH),
+            api_max_in_flight: defaults::API_MAX_IN_FLIGHT,
         }
     }
 }
@@ -142,6 +149,7 @@ mod tests {
         assert_eq!(flags.hibernation_settings(), default.hibernation_settings());
         assert_eq!(flags.max_backoff, default.max_backoff);
         assert_eq!(flags.status_batch, default.status_batch);
+        assert_eq!(flags.api_max_in_flight, default.api_max_in_flight);
         assert_eq!(flags.lease_name, default.lease_name);
         assert_eq!(flags.metrics_addr.port(), 8080);
     }

@@ -119,7 +119,9 @@ impl Operator {
     ) -> Result<Self, Error> {
         let HttpState { metrics, table, ready, synced } = shared;
         ready.store(false, Ordering::Release);
-        let client = counted_client(kube_config, metrics.clone()).map_err(Error::Client)?;
+        let client =
+            counted_client(kube_config, metrics.clone(), config.api_max_in_flight as usize)
+                .map_err(Error::Client)?;
         let ctx = Arc::new(Context {
             writer: Writer::new(client.clone(), config.identity.clone()),
             metrics: metrics.clone(),

@@ -1,22 +1,119 @@
 //! The operator's kube client: the default stack plus a layer that counts every request by verb
-//! and result, so "idle means zero API requests" is measurable.
+//! and result, so "idle means zero API requests" is measurable, and bounds how many requests
+//! (watches aside) are in flight at once.
+//!
+//! Why the bound: kube's client speaks HTTP/1.1, one request per connection at a time, and its
+//! pool opens a new connection (a TCP and TLS handshake on both sides) for every request that
+//! finds none idle. A thousand CocoonSets created at once would otherwise open about a thousand
+//! connections: buffers in the operator, handshakes and goroutines in the API server, and a
+//! tail of first writes waiting on handshakes. With the bound, requests wait their turn (FIFO)
+//! and reuse at most `max_in_flight` pooled connections. Watches are long-lived requests and
+//! hold their own connection; they never take a turn.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
 use http::{Request, Response};
+use http_body::{Body as HttpBody, Frame, SizeHint};
 use kube::client::{Body, ClientBuilder};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics::{Metrics, VerbResult};
 
-/// Builds a client from `config` whose requests are counted in `metrics`.
+/// Builds a client from `config` whose requests are counted in `metrics` and of which at most
+/// `max_in_flight` (watches aside) are in flight at once.
 pub fn counted_client(
     config: kube::Config,
     metrics: Arc<Metrics>,
+    max_in_flight: usize,
 ) -> Result<kube::Client, kube::Error> {
     let builder = ClientBuilder::try_from(config)?;
-    Ok(builder.with_layer(&CountLayer { metrics }).build())
+    let turns = Arc::new(Semaphore::new(max_in_flight.max(1)));
+    Ok(builder.with_layer(&InFlightLayer { turns }).with_layer(&CountLayer { metrics }).build())
+}
+
+#[derive(Clone)]
+struct InFlightLayer {
+    turns: Arc<Semaphore>,
+}
+
+impl<S> tower::Layer<S> for InFlightLayer {
+    type Service = InFlightService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        InFlightService { inner, turns: self.turns.clone() }
+    }
+}
+
+/// Takes a turn before a request goes out and gives it back when the response body has been
+/// read to its end or dropped: until then the request holds its connection.
+#[derive(Clone)]
+pub struct InFlightService<S> {
+    inner: S,
+    turns: Arc<Semaphore>,
+}
+
+impl<S, B> tower::Service<Request<Body>> for InFlightService<S>
+where
+    S: tower::Service<Request<Body>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    B: HttpBody + Unpin,
+{
+    type Response = Response<TurnBody<B>>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let watch = is_watch(request.uri().query());
+        let turns = self.turns.clone();
+        // hyper's client future does nothing until polled (it checks out or opens a connection
+        // then), so taking the turn before polling it bounds the connections in use.
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let turn = if watch { None } else { turns.acquire_owned().await.ok() };
+            let response = response.await?;
+            Ok(response.map(|body| TurnBody { body, turn }))
+        })
+    }
+}
+
+/// A response body that holds its request's turn until it ends.
+pub struct TurnBody<B> {
+    body: B,
+    turn: Option<OwnedSemaphorePermit>,
+}
+
+impl<B: HttpBody + Unpin> HttpBody for TurnBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            self.turn = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+fn is_watch(query: Option<&str>) -> bool {
+    query.is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"))
 }
 
 #[derive(Clone)]
@@ -39,10 +136,8 @@ pub struct CountService<S> {
 
 /// Maps a request to the API verb it performs.
 pub fn verb_of(method: &http::Method, query: Option<&str>, path: &str) -> &'static str {
-    let watching =
-        query.is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
     match *method {
-        http::Method::GET if watching => "watch",
+        http::Method::GET if is_watch(query) => "watch",
         http::Method::GET => {
             // A collection ends in a plural resource name; an object GET has a name after it.
             // Paths: /api/v1/pods, /api/v1/namespaces/ns/pods, /apis/g/v/namespaces/ns/r/name.
@@ -105,6 +200,70 @@ where
 mod tests {
     use super::*;
     use http::Method;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+    use tower::{Layer, Service};
+
+    /// Counts the requests whose future has been polled, i.e. that went out (hyper's client
+    /// future is as lazy as this one).
+    #[derive(Clone, Default)]
+    struct Answering(Arc<AtomicUsize>);
+
+    impl Service<Request<Body>> for Answering {
+        type Response = Response<Body>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<'static, Result<Response<Body>, Self::Error>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: Request<Body>) -> Self::Future {
+            let sent = self.0.clone();
+            Box::pin(async move {
+                sent.fetch_add(1, Ordering::SeqCst);
+                Ok(Response::new(Body::from(b"{}".to_vec())))
+            })
+        }
+    }
+
+    fn get(query: &str) -> Request<Body> {
+        Request::get(format!("/api/v1/pods{query}")).body(Body::empty()).unwrap()
+    }
+
+    async fn read_to_end<B: HttpBody + Unpin>(mut body: B) {
+        while futures::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await.is_some() {}
+    }
+
+    async fn settle() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    #[tokio::test]
+    async fn a_request_waits_for_a_turn_held_until_the_body_ends_and_a_watch_never_waits() {
+        let inner = Answering::default();
+        let sent = inner.0.clone();
+        let mut service = InFlightLayer { turns: Arc::new(Semaphore::new(1)) }.layer(inner);
+        let first = service.call(get("")).await.unwrap();
+        assert_eq!(sent.load(Ordering::SeqCst), 1);
+
+        let second = tokio::spawn(service.call(get("")));
+        settle().await;
+        assert_eq!(sent.load(Ordering::SeqCst), 1, "the second request waits for the turn");
+
+        let watch = service.call(get("?watch=true&resourceVersion=1")).await.unwrap();
+        assert_eq!(sent.load(Ordering::SeqCst), 2, "a watch takes no turn");
+
+        read_to_end(first.into_body()).await;
+        let second = second.await.unwrap().unwrap();
+        assert_eq!(sent.load(Ordering::SeqCst), 3, "the first body's end gave the turn back");
+
+        let third = tokio::spawn(service.call(get("")));
+        settle().await;
+        assert_eq!(sent.load(Ordering::SeqCst), 3);
+        drop(second);
+        third.await.unwrap().unwrap();
+        assert_eq!(sent.load(Ordering::SeqCst), 4, "a dropped body gives the turn back too");
+        drop(watch);
+    }
 
     #[test]
     fn verbs_are_told_apart_by_method_path_and_watch_flag() {

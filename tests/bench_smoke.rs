@@ -30,6 +30,8 @@ async fn every_scenario_is_measured_for_ours_and_an_external_operator() {
         out: out.path().to_path_buf(),
         sim_create_delay: Duration::ZERO,
         sim_wake_delay: Duration::ZERO,
+        scenarios: Vec::new(),
+        keep_logs: false,
     };
     let report = run(args).await.expect("the bench runs");
     let runs = report["runs"].as_array().expect("runs");
@@ -77,6 +79,8 @@ async fn every_scenario_is_measured_for_ours_and_an_external_operator() {
         assert!(converge["operator"]["writes"].as_u64().unwrap_or(0) >= 9, "{converge}");
         assert!(converge["wall_seconds"].as_f64().unwrap_or(0.0) > 0.0);
         assert!(converge["operator"]["peak_rss_kib"].as_u64().unwrap_or(0) > 0);
+        // Its API connections and watches, at least the five watches.
+        assert!(converge["operator"]["sockets_open"].as_u64().unwrap_or(0) >= 5, "{converge}");
         assert!(converge["simulator"]["writes"].as_u64().unwrap_or(0) > 0, "apart from ours");
     }
     let baseline = &report["baseline"][0];

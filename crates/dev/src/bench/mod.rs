@@ -61,12 +61,20 @@ pub struct BenchArgs {
     /// Numbers of CocoonSets (comma-separated); default 10,100,1000, quick 10.
     #[arg(long, env = "BENCH_SETS", value_delimiter = ',')]
     pub sets: Vec<usize>,
+    /// Scenario groups to run after converge (comma-separated, of scale, warm, suspend,
+    /// release, hibernate, idle, delete); default all.
+    #[arg(long, env = "BENCH_SCENARIOS", value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(workload::GROUPS))]
+    pub scenarios: Vec<String>,
     /// Sub-agents per set (each set also has a main and one toolbox).
     #[arg(long, env = "BENCH_REPLICAS", default_value_t = 3)]
     pub replicas: i32,
     /// The idle window (default 20s, quick 10s).
     #[arg(long, env = "BENCH_IDLE", value_parser = parse_duration)]
     pub idle: Option<Duration>,
+    /// Also keep each run's API server audit log and operator log, in `<out>/logs-<N>/`
+    /// (`logs-<N>-external/` for the second column).
+    #[arg(long, env = "BENCH_KEEP_LOGS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub keep_logs: bool,
     /// Where `report.json` and `report.svg` go.
     #[arg(long, env = "BENCH_OUT", default_value = "target/bench")]
     pub out: PathBuf,
@@ -109,7 +117,8 @@ impl OperatorProcess {
         };
         let child = command
             .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "warn")
+            // The operator's log filter: `BENCH_OPERATOR_LOG` (with BENCH_KEEP_LOGS), else warn.
+            .env("RUST_LOG", std::env::var("BENCH_OPERATOR_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
             .kill_on_drop(true)
@@ -334,7 +343,12 @@ async fn run_column(
         ..SimConfig::default()
     };
     let mut lab = Lab::start(subject, repo, sim).await?;
-    let shape = workload::Shape { sets: n, replicas: args.replicas, hibernations };
+    let shape = workload::Shape {
+        sets: n,
+        replicas: args.replicas,
+        hibernations,
+        only: args.scenarios.clone(),
+    };
     let log = lab.cluster.work_dir().join("operator.log");
     let mut process = OperatorProcess::start(subject, &lab.operator_kubeconfig, &log)?;
     lab.wait_operator_ready(&mut process).await?;
@@ -356,6 +370,15 @@ async fn run_column(
     } else {
         None
     };
+    if args.keep_logs {
+        let column = if with_baseline { String::new() } else { "-external".to_string() };
+        let kept = args.out.join(format!("logs-{n}{column}"));
+        std::fs::create_dir_all(&kept)?;
+        for file in ["audit.log", "operator.log"] {
+            std::fs::copy(lab.cluster.work_dir().join(file), kept.join(file))?;
+        }
+        eprintln!("  kept the audit and operator logs in {}", kept.display());
+    }
     lab.stop().await;
     Ok(ColumnRun { scenarios, baseline })
 }

@@ -50,6 +50,17 @@ pub fn rss_kib(pid: u32) -> (Option<u64>, Option<u64>) {
     (field("VmHWM:"), field("VmRSS:"))
 }
 
+/// Sockets a process holds open (its API connections, watches included, and its listeners).
+pub fn sockets(pid: u32) -> Option<usize> {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    let socket = |e: &std::fs::DirEntry| {
+        std::fs::read_link(e.path())
+            .ok()
+            .is_some_and(|t| t.to_string_lossy().starts_with("socket:"))
+    };
+    Some(fds.filter_map(|e| e.ok()).filter(socket).count())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,5 +73,8 @@ mod tests {
         assert!(cpu_seconds(pid) >= 0.0);
         let (peak, now) = rss_kib(pid);
         assert!(peak.unwrap_or(0) >= now.unwrap_or(0) && now.unwrap_or(0) > 0);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(sockets(pid).unwrap_or(0) >= 1, "the listener is a socket of this process");
+        drop(listener);
     }
 }

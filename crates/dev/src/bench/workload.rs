@@ -40,9 +40,20 @@ pub struct Shape {
     pub replicas: i32,
     /// Hibernations (on sub-agent pods).
     pub hibernations: usize,
+    /// The scenario groups to run after converge (empty: all of [`GROUPS`]).
+    pub only: Vec<String>,
 }
 
+/// The scenario groups after converge, in the order they run. Each group leaves the sets as
+/// converge left them, so any subset runs.
+pub const GROUPS: [&str; 7] =
+    ["scale", "warm", "suspend", "release", "hibernate", "idle", "delete"];
+
 impl Shape {
+    fn runs(&self, group: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|g| g == group)
+    }
+
     fn pods_per_set(&self) -> usize {
         2 + self.replicas.max(0) as usize
     }
@@ -203,6 +214,7 @@ fn figures(
             "watches_open": audit::open_watches(&lab.audit.events, OPERATOR),
             "cpu_seconds": procstat::cpu_seconds(pid) - mark.operator_cpu,
             "peak_rss_kib": peak,
+            "sockets_open": procstat::sockets(pid),
             "rss_kib_after": now,
         },
         "apiserver_cpu_seconds": procstat::group_cpu_seconds(lab.apiserver_group) - mark.apiserver_cpu,
@@ -256,7 +268,9 @@ async fn run_scenarios(
     out.push(figures(lab, pid, "converge", &m, wall, n, n, &set_of)?);
 
     // scale up by 2, then back down
-    for (name, replicas) in [("scale-up", r + 2), ("scale-down", r)] {
+    let scales: &[(&str, i32)] =
+        if shape.runs("scale") { &[("scale-up", r + 2), ("scale-down", r)] } else { &[] };
+    for &(name, replicas) in scales {
         let m = mark(lab, pid)?;
         for i in 0..n {
             let patch = json!({"spec": {"agent": {"replicas": replicas}}});
@@ -273,50 +287,63 @@ async fn run_scenarios(
     // warm pool: two warm sub-agent slots per set, forked and hibernated in the background
     // (capped wait: an operator without `warm` never fills it); a scale-up by 2 that wakes
     // them instead of forking (compare with scale-up); then back to no warm slots.
-    let m = mark(lab, pid)?;
-    for i in 0..n {
-        let patch = json!({"spec": {"agent": {"warm": 2}}});
-        sets_api.patch(&format!("set-{i}"), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    if shape.runs("warm") {
+        let m = mark(lab, pid)?;
+        for i in 0..n {
+            let patch = json!({"spec": {"agent": {"warm": 2}}});
+            sets_api
+                .patch(&format!("set-{i}"), &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
+        let filled = |s: &[Arc<CocoonSet>]| {
+            s.len() == n
+                && s.iter().all(|s| {
+                    let warm =
+                        s.status.as_ref().map(|st| st.warm_agents.as_slice()).unwrap_or_default();
+                    warm.len() == 2 && warm.iter().all(|a| a.phase == "Hibernated")
+                })
+        };
+        let fill = tokio::time::timeout(
+            Duration::from_secs(60),
+            sets.until("warm-fill", m.started, filled),
+        )
+        .await;
+        let wall = match fill {
+            Ok(Ok(wall)) => wall,
+            _ => m.started.elapsed(),
+        };
+        let mut f = figures(lab, pid, "warm-fill", &m, wall, n, n, &set_of)?;
+        f["filled"] = json!(filled(&sets.all()));
+        out.push(f);
+        let m = mark(lab, pid)?;
+        for i in 0..n {
+            let patch = json!({"spec": {"agent": {"replicas": r + 2}}});
+            sets_api
+                .patch(&format!("set-{i}"), &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
+        let wall = sets.until("scale-up-warm", m.started, all_running(3 + r)).await?;
+        out.push(figures(lab, pid, "scale-up-warm", &m, wall, n, n, &set_of)?);
+        let m = mark(lab, pid)?;
+        for i in 0..n {
+            let patch = json!({"spec": {"agent": {"replicas": r, "warm": 0}}});
+            sets_api
+                .patch(&format!("set-{i}"), &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
+        let mut wall = sets.until("warm-drain", m.started, all_running(1 + r)).await?;
+        let want = n * shape.pods_per_set();
+        wall = wall.max(pods.until("warm-drain", m.started, |p| p.len() == want).await?);
+        out.push(figures(lab, pid, "warm-drain", &m, wall, n, n, &set_of)?);
     }
-    let filled = |s: &[Arc<CocoonSet>]| {
-        s.len() == n
-            && s.iter().all(|s| {
-                let warm =
-                    s.status.as_ref().map(|st| st.warm_agents.as_slice()).unwrap_or_default();
-                warm.len() == 2 && warm.iter().all(|a| a.phase == "Hibernated")
-            })
-    };
-    let fill =
-        tokio::time::timeout(Duration::from_secs(60), sets.until("warm-fill", m.started, filled))
-            .await;
-    let wall = match fill {
-        Ok(Ok(wall)) => wall,
-        _ => m.started.elapsed(),
-    };
-    let mut f = figures(lab, pid, "warm-fill", &m, wall, n, n, &set_of)?;
-    f["filled"] = json!(filled(&sets.all()));
-    out.push(f);
-    let m = mark(lab, pid)?;
-    for i in 0..n {
-        let patch = json!({"spec": {"agent": {"replicas": r + 2}}});
-        sets_api.patch(&format!("set-{i}"), &PatchParams::default(), &Patch::Merge(&patch)).await?;
-    }
-    let wall = sets.until("scale-up-warm", m.started, all_running(3 + r)).await?;
-    out.push(figures(lab, pid, "scale-up-warm", &m, wall, n, n, &set_of)?);
-    let m = mark(lab, pid)?;
-    for i in 0..n {
-        let patch = json!({"spec": {"agent": {"replicas": r, "warm": 0}}});
-        sets_api.patch(&format!("set-{i}"), &PatchParams::default(), &Patch::Merge(&patch)).await?;
-    }
-    let mut wall = sets.until("warm-drain", m.started, all_running(1 + r)).await?;
-    let want = n * shape.pods_per_set();
-    wall = wall.max(pods.until("warm-drain", m.started, |p| p.len() == want).await?);
-    out.push(figures(lab, pid, "warm-drain", &m, wall, n, n, &set_of)?);
 
     // suspend, resume
-    for (name, suspend, phase) in
-        [("suspend", true, CocoonSetPhase::Suspended), ("resume", false, CocoonSetPhase::Running)]
-    {
+    let suspends: &[(&str, bool, CocoonSetPhase)] = if shape.runs("suspend") {
+        &[("suspend", true, CocoonSetPhase::Suspended), ("resume", false, CocoonSetPhase::Running)]
+    } else {
+        &[]
+    };
+    for &(name, suspend, phase) in suspends {
         let m = mark(lab, pid)?;
         for i in 0..n {
             let patch = json!({"spec": {"suspend": suspend}});
@@ -337,10 +364,15 @@ async fn run_scenarios(
     // suspend and resume again with hibernatePolicy: release; pods held once suspended
     // (hibernated agent pods are deleted once their snapshot entry exists; run-mode toolboxes
     // stay). An operator without the policy keeps every pod: the wait for pods to go is capped.
-    for (name, suspend, phase) in [
-        ("suspend-release", true, CocoonSetPhase::Suspended),
-        ("resume-release", false, CocoonSetPhase::Running),
-    ] {
+    let releases: &[(&str, bool, CocoonSetPhase)] = if shape.runs("release") {
+        &[
+            ("suspend-release", true, CocoonSetPhase::Suspended),
+            ("resume-release", false, CocoonSetPhase::Running),
+        ]
+    } else {
+        &[]
+    };
+    for &(name, suspend, phase) in releases {
         let m = mark(lab, pid)?;
         for i in 0..n {
             let patch = json!({"spec": {"suspend": suspend, "hibernatePolicy": "release"}});
@@ -372,7 +404,36 @@ async fn run_scenarios(
     }
 
     // hibernate and wake H sub-agents, one Hibernation each
-    let h = shape.hibernations.min(n * r.max(1) as usize);
+    let h = if shape.runs("hibernate") { shape.hibernations.min(n * r.max(1) as usize) } else { 0 };
+    if h > 0 {
+        hibernate_and_wake(lab, shape, pid, h, &hibs, out).await?;
+    }
+
+    // idle: everything settled, nothing to do
+    if shape.runs("idle") {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let m = mark(lab, pid)?;
+        tokio::time::sleep(idle).await;
+        out.push(figures(lab, pid, "idle", &m, idle, n + h, n, &set_of)?);
+    }
+
+    if shape.runs("delete") {
+        delete_all(lab, shape, pid, h, (&sets_api, &hibs_api), (&sets, &hibs, &pods), out).await?;
+    }
+    Ok(())
+}
+
+/// H Hibernations on sub-agent pods: hibernate them, then wake them.
+async fn hibernate_and_wake(
+    lab: &mut Lab,
+    shape: &Shape,
+    pid: u32,
+    h: usize,
+    hibs: &Watched<Hibernation>,
+    out: &mut Vec<Value>,
+) -> Result<(), BoxError> {
+    let (n, r) = (shape.sets, shape.replicas);
+    let hibs_api: Api<Hibernation> = Api::namespaced(lab.admin.clone(), NS);
     let target = |i: usize| format!("set-{}-{}", i % n, 1 + (i / n) % r.max(1) as usize);
     let by_pod: HashMap<String, String> = (0..h).map(|i| (target(i), format!("h-{i}"))).collect();
     let hib_of = move |resource: &str, name: &str| -> Option<String> {
@@ -408,13 +469,21 @@ async fn run_scenarios(
         })
         .await?;
     out.push(figures(lab, pid, "wake", &m, wall, h, n, &hib_of)?);
+    Ok(())
+}
 
-    // idle: everything settled, nothing to do
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let m = mark(lab, pid)?;
-    tokio::time::sleep(idle).await;
-    out.push(figures(lab, pid, "idle", &m, idle, n + h, n, &set_of)?);
-
+/// Deletes every Hibernation and set, one request per object; waits until their pods are gone.
+#[allow(clippy::type_complexity)]
+async fn delete_all(
+    lab: &mut Lab,
+    shape: &Shape,
+    pid: u32,
+    h: usize,
+    (sets_api, hibs_api): (&Api<CocoonSet>, &Api<Hibernation>),
+    (sets, hibs, pods): (&Watched<CocoonSet>, &Watched<Hibernation>, &Watched<Pod>),
+    out: &mut Vec<Value>,
+) -> Result<(), BoxError> {
+    let n = shape.sets;
     // delete everything
     let m = mark(lab, pid)?;
     // One request per object, as users and tools do (a collection delete of a thousand
@@ -534,8 +603,10 @@ async fn raw_converge(
         pods_api.create(&pp, &toolbox_pod(&identity, &set.spec, toolbox, None)).await?;
     }
     let main = contract::agent_pod_name(&name, 0);
+    // One lookup by name, not a scan: a thousand sets wait at once.
     let serving_pod = |pod_name: &str| {
-        pods.all().into_iter().find(|p| p.name_any() == pod_name).filter(|p| serving(p))
+        let key = reflector::ObjectRef::new(pod_name).within(BASELINE_NS);
+        pods.store.get(&key).filter(|p| serving(p))
     };
     let since = Instant::now();
     pods.until("baseline main", since, |_| serving_pod(&main).is_some()).await?;
@@ -558,4 +629,23 @@ async fn raw_converge(
     }});
     sets.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_group_named_runs_them_all_and_naming_some_runs_only_those() {
+        let shape = |only: &[&str]| Shape {
+            sets: 1,
+            replicas: 1,
+            hibernations: 1,
+            only: only.iter().map(|g| g.to_string()).collect(),
+        };
+        assert!(GROUPS.iter().all(|g| shape(&[]).runs(g)));
+        let some = shape(&["delete", "idle"]);
+        let ran: Vec<&str> = GROUPS.iter().copied().filter(|g| some.runs(g)).collect();
+        assert_eq!(ran, ["idle", "delete"]);
+    }
 }

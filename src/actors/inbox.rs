@@ -41,10 +41,11 @@ impl Pending {
     }
 }
 
-/// What both parts keep of the pods and snapshot entries routed to them, as the core reads it.
+/// What both parts keep of the pods and snapshot entries routed to them, as the core reads it:
+/// one [`PodView`] per pod, sorted by name (no second copy by name: a set has a handful of
+/// pods, and a thousand sets' views are most of the operator's memory).
 #[derive(Default, Debug)]
 pub struct PodsView {
-    by_name: BTreeMap<String, PodView>,
     list: Vec<PodView>,
     snapshots: Arc<Snapshots>,
 }
@@ -52,15 +53,16 @@ pub struct PodsView {
 impl PodsView {
     /// Takes the pod and snapshot updates out of `pending`.
     pub fn absorb(&mut self, pending: &mut Pending) {
-        let pods = std::mem::take(&mut pending.pods);
-        if !pods.is_empty() {
-            for (name, pod) in pods {
-                match pod {
-                    Some(pod) => self.by_name.insert(name, PodView::from_pod(&pod)),
-                    None => self.by_name.remove(&name),
-                };
+        for (name, pod) in std::mem::take(&mut pending.pods) {
+            let at = self.list.binary_search_by(|p| p.name.as_str().cmp(&name));
+            match (pod, at) {
+                (Some(pod), Ok(i)) => self.list[i] = PodView::from_pod(&pod),
+                (Some(pod), Err(i)) => self.list.insert(i, PodView::from_pod(&pod)),
+                (None, Ok(i)) => {
+                    self.list.remove(i);
+                }
+                (None, Err(_)) => {}
             }
-            self.list = self.by_name.values().cloned().collect();
         }
         if let Some(s) = pending.snapshots.take() {
             self.snapshots = s;

@@ -6,8 +6,12 @@
 //! (`actors::delivery`).
 //!
 //! Pods go to their CocoonSet by controller ownerReference UID (never by label), and to the
-//! Hibernations that name them by namespace/name; snapshot ConfigMaps go to every actor of their
-//! namespace. A Hibernation's pod is seen through one label watch (the operator labels every
+//! Hibernations that name them by namespace/name. A change of a namespace's snapshot entries
+//! wakes only the actors whose VMs' entries changed (VM names are `vk-<ns>-<pod>`, SPEC §2:
+//! the set is a prefix of the pod name, the Hibernation names the pod); an entry of no known
+//! actor wakes every actor of the namespace. An actor not woken is handed the latest entries
+//! with its next update, so every pass plans on the namespace's current entries (a thousand
+//! sets in one namespace would otherwise all plan again for every entry any VM writes). A Hibernation's pod is seen through one label watch (the operator labels every
 //! pod a Hibernation names, `cocoon.cis/hibernation-target`) whatever the number of
 //! Hibernations; a narrow watch on one pod name runs only, once the watches have synced, for a
 //! named pod the label watch does not show (it does not exist yet, or is not labelled yet). Actors are per object *incarnation*: an object deleted and recreated under the same
@@ -89,6 +93,14 @@ fn key_of<K: ResourceExt>(obj: &K) -> NsName {
     (obj.namespace().unwrap_or_default(), obj.name_any())
 }
 
+/// The entries added, removed or changed between two versions of a namespace's entries.
+fn changed_entries<'a>(old: &'a Snapshots, new: &'a Snapshots) -> Vec<&'a str> {
+    let mut out: Vec<&str> =
+        new.iter().filter(|(k, v)| old.get(*k) != Some(*v)).map(|(k, _)| k.as_str()).collect();
+    out.extend(old.keys().filter(|k| !new.contains_key(*k)).map(String::as_str));
+    out
+}
+
 fn controller_uid(pod: &Pod) -> Option<String> {
     pod.owner_references().iter().find(|o| o.controller == Some(true)).map(|o| o.uid.clone())
 }
@@ -128,6 +140,10 @@ pub struct Index {
     owned_pods: HashMap<NsName, Arc<Pod>>,
     target_pods: HashMap<NsName, Arc<Pod>>,
     snapshots: HashMap<String, Arc<Snapshots>>,
+    /// How many times each namespace's entries changed: its version.
+    snapshot_version: HashMap<String, u64>,
+    /// The version of its namespace's entries each live actor was last handed.
+    snapshots_handed: HashMap<ActorKey, u64>,
     relist_sets: Relist<NsName>,
     relist_hibs: Relist<NsName>,
     relist_owned: Relist<NsName>,
@@ -187,6 +203,7 @@ impl Index {
         let updates = self.initial_updates(&key)?;
         self.last_incarnation += 1;
         self.live.insert(key.clone(), self.last_incarnation);
+        self.snapshots_handed.insert(key.clone(), self.version_of(&key.namespace));
         Some(Delivery::Spawn { key, incarnation: self.last_incarnation, updates })
     }
 
@@ -197,6 +214,7 @@ impl Index {
             return Vec::new(); // an older life of the key: the current one is unaffected
         }
         self.live.remove(&key);
+        self.snapshots_handed.remove(&key);
         match self.spawn(key.clone()) {
             Some(spawn) => vec![spawn],
             None => vec![Delivery::Forget { key }],
@@ -204,8 +222,9 @@ impl Index {
     }
 
     /// Deliveries of `updates` for `key`: into the live actor, or a spawn with the whole view.
-    fn deliver(&mut self, key: ActorKey, updates: Vec<Update>, out: &mut Vec<Delivery>) {
+    fn deliver(&mut self, key: ActorKey, mut updates: Vec<Update>, out: &mut Vec<Delivery>) {
         if self.live.contains_key(&key) {
+            self.catch_up_snapshots(&key, &mut updates);
             out.push(Delivery::Update { key, updates });
         } else {
             out.extend(self.spawn(key));
@@ -213,13 +232,49 @@ impl Index {
     }
 
     /// Updates for a live actor only (pods and snapshots never spawn one).
-    fn deliver_live(&self, key: ActorKey, updates: Vec<Update>, out: &mut Vec<Delivery>) {
+    fn deliver_live(&mut self, key: ActorKey, mut updates: Vec<Update>, out: &mut Vec<Delivery>) {
         if self.live.contains_key(&key) {
+            self.catch_up_snapshots(&key, &mut updates);
             out.push(Delivery::Update { key, updates });
         }
     }
 
+    fn version_of(&self, namespace: &str) -> u64 {
+        self.snapshot_version.get(namespace).copied().unwrap_or(0)
+    }
+
+    /// Adds the namespace's current entries to `updates` if the actor was not handed them yet.
+    fn catch_up_snapshots(&mut self, key: &ActorKey, updates: &mut Vec<Update>) {
+        let version = self.version_of(&key.namespace);
+        if self.snapshots_handed.insert(key.clone(), version) != Some(version)
+            && !updates.iter().any(|u| matches!(u, Update::Snapshots(_)))
+        {
+            let current = self.snapshots.get(&key.namespace).cloned().unwrap_or_default();
+            updates.push(Update::Snapshots(current));
+        }
+    }
+
+    /// The live actors whose VMs own the entry `vm` of `namespace`, by the VM naming of SPEC
+    /// §2 (`vk-<ns>-<set>-<slot|toolbox>`, and a Hibernation's pod `vk-<ns>-<pod>`); `None`
+    /// when the name follows no known actor (then every actor of the namespace is told).
+    fn entry_owners(&self, namespace: &str, vm: &str) -> Option<Vec<ActorKey>> {
+        let rest = vm.strip_prefix("vk-")?.strip_prefix(namespace)?.strip_prefix('-')?;
+        let mut owners = Vec::new();
+        for (i, _) in rest.match_indices('-') {
+            let set = (namespace.to_string(), rest[..i].to_string());
+            if self.sets.contains_key(&set) {
+                owners.push(ActorKey::cocoon_set(namespace, &set.1));
+            }
+        }
+        let pod = (namespace.to_string(), rest.to_string());
+        for name in self.targets.get(&pod).into_iter().flat_map(|t| t.keys()) {
+            owners.push(ActorKey::hibernation(namespace, name));
+        }
+        (!owners.is_empty()).then_some(owners)
+    }
+
     fn retire(&mut self, key: ActorKey, update: Update, out: &mut Vec<Delivery>) {
+        self.snapshots_handed.remove(&key);
         if self.live.remove(&key).is_some() {
             out.push(Delivery::Retire { key, update });
         }
@@ -390,7 +445,7 @@ impl Index {
     }
 
     /// Hands every Hibernation naming `target` the same updates.
-    fn deliver_to_namers(&self, target: &NsName, updates: &[Update], out: &mut Vec<Delivery>) {
+    fn deliver_to_namers(&mut self, target: &NsName, updates: &[Update], out: &mut Vec<Delivery>) {
         if updates.is_empty() {
             return;
         }
@@ -578,37 +633,53 @@ impl Index {
     }
 
     fn snapshots(&mut self, event: Event<ConfigMap>) -> Vec<Delivery> {
-        let mut changed: Vec<(String, Arc<Snapshots>)> = Vec::new();
+        // (namespace, entries before, entries now) of every namespace whose entries changed.
+        let mut changed: Vec<(String, Arc<Snapshots>, Arc<Snapshots>)> = Vec::new();
         match event {
             Event::Init => self.relist_snapshots.init(),
             Event::InitApply(cm) | Event::Apply(cm) => {
                 let ns = cm.namespace().unwrap_or_default();
                 self.relist_snapshots.apply(ns.clone());
-                let data = Arc::new(cm.data.clone().unwrap_or_default());
-                if self.snapshots.get(&ns).is_none_or(|old| **old != *data) {
+                let data = Arc::new(cm.data.unwrap_or_default());
+                let old = self.snapshots.get(&ns).cloned().unwrap_or_default();
+                if *old != *data {
                     self.snapshots.insert(ns.clone(), data.clone());
-                    changed.push((ns, data));
+                    changed.push((ns, old, data));
                 }
             }
             Event::Delete(cm) => {
                 let ns = cm.namespace().unwrap_or_default();
                 self.relist_snapshots.delete(&ns);
-                self.snapshots.remove(&ns);
-                changed.push((ns, Arc::default()));
+                let old = self.snapshots.remove(&ns).unwrap_or_default();
+                changed.push((ns, old, Arc::default()));
             }
             Event::InitDone => {
                 for ns in self.relist_snapshots.done() {
-                    self.snapshots.remove(&ns);
-                    changed.push((ns, Arc::default()));
+                    let old = self.snapshots.remove(&ns).unwrap_or_default();
+                    changed.push((ns, old, Arc::default()));
                 }
             }
         }
         let mut out = Vec::new();
-        for (ns, data) in changed {
-            let mut keys: Vec<ActorKey> =
-                self.live.keys().filter(|k| k.namespace == ns).cloned().collect();
+        for (ns, old, data) in changed {
+            *self.snapshot_version.entry(ns.clone()).or_default() += 1;
+            let version = self.version_of(&ns);
+            let mut told: Option<Vec<ActorKey>> = Some(Vec::new());
+            for vm in changed_entries(&old, &data) {
+                match (self.entry_owners(&ns, vm), told.as_mut()) {
+                    (Some(owners), Some(told)) => told.extend(owners),
+                    (None, _) => told = None,
+                    (Some(_), None) => {}
+                }
+            }
+            let mut keys: Vec<ActorKey> = match told {
+                Some(owners) => owners.into_iter().filter(|k| self.live.contains_key(k)).collect(),
+                None => self.live.keys().filter(|k| k.namespace == ns).cloned().collect(),
+            };
             keys.sort();
+            keys.dedup();
             for key in keys {
+                self.snapshots_handed.insert(key.clone(), version);
                 out.push(Delivery::Update { key, updates: vec![Update::Snapshots(data.clone())] });
             }
         }

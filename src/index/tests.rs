@@ -219,34 +219,79 @@ fn a_hibernation_target_is_watched_once_and_unwatched_with_its_last_hibernation(
     );
 }
 
-#[test]
-fn snapshot_entries_go_to_every_live_actor_of_their_namespace_only() {
-    let mut index = Index::default();
-    index.apply(set_event(Event::Apply(set("a", "uid-a"))));
-    index.apply(hib_event(Event::Apply(hib("h1", "bot"))));
-    let mut other = set("b", "uid-b");
-    other.metadata.namespace = Some("elsewhere".into());
-    index.apply(set_event(Event::Apply(other)));
+fn snapshots_event(entries: &[(&str, &str)]) -> Input {
     let cm = ConfigMap {
         metadata: ObjectMeta {
             name: Some("cocoon-vm-snapshots".into()),
             namespace: Some("ns".into()),
             ..Default::default()
         },
-        data: Some(BTreeMap::from([("vk-ns-a-0".to_string(), "vk-ns-a-0-suspend".to_string())])),
+        data: Some(entries.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
         ..Default::default()
     };
-    let out = index.apply(Input::Watch(Box::new(WatchEvent::Snapshots(Event::Apply(cm.clone())))));
-    let keys: Vec<String> = out
-        .iter()
-        .filter_map(|d| match d {
-            Delivery::Update { key, .. } => Some(key.to_string()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(keys, vec!["cs/ns/a".to_string(), "hib/ns/h1".to_string()]);
-    let unchanged = index.apply(Input::Watch(Box::new(WatchEvent::Snapshots(Event::Apply(cm)))));
-    assert!(unchanged.is_empty(), "the same entries again are no news");
+    Input::Watch(Box::new(WatchEvent::Snapshots(Event::Apply(cm))))
+}
+
+/// `(key, entries)` of every delivery carrying snapshot entries.
+fn snapshot_updates(deliveries: &[Delivery]) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    for d in deliveries {
+        if let Delivery::Update { key, updates } | Delivery::Spawn { key, updates, .. } = d {
+            for u in updates {
+                if let Update::Snapshots(s) = u {
+                    out.push((key.to_string(), s.keys().cloned().collect()));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_snapshot_entry_wakes_only_the_actors_of_its_vm_and_the_others_catch_up_later() {
+    let mut index = Index::default();
+    index.apply(set_event(Event::Apply(set("a", "uid-a"))));
+    index.apply(set_event(Event::Apply(set("a-b", "uid-ab"))));
+    index.apply(set_event(Event::Apply(set("c", "uid-c"))));
+    index.apply(hib_event(Event::Apply(hib("h1", "bot"))));
+    let mut other = set("a", "uid-elsewhere");
+    other.metadata.namespace = Some("elsewhere".into());
+    index.apply(set_event(Event::Apply(other)));
+
+    // The entry of set a's main: set a only (not c, not h1, not the other namespace's "a").
+    let one = index.apply(snapshots_event(&[("vk-ns-a-0", "s")]));
+    assert_eq!(snapshot_updates(&one), vec![("cs/ns/a".to_string(), vec!["vk-ns-a-0".into()])]);
+    // A name that two sets' prefixes fit (a, a-b): both are told (more is harmless).
+    let both = index.apply(snapshots_event(&[("vk-ns-a-0", "s"), ("vk-ns-a-b-1", "s")]));
+    let told: Vec<String> = snapshot_updates(&both).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(told, vec!["cs/ns/a".to_string(), "cs/ns/a-b".to_string()]);
+    // The entry of the pod a Hibernation names: that Hibernation; a removed entry counts too
+    // (vk-ns-a-b-1 fits both a and a-b).
+    let hib_entry = index.apply(snapshots_event(&[("vk-ns-a-0", "s"), ("vk-ns-bot", "s")]));
+    let told: Vec<String> = snapshot_updates(&hib_entry).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(told, ["cs/ns/a", "cs/ns/a-b", "hib/ns/h1"].map(String::from));
+    // An entry named after no known actor: everyone in the namespace is told.
+    let unknown =
+        index.apply(snapshots_event(&[("vk-ns-a-0", "s"), ("vk-ns-bot", "s"), ("vm-7", "s")]));
+    let told: Vec<String> = snapshot_updates(&unknown).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(told, ["cs/ns/a", "cs/ns/a-b", "cs/ns/c", "hib/ns/h1"].map(String::from));
+    let again =
+        index.apply(snapshots_event(&[("vk-ns-a-0", "s"), ("vk-ns-bot", "s"), ("vm-7", "s")]));
+    assert!(again.is_empty(), "the same entries again are no news");
+
+    // c was not told about vk-ns-c-0's neighbours changing since; its next update carries
+    // the namespace's current entries, so it never plans on an old copy.
+    index.apply(snapshots_event(&[("vk-ns-a-0", "t"), ("vk-ns-bot", "s"), ("vm-7", "s")]));
+    let next = index.apply(pod_event(Event::Apply(pod("c-0", "uid-c", "c"))));
+    assert_eq!(
+        snapshot_updates(&next),
+        vec![("cs/ns/c".to_string(), vec!["vk-ns-a-0".into(), "vk-ns-bot".into(), "vm-7".into()])]
+    );
+    let after = index.apply(pod_event(Event::Apply(pod("c-0", "uid-c", "c"))));
+    assert!(snapshot_updates(&after).is_empty(), "handed once, not with every update");
+    // A new actor starts with the current entries.
+    let spawn = index.apply(set_event(Event::Apply(set("d", "uid-d"))));
+    assert_eq!(snapshot_updates(&spawn).len(), 1);
 }
 
 #[test]

@@ -15,7 +15,7 @@ use crate::k8s::outcome;
 use crate::metrics::Transition;
 use crate::plan::hibernation::Competitor;
 use crate::plan::{
-    HibAction, HibMemory, HibStep, HibView, Outcome, Recorded, plan_hib_pass, record_hib,
+    HibAction, HibMemory, HibStep, HibView, Outcome, PodView, Recorded, plan_hib_pass, record_hib,
 };
 
 /// The Hibernation actor's view and bookkeeping.
@@ -36,10 +36,11 @@ struct World {
 }
 
 impl World {
-    fn view(&self) -> Option<HibView<'_>> {
+    /// The core's view, on `pods` (this pass's copy of [`PodsView::pods`]).
+    fn view<'a>(&'a self, pods: &'a [PodView]) -> Option<HibView<'a>> {
         Some(HibView {
             hibernation: self.hibernation.as_deref()?,
-            pods: self.view.pods(),
+            pods,
             listed: self.listed.as_deref(),
             snapshots: self.view.snapshots(),
             competitors: &self.competitors,
@@ -75,7 +76,8 @@ impl Part for HibernationPart {
     }
 
     fn plan(&mut self, ctx: &Context, now: Timestamp) -> Planned<HibAction, HibernationStatus> {
-        let Some(view) = self.world.view() else { return Planned::idle() };
+        let pods = self.world.view.pods();
+        let Some(view) = self.world.view(&pods) else { return Planned::idle() };
         let planned = plan_hib_pass(&view, &mut self.memory, &ctx.hibernation, now);
         Planned {
             pass: planned.pass,
@@ -96,7 +98,8 @@ impl Part for HibernationPart {
         outcome: &Outcome,
         now: Timestamp,
     ) -> Recorded {
-        let Some(view) = self.world.view() else { return Recorded::go_on() };
+        let pods = self.world.view.pods();
+        let Some(view) = self.world.view(&pods) else { return Recorded::go_on() };
         record_hib(&mut self.memory, &view, step, outcome, ctx.backoff(), now)
     }
 

@@ -6,8 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::Pod;
-
 use crate::api::{CocoonSet, Hibernation};
 use crate::index::Update;
 use crate::plan::PodView;
@@ -19,7 +17,7 @@ use crate::plan::hibernation::Competitor;
 pub struct Pending {
     pub cocoon_set: Option<Option<Arc<CocoonSet>>>,
     pub hibernation: Option<Option<Arc<Hibernation>>>,
-    pub pods: BTreeMap<String, Option<Arc<Pod>>>,
+    pub pods: BTreeMap<String, Option<Arc<PodView>>>,
     pub snapshots: Option<Arc<Snapshots>>,
     pub competitors: Option<Vec<Competitor>>,
     /// The watch on this pod name delivered its first complete list.
@@ -41,12 +39,11 @@ impl Pending {
     }
 }
 
-/// What both parts keep of the pods and snapshot entries routed to them, as the core reads it:
-/// one [`PodView`] per pod, sorted by name (no second copy by name: a set has a handful of
-/// pods, and a thousand sets' views are most of the operator's memory).
+/// What both parts keep of the pods and snapshot entries routed to them: the router's views,
+/// shared (one copy of each pod in the operator), sorted by name.
 #[derive(Default, Debug)]
 pub struct PodsView {
-    list: Vec<PodView>,
+    list: Vec<Arc<PodView>>,
     snapshots: Arc<Snapshots>,
 }
 
@@ -56,8 +53,8 @@ impl PodsView {
         for (name, pod) in std::mem::take(&mut pending.pods) {
             let at = self.list.binary_search_by(|p| p.name.as_str().cmp(&name));
             match (pod, at) {
-                (Some(pod), Ok(i)) => self.list[i] = PodView::from_pod(&pod),
-                (Some(pod), Err(i)) => self.list.insert(i, PodView::from_pod(&pod)),
+                (Some(pod), Ok(i)) => self.list[i] = pod,
+                (Some(pod), Err(i)) => self.list.insert(i, pod),
                 (None, Ok(i)) => {
                     self.list.remove(i);
                 }
@@ -69,9 +66,9 @@ impl PodsView {
         }
     }
 
-    /// The pods, by name.
-    pub fn pods(&self) -> &[PodView] {
-        &self.list
+    /// The pods, by name, as the core reads them (a copy for one pass).
+    pub fn pods(&self) -> Vec<PodView> {
+        self.list.iter().map(|p| PodView::clone(p)).collect()
     }
 
     /// The snapshot entries of the namespace.

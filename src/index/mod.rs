@@ -23,7 +23,7 @@ mod relist;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::watcher::Event;
@@ -33,8 +33,8 @@ use relist::Relist;
 
 use crate::api::{CocoonSet, Hibernation};
 use crate::k8s::watch::{TargetCommand, WatchEvent};
-use crate::plan::Snapshots;
 use crate::plan::hibernation::Competitor;
+use crate::plan::{PodView, Snapshots};
 
 /// One change for an actor's view. Deletions are `None`.
 #[derive(Debug, Clone)]
@@ -44,7 +44,7 @@ pub enum Update {
     /// The Hibernation itself (`None`: deleted).
     Hibernation(Option<Arc<Hibernation>>),
     /// A pod of the actor's view (`None`: gone, or no longer the actor's).
-    Pod { name: String, pod: Option<Arc<Pod>> },
+    Pod { name: String, pod: Option<Arc<PodView>> },
     /// The snapshot entries of the actor's namespace.
     Snapshots(Arc<Snapshots>),
     /// Every Hibernation naming the same pod.
@@ -59,7 +59,7 @@ pub type Incarnation = u64;
 /// What the index reads.
 #[derive(Debug)]
 pub enum Input {
-    /// A watch delivered an event (boxed: pods are large, the other inputs small).
+    /// A watch delivered an event (boxed: objects are large, the other inputs small).
     Watch(Box<WatchEvent>),
     /// Every main watch has delivered its first complete list: actors may write.
     Synced,
@@ -101,8 +101,8 @@ fn changed_entries<'a>(old: &'a Snapshots, new: &'a Snapshots) -> Vec<&'a str> {
     out
 }
 
-fn controller_uid(pod: &Pod) -> Option<String> {
-    pod.owner_references().iter().find(|o| o.controller == Some(true)).map(|o| o.uid.clone())
+fn pod_key(pod: &PodView) -> NsName {
+    (pod.namespace.clone(), pod.name.clone())
 }
 
 /// A "deleted" event of the label-selected pod watch for a pod that was not being deleted: the
@@ -110,23 +110,20 @@ fn controller_uid(pod: &Pod) -> Option<String> {
 /// *previous* object, label and all) or have been deleted at once (`--force`, grace 0). Which one, the event cannot
 /// tell. The index keeps it in its owner's view without the label, so that the owner writes the
 /// label back; the API server's answer settles it (a 404 means it is gone).
-fn left_the_watch(pod: &Pod) -> Option<Pod> {
+fn left_the_watch(pod: &PodView) -> Option<PodView> {
     if gone_when_deleted(pod) {
         return None;
     }
     let mut unlabelled = pod.clone();
-    if let Some(labels) = unlabelled.metadata.labels.as_mut() {
-        labels.remove(crate::contract::LABEL_COCOONSET);
-    }
+    unlabelled.labels.remove(crate::contract::LABEL_COCOONSET);
     Some(unlabelled)
 }
 
 /// Whether a "deleted" event of a label-selected watch means the pod is gone: it was being
 /// deleted, or it was Failed/Succeeded (the API server deletes those at once, without a
 /// deletionTimestamp). Otherwise it may only have lost the label.
-fn gone_when_deleted(pod: &Pod) -> bool {
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    pod.metadata.deletion_timestamp.is_some() || matches!(phase, Some("Failed" | "Succeeded"))
+fn gone_when_deleted(pod: &PodView) -> bool {
+    pod.terminating || pod.is_terminal()
 }
 
 /// The caches and bookkeeping behind routing.
@@ -137,8 +134,8 @@ pub struct Index {
     hibernations: HashMap<NsName, Arc<Hibernation>>,
     /// (namespace, pod) → Hibernations naming it (name → creation time).
     targets: HashMap<NsName, BTreeMap<String, Option<Timestamp>>>,
-    owned_pods: HashMap<NsName, Arc<Pod>>,
-    target_pods: HashMap<NsName, Arc<Pod>>,
+    owned_pods: HashMap<NsName, Arc<PodView>>,
+    target_pods: HashMap<NsName, Arc<PodView>>,
     snapshots: HashMap<String, Arc<Snapshots>>,
     /// How many times each namespace's entries changed: its version.
     snapshot_version: HashMap<String, u64>,
@@ -152,7 +149,7 @@ pub struct Index {
     /// Targets whose narrow watch has delivered a complete list at least once.
     listed_targets: HashSet<NsName>,
     /// Pods the label watch shows (labelled `cocoon.cis/hibernation-target`), named or not.
-    labelled: HashMap<NsName, Arc<Pod>>,
+    labelled: HashMap<NsName, Arc<PodView>>,
     relist_labelled: Relist<NsName>,
     /// Targets whose narrow watch runs.
     narrow: HashSet<NsName>,
@@ -457,13 +454,13 @@ impl Index {
     }
 
     /// An event of the label watch on pods Hibernations name.
-    fn labelled_pod(&mut self, event: Event<Pod>) -> Vec<Delivery> {
+    fn labelled_pod(&mut self, event: Event<PodView>) -> Vec<Delivery> {
         let mut out = Vec::new();
-        let mut left: Vec<(NsName, Pod)> = Vec::new();
+        let mut left: Vec<(NsName, PodView)> = Vec::new();
         match event {
             Event::Init => self.relist_labelled.init(),
             Event::InitApply(pod) | Event::Apply(pod) => {
-                let at = key_of(&pod);
+                let at = pod_key(&pod);
                 self.relist_labelled.apply(at.clone());
                 let pod = Arc::new(pod);
                 self.labelled.insert(at.clone(), pod.clone());
@@ -477,7 +474,7 @@ impl Index {
                 self.sync_narrow(&at, &mut out);
             }
             Event::Delete(pod) => {
-                let at = key_of(&pod);
+                let at = pod_key(&pod);
                 self.relist_labelled.delete(&at);
                 self.labelled.remove(&at);
                 left.push((at, pod));
@@ -503,9 +500,7 @@ impl Index {
                 Update::Pod { name: at.1.clone(), pod: None }
             } else {
                 let mut unlabelled = pod;
-                if let Some(labels) = unlabelled.metadata.labels.as_mut() {
-                    labels.remove(crate::contract::LABEL_HIBERNATION_TARGET);
-                }
+                unlabelled.labels.remove(crate::contract::LABEL_HIBERNATION_TARGET);
                 let unlabelled = Arc::new(unlabelled);
                 self.target_pods.insert(at.clone(), unlabelled.clone());
                 Update::Pod { name: at.1.clone(), pod: Some(unlabelled) }
@@ -516,18 +511,18 @@ impl Index {
         out
     }
 
-    fn owner_of(&self, pod: &Pod) -> Option<ActorKey> {
-        let at = self.set_by_uid.get(&controller_uid(pod)?)?;
+    fn owner_of(&self, pod: &PodView) -> Option<ActorKey> {
+        let at = self.set_by_uid.get(pod.controller_uid.as_ref()?)?;
         Some(ActorKey::cocoon_set(&at.0, &at.1))
     }
 
-    fn owned_pod(&mut self, event: Event<Pod>) -> Vec<Delivery> {
+    fn owned_pod(&mut self, event: Event<PodView>) -> Vec<Delivery> {
         let mut out = Vec::new();
-        let mut gone: Vec<Arc<Pod>> = Vec::new();
+        let mut gone: Vec<Arc<PodView>> = Vec::new();
         match event {
             Event::Init => self.relist_owned.init(),
             Event::InitApply(pod) | Event::Apply(pod) => {
-                let at = key_of(&pod);
+                let at = pod_key(&pod);
                 self.relist_owned.apply(at.clone());
                 let pod = Arc::new(pod);
                 let before = self.owned_pods.insert(at.clone(), pod.clone());
@@ -552,7 +547,7 @@ impl Index {
             Event::Delete(pod)
                 if self.owner_of(&pod).is_some() && left_the_watch(&pod).is_some() =>
             {
-                let at = key_of(&pod);
+                let at = pod_key(&pod);
                 self.relist_owned.delete(&at);
                 let pod = Arc::new(left_the_watch(&pod).unwrap_or(pod));
                 self.owned_pods.insert(at.clone(), pod.clone());
@@ -562,7 +557,7 @@ impl Index {
                 }
             }
             Event::Delete(pod) => {
-                let at = key_of(&pod);
+                let at = pod_key(&pod);
                 self.relist_owned.delete(&at);
                 gone.extend(self.owned_pods.remove(&at).or(Some(Arc::new(pod))));
             }
@@ -574,14 +569,14 @@ impl Index {
         }
         for pod in gone {
             if let Some(owner) = self.owner_of(&pod) {
-                let update = Update::Pod { name: pod.name_any(), pod: None };
+                let update = Update::Pod { name: pod.name.clone(), pod: None };
                 self.deliver_live(owner, vec![update], &mut out);
             }
         }
         out
     }
 
-    fn target_pod(&mut self, target: NsName, event: Event<Pod>) -> Vec<Delivery> {
+    fn target_pod(&mut self, target: NsName, event: Event<PodView>) -> Vec<Delivery> {
         let mut out = Vec::new();
         if !self.narrow.contains(&target) {
             return out; // a late event of a watch being stopped
@@ -705,10 +700,10 @@ impl Index {
             ActorKind::CocoonSet => {
                 let set = self.sets.get(&at)?.clone();
                 let uid = set.uid();
-                let mut pods: Vec<(&NsName, &Arc<Pod>)> = self
+                let mut pods: Vec<(&NsName, &Arc<PodView>)> = self
                     .owned_pods
                     .iter()
-                    .filter(|((ns, _), pod)| *ns == key.namespace && controller_uid(pod) == uid)
+                    .filter(|((ns, _), pod)| *ns == key.namespace && pod.controller_uid == uid)
                     .collect();
                 pods.sort_by(|a, b| a.0.cmp(b.0));
                 updates.extend(pods.into_iter().map(|((_, name), pod)| Update::Pod {

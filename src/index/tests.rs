@@ -54,7 +54,7 @@ fn set_event(e: Event<CocoonSet>) -> Input {
 }
 
 fn pod_event(e: Event<Pod>) -> Input {
-    Input::Watch(Box::new(WatchEvent::OwnedPod(e)))
+    Input::Watch(Box::new(WatchEvent::OwnedPod(crate::k8s::watch::viewed(e))))
 }
 
 fn hib_event(e: Event<Hibernation>) -> Input {
@@ -65,7 +65,7 @@ fn target_event(pod: &str, event: Event<Pod>) -> Input {
     Input::Watch(Box::new(WatchEvent::TargetPod {
         namespace: "ns".into(),
         name: pod.into(),
-        event,
+        event: crate::k8s::watch::viewed(event),
     }))
 }
 
@@ -323,7 +323,7 @@ fn a_pod_that_left_the_label_watch_stays_in_its_owners_view_without_the_label() 
     assert_eq!(pod_updates(&left), vec![("cs/ns/a".into(), "a-0".into(), true)]);
     let Delivery::Update { updates, .. } = &left[0] else { panic!("{left:?}") };
     let Update::Pod { pod: Some(p), .. } = &updates[0] else { panic!("{updates:?}") };
-    assert!(!p.labels().contains_key("cocoon.cis/cocoonset"), "the owner will put it back");
+    assert!(!p.labels.contains_key("cocoon.cis/cocoonset"), "the owner will put it back");
     // A re-list does not show it; it is still not taken for gone.
     index.apply(pod_event(Event::Init));
     let relisted = index.apply(pod_event(Event::InitDone));
@@ -357,7 +357,7 @@ fn targeted(name: &str) -> Pod {
 }
 
 fn labelled_event(e: Event<Pod>) -> Input {
-    Input::Watch(Box::new(WatchEvent::LabelledTarget(e)))
+    Input::Watch(Box::new(WatchEvent::LabelledTarget(crate::k8s::watch::viewed(e))))
 }
 
 fn commands(ds: &[Delivery]) -> Vec<TargetCommand> {
@@ -426,7 +426,7 @@ fn a_pod_that_left_the_label_watch_is_kept_unlabelled_or_gone_and_watched_by_nam
         _ => None,
     });
     let kept = kept.expect("the pod stays in h1's view");
-    assert!(!kept.labels().contains_key(crate::contract::LABEL_HIBERNATION_TARGET));
+    assert!(!kept.labels.contains_key(crate::contract::LABEL_HIBERNATION_TARGET));
     // A pod deleted for real is gone for its Hibernation, whose narrow watch waits for a new one.
     let mut deleted = targeted("late");
     deleted.metadata.deletion_timestamp =

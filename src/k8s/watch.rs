@@ -6,17 +6,18 @@
 
 /// One event of one of the watches.
 #[derive(Debug)]
+#[expect(clippy::large_enum_variant, reason = "travels boxed (`Input::Watch`), read once")]
 pub enum WatchEvent {
     /// Of the CocoonSet watch (all namespaces).
     CocoonSet(Event<CocoonSet>),
     /// Of the Hibernation watch (all namespaces).
     Hibernation(Event<Hibernation>),
     /// Of the watch on pods labelled `cocoon.cis/cocoonset`.
-    OwnedPod(Event<Pod>),
+    OwnedPod(Event<PodView>),
     /// Of the watch on pods labelled `cocoon.cis/hibernation-target`.
-    LabelledTarget(Event<Pod>),
+    LabelledTarget(Event<PodView>),
     /// Of the narrow watch on one pod that Hibernations name.
-    TargetPod { namespace: String, name: String, event: Event<Pod> },
+    TargetPod { namespace: String, name: String, event: Event<PodView> },
     /// Of the `cocoon-vm-snapshots` ConfigMap watch.
     Snapshots(Event<ConfigMap>),
 }
@@ -45,6 +46,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{CocoonSet, Hibernation};
 use crate::contract;
+use crate::plan::PodView;
 
 /// Counts the main watches that completed their first list.
 pub struct SyncTracker {
@@ -87,10 +89,17 @@ fn slim<K: Resource>(obj: &mut K) {
     }
 }
 
-/// [`slim`], and for pods everything else no decision reads ([`crate::plan::observe::slim_pod`]).
-fn slim_pod(pod: &mut Pod) {
-    crate::plan::observe::slim_pod(pod);
-    slim(pod);
+/// A pod event as the operator keeps it: each pod object viewed ([`PodView::from_pod`]) and
+/// dropped.
+pub fn viewed(event: Event<Pod>) -> Event<PodView> {
+    let view = |pod: Pod| PodView::from_pod(&pod);
+    match event {
+        Event::Apply(pod) => Event::Apply(view(pod)),
+        Event::Delete(pod) => Event::Delete(view(pod)),
+        Event::InitApply(pod) => Event::InitApply(view(pod)),
+        Event::Init => Event::Init,
+        Event::InitDone => Event::InitDone,
+    }
 }
 
 fn spawn_watch<K, F>(
@@ -182,8 +191,8 @@ where
         Api::<Pod>::all(client.clone()),
         owned,
         Some(sync.clone()),
-        slim_pod,
-        move |e| tx(WatchEvent::OwnedPod(e)),
+        slim,
+        move |e| tx(WatchEvent::OwnedPod(viewed(e))),
     ));
     let tx = emit.clone();
     let targeted = watcher::Config::default().labels(contract::LABEL_HIBERNATION_TARGET);
@@ -191,8 +200,8 @@ where
         Api::<Pod>::all(client.clone()),
         targeted,
         Some(sync.clone()),
-        slim_pod,
-        move |e| tx(WatchEvent::LabelledTarget(e)),
+        slim,
+        move |e| tx(WatchEvent::LabelledTarget(viewed(e))),
     ));
     let tx = emit.clone();
     let snapshots = watcher::Config::default()
@@ -280,10 +289,10 @@ async fn target_watches<E>(
                     }
                     let _open = OpenWatch::new(&open);
                     let config = watcher::Config::default().fields(&format!("metadata.name={pod}"));
-                    let stream = watcher::watcher(api, config).default_backoff().modify(slim_pod);
+                    let stream = watcher::watcher(api, config).default_backoff();
                     drive(stream, None, move |event| {
                         let (namespace, name) = (namespace.clone(), pod.clone());
-                        tx(WatchEvent::TargetPod { namespace, name, event })
+                        tx(WatchEvent::TargetPod { namespace, name, event: viewed(event) })
                     })
                     .await;
                 });

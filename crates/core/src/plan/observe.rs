@@ -36,11 +36,15 @@ pub enum PodPhase {
     Unknown,
 }
 
-/// The facts about one pod that planning reads.
+/// The facts about one pod that planning and the operator's router read. The operator caches
+/// pods in this form only: a watched pod object is viewed and dropped (a pod object with its
+/// status costs several KiB; a view a few hundred bytes).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodView {
     /// Name of the pod.
     pub name: String,
+    /// Namespace of the pod.
+    pub namespace: String,
     /// The pod's own UID (delete preconditions; a recreated pod is another pod).
     pub uid: Option<String>,
     /// UID of the controller owner, if any.
@@ -156,6 +160,7 @@ impl PodView {
     pub fn new(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
+            namespace: String::new(),
             uid: None,
             controller_uid: None,
             role: None,
@@ -213,6 +218,7 @@ impl PodView {
             .collect();
         Self {
             name: meta.name.clone().unwrap_or_default(),
+            namespace: meta.namespace.clone().unwrap_or_default(),
             uid: meta.uid.clone(),
             controller_uid: meta
                 .owner_references
@@ -251,45 +257,6 @@ impl PodView {
     }
 }
 
-/// Cuts a watched pod down to what [`PodView::from_pod`] and the router read, so that every
-/// cached copy costs a fraction of the object: no spec (containers, volumes, tolerations), only
-/// the `cocoon.cis/*` and deletion-cost annotations, only the operator's labels, and of the
-/// status the phase, reason, message, conditions and the containers' names and states.
-pub fn slim_pod(pod: &mut Pod) {
-    let meta = &mut pod.metadata;
-    meta.managed_fields = None;
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations
-            .retain(|k, _| k.starts_with(contract::PREFIX) || k == contract::ANN_POD_DELETION_COST);
-    }
-    if let Some(labels) = meta.labels.as_mut() {
-        labels.retain(|k, _| {
-            k.starts_with(contract::PREFIX) || contract::OBSERVED_LABELS.contains(&k.as_str())
-        });
-    }
-    pod.spec = None;
-    if let Some(status) = pod.status.as_mut() {
-        let keep = k8s_openapi::api::core::v1::PodStatus {
-            phase: status.phase.take(),
-            reason: status.reason.take(),
-            message: status.message.take(),
-            conditions: status.conditions.take(),
-            container_statuses: status.container_statuses.take().map(|list| {
-                list.into_iter()
-                    .map(|c| k8s_openapi::api::core::v1::ContainerStatus {
-                        name: c.name,
-                        state: c.state,
-                        ready: c.ready,
-                        ..Default::default()
-                    })
-                    .collect()
-            }),
-            ..Default::default()
-        };
-        *status = keep;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -314,41 +281,5 @@ mod tests {
         let view = PodView::from_pod(&pod);
         let kept: Vec<&str> = view.labels.keys().map(String::as_str).collect();
         assert_eq!(kept, vec![contract::LABEL_COCOONSET, contract::LABEL_HIBERNATION_TARGET]);
-    }
-
-    #[test]
-    fn slimming_a_pod_changes_nothing_the_view_reads() {
-        let pod: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {
-                "name": "demo-1", "namespace": "ns", "uid": "u1",
-                "creationTimestamp": "2026-01-01T00:00:00Z",
-                "labels": {"cocoon.cis/cocoonset": "demo", "cocoon.cis/slot": "1", "app": "demo", "team": "sre"},
-                "annotations": {
-                    "cocoon.cis/vm-name": "vk-ns-demo-1", "cocoon.cis/fork-from": "vk-ns-demo-0",
-                    "cocoon.cis/snapshot-from": "fork:vk-ns-demo-0", "cocoon.cis/hibernate": "true",
-                    "controller.kubernetes.io/pod-deletion-cost": "1000", "other/x": "y"
-                },
-                "ownerReferences": [{"apiVersion": "cocoon.cis/v1alpha1", "kind": "CocoonSet",
-                    "name": "demo", "uid": "set", "controller": true}]
-            },
-            "spec": {"nodeName": "n", "containers": [{"name": "vm", "image": "img",
-                "env": [{"name": "A", "value": "1"}]}]},
-            "status": {
-                "phase": "Running", "podIP": "10.0.0.1", "startTime": "2026-01-01T00:00:00Z",
-                "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": "2026-01-01T00:00:05Z"}],
-                "containerStatuses": [{"name": "vm", "image": "img", "imageID": "", "ready": false,
-                    "restartCount": 0, "state": {"waiting": {"reason": "Hibernated"}}}]
-            }
-        }))
-        .unwrap();
-        let mut slim = pod.clone();
-        slim_pod(&mut slim);
-        assert_eq!(PodView::from_pod(&slim), PodView::from_pod(&pod));
-        assert!(slim.spec.is_none());
-        let annotations = slim.metadata.annotations.as_ref().unwrap();
-        assert!(!annotations.contains_key("other/x"));
-        assert!(annotations.contains_key("controller.kubernetes.io/pod-deletion-cost"));
-        assert!(!slim.metadata.labels.as_ref().unwrap().contains_key("team"));
-        assert!(serde_json::to_vec(&slim).unwrap().len() < serde_json::to_vec(&pod).unwrap().len());
     }
 }

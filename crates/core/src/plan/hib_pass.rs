@@ -51,6 +51,9 @@ pub struct HibMemory {
     pub finished_rounds: Vec<(RoundKind, Duration)>,
     /// Consecutive failed passes.
     pub retry: Retry,
+    /// The resourceVersion of the Hibernation whose release (our finalizer off) went through:
+    /// a pass on that same stale object, before the watch shows it gone, does not ask again.
+    pub released: Option<String>,
 }
 
 /// What one Hibernation actor sees.
@@ -139,7 +142,8 @@ pub fn plan_hib_pass(
     let finalizers = hib.metadata.finalizers.clone().unwrap_or_default();
     let deleting = hib.metadata.deletion_timestamp.is_some();
     let held = finalizers.iter().any(|f| f == contract::FINALIZER_HIBERNATION);
-    if deleting && !held {
+    let released = memory.released.is_some() && memory.released == hib.metadata.resource_version;
+    if deleting && (!held || released) {
         return empty(stored, pod.is_some());
     }
     let mut steps = Vec::new();
@@ -219,6 +223,12 @@ pub fn record_hib(
                 };
                 memory.round = Some((key, so_far.merge(seen)));
             }
+            Recorded::go_on()
+        }
+        (Step::SetFinalizers(list), Outcome::Done)
+            if !list.iter().any(|f| f == contract::FINALIZER_HIBERNATION) =>
+        {
+            memory.released = view.hibernation.metadata.resource_version.clone();
             Recorded::go_on()
         }
         // The pod or the object went away meanwhile: the next pass sees it.

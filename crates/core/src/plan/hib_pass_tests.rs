@@ -193,6 +193,12 @@ fn a_deleted_hibernation_releases_its_finalizer_only_once_its_marker_is_gone() {
     );
     unmarked.labels.clear();
     h.pods = vec![unmarked];
+    h.hib.metadata.resource_version = Some("41".into());
+    assert_eq!(h.pass(), vec![Step::SetFinalizers(Vec::new())]);
+    // Woken again before the watch shows it gone: the same object is not released twice.
+    assert_eq!(h.pass(), Vec::new());
+    // A newer object that still holds our finalizer (the release did not stick) is released.
+    h.hib.metadata.resource_version = Some("42".into());
     assert_eq!(h.pass(), vec![Step::SetFinalizers(Vec::new())]);
 }
 

@@ -90,6 +90,10 @@ pub struct SetMemory {
     pub retry: Retry,
     /// Progress waiting to be written.
     pub batch: Option<StatusBatch>,
+    /// The resourceVersion of the set whose release (our finalizer off) this actor asked for;
+    /// kept once the API server took it, so that a pass on that same stale object, before the
+    /// watch shows it gone, does not ask again (and meet a 404).
+    pub released: Option<String>,
 }
 
 /// A status change that waits to be batched (it flips no condition).
@@ -229,6 +233,15 @@ pub fn plan_set_pass(
     let forks_served = memory.observe(&pods, generation, spec.suspend, now);
     pods.retain(|p| !p.uid.as_ref().is_some_and(|u| memory.vanished.contains(u)));
     let mut steps = Vec::new();
+    if deleting && memory.released.is_some() && memory.released == set.metadata.resource_version {
+        // Released already; the watch has not shown the object gone yet.
+        return SetPlanned {
+            pass: Pass { steps, wake_after: None },
+            status: stored,
+            pod_count: pods.len(),
+            forks_served,
+        };
+    }
     if deleting && !held {
         // Not ours to hold: the garbage collector removes the pods.
         return SetPlanned {
@@ -276,6 +289,7 @@ pub fn plan_set_pass(
         let without_ours =
             finalizers.into_iter().filter(|f| f != contract::FINALIZER_TEARDOWN).collect();
         steps.push(Step::SetFinalizers(without_ours));
+        memory.released = set.metadata.resource_version.clone();
         return SetPlanned {
             pass: Pass { steps, wake_after: None },
             status: plan.status,
@@ -436,11 +450,16 @@ pub fn record_set(
             other => memory.retry.record(other, backoff),
         },
         Step::Pod(_) => memory.retry.record(outcome, backoff),
-        Step::SetFinalizers(_) => match outcome {
-            // The object is gone: nothing left to hold or release.
-            Outcome::NotFound => Recorded::go_on(),
-            other => memory.retry.record(other, backoff),
-        },
+        Step::SetFinalizers(_) => {
+            if *outcome != Outcome::Done {
+                memory.released = None;
+            }
+            match outcome {
+                // The object is gone: nothing left to hold or release.
+                Outcome::NotFound => Recorded::go_on(),
+                other => memory.retry.record(other, backoff),
+            }
+        }
         // An Event that could not be recorded is logged by the writer; never fatal.
         Step::Event(_) => Recorded::go_on(),
         Step::WriteStatus(status) => {

@@ -255,6 +255,24 @@ fn teardown_releases_the_finalizer_without_a_last_status_write() {
 }
 
 #[test]
+fn a_released_set_seen_again_before_it_is_gone_is_not_released_twice() {
+    let mut h = Harness::new(0, Vec::new());
+    h.set.metadata.deletion_timestamp = Some(Time(at(90)));
+    h.set.metadata.resource_version = Some("41".into());
+    let release = vec![Step::SetFinalizers(Vec::new())];
+    // Refused (a stale resourceVersion): asked again.
+    let conflict = h.pass(|_| Outcome::Conflict);
+    assert_eq!(conflict.iter().map(|(s, _, _)| s.clone()).collect::<Vec<_>>(), release);
+    assert_eq!(h.plan().pass.steps, release);
+    // Taken: a later wake-up on the same object asks nothing (it would meet a 404).
+    h.pass(done);
+    assert!(h.plan().pass.steps.is_empty());
+    // A newer object still holding our finalizer is released again.
+    h.set.metadata.resource_version = Some("42".into());
+    assert_eq!(h.plan().pass.steps, release);
+}
+
+#[test]
 fn a_set_deleted_without_our_finalizer_is_left_alone() {
     let mut h = Harness::new(1, vec![agent(0), agent(1)]);
     h.set.metadata.deletion_timestamp = Some(Time(at(90)));

@@ -57,6 +57,10 @@ impl Part for CocoonSetPart {
         }
     }
 
+    fn view(&mut self) -> &mut PodsView {
+        &mut self.view
+    }
+
     fn object(&self) -> Option<&Arc<CocoonSet>> {
         self.set.as_ref()
     }

@@ -71,6 +71,10 @@ impl Part for HibernationPart {
         }
     }
 
+    fn view(&mut self) -> &mut PodsView {
+        &mut self.world.view
+    }
+
     fn object(&self) -> Option<&Arc<Hibernation>> {
         self.world.hibernation.as_ref()
     }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::api::{CocoonSet, Hibernation};
-use crate::index::Update;
+use crate::index::{SnapshotCell, Update};
 use crate::plan::PodView;
 use crate::plan::Snapshots;
 use crate::plan::hibernation::Competitor;
@@ -18,7 +18,7 @@ pub struct Pending {
     pub cocoon_set: Option<Option<Arc<CocoonSet>>>,
     pub hibernation: Option<Option<Arc<Hibernation>>>,
     pub pods: BTreeMap<String, Option<Arc<PodView>>>,
-    pub snapshots: Option<Arc<Snapshots>>,
+    pub snapshots: Option<Arc<SnapshotCell>>,
     pub competitors: Option<Vec<Competitor>>,
     /// The watch on this pod name delivered its first complete list.
     pub target_listed: Option<String>,
@@ -40,12 +40,20 @@ impl Pending {
 }
 
 /// What both parts keep of the pods and snapshot entries routed to them: the router's views,
-/// shared (one copy of each pod in the operator), sorted by name.
+/// shared (one copy of each pod, and of each namespace's entries, in the operator), pods
+/// sorted by name.
 #[derive(Default, Debug)]
 pub struct PodsView {
     list: Vec<Arc<PodView>>,
-    snapshots: Arc<Snapshots>,
+    snapshots: Arc<SnapshotCell>,
+    /// The namespace's entries as this pass reads them, taken from the cell when the pass
+    /// begins and let go when it ends, so the plan and the record of each step agree and an
+    /// actor at rest keeps no copy alive.
+    pass_entries: Option<Arc<Snapshots>>,
 }
+
+/// What a view outside a pass reads.
+static NO_ENTRIES: Snapshots = Snapshots::new();
 
 impl PodsView {
     /// Takes the pod and snapshot updates out of `pending`.
@@ -66,14 +74,24 @@ impl PodsView {
         }
     }
 
+    /// A pass begins: its entries are the namespace's current ones.
+    pub fn begin_pass(&mut self) {
+        self.pass_entries = Some(self.snapshots.current());
+    }
+
+    /// The pass ended: its copy of the entries is let go.
+    pub fn end_pass(&mut self) {
+        self.pass_entries = None;
+    }
+
     /// The pods, by name, as the core reads them (a copy for one pass).
     pub fn pods(&self) -> Vec<PodView> {
         self.list.iter().map(|p| PodView::clone(p)).collect()
     }
 
-    /// The snapshot entries of the namespace.
+    /// The snapshot entries of the namespace, as the current pass reads them (none outside one).
     pub fn snapshots(&self) -> &Snapshots {
-        &self.snapshots
+        self.pass_entries.as_deref().unwrap_or(&NO_ENTRIES)
     }
 }
 
@@ -133,5 +151,27 @@ mod tests {
         let pending = inbox.drain();
         assert_eq!(pending.pods.len(), 1);
         assert!(inbox.push(Update::Snapshots(Arc::default())), "after a drain the next push wakes");
+    }
+
+    #[test]
+    fn a_view_reads_the_current_entries_for_a_pass_and_keeps_no_copy_at_rest() {
+        let cell = Arc::new(SnapshotCell::default());
+        let inbox = Inbox::default();
+        inbox.push(Update::Snapshots(cell.clone()));
+        let mut view = PodsView::default();
+        view.absorb(&mut inbox.drain());
+        let first: Arc<Snapshots> = Arc::new([("vk-ns-a-0".to_string(), "s1".to_string())].into());
+        cell.replace(first.clone());
+        // Changed after the actor was woken: the pass reads the entries as it begins.
+        view.begin_pass();
+        assert_eq!(view.snapshots().get("vk-ns-a-0").map(String::as_str), Some("s1"));
+        // A change during the pass is not seen until the next one: plan and record agree.
+        cell.replace(Arc::new([("vk-ns-a-0".to_string(), "s2".to_string())].into()));
+        assert_eq!(view.snapshots().get("vk-ns-a-0").map(String::as_str), Some("s1"));
+        view.end_pass();
+        assert!(view.snapshots().is_empty(), "nothing is read outside a pass");
+        assert_eq!(Arc::strong_count(&first), 1, "the pass's old copy is let go when it ends");
+        view.begin_pass();
+        assert_eq!(view.snapshots().get("vk-ns-a-0").map(String::as_str), Some("s2"));
     }
 }

@@ -16,7 +16,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::inbox::{Inbox, Pending};
+use super::inbox::{Inbox, Pending, PodsView};
 use super::stats::{ActorStats, ActorStatus};
 use super::{ActorKey, Context, ResourceMsg};
 use crate::k8s::{ErrorCategory, outcome};
@@ -59,6 +59,8 @@ pub trait Part: Send + Sync + Sized + 'static {
     fn new() -> Self;
     /// Applies drained updates to the view.
     fn absorb(&mut self, pending: Pending);
+    /// The pods and snapshot entries of the view.
+    fn view(&mut self) -> &mut PodsView;
     /// The object, while it exists.
     fn object(&self) -> Option<&Arc<Self::Object>>;
     /// Plans a pass (the core).
@@ -180,7 +182,9 @@ impl<P: Part> Actor for ResourceActor<P> {
             return Ok(()); // every actor is woken once the watches have listed everything
         }
         let started = Instant::now();
-        let wake = run_pass(state).await;
+        // Boxed: the pass future (its writes' request futures) is kilobytes, and an actor at
+        // rest would otherwise carry that space in its loop for its whole life.
+        let wake = Box::pin(run_pass(state)).await;
         let kind = state.key.kind.as_str();
         state
             .ctx
@@ -203,6 +207,19 @@ async fn run_pass<P: Part>(state: &mut State<P>) -> Option<Duration> {
     let now = Timestamp::now();
     let ctx = state.ctx.clone();
     let object = state.part.object().cloned()?;
+    state.part.view().begin_pass();
+    let wake = pass(state, ctx, object, now).await;
+    state.part.view().end_pass();
+    wake
+}
+
+/// The steps of one pass, planned and recorded on the view as the pass began.
+async fn pass<P: Part>(
+    state: &mut State<P>,
+    ctx: Arc<Context>,
+    object: Arc<P::Object>,
+    now: Timestamp,
+) -> Option<Duration> {
     let planned = state.part.plan(&ctx, now);
     let kind = state.key.kind.as_str();
     let mut stopped = None;

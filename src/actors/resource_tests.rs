@@ -27,6 +27,7 @@ fn plans() -> &'static Mutex<HashMap<String, Vec<Instant>>> {
 struct Ticks {
     set: Option<Arc<CocoonSet>>,
     retry: Retry,
+    view: PodsView,
 }
 
 impl Part for Ticks {
@@ -35,7 +36,11 @@ impl Part for Ticks {
     type Status = CocoonSetStatus;
 
     fn new() -> Self {
-        Self { set: None, retry: Retry::default() }
+        Self { set: None, retry: Retry::default(), view: PodsView::default() }
+    }
+
+    fn view(&mut self) -> &mut PodsView {
+        &mut self.view
     }
 
     fn absorb(&mut self, pending: Pending) {

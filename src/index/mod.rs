@@ -9,9 +9,11 @@
 //! Hibernations that name them by namespace/name. A change of a namespace's snapshot entries
 //! wakes only the actors whose VMs' entries changed (VM names are `vk-<ns>-<pod>`, SPEC §2:
 //! the set is a prefix of the pod name, the Hibernation names the pod); an entry of no known
-//! actor wakes every actor of the namespace. An actor not woken is handed the latest entries
-//! with its next update, so every pass plans on the namespace's current entries (a thousand
-//! sets in one namespace would otherwise all plan again for every entry any VM writes). A Hibernation's pod is seen through one label watch (the operator labels every
+//! actor wakes every actor of the namespace. The entries themselves are one shared copy per
+//! namespace ([`SnapshotCell`]) that every actor of the namespace reads at each pass: an actor not
+//! woken still plans on the current entries at its next pass, and no actor keeps an old copy
+//! alive (a thousand sets in one namespace would otherwise all plan again for every entry any
+//! VM writes, or each keep the copy it was last handed). A Hibernation's pod is seen through one label watch (the operator labels every
 //! pod a Hibernation names, `cocoon.cis/hibernation-target`) whatever the number of
 //! Hibernations; a narrow watch on one pod name runs only, once the watches have synced, for a
 //! named pod the label watch does not show (it does not exist yet, or is not labelled yet). Actors are per object *incarnation*: an object deleted and recreated under the same
@@ -21,7 +23,7 @@ pub mod key;
 mod relist;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::Timestamp;
@@ -45,12 +47,32 @@ pub enum Update {
     Hibernation(Option<Arc<Hibernation>>),
     /// A pod of the actor's view (`None`: gone, or no longer the actor's).
     Pod { name: String, pod: Option<Arc<PodView>> },
-    /// The snapshot entries of the actor's namespace.
-    Snapshots(Arc<Snapshots>),
+    /// The snapshot entries of the actor's namespace changed (or, in a spawn, where to read
+    /// them): the shared cell, read at each pass.
+    Snapshots(Arc<SnapshotCell>),
     /// Every Hibernation naming the same pod.
     Competitors(Vec<Competitor>),
     /// The narrow watch on this pod name has listed once: "no pod" now means missing.
     TargetListed(String),
+}
+
+/// A namespace's snapshot entries as the index last saw them, shared by the index and every
+/// actor of the namespace. An actor takes [`SnapshotCell::current`] at the start of a pass, so
+/// it plans on the latest entries whether or not their change woke it, and an old copy lives
+/// only as long as a pass that reads it.
+#[derive(Debug, Default)]
+pub struct SnapshotCell(RwLock<Arc<Snapshots>>);
+
+impl SnapshotCell {
+    /// The entries now.
+    pub fn current(&self) -> Arc<Snapshots> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the entries; returns the ones before.
+    pub(crate) fn replace(&self, entries: Arc<Snapshots>) -> Arc<Snapshots> {
+        std::mem::replace(&mut *self.0.write().unwrap_or_else(|e| e.into_inner()), entries)
+    }
 }
 
 /// Which life of an actor: a new one for every spawn of a key.
@@ -136,11 +158,8 @@ pub struct Index {
     targets: HashMap<NsName, BTreeMap<String, Option<Timestamp>>>,
     owned_pods: HashMap<NsName, Arc<PodView>>,
     target_pods: HashMap<NsName, Arc<PodView>>,
-    snapshots: HashMap<String, Arc<Snapshots>>,
-    /// How many times each namespace's entries changed: its version.
-    snapshot_version: HashMap<String, u64>,
-    /// The version of its namespace's entries each live actor was last handed.
-    snapshots_handed: HashMap<ActorKey, u64>,
+    /// Every namespace's entries (an empty cell for a namespace with actors and no ConfigMap).
+    snapshots: HashMap<String, Arc<SnapshotCell>>,
     relist_sets: Relist<NsName>,
     relist_hibs: Relist<NsName>,
     relist_owned: Relist<NsName>,
@@ -200,7 +219,6 @@ impl Index {
         let updates = self.initial_updates(&key)?;
         self.last_incarnation += 1;
         self.live.insert(key.clone(), self.last_incarnation);
-        self.snapshots_handed.insert(key.clone(), self.version_of(&key.namespace));
         Some(Delivery::Spawn { key, incarnation: self.last_incarnation, updates })
     }
 
@@ -211,7 +229,6 @@ impl Index {
             return Vec::new(); // an older life of the key: the current one is unaffected
         }
         self.live.remove(&key);
-        self.snapshots_handed.remove(&key);
         match self.spawn(key.clone()) {
             Some(spawn) => vec![spawn],
             None => vec![Delivery::Forget { key }],
@@ -219,9 +236,8 @@ impl Index {
     }
 
     /// Deliveries of `updates` for `key`: into the live actor, or a spawn with the whole view.
-    fn deliver(&mut self, key: ActorKey, mut updates: Vec<Update>, out: &mut Vec<Delivery>) {
+    fn deliver(&mut self, key: ActorKey, updates: Vec<Update>, out: &mut Vec<Delivery>) {
         if self.live.contains_key(&key) {
-            self.catch_up_snapshots(&key, &mut updates);
             out.push(Delivery::Update { key, updates });
         } else {
             out.extend(self.spawn(key));
@@ -229,26 +245,15 @@ impl Index {
     }
 
     /// Updates for a live actor only (pods and snapshots never spawn one).
-    fn deliver_live(&mut self, key: ActorKey, mut updates: Vec<Update>, out: &mut Vec<Delivery>) {
+    fn deliver_live(&mut self, key: ActorKey, updates: Vec<Update>, out: &mut Vec<Delivery>) {
         if self.live.contains_key(&key) {
-            self.catch_up_snapshots(&key, &mut updates);
             out.push(Delivery::Update { key, updates });
         }
     }
 
-    fn version_of(&self, namespace: &str) -> u64 {
-        self.snapshot_version.get(namespace).copied().unwrap_or(0)
-    }
-
-    /// Adds the namespace's current entries to `updates` if the actor was not handed them yet.
-    fn catch_up_snapshots(&mut self, key: &ActorKey, updates: &mut Vec<Update>) {
-        let version = self.version_of(&key.namespace);
-        if self.snapshots_handed.insert(key.clone(), version) != Some(version)
-            && !updates.iter().any(|u| matches!(u, Update::Snapshots(_)))
-        {
-            let current = self.snapshots.get(&key.namespace).cloned().unwrap_or_default();
-            updates.push(Update::Snapshots(current));
-        }
+    /// The shared entries of `namespace` (created empty on first use).
+    fn snapshot_cell(&mut self, namespace: &str) -> Arc<SnapshotCell> {
+        self.snapshots.entry(namespace.to_string()).or_default().clone()
     }
 
     /// The live actors whose VMs own the entry `vm` of `namespace`, by the VM naming of SPEC
@@ -271,7 +276,6 @@ impl Index {
     }
 
     fn retire(&mut self, key: ActorKey, update: Update, out: &mut Vec<Delivery>) {
-        self.snapshots_handed.remove(&key);
         if self.live.remove(&key).is_some() {
             out.push(Delivery::Retire { key, update });
         }
@@ -630,35 +634,33 @@ impl Index {
     fn snapshots(&mut self, event: Event<ConfigMap>) -> Vec<Delivery> {
         // (namespace, entries before, entries now) of every namespace whose entries changed.
         let mut changed: Vec<(String, Arc<Snapshots>, Arc<Snapshots>)> = Vec::new();
+        let mut set = |index: &mut Self, ns: String, data: Arc<Snapshots>| {
+            let cell = index.snapshot_cell(&ns);
+            if *cell.current() != *data {
+                let old = cell.replace(data.clone());
+                changed.push((ns, old, data));
+            }
+        };
         match event {
             Event::Init => self.relist_snapshots.init(),
             Event::InitApply(cm) | Event::Apply(cm) => {
                 let ns = cm.namespace().unwrap_or_default();
                 self.relist_snapshots.apply(ns.clone());
-                let data = Arc::new(cm.data.unwrap_or_default());
-                let old = self.snapshots.get(&ns).cloned().unwrap_or_default();
-                if *old != *data {
-                    self.snapshots.insert(ns.clone(), data.clone());
-                    changed.push((ns, old, data));
-                }
+                set(self, ns, Arc::new(cm.data.unwrap_or_default()));
             }
             Event::Delete(cm) => {
                 let ns = cm.namespace().unwrap_or_default();
                 self.relist_snapshots.delete(&ns);
-                let old = self.snapshots.remove(&ns).unwrap_or_default();
-                changed.push((ns, old, Arc::default()));
+                set(self, ns, Arc::default());
             }
             Event::InitDone => {
                 for ns in self.relist_snapshots.done() {
-                    let old = self.snapshots.remove(&ns).unwrap_or_default();
-                    changed.push((ns, old, Arc::default()));
+                    set(self, ns, Arc::default());
                 }
             }
         }
         let mut out = Vec::new();
         for (ns, old, data) in changed {
-            *self.snapshot_version.entry(ns.clone()).or_default() += 1;
-            let version = self.version_of(&ns);
             let mut told: Option<Vec<ActorKey>> = Some(Vec::new());
             for vm in changed_entries(&old, &data) {
                 match (self.entry_owners(&ns, vm), told.as_mut()) {
@@ -673,9 +675,9 @@ impl Index {
             };
             keys.sort();
             keys.dedup();
+            let cell = self.snapshot_cell(&ns);
             for key in keys {
-                self.snapshots_handed.insert(key.clone(), version);
-                out.push(Delivery::Update { key, updates: vec![Update::Snapshots(data.clone())] });
+                out.push(Delivery::Update { key, updates: vec![Update::Snapshots(cell.clone())] });
             }
         }
         out
@@ -693,7 +695,7 @@ impl Index {
     }
 
     /// Every update a new actor for `key` needs; `None` when its object is gone.
-    fn initial_updates(&self, key: &ActorKey) -> Option<Vec<Update>> {
+    fn initial_updates(&mut self, key: &ActorKey) -> Option<Vec<Update>> {
         let at = (key.namespace.clone(), key.name.clone());
         let mut updates = Vec::new();
         match key.kind {
@@ -720,9 +722,7 @@ impl Index {
                 updates.push(Update::Hibernation(Some(hib)));
             }
         }
-        if let Some(s) = self.snapshots.get(&key.namespace) {
-            updates.push(Update::Snapshots(s.clone()));
-        }
+        updates.push(Update::Snapshots(self.snapshot_cell(&key.namespace)));
         Some(updates)
     }
 }

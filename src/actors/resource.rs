@@ -21,7 +21,7 @@ use super::stats::{ActorStats, ActorStatus};
 use super::{ActorKey, Context, ResourceMsg};
 use crate::k8s::{ErrorCategory, outcome};
 use crate::metrics::{Kind, KindCategory, KindResult};
-use crate::plan::{Next, Outcome, Pass, Recorded, Step};
+use crate::plan::{Next, Outcome, OwnWrite, Pass, Recorded, Step, finalizer_guard};
 
 /// A planned pass and what the actor tree shows about it.
 pub struct Planned<P, S> {
@@ -113,6 +113,8 @@ pub struct State<P> {
     stats: Arc<Mutex<ActorStats>>,
     retry: Option<RetryTimer>,
     resync: Option<JoinHandle<()>>,
+    /// What the API server answered to our last status write (see [`finalizer_guard`]).
+    own_write: Option<OwnWrite>,
     part: P,
 }
 
@@ -148,6 +150,7 @@ impl<P: Part> Actor for ResourceActor<P> {
             inbox: args.inbox,
             stats: args.stats,
             retry: None,
+            own_write: None,
             resync,
             part: P::new(),
         })
@@ -225,7 +228,15 @@ async fn pass<P: Part>(
     let mut stopped = None;
     let mut failure = None;
     for step in &planned.pass.steps {
-        let result = execute(&ctx, &state.part, &state.key.namespace, object.as_ref(), step).await;
+        let result = execute(
+            &ctx,
+            &state.part,
+            &state.key.namespace,
+            object.as_ref(),
+            step,
+            &mut state.own_write,
+        )
+        .await;
         if let Some(category) = ErrorCategory::of(&result) {
             note_failure(&state.key, &result, category);
             if !matches!(category, ErrorCategory::NotFound) {
@@ -273,10 +284,12 @@ async fn execute<P: Part>(
     namespace: &str,
     object: &P::Object,
     step: &Step<P::PodWrite, P::Status>,
+    own_write: &mut Option<OwnWrite>,
 ) -> Outcome {
     match step {
         Step::SetFinalizers(finalizers) => {
-            outcome(ctx.writer.set_finalizers(object, finalizers.clone()).await)
+            let guard = finalizer_guard(object.meta(), own_write.as_ref());
+            outcome(ctx.writer.set_finalizers(object, guard, finalizers.clone()).await)
         }
         Step::Pod(write) => part.write_pod(ctx, namespace, write).await,
         // Events are published by the writer, which logs a failure: a courtesy, never fatal.
@@ -285,7 +298,11 @@ async fn execute<P: Part>(
             Outcome::Done
         }
         Step::WriteStatus(status) => {
-            outcome(ctx.writer.apply_status(object, status.as_ref()).await)
+            let answer = ctx.writer.apply_status(object, status.as_ref()).await;
+            if let Ok(written) = &answer {
+                *own_write = Some(OwnWrite::new(object.meta(), written.meta()));
+            }
+            outcome(answer.map(|_| ()))
         }
     }
 }

@@ -16,23 +16,45 @@ fn stat(pid: &str) -> Option<(u32, u64)> {
     Some((pgrp, utime + stime))
 }
 
-/// CPU seconds used so far by every live process of process group `pgid`.
-pub fn group_cpu_seconds(pgid: u32) -> f64 {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return 0.0 };
-    let ticks: u64 = dir
-        .filter_map(|e| e.ok())
+/// `(pid, utime + stime in ticks)` of every live process of process group `pgid`.
+fn group(pgid: u32) -> Vec<(u32, u64)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|name| name.bytes().all(|b| b.is_ascii_digit()))
-        .filter_map(|pid| stat(&pid))
-        .filter(|(group, _)| *group == pgid)
-        .map(|(_, t)| t)
-        .sum();
-    ticks as f64 / TICKS_PER_SECOND
+        .filter_map(|pid| Some((pid.parse().ok()?, stat(&pid)?)))
+        .filter(|(_, (group, _))| *group == pgid)
+        .map(|(pid, (_, ticks))| (pid, ticks))
+        .collect()
 }
 
-/// CPU seconds used so far by one process.
-pub fn cpu_seconds(pid: u32) -> f64 {
-    stat(&pid.to_string()).map(|(_, t)| t as f64 / TICKS_PER_SECOND).unwrap_or(0.0)
+/// The live processes of group `pgid`.
+pub fn group_pids(pgid: u32) -> Vec<u32> {
+    let mut pids: Vec<u32> = group(pgid).into_iter().map(|(pid, _)| pid).collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// CPU seconds used so far by every live process of process group `pgid`.
+pub fn group_cpu_seconds(pgid: u32) -> f64 {
+    group(pgid).iter().map(|(_, t)| t).sum::<u64>() as f64 / TICKS_PER_SECOND
+}
+
+/// `(peak, current)` resident set of process group `pgid` in KiB: the sums over its live
+/// processes (an operator started through a wrapper or `go run` is more than one process).
+pub fn group_rss_kib(pgid: u32) -> (Option<u64>, Option<u64>) {
+    let each: Vec<_> = group(pgid).iter().map(|(pid, _)| rss_kib(*pid)).collect();
+    let total = |values: Vec<u64>| (!values.is_empty()).then(|| values.iter().sum());
+    (
+        total(each.iter().filter_map(|r| r.0).collect()),
+        total(each.iter().filter_map(|r| r.1).collect()),
+    )
+}
+
+/// Sockets the processes of group `pgid` hold open.
+pub fn group_sockets(pgid: u32) -> Option<usize> {
+    let each: Vec<usize> = group(pgid).iter().filter_map(|(pid, _)| sockets(*pid)).collect();
+    (!each.is_empty()).then(|| each.iter().sum())
 }
 
 /// `(peak, current)` resident set size of a process in KiB (`VmHWM`, `VmRSS`).
@@ -70,11 +92,16 @@ mod tests {
         let pid = std::process::id();
         let spin: u64 = (0..5_000_000u64).fold(0, |a, b| a.wrapping_add(b * b));
         assert!(spin > 0);
-        assert!(cpu_seconds(pid) >= 0.0);
+        let pgid = stat(&pid.to_string()).expect("this process's stat").0;
+        assert!(group(pgid).iter().any(|(p, _)| *p == pid), "this process is in its group");
+        assert!(group_cpu_seconds(pgid) > 0.0);
+        let (group_peak, _) = group_rss_kib(pgid);
         let (peak, now) = rss_kib(pid);
+        assert!(group_peak >= peak, "a group's resident set counts each of its processes");
         assert!(peak.unwrap_or(0) >= now.unwrap_or(0) && now.unwrap_or(0) > 0);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         assert!(sockets(pid).unwrap_or(0) >= 1, "the listener is a socket of this process");
+        assert!(group_sockets(pgid) >= sockets(pid));
         drop(listener);
     }
 }

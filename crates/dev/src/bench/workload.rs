@@ -156,7 +156,7 @@ fn mark(lab: &mut Lab, pid: u32) -> Result<Mark, BoxError> {
     Ok(Mark {
         audit_index: lab.audit.events.len(),
         apiserver_cpu: procstat::group_cpu_seconds(lab.apiserver_group),
-        operator_cpu: procstat::cpu_seconds(pid),
+        operator_cpu: procstat::group_cpu_seconds(pid),
         started: Instant::now(),
     })
 }
@@ -187,7 +187,7 @@ fn figures(
     let sim = Tally::of(events, SIMULATOR);
     let driver = Tally::of(events, DRIVER);
     let latencies = audit::first_write_latencies(events, DRIVER, OPERATOR, owner);
-    let (peak, now) = procstat::rss_kib(pid);
+    let (peak, now) = procstat::group_rss_kib(pid);
     let per = |v: u64, n: usize| if n == 0 { 0.0 } else { v as f64 / n as f64 };
     let ms = |q: f64| audit::quantile(&latencies, q).map(|s| (s * 1e6).round() / 1e6);
     eprintln!(
@@ -212,9 +212,9 @@ fn figures(
             "errors_by_code": op.errors_by_code,
             "watches_opened": op.watches_opened,
             "watches_open": audit::open_watches(&lab.audit.events, OPERATOR),
-            "cpu_seconds": procstat::cpu_seconds(pid) - mark.operator_cpu,
+            "cpu_seconds": procstat::group_cpu_seconds(pid) - mark.operator_cpu,
             "peak_rss_kib": peak,
-            "sockets_open": procstat::sockets(pid),
+            "sockets_open": procstat::group_sockets(pid),
             "rss_kib_after": now,
         },
         "apiserver_cpu_seconds": procstat::group_cpu_seconds(lab.apiserver_group) - mark.apiserver_cpu,

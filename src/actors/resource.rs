@@ -21,7 +21,7 @@ use super::stats::{ActorStats, ActorStatus};
 use super::{ActorKey, Context, ResourceMsg};
 use crate::k8s::{ErrorCategory, outcome};
 use crate::metrics::{Kind, KindCategory, KindResult};
-use crate::plan::{Next, Outcome, OwnWrite, Pass, Recorded, Step, finalizer_guard};
+use crate::plan::{Next, Outcome, Pass, Recorded, Step};
 
 /// A planned pass and what the actor tree shows about it.
 pub struct Planned<P, S> {
@@ -113,8 +113,6 @@ pub struct State<P> {
     stats: Arc<Mutex<ActorStats>>,
     retry: Option<RetryTimer>,
     resync: Option<JoinHandle<()>>,
-    /// What the API server answered to our last status write (see [`finalizer_guard`]).
-    own_write: Option<OwnWrite>,
     part: P,
 }
 
@@ -150,7 +148,6 @@ impl<P: Part> Actor for ResourceActor<P> {
             inbox: args.inbox,
             stats: args.stats,
             retry: None,
-            own_write: None,
             resync,
             part: P::new(),
         })
@@ -228,15 +225,7 @@ async fn pass<P: Part>(
     let mut stopped = None;
     let mut failure = None;
     for step in &planned.pass.steps {
-        let result = execute(
-            &ctx,
-            &state.part,
-            &state.key.namespace,
-            object.as_ref(),
-            step,
-            &mut state.own_write,
-        )
-        .await;
+        let result = execute(&ctx, &state.part, &state.key.namespace, object.as_ref(), step).await;
         if let Some(category) = ErrorCategory::of(&result) {
             note_failure(&state.key, &result, category);
             if !matches!(category, ErrorCategory::NotFound) {
@@ -284,12 +273,10 @@ async fn execute<P: Part>(
     namespace: &str,
     object: &P::Object,
     step: &Step<P::PodWrite, P::Status>,
-    own_write: &mut Option<OwnWrite>,
 ) -> Outcome {
     match step {
         Step::SetFinalizers(finalizers) => {
-            let guard = finalizer_guard(object.meta(), own_write.as_ref());
-            outcome(ctx.writer.set_finalizers(object, guard, finalizers.clone()).await)
+            outcome(ctx.writer.set_finalizers(object, finalizers.clone()).await)
         }
         Step::Pod(write) => part.write_pod(ctx, namespace, write).await,
         // Events are published by the writer, which logs a failure: a courtesy, never fatal.
@@ -298,11 +285,7 @@ async fn execute<P: Part>(
             Outcome::Done
         }
         Step::WriteStatus(status) => {
-            let answer = ctx.writer.apply_status(object, status.as_ref()).await;
-            if let Ok(written) = &answer {
-                *own_write = Some(OwnWrite::new(object.meta(), written.meta()));
-            }
-            outcome(answer.map(|_| ()))
+            outcome(ctx.writer.apply_status(object, status.as_ref()).await)
         }
     }
 }

@@ -232,19 +232,27 @@ fn snapshots_event(entries: &[(&str, &str)]) -> Input {
     Input::Watch(Box::new(WatchEvent::Snapshots(Event::Apply(cm))))
 }
 
-/// `(key, entries)` of every delivery carrying snapshot entries.
-fn snapshot_updates(deliveries: &[Delivery]) -> Vec<(String, Vec<String>)> {
+/// `(key, cell)` of every delivery carrying the namespace's snapshot entries.
+fn snapshot_cells(deliveries: &[Delivery]) -> Vec<(String, Arc<SnapshotCell>)> {
     let mut out = Vec::new();
     for d in deliveries {
         if let Delivery::Update { key, updates } | Delivery::Spawn { key, updates, .. } = d {
             for u in updates {
                 if let Update::Snapshots(s) = u {
-                    out.push((key.to_string(), s.current().keys().cloned().collect()));
+                    out.push((key.to_string(), s.clone()));
                 }
             }
         }
     }
     out
+}
+
+/// `(key, entries)` of every delivery carrying snapshot entries.
+fn snapshot_updates(deliveries: &[Delivery]) -> Vec<(String, Vec<String>)> {
+    snapshot_cells(deliveries)
+        .into_iter()
+        .map(|(key, s)| (key, s.current().keys().cloned().collect()))
+        .collect()
 }
 
 #[test]
@@ -282,16 +290,8 @@ fn a_snapshot_entry_wakes_only_the_actors_of_its_vm_and_the_others_read_it_at_th
     // c was not told about its neighbours' entries changing since; the entries it reads are the
     // namespace's one shared copy, so its next pass plans on the current ones all the same, and
     // its next update does not carry them again.
-    let c_entries = c_spawn
-        .iter()
-        .find_map(|d| match d {
-            Delivery::Spawn { updates, .. } => updates.iter().find_map(|u| match u {
-                Update::Snapshots(cell) => Some(cell.clone()),
-                _ => None,
-            }),
-            _ => None,
-        })
-        .expect("c is spawned with where its namespace's entries are");
+    let [(_, c_entries)] =
+        snapshot_cells(&c_spawn).try_into().expect("c is spawned with its namespace's entries");
     index.apply(snapshots_event(&[("vk-ns-a-0", "t"), ("vk-ns-bot", "s"), ("vm-7", "s")]));
     assert_eq!(c_entries.current().get("vk-ns-a-0").map(String::as_str), Some("t"));
     let next = index.apply(pod_event(Event::Apply(pod("c-0", "uid-c", "c"))));

@@ -21,17 +21,18 @@
 
 pub mod key;
 mod relist;
+pub mod snapshot_queue;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
-use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::watcher::Event;
 
 pub use key::{ActorKey, ActorKind};
 use relist::Relist;
+use snapshot_queue::NsSnapshots;
 
 use crate::api::{CocoonSet, Hibernation};
 use crate::k8s::watch::{TargetCommand, WatchEvent};
@@ -192,7 +193,9 @@ impl Index {
                 WatchEvent::TargetPod { namespace, name, event } => {
                     self.target_pod((namespace, name), event)
                 }
-                WatchEvent::Snapshots(e) => self.snapshots(e),
+                WatchEvent::Snapshots(queue) => {
+                    queue.drain().into_iter().flat_map(|e| self.snapshots(e)).collect()
+                }
             },
             Input::Synced => {
                 self.synced = true;
@@ -631,7 +634,7 @@ impl Index {
         out
     }
 
-    fn snapshots(&mut self, event: Event<ConfigMap>) -> Vec<Delivery> {
+    fn snapshots(&mut self, event: Event<NsSnapshots>) -> Vec<Delivery> {
         // (namespace, entries before, entries now) of every namespace whose entries changed.
         let mut changed: Vec<(String, Arc<Snapshots>, Arc<Snapshots>)> = Vec::new();
         let mut set = |index: &mut Self, ns: String, data: Arc<Snapshots>| {
@@ -643,15 +646,14 @@ impl Index {
         };
         match event {
             Event::Init => self.relist_snapshots.init(),
-            Event::InitApply(cm) | Event::Apply(cm) => {
-                let ns = cm.namespace().unwrap_or_default();
-                self.relist_snapshots.apply(ns.clone());
-                set(self, ns, Arc::new(cm.data.unwrap_or_default()));
+            Event::InitApply(NsSnapshots { namespace, entries })
+            | Event::Apply(NsSnapshots { namespace, entries }) => {
+                self.relist_snapshots.apply(namespace.clone());
+                set(self, namespace, entries);
             }
-            Event::Delete(cm) => {
-                let ns = cm.namespace().unwrap_or_default();
-                self.relist_snapshots.delete(&ns);
-                set(self, ns, Arc::default());
+            Event::Delete(NsSnapshots { namespace, .. }) => {
+                self.relist_snapshots.delete(&namespace);
+                set(self, namespace, Arc::default());
             }
             Event::InitDone => {
                 for ns in self.relist_snapshots.done() {

@@ -6,6 +6,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::runtime::watcher::Event;
 
+use super::snapshot_queue::SnapshotQueue;
 use super::*;
 use crate::api::{CocoonSetSpec, HibernationAction, HibernationSpec};
 
@@ -220,16 +221,11 @@ fn a_hibernation_target_is_watched_once_and_unwatched_with_its_last_hibernation(
 }
 
 fn snapshots_event(entries: &[(&str, &str)]) -> Input {
-    let cm = ConfigMap {
-        metadata: ObjectMeta {
-            name: Some("cocoon-vm-snapshots".into()),
-            namespace: Some("ns".into()),
-            ..Default::default()
-        },
-        data: Some(entries.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
-        ..Default::default()
-    };
-    Input::Watch(Box::new(WatchEvent::Snapshots(Event::Apply(cm))))
+    let mut cm = snapshot_map("ns", &[]);
+    cm.data = Some(entries.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    let queue = Arc::new(SnapshotQueue::default());
+    queue.push(NsSnapshots::event(Event::Apply(cm)));
+    Input::Watch(Box::new(WatchEvent::Snapshots(queue)))
 }
 
 /// `(key, cell)` of every delivery carrying the namespace's snapshot entries.
@@ -299,6 +295,50 @@ fn a_snapshot_entry_wakes_only_the_actors_of_its_vm_and_the_others_read_it_at_th
     // A new actor starts with the current entries.
     let spawn = index.apply(set_event(Event::Apply(set("d", "uid-d"))));
     assert_eq!(snapshot_updates(&spawn).len(), 1);
+}
+
+fn snapshot_map(ns: &str, entries: &[&str]) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some("cocoon-vm-snapshots".into()),
+            namespace: Some(ns.into()),
+            ..Default::default()
+        },
+        data: Some(entries.iter().map(|vm| (vm.to_string(), "s".to_string())).collect()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn versions_of_the_entries_that_waited_behind_a_busy_index_are_applied_once_at_the_latest() {
+    let mut index = Index::default();
+    index.apply(set_event(Event::Apply(set("a", "uid-a"))));
+    index.apply(set_event(Event::Apply(set("c", "uid-c"))));
+    let queue = Arc::new(SnapshotQueue::default());
+    // Three versions written while the index was busy: only the first tells it.
+    assert!(queue.push(NsSnapshots::event(Event::Apply(snapshot_map("ns", &["vk-ns-a-0"])))));
+    for entries in [&["vk-ns-a-0", "vk-ns-a-1"][..], &["vk-ns-a-1", "vk-ns-c-0"]] {
+        assert!(!queue.push(NsSnapshots::event(Event::Apply(snapshot_map("ns", entries)))));
+    }
+    let told = index.apply(Input::Watch(Box::new(WatchEvent::Snapshots(queue.clone()))));
+    assert_eq!(
+        snapshot_updates(&told),
+        [("cs/ns/a", ["vk-ns-a-1", "vk-ns-c-0"]), ("cs/ns/c", ["vk-ns-a-1", "vk-ns-c-0"])]
+            .map(|(k, e)| (k.to_string(), e.map(String::from).to_vec())),
+        "each actor whose entries changed is told once, of the latest version"
+    );
+    assert!(queue.is_empty());
+
+    // A re-list that no longer shows the map: its entries are gone, and the actors are told.
+    queue.push(Event::Init);
+    queue.push(Event::InitDone);
+    let relisted = index.apply(Input::Watch(Box::new(WatchEvent::Snapshots(queue.clone()))));
+    assert_eq!(
+        snapshot_updates(&relisted),
+        [("cs/ns/a".to_string(), vec![]), ("cs/ns/c".to_string(), vec![])]
+    );
+    let nothing = index.apply(Input::Watch(Box::new(WatchEvent::Snapshots(queue))));
+    assert!(nothing.is_empty(), "an empty queue is no news");
 }
 
 #[test]

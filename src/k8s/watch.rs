@@ -18,8 +18,10 @@ pub enum WatchEvent {
     LabelledTarget(Event<PodView>),
     /// Of the narrow watch on one pod that Hibernations name.
     TargetPod { namespace: String, name: String, event: Event<PodView> },
-    /// Of the `cocoon-vm-snapshots` ConfigMap watch.
-    Snapshots(Event<ConfigMap>),
+    /// Of the `cocoon-vm-snapshots` ConfigMap watch: its events, as entries, wait in this
+    /// queue, the newest version of each namespace only (sent when the queue was empty; the
+    /// index drains it).
+    Snapshots(Arc<SnapshotQueue>),
 }
 
 /// Start or stop following one pod that a Hibernation names and the label watch does not show:
@@ -46,6 +48,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{CocoonSet, Hibernation};
 use crate::contract;
+use crate::index::snapshot_queue::{NsSnapshots, SnapshotQueue};
 use crate::plan::PodView;
 
 /// Counts the main watches that completed their first list.
@@ -204,6 +207,7 @@ where
         move |e| tx(WatchEvent::LabelledTarget(viewed(e))),
     ));
     let tx = emit.clone();
+    let queue = Arc::new(SnapshotQueue::default());
     let snapshots = watcher::Config::default()
         .fields(&format!("metadata.name={}", contract::SNAPSHOT_CONFIGMAP));
     tasks.push(spawn_watch(
@@ -211,7 +215,11 @@ where
         snapshots,
         Some(sync.clone()),
         slim,
-        move |e| tx(WatchEvent::Snapshots(e)),
+        move |e| {
+            if queue.push(NsSnapshots::event(e)) {
+                tx(WatchEvent::Snapshots(queue.clone()))
+            }
+        },
     ));
     tasks.push(tokio::spawn(target_watches(client, emit, targets, open_narrow)));
     Watches { tasks, sync }

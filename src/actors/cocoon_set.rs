@@ -14,8 +14,8 @@ use crate::api::CocoonSet;
 use crate::k8s::outcome;
 use crate::metrics::Transition;
 use crate::plan::{
-    Outcome, PodAction, Recorded, SetMemory, SetSettings, SetStep, SetView, plan_set_pass,
-    record_set,
+    Outcome, OwnWrite, PodAction, Recorded, SetMemory, SetSettings, SetStep, SetView,
+    plan_set_pass, record_set,
 };
 
 /// The CocoonSet actor's view and bookkeeping.
@@ -116,6 +116,10 @@ impl Part for CocoonSetPart {
     ) -> Recorded {
         let generation = self.set.as_ref().and_then(|s| s.metadata.generation);
         record_set(&mut self.memory, generation, step, outcome, &Self::settings(ctx), now)
+    }
+
+    fn wrote_status(&mut self, own: OwnWrite) {
+        self.memory.own_write = Some(own);
     }
 
     fn completed(&mut self) {

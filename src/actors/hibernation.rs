@@ -15,7 +15,8 @@ use crate::k8s::outcome;
 use crate::metrics::Transition;
 use crate::plan::hibernation::Competitor;
 use crate::plan::{
-    HibAction, HibMemory, HibStep, HibView, Outcome, PodView, Recorded, plan_hib_pass, record_hib,
+    HibAction, HibMemory, HibStep, HibView, Outcome, OwnWrite, PodView, Recorded, plan_hib_pass,
+    record_hib,
 };
 
 /// The Hibernation actor's view and bookkeeping.
@@ -105,6 +106,10 @@ impl Part for HibernationPart {
         let pods = self.world.view.pods();
         let Some(view) = self.world.view(&pods) else { return Recorded::go_on() };
         record_hib(&mut self.memory, &view, step, outcome, ctx.backoff(), now)
+    }
+
+    fn wrote_status(&mut self, own: OwnWrite) {
+        self.memory.own_write = Some(own);
     }
 
     fn completed(&mut self) {

@@ -21,7 +21,7 @@ use super::stats::{ActorStats, ActorStatus};
 use super::{ActorKey, Context, ResourceMsg};
 use crate::k8s::{ErrorCategory, outcome};
 use crate::metrics::{Kind, KindCategory, KindResult};
-use crate::plan::{Next, Outcome, Pass, Recorded, Step};
+use crate::plan::{Next, Outcome, OwnWrite, Pass, Recorded, Step};
 
 /// A planned pass and what the actor tree shows about it.
 pub struct Planned<P, S> {
@@ -80,6 +80,9 @@ pub trait Part: Send + Sync + Sized + 'static {
         outcome: &Outcome,
         now: Timestamp,
     ) -> Recorded;
+    /// What the API server answered to a status write of this actor (the core reads it when it
+    /// guards a finalizer patch).
+    fn wrote_status(&mut self, own: OwnWrite);
     /// Every step of the pass went through.
     fn completed(&mut self);
     /// Reports what the pass measured (metrics).
@@ -225,7 +228,11 @@ async fn pass<P: Part>(
     let mut stopped = None;
     let mut failure = None;
     for step in &planned.pass.steps {
-        let result = execute(&ctx, &state.part, &state.key.namespace, object.as_ref(), step).await;
+        let (result, own_write) =
+            execute(&ctx, &state.part, &state.key.namespace, object.as_ref(), step).await;
+        if let Some(own) = own_write {
+            state.part.wrote_status(own);
+        }
         if let Some(category) = ErrorCategory::of(&result) {
             note_failure(&state.key, &result, category);
             if !matches!(category, ErrorCategory::NotFound) {
@@ -266,26 +273,31 @@ async fn pass<P: Part>(
     }
 }
 
-/// Performs one step against the API server.
+/// Performs one step against the API server; a status write also returns what the API server
+/// answered of the object.
 async fn execute<P: Part>(
     ctx: &Context,
     part: &P,
     namespace: &str,
     object: &P::Object,
     step: &Step<P::PodWrite, P::Status>,
-) -> Outcome {
+) -> (Outcome, Option<OwnWrite>) {
     match step {
-        Step::SetFinalizers(finalizers) => {
-            outcome(ctx.writer.set_finalizers(object, finalizers.clone()).await)
-        }
-        Step::Pod(write) => part.write_pod(ctx, namespace, write).await,
+        Step::SetFinalizers { finalizers, guard } => (
+            outcome(ctx.writer.set_finalizers(object, guard.clone(), finalizers.clone()).await),
+            None,
+        ),
+        Step::Pod(write) => (part.write_pod(ctx, namespace, write).await, None),
         // Events are published by the writer, which logs a failure: a courtesy, never fatal.
         Step::Event(event) => {
             ctx.writer.event(&object.object_ref(&()), event, "Reconcile").await;
-            Outcome::Done
+            (Outcome::Done, None)
         }
         Step::WriteStatus(status) => {
-            outcome(ctx.writer.apply_status(object, status.as_ref()).await)
+            let answer = ctx.writer.apply_status(object, status.as_ref()).await;
+            let own =
+                answer.as_ref().ok().map(|written| OwnWrite::new(object.meta(), written.meta()));
+            (outcome(answer.map(|_| ())), own)
         }
     }
 }

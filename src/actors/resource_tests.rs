@@ -76,6 +76,8 @@ impl Part for Ticks {
         self.retry.record(outcome, Backoff::retry(Duration::from_secs(60)))
     }
 
+    fn wrote_status(&mut self, _own: crate::plan::OwnWrite) {}
+
     fn completed(&mut self) {
         self.retry.completed();
     }

@@ -104,7 +104,7 @@ impl Writer {
 
     /// Server-side applies the whole status of a custom resource (fields we no longer set are
     /// removed because this manager owned them).
-    pub async fn apply_status<K, S>(&self, obj: &K, status: &S) -> Result<()>
+    pub async fn apply_status<K, S>(&self, obj: &K, status: &S) -> Result<K>
     where
         K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
             + Clone
@@ -121,14 +121,19 @@ impl Writer {
             "status": status,
         });
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        api.patch_status(&name, &params, &Patch::Apply(&body)).await.map(|_| ()).map_err(|e| {
+        api.patch_status(&name, &params, &Patch::Apply(&body)).await.map_err(|e| {
             Error::api("patch", format!("{} {namespace}/{name} status", K::kind(&())), e)
         })
     }
 
-    /// Replaces the finalizer list, guarded by the resourceVersion the decision was made on
-    /// (a concurrent change answers 409 and the actor retries from a fresh view).
-    pub async fn set_finalizers<K>(&self, obj: &K, finalizers: Vec<String>) -> Result<()>
+    /// Replaces the finalizer list, guarded by `resource_version`, the version the decision holds
+    /// on (a concurrent change answers 409 and the actor retries from a fresh view).
+    pub async fn set_finalizers<K>(
+        &self,
+        obj: &K,
+        resource_version: Option<String>,
+        finalizers: Vec<String>,
+    ) -> Result<()>
     where
         K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
             + Clone
@@ -139,7 +144,7 @@ impl Writer {
         let name = obj.name_any();
         let api: Api<K> = Api::namespaced(self.client.clone(), &namespace);
         let body = json!({
-            "metadata": { "resourceVersion": obj.resource_version(), "finalizers": finalizers }
+            "metadata": { "resourceVersion": resource_version, "finalizers": finalizers }
         });
         api.patch(&name, &PatchParams::default(), &Patch::Merge(&body)).await.map(|_| ()).map_err(
             |e| Error::api("patch", format!("{} {namespace}/{name} finalizers", K::kind(&())), e),

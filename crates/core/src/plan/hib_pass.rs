@@ -9,7 +9,10 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::hibernation::{Competitor, RoundKey, RoundWitness, witness};
 use super::observe::{PodView, Snapshots};
-use super::pass::{Backoff, Outcome, Pass, Recorded, Retry, Step};
+use super::pass::{
+    Backoff, Outcome, OwnWrite, Pass, Recorded, Retry, Step, finalizer_guard, released,
+    released_under,
+};
 use super::{HibAction, HibInput, HibernationSettings, plan_hibernation};
 use crate::api::{Hibernation, HibernationPhase, HibernationStatus};
 use crate::contract;
@@ -51,9 +54,12 @@ pub struct HibMemory {
     pub finished_rounds: Vec<(RoundKind, Duration)>,
     /// Consecutive failed passes.
     pub retry: Retry,
-    /// The resourceVersion of the Hibernation whose release (our finalizer off) went through:
-    /// a pass on that same stale object, before the watch shows it gone, does not ask again.
-    pub released: Option<String>,
+    /// The resourceVersions of the Hibernation under which its release (our finalizer off) went
+    /// through (the view's, and the guard's when that was our own status write's): a pass on
+    /// either object, before the watch shows it gone, does not ask again.
+    pub released: Vec<String>,
+    /// What the API server answered to this actor's last status write.
+    pub own_write: Option<OwnWrite>,
 }
 
 /// What one Hibernation actor sees.
@@ -142,15 +148,15 @@ pub fn plan_hib_pass(
     let finalizers = hib.metadata.finalizers.clone().unwrap_or_default();
     let deleting = hib.metadata.deletion_timestamp.is_some();
     let held = finalizers.iter().any(|f| f == contract::FINALIZER_HIBERNATION);
-    let released = memory.released.is_some() && memory.released == hib.metadata.resource_version;
-    if deleting && (!held || released) {
+    if deleting && (!held || released(&memory.released, &hib.metadata)) {
         return empty(stored, pod.is_some());
     }
     let mut steps = Vec::new();
+    let guard = finalizer_guard(&hib.metadata, memory.own_write.as_ref());
     if !deleting && !held {
         let mut with_ours = finalizers.clone();
         with_ours.push(contract::FINALIZER_HIBERNATION.to_string());
-        steps.push(Step::SetFinalizers(with_ours));
+        steps.push(Step::SetFinalizers { finalizers: with_ours, guard: guard.clone() });
     }
     let previous = memory.last_written.clone().unwrap_or_else(|| stored.clone());
     let round_witness = memory.observe(&previous, view);
@@ -173,7 +179,7 @@ pub fn plan_hib_pass(
         // would move the resourceVersion the finalizer patch is guarded by).
         let without_ours =
             finalizers.into_iter().filter(|f| f != contract::FINALIZER_HIBERNATION).collect();
-        steps.push(Step::SetFinalizers(without_ours));
+        steps.push(Step::SetFinalizers { finalizers: without_ours, guard });
         return HibPlanned {
             pass: Pass { steps, wake_after: None },
             status: plan.status,
@@ -225,14 +231,14 @@ pub fn record_hib(
             }
             Recorded::go_on()
         }
-        (Step::SetFinalizers(list), Outcome::Done)
-            if !list.iter().any(|f| f == contract::FINALIZER_HIBERNATION) =>
+        (Step::SetFinalizers { finalizers, guard }, Outcome::Done)
+            if !finalizers.iter().any(|f| f == contract::FINALIZER_HIBERNATION) =>
         {
-            memory.released = view.hibernation.metadata.resource_version.clone();
+            memory.released = released_under(&view.hibernation.metadata, guard.as_ref());
             Recorded::go_on()
         }
         // The pod or the object went away meanwhile: the next pass sees it.
-        (Step::Pod(_) | Step::SetFinalizers(_), Outcome::NotFound) => Recorded::go_on(),
+        (Step::Pod(_) | Step::SetFinalizers { .. }, Outcome::NotFound) => Recorded::go_on(),
         (Step::Event(_), _) => Recorded::go_on(),
         (_, other) => memory.retry.record(other, backoff),
     }

@@ -18,7 +18,9 @@ pub use expectations::Expectations;
 pub use hib_pass::{HibMemory, HibPlanned, HibStep, HibView, plan_hib_pass, record_hib};
 pub use hibernation::{HibAction, HibInput, HibPlan, HibernationSettings, plan_hibernation};
 pub use observe::{PodRole, PodView, Snapshots};
-pub use pass::{Backoff, Next, Outcome, Pass, Recorded, RejectKind, Retry, Step};
+pub use pass::{
+    Backoff, Next, Outcome, OwnWrite, Pass, Recorded, RejectKind, Retry, Step, finalizer_guard,
+};
 pub use set_pass::{
     SetMemory, SetPlanned, SetSettings, SetStep, SetView, plan_set_pass, record_set,
 };

@@ -140,7 +140,10 @@ fn a_set_deleted_with_cascade_orphan_keeps_every_pod_and_goes_once_they_are_orph
         })
         .collect();
     let released = pass(&set, &orphaned, &mut SetMemory::default(), 101);
-    assert_eq!(released.pass.steps, vec![Step::SetFinalizers(Vec::new())]);
+    assert_eq!(
+        released.pass.steps,
+        vec![Step::SetFinalizers { finalizers: Vec::new(), guard: None }]
+    );
 }
 
 #[test]
@@ -224,7 +227,10 @@ fn teardown_completes_when_the_api_server_says_a_viewed_pod_is_gone() {
     let delete = planned.pass.steps.iter().find(|s| matches!(s, Step::Pod(_))).cloned().unwrap();
     record_set(&mut memory, Some(1), &delete, &Outcome::NotFound, &settings(), at(100));
     let released = pass(&set, &[stale], &mut memory, 101);
-    assert_eq!(released.pass.steps, vec![Step::SetFinalizers(Vec::new())]);
+    assert_eq!(
+        released.pass.steps,
+        vec![Step::SetFinalizers { finalizers: Vec::new(), guard: None }]
+    );
 }
 
 #[test]

@@ -3,14 +3,22 @@
 
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
 use super::PlanEvent;
 
 /// One step of a pass, executed in order by the actor. `P` is the resource's pod write, `S` its
 /// status.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step<P, S> {
-    /// Replace the object's finalizer list, guarded by the resourceVersion of the viewed object.
-    SetFinalizers(Vec<String>),
+    /// Replace the object's finalizer list.
+    SetFinalizers {
+        /// The whole list.
+        finalizers: Vec<String>,
+        /// The resourceVersion the decision holds on ([`finalizer_guard`]): any other change
+        /// since answers 409.
+        guard: Option<String>,
+    },
     /// A write to a pod.
     Pod(P),
     /// Record an Event on the object.
@@ -156,9 +164,115 @@ impl Retry {
     }
 }
 
+/// The object as our own last status write left it, from the API server's answer: the
+/// resourceVersion the view showed when the write was issued, the one the write made, and what
+/// a finalizer decision reads of the object then.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OwnWrite {
+    /// The resourceVersion of the view the write was issued on.
+    pub viewed: Option<String>,
+    /// The resourceVersion the write made.
+    pub made: Option<String>,
+    /// The spec generation in the answer.
+    pub generation: Option<i64>,
+    /// Whether the answer shows the object being deleted.
+    pub deleting: bool,
+    /// The finalizers in the answer.
+    pub finalizers: Vec<String>,
+}
+
+impl OwnWrite {
+    /// Our status write issued on an object viewed at `viewed`, answered with `answer`.
+    pub fn new(viewed: &ObjectMeta, answer: &ObjectMeta) -> Self {
+        Self {
+            viewed: viewed.resource_version.clone(),
+            made: answer.resource_version.clone(),
+            generation: answer.generation,
+            deleting: answer.deletion_timestamp.is_some(),
+            finalizers: answer.finalizers.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// The resourceVersion a finalizer patch decided on the viewed object `view` is guarded by.
+/// Normally the view's own: any change since answers 409 and the pass is planned again. But when
+/// the view is behind only by our own status write (it still shows the version that write was
+/// issued on, and the write's answer shows the same spec generation, deletion state and
+/// finalizers, all a finalizer decision reads), the version the write made: the decision holds
+/// on it, and guarding by the older one would only buy a certain 409 and a second pass (one per
+/// deleted object, whose last status write the watch has not shown yet).
+pub fn finalizer_guard(view: &ObjectMeta, own: Option<&OwnWrite>) -> Option<String> {
+    match own {
+        Some(own)
+            if own.viewed.is_some()
+                && own.made.is_some()
+                && own.viewed == view.resource_version
+                && own.generation == view.generation
+                && own.deleting == view.deletion_timestamp.is_some()
+                && own.finalizers.as_slice() == view.finalizers.as_deref().unwrap_or_default() =>
+        {
+            own.made.clone()
+        }
+        _ => view.resource_version.clone(),
+    }
+}
+
+/// The resourceVersions a release guarded by `guard` was decided under: the view's, and the
+/// guard's when it differs (our own status write's; the watch shows that object next).
+pub fn released_under(view: &ObjectMeta, guard: Option<&String>) -> Vec<String> {
+    let mut under: Vec<String> = view.resource_version.iter().chain(guard).cloned().collect();
+    under.dedup();
+    under
+}
+
+/// Whether `view` is an object whose release the API server already took.
+pub fn released(under: &[String], view: &ObjectMeta) -> bool {
+    view.resource_version.as_ref().is_some_and(|rv| under.contains(rv))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn meta(rv: &str, generation: i64, finalizers: &[&str]) -> ObjectMeta {
+        ObjectMeta {
+            resource_version: Some(rv.into()),
+            generation: Some(generation),
+            finalizers: Some(finalizers.iter().map(|f| f.to_string()).collect()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_finalizer_patch_is_guarded_by_the_version_our_own_status_write_made_only_if_nothing_else_moved()
+     {
+        let view = meta("10", 2, &["cocoon.cis/teardown"]);
+        assert_eq!(
+            finalizer_guard(&view, None).as_deref(),
+            Some("10"),
+            "no write of ours: the view"
+        );
+        // The view still shows 10; our status write, issued on 10, made 11 and changed nothing
+        // a finalizer decision reads: 11.
+        let own = OwnWrite::new(&view, &meta("11", 2, &["cocoon.cis/teardown"]));
+        assert_eq!(finalizer_guard(&view, Some(&own)).as_deref(), Some("11"));
+        // The view has moved on (it saw our write, or anyone's since): its own version.
+        let moved = meta("12", 2, &["cocoon.cis/teardown"]);
+        assert_eq!(finalizer_guard(&moved, Some(&own)).as_deref(), Some("12"));
+        // Someone changed the finalizers or the spec before our write landed: the answer shows
+        // it, the decision was made without it, so the view's version (and a 409).
+        let theirs = OwnWrite::new(&view, &meta("11", 2, &["cocoon.cis/teardown", "other/x"]));
+        assert_eq!(finalizer_guard(&view, Some(&theirs)).as_deref(), Some("10"));
+        let edited = OwnWrite::new(&view, &meta("11", 3, &["cocoon.cis/teardown"]));
+        assert_eq!(finalizer_guard(&view, Some(&edited)).as_deref(), Some("10"));
+        // Deletion began meanwhile.
+        let mut deleting = meta("11", 2, &["cocoon.cis/teardown"]);
+        deleting.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ));
+        let began = OwnWrite::new(&view, &deleting);
+        assert_eq!(finalizer_guard(&view, Some(&began)).as_deref(), Some("10"));
+    }
 
     #[test]
     fn retries_back_off_exponentially_up_to_the_cap() {

@@ -12,7 +12,10 @@ use super::cocoon_set::DeleteReason;
 use super::cocoon_set::SuspendView;
 use super::expectations::Expectations;
 use super::observe::{PodView, Snapshots};
-use super::pass::{Backoff, Outcome, Pass, Recorded, RejectKind, Retry, Step};
+use super::pass::{
+    Backoff, Outcome, OwnWrite, Pass, Recorded, RejectKind, Retry, Step, finalizer_guard, released,
+    released_under,
+};
 use super::pods::SetIdentity;
 use super::{PlanEvent, PodAction, SetInput, plan_cocoon_set};
 use crate::api::{CocoonSet, CocoonSetStatus};
@@ -90,10 +93,13 @@ pub struct SetMemory {
     pub retry: Retry,
     /// Progress waiting to be written.
     pub batch: Option<StatusBatch>,
-    /// The resourceVersion of the set whose release (our finalizer off) this actor asked for;
-    /// kept once the API server took it, so that a pass on that same stale object, before the
-    /// watch shows it gone, does not ask again (and meet a 404).
-    pub released: Option<String>,
+    /// The resourceVersions of the set under which this actor asked for its release (our
+    /// finalizer off): the view's, and the one the patch was guarded by when that was our own
+    /// status write's. Kept once the API server took it, so that a pass on either object, before
+    /// the watch shows it gone, does not ask again (and meet a 404).
+    pub released: Vec<String>,
+    /// What the API server answered to this actor's last status write.
+    pub own_write: Option<OwnWrite>,
 }
 
 /// A status change that waits to be batched (it flips no condition).
@@ -233,7 +239,7 @@ pub fn plan_set_pass(
     let forks_served = memory.observe(&pods, generation, spec.suspend, now);
     pods.retain(|p| !p.uid.as_ref().is_some_and(|u| memory.vanished.contains(u)));
     let mut steps = Vec::new();
-    if deleting && memory.released.is_some() && memory.released == set.metadata.resource_version {
+    if deleting && released(&memory.released, &set.metadata) {
         // Released already; the watch has not shown the object gone yet.
         return SetPlanned {
             pass: Pass { steps, wake_after: None },
@@ -251,10 +257,11 @@ pub fn plan_set_pass(
             forks_served,
         };
     }
+    let guard = finalizer_guard(&set.metadata, memory.own_write.as_ref());
     if !deleting && !held {
         let mut with_ours = finalizers.clone();
         with_ours.push(contract::FINALIZER_TEARDOWN.to_string());
-        steps.push(Step::SetFinalizers(with_ours));
+        steps.push(Step::SetFinalizers { finalizers: with_ours, guard: guard.clone() });
     }
     let identity = SetIdentity {
         namespace: set.metadata.namespace.clone().unwrap_or_default(),
@@ -288,8 +295,8 @@ pub fn plan_set_pass(
         // resourceVersion the finalizer patch is guarded by.
         let without_ours =
             finalizers.into_iter().filter(|f| f != contract::FINALIZER_TEARDOWN).collect();
-        steps.push(Step::SetFinalizers(without_ours));
-        memory.released = set.metadata.resource_version.clone();
+        memory.released = released_under(&set.metadata, guard.as_ref());
+        steps.push(Step::SetFinalizers { finalizers: without_ours, guard });
         return SetPlanned {
             pass: Pass { steps, wake_after: None },
             status: plan.status,
@@ -450,9 +457,9 @@ pub fn record_set(
             other => memory.retry.record(other, backoff),
         },
         Step::Pod(_) => memory.retry.record(outcome, backoff),
-        Step::SetFinalizers(_) => {
+        Step::SetFinalizers { .. } => {
             if *outcome != Outcome::Done {
-                memory.released = None;
+                memory.released.clear();
             }
             match outcome {
                 // The object is gone: nothing left to hold or release.

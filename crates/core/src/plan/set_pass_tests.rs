@@ -140,7 +140,7 @@ fn a_new_set_takes_its_finalizer_first_then_creates_the_main_then_writes_status(
     let kinds: Vec<&str> = trace
         .iter()
         .map(|(s, _, _)| match s {
-            Step::SetFinalizers(_) => "finalizer",
+            Step::SetFinalizers { .. } => "finalizer",
             Step::Pod(_) => "pod",
             Step::Event(_) => "event",
             Step::WriteStatus(_) => "status",
@@ -149,7 +149,7 @@ fn a_new_set_takes_its_finalizer_first_then_creates_the_main_then_writes_status(
     assert_eq!(kinds.first(), Some(&"finalizer"));
     assert_eq!(kinds.last(), Some(&"status"), "status is computed once, after the pod writes");
     assert_eq!(creates(&trace), vec!["demo-0"]);
-    let Step::SetFinalizers(f) = &trace[0].0 else { unreachable!() };
+    let Step::SetFinalizers { finalizers: f, .. } = &trace[0].0 else { unreachable!() };
     assert_eq!(f, &vec![contract::FINALIZER_TEARDOWN.to_string()]);
     let status = h.set.status.clone().unwrap();
     assert_eq!(status.agents[0].phase, "Creating", "the status shows the create of this pass");
@@ -251,7 +251,10 @@ fn teardown_releases_the_finalizer_without_a_last_status_write() {
     h.set.metadata.deletion_timestamp = Some(Time(at(90)));
     h.set.metadata.finalizers = Some(vec!["other".into(), contract::FINALIZER_TEARDOWN.into()]);
     let planned = h.plan();
-    assert_eq!(planned.pass.steps, vec![Step::SetFinalizers(vec!["other".into()])]);
+    assert_eq!(
+        planned.pass.steps,
+        vec![Step::SetFinalizers { finalizers: vec!["other".into()], guard: None }]
+    );
 }
 
 #[test]
@@ -259,17 +262,57 @@ fn a_released_set_seen_again_before_it_is_gone_is_not_released_twice() {
     let mut h = Harness::new(0, Vec::new());
     h.set.metadata.deletion_timestamp = Some(Time(at(90)));
     h.set.metadata.resource_version = Some("41".into());
-    let release = vec![Step::SetFinalizers(Vec::new())];
+    let release =
+        |rv: &str| vec![Step::SetFinalizers { finalizers: Vec::new(), guard: Some(rv.into()) }];
     // Refused (a stale resourceVersion): asked again.
     let conflict = h.pass(|_| Outcome::Conflict);
-    assert_eq!(conflict.iter().map(|(s, _, _)| s.clone()).collect::<Vec<_>>(), release);
-    assert_eq!(h.plan().pass.steps, release);
+    assert_eq!(conflict.iter().map(|(s, _, _)| s.clone()).collect::<Vec<_>>(), release("41"));
+    assert_eq!(h.plan().pass.steps, release("41"));
     // Taken: a later wake-up on the same object asks nothing (it would meet a 404).
     h.pass(done);
     assert!(h.plan().pass.steps.is_empty());
     // A newer object still holding our finalizer is released again.
     h.set.metadata.resource_version = Some("42".into());
-    assert_eq!(h.plan().pass.steps, release);
+    assert_eq!(h.plan().pass.steps, release("42"));
+}
+
+#[test]
+fn a_release_behind_only_our_own_status_write_is_guarded_by_the_version_that_write_made() {
+    let mut h = Harness::new(0, vec![agent(0)]);
+    h.set.metadata.deletion_timestamp = Some(Time(at(90)));
+    h.set.metadata.resource_version = Some("41".into());
+    // The teardown pass deletes the pod and writes the status; the API server answers with
+    // version 42, which the watch has not shown yet.
+    let teardown = h.pass(done);
+    assert!(teardown.iter().any(|(s, _, _)| matches!(s, Step::WriteStatus(_))));
+    let mut answer = h.set.metadata.clone();
+    answer.resource_version = Some("42".into());
+    h.memory.own_write = Some(OwnWrite::new(&h.set.metadata, &answer));
+    // The pod is gone; the set is still seen at 41: the release is guarded by 42, not by 41
+    // (a certain 409 and a second pass).
+    h.pods.clear();
+    assert_eq!(h.plan().pass.steps, release_at("42"));
+    // Taken: neither the object at 41 nor the one at 42 (the watch shows our status write
+    // next) is released again; either would meet a 404.
+    assert!(h.plan().pass.steps.is_empty());
+    h.set.metadata.resource_version = Some("42".into());
+    assert!(h.plan().pass.steps.is_empty());
+    // Refused all the same (someone else wrote too): the next pass asks again, on its view.
+    record_set(
+        &mut h.memory,
+        Some(1),
+        &release_at("42")[0],
+        &Outcome::Conflict,
+        &settings(),
+        h.now,
+    );
+    h.set.metadata.resource_version = Some("43".into());
+    assert_eq!(h.plan().pass.steps, release_at("43"));
+}
+
+/// The release of a set viewed with no other finalizer, guarded by `rv`.
+fn release_at(rv: &str) -> Vec<SetStep> {
+    vec![Step::SetFinalizers { finalizers: Vec::new(), guard: Some(rv.into()) }]
 }
 
 #[test]
@@ -385,7 +428,7 @@ proptest! {
                 let recorded = record_set(&mut h.memory, generation, &step, &outcome, &settings(), h.now);
                 match (&step, &outcome) {
                     (Step::Pod(a), Outcome::Done) if a.is_create() => created.push(a.pod_name().to_string()),
-                    (Step::SetFinalizers(f), Outcome::Done) => h.set.metadata.finalizers = Some(f.clone()),
+                    (Step::SetFinalizers { finalizers: f, .. }, Outcome::Done) => h.set.metadata.finalizers = Some(f.clone()),
                     (Step::WriteStatus(s), Outcome::Done) => h.set.status = Some((**s).clone()),
                     _ => {}
                 }

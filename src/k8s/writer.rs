@@ -23,6 +23,15 @@ pub struct Writer {
     events: std::sync::Arc<super::events::EventPublisher>,
 }
 
+/// The body of a status apply: the object's type and its whole status.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusApply<'a, S> {
+    api_version: std::borrow::Cow<'a, str>,
+    kind: std::borrow::Cow<'a, str>,
+    status: &'a S,
+}
+
 impl Writer {
     pub fn new(client: Client, instance: Option<String>) -> Self {
         let events = super::events::EventPublisher::new(client.clone(), FIELD_MANAGER, instance);
@@ -110,16 +119,15 @@ impl Writer {
             + Clone
             + serde::de::DeserializeOwned
             + std::fmt::Debug,
-        S: Serialize,
+        S: Serialize + std::fmt::Debug,
     {
         let namespace = obj.namespace().unwrap_or_default();
         let name = obj.name_any();
         let api: Api<K> = Api::namespaced(self.client.clone(), &namespace);
-        let body = json!({
-            "apiVersion": K::api_version(&()),
-            "kind": K::kind(&()),
-            "status": status,
-        });
+        // Serialized straight into the request body: a status burst of a thousand sets waits
+        // for the API server as bytes, not as trees of JSON values.
+        let body =
+            StatusApply { api_version: K::api_version(&()), kind: K::kind(&()), status };
         let params = PatchParams::apply(FIELD_MANAGER).force();
         api.patch_status(&name, &params, &Patch::Apply(&body)).await.map_err(|e| {
             Error::api("patch", format!("{} {namespace}/{name} status", K::kind(&())), e)

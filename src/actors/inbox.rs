@@ -46,13 +46,13 @@ impl Pending {
 pub struct PodsView {
     list: Vec<Arc<PodView>>,
     snapshots: Arc<SnapshotCell>,
-    /// The namespace's entries as this pass reads them, taken from the cell when the pass
-    /// begins and let go when it ends, so the plan and the record of each step agree and an
-    /// actor at rest keeps no copy alive.
-    pass_entries: Option<Arc<Snapshots>>,
+    /// The namespace's entries as the plan of this pass reads them, taken from the cell when
+    /// the plan begins and let go when it ends: an actor at rest, or a pass awaiting its writes,
+    /// keeps no copy alive.
+    plan_entries: Option<Arc<Snapshots>>,
 }
 
-/// What a view outside a pass reads.
+/// What a view outside a plan reads.
 static NO_ENTRIES: Snapshots = Snapshots::new();
 
 impl PodsView {
@@ -74,14 +74,14 @@ impl PodsView {
         }
     }
 
-    /// A pass begins: its entries are the namespace's current ones.
-    pub fn begin_pass(&mut self) {
-        self.pass_entries = Some(self.snapshots.current());
+    /// A plan begins: its entries are the namespace's current ones.
+    pub fn begin_plan(&mut self) {
+        self.plan_entries = Some(self.snapshots.current());
     }
 
-    /// The pass ended: its copy of the entries is let go.
-    pub fn end_pass(&mut self) {
-        self.pass_entries = None;
+    /// The plan is made: its copy of the entries is let go.
+    pub fn end_plan(&mut self) {
+        self.plan_entries = None;
     }
 
     /// The pods, by name, as the core reads them (a copy for one pass).
@@ -89,9 +89,9 @@ impl PodsView {
         self.list.iter().map(|p| PodView::clone(p)).collect()
     }
 
-    /// The snapshot entries of the namespace, as the current pass reads them (none outside one).
+    /// The snapshot entries of the namespace, as the current plan reads them (none outside one).
     pub fn snapshots(&self) -> &Snapshots {
-        self.pass_entries.as_deref().unwrap_or(&NO_ENTRIES)
+        self.plan_entries.as_deref().unwrap_or(&NO_ENTRIES)
     }
 }
 
@@ -154,7 +154,7 @@ mod tests {
     }
 
     #[test]
-    fn a_view_reads_the_current_entries_for_a_pass_and_keeps_no_copy_at_rest() {
+    fn a_view_reads_the_current_entries_for_a_plan_and_keeps_no_copy_after_it() {
         let cell = Arc::new(SnapshotCell::default());
         let inbox = Inbox::default();
         inbox.push(Update::Snapshots(cell.clone()));
@@ -162,16 +162,16 @@ mod tests {
         view.absorb(&mut inbox.drain());
         let first: Arc<Snapshots> = Arc::new([("vk-ns-a-0".to_string(), "s1".to_string())].into());
         cell.replace(first.clone());
-        // Changed after the actor was woken: the pass reads the entries as it begins.
-        view.begin_pass();
+        // Changed after the actor was woken: the plan reads the entries as it begins.
+        view.begin_plan();
         assert_eq!(view.snapshots().get("vk-ns-a-0").map(String::as_str), Some("s1"));
-        // A change during the pass is not seen until the next one: plan and record agree.
+        // A change while planning is not seen until the next plan: one plan, one version.
         cell.replace(Arc::new([("vk-ns-a-0".to_string(), "s2".to_string())].into()));
         assert_eq!(view.snapshots().get("vk-ns-a-0").map(String::as_str), Some("s1"));
-        view.end_pass();
-        assert!(view.snapshots().is_empty(), "nothing is read outside a pass");
-        assert_eq!(Arc::strong_count(&first), 1, "the pass's old copy is let go when it ends");
-        view.begin_pass();
+        view.end_plan();
+        assert!(view.snapshots().is_empty(), "nothing is read outside a plan");
+        assert_eq!(Arc::strong_count(&first), 1, "the plan's old copy is let go when it ends");
+        view.begin_plan();
         assert_eq!(view.snapshots().get("vk-ns-a-0").map(String::as_str), Some("s2"));
     }
 }

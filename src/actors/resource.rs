@@ -205,25 +205,18 @@ impl<P: Part> Actor for ResourceActor<P> {
     }
 }
 
-/// Executes one pass; returns when to plan again.
+/// Executes one pass, its steps planned and recorded on the view as the pass began; returns
+/// when to plan again.
 async fn run_pass<P: Part>(state: &mut State<P>) -> Option<Duration> {
     let now = Timestamp::now();
     let ctx = state.ctx.clone();
     let object = state.part.object().cloned()?;
-    state.part.view().begin_pass();
-    let wake = pass(state, ctx, object, now).await;
-    state.part.view().end_pass();
-    wake
-}
-
-/// The steps of one pass, planned and recorded on the view as the pass began.
-async fn pass<P: Part>(
-    state: &mut State<P>,
-    ctx: Arc<Context>,
-    object: Arc<P::Object>,
-    now: Timestamp,
-) -> Option<Duration> {
+    // The snapshot entries are read by the plan only: a pass awaiting its writes keeps no copy
+    // (a thousand passes in flight during a burst of provider writes would each keep another
+    // version of the namespace's entries alive).
+    state.part.view().begin_plan();
     let planned = state.part.plan(&ctx, now);
+    state.part.view().end_plan();
     let kind = state.key.kind.as_str();
     let mut stopped = None;
     let mut failure = None;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
-use super::hibernation::{Competitor, RoundKey, RoundWitness, witness};
+use super::hibernation::{Competitor, RoundKey, RoundWitness, round_key, witness};
 use super::observe::{PodView, Snapshots};
 use super::pass::{
     Backoff, Outcome, OwnWrite, Pass, Recorded, Retry, Step, finalizer_guard, released,
@@ -199,7 +199,8 @@ pub fn plan_hib_pass(
     }
 }
 
-/// Records the outcome of one executed step of a Hibernation pass.
+/// Records the outcome of one executed step of a Hibernation pass. It reads no snapshot entries
+/// (`view.snapshots`): the actor holds those only while it plans.
 pub fn record_hib(
     memory: &mut HibMemory,
     view: &HibView<'_>,
@@ -221,7 +222,7 @@ pub fn record_hib(
             // The API server took the request: it is on the pod, whether or not the watch
             // shows it before a competing writer changes it again.
             let status = memory.last_written.clone().unwrap_or_else(|| view.stored());
-            if let Some((key, _)) = witness(&status, view.name(), view.target(), view.snapshots) {
+            if let Some(key) = round_key(&status, view.target()) {
                 let seen = RoundWitness { request_seen: true, pending_seen: false };
                 let so_far = match &memory.round {
                     Some((known, w)) if *known == key => *w,

@@ -213,13 +213,8 @@ pub fn witness(
     pod: Option<&PodView>,
     snapshots: &Snapshots,
 ) -> Option<(RoundKey, RoundWitness)> {
-    let phase = status.phase?;
-    let key = RoundKey {
-        phase,
-        started: status.last_transition_time.clone(),
-        generation: status.observed_generation,
-        pod_uid: pod.and_then(|p| p.uid.clone()),
-    };
+    let key = round_key(status, pod)?;
+    let phase = key.phase;
     let seen = |pod: &PodView| match phase {
         HibernationPhase::Hibernating => RoundWitness {
             request_seen: requested_by_us(pod, name),
@@ -231,12 +226,18 @@ pub fn witness(
         },
         _ => RoundWitness::default(),
     };
-    match phase {
-        HibernationPhase::Hibernating | HibernationPhase::Waking => {
-            Some((key, pod.map(seen).unwrap_or_default()))
-        }
-        _ => None,
-    }
+    Some((key, pod.map(seen).unwrap_or_default()))
+}
+
+/// The round in flight per `status` on `pod`; `None` when no round is in flight.
+pub fn round_key(status: &HibernationStatus, pod: Option<&PodView>) -> Option<RoundKey> {
+    let phase = status.phase?;
+    matches!(phase, HibernationPhase::Hibernating | HibernationPhase::Waking).then(|| RoundKey {
+        phase,
+        started: status.last_transition_time.clone(),
+        generation: status.observed_generation,
+        pod_uid: pod.and_then(|p| p.uid.clone()),
+    })
 }
 
 fn snapshot_of<'s>(pod: &PodView, snapshots: &'s Snapshots) -> Option<&'s String> {

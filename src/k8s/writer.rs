@@ -126,8 +126,7 @@ impl Writer {
         let api: Api<K> = Api::namespaced(self.client.clone(), &namespace);
         // Serialized straight into the request body: a status burst of a thousand sets waits
         // for the API server as bytes, not as trees of JSON values.
-        let body =
-            StatusApply { api_version: K::api_version(&()), kind: K::kind(&()), status };
+        let body = StatusApply { api_version: K::api_version(&()), kind: K::kind(&()), status };
         let params = PatchParams::apply(FIELD_MANAGER).force();
         api.patch_status(&name, &params, &Patch::Apply(&body)).await.map_err(|e| {
             Error::api("patch", format!("{} {namespace}/{name} status", K::kind(&())), e)

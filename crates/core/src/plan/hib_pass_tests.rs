@@ -205,6 +205,36 @@ fn a_deleted_hibernation_releases_its_finalizer_only_once_its_marker_is_gone() {
 }
 
 #[test]
+fn a_hibernation_released_behind_our_own_status_write_is_guarded_by_its_version_and_released_once()
+{
+    let mut h = Harness::new(HibernationAction::Hibernate, vec![pod("uid-1")]);
+    h.pass();
+    h.hib.metadata.deletion_timestamp = Some(Time(at(110)));
+    h.hib.metadata.resource_version = Some("41".into());
+    // Our status write on the object at 41 made 42; the watch still shows 41.
+    let mut answer = h.hib.metadata.clone();
+    answer.resource_version = Some("42".into());
+    h.memory.own_write = Some(OwnWrite::new(&h.hib.metadata, &answer));
+    let mut gone = pod("uid-1");
+    gone.labels.clear();
+    h.pods = vec![gone];
+    let release =
+        |rv: &str| vec![Step::SetFinalizers { finalizers: vec![], guard: Some(rv.into()) }];
+    assert_eq!(h.pass(), release("42"));
+    // Taken: neither the object at 41 nor ours at 42 is released again.
+    assert_eq!(h.pass(), Vec::new());
+    h.hib.metadata.resource_version = Some("42".into());
+    assert_eq!(h.pass(), Vec::new());
+    // Someone else's finalizer landed before our write: the view's version, and a 409.
+    h.memory = HibMemory::default();
+    h.hib.metadata.resource_version = Some("41".into());
+    let mut theirs = answer.clone();
+    theirs.finalizers = Some(vec![contract::FINALIZER_HIBERNATION.into(), "other/x".into()]);
+    h.memory.own_write = Some(OwnWrite::new(&h.hib.metadata, &theirs));
+    assert_eq!(h.pass(), release("41"));
+}
+
+#[test]
 fn a_failed_status_write_backs_off_and_keeps_the_old_status_as_the_reference() {
     let mut h = Harness::new(HibernationAction::Hibernate, vec![pod("uid-1")]);
     let view = h.view();

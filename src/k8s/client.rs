@@ -11,7 +11,7 @@
 //! hold their own connection; they never take a turn.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
@@ -42,41 +42,60 @@ struct InFlightLayer {
 impl<S> tower::Layer<S> for InFlightLayer {
     type Service = InFlightService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        InFlightService { inner, turns: self.turns.clone() }
+        InFlightService { inner: Arc::new(Mutex::new(inner)), turns: self.turns.clone() }
     }
 }
 
 /// Takes a turn before a request goes out and gives it back when the response body has been
 /// read to its end or dropped: until then the request holds its connection.
-#[derive(Clone)]
+///
+/// The inner service is called only once the turn is ours, so a request waiting its turn holds
+/// itself, not the client's future as well (a burst of a thousand status writes would
+/// otherwise keep a thousand of those alive). kube's stack is not `Clone`, hence the mutex: it
+/// is held only to make the service ready and call it, never across an await.
 pub struct InFlightService<S> {
-    inner: S,
+    inner: Arc<Mutex<S>>,
     turns: Arc<Semaphore>,
+}
+
+impl<S> Clone for InFlightService<S> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone(), turns: self.turns.clone() }
+    }
 }
 
 impl<S, B> tower::Service<Request<Body>> for InFlightService<S>
 where
     S: tower::Service<Request<Body>, Response = Response<B>> + Send + 'static,
     S::Future: Send + 'static,
+    S::Error: Send,
     B: HttpBody + Unpin,
 {
     type Response = Response<TurnBody<B>>;
     type Error = S::Error;
     type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+    /// Always ready: the inner service is made ready when the request has its turn.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         let watch = is_watch(request.uri().query());
         let turns = self.turns.clone();
-        // hyper's client future does nothing until polled (it checks out or opens a connection
-        // then), so taking the turn before polling it bounds the connections in use.
-        let response = self.inner.call(request);
+        let inner = self.inner.clone();
         Box::pin(async move {
             let turn = if watch { None } else { turns.acquire_owned().await.ok() };
-            let response = response.await?;
+            let mut request = Some(request);
+            let response = futures::future::poll_fn(|cx| {
+                let mut inner = inner.lock().unwrap_or_else(|e| e.into_inner());
+                inner.poll_ready(cx).map_ok(|()| match request.take() {
+                    Some(request) => inner.call(request),
+                    None => unreachable!("a request is handed on once, when its service is ready"),
+                })
+            })
+            .await?
+            .await?;
             Ok(response.map(|body| TurnBody { body, turn }))
         })
     }
@@ -205,9 +224,9 @@ mod tests {
     use tower::{Layer, Service};
 
     /// Counts the requests whose future has been polled, i.e. that went out (hyper's client
-    /// future is as lazy as this one).
+    /// future is as lazy as this one), and the requests handed to it at all.
     #[derive(Clone, Default)]
-    struct Answering(Arc<AtomicUsize>);
+    struct Answering(Arc<AtomicUsize>, Arc<AtomicUsize>);
 
     impl Service<Request<Body>> for Answering {
         type Response = Response<Body>;
@@ -217,6 +236,7 @@ mod tests {
             Poll::Ready(Ok(()))
         }
         fn call(&mut self, _: Request<Body>) -> Self::Future {
+            self.1.fetch_add(1, Ordering::SeqCst);
             let sent = self.0.clone();
             Box::pin(async move {
                 sent.fetch_add(1, Ordering::SeqCst);
@@ -240,7 +260,7 @@ mod tests {
     #[tokio::test]
     async fn a_request_waits_for_a_turn_held_until_the_body_ends_and_a_watch_never_waits() {
         let inner = Answering::default();
-        let sent = inner.0.clone();
+        let (sent, handed) = (inner.0.clone(), inner.1.clone());
         let mut service = InFlightLayer { turns: Arc::new(Semaphore::new(1)) }.layer(inner);
         let first = service.call(get("")).await.unwrap();
         assert_eq!(sent.load(Ordering::SeqCst), 1);
@@ -248,6 +268,7 @@ mod tests {
         let second = tokio::spawn(service.call(get("")));
         settle().await;
         assert_eq!(sent.load(Ordering::SeqCst), 1, "the second request waits for the turn");
+        assert_eq!(handed.load(Ordering::SeqCst), 1, "and is not handed to the client meanwhile");
 
         let watch = service.call(get("?watch=true&resourceVersion=1")).await.unwrap();
         assert_eq!(sent.load(Ordering::SeqCst), 2, "a watch takes no turn");

@@ -10,8 +10,8 @@ use k8s_openapi::jiff::Timestamp;
 use super::hibernation::{Competitor, RoundKey, RoundWitness, round_key, witness};
 use super::observe::{PodView, Snapshots};
 use super::pass::{
-    Backoff, Outcome, OwnWrite, Pass, Recorded, Retry, Step, finalizer_guard, released,
-    released_under,
+    Backoff, Outcome, OwnWrite, Pass, Recorded, Retry, Step, finalizer_guard,
+    forget_written_once_seen, released, released_under,
 };
 use super::{HibAction, HibInput, HibernationSettings, plan_hibernation};
 use crate::api::{Hibernation, HibernationPhase, HibernationStatus};
@@ -46,7 +46,8 @@ impl RoundKind {
 pub struct HibMemory {
     /// The round in flight and what this actor has seen of it so far.
     pub round: Option<(RoundKey, RoundWitness)>,
-    /// The status this actor wrote last.
+    /// The status this actor wrote last, until the watch shows it (then the stored status is
+    /// the reference, and a status someone else wrote after it is put right).
     pub last_written: Option<HibernationStatus>,
     /// When this actor wrote the start of the round in flight (sub-second, for the metric).
     pub round_started: Option<Timestamp>,
@@ -139,6 +140,7 @@ pub fn plan_hib_pass(
 ) -> HibPlanned {
     let hib = view.hibernation;
     let stored = view.stored();
+    forget_written_once_seen(&mut memory.last_written, &stored);
     let pod = view.target();
     // Until the target's watch has listed once, "no pod" only means "not seen yet"; the
     // listing wakes the actor. (This holds while deleting too: the marker must be found.)

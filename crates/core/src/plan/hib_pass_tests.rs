@@ -128,6 +128,22 @@ fn a_round_writes_its_start_to_status_before_its_request_to_the_pod() {
 }
 
 #[test]
+fn a_written_status_is_the_reference_until_the_view_shows_it_and_is_then_let_go() {
+    let mut h = Harness::new(HibernationAction::Hibernate, vec![pod("uid-1")]);
+    h.pass();
+    let ours = h.hib.status.clone().expect("the round's start is written");
+    assert_eq!(h.memory.last_written.as_ref(), Some(&ours));
+    // The view has not caught up: the write stands in for it and is not repeated.
+    h.hib.status = None;
+    h.now = at(101);
+    assert!(!h.pass().iter().any(|s| matches!(s, Step::WriteStatus(_))));
+    assert_eq!(h.memory.last_written.as_ref(), Some(&ours));
+    h.hib.status = Some(ours);
+    assert!(!h.pass().iter().any(|s| matches!(s, Step::WriteStatus(_))));
+    assert!(h.memory.last_written.is_none(), "the view shows it: no second copy is kept");
+}
+
+#[test]
 fn a_request_the_api_server_took_is_not_written_again() {
     let mut h = Harness::new(HibernationAction::Hibernate, vec![pod("uid-1")]);
     h.pass();

@@ -230,6 +230,16 @@ pub fn released(under: &[String], view: &ObjectMeta) -> bool {
     view.resource_version.as_ref().is_some_and(|rv| under.contains(rv))
 }
 
+/// Lets go of the status this actor wrote last once the view shows it. Until then it stands in
+/// for the stored status (the watch may be behind our own write); after, the stored status is
+/// the reference, so a status someone else wrote over ours is put right, and an actor at rest
+/// keeps no second copy of its object's status.
+pub fn forget_written_once_seen<S: PartialEq>(last_written: &mut Option<S>, stored: &S) {
+    if last_written.as_ref() == Some(stored) {
+        *last_written = None;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

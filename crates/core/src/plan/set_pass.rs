@@ -13,8 +13,8 @@ use super::cocoon_set::SuspendView;
 use super::expectations::Expectations;
 use super::observe::{PodView, Snapshots};
 use super::pass::{
-    Backoff, Outcome, OwnWrite, Pass, Recorded, RejectKind, Retry, Step, finalizer_guard, released,
-    released_under,
+    Backoff, Outcome, OwnWrite, Pass, Recorded, RejectKind, Retry, Step, finalizer_guard,
+    forget_written_once_seen, released, released_under,
 };
 use super::pods::SetIdentity;
 use super::{PlanEvent, PodAction, SetInput, plan_cocoon_set};
@@ -78,7 +78,8 @@ pub struct SetMemory {
     pub name_conflicts: BTreeMap<String, u32>,
     /// The create the API server refused last, if any.
     pub rejection: Option<Rejection>,
-    /// The status this actor wrote last (the watch may not show it yet).
+    /// The status this actor wrote last, until the watch shows it (then the stored status is
+    /// the reference, and a status someone else wrote after it is put right).
     pub last_written: Option<CocoonSetStatus>,
     /// Sub-agents created and not yet serving, with when they were created (fork metric).
     pub forks_started: BTreeMap<String, Timestamp>,
@@ -222,6 +223,7 @@ pub fn plan_set_pass(
         pod.identify(&set_name);
     }
     let stored = set.status.clone().unwrap_or_default();
+    forget_written_once_seen(&mut memory.last_written, &stored);
     let previous = memory.last_written.clone().unwrap_or_else(|| stored.clone());
     let annotations = set.metadata.annotations.as_ref();
     let idle = super::idle::decide_idle(&super::idle::IdleInput {

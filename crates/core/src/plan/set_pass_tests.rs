@@ -166,6 +166,31 @@ fn a_create_that_went_through_is_not_repeated_and_an_unchanged_status_is_not_rew
 }
 
 #[test]
+fn a_written_status_is_let_go_once_seen_and_one_someone_else_wrote_over_it_is_put_right() {
+    let mut h = Harness::new(0, Vec::new());
+    h.pass(done);
+    let ours = h.set.status.clone().expect("the first pass writes the status");
+    assert_eq!(h.memory.last_written.as_ref(), Some(&ours), "the watch may not show it yet");
+    assert!(h.pass(done).is_empty());
+    assert!(h.memory.last_written.is_none(), "the view shows it: no second copy is kept");
+    // Another writer changes what the set reports (a status edit, an old client's write).
+    let mut edited = ours.clone();
+    edited.desired_agents = 42;
+    edited.message = Some("edited by hand".into());
+    h.set.status = Some(edited);
+    let trace = h.pass(done);
+    let written: Vec<&CocoonSetStatus> = trace
+        .iter()
+        .filter_map(|(s, _, _)| match s {
+            Step::WriteStatus(s) => Some(&**s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(written, vec![&ours], "the status is put back to what the set is");
+    assert!(h.pass(done).is_empty(), "and left alone once it is");
+}
+
+#[test]
 fn a_name_held_by_a_foreign_pod_waits_with_a_growing_backoff_and_one_event() {
     let mut h = Harness::new(0, Vec::new());
     let first = h.pass(answer_creates(Outcome::AlreadyExists));

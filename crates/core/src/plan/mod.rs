@@ -17,7 +17,7 @@ pub use cocoon_set::{PodAction, SetInput, SetPlan, plan_cocoon_set};
 pub use expectations::Expectations;
 pub use hib_pass::{HibMemory, HibPlanned, HibStep, HibView, plan_hib_pass, record_hib};
 pub use hibernation::{HibAction, HibInput, HibPlan, HibernationSettings, plan_hibernation};
-pub use observe::{PodRole, PodView, Snapshots};
+pub use observe::{Labels, PodRole, PodView, Snapshots};
 pub use pass::{
     Backoff, Next, Outcome, OwnWrite, Pass, Recorded, RejectKind, Retry, Step, finalizer_guard,
 };

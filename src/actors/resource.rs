@@ -255,11 +255,11 @@ async fn run_pass<P: Part>(state: &mut State<P>) -> Option<Duration> {
     let mut stats = state.stats();
     stats.status = if failure.is_some() { ActorStatus::Backoff } else { ActorStatus::Running };
     stats.last_error = failure;
-    stats.phase = planned.phase.map(str::to_string);
+    stats.phase = planned.phase;
     stats.observed_generation = object.meta().generation;
     stats.pod_count = planned.pod_count;
     stats.reconciles += 1;
-    stats.last_reconcile = Some(now.to_string());
+    stats.last_reconcile = Some(now);
     match stopped {
         Some(delay) => Some(delay),
         None => planned.pass.wake_after,

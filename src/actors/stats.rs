@@ -1,6 +1,7 @@
 //! What each actor reports about itself for `/debug/actors`.
 
-use serde::Serialize;
+use k8s_openapi::jiff::Timestamp;
+use serde::{Serialize, Serializer};
 
 /// Where an actor is in its life, as the actor tree shows it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -34,11 +35,19 @@ impl ActorStatus {
 #[serde(rename_all = "camelCase")]
 pub struct ActorStats {
     pub status: ActorStatus,
-    pub phase: Option<String>,
+    pub phase: Option<&'static str>,
     pub observed_generation: Option<i64>,
     pub pod_count: usize,
     pub reconciles: u64,
-    /// RFC 3339 time of the last reconcile.
-    pub last_reconcile: Option<String>,
+    /// Time of the last reconcile (RFC 3339 when shown).
+    #[serde(serialize_with = "rfc3339")]
+    pub last_reconcile: Option<Timestamp>,
     pub last_error: Option<String>,
+}
+
+fn rfc3339<S: Serializer>(at: &Option<Timestamp>, serializer: S) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => serializer.collect_str(at),
+        None => serializer.serialize_none(),
+    }
 }

@@ -75,13 +75,13 @@ fn line(out: &mut String, branch: &str, node: &ActorNode) {
         "{branch}{} [{}] phase={} gen={} pods={} mailbox={} restarts={} reconciles={} last={}{}",
         node.key,
         s.status.as_str(),
-        s.phase.as_deref().unwrap_or("-"),
+        s.phase.unwrap_or("-"),
         s.observed_generation.map(|g| g.to_string()).unwrap_or_else(|| "-".into()),
         s.pod_count,
         node.mailbox_depth,
         node.restarts,
         s.reconciles,
-        s.last_reconcile.as_deref().unwrap_or("-"),
+        s.last_reconcile.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
         s.last_error.as_ref().map(|e| format!(" error={e}")).unwrap_or_default(),
     );
 }

@@ -92,6 +92,25 @@ fn slim<K: Resource>(obj: &mut K) {
     }
 }
 
+/// A cached CocoonSet, slimmed, its status lists no longer than they are: a list is read
+/// growing (capacity 4 for a single toolbox), and each set is kept for its whole life.
+fn slim_set(set: &mut CocoonSet) {
+    slim(set);
+    if let Some(status) = set.status.as_mut() {
+        status.agents.shrink_to_fit();
+        status.warm_agents.shrink_to_fit();
+        status.toolboxes.shrink_to_fit();
+    }
+}
+
+/// A cached Hibernation, slimmed, its conditions no longer than they are.
+fn slim_hibernation(hibernation: &mut Hibernation) {
+    slim(hibernation);
+    if let Some(status) = hibernation.status.as_mut() {
+        status.conditions.shrink_to_fit();
+    }
+}
+
 /// A pod event as the operator keeps it: each pod object viewed ([`PodView::from_pod`]) and
 /// dropped.
 pub fn viewed(event: Event<Pod>) -> Event<PodView> {
@@ -177,7 +196,7 @@ where
         Api::<CocoonSet>::all(client.clone()),
         watcher::Config::default(),
         Some(sync.clone()),
-        slim,
+        slim_set,
         move |e| tx(WatchEvent::CocoonSet(e)),
     ));
     let tx = emit.clone();
@@ -185,7 +204,7 @@ where
         Api::<Hibernation>::all(client.clone()),
         watcher::Config::default(),
         Some(sync.clone()),
-        slim,
+        slim_hibernation,
         move |e| tx(WatchEvent::Hibernation(e)),
     ));
     let tx = emit.clone();
@@ -343,5 +362,26 @@ mod tests {
         assert!(pod.metadata.managed_fields.is_none());
         let kept: Vec<&String> = pod.metadata.annotations.as_ref().unwrap().keys().collect();
         assert_eq!(kept, vec![contract::ANN_VM_NAME]);
+    }
+
+    #[test]
+    fn cached_status_lists_are_no_longer_than_they_are() {
+        let text = r#"{"apiVersion":"cocoon.cis/v1alpha1","kind":"CocoonSet",
+            "metadata":{"name":"demo","namespace":"prod","managedFields":[{}]},
+            "spec":{"agent":{"image":"x"}},
+            "status":{"toolboxes":[{"name":"tb","podName":"demo-tb","phase":"Running","connType":"vnc"}]}}"#;
+        let mut set: CocoonSet = serde_json::from_str(text).unwrap();
+        slim_set(&mut set);
+        let status = set.status.as_ref().unwrap();
+        assert_eq!(status.toolboxes.capacity(), 1);
+        assert!(set.metadata.managed_fields.is_none());
+        let text = r#"{"apiVersion":"cocoon.cis/v1alpha1","kind":"Hibernation",
+            "metadata":{"name":"h","namespace":"prod"},
+            "spec":{"podName":"p","action":"hibernate"},
+            "status":{"conditions":[{"type":"Ready","status":"True",
+                "lastTransitionTime":"2026-01-01T00:00:00Z","reason":"Done","message":""}]}}"#;
+        let mut hibernation: Hibernation = serde_json::from_str(text).unwrap();
+        slim_hibernation(&mut hibernation);
+        assert_eq!(hibernation.status.as_ref().unwrap().conditions.capacity(), 1);
     }
 }

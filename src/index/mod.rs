@@ -23,7 +23,7 @@ pub mod key;
 mod relist;
 pub mod snapshot_queue;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use k8s_openapi::jiff::Timestamp;
@@ -37,7 +37,7 @@ use snapshot_queue::NsSnapshots;
 use crate::api::{CocoonSet, Hibernation};
 use crate::k8s::watch::{TargetCommand, WatchEvent};
 use crate::plan::hibernation::Competitor;
-use crate::plan::{PodView, Snapshots};
+use crate::plan::{PodView, Snapshots, VecMap};
 
 /// One change for an actor's view. Deletions are `None`.
 #[derive(Debug, Clone)]
@@ -156,7 +156,7 @@ pub struct Index {
     set_by_uid: HashMap<String, NsName>,
     hibernations: HashMap<NsName, Arc<Hibernation>>,
     /// (namespace, pod) → Hibernations naming it (name → creation time).
-    targets: HashMap<NsName, BTreeMap<String, Option<Timestamp>>>,
+    targets: HashMap<NsName, VecMap<Option<Timestamp>>>,
     owned_pods: HashMap<NsName, Arc<PodView>>,
     target_pods: HashMap<NsName, Arc<PodView>>,
     /// Every namespace's entries (an empty cell for a namespace with actors and no ConfigMap).

@@ -12,6 +12,7 @@ pub mod pass;
 pub mod pods;
 pub mod set_pass;
 pub mod set_status;
+pub mod vec_map;
 
 pub use cocoon_set::{PodAction, SetInput, SetPlan, plan_cocoon_set};
 pub use expectations::Expectations;
@@ -24,6 +25,7 @@ pub use pass::{
 pub use set_pass::{
     SetMemory, SetPlanned, SetSettings, SetStep, SetView, plan_set_pass, record_set,
 };
+pub use vec_map::VecMap;
 
 use std::time::Duration;
 

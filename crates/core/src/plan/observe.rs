@@ -5,80 +5,14 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
+use super::vec_map::VecMap;
 use crate::contract;
 
 /// Snapshot entries of one namespace (`cocoon-vm-snapshots` data): VM name → snapshot value.
 pub type Snapshots = BTreeMap<String, String>;
 
-/// The operator's labels on a pod, sorted by key. A handful of entries in one vector: a
-/// `BTreeMap` would give each of the operator's thousands of pod views its own node of eleven
-/// slots.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Labels(Vec<(String, String)>);
-
-impl Labels {
-    fn at(&self, key: &str) -> Result<usize, usize> {
-        self.0.binary_search_by(|(k, _)| k.as_str().cmp(key))
-    }
-
-    /// The value of `key`.
-    pub fn get(&self, key: &str) -> Option<&String> {
-        self.at(key).ok().map(|i| &self.0[i].1)
-    }
-
-    /// Whether `key` is set.
-    pub fn contains_key(&self, key: &str) -> bool {
-        self.at(key).is_ok()
-    }
-
-    /// Sets `key`; returns its previous value.
-    pub fn insert(&mut self, key: String, value: String) -> Option<String> {
-        match self.at(&key) {
-            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
-            Err(i) => {
-                self.0.insert(i, (key, value));
-                None
-            }
-        }
-    }
-
-    /// Removes `key`; returns its value.
-    pub fn remove(&mut self, key: &str) -> Option<String> {
-        self.at(key).ok().map(|i| self.0.remove(i).1)
-    }
-
-    /// Removes every label.
-    pub fn clear(&mut self) {
-        self.0.clear();
-    }
-
-    /// The keys, sorted.
-    pub fn keys(&self) -> impl Iterator<Item = &String> {
-        self.0.iter().map(|(k, _)| k)
-    }
-
-    /// The labels, sorted by key.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
-        self.0.iter().map(|(k, v)| (k, v))
-    }
-}
-
-impl FromIterator<(String, String)> for Labels {
-    fn from_iter<I: IntoIterator<Item = (String, String)>>(entries: I) -> Self {
-        let mut labels = Self(Vec::new());
-        for (k, v) in entries {
-            labels.insert(k, v);
-        }
-        labels.0.shrink_to_fit();
-        labels
-    }
-}
-
-impl From<BTreeMap<String, String>> for Labels {
-    fn from(map: BTreeMap<String, String>) -> Self {
-        map.into_iter().collect()
-    }
-}
+/// The operator's labels on a pod, sorted by key (see [`VecMap`]).
+pub type Labels = VecMap<String>;
 
 /// Role of a pod in a CocoonSet, from its labels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -332,24 +266,6 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     use super::*;
-
-    #[test]
-    fn labels_stay_sorted_by_key_through_inserts_and_removes() {
-        let mut labels: Labels = [("b", "2"), ("a", "1")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        assert_eq!(labels.insert("c".into(), "3".into()), None);
-        assert_eq!(labels.insert("a".into(), "one".into()), Some("1".into()));
-        assert_eq!(labels.get("a").map(String::as_str), Some("one"));
-        assert!(labels.contains_key("b") && !labels.contains_key("d"));
-        assert_eq!(labels.remove("b"), Some("2".into()));
-        assert_eq!(labels.remove("b"), None);
-        let keys: Vec<&str> = labels.keys().map(String::as_str).collect();
-        assert_eq!(keys, vec!["a", "c"]);
-        labels.clear();
-        assert_eq!(labels, Labels::default());
-    }
 
     #[test]
     fn the_view_keeps_the_operators_labels_and_only_those() {

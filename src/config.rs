@@ -19,7 +19,7 @@ pub struct OperatorConfig {
     pub probe_addr: SocketAddr,
     /// Every actor re-plans from its in-memory view this often (no API request unless
     /// something differs).
-    #[arg(long, env = "COCOON_RESYNC", default_value = defaults::RESYNC, value_parser = parse_duration)]
+    #[arg(long, env = "COCOON_RESYNC", default_value = defaults::RESYNC, value_parser = parse_period)]
     pub resync: Duration,
     /// Run actors only while holding the leader Lease.
     #[arg(long, env = "COCOON_LEADER_ELECT", default_value_t = false)]
@@ -43,7 +43,7 @@ pub struct OperatorConfig {
     #[arg(long, env = "COCOON_DELETION_COST", default_value_t = defaults::DELETION_COST)]
     pub deletion_cost: i32,
     /// Longest retry backoff of a failing object.
-    #[arg(long, env = "COCOON_MAX_BACKOFF", default_value = defaults::MAX_BACKOFF, value_parser = parse_duration)]
+    #[arg(long, env = "COCOON_MAX_BACKOFF", default_value = defaults::MAX_BACKOFF, value_parser = parse_period)]
     pub max_backoff: Duration,
     /// A CocoonSet status change that flips no condition (counts, addresses, one pod's phase)
     /// waits up to this long so that a burst of pod updates makes one write; `0s` writes every
@@ -108,6 +108,15 @@ impl Default for OperatorConfig {
     }
 }
 
+/// A duration that must be more than zero (a zero resync period or backoff would be a hot loop).
+fn parse_period(text: &str) -> Result<Duration, String> {
+    let period = parse_duration(text)?;
+    if period.is_zero() {
+        return Err(format!("{text:?} must be more than zero"));
+    }
+    Ok(period)
+}
+
 impl OperatorConfig {
     pub fn hibernation_settings(&self) -> HibernationSettings {
         HibernationSettings {
@@ -152,5 +161,14 @@ mod tests {
         assert_eq!(flags.api_max_in_flight, default.api_max_in_flight);
         assert_eq!(flags.lease_name, default.lease_name);
         assert_eq!(flags.metrics_addr.port(), 8080);
+    }
+
+    #[test]
+    fn a_zero_resync_period_or_backoff_is_refused_with_a_clear_error() {
+        for flag in ["--resync", "--max-backoff"] {
+            let error = Run::try_parse_from(["run", flag, "0s"]).err().expect("refused");
+            assert!(error.to_string().contains("must be more than zero"), "{flag}: {error}");
+        }
+        assert!(Run::try_parse_from(["run", "--resync", "250ms"]).is_ok());
     }
 }

@@ -115,7 +115,6 @@ pub struct State<P> {
     inbox: Arc<Inbox>,
     stats: Arc<Mutex<ActorStats>>,
     retry: Option<RetryTimer>,
-    resync: Option<JoinHandle<()>>,
     part: P,
 }
 
@@ -128,9 +127,6 @@ impl<P> State<P> {
         if let Some(t) = self.retry.take() {
             t.abort();
         }
-        if let Some(t) = self.resync.take() {
-            t.abort();
-        }
     }
 }
 
@@ -141,17 +137,16 @@ impl<P: Part> Actor for ResourceActor<P> {
 
     async fn pre_start(
         &self,
-        myself: ActorRef<Self::Msg>,
+        _myself: ActorRef<Self::Msg>,
         args: Args,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let resync = Some(myself.send_interval(args.ctx.resync, || ResourceMsg::Resync));
+        // The supervisor's resync clock tells this actor to re-plan once per period.
         Ok(State {
             key: args.key,
             ctx: args.ctx,
             inbox: args.inbox,
             stats: args.stats,
             retry: None,
-            resync,
             part: P::new(),
         })
     }

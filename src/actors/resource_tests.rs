@@ -1,5 +1,6 @@
 //! Timer tests of the actor skeleton with paused tokio time: a pass runs again when the core
-//! asks, the resync re-plans every period, and failed steps back off along the curve.
+//! asks, the supervisor's clock resyncs every actor once per period, and failed steps back off
+//! along the curve.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -10,6 +11,8 @@ use dashmap::DashMap;
 use tokio::time::Instant;
 
 use super::*;
+use crate::actors::supervisor::SupervisorArgs;
+use crate::actors::{ActorHandle, Supervisor};
 use crate::api::{CocoonSet, CocoonSetSpec, CocoonSetStatus};
 use crate::index::Update;
 use crate::k8s::Writer;
@@ -102,6 +105,11 @@ fn context(resync: Duration) -> Arc<Context> {
 
 /// Starts an actor for a set of this name; returns when it started.
 async fn start(name: &str, resync: Duration) -> Instant {
+    start_in(name, &context(resync)).await.0
+}
+
+/// Starts an actor for a set of this name with `ctx`; returns when it started, and the actor.
+async fn start_in(name: &str, ctx: &Arc<Context>) -> (Instant, ActorRef<ResourceMsg>) {
     let spec: CocoonSetSpec =
         serde_json::from_value(serde_json::json!({"agent": {"image": "x"}})).unwrap();
     let set = Arc::new(CocoonSet::new(name, spec));
@@ -109,14 +117,14 @@ async fn start(name: &str, resync: Duration) -> Instant {
     inbox.push(Update::CocoonSet(Some(set)));
     let args = Args {
         key: ActorKey::cocoon_set("ns", name),
-        ctx: context(resync),
+        ctx: ctx.clone(),
         inbox,
         stats: Arc::default(),
     };
     let (actor, _) = Actor::spawn(None, ResourceActor::<Ticks>::default(), args).await.unwrap();
     let started = Instant::now();
     actor.cast(ResourceMsg::Wake).unwrap();
-    started
+    (started, actor)
 }
 
 /// Seconds after `start` at which the part planned.
@@ -137,10 +145,39 @@ async fn a_pass_that_asks_to_be_woken_later_runs_again_then_and_not_before() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_resync_replans_every_period_from_memory() {
-    let start = start("quiet", Duration::from_secs(15)).await;
+async fn the_supervisors_clock_resyncs_every_actor_once_a_period_spread_over_it() {
+    let ctx = context(Duration::from_secs(15));
+    let names: Vec<String> = (0..20).map(|i| format!("quiet-{i}")).collect();
+    let mut started = Vec::new();
+    for name in &names {
+        let (at, actor) = start_in(name, &ctx).await;
+        let handle =
+            ActorHandle { actor, inbox: Arc::default(), stats: Arc::default(), restarts: 0 };
+        ctx.table.insert(ActorKey::cocoon_set("ns", name), handle);
+        started.push(at);
+    }
+    let (index, _inputs) = tokio::sync::mpsc::unbounded_channel();
+    let args = SupervisorArgs { ctx: ctx.clone(), index };
+    let (_supervisor, _) = Actor::spawn(None, Supervisor, args).await.unwrap();
     tokio::time::sleep(Duration::from_secs(46)).await;
-    assert_eq!(planned_at("quiet", start), vec![0, 15, 30, 45]);
+    let mut offsets = std::collections::BTreeSet::new();
+    for (name, start) in names.iter().zip(started) {
+        let at = planned_at(name, start);
+        // The first pass on Wake, then one resync per period, at the actor's own offset.
+        assert_eq!(at.len(), 4, "{name}: {at:?}");
+        assert_eq!(at[0], 0);
+        assert!((1..=15).contains(&at[1]), "{name}: {at:?}");
+        assert_eq!((at[2] - at[1], at[3] - at[2]), (15, 15), "{name}: {at:?}");
+        offsets.insert(at[1]);
+    }
+    assert!(offsets.len() > 5, "the resyncs are spread over the period: {offsets:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_actor_keeps_no_resync_timer_of_its_own() {
+    let start = start("alone", Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_secs(46)).await;
+    assert_eq!(planned_at("alone", start), vec![0], "only the supervisor's clock resyncs");
 }
 
 #[tokio::test(start_paused = true)]

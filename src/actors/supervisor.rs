@@ -1,10 +1,13 @@
 //! The supervisor: spawns the actor the index asks for, owns the routing table, and restarts a
 //! failed actor after a capped backoff (other actors are unaffected). ractor's default would
 //! stop the supervisor when a child dies; we override that here. It tells the index when an
-//! actor stopped or may restart, and the index decides whether a new one starts.
+//! actor stopped or may restart, and the index decides whether a new one starts. It also keeps
+//! the one resync clock: every actor is told to re-plan once per resync period, spread over
+//! [`RESYNC_SLICES`] ticks (an actor at rest carries no timer of its own).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::mpsc::UnboundedSender;
@@ -19,6 +22,9 @@ use crate::index::{ActorKey, ActorKind, Incarnation, Input};
 use crate::metrics::Kind;
 use crate::plan::Backoff;
 
+/// Parts of the resync period: each tick resyncs the actors of one part.
+pub const RESYNC_SLICES: u64 = 15;
+
 /// Messages of the supervisor.
 #[derive(Debug)]
 pub enum SupervisorMsg {
@@ -26,6 +32,8 @@ pub enum SupervisorMsg {
     Spawn { key: ActorKey, incarnation: Incarnation, inbox: Arc<Inbox> },
     /// A failed actor's restart backoff ended.
     RestartDue { key: ActorKey, incarnation: Incarnation },
+    /// One part of the resync period passed: resync the actors of the next part.
+    ResyncTick,
 }
 
 pub struct Supervisor;
@@ -42,6 +50,8 @@ pub struct SupervisorState {
     by_id: HashMap<ActorId, (ActorKey, Incarnation)>,
     /// Failures per key, for the restart backoff and the tree's restart count.
     failures: HashMap<ActorKey, u32>,
+    /// Resync ticks so far.
+    ticks: u64,
 }
 
 impl Actor for Supervisor {
@@ -51,14 +61,17 @@ impl Actor for Supervisor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let tick = (args.ctx.resync / RESYNC_SLICES as u32).max(Duration::from_millis(1));
+        myself.send_interval(tick, || SupervisorMsg::ResyncTick);
         Ok(SupervisorState {
             ctx: args.ctx,
             index: args.index,
             by_id: HashMap::new(),
             failures: HashMap::new(),
+            ticks: 0,
         })
     }
 
@@ -75,6 +88,15 @@ impl Actor for Supervisor {
             SupervisorMsg::RestartDue { key, incarnation } => {
                 if !state.ctx.is_shutting_down() {
                     let _ = state.index.send(Input::RestartDue { key, incarnation });
+                }
+            }
+            SupervisorMsg::ResyncTick => {
+                let slice = state.ticks % RESYNC_SLICES;
+                state.ticks += 1;
+                for entry in state.ctx.table.iter() {
+                    if entry.key().resync_slice(RESYNC_SLICES) == slice {
+                        let _ = entry.actor.cast(ResourceMsg::Resync);
+                    }
                 }
             }
         }

@@ -123,7 +123,11 @@ impl Operator {
             counted_client(kube_config, metrics.clone(), config.api_max_in_flight as usize)
                 .map_err(Error::Client)?;
         let ctx = Arc::new(Context {
-            writer: Writer::new(client.clone(), config.identity.clone()),
+            writer: Writer::new(
+                client.clone(),
+                config.identity.clone(),
+                config.api_max_in_flight as usize,
+            ),
             metrics: metrics.clone(),
             resync: config.resync,
             max_backoff: config.max_backoff,

@@ -91,7 +91,7 @@ fn context(resync: Duration) -> Arc<Context> {
     let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
     let client = kube::Client::try_from(config).unwrap();
     Arc::new(Context {
-        writer: Writer::new(client, None),
+        writer: Writer::new(client, None, 32),
         metrics: Metrics::new(),
         resync,
         max_backoff: Duration::from_secs(60),

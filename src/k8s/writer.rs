@@ -5,22 +5,32 @@
 //! their `/status` patch; events.k8s.io events create/patch.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde_json::json;
+use tokio::sync::Semaphore;
 
 use super::error::{Error, Result};
 use crate::contract::FIELD_MANAGER;
 use crate::plan::PlanEvent;
 
 /// Writes to the API server on behalf of the actors.
+///
+/// At most `max_in_flight` writes are in flight at once; the others wait for a turn before
+/// their request is even built. A thousand actors writing at once (a teardown, a wake round)
+/// then hold a thousand small waits, not a thousand request futures of ~2 KiB each. The
+/// client's own bound (`counted_client`) still covers every request, writes and watch lists
+/// alike; with both bounds the same size, writes seldom wait at the second.
 #[derive(Clone)]
 pub struct Writer {
     client: Client,
-    events: std::sync::Arc<super::events::EventPublisher>,
+    events: Arc<super::events::EventPublisher>,
+    turns: Arc<Semaphore>,
 }
 
 /// The body of a status apply: the object's type and its whole status.
@@ -33,9 +43,21 @@ struct StatusApply<'a, S> {
 }
 
 impl Writer {
-    pub fn new(client: Client, instance: Option<String>) -> Self {
+    pub fn new(client: Client, instance: Option<String>, max_in_flight: usize) -> Self {
         let events = super::events::EventPublisher::new(client.clone(), FIELD_MANAGER, instance);
-        Self { events: std::sync::Arc::new(events), client }
+        let turns = Arc::new(Semaphore::new(max_in_flight.max(1)));
+        Self { events: Arc::new(events), client, turns }
+    }
+
+    /// Waits for a turn, then builds the request with `request` and runs it boxed, holding the
+    /// turn until it is answered.
+    async fn in_turn<F, Fut>(&self, request: F) -> Fut::Output
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future,
+    {
+        let _turn = self.turns.acquire().await.ok();
+        Box::pin(request()).await
     }
 
     pub fn client(&self) -> &Client {
@@ -47,7 +69,7 @@ impl Writer {
     pub async fn create_pod(&self, namespace: &str, pod: &Pod) -> Result<()> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
-        api.create(&params, pod)
+        self.in_turn(|| api.create(&params, pod))
             .await
             .map(|_| ())
             .map_err(|e| Error::api("create", format!("pod {namespace}/{}", pod.name_any()), e))
@@ -61,7 +83,7 @@ impl Writer {
             preconditions: uid.map(|uid| Preconditions { uid: Some(uid), resource_version: None }),
             ..Default::default()
         };
-        api.delete(name, &params)
+        self.in_turn(|| api.delete(name, &params))
             .await
             .map(|_| ())
             .map_err(|e| Error::api("delete", format!("pod {namespace}/{name}"), e))
@@ -105,7 +127,8 @@ impl Writer {
             metadata.insert("labels".into(), json!(labels));
         }
         let body = json!({ "metadata": metadata });
-        api.patch(name, &PatchParams::default(), &Patch::Merge(&body))
+        let (params, patch) = (PatchParams::default(), Patch::Merge(&body));
+        self.in_turn(|| api.patch(name, &params, &patch))
             .await
             .map(|_| ())
             .map_err(|e| Error::api("patch", format!("pod {namespace}/{name} metadata"), e))
@@ -128,7 +151,8 @@ impl Writer {
         // for the API server as bytes, not as trees of JSON values.
         let body = StatusApply { api_version: K::api_version(&()), kind: K::kind(&()), status };
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        api.patch_status(&name, &params, &Patch::Apply(&body)).await.map_err(|e| {
+        let patch = Patch::Apply(&body);
+        self.in_turn(|| api.patch_status(&name, &params, &patch)).await.map_err(|e| {
             Error::api("patch", format!("{} {namespace}/{name} status", K::kind(&())), e)
         })
     }
@@ -153,17 +177,17 @@ impl Writer {
         let body = json!({
             "metadata": { "resourceVersion": resource_version, "finalizers": finalizers }
         });
-        api.patch(&name, &PatchParams::default(), &Patch::Merge(&body)).await.map(|_| ()).map_err(
-            |e| Error::api("patch", format!("{} {namespace}/{name} finalizers", K::kind(&())), e),
-        )
+        let (params, patch) = (PatchParams::default(), Patch::Merge(&body));
+        self.in_turn(|| api.patch(&name, &params, &patch)).await.map(|_| ()).map_err(|e| {
+            Error::api("patch", format!("{} {namespace}/{name} finalizers", K::kind(&())), e)
+        })
     }
 
     /// Records an Event on an object. Failures are logged, never fatal: an Event is a courtesy.
     pub async fn event(&self, reference: &ObjectReference, event: &PlanEvent, action: &str) {
         let note = truncate(&event.message, 1000);
-        if let Err(e) =
-            self.events.publish(reference, event.warning, event.reason, action, &note).await
-        {
+        let publish = || self.events.publish(reference, event.warning, event.reason, action, &note);
+        if let Err(e) = self.in_turn(publish).await {
             tracing::warn!(error = %e, reason = event.reason, "failed to record event");
         }
     }
@@ -178,4 +202,47 @@ fn truncate(text: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_write_waits_for_its_turn_before_its_request_goes_out() {
+        // An API server that reads requests and answers only when told.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let client = Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+        let writer = Writer::new(client, None, 1);
+        let pod = |name: &str| Pod {
+            metadata: kube::api::ObjectMeta { name: Some(name.into()), ..Default::default() },
+            ..Default::default()
+        };
+        let (first, second) = (writer.clone(), writer.clone());
+        let a = tokio::spawn(async move { first.create_pod("ns", &pod("a")).await });
+        let b = tokio::spawn(async move { second.create_pod("ns", &pod("b")).await });
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0; 64 * 1024];
+        let _ = conn.read(&mut buf).await.unwrap();
+        let quiet = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+        assert!(quiet.is_err(), "the second write waits for the turn: no second request");
+        conn.write_all(
+            b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        drop(conn);
+        assert!(a.await.unwrap().is_err());
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let n = conn.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("POST "), "the second went out");
+        drop(conn);
+        assert!(b.await.unwrap().is_err());
+    }
 }

@@ -22,18 +22,80 @@ const SERIES_WINDOW: Duration = Duration::from_secs(360);
 /// Cached series beyond this many are forgotten (oldest first), bounding memory.
 const CACHE_LIMIT: usize = 4096;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
-struct Key {
-    regarding: (String, String, String),
-    warning: bool,
-    reason: String,
-    note: String,
+/// Recent Events by what they say (object, type, reason, note), so that an identical repeat
+/// within the window bumps a series instead of creating another Event.
+///
+/// A key is one string (its parts joined by NUL, which no kind, namespace, name or reason
+/// holds), so an entry is two allocations. Expired entries are swept a few times a window,
+/// not on every publish, and a full cache drops its oldest quarter at once: a burst of a
+/// thousand distinct Events costs a thousand inserts, not a scan of the cache for each.
+struct SeriesCache {
+    entries: HashMap<Box<str>, Series>,
+    limit: usize,
+    window: Duration,
+    next_sweep: Option<Instant>,
 }
 
 struct Series {
-    name: String,
+    name: Box<str>,
     count: i32,
     last: Instant,
+}
+
+impl SeriesCache {
+    fn new(limit: usize, window: Duration) -> Self {
+        Self { entries: HashMap::new(), limit: limit.max(1), window, next_sweep: None }
+    }
+
+    fn key(regarding: (&str, &str, &str), warning: bool, reason: &str, note: &str) -> Box<str> {
+        let (kind, namespace, name) = regarding;
+        let kind_of = if warning { "W" } else { "N" };
+        [kind, namespace, name, kind_of, reason, note].join("\0").into_boxed_str()
+    }
+
+    /// An identical Event seen within the window: its name and its new count.
+    fn repeat(&mut self, key: &str, now: Instant) -> Option<(String, i32)> {
+        self.sweep(now);
+        let window = self.window;
+        let series = self.entries.get_mut(key)?;
+        if now.saturating_duration_since(series.last) >= window {
+            self.entries.remove(key);
+            return None;
+        }
+        series.count += 1;
+        series.last = now;
+        Some((series.name.to_string(), series.count))
+    }
+
+    /// A new Event was created under `name`.
+    fn started(&mut self, key: Box<str>, name: &str, now: Instant) {
+        self.sweep(now);
+        if self.entries.len() >= self.limit {
+            self.drop_oldest_quarter();
+        }
+        self.entries.insert(key, Series { name: name.into(), count: 1, last: now });
+    }
+
+    fn forget(&mut self, key: &str) {
+        self.entries.remove(key);
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        if self.next_sweep.is_some_and(|at| now < at) {
+            return;
+        }
+        let window = self.window;
+        self.entries.retain(|_, s| now.saturating_duration_since(s.last) < window);
+        self.next_sweep = Some(now + window / 8);
+    }
+
+    fn drop_oldest_quarter(&mut self) {
+        let mut lasts: Vec<Instant> = self.entries.values().map(|s| s.last).collect();
+        let quarter = (lasts.len() / 4).max(1);
+        let (_, cutoff, _) = lasts.select_nth_unstable(quarter - 1);
+        let cutoff = *cutoff;
+        self.entries.retain(|_, s| s.last > cutoff);
+    }
 }
 
 /// Publishes Events for one controller instance.
@@ -41,7 +103,7 @@ pub struct EventPublisher {
     client: Client,
     controller: String,
     instance: String,
-    series: Mutex<HashMap<Key, Series>>,
+    series: Mutex<SeriesCache>,
 }
 
 impl EventPublisher {
@@ -50,7 +112,7 @@ impl EventPublisher {
             client,
             controller: controller.to_string(),
             instance: instance.unwrap_or_else(|| controller.to_string()),
-            series: Mutex::new(HashMap::new()),
+            series: Mutex::new(SeriesCache::new(CACHE_LIMIT, SERIES_WINDOW)),
         }
     }
 
@@ -65,27 +127,19 @@ impl EventPublisher {
     ) -> Result<()> {
         let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".into());
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
-        let key = Key {
-            regarding: (
-                regarding.kind.clone().unwrap_or_default(),
-                namespace.clone(),
-                regarding.name.clone().unwrap_or_default(),
+        let key = SeriesCache::key(
+            (
+                regarding.kind.as_deref().unwrap_or_default(),
+                &namespace,
+                regarding.name.as_deref().unwrap_or_default(),
             ),
             warning,
-            reason: reason.to_string(),
-            note: note.to_string(),
-        };
+            reason,
+            note,
+        );
         let now = Timestamp::now();
         // Decide under the lock, talk to the API server without it: actors publish concurrently.
-        let existing = {
-            let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
-            series.retain(|_, s| s.last.elapsed() < SERIES_WINDOW);
-            series.get_mut(&key).map(|s| {
-                s.count += 1;
-                s.last = Instant::now();
-                (s.name.clone(), s.count)
-            })
-        };
+        let existing = self.cache().repeat(&key, Instant::now());
         if let Some((name, count)) = existing {
             let patch = serde_json::json!({
                 "series": EventSeries { count, last_observed_time: MicroTime(now) }
@@ -94,7 +148,7 @@ impl EventPublisher {
                 Ok(_) => Ok(()),
                 Err(e) => {
                     // Gone (expired by the API server): the next repeat starts a new Event.
-                    self.series.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+                    self.cache().forget(&key);
                     Err(Error::api("patch", format!("event {namespace}/{name}"), e))
                 }
             };
@@ -120,13 +174,85 @@ impl EventPublisher {
         api.create(&PostParams::default(), &event)
             .await
             .map_err(|e| Error::api("create", format!("event {namespace}/{name}"), e))?;
-        let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
-        if series.len() >= CACHE_LIMIT
-            && let Some(oldest) = series.iter().min_by_key(|(_, s)| s.last).map(|(k, _)| k.clone())
-        {
-            series.remove(&oldest);
-        }
-        series.insert(key, Series { name, count: 1, last: Instant::now() });
+        self.cache().started(key, &name, Instant::now());
         Ok(())
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, SeriesCache> {
+        self.series.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WINDOW: Duration = Duration::from_secs(360);
+
+    fn key(name: &str, note: &str) -> Box<str> {
+        SeriesCache::key(("Hibernation", "ns", name), false, "Hibernated", note)
+    }
+
+    #[test]
+    fn an_identical_event_within_the_window_bumps_its_series_and_a_different_note_does_not() {
+        let mut cache = SeriesCache::new(16, WINDOW);
+        let t0 = Instant::now();
+        assert_eq!(cache.repeat(&key("a", "slept"), t0), None);
+        cache.started(key("a", "slept"), "a.1", t0);
+        let t1 = t0 + Duration::from_secs(10);
+        assert_eq!(cache.repeat(&key("a", "slept"), t1), Some(("a.1".to_string(), 2)));
+        assert_eq!(cache.repeat(&key("a", "slept again"), t1), None);
+        assert_eq!(cache.repeat(&key("b", "slept"), t1), None);
+        let warning = SeriesCache::key(("Hibernation", "ns", "a"), true, "Hibernated", "slept");
+        assert_eq!(cache.repeat(&warning, t1), None);
+        // The window counts from the last repeat.
+        let t2 = t1 + WINDOW - Duration::from_secs(1);
+        assert_eq!(cache.repeat(&key("a", "slept"), t2), Some(("a.1".to_string(), 3)));
+    }
+
+    #[test]
+    fn a_repeat_after_the_window_starts_a_new_event() {
+        let mut cache = SeriesCache::new(16, WINDOW);
+        let t0 = Instant::now();
+        cache.started(key("a", "slept"), "a.1", t0);
+        assert_eq!(cache.repeat(&key("a", "slept"), t0 + WINDOW), None);
+        assert!(cache.entries.is_empty());
+    }
+
+    #[test]
+    fn expired_series_are_swept_without_a_scan_on_every_publish() {
+        let mut cache = SeriesCache::new(64, WINDOW);
+        let t0 = Instant::now();
+        for i in 0..10 {
+            cache.started(key(&format!("old-{i}"), "n"), "x", t0);
+        }
+        // Within an eighth of the window nothing is swept, even what has expired.
+        let later = t0 + WINDOW + Duration::from_secs(1);
+        cache.next_sweep = Some(later + Duration::from_secs(1));
+        cache.started(key("new", "n"), "y", later);
+        assert_eq!(cache.entries.len(), 11);
+        // Then the sweep drops every expired series and keeps the live one.
+        cache.started(key("newer", "n"), "z", later + Duration::from_secs(1));
+        let mut left: Vec<&str> = cache.entries.values().map(|s| &*s.name).collect();
+        left.sort();
+        assert_eq!(left, ["y", "z"]);
+    }
+
+    #[test]
+    fn a_full_cache_drops_its_oldest_quarter_and_stays_bounded() {
+        let mut cache = SeriesCache::new(8, WINDOW);
+        let t0 = Instant::now();
+        for i in 0..100u64 {
+            let at = t0 + Duration::from_millis(i);
+            cache.started(key(&format!("p-{i}"), "n"), &format!("e-{i}"), at);
+            assert!(cache.entries.len() <= 8);
+        }
+        // The newest survive; the oldest went first.
+        assert!(cache.entries.contains_key(&key("p-99", "n")));
+        assert!(cache.entries.contains_key(&key("p-98", "n")));
+        assert!(!cache.entries.contains_key(&key("p-0", "n")));
+        // A repeat of a kept series still bumps it.
+        let at = t0 + Duration::from_millis(200);
+        assert_eq!(cache.repeat(&key("p-99", "n"), at), Some(("e-99".to_string(), 2)));
     }
 }

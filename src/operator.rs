@@ -233,7 +233,7 @@ pub async fn run_until(
     // One HTTP server for the life of the process. Probes answer from the start: a standby is
     // ready (standing by is its job); the leader's runtime shares the same state.
     let shared = HttpState::new(Metrics::new());
-    let plain = kube::Client::try_from(kube_config.clone()).map_err(Error::Client)?;
+    let plain = crate::k8s::client::prompt_client(kube_config.clone()).map_err(Error::Client)?;
     let namespace =
         config.lease_namespace.clone().unwrap_or_else(|| plain.default_namespace().to_string());
     let identity = config.identity.clone().unwrap_or_else(hostname);

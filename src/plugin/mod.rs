@@ -152,7 +152,7 @@ impl Target {
         config.connect_timeout = Some(Duration::from_secs(10));
         let server = config.cluster_url.to_string();
         let namespace = cli.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
-        let client = Client::try_from(config)
+        let client = crate::k8s::client::prompt_client(config)
             .map_err(|e| PluginError(format!("cannot build a client: {}", chain(&e))))?;
         Ok(Self { client, namespace, server })
     }

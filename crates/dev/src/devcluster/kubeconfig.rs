@@ -71,5 +71,5 @@ pub async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client> {
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .map_err(Error::Kubeconfig)?;
-    kube::Client::try_from(config).map_err(Error::Client)
+    cocoon_operator::k8s::client::prompt_client(config).map_err(Error::Client)
 }

@@ -34,7 +34,7 @@ pub enum TargetCommand {
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
@@ -247,13 +247,40 @@ where
 /// The per-target tasks; dropping the set (also when its owner task is aborted) stops them — a
 /// dropped `JoinHandle` alone would leave its task running.
 #[derive(Default)]
-struct TargetTasks(HashMap<(String, String), JoinHandle<()>>);
+struct TargetTasks(HashMap<(String, String), (JoinHandle<()>, Arc<TargetPhase>)>);
 
 impl Drop for TargetTasks {
     fn drop(&mut self) {
-        for task in self.0.values() {
+        for (task, _) in self.0.values() {
             task.abort();
         }
+    }
+}
+
+/// Where a per-target task is: labelling its pod, or watching it by name. A task no longer
+/// wanted while it labels is let finish its one patch and end (aborting it would cancel the
+/// request mid-flight: the API server answers 504 "context canceled" and the connection is
+/// lost); one watching is aborted.
+struct TargetPhase(AtomicU8);
+
+const LABELLING: u8 = 0;
+const WATCHING: u8 = 1;
+const UNWANTED: u8 = 2;
+
+impl TargetPhase {
+    fn new() -> Arc<Self> {
+        Arc::new(Self(AtomicU8::new(LABELLING)))
+    }
+
+    /// The task's label patch is answered and the pod needs a watch: whether it is still wanted.
+    fn start_watching(&self) -> bool {
+        self.0.compare_exchange(LABELLING, WATCHING, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    /// The target is no longer to be followed: whether the task must be aborted (it is
+    /// watching) or ends by itself after its patch (it is labelling).
+    fn unwant(&self) -> bool {
+        self.0.compare_exchange(LABELLING, UNWANTED, Ordering::AcqRel, Ordering::Acquire).is_err()
     }
 }
 
@@ -299,9 +326,11 @@ async fn target_watches<E>(
         match command {
             TargetCommand::Watch { namespace, pod } => {
                 let key = (namespace.clone(), pod.clone());
-                if running.0.get(&key).is_some_and(|t| !t.is_finished()) {
+                if running.0.get(&key).is_some_and(|(t, _)| !t.is_finished()) {
                     continue;
                 }
+                let phase = TargetPhase::new();
+                let task_phase = phase.clone();
                 let api = Api::<Pod>::namespaced(client.clone(), &namespace);
                 let tx = emit.clone();
                 let open = open.clone();
@@ -314,6 +343,9 @@ async fn target_watches<E>(
                             "cannot label the pod a Hibernation names; watching it by name"
                         ),
                     }
+                    if !task_phase.start_watching() {
+                        return;
+                    }
                     let _open = OpenWatch::new(&open);
                     let config = watcher::Config::default().fields(&format!("metadata.name={pod}"));
                     let stream = watcher::watcher(api, config).default_backoff();
@@ -323,10 +355,12 @@ async fn target_watches<E>(
                     })
                     .await;
                 });
-                running.0.insert(key, task);
+                running.0.insert(key, (task, phase));
             }
             TargetCommand::Unwatch { namespace, pod } => {
-                if let Some(task) = running.0.remove(&(namespace, pod)) {
+                if let Some((task, phase)) = running.0.remove(&(namespace, pod))
+                    && phase.unwant()
+                {
                     task.abort();
                 }
             }
@@ -337,6 +371,16 @@ async fn target_watches<E>(
 #[cfg(test)]
 mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
+
+    #[test]
+    fn a_target_unwanted_while_its_label_patch_is_in_flight_is_not_aborted_and_opens_no_watch() {
+        let labelling = super::TargetPhase::new();
+        assert!(!labelling.unwant(), "the patch in flight is let finish");
+        assert!(!labelling.start_watching(), "and the task then ends without a watch");
+        let watching = super::TargetPhase::new();
+        assert!(watching.start_watching());
+        assert!(watching.unwant(), "a narrow watch is aborted");
+    }
 
     use super::*;
 

@@ -51,8 +51,8 @@ demo: ## Run the operator locally: control plane, CRDs, simulator, operator and 
 
 bench: ## Every scenario at N=10,100,1000 sets, counted at the API server (BENCH_QUICK=1: N=10; BENCH_EXTERNAL_OPERATOR="<cmd>" adds a column); writes target/bench/report.json and report.svg
 	@bin=$(CONTROL_PLANE) && $(CARGO) build --quiet --release -p cocoon-operator --bin cocoon-operator && \
-	  $(CARGO) build --quiet -p cocoon-dev && \
-	  COCOON_CONTROL_PLANE_BIN=$$bin RUST_LOG=$${RUST_LOG:-warn} ./target/debug/cocoon-dev bench $(BENCH_ARGS)
+	  $(CARGO) build --quiet --profile tools -p cocoon-dev && \
+	  COCOON_CONTROL_PLANE_BIN=$$bin RUST_LOG=$${RUST_LOG:-warn} ./target/tools/cocoon-dev bench $(BENCH_ARGS)
 
 chaos: ## SIGKILL the operator 100 times under a random workload and faults; prints figures (CHAOS_ARGS="--seed 7")
 	@bin=$(CONTROL_PLANE) && $(CARGO) build --quiet -p cocoon-operator -p cocoon-dev && \

@@ -429,7 +429,10 @@ fn machine() -> Value {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         })
         .unwrap_or(0);
-    json!({"cores": cores, "cpu": model, "memory_gib": mem_kib / 1024 / 1024})
+    // The simulator, the driver and the raw-client baseline run in this process, on the cores
+    // the API server is measured on: a debug build of it takes about twice the CPU.
+    let harness = if cfg!(debug_assertions) { "debug" } else { "optimized" };
+    json!({"cores": cores, "cpu": model, "memory_gib": mem_kib / 1024 / 1024, "harness_build": harness})
 }
 
 /// Runs every scenario for every column and N; writes the report and the chart.
@@ -452,6 +455,13 @@ pub async fn run(args: BenchArgs) -> Result<Value, BoxError> {
         let crds = args.external_crds.clone();
         columns
             .push(("external".to_string(), Contender::External { command: command.clone(), crds }));
+    }
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "bench: this is a debug build of cocoon-dev; its simulator and driver take about twice \
+             the CPU they take optimized, on the cores the API server is measured on \
+             (`make bench` builds it with `--profile tools`)"
+        );
     }
     let started = Instant::now();
     let mut runs = Vec::new();

@@ -420,10 +420,28 @@ fn wants_target_label(input: &HibInput<'_>, pod: &PodView) -> Option<bool> {
     }
 }
 
+/// Whether the view of the pod predates the request of the round in flight: the API server
+/// took our request (the witness says so) but the pod does not show it yet. That request
+/// carried the target label if the pod lacked it, so a missing label says nothing yet; once the
+/// view shows the request, a missing label is someone else's doing and is put back.
+fn view_predates_our_request(input: &HibInput<'_>, pod: &PodView) -> bool {
+    let visible = match input.status.phase {
+        Some(HibernationPhase::Hibernating) => requested_by_us(pod, input.name),
+        Some(HibernationPhase::Waking) => {
+            !pod.hibernate_requested && pod.hibernated_by.as_deref() != Some(input.name)
+        }
+        _ => return false,
+    };
+    input.witness.request_seen && !visible
+}
+
 /// Adds the target label's change to the pass: into the pod patch the pass makes anyway (one
 /// request), or as a patch of its own.
 fn label_target(b: &mut Builder<'_>, pod: &PodView) {
     let Some(want) = wants_target_label(b.input, pod) else { return };
+    if want && view_predates_our_request(b.input, pod) {
+        return; // our request labelled it; the watch has not shown that yet
+    }
     let value = want.then(|| contract::HIBERNATION_TARGET_VALUE.to_string());
     let labels = BTreeMap::from([(contract::LABEL_HIBERNATION_TARGET.to_string(), value)]);
     match b.actions.iter_mut().find_map(|a| match a {

@@ -422,6 +422,36 @@ fn the_first_write_labels_the_pod_in_the_same_patch() {
 }
 
 #[test]
+fn a_view_from_before_our_labelled_request_does_not_label_the_pod_again() {
+    // Our first patch (request and label) went through; the next pass still sees the pod as it
+    // was before it: nothing to write, not even the label.
+    let mut c = Case::new(HibernationAction::Hibernate, Some(unlabelled(pod()))).in_flight(
+        HibernationPhase::Hibernating,
+        HibernationAction::Hibernate,
+        100,
+    );
+    c.now = 101;
+    c.witness = RoundWitness { request_seen: true, pending_seen: true };
+    assert!(c.plan().actions.is_empty(), "{:?}", c.plan().actions);
+    // The same for a wake whose request the view does not show yet.
+    let mut c = Case::new(HibernationAction::Wake, Some(unlabelled(hibernated(asked(), 90))))
+        .in_flight(HibernationPhase::Waking, HibernationAction::Wake, 100);
+    c.now = 101;
+    c.witness = RoundWitness { request_seen: true, pending_seen: true };
+    assert!(c.plan().actions.is_empty(), "{:?}", c.plan().actions);
+    // Once the view shows the request, a missing label was taken away since: it is put back.
+    let mut c = Case::new(HibernationAction::Hibernate, Some(unlabelled(asked()))).in_flight(
+        HibernationPhase::Hibernating,
+        HibernationAction::Hibernate,
+        100,
+    );
+    c.now = 101;
+    c.witness = RoundWitness { request_seen: true, pending_seen: true };
+    assert_eq!(labels(&c.plan()), target_label(Some("true")));
+    assert!(patch(&c.plan()).is_empty(), "only the label");
+}
+
+#[test]
 fn a_pod_that_needs_no_round_is_still_labelled_so_one_watch_sees_it() {
     let plan = Case::new(HibernationAction::Wake, Some(unlabelled(pod()))).plan();
     assert_eq!(phase(&plan), HibernationPhase::Active);

@@ -400,10 +400,15 @@ impl Index {
     }
 
     /// Starts or stops following `target` by name (label it, or watch its name while it does
-    /// not exist): only for a named pod that the label watch does not show, once the watches
-    /// have synced.
+    /// not exist): only for a named pod that neither the label watch nor the owned-pod watch
+    /// shows, once the watches have synced. A CocoonSet's pod needs no following of its own:
+    /// its Hibernation sees it through the owned-pod watch until its own first patch labels it
+    /// (one pod write per new Hibernation, not a label patch and then the Hibernation's).
     fn sync_narrow(&mut self, target: &NsName, out: &mut Vec<Delivery>) {
-        let want = self.synced && self.named_live(target) && !self.labelled.contains_key(target);
+        let want = self.synced
+            && self.named_live(target)
+            && !self.labelled.contains_key(target)
+            && self.owned_view(target).is_none();
         let running = self.narrow.contains(target);
         let (namespace, pod) = (target.0.clone(), target.1.clone());
         if want && !running {
@@ -432,10 +437,19 @@ impl Index {
         })
     }
 
-    /// What the watches have seen of a named pod, as updates for a Hibernation actor.
+    /// The owned-pod watch's current view of `target`, while that watch shows it (a pod that
+    /// left it is kept for its set without the label, and is no longer followed there).
+    fn owned_view(&self, target: &NsName) -> Option<&Arc<PodView>> {
+        self.owned_pods
+            .get(target)
+            .filter(|pod| pod.labels.contains_key(crate::contract::LABEL_COCOONSET))
+    }
+
+    /// What the watches have seen of a named pod, as updates for a Hibernation actor: the label
+    /// watch's view, else the owned-pod watch's, else what its narrow watch has seen.
     fn target_updates(&self, target: &NsName) -> Vec<Update> {
         let mut updates = Vec::new();
-        let (pod, listed) = match self.labelled.get(target) {
+        let (pod, listed) = match self.labelled.get(target).or_else(|| self.owned_view(target)) {
             Some(pod) => (Some(pod), true),
             None => (self.target_pods.get(target), self.listed_targets.contains(target)),
         };
@@ -505,6 +519,9 @@ impl Index {
             let update = if gone_when_deleted(&pod) || !self.named_live(&at) {
                 self.target_pods.remove(&at);
                 Update::Pod { name: at.1.clone(), pod: None }
+            } else if let Some(owned) = self.owned_view(&at) {
+                // Its set's watch still shows it, as it is now.
+                Update::Pod { name: at.1.clone(), pod: Some(owned.clone()) }
             } else {
                 let mut unlabelled = pod;
                 unlabelled.labels.remove(crate::contract::LABEL_HIBERNATION_TARGET);
@@ -544,12 +561,10 @@ impl Index {
                     );
                 }
                 if let Some(owner) = now {
-                    self.deliver_live(
-                        owner,
-                        vec![Update::Pod { name: at.1, pod: Some(pod) }],
-                        &mut out,
-                    );
+                    let update = Update::Pod { name: at.1.clone(), pod: Some(pod.clone()) };
+                    self.deliver_live(owner, vec![update], &mut out);
                 }
+                self.owned_target_changed(&at, Some(pod), &mut out);
             }
             Event::Delete(pod)
                 if self.owner_of(&pod).is_some() && left_the_watch(&pod).is_some() =>
@@ -559,9 +574,11 @@ impl Index {
                 let pod = Arc::new(left_the_watch(&pod).unwrap_or(pod));
                 self.owned_pods.insert(at.clone(), pod.clone());
                 if let Some(owner) = self.owner_of(&pod) {
-                    let update = Update::Pod { name: at.1, pod: Some(pod) };
+                    let update = Update::Pod { name: at.1.clone(), pod: Some(pod.clone()) };
                     self.deliver_live(owner, vec![update], &mut out);
                 }
+                // Left the watch, or deleted at once: following it by name tells which.
+                self.owned_target_changed(&at, Some(pod), &mut out);
             }
             Event::Delete(pod) => {
                 let at = pod_key(&pod);
@@ -579,8 +596,33 @@ impl Index {
                 let update = Update::Pod { name: pod.name.clone(), pod: None };
                 self.deliver_live(owner, vec![update], &mut out);
             }
+            self.owned_target_changed(&pod_key(&pod), None, &mut out);
         }
         out
+    }
+
+    /// A pod the owned-pod watch showed changed (`None`: it is gone). Hibernations naming it
+    /// see it through this watch while the label watch does not show it; once their first
+    /// patch labels it, the label watch takes over (its events and this watch's are never
+    /// both handed on, so an older version never follows a newer one).
+    fn owned_target_changed(
+        &mut self,
+        at: &NsName,
+        pod: Option<Arc<PodView>>,
+        out: &mut Vec<Delivery>,
+    ) {
+        if !self.targets.contains_key(at) || self.labelled.contains_key(at) {
+            return;
+        }
+        if self.narrow.contains(at) && self.owned_view(at).is_none() {
+            return; // followed by name already: that watch tells
+        }
+        let mut updates = vec![Update::Pod { name: at.1.clone(), pod: pod.clone() }];
+        if pod.is_some() {
+            updates.push(Update::TargetListed(at.1.clone()));
+        }
+        self.deliver_to_namers(at, &updates, out);
+        self.sync_narrow(at, out);
     }
 
     fn target_pod(&mut self, target: NsName, event: Event<PodView>) -> Vec<Delivery> {

@@ -506,3 +506,100 @@ fn a_label_taken_away_by_a_hibernation_being_deleted_is_not_followed() {
     assert!(commands(&unlabelled).is_empty(), "no following for a Hibernation on its way out");
     assert!(pod_updates(&unlabelled).contains(&("hib/ns/h1".into(), "bot".into(), false)));
 }
+
+/// Pod `name` of set `a` (uid `uid-a`), also carrying the target label when `labelled`.
+fn set_pod(name: &str, labelled: bool) -> Pod {
+    let mut p = pod(name, "uid-a", "a");
+    if labelled {
+        p.metadata.labels.get_or_insert_default().insert(
+            crate::contract::LABEL_HIBERNATION_TARGET.to_string(),
+            crate::contract::HIBERNATION_TARGET_VALUE.to_string(),
+        );
+    }
+    p
+}
+
+fn listed(ds: &[Delivery], key: &str) -> bool {
+    ds.iter().any(|d| match d {
+        Delivery::Update { key: k, updates } | Delivery::Spawn { key: k, updates, .. } => {
+            k.to_string() == key
+                && updates.iter().any(|u| matches!(u, Update::TargetListed(n) if n == "a-1"))
+        }
+        _ => false,
+    })
+}
+
+#[test]
+fn a_sets_pod_named_by_a_hibernation_needs_no_following_until_its_label_watch_shows_it() {
+    let mut index = Index::default();
+    index.apply(set_event(Event::Apply(set("a", "uid-a"))));
+    index.apply(pod_event(Event::Apply(set_pod("a-1", false))));
+    let named = index.apply(hib_event(Event::Apply(hib("h1", "a-1"))));
+    // Its first view holds the pod, listed, as the set's watch shows it: it can plan (and label
+    // the pod in its own first patch) without a label patch of the index's.
+    assert!(pod_updates(&named).contains(&("hib/ns/h1".into(), "a-1".into(), true)));
+    assert!(listed(&named, "hib/ns/h1"));
+    assert!(commands(&index.apply(Input::Synced)).is_empty(), "no label patch, no narrow watch");
+    // Changes reach it through the set's watch meanwhile.
+    let changed = index.apply(pod_event(Event::Apply(set_pod("a-1", false))));
+    assert!(pod_updates(&changed).contains(&("hib/ns/h1".into(), "a-1".into(), true)));
+    assert!(pod_updates(&changed).contains(&("cs/ns/a".into(), "a-1".into(), true)));
+    // Once labelled, the label watch alone speaks for the Hibernation: an event of the set's
+    // watch (which may be older) reaches only the set.
+    let labelled = index.apply(labelled_event(Event::Apply(set_pod("a-1", true))));
+    assert_eq!(pod_updates(&labelled), vec![("hib/ns/h1".into(), "a-1".into(), true)]);
+    assert!(commands(&labelled).is_empty());
+    let late = index.apply(pod_event(Event::Apply(set_pod("a-1", false))));
+    assert_eq!(pod_updates(&late), vec![("cs/ns/a".into(), "a-1".into(), true)]);
+}
+
+#[test]
+fn a_sets_pod_named_by_a_hibernation_that_leaves_the_set_or_goes_is_followed_by_name() {
+    let mut index = Index::default();
+    index.apply(set_event(Event::Apply(set("a", "uid-a"))));
+    index.apply(pod_event(Event::Apply(set_pod("a-1", false))));
+    index.apply(hib_event(Event::Apply(hib("h1", "a-1"))));
+    index.apply(Input::Synced);
+    // Someone took the set's label away (or deleted it at once): still in view, unlabelled,
+    // and followed by name from now on.
+    let left = index.apply(pod_event(Event::Delete(set_pod("a-1", false))));
+    assert!(pod_updates(&left).contains(&("hib/ns/h1".into(), "a-1".into(), true)));
+    assert_eq!(commands(&left), vec![watch("a-1")]);
+    // Back in the set's watch: the following stops.
+    let back = index.apply(pod_event(Event::Apply(set_pod("a-1", false))));
+    assert_eq!(commands(&back), vec![unwatch("a-1")]);
+    assert!(listed(&back, "hib/ns/h1"));
+    // Deleted for real: gone for the Hibernation, which waits by name for a pod of that name.
+    let mut deleted = set_pod("a-1", false);
+    deleted.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ));
+    let gone = index.apply(pod_event(Event::Delete(deleted)));
+    assert!(pod_updates(&gone).contains(&("hib/ns/h1".into(), "a-1".into(), false)));
+    assert_eq!(commands(&gone), vec![watch("a-1")]);
+}
+
+#[test]
+fn a_target_label_taken_off_a_sets_pod_leaves_it_in_view_as_the_sets_watch_shows_it() {
+    let mut index = Index::default();
+    index.apply(set_event(Event::Apply(set("a", "uid-a"))));
+    index.apply(pod_event(Event::Apply(set_pod("a-1", true))));
+    index.apply(labelled_event(Event::Apply(set_pod("a-1", true))));
+    index.apply(hib_event(Event::Apply(hib("h1", "a-1"))));
+    index.apply(Input::Synced);
+    // A user removed the target label: the set's watch has the pod as it is now, without it.
+    index.apply(pod_event(Event::Apply(set_pod("a-1", false))));
+    let unlabelled = index.apply(labelled_event(Event::Delete(set_pod("a-1", true))));
+    assert!(commands(&unlabelled).is_empty(), "the set's watch still shows it");
+    let seen = unlabelled.iter().find_map(|d| match d {
+        Delivery::Update { updates, .. } => updates.iter().find_map(|u| match u {
+            Update::Pod { pod: Some(p), .. } => Some(p.clone()),
+            _ => None,
+        }),
+        _ => None,
+    });
+    let seen = seen.expect("the pod stays in h1's view");
+    assert!(!seen.labels.contains_key(crate::contract::LABEL_HIBERNATION_TARGET));
+    assert!(seen.labels.contains_key(crate::contract::LABEL_COCOONSET));
+}

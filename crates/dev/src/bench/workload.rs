@@ -3,7 +3,7 @@
 //! baseline: the same pod creates, finalizer and final status writes with no reconcile logic.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -13,6 +13,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::{Value, json};
+use tokio::sync::Notify;
 
 use super::audit::{self, Tally};
 use super::procstat;
@@ -70,8 +71,18 @@ fn set_spec(replicas: i32) -> CocoonSetSpec {
 /// A reflector: the driver's view of one kind in one namespace (one watch).
 struct Watched<K: Resource<DynamicType = ()> + Clone + 'static> {
     store: Store<K>,
+    /// Told after every event the store took in: a wait looks again then, so the end of a
+    /// scenario is seen when the watch shows it, not at the next tick of a poll.
+    changed: Arc<Notify>,
+    /// Told when the object of that name changes: the raw client's sets each wait on their
+    /// own pods, and a thousand of them are not all woken by every pod event.
+    by_name: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
     task: tokio::task::JoinHandle<()>,
 }
+
+/// The shortest time between two looks at a whole store: a burst of events (thousands of pods)
+/// makes one look per interval, not one per event.
+const LOOK_INTERVAL: Duration = Duration::from_millis(5);
 
 impl<K> Watched<K>
 where
@@ -87,11 +98,29 @@ where
         let (store, writer) = reflector::store();
         let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
             .default_backoff();
+        let changed = Arc::new(Notify::new());
+        let by_name: Arc<Mutex<HashMap<String, Arc<Notify>>>> = Arc::default();
+        let (tell, tell_named) = (changed.clone(), by_name.clone());
         let task = tokio::spawn(async move {
-            stream.for_each(|_| std::future::ready(())).await;
+            stream
+                .for_each(|event| {
+                    let named = tell_named.lock().unwrap_or_else(|e| e.into_inner());
+                    match &event {
+                        Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o))
+                        | Ok(watcher::Event::Delete(o)) => {
+                            if let Some(n) = named.get(&o.name_any()) {
+                                n.notify_waiters();
+                            }
+                        }
+                        _ => named.values().for_each(|n| n.notify_waiters()),
+                    }
+                    tell.notify_waiters();
+                    std::future::ready(())
+                })
+                .await;
         });
         store.wait_until_ready().await?;
-        Ok(Self { store, task })
+        Ok(Self { store, changed, by_name, task })
     }
 
     fn all(&self) -> Vec<Arc<K>> {
@@ -105,14 +134,45 @@ where
         since: Instant,
         done: impl Fn(&[Arc<K>]) -> bool,
     ) -> Result<Duration, BoxError> {
+        self.wait(&self.changed, what, since, || done(&self.all()), LOOK_INTERVAL).await
+    }
+
+    /// Waits until `done` holds, looking again whenever the object `name` changes.
+    async fn until_named(
+        &self,
+        name: &str,
+        what: &str,
+        since: Instant,
+        done: impl Fn() -> bool,
+    ) -> Result<Duration, BoxError> {
+        let notify = {
+            let mut named = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
+            named.entry(name.to_string()).or_default().clone()
+        };
+        self.wait(&notify, what, since, done, Duration::ZERO).await
+    }
+
+    async fn wait(
+        &self,
+        changed: &Notify,
+        what: &str,
+        since: Instant,
+        done: impl Fn() -> bool,
+        spacing: Duration,
+    ) -> Result<Duration, BoxError> {
         loop {
-            if done(&self.all()) {
+            // Registered before the look, so that an event between the two is not missed.
+            let next = changed.notified();
+            let looked = Instant::now();
+            if done() {
                 return Ok(since.elapsed());
             }
             if since.elapsed() > LIMIT {
                 return Err(format!("{what}: not reached within {LIMIT:?}").into());
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // After an event, or after a while in any case (a missed event costs no more).
+            let _ = tokio::time::timeout(Duration::from_millis(200), next).await;
+            tokio::time::sleep(spacing.saturating_sub(looked.elapsed())).await;
         }
     }
 }
@@ -520,11 +580,15 @@ async fn delete_all(
 
 /// The raw-client limit of converge: for every set at once, the finalizer patch, the main and
 /// toolbox creates, the sub-agent creates once the main serves, and one final status write,
-/// with no reconcile logic; timed like ours, from the first set create to the last status.
+/// with no reconcile logic; timed like ours, from the first set create until the driver's
+/// watch shows every set Running.
 pub async fn baseline(lab: &mut Lab, shape: &Shape) -> Result<Value, BoxError> {
     lab.namespace(BASELINE_NS).await?;
     let raw = client_from_kubeconfig(&lab.raw_kubeconfig).await?;
     let sets_api: Api<CocoonSet> = Api::namespaced(lab.admin.clone(), BASELINE_NS);
+    // The driver's view of the sets, as in converge: the limit pays the same watch delivery
+    // (and polling) between the last status write and "all Running" as our operator does.
+    let sets = Watched::start(sets_api.clone()).await?;
     let pods = Arc::new(Watched::start(Api::<Pod>::namespaced(raw.clone(), BASELINE_NS)).await?);
     lab.audit.catch_up()?;
     let first = lab.audit.events.len();
@@ -540,7 +604,12 @@ pub async fn baseline(lab: &mut Lab, shape: &Shape) -> Result<Value, BoxError> {
     for task in work {
         task.await??;
     }
-    let wall = started.elapsed();
+    let (n, ready) = (shape.sets, 1 + shape.replicas);
+    let wall = sets
+        .until("baseline", started, |s| {
+            s.len() == n && s.iter().all(|s| set_settled(s, CocoonSetPhase::Running, ready))
+        })
+        .await?;
     lab.audit.catch_up()?;
     let tally = Tally::of(&lab.audit.events[first..], RAW);
     eprintln!(
@@ -612,7 +681,7 @@ async fn raw_converge(
         pods.store.get(&key).filter(|p| serving(p))
     };
     let since = Instant::now();
-    pods.until("baseline main", since, |_| serving_pod(&main).is_some()).await?;
+    pods.until_named(&main, "baseline main", since, || serving_pod(&main).is_some()).await?;
     let fork_from = serving_pod(&main)
         .and_then(|p| p.annotations().get(contract::ANN_VM_NAME).cloned())
         .unwrap_or_default();
@@ -623,7 +692,9 @@ async fn raw_converge(
     let mut names: Vec<String> =
         (0..=replicas.max(0) as u32).map(|s| contract::agent_pod_name(&name, s)).collect();
     names.extend(set.spec.toolboxes.iter().map(|t| contract::toolbox_pod_name(&name, &t.name)));
-    pods.until("baseline pods", since, |_| names.iter().all(|n| serving_pod(n).is_some())).await?;
+    for pod in &names {
+        pods.until_named(pod, "baseline pods", since, || serving_pod(pod).is_some()).await?;
+    }
     let status = json!({"status": {
         "phase": "Running",
         "readyAgents": 1 + replicas,

@@ -6,6 +6,7 @@ pub mod error;
 pub mod events;
 pub mod leader;
 pub mod watch;
+pub mod watched_pod;
 pub mod writer;
 
 pub use error::{Error, ErrorCategory, outcome};

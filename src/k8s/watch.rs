@@ -51,6 +51,8 @@ use crate::contract;
 use crate::index::snapshot_queue::{NsSnapshots, SnapshotQueue};
 use crate::plan::PodView;
 
+use super::watched_pod::WatchedPod;
+
 /// Counts the main watches that completed their first list.
 pub struct SyncTracker {
     remaining: AtomicUsize,
@@ -111,10 +113,27 @@ fn slim_hibernation(hibernation: &mut Hibernation) {
     }
 }
 
+/// A pod as read from the API server, turned into the operator's view of it.
+pub trait IntoView {
+    fn into_view(self) -> PodView;
+}
+
+impl IntoView for Pod {
+    fn into_view(self) -> PodView {
+        PodView::from_pod(&self)
+    }
+}
+
+impl IntoView for WatchedPod {
+    fn into_view(self) -> PodView {
+        self.view()
+    }
+}
+
 /// A pod event as the operator keeps it: each pod object viewed ([`PodView::from_pod`]) and
 /// dropped.
-pub fn viewed(event: Event<Pod>) -> Event<PodView> {
-    let view = |pod: Pod| PodView::from_pod(&pod);
+pub fn viewed<P: IntoView>(event: Event<P>) -> Event<PodView> {
+    let view = |pod: P| pod.into_view();
     match event {
         Event::Apply(pod) => Event::Apply(view(pod)),
         Event::Delete(pod) => Event::Delete(view(pod)),
@@ -210,7 +229,7 @@ where
     let tx = emit.clone();
     let owned = watcher::Config::default().labels(contract::LABEL_COCOONSET);
     tasks.push(spawn_watch(
-        Api::<Pod>::all(client.clone()),
+        Api::<WatchedPod>::all(client.clone()),
         owned,
         Some(sync.clone()),
         slim,
@@ -219,7 +238,7 @@ where
     let tx = emit.clone();
     let targeted = watcher::Config::default().labels(contract::LABEL_HIBERNATION_TARGET);
     tasks.push(spawn_watch(
-        Api::<Pod>::all(client.clone()),
+        Api::<WatchedPod>::all(client.clone()),
         targeted,
         Some(sync.clone()),
         slim,
@@ -301,7 +320,7 @@ impl Drop for OpenWatch {
 }
 
 /// Labels a pod a Hibernation names, so that the label watch shows it.
-async fn label_target(api: &Api<Pod>, pod: &str) -> Result<(), kube::Error> {
+async fn label_target(api: &Api<WatchedPod>, pod: &str) -> Result<(), kube::Error> {
     let body = serde_json::json!({
         "metadata": {"labels": {contract::LABEL_HIBERNATION_TARGET: contract::HIBERNATION_TARGET_VALUE}}
     });
@@ -331,7 +350,7 @@ async fn target_watches<E>(
                 }
                 let phase = TargetPhase::new();
                 let task_phase = phase.clone();
-                let api = Api::<Pod>::namespaced(client.clone(), &namespace);
+                let api = Api::<WatchedPod>::namespaced(client.clone(), &namespace);
                 let tx = emit.clone();
                 let open = open.clone();
                 let task = tokio::spawn(async move {

@@ -16,6 +16,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use super::error::{Error, Result};
+use super::watched_pod::WatchedPod;
 use crate::contract::FIELD_MANAGER;
 use crate::plan::PlanEvent;
 
@@ -78,7 +79,8 @@ impl Writer {
     /// Deletes a pod with its own grace period; `uid` guards against deleting a replacement of
     /// the same name (the API server answers 409).
     pub async fn delete_pod(&self, namespace: &str, name: &str, uid: Option<String>) -> Result<()> {
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        // The answer (the pod, terminating) is read only as far as `WatchedPod` reads it.
+        let api: Api<WatchedPod> = Api::namespaced(self.client.clone(), namespace);
         let params = DeleteParams {
             preconditions: uid.map(|uid| Preconditions { uid: Some(uid), resource_version: None }),
             ..Default::default()
@@ -118,7 +120,7 @@ impl Writer {
         annotations: &BTreeMap<String, Option<String>>,
         labels: &BTreeMap<String, Option<String>>,
     ) -> Result<()> {
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let api: Api<WatchedPod> = Api::namespaced(self.client.clone(), namespace);
         let mut metadata = serde_json::Map::new();
         if !annotations.is_empty() {
             metadata.insert("annotations".into(), json!(annotations));

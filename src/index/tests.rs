@@ -394,6 +394,17 @@ fn a_pod_that_left_the_label_watch_stays_in_its_owners_view_without_the_label() 
     assert_eq!(pod_updates(&gone), vec![("cs/ns/a".into(), "a-2".into(), false)]);
 }
 
+/// The first pod (present, not gone) that a live actor is handed in `deliveries`.
+fn first_pod_seen(deliveries: &[Delivery]) -> Option<Arc<PodView>> {
+    deliveries.iter().find_map(|d| match d {
+        Delivery::Update { updates, .. } => updates.iter().find_map(|u| match u {
+            Update::Pod { pod: Some(p), .. } => Some(p.clone()),
+            _ => None,
+        }),
+        _ => None,
+    })
+}
+
 fn targeted(name: &str) -> Pod {
     let mut p = pod(name, "rs-uid", "x");
     p.metadata.labels = Some(BTreeMap::from([(
@@ -465,13 +476,7 @@ fn a_pod_that_left_the_label_watch_is_kept_unlabelled_or_gone_and_watched_by_nam
     // A user removed the label: the pod stays in view, unlabelled, so it is labelled again.
     let unlabelled = index.apply(labelled_event(Event::Delete(targeted("bot"))));
     assert_eq!(commands(&unlabelled), vec![watch("bot")]);
-    let kept = unlabelled.iter().find_map(|d| match d {
-        Delivery::Update { updates, .. } => updates.iter().find_map(|u| match u {
-            Update::Pod { pod: Some(p), .. } => Some(p.clone()),
-            _ => None,
-        }),
-        _ => None,
-    });
+    let kept = first_pod_seen(&unlabelled);
     let kept = kept.expect("the pod stays in h1's view");
     assert!(!kept.labels.contains_key(crate::contract::LABEL_HIBERNATION_TARGET));
     // A pod deleted for real is gone for its Hibernation, whose narrow watch waits for a new one.
@@ -592,13 +597,7 @@ fn a_target_label_taken_off_a_sets_pod_leaves_it_in_view_as_the_sets_watch_shows
     index.apply(pod_event(Event::Apply(set_pod("a-1", false))));
     let unlabelled = index.apply(labelled_event(Event::Delete(set_pod("a-1", true))));
     assert!(commands(&unlabelled).is_empty(), "the set's watch still shows it");
-    let seen = unlabelled.iter().find_map(|d| match d {
-        Delivery::Update { updates, .. } => updates.iter().find_map(|u| match u {
-            Update::Pod { pod: Some(p), .. } => Some(p.clone()),
-            _ => None,
-        }),
-        _ => None,
-    });
+    let seen = first_pod_seen(&unlabelled);
     let seen = seen.expect("the pod stays in h1's view");
     assert!(!seen.labels.contains_key(crate::contract::LABEL_HIBERNATION_TARGET));
     assert!(seen.labels.contains_key(crate::contract::LABEL_COCOONSET));

@@ -455,7 +455,10 @@ fn hibernate_toggles(
             } else {
                 p.hibernate_requested && p.hibernated_by.is_none()
             };
-            want.then(|| PodAction::SetHibernate {
+            // A toggle that went through and that the view does not show yet is not sent
+            // again (the view lags our writes).
+            let in_flight = input.expectations.toggle_pending(&p.name, hibernated);
+            (want && !in_flight).then(|| PodAction::SetHibernate {
                 pod_name: p.name.clone(),
                 hibernate: hibernated,
             })

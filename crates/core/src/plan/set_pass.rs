@@ -441,6 +441,7 @@ pub fn record_set(
                 } else {
                     memory.suspend_asked.remove(pod_name);
                 }
+                memory.expectations.expect_toggle(pod_name, *hibernate, now);
                 Recorded::go_on()
             }
             // The pod went away meanwhile: nothing to toggle.

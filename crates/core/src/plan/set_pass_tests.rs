@@ -569,3 +569,49 @@ fn teardown_is_quiet_no_event_per_pod_and_its_countdown_is_batched() {
     h.pods = vec![agent(0), terminating(agent(1))];
     assert_eq!(status_writes(&h.pass(done)), 0);
 }
+
+fn toggles(trace: &Trace) -> Vec<(String, bool)> {
+    trace
+        .iter()
+        .filter_map(|(s, _, _)| match s {
+            Step::Pod(PodAction::SetHibernate { pod_name, hibernate }) => {
+                Some((pod_name.clone(), *hibernate))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_hibernate_toggle_that_went_through_is_not_sent_again_from_a_view_that_predates_it() {
+    let mut h = Harness::new(1, vec![agent(0), agent(1)]);
+    h.pass(done);
+    h.set.spec.suspend = true;
+    h.set.metadata.generation = Some(2);
+    let first = toggles(&h.pass(done));
+    assert_eq!(first.len(), 2, "both pods are asked to hibernate: {first:?}");
+    h.later(1);
+    // The watch has not delivered the patched pods yet.
+    let stale = toggles(&h.pass(done));
+    assert!(stale.is_empty(), "sent again from a stale view: {stale:?}");
+    // The view catches up; then someone takes the request off one pod: it is put back.
+    for p in &mut h.pods {
+        p.hibernate_requested = true;
+    }
+    h.later(1);
+    assert!(toggles(&h.pass(done)).is_empty());
+    h.pods[1].hibernate_requested = false;
+    h.later(1);
+    assert_eq!(toggles(&h.pass(done)), vec![(h.pods[1].name.clone(), true)]);
+}
+
+#[test]
+fn a_toggle_the_view_never_shows_is_sent_again_once_its_expectation_expires() {
+    let mut h = Harness::new(1, vec![agent(0), agent(1)]);
+    h.pass(done);
+    h.set.spec.suspend = true;
+    h.set.metadata.generation = Some(2);
+    assert_eq!(toggles(&h.pass(done)).len(), 2);
+    h.later(61);
+    assert_eq!(toggles(&h.pass(done)).len(), 2, "a lost event must not block the toggle");
+}

@@ -212,14 +212,16 @@ pub fn plan_cocoon_set(input: &SetInput<'_>) -> SetPlan {
     } else {
         actions.extend(deletions(input, &deleting_now));
         let deleted: BTreeSet<String> = actions.iter().map(|a| a.pod_name().to_string()).collect();
+        // A pod deleted in this pass needs no hibernate toggle.
+        let gone_or_going = |p: &PodView| deleting_now(p) || deleted.contains(&p.name);
+        // Toggles before creates: a scale-up into warm slots wakes them before the pool's
+        // refill forks are sent (a pass writes one step at a time).
+        actions.extend(hibernate_toggles(input, &gone_or_going));
         if !input.spec.suspend {
             let (creates, wait) = creates(input, &by_name);
             actions.extend(creates);
             requeue_after = earliest(requeue_after, wait);
         }
-        // A pod deleted in this pass needs no hibernate toggle.
-        let gone_or_going = |p: &PodView| deleting_now(p) || deleted.contains(&p.name);
-        actions.extend(hibernate_toggles(input, &gone_or_going));
         actions.extend(label_repairs(input, &gone_or_going));
     }
 

@@ -666,6 +666,8 @@ fn scaling_up_wakes_the_lowest_warm_slots_instead_of_forking_and_refills_the_poo
     let plan = World::new(warm(2, 2), pods).plan();
     assert_eq!(toggles(&plan), vec![("demo-2".to_string(), false)], "woken, not forked");
     assert_eq!(creates(&plan.actions), vec!["demo-4"], "the pool refills above");
+    let at = |name: &str| plan.actions.iter().position(|a| a.pod_name() == name);
+    assert!(at("demo-2") < at("demo-4"), "the woken slot is not sent behind the refill's fork");
     assert!(!plan.actions.iter().any(|a| matches!(a, PodAction::Delete { .. })));
     // Scaling down puts the slot back into the pool (hibernated), deleting only above it.
     let down =

@@ -433,7 +433,7 @@ pub struct AgentStatus {
     /// Address of the VM, shown only while it serves (Running, Ready, not hibernated).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
-    /// `Missing`, `Creating`, `Running`, `Hibernated`, `Terminating`, `Failed`, ...
+    /// `Missing`, `Pending`, `Starting`, `Running`, `Hibernated`, `Terminating`, `Failed`, ...
     pub phase: String,
     /// VM the sub-agent's VM really was forked from, as the provider reports it; unset for
     /// the main, for a VM restored or booted from the image, and until the VM is created.
@@ -465,7 +465,7 @@ pub struct ToolboxStatus {
     /// Address of the VM, as reported on the pod (`cocoon.cis/ip`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
-    /// Phase of the VM: `Running` when it serves; otherwise e.g. `Missing`, `Creating`, `Pending`,
+    /// Phase of the VM: `Running` when it serves; otherwise e.g. `Missing`, `Pending`,
     /// `ProviderFailed`, `Starting`, `Hibernating`, `Hibernated`, `Waking`, `Terminating` or
     /// `Failed`.
     pub phase: String,

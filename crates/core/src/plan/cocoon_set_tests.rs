@@ -126,7 +126,7 @@ fn a_create_in_flight_is_not_repeated_from_a_stale_view() {
     w.expectations.expect_create("demo-1", w.now);
     let plan = w.plan();
     assert!(plan.actions.is_empty());
-    assert_eq!(plan.status.agents[1].phase, "Creating");
+    assert_eq!(plan.status.agents[1].phase, "Pending");
 }
 
 #[test]

@@ -152,7 +152,7 @@ fn a_new_set_takes_its_finalizer_first_then_creates_the_main_then_writes_status(
     let Step::SetFinalizers { finalizers: f, .. } = &trace[0].0 else { unreachable!() };
     assert_eq!(f, &vec![contract::FINALIZER_TEARDOWN.to_string()]);
     let status = h.set.status.clone().unwrap();
-    assert_eq!(status.agents[0].phase, "Creating", "the status shows the create of this pass");
+    assert_eq!(status.agents[0].phase, "Pending", "the status shows the create of this pass");
     // Creating what the spec asks for is routine progress: the status shows it, no Event.
     assert!(events(&trace).is_empty(), "{:?}", events(&trace));
 }
@@ -614,4 +614,20 @@ fn a_toggle_the_view_never_shows_is_sent_again_once_its_expectation_expires() {
     assert_eq!(toggles(&h.pass(done)).len(), 2);
     h.later(61);
     assert_eq!(toggles(&h.pass(done)).len(), 2, "a lost event must not block the toggle");
+}
+
+#[test]
+fn the_watch_showing_a_pod_this_actor_created_is_no_status_change() {
+    let mut h = Harness::new(1, Vec::new());
+    h.pass(done);
+    let mut main = crate::plan::fixtures::pending(agent(0));
+    (main.vm_id, main.ip) = (None, None);
+    h.pods = vec![main];
+    h.later(1);
+    let trace = h.pass(done);
+    assert!(
+        !trace.iter().any(|(s, _, _)| matches!(s, Step::WriteStatus(_))),
+        "a created pod seen Pending is what the status already said: {trace:?}"
+    );
+    assert!(h.plan().pass.wake_after.is_none(), "no batched write waits either");
 }

@@ -34,7 +34,9 @@ pub(crate) struct StatusInput<'a> {
 /// Phase of one VM as shown in status.
 pub fn vm_phase(pod: Option<&PodView>, create_pending: bool) -> &'static str {
     let Some(p) = pod else {
-        return if create_pending { "Creating" } else { "Missing" };
+        // A create that went through made a Pending pod; the view has not shown it yet. Said
+        // as the pod will be seen, so that the watch catching up changes nothing to write.
+        return if create_pending { "Pending" } else { "Missing" };
     };
     if p.terminating {
         return "Terminating";

@@ -536,12 +536,27 @@ fn summarize(
         if let (Some(fork), Some(warm)) =
             (scenario(run, "scale-up"), scenario(run, "scale-up-warm"))
         {
+            // Judged on each set's own time to Running from its patch (`settle_seconds`); the
+            // wall time also counts the driver's patches, sent one at a time.
+            let (fork_p50, warm_p50) =
+                (&fork["settle_seconds"]["p50"], &warm["settle_seconds"]["p50"]);
+            let faster = warm_p50.as_f64().unwrap_or(f64::MAX) <= fork_p50.as_f64().unwrap_or(0.0);
             let (fork, warm) = (&fork["wall_seconds"], &warm["wall_seconds"]);
-            targets.push(
-                json!({"target": "scale-up (+2 per set): forking vs waking warm slots", "sets": n,
+            // What a warm slot saves is the provider's fork time. With a simulator that forks
+            // as fast as it wakes there is nothing to save, and waking costs the refill's
+            // writes: the comparison is only judged with a fork slower than a wake.
+            let judged = args.sim_create_delay > args.sim_wake_delay;
+            let mut target = json!({"target": "scale-up (+2 per set): forking vs waking warm slots", "sets": n,
                 "fork_seconds": fork, "warm_seconds": warm,
-                "met": warm.as_f64().unwrap_or(f64::MAX) <= fork.as_f64().unwrap_or(0.0)}),
-            );
+                "fork_settle_p50_seconds": fork_p50, "warm_settle_p50_seconds": warm_p50,
+                "met": if judged { json!(faster) } else { Value::Null }});
+            if !judged {
+                target["note"] = json!(
+                    "not judged: the simulator forks as fast as it wakes \
+                     (set BENCH_SIM_CREATE_DELAY above BENCH_SIM_WAKE_DELAY)"
+                );
+            }
+            targets.push(target);
         }
         if let (Some(retain), Some(release)) =
             (scenario(run, "suspend"), scenario(run, "suspend-release"))
@@ -569,11 +584,21 @@ fn summarize(
             .flatten()
             .filter_map(|s| s["operator"]["peak_rss_kib"].as_u64())
             .max();
-        if n == 1000
-            && let Some(peak) = peak
-        {
-            targets.push(json!({"target": "peak RSS < 64 MiB at 1,000 sets", "sets": n,
-                "value_mib": peak as f64 / 1024.0, "limit_mib": 64, "met": peak < 64 * 1024}));
+        if n == 1000 {
+            // The target's load (1,000 sets, 5,000 pods) is what converge leaves; the whole run
+            // adds up to 2,000 warm pods and the Hibernations, and is reported beside it.
+            let converged =
+                scenario(run, "converge").and_then(|c| c["operator"]["peak_rss_kib"].as_u64());
+            if let Some(at_load) = converged {
+                targets.push(json!({"target": "peak RSS < 64 MiB at 1,000 sets / 5,000 pods", "sets": n,
+                    "value_mib": at_load as f64 / 1024.0, "limit_mib": 64, "met": at_load < 64 * 1024}));
+            }
+            if let Some(peak) = peak {
+                let hibs = run["hibernations"].as_u64().unwrap_or(0);
+                targets.push(json!({"target": "peak RSS < 64 MiB over the whole run", "sets": n,
+                    "hibernations": hibs, "value_mib": peak as f64 / 1024.0, "limit_mib": 64,
+                    "met": peak < 64 * 1024}));
+            }
         }
     }
     // Memory growth per pod between the smallest and the largest N of our runs.
@@ -593,7 +618,7 @@ fn summarize(
         "machine": machine(),
         "took_seconds": took.as_secs_f64(),
         "shape": {"sets": sets, "pods_per_set": pods_per_set, "replicas": args.replicas, "toolboxes_per_set": 1,
-                  "simulator_delays": "0", "identities": {"operator": OPERATOR, "simulator": SIMULATOR, "raw_client": RAW, "driver": DRIVER}},
+                  "simulator_delays": {"create_seconds": args.sim_create_delay.as_secs_f64(), "wake_seconds": args.sim_wake_delay.as_secs_f64()}, "identities": {"operator": OPERATOR, "simulator": SIMULATOR, "raw_client": RAW, "driver": DRIVER}},
         "columns": columns.iter().map(|(name, s)| json!({"name": name, "command": match s {
             Contender::Ours(bin) => format!("{} run", bin.display()),
             Contender::External { command, .. } => command.clone(),

@@ -183,6 +183,60 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Drop for Watched<K> {
     }
 }
 
+/// Each set's time to settle after its own patch, measured while the driver goes on patching
+/// the others: the wall time of a scenario also counts the driver's patches, sent one at a
+/// time, which a busier API server answers more slowly.
+struct Settles(Vec<tokio::task::JoinHandle<Result<Duration, BoxError>>>);
+
+impl Settles {
+    /// `count`, `p50` and `p99` of the settle times, in seconds.
+    async fn figures(self) -> Result<Value, BoxError> {
+        let mut seconds = Vec::with_capacity(self.0.len());
+        for waiter in self.0 {
+            seconds.push(waiter.await??.as_secs_f64());
+        }
+        let (p50, p99) = (audit::quantile(&seconds, 0.5), audit::quantile(&seconds, 0.99));
+        if let (Some(p50), Some(p99)) = (p50, p99) {
+            eprintln!("                  each set, patch to settled: p50 {p50:.2}s, p99 {p99:.2}s");
+        }
+        Ok(json!({"count": seconds.len(), "p50": p50, "p99": p99}))
+    }
+}
+
+/// Merge-patches `set-0` .. `set-<n-1>` with `patch`, one request at a time as a user's script
+/// would, and times each from its patch's answer until the driver's watch shows a version at
+/// least as new as that answer for which `settled` holds.
+async fn patch_each<F>(
+    api: &Api<CocoonSet>,
+    sets: &Arc<Watched<CocoonSet>>,
+    what: &'static str,
+    n: usize,
+    patch: &Value,
+    settled: F,
+) -> Result<Settles, BoxError>
+where
+    F: Fn(&CocoonSet) -> bool + Copy + Send + Sync + 'static,
+{
+    let mut waiters = Vec::with_capacity(n);
+    for i in 0..n {
+        let name = format!("set-{i}");
+        let answer = api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+        let since = Instant::now();
+        let generation = answer.metadata.generation.unwrap_or(0);
+        let watched = sets.clone();
+        waiters.push(tokio::spawn(async move {
+            let key = reflector::ObjectRef::<CocoonSet>::new(&name).within(NS);
+            let done = || {
+                watched.store.get(&key).is_some_and(|s| {
+                    s.metadata.generation.unwrap_or(0) >= generation && settled(&s)
+                })
+            };
+            watched.until_named(&name, what, since, done).await
+        }));
+    }
+    Ok(Settles(waiters))
+}
+
 fn serving(pod: &Pod) -> bool {
     let status = pod.status.as_ref();
     status.and_then(|s| s.phase.as_deref()) == Some("Running")
@@ -306,7 +360,7 @@ async fn run_scenarios(
     let client = lab.admin.clone();
     let sets_api: Api<CocoonSet> = Api::namespaced(client.clone(), NS);
     let hibs_api: Api<Hibernation> = Api::namespaced(client.clone(), NS);
-    let sets = Watched::start(sets_api.clone()).await?;
+    let sets = Arc::new(Watched::start(sets_api.clone()).await?);
     let hibs = Watched::start(hibs_api.clone()).await?;
     let n = shape.sets;
     let r = shape.replicas;
@@ -335,16 +389,15 @@ async fn run_scenarios(
         if shape.runs("scale") { &[("scale-up", r + 2), ("scale-down", r)] } else { &[] };
     for &(name, replicas) in scales {
         let m = mark(lab, pid)?;
-        for i in 0..n {
-            let patch = json!({"spec": {"agent": {"replicas": replicas}}});
-            sets_api
-                .patch(&format!("set-{i}"), &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
-        }
+        let patch = json!({"spec": {"agent": {"replicas": replicas}}});
+        let running = move |s: &CocoonSet| set_settled(s, CocoonSetPhase::Running, 1 + replicas);
+        let settles = patch_each(&sets_api, &sets, name, n, &patch, running).await?;
         let mut wall = sets.until(name, m.started, all_running(1 + replicas)).await?;
         let want = n * (2 + replicas as usize);
         wall = wall.max(pods.until(name, m.started, |p| p.len() == want).await?);
-        out.push(figures(lab, pid, name, &m, wall, n, n, &set_of)?);
+        let mut f = figures(lab, pid, name, &m, wall, n, n, &set_of)?;
+        f["settle_seconds"] = settles.figures().await?;
+        out.push(f);
     }
 
     // warm pool: two warm sub-agent slots per set, forked and hibernated in the background
@@ -379,14 +432,13 @@ async fn run_scenarios(
         f["filled"] = json!(filled(&sets.all()));
         out.push(f);
         let m = mark(lab, pid)?;
-        for i in 0..n {
-            let patch = json!({"spec": {"agent": {"replicas": r + 2}}});
-            sets_api
-                .patch(&format!("set-{i}"), &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
-        }
+        let patch = json!({"spec": {"agent": {"replicas": r + 2}}});
+        let running = move |s: &CocoonSet| set_settled(s, CocoonSetPhase::Running, 3 + r);
+        let settles = patch_each(&sets_api, &sets, "scale-up-warm", n, &patch, running).await?;
         let wall = sets.until("scale-up-warm", m.started, all_running(3 + r)).await?;
-        out.push(figures(lab, pid, "scale-up-warm", &m, wall, n, n, &set_of)?);
+        let mut f = figures(lab, pid, "scale-up-warm", &m, wall, n, n, &set_of)?;
+        f["settle_seconds"] = settles.figures().await?;
+        out.push(f);
         let m = mark(lab, pid)?;
         for i in 0..n {
             let patch = json!({"spec": {"agent": {"replicas": r, "warm": 0}}});
@@ -408,18 +460,16 @@ async fn run_scenarios(
     };
     for &(name, suspend, phase) in suspends {
         let m = mark(lab, pid)?;
-        for i in 0..n {
-            let patch = json!({"spec": {"suspend": suspend}});
-            sets_api
-                .patch(&format!("set-{i}"), &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
-        }
+        let patch = json!({"spec": {"suspend": suspend}});
+        let settled = move |s: &CocoonSet| set_settled(s, phase, 1 + r);
+        let settles = patch_each(&sets_api, &sets, name, n, &patch, settled).await?;
         let wall = sets
             .until(name, m.started, |s| {
                 s.len() == n && s.iter().all(|s| set_settled(s, phase, 1 + r))
             })
             .await?;
         let mut f = figures(lab, pid, name, &m, wall, n, n, &set_of)?;
+        f["settle_seconds"] = settles.figures().await?;
         f["pods_held"] = json!(pods.all().len());
         out.push(f);
     }

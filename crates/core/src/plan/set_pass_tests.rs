@@ -631,3 +631,26 @@ fn the_watch_showing_a_pod_this_actor_created_is_no_status_change() {
     );
     assert!(h.plan().pass.wake_after.is_none(), "no batched write waits either");
 }
+
+#[test]
+fn a_resume_before_the_view_shows_the_suspend_toggle_wakes_the_pod_once_it_does() {
+    let mut h = Harness::new(1, vec![agent(0), agent(1)]);
+    h.pass(done);
+    h.set.spec.suspend = true;
+    h.set.metadata.generation = Some(2);
+    assert_eq!(toggles(&h.pass(done)).len(), 2);
+    // Resumed while the view still shows the pods unlabelled: nothing to undo yet.
+    h.set.spec.suspend = false;
+    h.set.metadata.generation = Some(3);
+    h.later(1);
+    assert!(toggles(&h.pass(done)).is_empty());
+    // The view shows the suspend's labels: they are taken off, each once.
+    for p in &mut h.pods {
+        p.hibernate_requested = true;
+    }
+    h.later(1);
+    let names: Vec<(String, bool)> = h.pods.iter().map(|p| (p.name.clone(), false)).collect();
+    assert_eq!(toggles(&h.pass(done)), names);
+    h.later(1);
+    assert!(toggles(&h.pass(done)).is_empty(), "not again from the same view");
+}

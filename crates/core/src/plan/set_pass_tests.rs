@@ -570,6 +570,28 @@ fn teardown_is_quiet_no_event_per_pod_and_its_countdown_is_batched() {
     assert_eq!(status_writes(&h.pass(done)), 0);
 }
 
+impl Harness {
+    /// A main and one sub-agent, converged.
+    fn converged_pair() -> Self {
+        let mut h = Self::new(1, vec![agent(0), agent(1)]);
+        h.pass(done);
+        h
+    }
+
+    /// The user sets `spec.suspend` (a new generation).
+    fn suspend(&mut self, on: bool) {
+        self.set.spec.suspend = on;
+        self.set.metadata.generation = self.set.metadata.generation.map(|g| g + 1);
+    }
+
+    /// The watch delivers every pod labelled for hibernation.
+    fn view_shows_requests(&mut self) {
+        for p in &mut self.pods {
+            p.hibernate_requested = true;
+        }
+    }
+}
+
 fn toggles(trace: &Trace) -> Vec<(String, bool)> {
     trace
         .iter()
@@ -584,10 +606,8 @@ fn toggles(trace: &Trace) -> Vec<(String, bool)> {
 
 #[test]
 fn a_hibernate_toggle_that_went_through_is_not_sent_again_from_a_view_that_predates_it() {
-    let mut h = Harness::new(1, vec![agent(0), agent(1)]);
-    h.pass(done);
-    h.set.spec.suspend = true;
-    h.set.metadata.generation = Some(2);
+    let mut h = Harness::converged_pair();
+    h.suspend(true);
     let first = toggles(&h.pass(done));
     assert_eq!(first.len(), 2, "both pods are asked to hibernate: {first:?}");
     h.later(1);
@@ -595,9 +615,7 @@ fn a_hibernate_toggle_that_went_through_is_not_sent_again_from_a_view_that_preda
     let stale = toggles(&h.pass(done));
     assert!(stale.is_empty(), "sent again from a stale view: {stale:?}");
     // The view catches up; then someone takes the request off one pod: it is put back.
-    for p in &mut h.pods {
-        p.hibernate_requested = true;
-    }
+    h.view_shows_requests();
     h.later(1);
     assert!(toggles(&h.pass(done)).is_empty());
     h.pods[1].hibernate_requested = false;
@@ -607,10 +625,8 @@ fn a_hibernate_toggle_that_went_through_is_not_sent_again_from_a_view_that_preda
 
 #[test]
 fn a_toggle_the_view_never_shows_is_sent_again_once_its_expectation_expires() {
-    let mut h = Harness::new(1, vec![agent(0), agent(1)]);
-    h.pass(done);
-    h.set.spec.suspend = true;
-    h.set.metadata.generation = Some(2);
+    let mut h = Harness::converged_pair();
+    h.suspend(true);
     assert_eq!(toggles(&h.pass(done)).len(), 2);
     h.later(61);
     assert_eq!(toggles(&h.pass(done)).len(), 2, "a lost event must not block the toggle");
@@ -634,20 +650,15 @@ fn the_watch_showing_a_pod_this_actor_created_is_no_status_change() {
 
 #[test]
 fn a_resume_before_the_view_shows_the_suspend_toggle_wakes_the_pod_once_it_does() {
-    let mut h = Harness::new(1, vec![agent(0), agent(1)]);
-    h.pass(done);
-    h.set.spec.suspend = true;
-    h.set.metadata.generation = Some(2);
+    let mut h = Harness::converged_pair();
+    h.suspend(true);
     assert_eq!(toggles(&h.pass(done)).len(), 2);
     // Resumed while the view still shows the pods unlabelled: nothing to undo yet.
-    h.set.spec.suspend = false;
-    h.set.metadata.generation = Some(3);
+    h.suspend(false);
     h.later(1);
     assert!(toggles(&h.pass(done)).is_empty());
     // The view shows the suspend's labels: they are taken off, each once.
-    for p in &mut h.pods {
-        p.hibernate_requested = true;
-    }
+    h.view_shows_requests();
     h.later(1);
     let names: Vec<(String, bool)> = h.pods.iter().map(|p| (p.name.clone(), false)).collect();
     assert_eq!(toggles(&h.pass(done)), names);

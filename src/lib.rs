@@ -28,8 +28,6 @@ pub mod k8s;
 pub mod metrics;
 /// Runtime assembly, leader election and graceful shutdown.
 pub mod operator;
-/// The `kubectl cocoon` plugin: a tree view of sets and Hibernations, and their verbs.
-pub mod plugin;
 /// SIGTERM / Ctrl-C, for every long-running command.
 pub mod signal;
 /// Logging set-up.

@@ -5,7 +5,7 @@ mod e2e;
 
 use std::sync::{Arc, Mutex};
 
-use cocoon_operator::api::{CocoonSet, CocoonSetPhase, HibernationAction, ToolboxSpec};
+use cocoon_operator::api::{CocoonSet, CocoonSetPhase, HibernationAction, ToolboxSpec, VmPhase};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
@@ -209,7 +209,7 @@ async fn suspend_hibernates_the_set_and_resume_leaves_a_hibernation_held_pod_alo
     assert_eq!(status.ready_agents, 2, "the held pod stays hibernated");
     let held = env.ns.api::<Pod>().get("sus-2").await.unwrap();
     assert_eq!(ann(&held, "cocoon.cis/hibernate").as_deref(), Some("true"));
-    assert_eq!(status.agents[2].phase, "Hibernated");
+    assert_eq!(status.agents[2].phase, VmPhase::Hibernated);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -318,7 +318,7 @@ spec:
         let set = sets.get("demo").await.map_err(|e| e.to_string())?;
         let toolbox = set.status.unwrap_or_default().toolboxes.into_iter().next();
         match toolbox {
-            Some(t) if t.phase == "ProviderFailed" => Ok(t),
+            Some(t) if t.phase == VmPhase::ProviderFailed => Ok(t),
             other => Err(format!("toolbox status {other:?}")),
         }
     })
@@ -524,7 +524,7 @@ async fn an_idle_set_suspends_itself_and_activity_or_the_users_resume_wakes_it()
     assert!(events.contains("IdleSuspended"), "{events}");
 
     // Activity (kubectl cocoon touch writes the stamp) resumes it.
-    let touch = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-cocoon"))
+    let touch = tokio::process::Command::new(common::workspace_binary("kubectl-cocoon"))
         .args(["touch", "lazy", "-n", &env.ns.name])
         .arg(format!("--kubeconfig={}", common::cluster().kubeconfig.display()))
         .output()
@@ -585,7 +585,7 @@ async fn release_frees_every_seat_of_a_suspended_set_and_resume_restores_each_vm
     .expect("every seat is released");
     assert!(pod_names(&env.ns.api()).await.is_empty(), "no pod holds a seat");
     for agent in &status.agents {
-        assert_eq!(agent.phase, "Released");
+        assert_eq!(agent.phase, VmPhase::Released);
         let vm = agent.vm_name.clone().unwrap();
         assert_eq!(agent.snapshot_ref, Some(format!("{vm}-suspend")), "identity and snapshot kept");
     }
@@ -622,7 +622,7 @@ async fn warm_slots_wait_hibernated_and_a_scale_up_wakes_them_instead_of_forking
                 match warm {
                     Some(a)
                         if a.slot == slot
-                            && a.phase == "Hibernated"
+                            && a.phase == VmPhase::Hibernated
                             && status.phase == Some(CocoonSetPhase::Running) =>
                     {
                         Ok(status)

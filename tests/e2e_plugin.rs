@@ -24,7 +24,7 @@ struct Run {
 }
 
 fn plugin_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_kubectl-cocoon")).parent().unwrap().to_path_buf()
+    common::workspace_binary("kubectl-cocoon").parent().unwrap().to_path_buf()
 }
 
 /// `kubectl cocoon <args>`: kubectl finds the plugin on PATH and hands it the arguments.

@@ -17,7 +17,7 @@ use kube::{Api, ResourceExt};
 
 use crate::api::{
     CocoonSet, CocoonSetPhase, CocoonSetSpec, Hibernation, HibernationAction, HibernationPhase,
-    HibernationSpec,
+    HibernationSpec, VmPhase,
 };
 use crate::devcluster::{DevCluster, DevClusterOptions};
 use crate::sim::{SimConfig, Simulator};
@@ -509,8 +509,8 @@ async fn check(
         // A released set holds no hibernated pod once suspended (the provider's refused main
         // excepted): each is deleted once its snapshot entry exists.
         if d.suspend && d.release && !refused {
-            let held = status.agents.iter().filter(|a| a.phase == "Hibernated").count();
-            if held > 0 && status.agents.iter().all(|a| a.phase != "Terminating") {
+            let held = status.agents.iter().filter(|a| a.phase == VmPhase::Hibernated).count();
+            if held > 0 && status.agents.iter().all(|a| a.phase != VmPhase::Terminating) {
                 // Pods held by a Hibernation stay: the user's.
                 let by_hibernation =
                     hib_targets.values().filter(|(p, _)| slot_of(name, p).is_some()).count();

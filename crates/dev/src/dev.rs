@@ -368,7 +368,7 @@ async fn print_next_steps(client: &Client, kubeconfig: &std::path::Path) {
     let hibs = Api::<Hibernation>::all(client.clone()).list(&Default::default()).await;
     let (Ok(sets), Ok(hibs)) = (sets, hibs) else { return };
     println!("$ kubectl cocoon status -A");
-    print!("{}", cocoon_operator::plugin::tree::render(&sets.items, &hibs.items, false));
+    print!("{}", kubectl_cocoon::tree::render(&sets.items, &hibs.items, false));
     let Some(set) = sets.items.first() else { return };
     let name = kube::ResourceExt::name_any(set);
     let ns = kube::ResourceExt::namespace(set).unwrap_or_else(|| "default".into());

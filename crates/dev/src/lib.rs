@@ -21,3 +21,5 @@ pub mod devcluster;
 pub mod image;
 /// The vk-cocoon simulator.
 pub mod sim;
+/// The integration-test harness shared by the workspace's test binaries.
+pub mod testing;

@@ -337,6 +337,66 @@ impl CocoonSetPhase {
     }
 }
 
+/// Phase of one VM of a set, as shown in status.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum VmPhase {
+    /// No pod, and none being created.
+    #[default]
+    Missing,
+    /// The pod exists (or its create went through); the provider has not started the VM yet.
+    Pending,
+    /// The provider refused the VM (pod reason `ProviderFailed`); it retries.
+    ProviderFailed,
+    /// The VM runs but is not Ready yet.
+    Starting,
+    /// The VM runs and is Ready: it serves.
+    Running,
+    /// Hibernation is requested; the VM has not reported hibernated yet.
+    Hibernating,
+    /// The VM is hibernated: its snapshot holds its state.
+    Hibernated,
+    /// The hibernation request is gone; the VM has not come back yet.
+    Waking,
+    /// The pod is being deleted.
+    Terminating,
+    /// The pod failed for good; it is deleted and recreated.
+    Failed,
+    /// The pod finished; it is deleted and recreated.
+    Succeeded,
+    /// The pod reports a phase Kubernetes does not define.
+    Unknown,
+    /// `hibernatePolicy: release`: the pod was deleted once its VM was hibernated; the VM waits
+    /// in its snapshot and is recreated from it on resume.
+    Released,
+}
+
+impl VmPhase {
+    /// The phase as spelled in status and Events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Missing => "Missing",
+            Self::Pending => "Pending",
+            Self::ProviderFailed => "ProviderFailed",
+            Self::Starting => "Starting",
+            Self::Running => "Running",
+            Self::Hibernating => "Hibernating",
+            Self::Hibernated => "Hibernated",
+            Self::Waking => "Waking",
+            Self::Terminating => "Terminating",
+            Self::Failed => "Failed",
+            Self::Succeeded => "Succeeded",
+            Self::Unknown => "Unknown",
+            Self::Released => "Released",
+        }
+    }
+}
+
+impl std::fmt::Display for VmPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How a person connects to a toolbox VM.
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -433,8 +493,8 @@ pub struct AgentStatus {
     /// Address of the VM, shown only while it serves (Running, Ready, not hibernated).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
-    /// `Missing`, `Pending`, `Starting`, `Running`, `Hibernated`, `Terminating`, `Failed`, ...
-    pub phase: String,
+    /// Phase of the VM (see [`VmPhase`]).
+    pub phase: VmPhase,
     /// VM the sub-agent's VM really was forked from, as the provider reports it; unset for
     /// the main, for a VM restored or booted from the image, and until the VM is created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -465,10 +525,8 @@ pub struct ToolboxStatus {
     /// Address of the VM, as reported on the pod (`cocoon.cis/ip`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
-    /// Phase of the VM: `Running` when it serves; otherwise e.g. `Missing`, `Pending`,
-    /// `ProviderFailed`, `Starting`, `Hibernating`, `Hibernated`, `Waking`, `Terminating` or
-    /// `Failed`.
-    pub phase: String,
+    /// Phase of the VM (see [`VmPhase`]): `Running` when it serves.
+    pub phase: VmPhase,
     /// How to connect: `vnc` if a VNC port is known, else `adb` (android), `rdp` (windows) or
     /// `ssh` (linux).
     pub conn_type: ConnType,

@@ -4,11 +4,50 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
+/// The condition types this operator writes; their wire spelling lives here only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConditionType {
+    /// The resource is as asked: a CocoonSet `Running`, a Hibernation's action complete. Also
+    /// the Pod condition vk-cocoon reports for a VM that serves.
+    Ready,
+    /// A CocoonSet is `Pending`, `Scaling` or `Suspending`.
+    Progressing,
+    /// A CocoonSet is `Suspended`.
+    Suspended,
+    /// A sub-agent asked to fork booted from the image instead.
+    ForkFellBack,
+    /// `hibernatePolicy: release`: every agent pod is deleted, its VM waiting in its snapshot.
+    Released,
+}
+
+impl ConditionType {
+    /// The type as spelled on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "Ready",
+            Self::Progressing => "Progressing",
+            Self::Suspended => "Suspended",
+            Self::ForkFellBack => "ForkFellBack",
+            Self::Released => "Released",
+        }
+    }
+
+    /// The condition of this type in `conditions`, if any.
+    pub fn find(self, conditions: &[Condition]) -> Option<&Condition> {
+        conditions.iter().find(|c| c.type_ == self.as_str())
+    }
+
+    /// Whether `conditions` hold this type with status `True`.
+    pub fn is_true(self, conditions: &[Condition]) -> bool {
+        self.find(conditions).is_some_and(|c| c.status == "True")
+    }
+}
+
 /// A condition the planner wants, before it is merged with what the object already carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DesiredCondition {
-    /// Condition type, e.g. `Ready`.
-    pub type_: &'static str,
+    /// Condition type.
+    pub type_: ConditionType,
     /// Whether the condition holds (`True` or `False` on the wire).
     pub status: bool,
     /// CamelCase reason, from a bounded set.
@@ -36,11 +75,11 @@ pub fn merge(
             let status = if d.status { "True" } else { "False" }.to_string();
             let last_transition_time = previous
                 .iter()
-                .find(|p| p.type_ == d.type_ && p.status == status)
+                .find(|p| p.type_ == d.type_.as_str() && p.status == status)
                 .map(|p| p.last_transition_time.clone())
                 .unwrap_or_else(|| wire_time(now));
             Condition {
-                type_: d.type_.to_string(),
+                type_: d.type_.as_str().to_string(),
                 status,
                 reason: d.reason.to_string(),
                 message: d.message.clone(),
@@ -56,7 +95,12 @@ mod tests {
     use super::*;
 
     fn ready(status: bool) -> DesiredCondition {
-        DesiredCondition { type_: "Ready", status, reason: "R", message: String::new() }
+        DesiredCondition {
+            type_: ConditionType::Ready,
+            status,
+            reason: "R",
+            message: String::new(),
+        }
     }
 
     #[test]

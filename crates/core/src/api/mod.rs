@@ -7,7 +7,7 @@ pub mod hibernation;
 pub use cocoon_set::{
     AgentSpec, AgentStatus, CocoonSet, CocoonSetPhase, CocoonSetSpec, CocoonSetStatus, ConnType,
     EnvFromRef, ForkFallbackPolicy, HibernatePolicy, IdleSpec, IdleStatus, NameRef, SnapshotPolicy,
-    ToolboxMode, ToolboxOs, ToolboxSpec, ToolboxStatus, VmResources,
+    ToolboxMode, ToolboxOs, ToolboxSpec, ToolboxStatus, VmPhase, VmResources,
 };
 pub use hibernation::{
     Hibernation, HibernationAction, HibernationPhase, HibernationSpec, HibernationStatus,

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 
 use super::observe::PodView;
 
@@ -23,8 +23,7 @@ pub struct Expectations {
 }
 
 fn expiry(now: Timestamp) -> Timestamp {
-    now.checked_add(SignedDuration::try_from(EXPECTATION_TTL).unwrap_or(SignedDuration::ZERO))
-        .unwrap_or(now)
+    super::clock::after(now, EXPECTATION_TTL)
 }
 
 impl Expectations {

@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::jiff::Timestamp;
 
+use super::cocoon_set::SetIdentity;
 use super::observe::{PodPhase, PodRole, PodView, Snapshots};
-use super::pods::SetIdentity;
 use super::{Expectations, SetInput, SetPlan, plan_cocoon_set};
 use crate::api::{
     AgentSpec, CocoonSetSpec, CocoonSetStatus, SnapshotPolicy, ToolboxMode, ToolboxOs, ToolboxSpec,
@@ -54,7 +54,7 @@ pub fn agent(slot: u32) -> PodView {
     p.controller_uid = Some(UID.into());
     p.role = Some(if slot == 0 { PodRole::Main } else { PodRole::SubAgent });
     p.slot = Some(slot);
-    p.labels = super::pods::pod_labels("demo", p.role.unwrap(), Some(slot)).into();
+    p.labels = super::cocoon_set::pods::pod_labels("demo", p.role.unwrap(), Some(slot)).into();
     p.mode = Some("clone".into());
     p.vm_name = Some(contract::agent_vm_name("prod", "demo", slot));
     p.vm_id = Some(format!("vm-{slot}"));
@@ -69,7 +69,7 @@ pub fn toolbox_pod(name: &str, mode: ToolboxMode) -> PodView {
     let mut p = PodView::new(contract::toolbox_pod_name("demo", name));
     p.controller_uid = Some(UID.into());
     p.role = Some(PodRole::Toolbox);
-    p.labels = super::pods::pod_labels("demo", PodRole::Toolbox, None).into();
+    p.labels = super::cocoon_set::pods::pod_labels("demo", PodRole::Toolbox, None).into();
     p.mode = Some(mode.as_str().into());
     p.vm_name = Some(contract::toolbox_vm_name("prod", "demo", name));
     serving(p)

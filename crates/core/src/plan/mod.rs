@@ -1,29 +1,32 @@
 //! Pure planning core: from values (spec, observed pods, snapshot entries, the current time
 //! passed in) to values (pod actions, status). No I/O, no clock, no async: everything that
 //! decides is here and is tested without a cluster.
+//!
+//! One folder per resource ([`cocoon_set`], [`hibernation`]), each holding its planner, its
+//! status and its actor pass; beside them what both share: the pod view ([`observe`]), the
+//! expectations of in-flight writes, the pass skeleton ([`pass`]: steps, outcomes, retries,
+//! finalizers), the clock arithmetic and a small sorted map.
 
+pub mod clock;
 pub mod cocoon_set;
 pub mod expectations;
-pub mod hib_pass;
 pub mod hibernation;
-pub mod idle;
 pub mod observe;
 pub mod pass;
-pub mod pods;
-pub mod set_pass;
-pub mod set_status;
 pub mod vec_map;
 
-pub use cocoon_set::{PodAction, SetInput, SetPlan, plan_cocoon_set};
+pub use cocoon_set::{
+    PodAction, SetInput, SetMemory, SetPlan, SetPlanned, SetSettings, SetStep, SetView,
+    plan_cocoon_set, plan_set_pass, record_set,
+};
 pub use expectations::Expectations;
-pub use hib_pass::{HibMemory, HibPlanned, HibStep, HibView, plan_hib_pass, record_hib};
-pub use hibernation::{HibAction, HibInput, HibPlan, HibernationSettings, plan_hibernation};
+pub use hibernation::{
+    HibAction, HibInput, HibMemory, HibPlan, HibPlanned, HibStep, HibView, HibernationSettings,
+    plan_hib_pass, plan_hibernation, record_hib,
+};
 pub use observe::{Labels, PodRole, PodView, Snapshots};
 pub use pass::{
     Backoff, Next, Outcome, OwnWrite, Pass, Recorded, RejectKind, Retry, Step, finalizer_guard,
-};
-pub use set_pass::{
-    SetMemory, SetPlanned, SetSettings, SetStep, SetView, plan_set_pass, record_set,
 };
 pub use vec_map::VecMap;
 
@@ -60,14 +63,4 @@ pub fn earliest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
 }
 
 #[cfg(test)]
-mod cocoon_set_tests;
-#[cfg(test)]
 mod fixtures;
-#[cfg(test)]
-mod hibernation_tests;
-#[cfg(test)]
-mod other_writers_tests;
-#[cfg(test)]
-mod pod_builder_tests;
-#[cfg(test)]
-mod properties;

@@ -6,6 +6,8 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
 use super::vec_map::VecMap;
+use crate::api::VmPhase;
+use crate::api::conditions::ConditionType;
 use crate::contract;
 
 /// Snapshot entries of one namespace (`cocoon-vm-snapshots` data): VM name → snapshot value.
@@ -160,6 +162,28 @@ impl PodView {
         };
     }
 
+    /// Whether a "deleted" event of a label-selected pod watch means the pod is gone. The event
+    /// cannot tell a pod that left the selector (someone removed the label; the API server then
+    /// sends the *previous* object, label and all) from one deleted at once (`--force`, grace
+    /// 0). A pod being deleted, or Failed/Succeeded (the API server deletes those at once,
+    /// without a deletionTimestamp), is gone; any other may only have lost the label.
+    pub fn gone_when_deleted(&self) -> bool {
+        self.terminating || self.is_terminal()
+    }
+
+    /// The view to keep of a pod a label-selected watch reported deleted, when it may only have
+    /// left the selector (see [`PodView::gone_when_deleted`]): the pod as it was, without
+    /// `label`, so that its owner writes the label back, and the API server's answer to that
+    /// patch settles it (a 404 means it is gone). `None` when the pod is gone.
+    pub fn left_the_watch(&self, label: &str) -> Option<PodView> {
+        if self.gone_when_deleted() {
+            return None;
+        }
+        let mut unlabelled = self.clone();
+        unlabelled.labels.remove(label);
+        Some(unlabelled)
+    }
+
     /// A minimal view for tests and for pods the planner is about to create.
     pub fn new(name: impl Into<String>) -> Self {
         Self {
@@ -209,7 +233,7 @@ impl PodView {
         };
         let ready_condition = status
             .and_then(|s| s.conditions.as_ref())
-            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
+            .and_then(|c| c.iter().find(|c| c.type_ == ConditionType::Ready.as_str()));
         let hibernated = status
             .and_then(|s| s.container_statuses.as_ref())
             .and_then(|cs| cs.iter().find(|c| c.name == contract::VM_CONTAINER))
@@ -261,11 +285,79 @@ impl PodView {
     }
 }
 
+/// Phase of one VM as shown in status.
+pub fn vm_phase(pod: Option<&PodView>, create_pending: bool) -> VmPhase {
+    let Some(p) = pod else {
+        // A create that went through made a Pending pod; the view has not shown it yet. Said
+        // as the pod will be seen, so that the watch catching up changes nothing to write.
+        return if create_pending { VmPhase::Pending } else { VmPhase::Missing };
+    };
+    if p.terminating {
+        return VmPhase::Terminating;
+    }
+    match p.phase {
+        PodPhase::Failed => VmPhase::Failed,
+        PodPhase::Succeeded => VmPhase::Succeeded,
+        PodPhase::Unknown => VmPhase::Unknown,
+        PodPhase::Pending if p.reason.as_deref() == Some(contract::REASON_PROVIDER_FAILED) => {
+            VmPhase::ProviderFailed
+        }
+        PodPhase::Pending => VmPhase::Pending,
+        PodPhase::Running if p.reports_hibernated() && p.hibernate_requested => VmPhase::Hibernated,
+        PodPhase::Running if p.hibernate_requested => VmPhase::Hibernating,
+        PodPhase::Running if p.hibernated => VmPhase::Waking,
+        PodPhase::Running if p.ready => VmPhase::Running,
+        PodPhase::Running => VmPhase::Starting,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     use super::*;
+
+    #[test]
+    fn a_pod_that_left_a_label_watch_is_kept_unlabelled_unless_it_is_surely_gone() {
+        let mut pod = PodView::new("demo-1");
+        pod.phase = PodPhase::Running;
+        pod.labels.insert(contract::LABEL_COCOONSET.into(), "demo".into());
+        pod.labels.insert(contract::LABEL_APP.into(), "demo".into());
+        let kept = pod.left_the_watch(contract::LABEL_COCOONSET).expect("maybe only unlabelled");
+        assert!(!kept.labels.contains_key(contract::LABEL_COCOONSET));
+        assert!(kept.labels.contains_key(contract::LABEL_APP), "other labels stay");
+        let terminating = PodView { terminating: true, ..pod.clone() };
+        assert!(terminating.gone_when_deleted());
+        assert_eq!(terminating.left_the_watch(contract::LABEL_COCOONSET), None);
+        for phase in [PodPhase::Failed, PodPhase::Succeeded] {
+            let finished = PodView { phase, ..pod.clone() };
+            assert!(finished.gone_when_deleted(), "{phase:?} pods are deleted at once");
+        }
+        assert!(!pod.gone_when_deleted());
+    }
+
+    #[test]
+    fn the_status_phase_of_a_vm_follows_its_pod() {
+        assert_eq!(vm_phase(None, false), VmPhase::Missing);
+        assert_eq!(vm_phase(None, true), VmPhase::Pending, "said as the watch will show it");
+        let mut pod = PodView::new("p");
+        assert_eq!(vm_phase(Some(&pod), false), VmPhase::Pending);
+        pod.reason = Some(contract::REASON_PROVIDER_FAILED.into());
+        assert_eq!(vm_phase(Some(&pod), false), VmPhase::ProviderFailed);
+        pod.phase = PodPhase::Running;
+        assert_eq!(vm_phase(Some(&pod), false), VmPhase::Starting);
+        pod.ready = true;
+        assert_eq!(vm_phase(Some(&pod), false), VmPhase::Running);
+        pod.hibernate_requested = true;
+        assert_eq!(vm_phase(Some(&pod), false), VmPhase::Hibernating);
+        pod.ready = false;
+        pod.hibernated = true;
+        assert_eq!(vm_phase(Some(&pod), false), VmPhase::Hibernated);
+        pod.hibernate_requested = false;
+        assert_eq!(vm_phase(Some(&pod), false), VmPhase::Waking);
+        pod.terminating = true;
+        assert_eq!(vm_phase(Some(&pod), false), VmPhase::Terminating);
+    }
 
     #[test]
     fn the_view_keeps_the_operators_labels_and_only_those() {

@@ -225,6 +225,55 @@ pub fn released_under(view: &ObjectMeta, guard: Option<&String>) -> Vec<String> 
     under
 }
 
+/// The finalizer by which a resource's actor holds its object, as one pass sees it: whether it
+/// is on, the step that puts it on, and the step that takes it off, each guarded by the
+/// version the decision holds on ([`finalizer_guard`]).
+#[derive(Clone, Debug)]
+pub struct Finalizer<'a> {
+    name: &'static str,
+    meta: &'a ObjectMeta,
+    guard: Option<String>,
+}
+
+impl<'a> Finalizer<'a> {
+    /// The finalizer `name` of the object viewed as `meta`, after our own last status write.
+    pub fn of(name: &'static str, meta: &'a ObjectMeta, own: Option<&OwnWrite>) -> Self {
+        Self { name, meta, guard: finalizer_guard(meta, own) }
+    }
+
+    fn list(&self) -> &'a [String] {
+        self.meta.finalizers.as_deref().unwrap_or_default()
+    }
+
+    /// Whether the object carries it.
+    pub fn held(&self) -> bool {
+        self.list().iter().any(|f| f == self.name)
+    }
+
+    /// Whether the object carries another finalizer `name` (e.g. the API server's `orphan`).
+    pub fn also(&self, name: &str) -> bool {
+        self.list().iter().any(|f| f == name)
+    }
+
+    /// The step that puts it on a live object that lacks it; `None` otherwise.
+    pub fn hold<P, S>(&self) -> Option<Step<P, S>> {
+        let live = self.meta.deletion_timestamp.is_none();
+        (live && !self.held()).then(|| {
+            let mut finalizers = self.list().to_vec();
+            finalizers.push(self.name.to_string());
+            Step::SetFinalizers { finalizers, guard: self.guard.clone() }
+        })
+    }
+
+    /// The step that takes it off, and the versions that release was decided under (kept by
+    /// the actor: see [`released`]).
+    pub fn release<P, S>(self) -> (Step<P, S>, Vec<String>) {
+        let finalizers = self.list().iter().filter(|f| *f != self.name).cloned().collect();
+        let under = released_under(self.meta, self.guard.as_ref());
+        (Step::SetFinalizers { finalizers, guard: self.guard }, under)
+    }
+}
+
 /// Whether `view` is an object whose release the API server already took.
 pub fn released(under: &[String], view: &ObjectMeta) -> bool {
     view.resource_version.as_ref().is_some_and(|rv| under.contains(rv))

@@ -21,10 +21,10 @@ use super::{BoxError, DRIVER, Lab, OPERATOR, RAW, SIMULATOR};
 use crate::devcluster::client_from_kubeconfig;
 use cocoon_operator::api::{
     CocoonSet, CocoonSetPhase, CocoonSetSpec, Hibernation, HibernationAction, HibernationPhase,
-    HibernationSpec,
+    HibernationSpec, VmPhase,
 };
 use cocoon_operator::contract;
-use cocoon_operator::plan::pods::{AgentKind, SetIdentity, agent_pod, toolbox_pod};
+use cocoon_operator::plan::cocoon_set::pods::{AgentKind, SetIdentity, agent_pod, toolbox_pod};
 
 /// The namespace of the scenarios.
 const NS: &str = "bench";
@@ -416,7 +416,7 @@ async fn run_scenarios(
                 && s.iter().all(|s| {
                     let warm =
                         s.status.as_ref().map(|st| st.warm_agents.as_slice()).unwrap_or_default();
-                    warm.len() == 2 && warm.iter().all(|a| a.phase == "Hibernated")
+                    warm.len() == 2 && warm.iter().all(|a| a.phase == VmPhase::Hibernated)
                 })
         };
         let fill = tokio::time::timeout(

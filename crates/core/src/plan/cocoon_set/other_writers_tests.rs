@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::fixtures::*;
-use super::set_pass::{SetMemory, SetSettings, SetView, plan_set_pass, record_set};
-use super::{Backoff, Outcome, PodAction, PodView, Step};
+use super::{PodAction, SetMemory, SetSettings, SetView, plan_set_pass, record_set};
 use crate::api::{CocoonSet, CocoonSetPhase};
 use crate::contract;
+use crate::plan::fixtures::*;
+use crate::plan::{Backoff, Outcome, PodView, Step};
 
 fn settings() -> SetSettings {
     SetSettings {
@@ -199,7 +199,7 @@ fn a_deleted_pod_the_view_still_shows_is_probed_and_recreated() {
     // Our delete of a failed pod went through; the watch reported it in a way that looks like
     // it only left the label watch, so the view still shows it, unlabelled.
     let set = set_object(0);
-    let mut stale = as_listed(super::fixtures::failed(agent(0)));
+    let mut stale = as_listed(crate::plan::fixtures::failed(agent(0)));
     stale.labels.remove(contract::LABEL_COCOONSET);
     let mut memory = SetMemory::default();
     memory.expectations.expect_delete("demo-0", at(99));
@@ -255,7 +255,7 @@ fn values_users_write_into_the_contracts_annotations_never_panic_or_mislead() {
     assert_eq!(view.vnc_port, None);
     assert_eq!(view.vm_name, None, "an empty VM name is no name");
     assert_eq!(view.hibernated_by, None);
-    assert_eq!((view.role, view.slot), (Some(super::PodRole::SubAgent), Some(1)));
+    assert_eq!((view.role, view.slot), (Some(crate::plan::PodRole::SubAgent), Some(1)));
     // Planning with it is as with any other unready pod of the set.
     let mut w = World::new(spec(1), vec![agent(0), view]);
     w.pods[1].controller_uid = Some(UID.into());

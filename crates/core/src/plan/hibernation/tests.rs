@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use super::fixtures::{at, hibernated, serving, starting};
-use super::hibernation::{Competitor, RoundWitness, witness};
-use super::{HibAction, HibInput, HibPlan, PodView, Snapshots, plan_hibernation};
+use super::{Competitor, HibAction, HibInput, HibPlan, RoundWitness, plan_hibernation, witness};
 use crate::api::conditions::wire_time;
 use crate::api::{HibernationAction, HibernationPhase, HibernationSpec, HibernationStatus};
 use crate::contract;
+use crate::plan::fixtures::{at, hibernated, serving, starting};
+use crate::plan::{PodView, Snapshots};
 
 const VM: &str = "vk-prod-bot";
 

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::api::{CocoonSet, ConnType, Hibernation};
-use crate::contract;
+use cocoon_core::api::{CocoonSet, ConnType, Hibernation};
+use cocoon_core::contract;
 
 /// ANSI colours by what a phase means: serving, resting, moving, broken.
 fn paint(text: &str, phase: &str, color: bool) -> String {
@@ -60,7 +60,7 @@ fn table(prefixes: &[String], rows: &[Vec<String>], phase_col: usize, color: boo
 }
 
 /// Where an agent's VM came from, as the provider reported it.
-fn lineage(agent: &crate::api::AgentStatus) -> String {
+fn lineage(agent: &cocoon_core::api::AgentStatus) -> String {
     let source = agent.source.as_deref().unwrap_or_default();
     if let Some(vm) = &agent.forked_from {
         return format!("fork of {vm}");
@@ -112,7 +112,7 @@ fn render_set(set: &CocoonSet, holders: &BTreeMap<String, String>, color: bool) 
             agent.pod_name.clone(),
             format!("slot {}", agent.slot),
             if is_warm { "warm".to_string() } else { agent.role.clone() },
-            agent.phase.clone(),
+            agent.phase.to_string(),
             or_dash(agent.vm_name.as_deref()),
             or_dash(agent.ip.as_deref()),
             last,
@@ -151,7 +151,7 @@ fn render_set(set: &CocoonSet, holders: &BTreeMap<String, String>, color: bool) 
             rows.push(vec![
                 toolbox.pod_name.clone(),
                 os,
-                toolbox.phase.clone(),
+                toolbox.phase.to_string(),
                 or_dash(toolbox.vm_name.as_deref()),
                 or_dash(toolbox.ip.as_deref()),
                 conn,
@@ -231,19 +231,19 @@ pub fn render(sets: &[CocoonSet], hibernations: &[Hibernation], color: bool) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{
+    use cocoon_core::api::{
         AgentStatus, CocoonSetPhase, CocoonSetSpec, CocoonSetStatus, HibernationAction,
-        HibernationPhase, HibernationSpec, HibernationStatus, ToolboxStatus,
+        HibernationPhase, HibernationSpec, HibernationStatus, ToolboxStatus, VmPhase,
     };
 
-    fn agent(slot: i32, phase: &str, forked: Option<&str>) -> AgentStatus {
+    fn agent(slot: i32, phase: VmPhase, forked: Option<&str>) -> AgentStatus {
         AgentStatus {
             slot,
             role: if slot == 0 { "main" } else { "sub-agent" }.into(),
             pod_name: format!("demo-{slot}"),
             vm_name: Some(format!("vk-ns-demo-{slot}")),
             ip: Some(format!("10.88.0.{}", slot + 2)),
-            phase: phase.into(),
+            phase,
             forked_from: forked.map(Into::into),
             source: Some(match forked {
                 Some(vm) => format!("fork:{vm}"),
@@ -268,14 +268,17 @@ mod tests {
             desired_agents: 2,
             ready_toolboxes: 1,
             observed_generation: Some(1),
-            agents: vec![agent(0, "Running", None), agent(1, "Hibernated", Some("vk-ns-demo-0"))],
+            agents: vec![
+                agent(0, VmPhase::Running, None),
+                agent(1, VmPhase::Hibernated, Some("vk-ns-demo-0")),
+            ],
             toolboxes: vec![ToolboxStatus {
                 name: "win".into(),
                 pod_name: "demo-win".into(),
                 vm_name: None,
                 vm_id: None,
                 ip: None,
-                phase: "Running".into(),
+                phase: VmPhase::Running,
                 conn_type: ConnType::Rdp,
                 vnc_port: None,
             }],
@@ -357,13 +360,13 @@ hibernation/keep  pod demo-1  hibernate  Hibernated  snapshot vk-ns-demo-1
 
     #[test]
     fn lineage_names_a_restore_and_flags_a_fork_that_fell_back() {
-        let mut restored = agent(1, "Running", None);
+        let mut restored = agent(1, VmPhase::Running, None);
         restored.source = Some("restore:vk-ns-demo-1-suspend".into());
         assert_eq!(lineage(&restored), "restored from vk-ns-demo-1-suspend");
-        let fell_back = agent(2, "Running", None);
+        let fell_back = agent(2, VmPhase::Running, None);
         assert_eq!(lineage(&fell_back), "image ubuntu-dev-base (fork fell back)");
-        assert_eq!(lineage(&agent(0, "Running", None)), "image ubuntu-dev-base");
-        let mut unknown = agent(3, "Creating", None);
+        assert_eq!(lineage(&agent(0, VmPhase::Running, None)), "image ubuntu-dev-base");
+        let mut unknown = agent(3, VmPhase::Pending, None);
         unknown.source = None;
         assert_eq!(lineage(&unknown), "-");
     }

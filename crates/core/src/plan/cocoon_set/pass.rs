@@ -6,20 +6,26 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 
-use super::cocoon_set::DeleteReason;
-use super::cocoon_set::SuspendView;
-use super::expectations::Expectations;
-use super::observe::{PodView, Snapshots};
-use super::pass::{
-    Backoff, Outcome, OwnWrite, Pass, Recorded, RejectKind, Retry, Step, finalizer_guard,
-    forget_written_once_seen, released, released_under,
-};
+use super::actions::{DeleteReason, PodAction};
+use super::events::done_event;
+use super::idle::{IdleDecision, IdleInput, decide_idle};
 use super::pods::SetIdentity;
-use super::{PlanEvent, PodAction, SetInput, plan_cocoon_set};
+use super::slots::SuspendView;
+use super::{SetInput, plan_cocoon_set};
+use crate::api::conditions::ConditionType;
 use crate::api::{CocoonSet, CocoonSetStatus};
 use crate::contract;
+use crate::plan::PlanEvent;
+use crate::plan::clock::{after, since, until};
+use crate::plan::earliest;
+use crate::plan::expectations::Expectations;
+use crate::plan::observe::{PodView, Snapshots};
+use crate::plan::pass::{
+    Backoff, Finalizer, Outcome, OwnWrite, Pass, Recorded, RejectKind, Retry, Step,
+    forget_written_once_seen, released,
+};
 
 /// One step of a CocoonSet pass.
 pub type SetStep = Step<PodAction, CocoonSetStatus>;
@@ -149,10 +155,6 @@ pub struct SetPlanned {
     pub forks_served: Vec<Duration>,
 }
 
-fn after(now: Timestamp, d: Duration) -> Timestamp {
-    now.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)).unwrap_or(now)
-}
-
 /// How long a sub-agent may take to serve before its fork is no longer timed.
 const FORK_TIMING_LIMIT: Duration = Duration::from_secs(3600);
 
@@ -186,7 +188,7 @@ impl SetMemory {
         }
         let mut served = Vec::new();
         self.forks_started.retain(|name, started| {
-            let took = started.duration_until(now).unsigned_abs();
+            let took = since(*started, now);
             if serving(name) {
                 served.push(took);
                 return false;
@@ -207,10 +209,10 @@ pub fn plan_set_pass(
     let set = view.set;
     let uid = set.metadata.uid.clone().unwrap_or_default();
     let generation = set.metadata.generation;
-    let finalizers = set.metadata.finalizers.clone().unwrap_or_default();
     let deleting = set.metadata.deletion_timestamp.is_some();
-    let held = finalizers.iter().any(|f| f == contract::FINALIZER_TEARDOWN);
-    let orphan = finalizers.iter().any(|f| f == contract::FINALIZER_ORPHAN);
+    let finalizer =
+        Finalizer::of(contract::FINALIZER_TEARDOWN, &set.metadata, memory.own_write.as_ref());
+    let orphan = finalizer.also(contract::FINALIZER_ORPHAN);
     let set_name = set.metadata.name.clone().unwrap_or_default();
     // Ownership is the controller ownerReference; role and slot come from the name.
     let mut pods: Vec<PodView> = view
@@ -226,7 +228,7 @@ pub fn plan_set_pass(
     forget_written_once_seen(&mut memory.last_written, &stored);
     let previous = memory.last_written.clone().unwrap_or_else(|| stored.clone());
     let annotations = set.metadata.annotations.as_ref();
-    let idle = super::idle::decide_idle(&super::idle::IdleInput {
+    let idle = decide_idle(&IdleInput {
         spec: set.spec.idle.as_ref(),
         user_suspend: set.spec.suspend,
         stamp: annotations.and_then(|a| a.get(contract::ANN_LAST_ACTIVITY)).map(String::as_str),
@@ -240,31 +242,17 @@ pub fn plan_set_pass(
     spec.suspend |= idle.suspended && !deleting;
     let forks_served = memory.observe(&pods, generation, spec.suspend, now);
     pods.retain(|p| !p.uid.as_ref().is_some_and(|u| memory.vanished.contains(u)));
-    let mut steps = Vec::new();
-    if deleting && released(&memory.released, &set.metadata) {
-        // Released already; the watch has not shown the object gone yet.
+    // Released already (the watch has not shown the object gone yet), or not ours to hold
+    // (the garbage collector removes the pods): nothing to do.
+    if deleting && (!finalizer.held() || released(&memory.released, &set.metadata)) {
         return SetPlanned {
-            pass: Pass { steps, wake_after: None },
+            pass: Pass { steps: Vec::new(), wake_after: None },
             status: stored,
             pod_count: pods.len(),
             forks_served,
         };
     }
-    if deleting && !held {
-        // Not ours to hold: the garbage collector removes the pods.
-        return SetPlanned {
-            pass: Pass { steps, wake_after: None },
-            status: stored,
-            pod_count: pods.len(),
-            forks_served,
-        };
-    }
-    let guard = finalizer_guard(&set.metadata, memory.own_write.as_ref());
-    if !deleting && !held {
-        let mut with_ours = finalizers.clone();
-        with_ours.push(contract::FINALIZER_TEARDOWN.to_string());
-        steps.push(Step::SetFinalizers { finalizers: with_ours, guard: guard.clone() });
-    }
+    let mut steps: Vec<SetStep> = finalizer.hold().into_iter().collect();
     let identity = SetIdentity {
         namespace: set.metadata.namespace.clone().unwrap_or_default(),
         name: set.metadata.name.clone().unwrap_or_default(),
@@ -295,10 +283,9 @@ pub fn plan_set_pass(
     if plan.teardown_complete {
         // Release the object without a last status write: that would move the
         // resourceVersion the finalizer patch is guarded by.
-        let without_ours =
-            finalizers.into_iter().filter(|f| f != contract::FINALIZER_TEARDOWN).collect();
-        memory.released = released_under(&set.metadata, guard.as_ref());
-        steps.push(Step::SetFinalizers { finalizers: without_ours, guard });
+        let (release, under) = finalizer.release();
+        memory.released = under;
+        steps.push(release);
         return SetPlanned {
             pass: Pass { steps, wake_after: None },
             status: plan.status,
@@ -310,7 +297,7 @@ pub fn plan_set_pass(
     steps.extend(plan.actions.into_iter().map(Step::Pod));
     steps.extend(plan.events.into_iter().map(Step::Event));
     steps.extend(idle.event.clone().map(Step::Event));
-    let mut wake_after = super::earliest(plan.requeue_after, idle.wake_after);
+    let mut wake_after = earliest(plan.requeue_after, idle.wake_after);
     if plan.status == stored || memory.last_written.as_ref() == Some(&plan.status) {
         memory.batch = None;
     } else if settings.status_batch.is_zero() || status_urgent(&previous, &plan.status, deleting) {
@@ -330,7 +317,7 @@ pub fn plan_set_pass(
         if due <= now {
             steps.push(Step::WriteStatus(Box::new(plan.status.clone())));
         } else {
-            wake_after = super::earliest(wake_after, Some(now.duration_until(due).unsigned_abs()));
+            wake_after = earliest(wake_after, Some(until(now, due)));
         }
     }
     SetPlanned {
@@ -343,10 +330,11 @@ pub fn plan_set_pass(
 
 /// Shows idle auto-suspend in the status: its bookkeeping, the `Suspended` condition's reason
 /// `Idle` while it holds the set, and a problem with its input in the message.
-fn apply_idle(status: &mut CocoonSetStatus, idle: &super::idle::IdleDecision) {
+fn apply_idle(status: &mut CocoonSetStatus, idle: &IdleDecision) {
     status.idle = idle.status.clone();
     if idle.suspended {
-        for condition in status.conditions.iter_mut().filter(|c| c.type_ == "Suspended") {
+        let suspended = ConditionType::Suspended.as_str();
+        for condition in status.conditions.iter_mut().filter(|c| c.type_ == suspended) {
             condition.reason = "Idle".to_string();
             condition.message =
                 "suspended by idle auto-suspend; new activity resumes it".to_string();
@@ -378,22 +366,6 @@ pub fn status_urgent(previous: &CocoonSetStatus, next: &CocoonSetStatus, deletin
         || previous.observed_generation != next.observed_generation
         || previous.desired_agents != next.desired_agents
         || previous.message != next.message
-}
-
-/// The Event of a pod write that went through. Creating the pods the spec asks for, and
-/// deleting them because the set is deleted, is routine progress (the status shows it); any
-/// other delete is a decision a user wants to see in `kubectl describe`.
-fn done_event(action: &PodAction) -> Option<PlanEvent> {
-    let name = action.pod_name();
-    match action {
-        // Routine: the status (agent phase Released, condition Released) tells it.
-        PodAction::Delete { reason: DeleteReason::Teardown | DeleteReason::Released, .. } => None,
-        PodAction::Delete { reason, was, .. } => Some(PlanEvent::normal(
-            "DeletedPod",
-            format!("deleted pod {name} ({}; was {was})", reason.as_str()),
-        )),
-        _ => None,
-    }
 }
 
 /// Records the outcome of one executed step of a CocoonSet pass.
@@ -550,5 +522,5 @@ fn record_create(
 }
 
 #[cfg(test)]
-#[path = "set_pass_tests.rs"]
+#[path = "pass_tests.rs"]
 mod tests;

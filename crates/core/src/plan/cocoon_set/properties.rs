@@ -5,11 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 
-use super::fixtures::*;
-use super::observe::PodRole;
-use super::{PodAction, PodView};
+use super::PodAction;
 use crate::api::{ToolboxMode, ToolboxOs};
 use crate::contract;
+use crate::plan::fixtures::*;
+use crate::plan::observe::{PodRole, PodView};
 
 #[derive(Clone, Debug)]
 enum Shape {
@@ -188,7 +188,7 @@ proptest! {
         let slots: Vec<u32> = w.plan().actions.iter().filter_map(|a| match a {
             PodAction::Delete {
                 pod_name,
-                reason: super::cocoon_set::DeleteReason::ScaleDown,
+                reason: super::DeleteReason::ScaleDown,
                 ..
             } => {
                 w.pods.iter().find(|p| &p.name == pod_name).and_then(|p| p.slot)

@@ -9,11 +9,11 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-use super::observe::PodRole;
 use crate::api::{
     AgentSpec, CocoonSetSpec, SnapshotPolicy, ToolboxMode, ToolboxSpec, ToolboxStatus, VmResources,
 };
 use crate::contract;
+use crate::plan::observe::PodRole;
 
 /// Grace period of VM pods: short, but never 0 (0 lets a virtual kubelet skip its delete hook
 /// and orphan the VM).

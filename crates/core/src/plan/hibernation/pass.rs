@@ -7,15 +7,16 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
-use super::hibernation::{Competitor, RoundKey, RoundWitness, round_key, witness};
-use super::observe::{PodView, Snapshots};
-use super::pass::{
-    Backoff, Outcome, OwnWrite, Pass, Recorded, Retry, Step, finalizer_guard,
-    forget_written_once_seen, released, released_under,
-};
-use super::{HibAction, HibInput, HibernationSettings, plan_hibernation};
+use super::round::{RoundKey, RoundWitness, round_key, witness};
+use super::{Competitor, HibAction, HibInput, HibernationSettings, plan_hibernation};
 use crate::api::{Hibernation, HibernationPhase, HibernationStatus};
 use crate::contract;
+use crate::plan::clock::since;
+use crate::plan::observe::{PodView, Snapshots};
+use crate::plan::pass::{
+    Backoff, Finalizer, Outcome, OwnWrite, Pass, Recorded, Retry, Step, forget_written_once_seen,
+    released, released_under,
+};
 
 /// One step of a Hibernation pass.
 pub type HibStep = Step<HibAction, HibernationStatus>;
@@ -147,19 +148,13 @@ pub fn plan_hib_pass(
     if view.listed != Some(hib.spec.pod_name.as_str()) {
         return empty(stored, pod.is_some());
     }
-    let finalizers = hib.metadata.finalizers.clone().unwrap_or_default();
     let deleting = hib.metadata.deletion_timestamp.is_some();
-    let held = finalizers.iter().any(|f| f == contract::FINALIZER_HIBERNATION);
-    if deleting && (!held || released(&memory.released, &hib.metadata)) {
+    let finalizer =
+        Finalizer::of(contract::FINALIZER_HIBERNATION, &hib.metadata, memory.own_write.as_ref());
+    if deleting && (!finalizer.held() || released(&memory.released, &hib.metadata)) {
         return empty(stored, pod.is_some());
     }
-    let mut steps = Vec::new();
-    let guard = finalizer_guard(&hib.metadata, memory.own_write.as_ref());
-    if !deleting && !held {
-        let mut with_ours = finalizers.clone();
-        with_ours.push(contract::FINALIZER_HIBERNATION.to_string());
-        steps.push(Step::SetFinalizers { finalizers: with_ours, guard: guard.clone() });
-    }
+    let mut steps: Vec<HibStep> = finalizer.hold().into_iter().collect();
     let previous = memory.last_written.clone().unwrap_or_else(|| stored.clone());
     let round_witness = memory.observe(&previous, view);
     let plan = plan_hibernation(&HibInput {
@@ -179,9 +174,7 @@ pub fn plan_hib_pass(
     if plan.release {
         // Our marker is off the pod; release the object without a last status write (it
         // would move the resourceVersion the finalizer patch is guarded by).
-        let without_ours =
-            finalizers.into_iter().filter(|f| f != contract::FINALIZER_HIBERNATION).collect();
-        steps.push(Step::SetFinalizers { finalizers: without_ours, guard });
+        steps.push(finalizer.release().0);
         return HibPlanned {
             pass: Pass { steps, wake_after: None },
             status: plan.status,
@@ -267,12 +260,7 @@ fn note_transition(
         let started =
             memory.round_started.or_else(|| before.last_transition_time.as_ref().map(|t| t.0));
         if let Some(started) = started {
-            let took = if started <= now {
-                started.duration_until(now).unsigned_abs()
-            } else {
-                Duration::ZERO
-            };
-            memory.finished_rounds.push((kind, took));
+            memory.finished_rounds.push((kind, since(started, now)));
         }
     }
     let starts_round =
@@ -285,5 +273,5 @@ fn note_transition(
 }
 
 #[cfg(test)]
-#[path = "hib_pass_tests.rs"]
+#[path = "pass_tests.rs"]
 mod tests;

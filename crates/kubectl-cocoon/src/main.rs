@@ -1,12 +1,11 @@
-//! `kubectl-cocoon`: the kubectl plugin (`kubectl cocoon status|hibernate|wake|suspend|resume|scale`).
+//! `kubectl-cocoon`: the kubectl plugin; see the library for what it does.
 #![forbid(unsafe_code)]
 
 use clap::Parser;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
-    let cli = cocoon_operator::plugin::PluginCli::parse();
-    match cocoon_operator::plugin::run(cli).await {
+    match kubectl_cocoon::run(kubectl_cocoon::PluginCli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -1,9 +1,9 @@
 //! The pods the operator creates carry everything SPEC §3.2 lists.
 
-use super::fixtures::{identity, spec, toolbox};
 use super::pods::{AgentKind, TERMINATION_GRACE_SECONDS, agent_pod, toolbox_pod};
 use crate::api::{EnvFromRef, NameRef, SnapshotPolicy, ToolboxMode, ToolboxOs, VmResources};
 use crate::contract;
+use crate::plan::fixtures::{identity, spec, toolbox};
 
 #[test]
 fn an_agent_pod_is_complete() {

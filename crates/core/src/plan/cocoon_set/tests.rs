@@ -1,10 +1,11 @@
 //! Table-driven tests of the CocoonSet rules (SPEC §3.3).
 
-use super::cocoon_set::DeleteReason;
-use super::fixtures::*;
-use super::{PodAction, PodView};
+use super::{DeleteReason, PodAction};
+use crate::api::VmPhase;
 use crate::api::{CocoonSetPhase, ConnType, ToolboxMode, ToolboxOs, ToolboxStatus};
 use crate::contract;
+use crate::plan::PodView;
+use crate::plan::fixtures::*;
 
 fn names(actions: &[PodAction]) -> Vec<String> {
     actions.iter().map(|a| a.pod_name().to_string()).collect()
@@ -116,7 +117,7 @@ fn toolboxes_are_created_when_listed_and_deleted_when_removed() {
 fn a_terminating_pod_counts_as_absent_but_its_replacement_waits_until_it_is_gone() {
     let plan = World::new(spec(1), vec![agent(0), terminating(agent(1))]).plan();
     assert!(plan.actions.is_empty(), "neither a second delete nor a create: {:?}", plan.actions);
-    assert_eq!(plan.status.agents[1].phase, "Terminating");
+    assert_eq!(plan.status.agents[1].phase, VmPhase::Terminating);
     assert_eq!(plan.status.ready_agents, 1);
 }
 
@@ -126,7 +127,7 @@ fn a_create_in_flight_is_not_repeated_from_a_stale_view() {
     w.expectations.expect_create("demo-1", w.now);
     let plan = w.plan();
     assert!(plan.actions.is_empty());
-    assert_eq!(plan.status.agents[1].phase, "Pending");
+    assert_eq!(plan.status.agents[1].phase, VmPhase::Pending);
 }
 
 #[test]
@@ -145,7 +146,7 @@ fn a_terminal_pod_is_deleted_then_recreated_only_after_its_backoff() {
             pod_name: "demo-1".into(),
             uid: None,
             reason: DeleteReason::Terminal,
-            was: "Failed"
+            was: VmPhase::Failed
         }]
     );
     let mut w = World::new(spec(1), vec![agent(0)]);
@@ -243,7 +244,7 @@ fn a_pod_held_by_a_hibernation_does_not_block_running_and_is_not_counted_ready()
     assert!(plan.actions.is_empty());
     assert_eq!(plan.status.phase, Some(CocoonSetPhase::Running));
     assert_eq!(plan.status.ready_agents, 1);
-    assert_eq!(plan.status.agents[1].phase, "Hibernated");
+    assert_eq!(plan.status.agents[1].phase, VmPhase::Hibernated);
 }
 
 #[test]
@@ -332,7 +333,7 @@ fn static_toolbox_annotations_prefer_values_reported_in_status() {
         vm_name: None,
         vm_id: Some("vm-77".into()),
         ip: Some("10.0.0.42".into()),
-        phase: "Missing".into(),
+        phase: VmPhase::Missing,
         conn_type: ConnType::Vnc,
         vnc_port: Some(5901),
     }];
@@ -349,7 +350,7 @@ fn static_toolbox_annotations_prefer_values_reported_in_status() {
 
 #[test]
 fn toolbox_connection_type_follows_vnc_port_then_os() {
-    use super::set_status::conn_type;
+    use super::status::conn_type;
     assert_eq!(conn_type(ToolboxOs::Windows, Some(5900)), ConnType::Vnc);
     assert_eq!(conn_type(ToolboxOs::Android, None), ConnType::Adb);
     assert_eq!(conn_type(ToolboxOs::Windows, None), ConnType::Rdp);
@@ -591,7 +592,7 @@ fn a_released_set_keeps_every_identity_and_snapshot_and_says_released() {
     assert!(plan.actions.is_empty(), "nothing created while suspended: {:?}", plan.actions);
     assert_eq!(plan.status.phase, Some(CocoonSetPhase::Suspended));
     for (slot, agent) in plan.status.agents.iter().enumerate() {
-        assert_eq!(agent.phase, "Released");
+        assert_eq!(agent.phase, VmPhase::Released);
         let vm = contract::agent_vm_name("prod", "demo", slot as u32);
         assert_eq!(agent.vm_name.as_deref(), Some(vm.as_str()));
         assert_eq!(agent.snapshot_ref, Some(format!("{vm}-suspend")));
@@ -687,7 +688,7 @@ fn with_release_a_warm_slot_waits_in_its_snapshot_and_is_recreated_on_scale_up()
     w.pods.pop();
     let plan = w.plan();
     assert!(creates(&plan.actions).is_empty(), "{:?}", plan.actions);
-    assert_eq!(plan.status.warm_agents[0].phase, "Released");
+    assert_eq!(plan.status.warm_agents[0].phase, VmPhase::Released);
     // Scaled up: the slot serves again, so its pod is created (and restores from its entry);
     // the new warm slot above it is forked.
     w.spec.agent.replicas = 2;

@@ -4,17 +4,19 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::jiff::Timestamp;
 
-use super::cocoon_set::PodAction;
-use super::expectations::Expectations;
-use super::observe::{PodPhase, PodRole, PodView, Snapshots};
+use super::actions::PodAction;
 use super::pods::SetIdentity;
-use crate::api::conditions::{DesiredCondition, merge};
+use super::slots::{SuspendView, is_warm_pod, warm_slots};
+use crate::api::conditions::{ConditionType, DesiredCondition, merge};
 use crate::api::{
     AgentStatus, CocoonSetPhase, CocoonSetSpec, CocoonSetStatus, ConnType, ForkFallbackPolicy,
-    HibernatePolicy, ToolboxMode, ToolboxOs, ToolboxSpec, ToolboxStatus,
+    HibernatePolicy, ToolboxMode, ToolboxOs, ToolboxSpec, ToolboxStatus, VmPhase,
 };
 use crate::contract;
+use crate::plan::expectations::Expectations;
+use crate::plan::observe::{PodRole, PodView, Snapshots, vm_phase};
 
+/// Everything the status is computed from: the view as the pass leaves it.
 pub(crate) struct StatusInput<'a> {
     pub set: &'a SetIdentity,
     pub generation: Option<i64>,
@@ -26,35 +28,9 @@ pub(crate) struct StatusInput<'a> {
     pub name_conflicts: &'a BTreeSet<String>,
     pub pending_actions: &'a [PodAction],
     pub deleting: bool,
-    pub suspend: super::cocoon_set::SuspendView<'a>,
+    pub suspend: SuspendView<'a>,
     pub failure: Option<&'a str>,
     pub now: Timestamp,
-}
-
-/// Phase of one VM as shown in status.
-pub fn vm_phase(pod: Option<&PodView>, create_pending: bool) -> &'static str {
-    let Some(p) = pod else {
-        // A create that went through made a Pending pod; the view has not shown it yet. Said
-        // as the pod will be seen, so that the watch catching up changes nothing to write.
-        return if create_pending { "Pending" } else { "Missing" };
-    };
-    if p.terminating {
-        return "Terminating";
-    }
-    match p.phase {
-        PodPhase::Failed => "Failed",
-        PodPhase::Succeeded => "Succeeded",
-        PodPhase::Unknown => "Unknown",
-        PodPhase::Pending if p.reason.as_deref() == Some(contract::REASON_PROVIDER_FAILED) => {
-            "ProviderFailed"
-        }
-        PodPhase::Pending => "Pending",
-        PodPhase::Running if p.reports_hibernated() && p.hibernate_requested => "Hibernated",
-        PodPhase::Running if p.hibernate_requested => "Hibernating",
-        PodPhase::Running if p.hibernated => "Waking",
-        PodPhase::Running if p.ready => "Running",
-        PodPhase::Running => "Starting",
-    }
 }
 
 /// How a person connects to a toolbox: VNC when a port is known, else by guest OS.
@@ -85,7 +61,7 @@ fn agent_entry(input: &StatusInput<'_>, slot: u32) -> AgentStatus {
     AgentStatus {
         slot: i32::try_from(slot).unwrap_or(i32::MAX),
         role: if slot == 0 { contract::ROLE_MAIN } else { contract::ROLE_SUB_AGENT }.to_string(),
-        phase: if released { "Released" } else { vm_phase(pod, creating) }.to_string(),
+        phase: if released { VmPhase::Released } else { vm_phase(pod, creating) },
         vm_id: pod.and_then(|p| p.vm_id.clone()),
         ip: pod.filter(|p| p.is_serving()).and_then(|p| p.ip.clone()),
         forked_from: pod.and_then(PodView::forked_from),
@@ -105,7 +81,7 @@ fn agent_entry(input: &StatusInput<'_>, slot: u32) -> AgentStatus {
 /// A suspended set with `hibernatePolicy: release` whose VM `vm_name` waits in its snapshot
 /// entry, its pod deleted.
 fn released_here(input: &StatusInput<'_>, slot: u32, vm_name: &str) -> bool {
-    (input.spec.suspend || super::cocoon_set::warm_slots(input.spec).contains(&slot))
+    (input.spec.suspend || warm_slots(input.spec).contains(&slot))
         && input.spec.hibernate_policy == HibernatePolicy::Release
         && input.snapshots.contains_key(vm_name)
 }
@@ -116,11 +92,11 @@ fn release_condition(input: &StatusInput<'_>, agents: &[AgentStatus]) -> Option<
     if input.spec.hibernate_policy != HibernatePolicy::Release {
         return None;
     }
-    let released = agents.iter().filter(|a| a.phase == "Released").count();
+    let released = agents.iter().filter(|a| a.phase == VmPhase::Released).count();
     let all = !agents.is_empty() && released == agents.len();
     Some(if all {
         DesiredCondition {
-            type_: "Released",
+            type_: ConditionType::Released,
             status: true,
             reason: "SeatsReleased",
             message: format!(
@@ -129,14 +105,14 @@ fn release_condition(input: &StatusInput<'_>, agents: &[AgentStatus]) -> Option<
         }
     } else if input.spec.suspend {
         DesiredCondition {
-            type_: "Released",
+            type_: ConditionType::Released,
             status: false,
             reason: "Releasing",
             message: format!("{released}/{} agent pod(s) released", agents.len()),
         }
     } else {
         DesiredCondition {
-            type_: "Released",
+            type_: ConditionType::Released,
             status: false,
             reason: "Active",
             message: String::new(),
@@ -159,7 +135,7 @@ fn toolbox_entry(input: &StatusInput<'_>, toolbox: &ToolboxSpec) -> ToolboxStatu
         })),
         vm_id: pod.and_then(|p| p.vm_id.clone()),
         ip: pod.and_then(|p| p.ip.clone()),
-        phase: vm_phase(pod, input.expectations.create_pending(&name)).to_string(),
+        phase: vm_phase(pod, input.expectations.create_pending(&name)),
         conn_type: conn_type(toolbox.os, vnc_port),
         vnc_port,
         pod_name: name,
@@ -171,7 +147,7 @@ fn toolbox_entry(input: &StatusInput<'_>, toolbox: &ToolboxSpec) -> ToolboxStatu
 fn fork_condition(fell_back: &[&str], policy: ForkFallbackPolicy) -> DesiredCondition {
     if fell_back.is_empty() {
         return DesiredCondition {
-            type_: "ForkFellBack",
+            type_: ConditionType::ForkFellBack,
             status: false,
             reason: "Forked",
             message: String::new(),
@@ -184,7 +160,7 @@ fn fork_condition(fell_back: &[&str], policy: ForkFallbackPolicy) -> DesiredCond
         }
     };
     DesiredCondition {
-        type_: "ForkFellBack",
+        type_: ConditionType::ForkFellBack,
         status: true,
         reason: "BootedFromImage",
         message: format!(
@@ -201,7 +177,7 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
     slots.extend(
         input.pods.values().filter(|p| p.role != Some(PodRole::Toolbox)).filter_map(|p| p.slot),
     );
-    let warm = super::cocoon_set::warm_slots(input.spec);
+    let warm = warm_slots(input.spec);
     slots.retain(|s| !warm.contains(s));
     let agents: Vec<AgentStatus> = slots.iter().map(|s| agent_entry(input, *s)).collect();
     let warm_agents: Vec<AgentStatus> = warm.clone().map(|s| agent_entry(input, s)).collect();
@@ -217,7 +193,7 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
     };
     let ready_agents =
         (0..=replicas).filter(|s| desired_pod(*s).is_some_and(PodView::is_serving)).count();
-    let ready_toolboxes = toolboxes.iter().filter(|t| t.phase == "Running").count();
+    let ready_toolboxes = toolboxes.iter().filter(|t| t.phase == VmPhase::Running).count();
 
     let mut problems = Vec::new();
     if let Some(failure) = input.failure {
@@ -253,25 +229,21 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
     // holds a phase.
     let pods_pending = input.pending_actions.iter().any(|a| {
         !matches!(a, PodAction::RepairLabels { .. })
-            && !super::cocoon_set::is_warm_pod(input.spec, &input.set.name, a.pod_name())
+            && !is_warm_pod(input.spec, &input.set.name, a.pod_name())
     });
-    // A report counts only if it is newer than this actor's request (whole seconds: the wire's
-    // precision): a hibernated state left from before the suspend is stale.
-    let fresh = |p: &PodView| match input.suspend.asked.get(&p.name) {
-        Some(asked) => p.ready_changed_at.is_some_and(|t| t.as_second() >= asked.as_second()),
-        None => true,
-    };
+    // A report counts only if it is newer than this actor's request: a hibernated state left
+    // from before the suspend is stale.
     let unanswered: Vec<&str> = relevant
         .iter()
-        .filter(|p| !(p.hibernate_requested && p.reports_hibernated() && fresh(p)))
+        .filter(|p| !(p.hibernate_requested && p.reports_hibernated() && input.suspend.fresh(p)))
         .map(|p| p.name.as_str())
         .collect();
     let phase = if input.failure.is_some() {
         CocoonSetPhase::Failed
     } else if input.spec.suspend {
         let overdue = input.suspend.since.is_some_and(|since| {
-            since.duration_until(input.now).unsigned_abs() >= input.suspend.timeout
-                && since <= input.now
+            since <= input.now
+                && crate::plan::clock::since(since, input.now) >= input.suspend.timeout
         });
         if overdue && !unanswered.is_empty() {
             problems.push(format!(
@@ -309,13 +281,13 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
     let detail = message.clone().unwrap_or_default();
     let desired = [
         DesiredCondition {
-            type_: "Ready",
+            type_: ConditionType::Ready,
             status: phase == CocoonSetPhase::Running,
             reason: phase.as_str(),
             message: format!("{ready_agents}/{} agents ready", 1 + replicas),
         },
         DesiredCondition {
-            type_: "Progressing",
+            type_: ConditionType::Progressing,
             status: matches!(
                 phase,
                 CocoonSetPhase::Pending | CocoonSetPhase::Scaling | CocoonSetPhase::Suspending
@@ -324,7 +296,7 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
             message: detail,
         },
         DesiredCondition {
-            type_: "Suspended",
+            type_: ConditionType::Suspended,
             status: phase == CocoonSetPhase::Suspended,
             reason: phase.as_str(),
             message: String::new(),

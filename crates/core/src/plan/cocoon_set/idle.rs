@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 
-use super::PlanEvent;
 use crate::api::{IdleSpec, IdleStatus};
+use crate::plan::PlanEvent;
 
 /// What the decision reads.
 #[derive(Clone, Debug)]
@@ -123,9 +123,7 @@ pub fn decide_idle(input: &IdleInput<'_>) -> IdleDecision {
             decision.wake_after = Some(after);
         }
         None => {
-            let deadline = last
-                .checked_add(SignedDuration::try_from(after).unwrap_or(SignedDuration::MAX))
-                .unwrap_or(Timestamp::MAX);
+            let deadline = crate::plan::clock::after(last, after);
             if deadline <= input.now {
                 decision.suspended = true;
                 status.suspended_since = Some(time(now));
@@ -134,7 +132,7 @@ pub fn decide_idle(input: &IdleInput<'_>) -> IdleDecision {
                     format!(
                         "no activity since {last} ({} ago, idle.after {}); suspending",
                         crate::duration::format_duration(Duration::from_secs(
-                            last.duration_until(now).as_secs().max(0) as u64
+                            crate::plan::clock::since(last, now).as_secs()
                         )),
                         spec.after
                     ),
@@ -142,11 +140,7 @@ pub fn decide_idle(input: &IdleInput<'_>) -> IdleDecision {
             } else {
                 // From the real clock: `now` was cut to the second.
                 decision.wake_after = Some(
-                    input
-                        .now
-                        .duration_until(deadline)
-                        .unsigned_abs()
-                        .max(Duration::from_millis(10)),
+                    crate::plan::clock::until(input.now, deadline).max(Duration::from_millis(10)),
                 );
             }
         }

@@ -3,9 +3,11 @@
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::SignedDuration;
 use proptest::prelude::*;
 
 use super::*;
+use crate::api::VmPhase;
 use crate::api::{CocoonSetPhase, CocoonSetSpec};
 use crate::plan::fixtures::{UID, agent, at, spec, starting, terminating};
 use crate::plan::pass::{CONFLICT_RETRY, Next};
@@ -152,7 +154,11 @@ fn a_new_set_takes_its_finalizer_first_then_creates_the_main_then_writes_status(
     let Step::SetFinalizers { finalizers: f, .. } = &trace[0].0 else { unreachable!() };
     assert_eq!(f, &vec![contract::FINALIZER_TEARDOWN.to_string()]);
     let status = h.set.status.clone().unwrap();
-    assert_eq!(status.agents[0].phase, "Pending", "the status shows the create of this pass");
+    assert_eq!(
+        status.agents[0].phase,
+        VmPhase::Pending,
+        "the status shows the create of this pass"
+    );
     // Creating what the spec asks for is routine progress: the status shows it, no Event.
     assert!(events(&trace).is_empty(), "{:?}", events(&trace));
 }

@@ -1,0 +1,123 @@
+//! The pod writes a CocoonSet pass can make, and why a pod is deleted.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::api::VmPhase;
+
+/// Why a pod is deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeleteReason {
+    /// Its slot is above `replicas`.
+    ScaleDown,
+    /// Its toolbox is no longer listed.
+    ToolboxRemoved,
+    /// It reached Failed or Succeeded; it is recreated after it is gone.
+    Terminal,
+    /// The set is being deleted.
+    Teardown,
+    /// The set is suspended with `hibernatePolicy: release`: the pod's VM is hibernated and
+    /// its snapshot entry exists; the pod is recreated (and restores) on resume.
+    Released,
+    /// A sub-agent booted from the image instead of forking, and `onForkFallback: recreate`
+    /// asks for it to be forked anew now that the main serves again.
+    ForkFellBack,
+}
+
+impl DeleteReason {
+    /// The reason as spelled in the delete's Event.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ScaleDown => "ScaleDown",
+            Self::ToolboxRemoved => "ToolboxRemoved",
+            Self::Terminal => "Terminal",
+            Self::Teardown => "Teardown",
+            Self::ForkFellBack => "ForkFellBack",
+            Self::Released => "Released",
+        }
+    }
+}
+
+/// One write to a pod, in the order the actor must execute them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PodAction {
+    /// Create the main agent (slot 0).
+    CreateMain {
+        /// The complete pod to create.
+        pod: Box<Pod>,
+    },
+    /// Create sub-agent `slot`, forked from the main VM.
+    CreateSubAgent {
+        /// Its slot, in 1..=replicas.
+        slot: u32,
+        /// VM name of the main agent.
+        fork_from: String,
+        /// The complete pod to create.
+        pod: Box<Pod>,
+    },
+    /// Create a toolbox.
+    CreateToolbox {
+        /// Name of the toolbox, as in the spec.
+        toolbox: String,
+        /// The complete pod to create.
+        pod: Box<Pod>,
+    },
+    /// Delete a pod (with its normal grace period), guarded by its UID so that a replacement
+    /// of the same name is never deleted.
+    Delete {
+        /// The pod.
+        pod_name: String,
+        /// Its UID as viewed.
+        uid: Option<String>,
+        /// Why.
+        reason: DeleteReason,
+        /// Its phase as shown in status when the delete was decided (for the Event).
+        was: VmPhase,
+    },
+    /// Put back the operator's labels a user changed or removed (`None` removes a label).
+    RepairLabels {
+        /// The pod.
+        pod_name: String,
+        /// Its UID as viewed.
+        uid: Option<String>,
+        /// The labels to merge-patch.
+        labels: BTreeMap<String, Option<String>>,
+    },
+    /// Set `cocoon.cis/snapshot-policy: never` on a pod about to be deleted, so that vk-cocoon
+    /// keeps no snapshot of it: the pod that replaces it must not restore this VM.
+    DiscardOnDelete {
+        /// The pod.
+        pod_name: String,
+    },
+    /// Set (`true`) or remove (`false`) `cocoon.cis/hibernate` on a pod.
+    SetHibernate {
+        /// The pod.
+        pod_name: String,
+        /// `true` sets the annotation, `false` removes it.
+        hibernate: bool,
+    },
+}
+
+impl PodAction {
+    /// The pod this action writes.
+    pub fn pod_name(&self) -> &str {
+        match self {
+            Self::CreateMain { pod }
+            | Self::CreateSubAgent { pod, .. }
+            | Self::CreateToolbox { pod, .. } => pod.metadata.name.as_deref().unwrap_or_default(),
+            Self::Delete { pod_name, .. }
+            | Self::SetHibernate { pod_name, .. }
+            | Self::DiscardOnDelete { pod_name }
+            | Self::RepairLabels { pod_name, .. } => pod_name,
+        }
+    }
+
+    /// Whether the action creates a pod.
+    pub fn is_create(&self) -> bool {
+        matches!(
+            self,
+            Self::CreateMain { .. } | Self::CreateSubAgent { .. } | Self::CreateToolbox { .. }
+        )
+    }
+}

@@ -1,0 +1,271 @@
+//! The pod writes of a CocoonSet pass (SPEC §3.3): create the main first, fork sub-agents from
+//! it once it serves, scale down highest slot first, toolboxes, suspend/resume toggles, terminal
+//! pods, label repairs, and the ordered teardown.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use super::SetInput;
+use super::actions::{DeleteReason, PodAction};
+use super::pods::{AgentKind, agent_pod, pod_labels, toolbox_pod};
+use super::slots::warm_slots;
+use crate::contract;
+use crate::plan::clock::{after, until};
+use crate::plan::earliest;
+use crate::plan::observe::{PodRole, PodView, vm_phase};
+
+/// Every pod write of the pass, in the order they must be executed, and how long until a
+/// backoff or the suspend deadline asks for another look.
+pub(super) fn plan_writes(input: &SetInput<'_>) -> (Vec<PodAction>, Option<Duration>) {
+    let mut actions = Vec::new();
+    let mut requeue_after = None;
+    let by_name: BTreeMap<&str, &PodView> =
+        input.pods.iter().map(|p| (p.name.as_str(), p)).collect();
+    let deleting_now = |p: &PodView| p.terminating || input.expectations.delete_pending(&p.name);
+
+    if input.deleting && input.orphan {
+        // Keep every pod: the garbage collector orphans them and they leave the view.
+    } else if input.deleting {
+        actions.extend(teardown(input, &deleting_now));
+    } else {
+        actions.extend(deletions(input, &deleting_now));
+        let deleted: BTreeSet<String> = actions.iter().map(|a| a.pod_name().to_string()).collect();
+        // A pod deleted in this pass needs no hibernate toggle.
+        let gone_or_going = |p: &PodView| deleting_now(p) || deleted.contains(&p.name);
+        // Toggles before creates: a scale-up into warm slots wakes them before the pool's
+        // refill forks are sent (a pass writes one step at a time).
+        actions.extend(hibernate_toggles(input, &gone_or_going));
+        if !input.spec.suspend {
+            let (creates, wait) = creates(input, &by_name);
+            actions.extend(creates);
+            requeue_after = earliest(requeue_after, wait);
+        }
+        actions.extend(label_repairs(input, &gone_or_going));
+    }
+
+    // A suspend that is not overdue yet: look again at its deadline (no event may come).
+    if input.spec.suspend
+        && !input.deleting
+        && let Some(since) = input.suspend.since
+    {
+        let deadline = after(since, input.suspend.timeout);
+        if deadline > input.now {
+            requeue_after = earliest(requeue_after, Some(until(input.now, deadline)));
+        }
+    }
+    (actions, requeue_after)
+}
+
+/// Slots above `replicas` (highest first), toolboxes no longer listed, and terminal pods.
+fn deletions(input: &SetInput<'_>, deleting_now: &dyn Fn(&PodView) -> bool) -> Vec<PodAction> {
+    let replicas = *warm_slots(input.spec).end();
+    let listed: BTreeSet<String> = input
+        .spec
+        .toolboxes
+        .iter()
+        .map(|t| contract::toolbox_pod_name(&input.set.name, &t.name))
+        .collect();
+    let mut scale_down: Vec<(u32, &PodView)> = Vec::new();
+    let mut others = Vec::new();
+    let main_name = contract::agent_pod_name(&input.set.name, 0);
+    let main = input.pods.iter().find(|p| p.name == main_name && !deleting_now(p));
+    for pod in input.pods.iter().filter(|p| !deleting_now(p)) {
+        if releasable(input, pod) {
+            others.push(delete(pod, DeleteReason::Released));
+            continue;
+        }
+        if refork(input, main, pod) {
+            // Without a snapshot on delete: the replacement would restore this VM, not fork.
+            others.push(PodAction::DiscardOnDelete { pod_name: pod.name.clone() });
+            others.push(delete(pod, DeleteReason::ForkFellBack));
+            continue;
+        }
+        match (pod.role, pod.slot) {
+            (Some(PodRole::SubAgent), Some(slot)) if slot > replicas => {
+                scale_down.push((slot, pod))
+            }
+            (Some(PodRole::Toolbox), _) if !listed.contains(&pod.name) => {
+                others.push(delete(pod, DeleteReason::ToolboxRemoved))
+            }
+            _ if pod.is_terminal() => others.push(delete(pod, DeleteReason::Terminal)),
+            _ => {}
+        }
+    }
+    scale_down.sort_by_key(|(slot, _)| std::cmp::Reverse(*slot));
+    scale_down.into_iter().map(|(_, p)| delete(p, DeleteReason::ScaleDown)).chain(others).collect()
+}
+
+/// `hibernatePolicy: release` on a suspended set: a pod goes once its VM reports hibernated
+/// for this suspend and its snapshot entry exists, never before (no VM without a snapshot is
+/// deleted). Only clone-mode VMs: vk-cocoon restores those from their entry when recreated (a
+/// run-mode toolbox would boot fresh, so it is kept). A pod a Hibernation holds is the user's.
+fn releasable(input: &SetInput<'_>, pod: &PodView) -> bool {
+    let warm = pod.slot.is_some_and(|s| warm_slots(input.spec).contains(&s));
+    (input.spec.suspend || warm)
+        && input.spec.hibernate_policy == crate::api::HibernatePolicy::Release
+        && pod.mode.as_deref() == Some(crate::api::ToolboxMode::Clone.as_str())
+        && pod.hibernate_requested
+        && pod.reports_hibernated()
+        && input.suspend.fresh(pod)
+        && pod.hibernated_by.is_none()
+        && pod.vm_name.as_ref().is_some_and(|vm| input.snapshots.contains_key(vm))
+}
+
+/// `onForkFallback: recreate`: a sub-agent that booted from the image is deleted (and then
+/// recreated, forking) once the main serves again, that is, when the main's Ready transition is
+/// newer than the sub-agent's pod. A fork that fell back while the main served throughout is
+/// reported and left alone: retrying it against the same main could loop.
+fn refork(input: &SetInput<'_>, main: Option<&PodView>, pod: &PodView) -> bool {
+    let Some(main) = main else { return false };
+    input.spec.agent.on_fork_fallback == crate::api::ForkFallbackPolicy::Recreate
+        && !input.spec.suspend
+        && pod.fork_fell_back()
+        && pod.hibernated_by.is_none()
+        && main.is_serving()
+        && matches!((pod.created_at, main.ready_changed_at), (Some(created), Some(ready)) if created < ready)
+}
+
+fn delete(pod: &PodView, reason: DeleteReason) -> PodAction {
+    PodAction::Delete {
+        pod_name: pod.name.clone(),
+        uid: pod.uid.clone(),
+        reason,
+        was: vm_phase(Some(pod), false),
+    }
+}
+
+/// Missing pods to create, and how long until a backoff allows the next one.
+fn creates(
+    input: &SetInput<'_>,
+    by_name: &BTreeMap<&str, &PodView>,
+) -> (Vec<PodAction>, Option<Duration>) {
+    let mut out = Vec::new();
+    let mut wait = None;
+    // A name is free when no pod holds it (a terminating pod still does), no create is in
+    // flight, and no backoff is running.
+    let mut free = |name: &str| -> bool {
+        if by_name.contains_key(name) || input.expectations.create_pending(name) {
+            return false;
+        }
+        match input.not_before.get(name) {
+            Some(t) if *t > input.now => {
+                wait = earliest(wait, Some(until(input.now, *t)));
+                false
+            }
+            _ => true,
+        }
+    };
+    let set = input.set;
+    let main_name = contract::agent_pod_name(&set.name, 0);
+    if free(&main_name) {
+        out.push(PodAction::CreateMain {
+            pod: Box::new(agent_pod(set, input.spec, 0, &AgentKind::Main)),
+        });
+    }
+    // Sub-agents fork from the main VM: only once the main serves and its VM name is known.
+    let main_vm =
+        by_name.get(main_name.as_str()).filter(|m| m.is_serving()).and_then(|m| m.vm_name.clone());
+    if let Some(fork_from) = main_vm {
+        let warm = warm_slots(input.spec);
+        let release = input.spec.hibernate_policy == crate::api::HibernatePolicy::Release;
+        for slot in 1..=*warm.end() {
+            // A released warm slot waits in its snapshot entry until a scale-up needs it.
+            let vm = contract::agent_vm_name(&set.namespace, &set.name, slot);
+            if warm.contains(&slot) && release && input.snapshots.contains_key(&vm) {
+                continue;
+            }
+            if free(&contract::agent_pod_name(&set.name, slot)) {
+                let kind = AgentKind::SubAgent { fork_from: fork_from.clone() };
+                out.push(PodAction::CreateSubAgent {
+                    slot,
+                    fork_from: fork_from.clone(),
+                    pod: Box::new(agent_pod(set, input.spec, slot, &kind)),
+                });
+            }
+        }
+    }
+    for toolbox in &input.spec.toolboxes {
+        if free(&contract::toolbox_pod_name(&set.name, &toolbox.name)) {
+            let reported = input.previous_status.toolboxes.iter().find(|t| t.name == toolbox.name);
+            out.push(PodAction::CreateToolbox {
+                toolbox: toolbox.name.clone(),
+                pod: Box::new(toolbox_pod(set, input.spec, toolbox, reported)),
+            });
+        }
+    }
+    (out, wait)
+}
+
+/// Suspend: ask every non-static pod to hibernate. Resume: wake only the pods the set
+/// hibernated, never a pod a Hibernation holds.
+fn hibernate_toggles(
+    input: &SetInput<'_>,
+    deleting_now: &dyn Fn(&PodView) -> bool,
+) -> Vec<PodAction> {
+    input
+        .pods
+        .iter()
+        .filter(|p| !deleting_now(p) && !p.is_terminal() && !p.is_static())
+        .filter_map(|p| {
+            // A warm slot is hibernated once its fork serves; scaled up, it is woken.
+            let warm = p.role == Some(PodRole::SubAgent)
+                && p.slot.is_some_and(|s| warm_slots(input.spec).contains(&s));
+            let hibernated = input.spec.suspend || warm;
+            let want = if input.spec.suspend {
+                !p.hibernate_requested
+            } else if warm {
+                !p.hibernate_requested && p.is_serving()
+            } else {
+                p.hibernate_requested && p.hibernated_by.is_none()
+            };
+            // A toggle that went through and that the view does not show yet is not sent
+            // again (the view lags our writes).
+            let in_flight = input.expectations.toggle_pending(&p.name, hibernated);
+            (want && !in_flight).then(|| PodAction::SetHibernate {
+                pod_name: p.name.clone(),
+                hibernate: hibernated,
+            })
+        })
+        .collect()
+}
+
+/// Labels are the operator's: a pod whose labels someone changed gets them back (its identity
+/// comes from its name and controller, so the edit never moved it to another slot).
+fn label_repairs(input: &SetInput<'_>, gone: &dyn Fn(&PodView) -> bool) -> Vec<PodAction> {
+    input
+        .pods
+        .iter()
+        // A pod that left the label watch is probed even while its delete is pending: the
+        // watch cannot show it going, the API server's answer to the patch does.
+        .filter(|p| !gone(p) || !p.labels.contains_key(contract::LABEL_COCOONSET))
+        .filter_map(|p| {
+            let role = p.role?;
+            let want = pod_labels(&input.set.name, role, p.slot);
+            let mut patch: BTreeMap<String, Option<String>> = BTreeMap::new();
+            for key in contract::OWNED_LABELS {
+                let wanted = want.get(key);
+                if p.labels.get(key) != wanted {
+                    patch.insert(key.to_string(), wanted.cloned());
+                }
+            }
+            (!patch.is_empty()).then(|| PodAction::RepairLabels {
+                pod_name: p.name.clone(),
+                uid: p.uid.clone(),
+                labels: patch,
+            })
+        })
+        .collect()
+}
+/// Ordered deletion: toolboxes and sub-agents first, the main only once they are gone.
+fn teardown(input: &SetInput<'_>, deleting_now: &dyn Fn(&PodView) -> bool) -> Vec<PodAction> {
+    let is_main = |p: &PodView| p.role == Some(PodRole::Main);
+    let main_name = contract::agent_pod_name(&input.set.name, 0);
+    let others_in_flight = input.expectations.pending_creates().any(|n| n != main_name);
+    let others_left = input.pods.iter().any(|p| !is_main(p)) || others_in_flight;
+    input
+        .pods
+        .iter()
+        .filter(|p| !deleting_now(p) && (!is_main(p) || !others_left))
+        .map(|p| delete(p, DeleteReason::Teardown))
+        .collect()
+}

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use crate::actors::delivery::Deliverer;
 use crate::actors::supervisor::SupervisorArgs;
 use crate::actors::tree::{self, ActorTree};
-use crate::actors::{ActorKey, Context, ResourceMsg, Supervisor, SupervisorMsg};
+use crate::actors::{Context, Supervisor, SupervisorMsg};
 use crate::config::OperatorConfig;
 use crate::http::{HttpState, serve};
 use crate::index::Input;
@@ -59,13 +59,15 @@ impl OperatorProbe {
 
     /// The live actor tree.
     pub fn tree(&self) -> ActorTree {
-        tree::snapshot(&self.ctx.table, self.ctx.is_synced())
+        tree::snapshot(&self.ctx.registry, self.ctx.is_synced())
     }
 
-    /// Fault injection: makes one actor panic while handling a message. Returns false when no
-    /// such actor runs.
-    pub fn inject_panic(&self, key: &ActorKey) -> bool {
-        self.ctx.table.get(key).is_some_and(|h| h.actor.cast(ResourceMsg::Panic).is_ok())
+    /// Fault injection (feature `fault-injection`): makes one actor panic while handling a
+    /// message. Returns false when no such actor runs.
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_panic(&self, key: &crate::actors::ActorKey) -> bool {
+        let panic = || crate::actors::ResourceMsg::Panic;
+        self.ctx.registry.get(key).is_some_and(|h| h.actor.cast(panic()).is_ok())
     }
 }
 
@@ -117,7 +119,7 @@ impl Operator {
         config: &OperatorConfig,
         shared: HttpState,
     ) -> Result<Self, Error> {
-        let HttpState { metrics, table, ready, synced } = shared;
+        let HttpState { metrics, registry, ready, synced } = shared;
         ready.store(false, Ordering::Release);
         let client =
             counted_client(kube_config, metrics.clone(), config.api_max_in_flight as usize)
@@ -133,33 +135,35 @@ impl Operator {
             max_backoff: config.max_backoff,
             status_batch: config.status_batch,
             hibernation: config.hibernation_settings(),
-            table,
+            registry,
             synced: synced.clone(),
             shutting_down: Default::default(),
         });
         let (metrics_addr, probe_addr, http) = (config.metrics_addr, config.probe_addr, Vec::new());
-        // Watches and the supervisor feed one typed input stream; one task applies the
-        // index's deliveries; the supervisor spawns what the index asks for.
-        let (inputs_tx, inputs_rx) = tokio::sync::mpsc::unbounded_channel::<Input>();
+        // The watches feed one bounded stream of events, the supervisor one of actor lifecycle
+        // notes; one task applies the index's deliveries; the supervisor spawns what the index
+        // asks for.
+        let (events_tx, events_rx) = tokio::sync::mpsc::channel(watch::EVENT_BUFFER);
+        let (lifecycle_tx, lifecycle_rx) = tokio::sync::mpsc::unbounded_channel::<Input>();
         let (targets_tx, targets_rx) = tokio::sync::mpsc::unbounded_channel();
-        let args = SupervisorArgs { ctx: ctx.clone(), index: inputs_tx.clone() };
+        let args = SupervisorArgs { ctx: ctx.clone(), index: lifecycle_tx };
         let (supervisor, supervisor_task) =
             Actor::spawn(None, Supervisor, args).await.map_err(|e| Error::Spawn(e.to_string()))?;
-        let deliverer = Deliverer::new(ctx.table.clone(), supervisor.clone(), targets_tx);
-        let delivery_task = tokio::spawn(deliverer.run(inputs_rx));
-        let emit = {
-            let inputs = inputs_tx.clone();
-            move |event| drop(inputs.send(Input::Watch(Box::new(event))))
-        };
-        let watches = watch::start(client, emit, targets_rx, metrics.pod_name_watches.clone());
+        let deliverer = Deliverer::new(ctx.registry.clone(), supervisor.clone(), targets_tx);
+        let delivery_task = tokio::spawn(deliverer.run(events_rx, lifecycle_rx));
+        let watches = watch::start(
+            client,
+            ctx.writer.clone(),
+            events_tx,
+            targets_rx,
+            metrics.pod_name_watches.clone(),
+        );
         let sync = watches.sync.clone();
         let sync_task = tokio::spawn(async move {
             sync.wait().await;
             synced.store(true, Ordering::Release);
             ready.store(true, Ordering::Release);
             tracing::info!("watches synced; actors may write");
-            // Queued behind every listed event: each actor plans once with its whole view.
-            let _ = inputs_tx.send(Input::Synced);
         });
         Ok(Self {
             ctx,

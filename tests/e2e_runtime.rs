@@ -132,7 +132,7 @@ async fn metrics_use_the_prefix_and_bounded_labels() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identical_events_become_one_series_and_different_notes_stay_apart() {
-    use cocoon_operator::k8s::events::EventPublisher;
+    use cocoon_operator::k8s::writer::events::EventPublisher;
     use k8s_openapi::api::core::v1::ObjectReference;
     use k8s_openapi::api::events::v1::Event;
     let ns = common::TestNamespace::new("rt-events").await;

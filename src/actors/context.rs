@@ -4,9 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use dashmap::DashMap;
-
-use super::{ActorHandle, ActorKey};
+use super::registry::Registry;
 use crate::k8s::Writer;
 use crate::metrics::Metrics;
 use crate::plan::{Backoff, HibernationSettings};
@@ -20,8 +18,8 @@ pub struct Context {
     /// How long a CocoonSet status change that flips no condition may wait to be batched.
     pub status_batch: Duration,
     pub hibernation: HibernationSettings,
-    /// Routing table; written only by the supervisor.
-    pub table: Arc<DashMap<ActorKey, ActorHandle>>,
+    /// The running actors; written only by the supervisor.
+    pub registry: Arc<Registry>,
     /// Every watch has delivered its first complete list: actors may write.
     pub synced: Arc<AtomicBool>,
     /// Set before the actors are stopped for shutdown: they are not replaced.

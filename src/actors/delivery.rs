@@ -6,36 +6,53 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use dashmap::DashMap;
 use ractor::ActorRef;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::{Receiver, UnboundedReceiver, UnboundedSender};
 
 use super::inbox::Inbox;
-use super::{ActorHandle, ResourceMsg, SupervisorMsg};
+use super::registry::Registry;
+use super::{ResourceMsg, SupervisorMsg};
 use crate::index::{ActorKey, Delivery, Index, Input};
-use crate::k8s::watch::TargetCommand;
+use crate::k8s::watch::{TargetCommand, WatchEvent};
 
-/// Owns the index and the inboxes of the actors it asked for.
+/// Owns the index and the inboxes of the actors it asked for (from the spawn, before the actor
+/// runs, to the retire).
 pub struct Deliverer {
     index: Index,
     inboxes: HashMap<ActorKey, Arc<Inbox>>,
-    table: Arc<DashMap<ActorKey, ActorHandle>>,
+    registry: Arc<Registry>,
     supervisor: ActorRef<SupervisorMsg>,
     targets: UnboundedSender<TargetCommand>,
 }
 
 impl Deliverer {
     pub fn new(
-        table: Arc<DashMap<ActorKey, ActorHandle>>,
+        registry: Arc<Registry>,
         supervisor: ActorRef<SupervisorMsg>,
         targets: UnboundedSender<TargetCommand>,
     ) -> Self {
-        Self { index: Index::default(), inboxes: HashMap::new(), table, supervisor, targets }
+        Self { index: Index::default(), inboxes: HashMap::new(), registry, supervisor, targets }
     }
 
-    /// Applies inputs until every sender is gone.
-    pub async fn run(mut self, mut inputs: UnboundedReceiver<Input>) {
-        while let Some(input) = inputs.recv().await {
+    /// Applies the watches' events and the supervisor's lifecycle notes until the watches are
+    /// gone. The watches' stream is bounded (a busy index makes them wait); the lifecycle notes
+    /// are not, and need not be: each is one actor's stop or restart, at most one outstanding per
+    /// actor incarnation the index asked for.
+    pub async fn run(
+        mut self,
+        mut events: Receiver<WatchEvent>,
+        mut lifecycle: UnboundedReceiver<Input>,
+    ) {
+        loop {
+            let input = tokio::select! {
+                // Lifecycle notes first: a restart is not queued behind a burst of events.
+                biased;
+                Some(input) = lifecycle.recv() => input,
+                event = events.recv() => match event {
+                    Some(event) => Input::Watch(Box::new(event)),
+                    None => return,
+                },
+            };
             for delivery in self.index.apply(input) {
                 self.execute(delivery);
             }
@@ -44,7 +61,7 @@ impl Deliverer {
 
     fn wake(&self, key: &ActorKey) {
         // An actor not in the table yet is woken by the supervisor once it is.
-        if let Some(handle) = self.table.get(key) {
+        if let Some(handle) = self.registry.get(key) {
             let _ = handle.actor.cast(ResourceMsg::Wake);
         }
     }
@@ -80,7 +97,7 @@ impl Deliverer {
                 self.inboxes.remove(&key);
             }
             Delivery::WakeAll => {
-                for entry in self.table.iter() {
+                for entry in self.registry.iter() {
                     let _ = entry.actor.cast(ResourceMsg::Wake);
                 }
             }

@@ -6,6 +6,7 @@ pub mod context;
 pub mod delivery;
 pub mod hibernation;
 pub mod inbox;
+pub mod registry;
 pub mod resource;
 pub mod stats;
 pub mod supervisor;
@@ -29,11 +30,13 @@ pub enum ResourceMsg {
     Resync,
     /// A backoff or requeue timer fired.
     Retry,
-    /// Fault injection for tests and drills: the actor panics while handling this message.
+    /// Fault injection for the runtime's tests (feature `fault-injection`, never in the
+    /// production binary): the actor panics while handling this message.
+    #[cfg(feature = "fault-injection")]
     Panic,
 }
 
-/// What the routing table holds for a live actor. Only the supervisor writes the table.
+/// What the registry holds for a running actor. Only the supervisor writes the registry.
 #[derive(Clone, Debug)]
 pub struct ActorHandle {
     pub actor: ActorRef<ResourceMsg>,

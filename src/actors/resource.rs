@@ -166,8 +166,10 @@ impl<P: Part> Actor for ResourceActor<P> {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        if let ResourceMsg::Panic = message {
-            panic!("fault injected into actor {}", state.key);
+        match message {
+            #[cfg(feature = "fault-injection")]
+            ResourceMsg::Panic => panic!("fault injected into actor {}", state.key),
+            ResourceMsg::Wake | ResourceMsg::Resync | ResourceMsg::Retry => {}
         }
         state.part.absorb(state.inbox.drain());
         if state.part.object().is_none() {

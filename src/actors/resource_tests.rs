@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use dashmap::DashMap;
+use crate::actors::registry::Registry;
 use tokio::time::Instant;
 
 use super::*;
@@ -97,7 +97,7 @@ fn context(resync: Duration) -> Arc<Context> {
         max_backoff: Duration::from_secs(60),
         status_batch: Duration::ZERO,
         hibernation: crate::config::OperatorConfig::default().hibernation_settings(),
-        table: Arc::new(DashMap::new()),
+        registry: Registry::new(),
         synced: Arc::new(AtomicBool::new(true)),
         shutting_down: Default::default(),
     })
@@ -153,7 +153,7 @@ async fn the_supervisors_clock_resyncs_every_actor_once_a_period_spread_over_it(
         let (at, actor) = start_in(name, &ctx).await;
         let handle =
             ActorHandle { actor, inbox: Arc::default(), stats: Arc::default(), restarts: 0 };
-        ctx.table.insert(ActorKey::cocoon_set("ns", name), handle);
+        ctx.registry.insert_for_test(ActorKey::cocoon_set("ns", name), handle);
         started.push(at);
     }
     let (index, _inputs) = tokio::sync::mpsc::unbounded_channel();

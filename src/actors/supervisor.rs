@@ -5,16 +5,16 @@
 //! the one resync clock: every actor is told to re-plan once per resync period, spread over
 //! [`RESYNC_SLICES`] ticks (an actor at rest carries no timer of its own).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::cocoon_set::CocoonSetPart;
 use super::hibernation::HibernationPart;
 use super::inbox::Inbox;
+use super::registry::Ended;
 use super::resource::{Args, ResourceActor};
 use super::stats::ActorStats;
 use super::{ActorHandle, Context, ResourceMsg};
@@ -47,9 +47,6 @@ pub struct SupervisorArgs {
 pub struct SupervisorState {
     ctx: Arc<Context>,
     index: UnboundedSender<Input>,
-    by_id: HashMap<ActorId, (ActorKey, Incarnation)>,
-    /// Failures per key, for the restart backoff and the tree's restart count.
-    failures: HashMap<ActorKey, u32>,
     /// Resync ticks so far.
     ticks: u64,
 }
@@ -66,13 +63,7 @@ impl Actor for Supervisor {
     ) -> Result<Self::State, ActorProcessingErr> {
         let tick = (args.ctx.resync / RESYNC_SLICES as u32).max(Duration::from_millis(1));
         myself.send_interval(tick, || SupervisorMsg::ResyncTick);
-        Ok(SupervisorState {
-            ctx: args.ctx,
-            index: args.index,
-            by_id: HashMap::new(),
-            failures: HashMap::new(),
-            ticks: 0,
-        })
+        Ok(SupervisorState { ctx: args.ctx, index: args.index, ticks: 0 })
     }
 
     async fn handle(
@@ -93,7 +84,7 @@ impl Actor for Supervisor {
             SupervisorMsg::ResyncTick => {
                 let slice = state.ticks % RESYNC_SLICES;
                 state.ticks += 1;
-                for entry in state.ctx.table.iter() {
+                for entry in state.ctx.registry.iter() {
                     if entry.key().resync_slice(RESYNC_SLICES) == slice {
                         let _ = entry.actor.cast(ResourceMsg::Resync);
                     }
@@ -111,18 +102,19 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         match event {
             SupervisionEvent::ActorTerminated(cell, _, _) => {
-                if let Some((key, incarnation)) = state.by_id.remove(&cell.get_id()) {
-                    remove(state, &key, cell.get_id());
+                if let Some(ended) = state.ctx.registry.ended(cell.get_id(), false) {
+                    count_ended(state, &ended);
+                    let Ended { key, incarnation, .. } = ended;
                     // The index knows whether the object still exists (an update may have
                     // raced with the stop) and whether this was the current incarnation.
                     let _ = state.index.send(Input::ActorStopped { key, incarnation });
                 }
             }
             SupervisionEvent::ActorFailed(cell, error) => {
-                if let Some((key, incarnation)) = state.by_id.remove(&cell.get_id()) {
-                    remove(state, &key, cell.get_id());
-                    let failures = state.failures.entry(key.clone()).or_insert(0);
-                    *failures += 1;
+                if let Some(ended) = state.ctx.registry.ended(cell.get_id(), true) {
+                    count_ended(state, &ended);
+                    let Ended { key, incarnation, .. } = ended;
+                    let failures = state.ctx.registry.failures(&key);
                     let delay =
                         Backoff::restart(state.ctx.max_backoff).delay(failures.saturating_sub(1));
                     tracing::error!(actor = %key, %error, restart_in = ?delay, "actor failed; restarting");
@@ -143,12 +135,10 @@ impl Actor for Supervisor {
     }
 }
 
-fn remove(state: &mut SupervisorState, key: &ActorKey, id: ActorId) {
-    // Only remove the entry if it is still this actor's (a replacement may already be in).
-    let current = state.ctx.table.get(key).is_some_and(|h| h.actor.get_id() == id);
-    if current {
-        state.ctx.table.remove(key);
-        state.ctx.metrics.actors.get_or_create(&Kind { kind: key.kind.as_str() }).dec();
+/// The actor gauge counts running actors: one less if the ended actor was its key's.
+fn count_ended(state: &SupervisorState, ended: &Ended) {
+    if ended.was_running {
+        state.ctx.metrics.actors.get_or_create(&Kind { kind: ended.key.kind.as_str() }).dec();
     }
 }
 
@@ -163,7 +153,7 @@ async fn spawn(
         return; // children stopping for shutdown are not replaced
     }
     let stats = Arc::new(Mutex::new(ActorStats::default()));
-    let restarts = state.failures.get(&key).copied().unwrap_or(0);
+    let restarts = state.ctx.registry.failures(&key);
     let args = Args {
         key: key.clone(),
         ctx: state.ctx.clone(),
@@ -182,9 +172,8 @@ async fn spawn(
     };
     match spawned {
         Ok((actor, _)) => {
-            state.by_id.insert(actor.get_id(), (key.clone(), incarnation));
             let handle = ActorHandle { actor: actor.clone(), inbox, stats, restarts };
-            if state.ctx.table.insert(key.clone(), handle).is_none() {
+            if state.ctx.registry.started(key.clone(), incarnation, handle) {
                 state.ctx.metrics.actors.get_or_create(&Kind { kind: key.kind.as_str() }).inc();
             }
             // Whatever the inbox holds (its whole view, and anything routed since) is drained.

@@ -3,11 +3,11 @@
 
 use std::fmt::Write;
 
-use dashmap::DashMap;
 use serde::Serialize;
 
+use super::registry::Registry;
 use super::stats::ActorStats;
-use super::{ActorHandle, ActorKey, ActorKind};
+use super::{ActorKey, ActorKind};
 
 /// One actor in the tree.
 #[derive(Clone, Debug, Serialize)]
@@ -36,8 +36,8 @@ pub struct ActorTree {
 }
 
 /// Takes a consistent-enough snapshot of the routing table.
-pub fn snapshot(table: &DashMap<ActorKey, ActorHandle>, synced: bool) -> ActorTree {
-    let mut nodes: Vec<(ActorKey, ActorNode)> = table
+pub fn snapshot(registry: &Registry, synced: bool) -> ActorTree {
+    let mut nodes: Vec<(ActorKey, ActorNode)> = registry
         .iter()
         .map(|e| {
             let key = e.key().clone();

@@ -10,19 +10,19 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use dashmap::DashMap;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::actors::{ActorHandle, ActorKey, ActorKind, tree};
+use crate::actors::registry::Registry;
+use crate::actors::{ActorKind, tree};
 use crate::metrics::{Kind, Metrics};
 
 /// What the endpoints read.
 #[derive(Clone)]
 pub struct HttpState {
     pub metrics: Arc<Metrics>,
-    pub table: Arc<DashMap<ActorKey, ActorHandle>>,
+    pub registry: Arc<Registry>,
     /// Watches synced (when leading) or standing by: see `operator`.
     pub ready: Arc<AtomicBool>,
     pub synced: Arc<AtomicBool>,
@@ -33,7 +33,7 @@ impl HttpState {
     pub fn new(metrics: Arc<Metrics>) -> Self {
         Self {
             metrics,
-            table: Arc::new(DashMap::new()),
+            registry: Registry::new(),
             ready: Arc::new(AtomicBool::new(false)),
             synced: Arc::new(AtomicBool::new(false)),
         }
@@ -55,7 +55,7 @@ async fn readyz(State(s): State<HttpState>) -> Response {
 async fn metrics(State(s): State<HttpState>) -> Response {
     for kind in [ActorKind::CocoonSet, ActorKind::Hibernation] {
         let depth: usize =
-            s.table.iter().filter(|e| e.key().kind == kind).map(|e| e.inbox.depth()).sum();
+            s.registry.iter().filter(|e| e.key().kind == kind).map(|e| e.inbox.depth()).sum();
         s.metrics
             .mailbox_depth
             .get_or_create(&Kind { kind: kind.as_str() })
@@ -74,7 +74,7 @@ struct TreeQuery {
 }
 
 async fn debug_actors(State(s): State<HttpState>, Query(q): Query<TreeQuery>) -> Response {
-    let snapshot = tree::snapshot(&s.table, s.synced.load(Ordering::Acquire));
+    let snapshot = tree::snapshot(&s.registry, s.synced.load(Ordering::Acquire));
     match q.format.as_deref() {
         Some("text") => tree::render_text(&snapshot).into_response(),
         _ => axum::Json(snapshot).into_response(),

@@ -13,13 +13,6 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    /// The request body could not be built.
-    #[error("encode {what}: {source}")]
-    Encode {
-        what: String,
-        #[source]
-        source: serde_json::Error,
-    },
 }
 
 /// Bounded error categories (metric labels, retry policy).
@@ -76,11 +69,8 @@ impl Error {
             Some(404) => ErrorCategory::NotFound,
             Some(400 | 422) => ErrorCategory::Invalid,
             Some(401 | 403) => ErrorCategory::Forbidden,
-            Some(_) => ErrorCategory::Transient,
-            None => match self {
-                Self::Encode { .. } => ErrorCategory::Invalid,
-                Self::Api { .. } => ErrorCategory::Transient,
-            },
+            // Another status, or no answer at all (transport).
+            Some(_) | None => ErrorCategory::Transient,
         }
     }
 

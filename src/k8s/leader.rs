@@ -5,7 +5,7 @@
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ObjectMeta, PostParams};
+use kube::api::ObjectMeta;
 use kube::{Api, Client};
 
 use super::error::{Error, Result};
@@ -59,14 +59,14 @@ impl LeaderElector {
                     spec: Some(spec_of(&ours)),
                 };
                 self.api
-                    .create(&PostParams::default(), &lease)
+                    .create(&super::writer::post_params(), &lease)
                     .await
                     .map_err(|e| Error::api("create", what(), e))
             }
             (LeaseDecision::Write(ours), Some(mut lease)) => {
                 lease.spec = Some(spec_of(&ours));
                 self.api
-                    .replace(&self.name, &PostParams::default(), &lease)
+                    .replace(&self.name, &super::writer::post_params(), &lease)
                     .await
                     .map_err(|e| Error::api("update", what(), e))
             }
@@ -94,7 +94,7 @@ impl LeaderElector {
         spec.holder_identity = None;
         spec.renew_time = None;
         self.api
-            .replace(&self.name, &PostParams::default(), &lease)
+            .replace(&self.name, &super::writer::post_params(), &lease)
             .await
             .map(|_| ())
             .map_err(|e| Error::api("update", what(), e))

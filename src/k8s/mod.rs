@@ -3,8 +3,8 @@
 
 pub mod client;
 pub mod error;
-pub mod events;
 pub mod leader;
+pub mod snapshot_queue;
 pub mod watch;
 pub mod watched_pod;
 pub mod writer;

@@ -3,6 +3,11 @@
 //! name, labelled by the operator), `cocoon-vm-snapshots` ConfigMaps (field selector), and a
 //! narrow watch on one pod name for a named pod that is not labelled yet (started and stopped on
 //! command). Watches only: no periodic LIST or GET. RBAC: list/watch on each of these.
+//!
+//! Every watch sends its events into one bounded channel ([`EVENT_BUFFER`]): when the operator
+//! falls behind, the watches wait (the API server's stream waits in its socket) instead of the
+//! operator queueing events without bound. After the last main watch's first list, one
+//! [`WatchEvent::Synced`] follows every listed event on that channel.
 
 /// One event of one of the watches.
 #[derive(Debug)]
@@ -22,7 +27,13 @@ pub enum WatchEvent {
     /// queue, the newest version of each namespace only (sent when the queue was empty; the
     /// index drains it).
     Snapshots(Arc<SnapshotQueue>),
+    /// Every main watch has delivered its first complete list; sent once, behind every event
+    /// of those lists.
+    Synced,
 }
+
+/// Events the watches may send ahead of the operator before they wait for it.
+pub const EVENT_BUFFER: usize = 1024;
 
 /// Start or stop following one pod that a Hibernation names and the label watch does not show:
 /// label it, or, if it does not exist, watch its name.
@@ -43,15 +54,17 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource};
 use prometheus_client::metrics::gauge::Gauge;
 use serde::de::DeserializeOwned;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::{Sender, UnboundedReceiver};
 use tokio::task::JoinHandle;
 
+use super::snapshot_queue::{NsSnapshots, SnapshotQueue};
 use crate::api::{CocoonSet, Hibernation};
 use crate::contract;
-use crate::index::snapshot_queue::{NsSnapshots, SnapshotQueue};
 use crate::plan::PodView;
 
+use super::error::ErrorCategory;
 use super::watched_pod::WatchedPod;
+use super::writer::Writer;
 
 /// Counts the main watches that completed their first list.
 pub struct SyncTracker {
@@ -67,10 +80,13 @@ impl SyncTracker {
         })
     }
 
-    fn one_synced(&self) {
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+    /// One more main watch listed; whether it was the last.
+    fn one_synced(&self) -> bool {
+        let last = self.remaining.fetch_sub(1, Ordering::AcqRel) == 1;
+        if last {
             self.done.send_replace(true);
         }
+        last
     }
 
     /// Resolves once every main watch has delivered its first complete list.
@@ -148,24 +164,28 @@ fn spawn_watch<K, F>(
     config: watcher::Config,
     sync: Option<Arc<SyncTracker>>,
     modify: fn(&mut K),
+    events: Sender<WatchEvent>,
     route: F,
 ) -> JoinHandle<()>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
-    F: Fn(Event<K>) + Send + 'static,
+    F: Fn(Event<K>) -> Option<WatchEvent> + Send + 'static,
 {
     tokio::spawn(async move {
         let stream = watcher::watcher(api, config).default_backoff().modify(modify);
-        drive(stream, sync, route).await;
+        drive(stream, sync, events, route).await;
     })
 }
 
+/// Hands each event of `stream` to the operator as `route` words it, waiting while the channel
+/// is full; ends when the operator is gone.
 async fn drive<K, F>(
     stream: impl Stream<Item = Result<Event<K>, watcher::Error>>,
     sync: Option<Arc<SyncTracker>>,
+    events: Sender<WatchEvent>,
     route: F,
 ) where
-    F: Fn(Event<K>),
+    F: Fn(Event<K>) -> Option<WatchEvent>,
 {
     let mut stream = std::pin::pin!(stream);
     let mut first_sync = sync;
@@ -173,9 +193,17 @@ async fn drive<K, F>(
         match item {
             Ok(event) => {
                 let init_done = matches!(event, Event::InitDone);
-                route(event);
-                if init_done && let Some(s) = first_sync.take() {
-                    s.one_synced();
+                if let Some(event) = route(event)
+                    && events.send(event).await.is_err()
+                {
+                    return;
+                }
+                if init_done
+                    && let Some(s) = first_sync.take()
+                    && s.one_synced()
+                    && events.send(WatchEvent::Synced).await.is_err()
+                {
+                    return;
                 }
             }
             Err(error) => tracing::warn!(%error, "watch error; the watcher retries with backoff"),
@@ -197,54 +225,50 @@ impl Drop for Watches {
     }
 }
 
-/// Starts every watch; each event is handed to `emit`, in order per watch; `targets` receives the
+/// Starts every watch; each event goes to `events`, in order per watch; `targets` receives the
 /// commands for per-pod watches.
-pub fn start<E>(
+pub fn start(
     client: Client,
-    emit: E,
+    writer: Writer,
+    events: Sender<WatchEvent>,
     targets: UnboundedReceiver<TargetCommand>,
     open_narrow: Gauge,
-) -> Watches
-where
-    E: Fn(WatchEvent) + Clone + Send + Sync + 'static,
-{
+) -> Watches {
     let sync = SyncTracker::new(5);
-    let mut tasks = Vec::new();
-    let tx = emit.clone();
-    tasks.push(spawn_watch(
-        Api::<CocoonSet>::all(client.clone()),
-        watcher::Config::default(),
-        Some(sync.clone()),
-        slim_set,
-        move |e| tx(WatchEvent::CocoonSet(e)),
-    ));
-    let tx = emit.clone();
-    tasks.push(spawn_watch(
-        Api::<Hibernation>::all(client.clone()),
-        watcher::Config::default(),
-        Some(sync.clone()),
-        slim_hibernation,
-        move |e| tx(WatchEvent::Hibernation(e)),
-    ));
-    let tx = emit.clone();
-    let owned = watcher::Config::default().labels(contract::LABEL_COCOONSET);
-    tasks.push(spawn_watch(
-        Api::<WatchedPod>::all(client.clone()),
-        owned,
-        Some(sync.clone()),
-        slim,
-        move |e| tx(WatchEvent::OwnedPod(viewed(e))),
-    ));
-    let tx = emit.clone();
-    let targeted = watcher::Config::default().labels(contract::LABEL_HIBERNATION_TARGET);
-    tasks.push(spawn_watch(
-        Api::<WatchedPod>::all(client.clone()),
-        targeted,
-        Some(sync.clone()),
-        slim,
-        move |e| tx(WatchEvent::LabelledTarget(viewed(e))),
-    ));
-    let tx = emit.clone();
+    let mut tasks = vec![
+        spawn_watch(
+            Api::<CocoonSet>::all(client.clone()),
+            watcher::Config::default(),
+            Some(sync.clone()),
+            slim_set,
+            events.clone(),
+            |e| Some(WatchEvent::CocoonSet(e)),
+        ),
+        spawn_watch(
+            Api::<Hibernation>::all(client.clone()),
+            watcher::Config::default(),
+            Some(sync.clone()),
+            slim_hibernation,
+            events.clone(),
+            |e| Some(WatchEvent::Hibernation(e)),
+        ),
+        spawn_watch(
+            Api::<WatchedPod>::all(client.clone()),
+            watcher::Config::default().labels(contract::LABEL_COCOONSET),
+            Some(sync.clone()),
+            slim,
+            events.clone(),
+            |e| Some(WatchEvent::OwnedPod(viewed(e))),
+        ),
+        spawn_watch(
+            Api::<WatchedPod>::all(client.clone()),
+            watcher::Config::default().labels(contract::LABEL_HIBERNATION_TARGET),
+            Some(sync.clone()),
+            slim,
+            events.clone(),
+            |e| Some(WatchEvent::LabelledTarget(viewed(e))),
+        ),
+    ];
     let queue = Arc::new(SnapshotQueue::default());
     let snapshots = watcher::Config::default()
         .fields(&format!("metadata.name={}", contract::SNAPSHOT_CONFIGMAP));
@@ -253,13 +277,10 @@ where
         snapshots,
         Some(sync.clone()),
         slim,
-        move |e| {
-            if queue.push(NsSnapshots::event(e)) {
-                tx(WatchEvent::Snapshots(queue.clone()))
-            }
-        },
+        events.clone(),
+        move |e| queue.push(NsSnapshots::event(e)).then(|| WatchEvent::Snapshots(queue.clone())),
     ));
-    tasks.push(tokio::spawn(target_watches(client, emit, targets, open_narrow)));
+    tasks.push(tokio::spawn(target_watches(client, writer, events, targets, open_narrow)));
     Watches { tasks, sync }
 }
 
@@ -319,27 +340,17 @@ impl Drop for OpenWatch {
     }
 }
 
-/// Labels a pod a Hibernation names, so that the label watch shows it.
-async fn label_target(api: &Api<WatchedPod>, pod: &str) -> Result<(), kube::Error> {
-    let body = serde_json::json!({
-        "metadata": {"labels": {contract::LABEL_HIBERNATION_TARGET: contract::HIBERNATION_TARGET_VALUE}}
-    });
-    api.patch(pod, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&body)).await?;
-    Ok(())
-}
-
-/// Follows the pods Hibernations name that the label watch does not show: one merge patch
-/// labels an existing pod (the label watch then shows it, and the index stops following it
+/// Follows the pods Hibernations name that the label watch does not show: one label patch
+/// through the writer labels an existing pod (the label watch then shows it, and the index stops following it
 /// here); a pod that does not exist (or cannot be labelled) gets a narrow watch on its name
 /// until it appears and is labelled.
-async fn target_watches<E>(
+async fn target_watches(
     client: Client,
-    emit: E,
+    writer: Writer,
+    events: Sender<WatchEvent>,
     mut commands: UnboundedReceiver<TargetCommand>,
     open: Gauge,
-) where
-    E: Fn(WatchEvent) + Clone + Send + Sync + 'static,
-{
+) {
     let mut running = TargetTasks::default();
     while let Some(command) = commands.recv().await {
         match command {
@@ -351,12 +362,13 @@ async fn target_watches<E>(
                 let phase = TargetPhase::new();
                 let task_phase = phase.clone();
                 let api = Api::<WatchedPod>::namespaced(client.clone(), &namespace);
-                let tx = emit.clone();
+                let writer = writer.clone();
+                let tx = events.clone();
                 let open = open.clone();
                 let task = tokio::spawn(async move {
-                    match label_target(&api, &pod).await {
+                    match writer.label_target(&namespace, &pod).await {
                         Ok(()) => return,
-                        Err(kube::Error::Api(e)) if e.code == 404 => {}
+                        Err(e) if e.category() == ErrorCategory::NotFound => {}
                         Err(error) => tracing::warn!(
                             %error, %namespace, %pod,
                             "cannot label the pod a Hibernation names; watching it by name"
@@ -368,9 +380,9 @@ async fn target_watches<E>(
                     let _open = OpenWatch::new(&open);
                     let config = watcher::Config::default().fields(&format!("metadata.name={pod}"));
                     let stream = watcher::watcher(api, config).default_backoff();
-                    drive(stream, None, move |event| {
+                    drive(stream, None, tx, move |event| {
                         let (namespace, name) = (namespace.clone(), pod.clone());
-                        tx(WatchEvent::TargetPod { namespace, name, event: viewed(event) })
+                        Some(WatchEvent::TargetPod { namespace, name, event: viewed(event) })
                     })
                     .await;
                 });

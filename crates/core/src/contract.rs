@@ -168,6 +168,32 @@ pub fn toolbox_vm_name(namespace: &str, set: &str, toolbox: &str) -> String {
     format!("vk-{namespace}-{set}-{toolbox}")
 }
 
+/// VM name of a pod that names none (a Hibernation's target, typically a workload's pod):
+/// `vk-<namespace>-<pod>`, as vk-cocoon derives it.
+pub fn pod_vm_name(namespace: &str, pod: &str) -> String {
+    format!("vk-{namespace}-{pod}")
+}
+
+/// Whom a VM name of `namespace` may belong to, read backwards through the naming rules above.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmNameOwners<'a> {
+    /// Set names `<set>` for which the VM name reads `vk-<ns>-<set>-<slot|toolbox>`: every
+    /// prefix of the rest that ends before a `-` (set names may hold `-` themselves).
+    pub sets: Vec<&'a str>,
+    /// The pod `<pod>` for which it reads `vk-<ns>-<pod>` ([`pod_vm_name`]).
+    pub pod: &'a str,
+}
+
+/// The possible owners of VM `vm` in `namespace`; `None` when the name follows no rule of ours.
+pub fn vm_name_owners<'a>(namespace: &str, vm: &'a str) -> Option<VmNameOwners<'a>> {
+    let rest = vm.strip_prefix("vk-")?.strip_prefix(namespace)?.strip_prefix('-')?;
+    if rest.is_empty() {
+        return None;
+    }
+    let sets = rest.match_indices('-').map(|(i, _)| &rest[..i]).filter(|s| !s.is_empty()).collect();
+    Some(VmNameOwners { sets, pod: rest })
+}
+
 /// Snapshot entry value vk-cocoon writes for a hibernated VM.
 pub fn snapshot_value(vm_name: &str) -> String {
     format!("{vm_name}-suspend")
@@ -232,6 +258,24 @@ mod tests {
         assert_eq!(parse_slot("01"), None);
         assert_eq!(parse_slot("-1"), None);
         assert_eq!(parse_slot("x"), None);
+    }
+
+    #[test]
+    fn vm_names_read_backwards_name_every_set_and_the_pod_they_may_belong_to() {
+        let owners = vm_name_owners("prod", "vk-prod-my-set-3").expect("one of ours");
+        assert_eq!(owners.sets, vec!["my", "my-set"]);
+        assert_eq!(owners.pod, "my-set-3");
+        for (set, slot) in [("demo", 0), ("a-b", 12)] {
+            let vm = agent_vm_name("prod", set, slot);
+            assert!(vm_name_owners("prod", &vm).unwrap().sets.contains(&set), "{vm}");
+        }
+        let vm = toolbox_vm_name("prod", "demo", "win-11");
+        assert!(vm_name_owners("prod", &vm).unwrap().sets.contains(&"demo"));
+        let vm = pod_vm_name("prod", "sre-agent-xxx");
+        assert_eq!(vm_name_owners("prod", &vm).unwrap().pod, "sre-agent-xxx");
+        assert_eq!(vm_name_owners("prod", "vk-staging-demo-0"), None, "another namespace");
+        assert_eq!(vm_name_owners("prod", "my-own-vm"), None);
+        assert_eq!(vm_name_owners("prod", "vk-prod-"), None);
     }
 
     #[test]

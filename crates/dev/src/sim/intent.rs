@@ -182,7 +182,7 @@ impl PodIntent {
         match &self.vm_name {
             Some(name) => name.clone(),
             None if self.is_static => self.name.clone(),
-            None => format!("vk-{}-{}", self.namespace, self.name),
+            None => contract::pod_vm_name(&self.namespace, &self.name),
         }
     }
 

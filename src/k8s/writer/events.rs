@@ -11,11 +11,12 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{ObjectMeta, Patch};
 use kube::{Api, Client};
 use std::sync::Mutex;
 
-use super::error::{Error, Result};
+use super::{merge_params, post_params};
+use crate::k8s::error::{Error, Result};
 
 /// How long an Event is extended by identical repeats instead of a new one being created.
 const SERIES_WINDOW: Duration = Duration::from_secs(360);
@@ -144,7 +145,7 @@ impl EventPublisher {
             let patch = serde_json::json!({
                 "series": EventSeries { count, last_observed_time: MicroTime(now) }
             });
-            return match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            return match api.patch(&name, &merge_params(), &Patch::Merge(&patch)).await {
                 Ok(_) => Ok(()),
                 Err(e) => {
                     // Gone (expired by the API server): the next repeat starts a new Event.
@@ -171,7 +172,7 @@ impl EventPublisher {
             type_: Some(if warning { "Warning" } else { "Normal" }.to_string()),
             ..Default::default()
         };
-        api.create(&PostParams::default(), &event)
+        api.create(&post_params(), &event)
             .await
             .map_err(|e| Error::api("create", format!("event {namespace}/{name}"), e))?;
         self.cache().started(key, &name, Instant::now());

@@ -1,8 +1,13 @@
-//! Every write the operator makes, with one field manager, each idempotent: pod creates and
-//! deletes, annotation patches, status applies, finalizers and Events.
+//! Every write the operator makes to the objects it manages, with one field manager, each
+//! idempotent: pod creates and deletes, annotation and label patches (the labels of the pods
+//! Hibernations name among them), status applies, finalizers and Events ([`events`]). The leader
+//! Lease is written by its elector on a client of its own (a renewal must never wait behind a
+//! burst of writes), with the same field manager.
 //!
 //! RBAC this needs: pods create/delete/patch; cocoonsets and hibernations patch (finalizers),
 //! their `/status` patch; events.k8s.io events create/patch.
+
+pub mod events;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -17,6 +22,16 @@ use tokio::sync::Semaphore;
 
 use super::error::{Error, Result};
 use super::watched_pod::WatchedPod;
+
+/// The parameters of every merge patch: our field manager.
+pub(crate) fn merge_params() -> PatchParams {
+    PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }
+}
+
+/// The parameters of every create and replace: our field manager.
+pub(crate) fn post_params() -> PostParams {
+    PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }
+}
 use crate::contract::FIELD_MANAGER;
 use crate::plan::PlanEvent;
 
@@ -30,7 +45,7 @@ use crate::plan::PlanEvent;
 #[derive(Clone)]
 pub struct Writer {
     client: Client,
-    events: Arc<super::events::EventPublisher>,
+    events: Arc<events::EventPublisher>,
     turns: Arc<Semaphore>,
 }
 
@@ -45,7 +60,7 @@ struct StatusApply<'a, S> {
 
 impl Writer {
     pub fn new(client: Client, instance: Option<String>, max_in_flight: usize) -> Self {
-        let events = super::events::EventPublisher::new(client.clone(), FIELD_MANAGER, instance);
+        let events = events::EventPublisher::new(client.clone(), FIELD_MANAGER, instance);
         let turns = Arc::new(Semaphore::new(max_in_flight.max(1)));
         Self { events: Arc::new(events), client, turns }
     }
@@ -69,7 +84,7 @@ impl Writer {
     /// the core (see [`super::outcome`]).
     pub async fn create_pod(&self, namespace: &str, pod: &Pod) -> Result<()> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+        let params = post_params();
         self.in_turn(|| api.create(&params, pod))
             .await
             .map(|_| ())
@@ -101,6 +116,16 @@ impl Writer {
         self.patch_pod_metadata(namespace, name, annotations, &BTreeMap::new()).await
     }
 
+    /// Labels a pod a Hibernation names (`cocoon.cis/hibernation-target`), so that the label
+    /// watch shows it. The answer says whether the pod exists.
+    pub async fn label_target(&self, namespace: &str, pod: &str) -> Result<()> {
+        let labels = BTreeMap::from([(
+            crate::contract::LABEL_HIBERNATION_TARGET.to_string(),
+            Some(crate::contract::HIBERNATION_TARGET_VALUE.to_string()),
+        )]);
+        self.patch_pod_labels(namespace, pod, &labels).await
+    }
+
     /// Merge-patches labels on a pod (`None` removes a key).
     pub async fn patch_pod_labels(
         &self,
@@ -129,7 +154,7 @@ impl Writer {
             metadata.insert("labels".into(), json!(labels));
         }
         let body = json!({ "metadata": metadata });
-        let (params, patch) = (PatchParams::default(), Patch::Merge(&body));
+        let (params, patch) = (merge_params(), Patch::Merge(&body));
         self.in_turn(|| api.patch(name, &params, &patch))
             .await
             .map(|_| ())
@@ -179,7 +204,7 @@ impl Writer {
         let body = json!({
             "metadata": { "resourceVersion": resource_version, "finalizers": finalizers }
         });
-        let (params, patch) = (PatchParams::default(), Patch::Merge(&body));
+        let (params, patch) = (merge_params(), Patch::Merge(&body));
         self.in_turn(|| api.patch(&name, &params, &patch)).await.map(|_| ()).map_err(|e| {
             Error::api("patch", format!("{} {namespace}/{name} finalizers", K::kind(&())), e)
         })

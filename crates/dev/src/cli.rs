@@ -60,7 +60,7 @@ pub async fn run(cli: Cli) -> BoxResult {
         }
         Command::Bench(args) => {
             let report = crate::bench::run(args).await?;
-            println!("{}", serde_json::to_string_pretty(&report["targets"])?);
+            println!("{}", serde_json::to_string_pretty(&report.targets)?);
         }
         Command::Image(args) => {
             let built = crate::image::write(&args)?;

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec};
 use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
 
-use super::common::{TestNamespace, eventually};
+use cocoon_dev::testing::{TestNamespace, eventually};
 
 /// How long any simulated transition may take in these tests (delays are zero).
 pub const DEADLINE: Duration = Duration::from_secs(30);

@@ -1,15 +1,13 @@
 //! The local control plane starts, serves, reports failures clearly and never leaves a
 //! process or a directory behind — also when its owner dies without dropping it.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cocoon_dev::devcluster::{DevCluster, DevClusterOptions, Error};
-use common::{TestNamespace, eventually};
+use cocoon_dev::testing::{TestNamespace, eventually};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Namespace, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Api;

@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use cocoon_dev::image::{BINARY_PATH, IMAGE_UID, ImageArgs, ImageError};
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    cocoon_dev::testing::repo_path("")
 }
 
 fn run(command: &mut Command) -> Output {

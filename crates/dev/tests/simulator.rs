@@ -1,8 +1,6 @@
 //! The vk-cocoon simulator against a real API server: every behaviour of the contract (SPEC §4)
 //! as a user of `kubectl` would observe it. Each test serves a node of its own.
 
-mod common;
-
 #[path = "simulator/pods.rs"]
 mod pods;
 
@@ -10,8 +8,8 @@ mod pods;
 mod hibernation;
 
 use cocoon_dev::sim::SimConfig;
+use cocoon_dev::testing::TestNamespace;
 use cocoon_operator::contract;
-use common::TestNamespace;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;

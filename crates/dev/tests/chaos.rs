@@ -13,7 +13,7 @@ async fn the_operator_survives_sigkills_at_random_points_and_everything_converge
     let args = ChaosArgs {
         seed: 42,
         kills: 12,
-        operator: env!("CARGO_BIN_EXE_cocoon-operator").into(),
+        operator: cocoon_dev::testing::workspace_binary("cocoon-operator"),
         create_failure_rate: 0.3,
         settle: Duration::from_secs(150),
     };

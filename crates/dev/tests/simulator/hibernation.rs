@@ -5,8 +5,8 @@ use cocoon_dev::sim::SimConfig;
 use cocoon_operator::contract;
 use k8s_openapi::api::core::v1::Pod;
 
-use super::common::{TestNamespace, kubectl};
 use super::pods::*;
+use cocoon_dev::testing::{TestNamespace, kubectl};
 
 #[tokio::test]
 async fn hibernating_writes_the_snapshot_entry_then_reports_the_pod_hibernated() {

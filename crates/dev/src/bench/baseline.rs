@@ -1,0 +1,153 @@
+//! The raw-client limit of converge: the same pod creates, finalizer and final status writes as
+//! an operator must make, with no reconcile logic, timed like ours.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector;
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+use super::audit::Tally;
+use super::report::Baseline;
+use super::watched::{Watched, serving, set_settled};
+use super::workload::{Shape, set_spec};
+use super::{BoxError, Lab, RAW};
+use crate::devcluster::client_from_kubeconfig;
+use cocoon_operator::api::{CocoonSet, CocoonSetPhase};
+use cocoon_operator::contract;
+use cocoon_operator::plan::cocoon_set::pods::{AgentKind, SetIdentity, agent_pod, toolbox_pod};
+
+/// The namespace of the raw-client baseline.
+const BASELINE_NS: &str = "baseline";
+
+/// The raw-client limit of converge: for every set at once, the finalizer patch, the main and
+/// toolbox creates, the sub-agent creates once the main serves, and one final status write,
+/// with no reconcile logic; timed like ours, from the first set create until the driver's
+/// watch shows every set Running.
+pub async fn run(lab: &mut Lab, shape: &Shape) -> Result<Baseline, BoxError> {
+    lab.namespace(BASELINE_NS).await?;
+    let raw = client_from_kubeconfig(&lab.raw_kubeconfig).await?;
+    let sets_api: Api<CocoonSet> = Api::namespaced(lab.admin.clone(), BASELINE_NS);
+    // The driver's view of the sets, as in converge: the limit pays the same watch delivery
+    // (and polling) between the last status write and "all Running" as our operator does.
+    let sets = Watched::start(sets_api.clone()).await?;
+    let pods = Arc::new(Watched::start(Api::<Pod>::namespaced(raw.clone(), BASELINE_NS)).await?);
+    lab.audit.catch_up()?;
+    let first = lab.audit.events.len();
+    let started = Instant::now();
+    // Each set's work starts as soon as its create went through, as a watch-driven operator's
+    // would.
+    let mut work = Vec::new();
+    for i in 0..shape.sets {
+        let set = CocoonSet::new(&format!("base-{i}"), set_spec(shape.replicas));
+        let set = sets_api.create(&PostParams::default(), &set).await?;
+        work.push(tokio::spawn(raw_converge(raw.clone(), pods.clone(), set, shape.replicas)));
+    }
+    for task in work {
+        task.await??;
+    }
+    let (n, ready) = (shape.sets, 1 + shape.replicas);
+    let wall = sets
+        .until("baseline", started, |s| {
+            s.len() == n && s.iter().all(|s| set_settled(s, CocoonSetPhase::Running, ready))
+        })
+        .await?;
+    lab.audit.catch_up()?;
+    let tally = Tally::of(&lab.audit.events[first..], RAW);
+    eprintln!(
+        "    baseline    {:>7.2}s  raw client {:>6} requests ({} writes)",
+        wall.as_secs_f64(),
+        tally.requests,
+        tally.writes
+    );
+    // Clean up (not timed): pods, finalizers, sets.
+    let raw_pods: Api<Pod> = Api::namespaced(raw.clone(), BASELINE_NS);
+    let names: Vec<String> = pods.all().iter().map(|p| p.name_any()).collect();
+    let deletes = names.into_iter().map(|name| {
+        let api = raw_pods.clone();
+        async move { api.delete(&name, &DeleteParams::default()).await.map(|_| ()) }
+    });
+    for result in futures::stream::iter(deletes).buffer_unordered(8).collect::<Vec<_>>().await {
+        result?;
+    }
+    let raw_sets: Api<CocoonSet> = Api::namespaced(raw.clone(), BASELINE_NS);
+    let cleanups = sets_api.list(&ListParams::default()).await?.items.into_iter().map(|set| {
+        let (raw_sets, sets_api) = (raw_sets.clone(), sets_api.clone());
+        async move {
+            let patch = json!({"metadata": {"finalizers": null}});
+            let name = set.name_any();
+            raw_sets.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            sets_api.delete(&name, &DeleteParams::default()).await.map(|_| ())
+        }
+    });
+    for result in futures::stream::iter(cleanups).buffer_unordered(8).collect::<Vec<_>>().await {
+        result?;
+    }
+    pods.until("baseline cleanup", Instant::now(), |p| p.is_empty()).await?;
+    Ok(Baseline {
+        sets: shape.sets,
+        error: None,
+        pods: shape.sets * shape.pods_per_set(),
+        wall_seconds: wall.as_secs_f64(),
+        requests: tally.requests,
+        writes: tally.writes,
+        writes_per_set: tally.writes as f64 / shape.sets.max(1) as f64,
+        by_verb_resource: tally.by_verb_resource,
+    })
+}
+
+async fn raw_converge(
+    raw: Client,
+    pods: Arc<Watched<Pod>>,
+    set: CocoonSet,
+    replicas: i32,
+) -> Result<(), BoxError> {
+    let name = set.name_any();
+    let sets: Api<CocoonSet> = Api::namespaced(raw.clone(), BASELINE_NS);
+    let pods_api: Api<Pod> = Api::namespaced(raw.clone(), BASELINE_NS);
+    let finalizer = json!({"metadata": {"finalizers": [contract::FINALIZER_TEARDOWN]}});
+    sets.patch(&name, &PatchParams::default(), &Patch::Merge(&finalizer)).await?;
+    let identity = SetIdentity {
+        namespace: BASELINE_NS.into(),
+        name: name.clone(),
+        uid: set.uid().unwrap_or_default(),
+    };
+    let pp = PostParams::default();
+    pods_api.create(&pp, &agent_pod(&identity, &set.spec, 0, &AgentKind::Main)).await?;
+    for toolbox in &set.spec.toolboxes {
+        pods_api.create(&pp, &toolbox_pod(&identity, &set.spec, toolbox, None)).await?;
+    }
+    let main = contract::agent_pod_name(&name, 0);
+    // One lookup by name, not a scan: a thousand sets wait at once.
+    let serving_pod = |pod_name: &str| {
+        let key = reflector::ObjectRef::new(pod_name).within(BASELINE_NS);
+        pods.store.get(&key).filter(|p| serving(p))
+    };
+    let since = Instant::now();
+    pods.until_named(&main, "baseline main", since, || serving_pod(&main).is_some()).await?;
+    let fork_from = serving_pod(&main)
+        .and_then(|p| p.annotations().get(contract::ANN_VM_NAME).cloned())
+        .unwrap_or_default();
+    for slot in 1..=replicas.max(0) as u32 {
+        let kind = AgentKind::SubAgent { fork_from: fork_from.clone() };
+        pods_api.create(&pp, &agent_pod(&identity, &set.spec, slot, &kind)).await?;
+    }
+    let mut names: Vec<String> =
+        (0..=replicas.max(0) as u32).map(|s| contract::agent_pod_name(&name, s)).collect();
+    names.extend(set.spec.toolboxes.iter().map(|t| contract::toolbox_pod_name(&name, &t.name)));
+    for pod in &names {
+        pods.until_named(pod, "baseline pods", since, || serving_pod(pod).is_some()).await?;
+    }
+    let status = json!({"status": {
+        "phase": "Running",
+        "readyAgents": 1 + replicas,
+        "desiredAgents": 1 + replicas,
+        "observedGeneration": set.metadata.generation,
+    }});
+    sets.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await?;
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! The operator under test as a process: ours (`cocoon-operator run`) or any other command,
+//! leading its own process group, so that the figures count every process of the group (a
+//! wrapper script or `go run` starts the operator as a child) and stopping it stops them all.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::BoxError;
+
+/// Which operator a column runs.
+#[derive(Clone, Debug)]
+pub(crate) enum Contender {
+    Ours(PathBuf),
+    External { command: String, crds: Vec<PathBuf> },
+}
+
+/// The operator under test, as a process leading its own process group: the figures count
+/// every process of the group (a wrapper script or `go run` starts the operator as a child),
+/// and stopping it stops them all.
+pub(crate) struct OperatorProcess {
+    pub child: tokio::process::Child,
+    /// The leader's pid, which is also the group's id.
+    pub pid: u32,
+    stopped: bool,
+}
+
+impl OperatorProcess {
+    pub fn start(subject: &Contender, kubeconfig: &Path, log: &Path) -> Result<Self, BoxError> {
+        let log_file = std::fs::File::create(log)?;
+        let mut command = match subject {
+            Contender::Ours(bin) => {
+                let mut c = tokio::process::Command::new(bin);
+                c.args(["run", "--metrics-addr", "127.0.0.1:0", "--probe-addr", "127.0.0.1:0"]);
+                c
+            }
+            Contender::External { command, .. } => {
+                let mut c = tokio::process::Command::new("sh");
+                c.arg("-c").arg(format!("exec {command}"));
+                c
+            }
+        };
+        let child = command
+            .env("KUBECONFIG", kubeconfig)
+            // The operator's log filter: `BENCH_OPERATOR_LOG` (with BENCH_KEEP_LOGS), else warn.
+            .env("RUST_LOG", std::env::var("BENCH_OPERATOR_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("start the operator: {e}"))?;
+        let pid = child.id().ok_or("the operator exited at once")?;
+        Ok(Self { child, pid, stopped: false })
+    }
+
+    /// SIGTERM to the group, a grace for an orderly exit, then SIGKILL to whatever of the group
+    /// is left (children that outlived their parent included).
+    pub async fn stop(mut self) {
+        self.signal_group("-TERM");
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+        self.signal_group("-KILL");
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+        self.stopped = true;
+    }
+
+    fn signal_group(&self, signal: &str) {
+        let _ = std::process::Command::new("kill")
+            .args([signal, "--", &format!("-{}", self.pid)])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for OperatorProcess {
+    /// A run that ends in an error still leaves no operator process behind.
+    fn drop(&mut self) {
+        if !self.stopped {
+            self.signal_group("-KILL");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::super::procstat;
+    use super::*;
+
+    #[tokio::test]
+    async fn an_operator_started_through_a_wrapper_is_measured_and_stopped_as_one_group() {
+        let dir = tempfile::tempdir().unwrap();
+        // A wrapper that starts the "operator" as a child and waits, as `go run` does.
+        let subject = Contender::External {
+            command: "sh -c 'sleep 300 & sleep 300 & wait'".into(),
+            crds: Vec::new(),
+        };
+        let process = OperatorProcess::start(
+            &subject,
+            &dir.path().join("kubeconfig"),
+            &dir.path().join("log"),
+        )
+        .unwrap();
+        let pgid = process.pid;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while procstat::group_pids(pgid).len() < 3 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(procstat::group_pids(pgid).len(), 3, "the wrapper and its two children");
+        let (peak, now) = procstat::group_rss_kib(pgid);
+        assert!(peak.unwrap_or(0) >= now.unwrap_or(0) && now.unwrap_or(0) > 0);
+        process.stop().await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !procstat::group_pids(pgid).is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(procstat::group_pids(pgid), Vec::<u32>::new(), "nothing of the group is left");
+    }
+}

@@ -15,8 +15,9 @@ build: ## Build the binaries (debug): cocoon-operator (run, crd) and cocoon-dev 
 	$(CARGO) build --workspace
 
 install: ## Install cocoon-operator and the kubectl plugin kubectl-cocoon into ~/.cargo/bin (on PATH: `kubectl cocoon`)
-	COCOON_GIT_COMMIT=$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown) \
-	  $(CARGO) install --locked --path . --bins
+	export COCOON_GIT_COMMIT=$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown) && \
+	  $(CARGO) install --locked --path . --bins && \
+	  $(CARGO) install --locked --path crates/kubectl-cocoon
 
 image: ## Build the operator's OCI image without Docker (static binary, user 65532, no shell) into target/image
 	@binary=$$(bash hack/static-binary.sh) && $(CARGO) build --quiet -p cocoon-dev && \
@@ -29,10 +30,11 @@ helm: ## Build (or find cached) helm from its Go module, for the chart tests
 control-plane: ## Build (or find cached) the local control-plane binaries
 	bash tests/control-plane/build.sh
 
-test: ## Run every test: unit, property, and integration tests against a real control plane
+test: ## Run every test: unit, property, doc, and integration tests against a real control plane
 	@bin=$(CONTROL_PLANE) && echo "control plane binaries: $$bin" && \
 	  helm=$$(bash tests/tools/build.sh helm) && echo "helm: $$helm" && \
-	  COCOON_CONTROL_PLANE_BIN=$$bin COCOON_HELM=$$helm $(CARGO) test --workspace --all-targets --no-fail-fast -- --test-threads=2
+	  COCOON_CONTROL_PLANE_BIN=$$bin COCOON_HELM=$$helm $(CARGO) test --workspace --all-targets --no-fail-fast -- --test-threads=2 && \
+	  $(CARGO) test --workspace --doc
 
 lint: ## Check formatting and clippy (warnings are errors)
 	$(CARGO) fmt --all -- --check
@@ -46,7 +48,7 @@ crd: ## Regenerate the CRDs from the Rust types: deploy/ and the Helm chart's cr
 	$(CARGO) run --quiet -- crd --write charts/cocoon-operator/crds/
 
 demo: ## Run the operator locally: control plane, CRDs, simulator, operator and examples
-	@bin=$(CONTROL_PLANE) && $(CARGO) build --quiet -p cocoon-dev -p cocoon-operator --bin cocoon-dev --bin kubectl-cocoon && \
+	@bin=$(CONTROL_PLANE) && $(CARGO) build --quiet -p cocoon-dev -p kubectl-cocoon --bin cocoon-dev --bin kubectl-cocoon && \
 	  COCOON_CONTROL_PLANE_BIN=$$bin ./target/debug/cocoon-dev dev $(DEMO_ARGS)
 
 bench: ## Every scenario at N=10,100,1000 sets, counted at the API server (BENCH_QUICK=1: N=10; BENCH_EXTERNAL_OPERATOR="<cmd>" adds a column); writes target/bench/report.json and report.svg

@@ -198,24 +198,7 @@ spec: {{podName: sre-agent-xxx, action: hibernate}}
         .await
         .expect_success("apply the seed Hibernation");
 
-    let cocoon_set = r#"apiVersion: cocoon.cis/v1alpha1
-kind: CocoonSet
-metadata:
-  name: demo
-spec:
-  agent:
-    image: ubuntu-dev-base
-    replicas: 1
-    resources:
-      cpu: "2"
-      memory: "4Gi"
-  toolboxes:
-    - name: windows
-      os: windows
-      image: windows-server-2022
-      mode: static
-"#;
-    kubectl_with_stdin(&["apply", "-n", &ns.name, "-f", "-"], cocoon_set)
+    kubectl_with_stdin(&["apply", "-n", &ns.name, "-f", "-"], common::SEED_COCOONSET)
         .await
         .expect_success("apply the seed CocoonSet");
 

@@ -279,29 +279,7 @@ async fn deleting_a_set_tears_down_sub_agents_and_toolboxes_before_the_main() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_example_with_a_static_windows_toolbox_is_reported_not_rejected() {
     let env = Env::new("cs-seed").await;
-    let yaml = format!(
-        r#"apiVersion: cocoon.cis/v1alpha1
-kind: CocoonSet
-metadata:
-  name: demo
-  namespace: {ns}
-spec:
-  nodeName: {node}
-  agent:
-    image: ubuntu-dev-base
-    replicas: 1
-    resources:
-      cpu: "2"
-      memory: "4Gi"
-  toolboxes:
-    - name: windows
-      os: windows
-      image: windows-server-2022
-      mode: static
-"#,
-        ns = env.ns.name,
-        node = env.node
-    );
+    let yaml = common::seed_cocoonset_on(&env.ns.name, &env.node);
     common::kubectl_with_stdin(&["apply", "-f", "-"], &yaml)
         .await
         .expect_success("apply the seed CocoonSet");

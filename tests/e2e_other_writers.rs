@@ -6,13 +6,12 @@ mod common;
 mod e2e;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use cocoon_operator::api::{
     CocoonSet, CocoonSetPhase, Hibernation, HibernationAction, HibernationPhase,
 };
 use cocoon_operator::contract;
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Pod, ResourceQuota};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::{Api, ResourceExt};
@@ -249,8 +248,23 @@ async fn a_deployments_pod_hibernates_in_place_and_a_scale_down_removes_it_first
     env.create_hibernation("hib-dep", &target, HibernationAction::Hibernate).await;
     let hibs = env.ns.api::<Hibernation>();
     wait_hib(&hibs, "hib-dep", HibernationPhase::Hibernated).await;
-    // The ReplicaSet does not replace a hibernated pod: it is still Running (NotReady).
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The ReplicaSet does not replace a hibernated pod: it is still Running (NotReady). Once
+    // the ReplicaSet's status counts it NotReady, its controller has synced since the pod
+    // changed: a replacement, had it wanted one, would be in the list by then.
+    let replica_sets: Api<ReplicaSet> = env.ns.api();
+    eventually(DEADLINE, || async {
+        let list = replica_sets.list(&ListParams::default().labels("app=agents")).await;
+        let rs =
+            list.map_err(|e| e.to_string())?.items.into_iter().next().ok_or("no ReplicaSet")?;
+        let status = rs.status.unwrap_or_default();
+        let current = status.observed_generation == rs.metadata.generation;
+        match (current, status.replicas, status.ready_replicas.unwrap_or(0)) {
+            (true, 3, 2) => Ok(()),
+            other => Err(format!("ReplicaSet status (current, replicas, ready): {other:?}")),
+        }
+    })
+    .await
+    .expect("the ReplicaSet saw the hibernated pod go NotReady");
     let all: Vec<Pod> = pods.list(&ListParams::default().labels("app=agents")).await.unwrap().items;
     assert_eq!(
         all.len(),

@@ -123,27 +123,8 @@ fn the_seed_examples_deserialize_into_the_api_types() {
     )
     .expect("seed Hibernation");
     assert_eq!(hib.spec.pod_name, "sre-agent-xxx");
-    let cs: CocoonSet = serde_yaml::from_str(
-        r#"
-apiVersion: cocoon.cis/v1alpha1
-kind: CocoonSet
-metadata:
-  name: demo
-spec:
-  agent:
-    image: ubuntu-dev-base
-    replicas: 1
-    resources:
-      cpu: "2"
-      memory: "4Gi"
-  toolboxes:
-    - name: windows
-      os: windows
-      image: windows-server-2022
-      mode: static
-"#,
-    )
-    .expect("seed CocoonSet");
+    let cs: CocoonSet =
+        serde_yaml::from_str(cocoon_dev::testing::SEED_COCOONSET).expect("seed CocoonSet");
     assert_eq!(cs.spec.toolboxes[0].static_ip, None);
     assert_eq!(cs.spec.node_name, "cocoon-pool", "client-side default matches the schema default");
 }

@@ -108,7 +108,7 @@ mod tests {
     }
 
     #[test]
-    fn no_lease_is_created() {
+    fn without_a_lease_the_candidate_creates_one() {
         let mut seen = None;
         assert_eq!(decide(None, "me", &mut seen, at(0), Instant::now()), LeaseDecision::Create);
     }

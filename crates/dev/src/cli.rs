@@ -43,6 +43,27 @@ pub enum Command {
     },
 }
 
+impl Cli {
+    /// Where the logs go when not to stderr: `dev` prints its own progress, so its logs (the
+    /// operator's, the simulator's, the control plane's) go to a file beside its kubeconfig,
+    /// unless `--verbose`.
+    pub fn log_file(&self) -> Option<PathBuf> {
+        match &self.command {
+            Command::Dev(args) if !args.verbose => Some(args.log_file()),
+            _ => None,
+        }
+    }
+}
+
+/// Opens (appends to) a log file, creating its directory.
+pub fn open_log(path: &std::path::Path) -> std::io::Result<std::sync::Mutex<std::fs::File>> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    Ok(std::sync::Mutex::new(file))
+}
+
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> BoxResult {
     match cli.command {

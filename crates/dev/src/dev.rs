@@ -42,6 +42,16 @@ pub struct DevArgs {
     /// Give up waiting for convergence after this long.
     #[arg(long, env = "COCOON_DEV_TIMEOUT", default_value = "180s", value_parser = crate::duration::parse_duration)]
     pub timeout: Duration,
+    /// Print the logs on stderr instead of into `dev.log` beside the kubeconfig.
+    #[arg(short, long, env = "COCOON_DEV_VERBOSE")]
+    pub verbose: bool,
+}
+
+impl DevArgs {
+    /// The log file of a run without `--verbose`: `dev.log` beside the kubeconfig.
+    pub fn log_file(&self) -> PathBuf {
+        self.kubeconfig.parent().unwrap_or(std::path::Path::new(".")).join("dev.log")
+    }
 }
 
 fn step(text: &str) {
@@ -51,6 +61,10 @@ fn step(text: &str) {
 /// Runs the demo.
 pub async fn run(args: DevArgs) -> Result<(), BoxError> {
     let started = Instant::now();
+    if !args.verbose {
+        let log = std::path::absolute(args.log_file())?;
+        println!("logs: {}   (or run with --verbose to see them here)", log.display());
+    }
     step("starting a local control plane (etcd, kube-apiserver, kube-controller-manager)");
     let options = DevClusterOptions {
         kubeconfig_out: Some(std::path::absolute(&args.kubeconfig)?),

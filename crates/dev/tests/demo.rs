@@ -19,6 +19,7 @@ fn dev_once_runs_the_whole_demo_and_exits_after_it_converged() {
     assert!(output.status.success(), "dev --once failed ({}):\n{stdout}\n{stderr}", output.status);
     for expected in [
         "kubeconfig:",
+        "logs: ",
         "CocoonSet default/demo",
         "Hibernation default/hibernate-demo-2",
         "cocoonset.cocoon.cis/demo",
@@ -32,6 +33,9 @@ fn dev_once_runs_the_whole_demo_and_exits_after_it_converged() {
     ] {
         assert!(stdout.contains(expected), "{expected:?} missing from the demo output:\n{stdout}");
     }
+    // Logs go to the file it names, not between the progress lines.
+    assert!(!stderr.contains(" INFO "), "logs on the terminal:\n{stderr}");
+    assert!(work.path().join("dev.log").is_file(), "the log file is beside the kubeconfig");
     // The progress table (not a terminal here: the header, then one row per change).
     let row = |cells: &[&str]| stdout.lines().any(|l| cells.iter().all(|c| l.contains(c)));
     assert!(row(&["NAMESPACE", "OBJECT", "PHASE", "READY"]), "{stdout}");

@@ -6,8 +6,8 @@
 //! injection. See `docs/simulator.md`.
 //!
 //! ```no_run
-//! # async fn demo(client: kube::Client) -> cocoon_operator::sim::Result<()> {
-//! use cocoon_operator::sim::{SimConfig, Simulator};
+//! # async fn demo(client: kube::Client) -> cocoon_dev::sim::Result<()> {
+//! use cocoon_dev::sim::{SimConfig, Simulator};
 //! let handle = Simulator::start(client, SimConfig::default()).await?;
 //! // ... create pods with spec.nodeName = handle.node_name() ...
 //! handle.shutdown().await;

@@ -30,21 +30,40 @@ pub fn annotations_patch(pod: &Pod, vm: &VmRecord) -> Value {
     json!({ "metadata": { "annotations": annotations } })
 }
 
-/// Status of a pod whose VM runs: Running, every condition True, containers running, podIP.
-pub fn running_status(pod: &Pod, vm: &VmRecord, now: Timestamp) -> Value {
-    let ip = vm.ip.map(|ip| ip.to_string());
+/// What differs between the statuses vk-cocoon writes: the pod phase and reason, each
+/// container's state, whether it serves, and its address.
+struct Shape<'a> {
+    phase: &'a str,
+    reason: Option<&'a str>,
+    message: Option<&'a str>,
+    /// Every container's state (`running`, `waiting` or `terminated`).
+    state: Value,
+    /// Running and Ready: the containers are ready and started, the conditions True.
+    serving: bool,
+    /// The reason of a False ContainersReady and Ready.
+    not_ready: Option<&'a str>,
+    /// `Some` writes `containerID` (a VM that exists).
+    container_id: Option<String>,
+    /// `Some(None)` clears podIP; `None` leaves it out of the patch.
+    ip: Option<Option<String>>,
+}
+
+fn status(pod: &Pod, shape: Shape<'_>, now: Timestamp) -> Value {
     let containers: Vec<Value> = container_names(pod)
         .map(|(name, image)| {
-            json!({
+            let mut c = json!({
                 "name": name,
                 "image": image,
                 "imageID": "",
-                "containerID": format!("cocoon://{}", vm.id),
-                "ready": true,
-                "started": true,
+                "ready": shape.serving,
+                "started": shape.serving,
                 "restartCount": 0,
-                "state": { "running": { "startedAt": time(now) } },
-            })
+                "state": shape.state,
+            });
+            if let (Some(id), Some(fields)) = (&shape.container_id, c.as_object_mut()) {
+                fields.insert("containerID".into(), json!(id));
+            }
+            c
         })
         .collect();
     let conditions = conditions(
@@ -53,22 +72,40 @@ pub fn running_status(pod: &Pod, vm: &VmRecord, now: Timestamp) -> Value {
         &[
             ("PodScheduled", true, None),
             ("Initialized", true, None),
-            ("ContainersReady", true, None),
-            ("Ready", true, None),
+            ("ContainersReady", shape.serving, shape.not_ready),
+            ("Ready", shape.serving, shape.not_ready),
         ],
     );
-    json!({ "status": {
-        "phase": "Running",
-        "reason": null,
-        "message": null,
+    let mut status = json!({
+        "phase": shape.phase,
+        "reason": shape.reason,
+        "message": shape.message,
         "conditions": conditions,
         "containerStatuses": containers,
-        "podIP": ip,
-        "podIPs": ip.as_ref().map(|ip| vec![json!({ "ip": ip })]),
         "hostIP": HOST_IP.to_string(),
         "hostIPs": [{ "ip": HOST_IP.to_string() }],
         "startTime": start_time(pod, now),
-    }})
+    });
+    if let (Some(ip), Some(fields)) = (shape.ip, status.as_object_mut()) {
+        fields.insert("podIP".into(), json!(ip));
+        fields.insert("podIPs".into(), json!(ip.map(|ip| vec![json!({ "ip": ip })])));
+    }
+    json!({ "status": status })
+}
+
+/// Status of a pod whose VM runs: Running, every condition True, containers running, podIP.
+pub fn running_status(pod: &Pod, vm: &VmRecord, now: Timestamp) -> Value {
+    let shape = Shape {
+        phase: "Running",
+        reason: None,
+        message: None,
+        state: json!({ "running": { "startedAt": time(now) } }),
+        serving: true,
+        not_ready: None,
+        container_id: Some(format!("cocoon://{}", vm.id)),
+        ip: Some(vm.ip.map(|ip| ip.to_string())),
+    };
+    status(pod, shape, now)
 }
 
 /// Status of a hibernated pod: still Running (the pod object lives on), not Ready, container
@@ -76,91 +113,44 @@ pub fn running_status(pod: &Pod, vm: &VmRecord, now: Timestamp) -> Value {
 pub fn hibernated_status(pod: &Pod, vm: &VmRecord, now: Timestamp) -> Value {
     let message =
         format!("VM {} snapshotted to {}[{}]", vm.name, contract::SNAPSHOT_CONFIGMAP, vm.name);
-    let containers: Vec<Value> = container_names(pod)
-        .map(|(name, image)| {
-            json!({
-                "name": name,
-                "image": image,
-                "imageID": "",
-                "ready": false,
-                "started": false,
-                "restartCount": 0,
-                "state": { "waiting": { "reason": contract::REASON_HIBERNATED, "message": message } },
-            })
-        })
-        .collect();
-    let hibernated = Some(contract::REASON_HIBERNATED);
-    let conditions = conditions(
-        pod,
-        now,
-        &[
-            ("PodScheduled", true, None),
-            ("Initialized", true, None),
-            ("ContainersReady", false, hibernated),
-            ("Ready", false, hibernated),
-        ],
-    );
-    json!({ "status": {
-        "phase": "Running",
-        "reason": null,
-        "message": null,
-        "conditions": conditions,
-        "containerStatuses": containers,
-        "podIP": null,
-        "podIPs": null,
-        "hostIP": HOST_IP.to_string(),
-        "hostIPs": [{ "ip": HOST_IP.to_string() }],
-        "startTime": start_time(pod, now),
-    }})
+    let shape = Shape {
+        phase: "Running",
+        reason: None,
+        message: None,
+        state: json!({ "waiting": { "reason": contract::REASON_HIBERNATED, "message": message } }),
+        serving: false,
+        not_ready: Some(contract::REASON_HIBERNATED),
+        container_id: None,
+        ip: Some(None),
+    };
+    status(pod, shape, now)
 }
 
 /// Status of a pod vk-cocoon could not give a VM. `terminal` = phase Failed (a failed create);
 /// otherwise the pod stays Pending (a static pod without an address, which may yet get one).
 pub fn provider_failed_status(pod: &Pod, message: &str, terminal: bool, now: Timestamp) -> Value {
-    let failed = Some(contract::REASON_PROVIDER_FAILED);
+    let reason = contract::REASON_PROVIDER_FAILED;
     let state = if terminal {
         json!({ "terminated": {
             "exitCode": 1,
-            "reason": contract::REASON_PROVIDER_FAILED,
+            "reason": reason,
             "message": message,
             "finishedAt": time(now),
         }})
     } else {
-        json!({ "waiting": { "reason": contract::REASON_PROVIDER_FAILED, "message": message } })
+        json!({ "waiting": { "reason": reason, "message": message } })
     };
-    let containers: Vec<Value> = container_names(pod)
-        .map(|(name, image)| {
-            json!({
-                "name": name,
-                "image": image,
-                "imageID": "",
-                "ready": false,
-                "started": false,
-                "restartCount": 0,
-                "state": state,
-            })
-        })
-        .collect();
-    let conditions = conditions(
-        pod,
-        now,
-        &[
-            ("PodScheduled", true, None),
-            ("Initialized", true, None),
-            ("ContainersReady", false, failed),
-            ("Ready", false, failed),
-        ],
-    );
-    json!({ "status": {
-        "phase": if terminal { "Failed" } else { "Pending" },
-        "reason": contract::REASON_PROVIDER_FAILED,
-        "message": message,
-        "conditions": conditions,
-        "containerStatuses": containers,
-        "hostIP": HOST_IP.to_string(),
-        "hostIPs": [{ "ip": HOST_IP.to_string() }],
-        "startTime": start_time(pod, now),
-    }})
+    let shape = Shape {
+        phase: if terminal { "Failed" } else { "Pending" },
+        reason: Some(reason),
+        message: Some(message),
+        state,
+        serving: false,
+        not_ready: Some(reason),
+        container_id: None,
+        ip: None,
+    };
+    status(pod, shape, now)
 }
 
 /// Conditions of the given types; `lastTransitionTime` moves only when a condition's status does.

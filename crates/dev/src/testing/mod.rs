@@ -400,3 +400,47 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     );
     path
 }
+
+/// The seed's own CocoonSet example, verbatim: a main, one sub-agent and a static Windows
+/// toolbox without `staticIP` (accepted, and reported in status).
+pub const SEED_COCOONSET: &str = r#"apiVersion: cocoon.cis/v1alpha1
+kind: CocoonSet
+metadata:
+  name: demo
+spec:
+  agent:
+    image: ubuntu-dev-base
+    replicas: 1
+    resources:
+      cpu: "2"
+      memory: "4Gi"
+  toolboxes:
+    - name: windows
+      os: windows
+      image: windows-server-2022
+      mode: static
+"#;
+
+/// [`SEED_COCOONSET`] in `namespace`, bound to `node`; the rest verbatim.
+pub fn seed_cocoonset_on(namespace: &str, node: &str) -> String {
+    SEED_COCOONSET
+        .replacen("  name: demo\n", &format!("  name: demo\n  namespace: {namespace}\n"), 1)
+        .replacen("spec:\n", &format!("spec:\n  nodeName: {node}\n"), 1)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_seed_example_bound_to_a_node_keeps_the_rest_verbatim() {
+        use cocoon_operator::api::CocoonSet;
+        let seed: CocoonSet = serde_yaml::from_str(super::SEED_COCOONSET).unwrap();
+        let bound: CocoonSet =
+            serde_yaml::from_str(&super::seed_cocoonset_on("prod", "node-a")).unwrap();
+        assert_eq!(bound.metadata.namespace.as_deref(), Some("prod"));
+        assert_eq!(bound.spec.node_name, "node-a");
+        assert_eq!(
+            (bound.spec.agent, bound.spec.toolboxes),
+            (seed.spec.agent, seed.spec.toolboxes)
+        );
+    }
+}

@@ -90,10 +90,11 @@ async fn the_main_comes_first_and_sub_agents_fork_from_it_once_it_is_running_and
     for slot in 1..=2 {
         let sub = pods.get(&format!("demo-{slot}")).await.unwrap();
         assert_eq!(ann(&sub, "cocoon.cis/fork-from").as_deref(), Some(main_vm.as_str()));
+        let vm = ann(&sub, "cocoon.cis/vm-name").expect("its VM name");
         assert_eq!(
             ann(&sub, "cocoon.cis/snapshot-from"),
-            Some(format!("fork:{main_vm}")),
-            "cloned from the running main"
+            Some(format!("{vm}-fork")),
+            "cloned from a fork snapshot of the running main, as vk-cocoon names it"
         );
         let created = sub.metadata.creation_timestamp.clone().unwrap().0;
         assert!(
@@ -616,7 +617,10 @@ async fn warm_slots_wait_hibernated_and_a_scale_up_wakes_them_instead_of_forking
     assert_eq!((status.ready_agents, status.desired_agents), (2, 2), "warm slots are not serving");
     let warm_pod = pods.get("w-2").await.unwrap();
     let main_vm = format!("vk-{}-w-0", env.ns.name);
-    assert_eq!(ann(&warm_pod, "cocoon.cis/snapshot-from"), Some(format!("fork:{main_vm}")));
+    let warm_vm = format!("vk-{}-w-2", env.ns.name);
+    assert_eq!(ann(&warm_pod, "cocoon.cis/snapshot-from"), Some(format!("{warm_vm}-fork")));
+    let warm_status = status.warm_agents.iter().find(|a| a.slot == 2).expect("slot 2 is warm");
+    assert_eq!(warm_status.forked_from.as_deref(), Some(main_vm.as_str()));
 
     // Scale up: slot 2 is woken (the same pod), and slot 3 refills the pool.
     let patch = serde_json::json!({"spec": {"agent": {"replicas": 2}}});

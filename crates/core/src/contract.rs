@@ -51,7 +51,8 @@ pub const ANN_VNC_PORT: &str = "cocoon.cis/vnc-port";
 pub const ANN_VM_ID: &str = "cocoon.cis/vm-id";
 /// Address of the VM.
 pub const ANN_IP: &str = "cocoon.cis/ip";
-/// Whether a sub-agent was cloned from a running VM or booted from the image.
+/// What vk-cocoon cloned the VM from, as the bare name it passed to the clone: the fork
+/// snapshot `<vm>-fork`, the suspend snapshot `<vm>-suspend` (a restore), or the image name.
 pub const ANN_SNAPSHOT_FROM: &str = "cocoon.cis/snapshot-from";
 
 // Hibernation protocol.
@@ -64,15 +65,8 @@ pub const ANN_PREVIOUS_DELETION_COST: &str = "cocoon.cis/previous-deletion-cost"
 /// Kubernetes' own key: ReplicaSets delete pods with a lower cost first.
 pub const ANN_POD_DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
 
-/// Value of `cocoon.cis/snapshot-from` when a sub-agent was cloned from a running VM.
-pub const SNAPSHOT_FROM_FORK_PREFIX: &str = "fork:";
-/// Value of `cocoon.cis/snapshot-from` when a VM booted from its image.
-pub const SNAPSHOT_FROM_IMAGE_PREFIX: &str = "image:";
 /// Annotation on a CocoonSet: when it was last used (RFC 3339), for idle auto-suspend.
 pub const ANN_LAST_ACTIVITY: &str = "cocoon.cis/last-activity";
-/// `cocoon.cis/snapshot-from` of a VM restored from its `cocoon-vm-snapshots` entry:
-/// `restore:<entry value>`.
-pub const SNAPSHOT_FROM_RESTORE_PREFIX: &str = "restore:";
 
 /// ConfigMap (per namespace) in which vk-cocoon records snapshots of hibernated VMs.
 pub const SNAPSHOT_CONFIGMAP: &str = "cocoon-vm-snapshots";
@@ -194,9 +188,23 @@ pub fn vm_name_owners<'a>(namespace: &str, vm: &'a str) -> Option<VmNameOwners<'
     Some(VmNameOwners { sets, pod: rest })
 }
 
-/// Snapshot entry value vk-cocoon writes for a hibernated VM.
+/// Snapshot entry value vk-cocoon writes for a hibernated VM (and the name of its snapshot).
 pub fn snapshot_value(vm_name: &str) -> String {
     format!("{vm_name}-suspend")
+}
+
+/// Name of the snapshot vk-cocoon takes of a running VM to fork VM `vm_name` from it.
+pub fn fork_snapshot(vm_name: &str) -> String {
+    format!("{vm_name}-fork")
+}
+
+/// The name vk-cocoon records of an image reference (`snapshot-from` of a fresh boot, and
+/// the snapshot an entry names): `http(s)://host/NAME` is `NAME`; anything else is itself.
+pub fn image_ref_name(image: &str) -> &str {
+    match image.strip_prefix("http://").or_else(|| image.strip_prefix("https://")) {
+        Some(rest) => rest.rsplit('/').next().unwrap_or(rest),
+        None => image,
+    }
 }
 
 /// Whether a toolbox name is acceptable: a DNS label that is not purely numeric (a numeric name
@@ -281,5 +289,8 @@ mod tests {
     #[test]
     fn snapshot_entries_are_named_after_the_vm() {
         assert_eq!(snapshot_value("vk-prod-demo-0"), "vk-prod-demo-0-suspend");
+        assert_eq!(fork_snapshot("vk-prod-demo-1"), "vk-prod-demo-1-fork");
+        assert_eq!(image_ref_name("https://epoch.example/v2/ubuntu-dev-base"), "ubuntu-dev-base");
+        assert_eq!(image_ref_name("ubuntu-dev-base"), "ubuntu-dev-base");
     }
 }

@@ -17,6 +17,8 @@ pub mod cli;
 pub mod dev;
 /// Starts a local control plane (etcd, kube-apiserver, kube-controller-manager).
 pub mod devcluster;
+/// A fake of the `cocoon` hypervisor CLI, for the real vk-cocoon in the conformance tests.
+pub mod fake_cli;
 /// `cocoon-dev image`: the operator's OCI image written without a container engine.
 pub mod image;
 /// The vk-cocoon simulator.

@@ -76,10 +76,7 @@ async fn a_pod_bound_to_the_node_becomes_running_with_a_vm_id_ip_and_name() {
         annotation(&plain, contract::ANN_VM_NAME),
         Some(format!("vk-{}-plain", ns.name).as_str())
     );
-    assert_eq!(
-        annotation(&plain, contract::ANN_SNAPSHOT_FROM),
-        Some(format!("{}{IMAGE}", contract::SNAPSHOT_FROM_IMAGE_PREFIX).as_str())
-    );
+    assert_eq!(annotation(&plain, contract::ANN_SNAPSHOT_FROM), Some(IMAGE));
     for kind in ["PodScheduled", "Initialized", "ContainersReady", "Ready"] {
         assert_eq!(condition(&plain, kind), Some("True"), "{kind}: {}", describe(&plain));
     }
@@ -146,11 +143,10 @@ async fn a_sub_agent_forks_from_a_running_vm_and_boots_from_the_image_otherwise(
         .await;
     let sub = wait_running(&ns, "sub").await;
     let orphan = wait_running(&ns, "orphan").await;
-    assert_eq!(annotation(&sub, contract::ANN_SNAPSHOT_FROM), Some("fork:vk-main"));
-    assert_eq!(
-        annotation(&orphan, contract::ANN_SNAPSHOT_FROM),
-        Some(format!("{}{IMAGE}", contract::SNAPSHOT_FROM_IMAGE_PREFIX).as_str())
-    );
+    // The bare names vk-cocoon writes: the fork snapshot of the new VM, or the image.
+    let sub_fork = contract::fork_snapshot(&contract::pod_vm_name(&ns.name, "sub"));
+    assert_eq!(annotation(&sub, contract::ANN_SNAPSHOT_FROM), Some(sub_fork.as_str()));
+    assert_eq!(annotation(&orphan, contract::ANN_SNAPSHOT_FROM), Some(IMAGE));
 }
 
 #[tokio::test]
@@ -200,7 +196,7 @@ async fn in_clone_mode_a_snapshot_entry_wins_over_fork_and_image_and_only_a_main
     )
     .await;
     let main = wait_running(&ns, "set-0").await;
-    assert_eq!(annotation(&main, contract::ANN_SNAPSHOT_FROM), Some("restore:vk-set-0-suspend"));
+    assert_eq!(annotation(&main, contract::ANN_SNAPSHOT_FROM), Some("vk-set-0-suspend"));
     wait_entry(&ns, "vk-set-0", false).await;
     // The sub-agent: restore beats fork-from (the main runs), and its entry stays.
     let annotations =
@@ -208,7 +204,7 @@ async fn in_clone_mode_a_snapshot_entry_wins_over_fork_and_image_and_only_a_main
     create(&ns, vm_pod("set-1", sim.node_name(), &annotations, &[(contract::LABEL_SLOT, "1")]))
         .await;
     let sub = wait_running(&ns, "set-1").await;
-    assert_eq!(annotation(&sub, contract::ANN_SNAPSHOT_FROM), Some("restore:vk-set-1-suspend"));
+    assert_eq!(annotation(&sub, contract::ANN_SNAPSHOT_FROM), Some("vk-set-1-suspend"));
     assert!(snapshot_entries(&ns).await.contains_key("vk-set-1"), "a sub-agent's entry is kept");
     // Without an entry a clone forks; without clone mode an entry is ignored.
     let annotations =
@@ -216,14 +212,11 @@ async fn in_clone_mode_a_snapshot_entry_wins_over_fork_and_image_and_only_a_main
     create(&ns, vm_pod("set-2", sim.node_name(), &annotations, &[(contract::LABEL_SLOT, "2")]))
         .await;
     let fresh = wait_running(&ns, "set-2").await;
-    assert_eq!(annotation(&fresh, contract::ANN_SNAPSHOT_FROM), Some("fork:vk-set-0"));
+    assert_eq!(annotation(&fresh, contract::ANN_SNAPSHOT_FROM), Some("vk-set-2-fork"));
     let annotations = [(contract::ANN_VM_NAME, "vk-set-1"), (contract::ANN_MODE, "run")];
     create(&ns, vm_pod("runner", sim.node_name(), &annotations, &[])).await;
     let runner = wait_running(&ns, "runner").await;
-    assert_eq!(
-        annotation(&runner, contract::ANN_SNAPSHOT_FROM),
-        Some(format!("{}{IMAGE}", contract::SNAPSHOT_FROM_IMAGE_PREFIX).as_str())
-    );
+    assert_eq!(annotation(&runner, contract::ANN_SNAPSHOT_FROM), Some(IMAGE));
 }
 
 #[tokio::test]

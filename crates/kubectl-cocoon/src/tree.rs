@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use cocoon_core::api::{CocoonSet, ConnType, Hibernation};
-use cocoon_core::contract;
+use cocoon_core::plan::Lineage;
 
 /// ANSI colours by what a phase means: serving, resting, moving, broken.
 fn paint(text: &str, phase: &str, color: bool) -> String {
@@ -59,23 +59,22 @@ fn table(prefixes: &[String], rows: &[Vec<String>], phase_col: usize, color: boo
     out
 }
 
-/// Where an agent's VM came from, as the provider reported it.
+/// Where an agent's VM came from, as its status says.
 fn lineage(agent: &cocoon_core::api::AgentStatus) -> String {
     let source = agent.source.as_deref().unwrap_or_default();
     if let Some(vm) = &agent.forked_from {
         return format!("fork of {vm}");
     }
-    if let Some(snapshot) = source.strip_prefix(contract::SNAPSHOT_FROM_RESTORE_PREFIX) {
-        return format!("restored from {snapshot}");
-    }
-    if let Some(image) = source.strip_prefix(contract::SNAPSHOT_FROM_IMAGE_PREFIX) {
-        return if agent.slot > 0 {
+    match Lineage::from_source(source) {
+        Some(Lineage::Restore { snapshot }) => format!("restored from {snapshot}"),
+        Some(Lineage::Image { image }) if agent.slot > 0 => {
             format!("image {image} (fork fell back)")
-        } else {
-            format!("image {image}")
-        };
+        }
+        Some(Lineage::Image { image }) => format!("image {image}"),
+        Some(Lineage::Fork { from }) => format!("fork of {from}"),
+        None if source.is_empty() => "-".to_string(),
+        None => source.to_string(),
     }
-    if source.is_empty() { "-".to_string() } else { source.to_string() }
 }
 
 fn render_set(set: &CocoonSet, holders: &BTreeMap<String, String>, color: bool) -> String {

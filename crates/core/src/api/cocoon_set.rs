@@ -499,7 +499,7 @@ pub struct AgentStatus {
     /// the main, for a VM restored or booted from the image, and until the VM is created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forked_from: Option<String>,
-    /// What the VM came from, as the provider reports it (`cocoon.cis/snapshot-from`):
+    /// What the VM came from, read from what the provider reports (`cocoon.cis/snapshot-from`):
     /// `fork:<vm>`, `restore:<snapshot>` or `image:<image>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,

@@ -24,7 +24,7 @@ pub use hibernation::{
     HibAction, HibInput, HibMemory, HibPlan, HibPlanned, HibStep, HibView, HibernationSettings,
     plan_hib_pass, plan_hibernation, record_hib,
 };
-pub use observe::{Labels, PodRole, PodView, Snapshots};
+pub use observe::{Labels, Lineage, PodRole, PodView, Snapshots};
 pub use pass::{
     Backoff, Next, Outcome, OwnWrite, Pass, Recorded, RejectKind, Retry, Step, finalizer_guard,
 };

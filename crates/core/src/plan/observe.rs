@@ -27,6 +27,50 @@ pub enum PodRole {
     Toolbox,
 }
 
+/// What a VM came from, as the provider reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lineage {
+    /// Cloned from a snapshot of the running VM `from` (a fork).
+    Fork {
+        /// The VM forked.
+        from: String,
+    },
+    /// Cloned from its own hibernation snapshot (a restore).
+    Restore {
+        /// The snapshot, `<vm>-suspend`.
+        snapshot: String,
+    },
+    /// Booted from its image.
+    Image {
+        /// The image, as the provider names it.
+        image: String,
+    },
+}
+
+impl Lineage {
+    /// The status's own words for it (`status.agents[].source`): `fork:<vm>`,
+    /// `restore:<snapshot>` or `image:<image>`.
+    pub fn source(&self) -> String {
+        match self {
+            Self::Fork { from } => format!("fork:{from}"),
+            Self::Restore { snapshot } => format!("restore:{snapshot}"),
+            Self::Image { image } => format!("image:{image}"),
+        }
+    }
+
+    /// Reads back the status's words ([`Lineage::source`]), for clients of the status.
+    pub fn from_source(source: &str) -> Option<Self> {
+        let (kind, name) = source.split_once(':')?;
+        let name = name.to_string();
+        match kind {
+            "fork" => Some(Self::Fork { from: name }),
+            "restore" => Some(Self::Restore { snapshot: name }),
+            "image" => Some(Self::Image { image: name }),
+            _ => None,
+        }
+    }
+}
+
 /// Coarse pod phase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PodPhase {
@@ -89,8 +133,8 @@ pub struct PodView {
     pub ip: Option<String>,
     /// VM name a sub-agent forks from (`cocoon.cis/fork-from`).
     pub fork_from: Option<String>,
-    /// What the provider says the VM came from (`cocoon.cis/snapshot-from`): `fork:<vm>`,
-    /// `restore:<snapshot>`, `image:<image>`.
+    /// What the provider cloned the VM from (`cocoon.cis/snapshot-from`), as the bare name it
+    /// writes; [`PodView::lineage`] reads it.
     pub snapshot_from: Option<String>,
     /// When the pod was created.
     pub created_at: Option<Timestamp>,
@@ -121,24 +165,37 @@ impl PodView {
         self.phase == PodPhase::Running && !self.ready && self.hibernated
     }
 
+    /// What the VM came from, read from the bare name the provider wrote in `snapshot-from`
+    /// (vk-cocoon clones from `<vm>-suspend` to restore, from `<vm>-fork` to fork, else boots
+    /// the image) and the pod's own VM name and `fork-from`. `None` until the provider says.
+    pub fn lineage(&self) -> Option<Lineage> {
+        let from = self.snapshot_from.as_deref().filter(|s| !s.is_empty())?;
+        let vm = self.vm_name.as_deref().unwrap_or_default();
+        Some(if !vm.is_empty() && from == contract::snapshot_value(vm) {
+            Lineage::Restore { snapshot: from.to_string() }
+        } else if !vm.is_empty() && from == contract::fork_snapshot(vm) {
+            // vk-cocoon forks a sub-agent that names no source from slot 0 of its set.
+            let main = || vm.rsplit_once('-').map(|(set, _)| format!("{set}-0"));
+            Lineage::Fork { from: self.fork_from.clone().or_else(main).unwrap_or_default() }
+        } else {
+            Lineage::Image { image: from.to_string() }
+        })
+    }
+
     /// A sub-agent asked to fork whose VM the provider booted from the image instead.
     pub fn fork_fell_back(&self) -> bool {
         self.role == Some(PodRole::SubAgent)
             && !self.terminating
             && self.fork_from.is_some()
-            && self
-                .snapshot_from
-                .as_deref()
-                .is_some_and(|s| s.starts_with(contract::SNAPSHOT_FROM_IMAGE_PREFIX))
+            && matches!(self.lineage(), Some(Lineage::Image { .. }))
     }
 
     /// The VM this pod's VM was really forked from, per the provider.
     pub fn forked_from(&self) -> Option<String> {
-        self.snapshot_from
-            .as_deref()
-            .and_then(|s| s.strip_prefix(contract::SNAPSHOT_FROM_FORK_PREFIX))
-            .filter(|vm| !vm.is_empty())
-            .map(str::to_string)
+        match self.lineage()? {
+            Lineage::Fork { from } if !from.is_empty() => Some(from),
+            _ => None,
+        }
     }
 
     /// Whether the pod is a static toolbox: an adopted VM, never suspended with its set.
@@ -334,6 +391,46 @@ mod tests {
             assert!(finished.gone_when_deleted(), "{phase:?} pods are deleted at once");
         }
         assert!(!pod.gone_when_deleted());
+    }
+
+    #[test]
+    fn lineage_is_read_from_the_bare_name_the_provider_cloned_from() {
+        let mut pod = PodView::new("demo-2");
+        pod.vm_name = Some("vk-prod-demo-2".into());
+        pod.fork_from = Some("vk-prod-demo-0".into());
+        assert_eq!(pod.lineage(), None, "the provider has not said yet");
+        let lineage = |pod: &PodView, from: &str| {
+            let mut p = pod.clone();
+            p.snapshot_from = Some(from.into());
+            p.lineage()
+        };
+        assert_eq!(
+            lineage(&pod, "vk-prod-demo-2-fork"),
+            Some(Lineage::Fork { from: "vk-prod-demo-0".into() })
+        );
+        assert_eq!(
+            lineage(&pod, "vk-prod-demo-2-suspend"),
+            Some(Lineage::Restore { snapshot: "vk-prod-demo-2-suspend".into() })
+        );
+        assert_eq!(
+            lineage(&pod, "ubuntu-dev-base"),
+            Some(Lineage::Image { image: "ubuntu-dev-base".into() })
+        );
+        // Another VM's fork or suspend snapshot is not this VM's lineage of that kind.
+        assert!(matches!(lineage(&pod, "vk-prod-demo-1-fork"), Some(Lineage::Image { .. })));
+        // A sub-agent that names no source was forked from slot 0 of its set.
+        pod.fork_from = None;
+        assert_eq!(
+            lineage(&pod, "vk-prod-demo-2-fork"),
+            Some(Lineage::Fork { from: "vk-prod-demo-0".into() })
+        );
+        for l in [
+            Lineage::Restore { snapshot: "s".into() },
+            Lineage::Fork { from: "vk-a-0".into() },
+            Lineage::Image { image: "img:tag".into() },
+        ] {
+            assert_eq!(Lineage::from_source(&l.source()), Some(l), "the status words read back");
+        }
     }
 
     #[test]

@@ -153,9 +153,19 @@ async fn run_column(
     Ok(ColumnRun { scenarios, baseline })
 }
 
+/// The repository the bench runs in: the current directory or the nearest one above it that
+/// holds `deploy/deploy.yaml` (a crate's tests run in the crate's directory).
+fn repo_root() -> Result<PathBuf, BoxError> {
+    let here = std::env::current_dir()?;
+    here.ancestors()
+        .find(|dir| dir.join("deploy/deploy.yaml").is_file())
+        .map(Path::to_path_buf)
+        .ok_or_else(|| format!("no deploy/deploy.yaml in {} or above it", here.display()).into())
+}
+
 /// Runs every scenario for every column and N; writes the report and the chart.
 pub async fn run(args: BenchArgs) -> Result<Report, BoxError> {
-    let repo = std::env::current_dir()?;
+    let repo = repo_root()?;
     let sets = if !args.sets.is_empty() {
         args.sets.clone()
     } else if args.quick {

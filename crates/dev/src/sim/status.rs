@@ -233,7 +233,7 @@ mod tests {
             ip: Some(Ipv4Addr::new(10, 88, 0, 7)),
             state: VmState::Running,
             is_static: false,
-            snapshot_from: Some("image:img".into()),
+            snapshot_from: Some("img".into()),
             failure: None,
             reported: false,
         }
@@ -307,6 +307,6 @@ mod tests {
         assert!(patch["metadata"]["annotations"].get(contract::ANN_VM_NAME).is_none());
         let patch = annotations_patch(&pod(vec![]), &vm());
         assert_eq!(patch["metadata"]["annotations"][contract::ANN_VM_NAME], "vk-ns-pod");
-        assert_eq!(patch["metadata"]["annotations"][contract::ANN_SNAPSHOT_FROM], "image:img");
+        assert_eq!(patch["metadata"]["annotations"][contract::ANN_SNAPSHOT_FROM], "img");
     }
 }

@@ -194,14 +194,12 @@ impl PodWorker {
                 if intent.fork_from.is_some() && source.is_none() && restore_from.is_none() {
                     warn!(pod = %intent.key, "fork failed; booting from the image instead");
                 }
+                // The bare name vk-cocoon cloned from: the entry's snapshot (its name part, a
+                // pushed entry holds a registry URL), the fork snapshot it took, or the image.
                 record.snapshot_from = Some(match (&restore_from, source) {
-                    (Some(snapshot), _) => {
-                        format!("{}{snapshot}", contract::SNAPSHOT_FROM_RESTORE_PREFIX)
-                    }
-                    (None, Some(from)) => format!("{}{from}", contract::SNAPSHOT_FROM_FORK_PREFIX),
-                    (None, None) => {
-                        format!("{}{}", contract::SNAPSHOT_FROM_IMAGE_PREFIX, intent.image)
-                    }
+                    (Some(snapshot), _) => contract::image_ref_name(snapshot).to_string(),
+                    (None, Some(_)) => contract::fork_snapshot(&record.name),
+                    (None, None) => contract::image_ref_name(&intent.image).to_string(),
                 });
                 record.id = table.new_vm_id();
                 record.ip = table.allocate_ip();

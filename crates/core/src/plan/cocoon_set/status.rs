@@ -65,7 +65,7 @@ fn agent_entry(input: &StatusInput<'_>, slot: u32) -> AgentStatus {
         vm_id: pod.and_then(|p| p.vm_id.clone()),
         ip: pod.filter(|p| p.is_serving()).and_then(|p| p.ip.clone()),
         forked_from: pod.and_then(PodView::forked_from),
-        source: pod.and_then(|p| p.snapshot_from.clone()),
+        source: pod.and_then(PodView::lineage).map(|l| l.source()),
         // Only a VM that is hibernated has a snapshot to speak of: an entry left by a delete or
         // an earlier round says nothing about a running VM.
         snapshot_ref: pod

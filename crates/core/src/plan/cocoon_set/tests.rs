@@ -452,15 +452,17 @@ fn condition<'a>(
 fn status_reports_what_each_vm_really_came_from() {
     let main_vm = contract::agent_vm_name("prod", "demo", 0);
     let pods = vec![
-        from(agent(0), "image:ubuntu-dev-base", 0),
-        from(agent(1), &format!("fork:{main_vm}"), 1),
-        from(agent(2), "restore:vk-prod-demo-2-suspend", 1),
-        from(agent(3), "image:ubuntu-dev-base", 1),
+        // The bare names vk-cocoon writes: the image, `<vm>-fork`, `<vm>-suspend`.
+        from(agent(0), "ubuntu-dev-base", 0),
+        from(agent(1), "vk-prod-demo-1-fork", 1),
+        from(agent(2), "vk-prod-demo-2-suspend", 1),
+        from(agent(3), "ubuntu-dev-base", 1),
     ];
     let plan = World::new(spec(3), pods.clone()).plan();
     let agents = &plan.status.agents;
     assert_eq!(agents[0].forked_from, None, "the main is never forked");
     assert_eq!(agents[1].forked_from.as_deref(), Some(main_vm.as_str()));
+    assert_eq!(agents[1].source, Some(format!("fork:{main_vm}")));
     assert_eq!(agents[2].forked_from, None, "a restored VM was not forked");
     assert_eq!(agents[2].source.as_deref(), Some("restore:vk-prod-demo-2-suspend"));
     assert_eq!(agents[3].forked_from, None, "asked to fork, booted from the image: not forked");
@@ -482,9 +484,8 @@ fn status_reports_what_each_vm_really_came_from() {
 
 #[test]
 fn no_fallback_means_the_condition_is_false() {
-    let main_vm = contract::agent_vm_name("prod", "demo", 0);
-    let plan =
-        World::new(spec(1), vec![agent(0), from(agent(1), &format!("fork:{main_vm}"), 1)]).plan();
+    let fork = contract::fork_snapshot(&contract::agent_vm_name("prod", "demo", 1));
+    let plan = World::new(spec(1), vec![agent(0), from(agent(1), &fork, 1)]).plan();
     let fell = condition(&plan, "ForkFellBack");
     assert_eq!((fell.status.as_str(), fell.reason.as_str()), ("False", "Forked"));
     assert!(!plan.events.iter().any(|e| e.reason == "ForkFellBack"));
@@ -496,8 +497,8 @@ fn recreate_deletes_a_fallen_back_sub_agent_only_once_the_main_serves_again() {
     recreate.agent.on_fork_fallback = crate::api::ForkFallbackPolicy::Recreate;
     let mut main = agent(0);
     main.ready_changed_at = Some(at(50)); // the main turned Ready at 50
-    let before = from(agent(1), "image:ubuntu-dev-base", 10); // booted while the main was away
-    let after = from(agent(2), "image:ubuntu-dev-base", 60); // fell back while the main served
+    let before = from(agent(1), "ubuntu-dev-base", 10); // booted while the main was away
+    let after = from(agent(2), "ubuntu-dev-base", 60); // fell back while the main served
     let plan =
         World::new(recreate.clone(), vec![main.clone(), before.clone(), after.clone()]).plan();
     let deletes: Vec<(String, DeleteReason)> = plan

@@ -68,7 +68,12 @@ impl Part for CocoonSetPart {
     fn plan(&mut self, ctx: &Context, now: Timestamp) -> Planned<PodAction, Self::Status> {
         let Some(set) = self.set.clone() else { return Planned::idle() };
         let pods = self.view.pods();
-        let view = SetView { set: &set, pods: &pods, snapshots: self.view.snapshots() };
+        let view = SetView {
+            set: &set,
+            pods: &pods,
+            snapshots: self.view.snapshots(),
+            snapshot_record: self.view.snapshot_record(),
+        };
         let planned = plan_set_pass(&view, &mut self.memory, &Self::settings(ctx), now);
         self.forks_served.extend(planned.forks_served);
         Planned {

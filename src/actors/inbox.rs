@@ -93,6 +93,11 @@ impl PodsView {
     pub fn snapshots(&self) -> &Snapshots {
         self.plan_entries.as_deref().unwrap_or(&NO_ENTRIES)
     }
+
+    /// Whether the namespace's snapshot ConfigMap exists.
+    pub fn snapshot_record(&self) -> bool {
+        self.snapshots.exists()
+    }
 }
 
 /// The shared half of an actor's mailbox.
@@ -161,12 +166,12 @@ mod tests {
         let mut view = PodsView::default();
         view.absorb(&mut inbox.drain());
         let first: Arc<Snapshots> = Arc::new([("vk-ns-a-0".to_string(), "s1".to_string())].into());
-        cell.replace(first.clone());
+        cell.replace(first.clone(), true);
         // Changed after the actor was woken: the plan reads the entries as it begins.
         view.begin_plan();
         assert_eq!(view.snapshots().get("vk-ns-a-0").map(String::as_str), Some("s1"));
         // A change while planning is not seen until the next plan: one plan, one version.
-        cell.replace(Arc::new([("vk-ns-a-0".to_string(), "s2".to_string())].into()));
+        cell.replace(Arc::new([("vk-ns-a-0".to_string(), "s2".to_string())].into()), true);
         assert_eq!(view.snapshots().get("vk-ns-a-0").map(String::as_str), Some("s1"));
         view.end_plan();
         assert!(view.snapshots().is_empty(), "nothing is read outside a plan");

@@ -58,9 +58,9 @@ pub enum Update {
 /// A namespace's snapshot entries as the index last saw them, shared by the index and every
 /// actor of the namespace. An actor takes [`SnapshotCell::current`] at the start of a pass, so
 /// it plans on the latest entries whether or not their change woke it, and an old copy lives
-/// only as long as a pass that reads it.
+/// only as long as a pass that reads it. It also says whether the ConfigMap exists at all.
 #[derive(Debug, Default)]
-pub struct SnapshotCell(RwLock<Arc<Snapshots>>);
+pub struct SnapshotCell(RwLock<Arc<Snapshots>>, std::sync::atomic::AtomicBool);
 
 impl SnapshotCell {
     /// The entries now.
@@ -68,8 +68,14 @@ impl SnapshotCell {
         self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Replaces the entries; returns the ones before.
-    pub(crate) fn replace(&self, entries: Arc<Snapshots>) -> Arc<Snapshots> {
+    /// Whether the namespace's snapshot ConfigMap exists.
+    pub fn exists(&self) -> bool {
+        self.1.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Replaces the entries and whether the ConfigMap exists; returns the entries before.
+    pub(crate) fn replace(&self, entries: Arc<Snapshots>, exists: bool) -> Arc<Snapshots> {
+        self.1.store(exists, std::sync::atomic::Ordering::Release);
         std::mem::replace(&mut *self.0.write().unwrap_or_else(|e| e.into_inner()), entries)
     }
 }

@@ -208,14 +208,14 @@ impl Index {
         // (namespace, entries before, entries now) of every namespace whose entries changed.
         let mut changed: Vec<(String, Arc<Snapshots>, Arc<Snapshots>)> = Vec::new();
         for change in self.relist_snapshots.fold(event, |s| s.namespace.clone()) {
-            let (ns, data): (String, Arc<Snapshots>) = match change {
-                Change::Apply(ns, snapshots) => (ns, snapshots.entries),
-                Change::Delete(ns, _) => (ns, Arc::default()),
+            let (ns, data, exists): (String, Arc<Snapshots>, bool) = match change {
+                Change::Apply(ns, snapshots) => (ns, snapshots.entries, snapshots.exists),
+                Change::Delete(ns, _) => (ns, Arc::default(), false),
                 Change::Listed => continue,
             };
             let cell = self.snapshot_cell(&ns);
-            if *cell.current() != *data {
-                let old = cell.replace(data.clone());
+            if *cell.current() != *data || cell.exists() != exists {
+                let old = cell.replace(data.clone(), exists);
                 changed.push((ns, old, data));
             }
         }

@@ -25,13 +25,15 @@ use crate::plan::Snapshots;
 pub struct NsSnapshots {
     pub namespace: String,
     pub entries: Arc<Snapshots>,
+    /// The ConfigMap exists (a deleted one, and one never created, have no entries).
+    pub exists: bool,
 }
 
 impl NsSnapshots {
     /// The entries of `cm` (the object itself is dropped).
     pub fn of(cm: ConfigMap) -> Self {
         let namespace = cm.namespace().unwrap_or_default();
-        Self { namespace, entries: Arc::new(cm.data.unwrap_or_default()) }
+        Self { namespace, entries: Arc::new(cm.data.unwrap_or_default()), exists: true }
     }
 
     /// A ConfigMap watch event as the index takes it: a deleted map has no entries.
@@ -41,7 +43,7 @@ impl NsSnapshots {
             Event::InitApply(cm) => Event::InitApply(Self::of(cm)),
             Event::Delete(cm) => {
                 let namespace = cm.namespace().unwrap_or_default();
-                Event::Delete(Self { namespace, entries: Arc::default() })
+                Event::Delete(Self { namespace, entries: Arc::default(), exists: false })
             }
             Event::Init => Event::Init,
             Event::InitDone => Event::InitDone,
@@ -98,7 +100,7 @@ mod tests {
 
     fn entries(ns: &str, vms: &[&str]) -> NsSnapshots {
         let entries = vms.iter().map(|vm| (vm.to_string(), "snap".to_string())).collect();
-        NsSnapshots { namespace: ns.into(), entries: Arc::new(entries) }
+        NsSnapshots { namespace: ns.into(), entries: Arc::new(entries), exists: true }
     }
 
     fn shown(events: &[Event<NsSnapshots>]) -> Vec<String> {

@@ -168,6 +168,25 @@ pub fn pod_vm_name(namespace: &str, pod: &str) -> String {
     format!("vk-{namespace}-{pod}")
 }
 
+/// The slot vk-cocoon (seed) reads from a VM name: its trailing `-N`. Slot 0 is a main agent,
+/// which that provider never hibernates; a VM of slot N > 0 that names no fork source is forked
+/// from the slot-0 VM of its name ([`main_vm_of`]).
+pub fn seed_vm_slot(vm_name: &str) -> Option<u32> {
+    let (_, slot) = vm_name.rsplit_once('-')?;
+    (!slot.is_empty() && slot.bytes().all(|b| b.is_ascii_digit())).then(|| slot.parse().ok())?
+}
+
+/// The slot-0 VM of a VM name's group: `vk-prod-deploy-2` → `vk-prod-deploy-0`.
+pub fn main_vm_of(vm_name: &str) -> Option<String> {
+    vm_name.rsplit_once('-').map(|(base, _)| format!("{base}-0"))
+}
+
+/// VM name vk-cocoon (seed) gives a Deployment's pod that names none: `vk-<ns>-<deployment>-<slot>`,
+/// slot the lowest free one.
+pub fn deployment_vm_name(namespace: &str, deployment: &str, slot: u32) -> String {
+    format!("vk-{namespace}-{deployment}-{slot}")
+}
+
 /// Whom a VM name of `namespace` may belong to, read backwards through the naming rules above.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VmNameOwners<'a> {
@@ -284,6 +303,16 @@ mod tests {
         assert_eq!(vm_name_owners("prod", "vk-staging-demo-0"), None, "another namespace");
         assert_eq!(vm_name_owners("prod", "my-own-vm"), None);
         assert_eq!(vm_name_owners("prod", "vk-prod-"), None);
+    }
+
+    #[test]
+    fn the_seed_provider_reads_a_slot_from_a_vm_names_trailing_number() {
+        assert_eq!(seed_vm_slot("vk-prod-demo-0"), Some(0));
+        assert_eq!(seed_vm_slot("vk-prod-agents-12"), Some(12));
+        assert_eq!(seed_vm_slot("vk-prod-demo-windows"), None);
+        assert_eq!(seed_vm_slot("vk-prod-demo-"), None);
+        assert_eq!(main_vm_of("vk-prod-agents-2").as_deref(), Some("vk-prod-agents-0"));
+        assert_eq!(deployment_vm_name("prod", "agents", 1), "vk-prod-agents-1");
     }
 
     #[test]

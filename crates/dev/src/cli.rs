@@ -26,6 +26,10 @@ pub enum Command {
     /// SIGKILL the operator again and again under a random workload, then check that
     /// everything converged and nothing was lost (the `make chaos` run).
     Chaos(crate::chaos::ChaosArgs),
+    /// Run the real vk-cocoon (built from ../shared/providers) against a fake hypervisor CLI,
+    /// drive every documented workflow on it and on the simulator, and compare (the
+    /// `make conformance` run); writes `report.json`.
+    Conformance(crate::conformance::ConformanceArgs),
     /// Measure operators side by side on fresh local control planes, counted at the API server
     /// (the `make bench` run); writes `report.json` and `report.svg`.
     Bench(crate::bench::BenchArgs),
@@ -77,6 +81,13 @@ pub async fn run(cli: Cli) -> BoxResult {
             println!("{report}");
             if !report.violations.is_empty() {
                 return Err(format!("{} invariant(s) broken", report.violations.len()).into());
+            }
+        }
+        Command::Conformance(args) => {
+            let report = crate::conformance::run(args).await?;
+            println!("{report}");
+            if !report.passed {
+                return Err("conformance failed".into());
             }
         }
         Command::Bench(args) => {

@@ -13,6 +13,9 @@ pub mod bench;
 pub mod chaos;
 /// The command line of `cocoon-dev`: `dev`, `simulate`, `chaos`, `bench`, `image`, `cluster`.
 pub mod cli;
+/// `cocoon-dev conformance`: the real vk-cocoon against the fake hypervisor, and the simulator
+/// held to it.
+pub mod conformance;
 /// `cocoon-dev dev`: the local all-in-one.
 pub mod dev;
 /// Starts a local control plane (etcd, kube-apiserver, kube-controller-manager).

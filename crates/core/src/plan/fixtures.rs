@@ -126,6 +126,9 @@ pub struct World {
     pub conflicts: BTreeSet<String>,
     pub deleting: bool,
     pub suspend_asked: BTreeMap<String, Timestamp>,
+    pub fell_back_under: BTreeMap<String, String>,
+    /// The namespace's snapshot ConfigMap exists (it does unless a test says otherwise).
+    pub snapshot_record: bool,
     pub now: Timestamp,
 }
 
@@ -141,6 +144,8 @@ impl World {
             conflicts: BTreeSet::new(),
             deleting: false,
             suspend_asked: BTreeMap::new(),
+            fell_back_under: BTreeMap::new(),
+            snapshot_record: true,
             now: at(100),
         }
     }
@@ -153,6 +158,7 @@ impl World {
             previous_status: &self.status,
             pods: &self.pods,
             snapshots: &self.snapshots,
+            snapshot_record: self.snapshot_record,
             expectations: &self.expectations,
             not_before: &self.not_before,
             name_conflicts: &self.conflicts,
@@ -163,6 +169,8 @@ impl World {
                 since: None,
                 timeout: std::time::Duration::from_secs(180),
             },
+            fell_back_under: &self.fell_back_under,
+            replaced: &BTreeMap::new(),
             failure: None,
             now: self.now,
         })

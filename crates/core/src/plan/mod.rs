@@ -13,6 +13,7 @@ pub mod expectations;
 pub mod hibernation;
 pub mod observe;
 pub mod pass;
+pub mod replaced;
 pub mod vec_map;
 
 pub use cocoon_set::{

@@ -14,7 +14,7 @@ pub mod audit;
 mod baseline;
 mod chart;
 mod lab;
-mod process;
+pub(crate) mod process;
 pub mod procstat;
 pub mod report;
 mod watched;

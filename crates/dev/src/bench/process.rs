@@ -26,11 +26,22 @@ pub(crate) struct OperatorProcess {
 
 impl OperatorProcess {
     pub fn start(subject: &Contender, kubeconfig: &Path, log: &Path) -> Result<Self, BoxError> {
-        let log_file = std::fs::File::create(log)?;
+        Self::start_with(subject, kubeconfig, log, &[])
+    }
+
+    /// Starts the operator; ours gets `extra` flags after its own.
+    pub fn start_with(
+        subject: &Contender,
+        kubeconfig: &Path,
+        log: &Path,
+        extra: &[&str],
+    ) -> Result<Self, BoxError> {
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
         let mut command = match subject {
             Contender::Ours(bin) => {
                 let mut c = tokio::process::Command::new(bin);
                 c.args(["run", "--metrics-addr", "127.0.0.1:0", "--probe-addr", "127.0.0.1:0"]);
+                c.args(extra);
                 c
             }
             Contender::External { command, .. } => {
@@ -58,6 +69,14 @@ impl OperatorProcess {
     pub async fn stop(mut self) {
         self.signal_group("-TERM");
         let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+        self.signal_group("-KILL");
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+        self.stopped = true;
+    }
+
+    /// SIGKILL to the group at once: no shutdown, whatever was in flight is cut.
+    pub async fn kill(mut self) {
         self.signal_group("-KILL");
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;

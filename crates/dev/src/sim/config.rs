@@ -58,8 +58,8 @@ pub struct SimConfig {
     #[arg(long, env = "COCOON_SIM_FORK_FAILURES", default_value_t = 0)]
     pub fork_failures: u32,
 
-    /// Fault: refuse to hibernate main VMs (pods whose name ends in `-0`), as some providers
-    /// do: the VM keeps running, a Warning Event says so.
+    /// Refuse to hibernate main VMs (VMs whose name ends in `-0`), as vk-cocoon v0.1.x does:
+    /// the VM keeps running, a Warning Event says so.
     #[arg(long, env = "COCOON_SIM_REFUSE_MAIN_HIBERNATE")]
     pub refuse_main_hibernate: bool,
 
@@ -100,9 +100,10 @@ impl SimConfig {
         Ok(())
     }
 
-    /// Whether the fault "the provider refuses to hibernate a main VM" applies to this pod.
-    pub fn refuses_hibernate(&self, name: &str) -> bool {
-        self.refuse_main_hibernate && name.ends_with("-0")
+    /// Whether the provider refuses to hibernate the VM of this name (slot 0, read from the
+    /// name as vk-cocoon v0.1.x reads it).
+    pub fn refuses_hibernate(&self, vm_name: &str) -> bool {
+        self.refuse_main_hibernate && contract::seed_vm_slot(vm_name) == Some(0)
     }
 
     /// Whether the fault "hibernation never completes" applies to this pod.

@@ -16,7 +16,8 @@
 //!
 //! RBAC needed (cluster-wide): nodes get/patch, nodes/status patch, leases in `kube-node-lease`
 //! get/patch, pods list/watch/patch/delete, pods/status patch, configmaps list/get/create/patch,
-//! events.k8s.io events create/patch.
+//! replicasets get (a Deployment's pod is named after its Deployment), events.k8s.io events
+//! create/patch.
 
 mod config;
 mod decide;

@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
+use crate::contract;
+
 /// Network of VM addresses (10.88.0.0/16); only strings in annotations and status, no traffic.
 const NETWORK: u32 = u32::from_be_bytes([10, 88, 0, 0]);
 const NETWORK_SIZE: u32 = 1 << 16;
@@ -82,6 +84,23 @@ impl VmTable {
     /// Number of VMs, for logs.
     pub fn count(&self) -> usize {
         self.vms.len()
+    }
+
+    /// The VM name vk-cocoon gives a new pod of Deployment `deployment`: the lowest slot no VM of
+    /// that Deployment holds (a hibernated VM's slot counts as free, as vk-cocoon counts it).
+    pub fn free_slot_name(&self, namespace: &str, deployment: &str) -> String {
+        let taken: Vec<u32> = self
+            .vms
+            .values()
+            .filter(|vm| vm.namespace == namespace && vm.state != VmState::Hibernated)
+            .filter_map(|vm| {
+                let prefix = contract::deployment_vm_name(namespace, deployment, 0);
+                let base = prefix.strip_suffix('0')?;
+                vm.name.strip_prefix(base)?.parse().ok()
+            })
+            .collect();
+        let slot = (0..).find(|s| !taken.contains(s)).unwrap_or(0);
+        contract::deployment_vm_name(namespace, deployment, slot)
     }
 
     /// The running VM with this name, if any: a fork source.

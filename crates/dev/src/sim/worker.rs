@@ -107,14 +107,14 @@ impl PodWorker {
                 self.event(pod, EventType::Warning, "InvalidAnnotation", problem).await;
             }
         }
-        let refused = self.ctx.config.refuses_hibernate(&intent.name);
+        let vm = self.ctx.table().get(&self.uid).cloned();
+        let refused = vm.as_ref().is_some_and(|v| self.ctx.config.refuses_hibernate(&v.name));
         let held = refused
             || self.ctx.config.never_completes_hibernate(
                 &intent.namespace,
                 &intent.name,
                 &intent.labels,
             );
-        let vm = self.ctx.table().get(&self.uid).cloned();
         let step = decide(&intent, vm.as_ref(), held);
         if step != Step::HoldHibernate {
             self.holding = false;
@@ -156,7 +156,15 @@ impl PodWorker {
     /// boot the image. After a restore the entry is removed for a main VM (slot 0) only.
     async fn create(&mut self, pod: &Pod, intent: &PodIntent) -> Result<Progress> {
         self.pause(self.ctx.config.create_delay).await;
-        let vm_name = intent.chosen_vm_name();
+        let deployment = match &intent.vm_name {
+            None if !intent.is_static => self.owner_deployment(pod).await?,
+            _ => None,
+        };
+        // vk-cocoon names a Deployment's pod after its Deployment and the lowest free slot.
+        let vm_name = match deployment {
+            Some(deployment) => self.ctx.table().free_slot_name(&intent.namespace, &deployment),
+            None => intent.chosen_vm_name(),
+        };
         let restore_from = if intent.is_clone && !intent.is_static {
             super::snapshots::read_entry(&self.ctx.client, &intent.namespace, &vm_name).await?
         } else {
@@ -169,7 +177,7 @@ impl PodWorker {
                 pod_key: intent.key.clone(),
                 namespace: intent.namespace.clone(),
                 id: String::new(),
-                name: intent.chosen_vm_name(),
+                name: vm_name.clone(),
                 ip: None,
                 state: VmState::Running,
                 is_static: intent.is_static,
@@ -186,12 +194,18 @@ impl PodWorker {
                 record.ip = intent.static_ip;
             } else {
                 let failures = self.ctx.config.fork_failures;
-                let source = intent
-                    .fork_from
+                // A VM of slot N > 0 that names no source is forked from slot 0 of its name.
+                let legacy = || {
+                    contract::seed_vm_slot(&vm_name)
+                        .filter(|slot| *slot > 0 && intent.is_clone)
+                        .and_then(|_| contract::main_vm_of(&vm_name))
+                };
+                let wanted = intent.fork_from.clone().or_else(legacy);
+                let source = wanted
                     .as_deref()
                     .filter(|from| table.running_vm_named(from).is_some())
                     .filter(|_| restore_from.is_some() || !table.fork_fails(failures));
-                if intent.fork_from.is_some() && source.is_none() && restore_from.is_none() {
+                if wanted.is_some() && source.is_none() && restore_from.is_none() {
                     warn!(pod = %intent.key, "fork failed; booting from the image instead");
                 }
                 // The bare name vk-cocoon cloned from: the entry's snapshot (its name part, a
@@ -226,6 +240,27 @@ impl PodWorker {
             ),
         }
         self.report(pod).await
+    }
+
+    /// The Deployment owning the pod through its ReplicaSet, as vk-cocoon looks it up.
+    async fn owner_deployment(&self, pod: &Pod) -> Result<Option<String>> {
+        let owner = pod.metadata.owner_references.as_ref().and_then(|refs| {
+            refs.iter().find(|o| o.kind == "ReplicaSet" && o.controller == Some(true))
+        });
+        let Some(owner) = owner else { return Ok(None) };
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let sets: Api<k8s_openapi::api::apps::v1::ReplicaSet> =
+            Api::namespaced(self.ctx.client.clone(), &namespace);
+        let found = sets.get_opt(&owner.name).await;
+        let found = found.map_err(|e| Error::api(format!("get replicaset {}", owner.name), e))?;
+        let Some(set) = found else { return Ok(None) };
+        Ok(set
+            .metadata
+            .owner_references
+            .unwrap_or_default()
+            .into_iter()
+            .find(|o| o.kind == "Deployment")
+            .map(|o| o.name))
     }
 
     /// Writes what the pod should show for its VM's current state, then marks it reported.

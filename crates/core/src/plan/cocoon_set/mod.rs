@@ -43,6 +43,11 @@ pub struct SetInput<'a> {
     pub pods: &'a [PodView],
     /// Snapshot entries of the set's namespace.
     pub snapshots: &'a Snapshots,
+    /// The namespace's snapshot ConfigMap exists. vk-cocoon (seed) creates it on the first
+    /// hibernation in the namespace, racily: of two first hibernations at once one loses its
+    /// entry (and a wake would boot that VM from its image). Until it exists, one pod at a time
+    /// is asked to hibernate.
+    pub snapshot_record: bool,
     /// Creates and deletes this actor issued that the view does not show yet.
     pub expectations: &'a Expectations,
     /// Pod names that must not be created before the given time (backoff after a terminal pod
@@ -58,6 +63,10 @@ pub struct SetInput<'a> {
     pub orphan: bool,
     /// What this actor knows of the suspend in progress.
     pub suspend: SuspendView<'a>,
+    /// Sub-agents seen fallen back to the image, by pod UID: the VM id the main served then.
+    pub fell_back_under: &'a BTreeMap<String, String>,
+    /// Pods whose VM the provider replaced while they served, unasked (said in status).
+    pub replaced: &'a BTreeMap<String, crate::plan::replaced::Replaced>,
     /// A failure the actor could not get past (e.g. the API server rejected a pod).
     pub failure: Option<&'a str>,
     /// The current time (the planner has no clock).
@@ -101,6 +110,7 @@ pub fn plan_cocoon_set(input: &SetInput<'_>) -> SetPlan {
         pending_actions: &actions,
         deleting: input.deleting,
         suspend: input.suspend,
+        replaced: input.replaced,
         failure: input.failure,
         now: input.now,
     });

@@ -40,7 +40,8 @@ fn as_listed(mut pod: PodView) -> PodView {
 
 fn pass(set: &CocoonSet, pods: &[PodView], memory: &mut SetMemory, now: i64) -> super::SetPlanned {
     let snapshots = super::Snapshots::new();
-    plan_set_pass(&SetView { set, pods, snapshots: &snapshots }, memory, &settings(), at(now))
+    let view = SetView { set, pods, snapshots: &snapshots, snapshot_record: true };
+    plan_set_pass(&view, memory, &settings(), at(now))
 }
 
 fn pod_actions(planned: &super::SetPlanned) -> Vec<PodAction> {

@@ -26,6 +26,7 @@ use crate::plan::pass::{
     Backoff, Finalizer, Outcome, OwnWrite, Pass, Recorded, RejectKind, Retry, Step,
     forget_written_once_seen, released,
 };
+use crate::plan::replaced::{Replaced, VmWatch};
 
 /// One step of a CocoonSet pass.
 pub type SetStep = Step<PodAction, CocoonSetStatus>;
@@ -87,6 +88,13 @@ pub struct SetMemory {
     /// The status this actor wrote last, until the watch shows it (then the stored status is
     /// the reference, and a status someone else wrote after it is put right).
     pub last_written: Option<CocoonSetStatus>,
+    /// The VM each pod serves, to tell a replacement.
+    pub vm_watch: VmWatch,
+    /// Replacements of pods' VMs seen while they stay awake, by pod name.
+    pub replaced: BTreeMap<String, Replaced>,
+    /// Sub-agents seen fallen back to the image, by pod UID, with the VM id the main served
+    /// then: a new main VM is what `onForkFallback: recreate` waits for.
+    pub fell_back_under: BTreeMap<String, String>,
     /// Sub-agents created and not yet serving, with when they were created (fork metric).
     pub forks_started: BTreeMap<String, Timestamp>,
     /// When this actor's request to hibernate went through, per pod (suspend freshness).
@@ -140,6 +148,8 @@ pub struct SetView<'a> {
     pub pods: &'a [PodView],
     /// Snapshot entries of the set's namespace.
     pub snapshots: &'a Snapshots,
+    /// The namespace's snapshot ConfigMap exists (empty or not).
+    pub snapshot_record: bool,
 }
 
 /// A planned pass and what the actor reports about it.
@@ -170,6 +180,15 @@ impl SetMemory {
     ) -> Vec<Duration> {
         self.expectations.observe(pods, now);
         self.vanished.retain(|uid| pods.iter().any(|p| p.uid.as_deref() == Some(uid.as_str())));
+        let main = pods.iter().find(|p| p.role == Some(super::super::PodRole::Main));
+        let main_vm = main.filter(|m| m.is_serving()).and_then(|m| m.vm_id.clone());
+        self.fell_back_under
+            .retain(|uid, _| pods.iter().any(|p| p.uid.as_deref() == Some(uid.as_str())));
+        for pod in pods.iter().filter(|p| p.fork_fell_back()) {
+            if let (Some(uid), Some(vm)) = (&pod.uid, &main_vm) {
+                self.fell_back_under.entry(uid.clone()).or_insert_with(|| vm.clone());
+            }
+        }
         if suspend {
             self.suspend_since.get_or_insert(now);
             self.suspend_asked.retain(|name, _| pods.iter().any(|p| p.name == *name));
@@ -242,6 +261,15 @@ pub fn plan_set_pass(
     spec.suspend |= idle.suspended && !deleting;
     let forks_served = memory.observe(&pods, generation, spec.suspend, now);
     pods.retain(|p| !p.uid.as_ref().is_some_and(|u| memory.vanished.contains(u)));
+    let mut replaced_events = Vec::new();
+    for replaced in memory.vm_watch.observe(&pods) {
+        replaced_events.push(PlanEvent::warning("VMReplaced", replaced.message()));
+        memory.replaced.insert(replaced.pod.clone(), replaced);
+    }
+    // What a wake or a new pod replaces is history.
+    memory.replaced.retain(|name, _| {
+        pods.iter().any(|p| p.name == *name && !p.hibernate_requested && !p.hibernated)
+    });
     // Released already (the watch has not shown the object gone yet), or not ours to hold
     // (the garbage collector removes the pods): nothing to do.
     if deleting && (!finalizer.held() || released(&memory.released, &set.metadata)) {
@@ -267,6 +295,7 @@ pub fn plan_set_pass(
         previous_status: &previous,
         pods: &pods,
         snapshots: view.snapshots,
+        snapshot_record: view.snapshot_record,
         expectations: &memory.expectations,
         not_before: &memory.not_before,
         name_conflicts: &conflicts,
@@ -277,6 +306,8 @@ pub fn plan_set_pass(
             since: memory.suspend_since,
             timeout: settings.suspend_timeout,
         },
+        fell_back_under: &memory.fell_back_under,
+        replaced: &memory.replaced,
         failure: failure.as_deref(),
         now,
     });
@@ -295,7 +326,7 @@ pub fn plan_set_pass(
     }
     apply_idle(&mut plan.status, &idle);
     steps.extend(plan.actions.into_iter().map(Step::Pod));
-    steps.extend(plan.events.into_iter().map(Step::Event));
+    steps.extend(replaced_events.into_iter().chain(plan.events).map(Step::Event));
     steps.extend(idle.event.clone().map(Step::Event));
     let mut wake_after = earliest(plan.requeue_after, idle.wake_after);
     if plan.status == stored || memory.last_written.as_ref() == Some(&plan.status) {

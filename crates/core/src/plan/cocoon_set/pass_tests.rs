@@ -57,7 +57,12 @@ impl Harness {
     }
 
     fn plan(&mut self) -> SetPlanned {
-        let view = SetView { set: &self.set, pods: &self.pods, snapshots: &self.snapshots };
+        let view = SetView {
+            set: &self.set,
+            pods: &self.pods,
+            snapshots: &self.snapshots,
+            snapshot_record: true,
+        };
         plan_set_pass(&view, &mut self.memory, &self.settings, self.now)
     }
 

@@ -112,17 +112,25 @@ fn releasable(input: &SetInput<'_>, pod: &PodView) -> bool {
 }
 
 /// `onForkFallback: recreate`: a sub-agent that booted from the image is deleted (and then
-/// recreated, forking) once the main serves again, that is, when the main's Ready transition is
-/// newer than the sub-agent's pod. A fork that fell back while the main served throughout is
-/// reported and left alone: retrying it against the same main could loop.
+/// recreated, forking) once the main serves again: the main serves another VM than the one it
+/// served when the sub-agent was seen fallen back (its VM id, as this actor remembers it), or,
+/// when this actor did not see that, its Ready transition is newer than the sub-agent's pod. A
+/// fork that fell back while the main served throughout is reported and left alone: retrying it
+/// against the same main could loop.
 fn refork(input: &SetInput<'_>, main: Option<&PodView>, pod: &PodView) -> bool {
     let Some(main) = main else { return false };
+    let main_again = match pod.uid.as_ref().and_then(|uid| input.fell_back_under.get(uid)) {
+        Some(under) => main.vm_id.as_ref().is_some_and(|now| now != under),
+        None => {
+            matches!((pod.created_at, main.ready_changed_at), (Some(created), Some(ready)) if created < ready)
+        }
+    };
     input.spec.agent.on_fork_fallback == crate::api::ForkFallbackPolicy::Recreate
         && !input.spec.suspend
         && pod.fork_fell_back()
         && pod.hibernated_by.is_none()
         && main.is_serving()
-        && matches!((pod.created_at, main.ready_changed_at), (Some(created), Some(ready)) if created < ready)
+        && main_again
 }
 
 fn delete(pod: &PodView, reason: DeleteReason) -> PodAction {
@@ -202,7 +210,7 @@ fn hibernate_toggles(
     input: &SetInput<'_>,
     deleting_now: &dyn Fn(&PodView) -> bool,
 ) -> Vec<PodAction> {
-    input
+    let toggles: Vec<PodAction> = input
         .pods
         .iter()
         .filter(|p| !deleting_now(p) && !p.is_terminal() && !p.is_static())
@@ -226,6 +234,41 @@ fn hibernate_toggles(
                 hibernate: hibernated,
             })
         })
+        .collect();
+    first_hibernation_alone(input, deleting_now, toggles)
+}
+
+/// While the namespace has no snapshot ConfigMap, one pod at a time is asked to hibernate
+/// ([`SetInput::snapshot_record`]): none more while a request is on its way (in flight, or on a
+/// pod that has not reported hibernated yet), else the first of the pods to ask, a VM other than
+/// a main first (vk-cocoon v0.1.x never hibernates a main, so waiting on one would wait forever,
+/// and it is not waited on). Wakes are never held back.
+fn first_hibernation_alone(
+    input: &SetInput<'_>,
+    deleting_now: &dyn Fn(&PodView) -> bool,
+    toggles: Vec<PodAction>,
+) -> Vec<PodAction> {
+    if input.snapshot_record {
+        return toggles;
+    }
+    let never_hibernated = |name: &str| {
+        input.pods.iter().find(|p| p.name == name).is_some_and(|p| {
+            p.vm_name.as_deref().and_then(crate::contract::seed_vm_slot) == Some(0)
+        })
+    };
+    let waiting = input.pods.iter().filter(|p| !deleting_now(p)).any(|p| {
+        let asked = p.hibernate_requested || input.expectations.toggle_pending(&p.name, true);
+        asked && !p.reports_hibernated() && !never_hibernated(&p.name)
+    });
+    let is_hibernate = |a: &PodAction| matches!(a, PodAction::SetHibernate { hibernate: true, .. });
+    let first = toggles
+        .iter()
+        .filter(|a| is_hibernate(a))
+        .min_by_key(|a| never_hibernated(a.pod_name()))
+        .map(|a| a.pod_name().to_string());
+    toggles
+        .into_iter()
+        .filter(|a| !is_hibernate(a) || (!waiting && Some(a.pod_name()) == first.as_deref()))
         .collect()
 }
 

@@ -16,8 +16,11 @@ use crate::contract;
 use crate::plan::observe::PodRole;
 
 /// Grace period of VM pods: short, but never 0 (0 lets a virtual kubelet skip its delete hook
-/// and orphan the VM).
-pub const TERMINATION_GRACE_SECONDS: i64 = 30;
+/// and orphan the VM). virtual-kubelet runs the provider's delete hook (snapshot, VM removal)
+/// first and removes the pod object the grace period after it: a long grace only delays every
+/// scale-down and teardown step, by its length each (with vk-cocoon and 30 s, a set's ordered
+/// teardown took a minute).
+pub const TERMINATION_GRACE_SECONDS: i64 = 5;
 
 /// Identity of the set that owns the pods being built.
 #[derive(Clone, Debug, PartialEq, Eq)]

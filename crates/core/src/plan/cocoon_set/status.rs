@@ -29,6 +29,7 @@ pub(crate) struct StatusInput<'a> {
     pub pending_actions: &'a [PodAction],
     pub deleting: bool,
     pub suspend: SuspendView<'a>,
+    pub replaced: &'a BTreeMap<String, crate::plan::replaced::Replaced>,
     pub failure: Option<&'a str>,
     pub now: Timestamp,
 }
@@ -199,6 +200,7 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
     if let Some(failure) = input.failure {
         problems.push(failure.to_string());
     }
+    problems.extend(input.replaced.values().map(|r| r.message()));
     for conflict in input.name_conflicts {
         problems.push(format!(
             "pod {conflict} exists but is not owned by this set; waiting for it to go"

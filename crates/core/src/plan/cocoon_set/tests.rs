@@ -533,6 +533,27 @@ fn recreate_deletes_a_fallen_back_sub_agent_only_once_the_main_serves_again() {
     assert!(!holding.actions.iter().any(|a| matches!(a, PodAction::Delete { .. })));
 }
 
+#[test]
+fn recreate_waits_for_another_main_vm_than_the_one_a_sub_agent_fell_back_under_whatever_the_clock()
+{
+    let mut recreate = spec(1);
+    recreate.agent.on_fork_fallback = crate::api::ForkFallbackPolicy::Recreate;
+    // The main turned Ready in the same second the sub-agent was created: the clock cannot
+    // tell whether the main served throughout; the VM id the actor saw can.
+    let mut main = agent(0);
+    main.ready_changed_at = Some(at(10));
+    let mut fell = from(agent(1), "ubuntu-dev-base", 10);
+    fell.uid = Some("sub-uid".into());
+    let mut w = World::new(recreate, vec![main.clone(), fell]);
+    w.fell_back_under.insert("sub-uid".into(), "vm-0".into());
+    let deletes = |w: &World| {
+        w.plan().actions.iter().filter(|a| matches!(a, PodAction::Delete { .. })).count()
+    };
+    assert_eq!(deletes(&w), 0, "the main serves the VM it served when the fork fell back");
+    w.pods[0].vm_id = Some("vm-0-recreated".into());
+    assert_eq!(deletes(&w), 1, "another main VM serves: fork again");
+}
+
 fn release(replicas: i32, suspend: bool) -> crate::api::CocoonSetSpec {
     let mut s = spec(replicas);
     s.suspend = suspend;
@@ -694,4 +715,36 @@ fn with_release_a_warm_slot_waits_in_its_snapshot_and_is_recreated_on_scale_up()
     // the new warm slot above it is forked.
     w.spec.agent.replicas = 2;
     assert_eq!(creates(&w.plan().actions), vec!["demo-2", "demo-3"]);
+}
+
+#[test]
+fn without_a_snapshot_configmap_one_pod_is_asked_to_hibernate_at_a_time_a_main_last() {
+    // vk-cocoon v0.1.x creates the ConfigMap on the first hibernation in a namespace, racily:
+    // of two first hibernations at once, one loses its entry.
+    let mut s = spec(2);
+    s.suspend = true;
+    let mut w = World::new(s, vec![agent(0), agent(1), agent(2)]);
+    w.snapshot_record = false;
+    let toggled = |w: &World| -> Vec<String> {
+        w.plan()
+            .actions
+            .iter()
+            .filter(|a| matches!(a, PodAction::SetHibernate { hibernate: true, .. }))
+            .map(|a| a.pod_name().to_string())
+            .collect()
+    };
+    assert_eq!(toggled(&w), vec!["demo-1"], "one pod, not the main");
+    // Asked and not hibernated yet: nobody else.
+    w.pods[1].hibernate_requested = true;
+    assert!(toggled(&w).is_empty());
+    // It reports hibernated (its entry made the ConfigMap): the rest go together.
+    w.pods[1] = hibernated(w.pods[1].clone(), 101);
+    w.snapshot_record = true;
+    assert_eq!(toggled(&w), vec!["demo-0", "demo-2"]);
+    // A main asked first (a set of one) is never waited on: the provider never hibernates it.
+    let mut alone = spec(0);
+    alone.suspend = true;
+    let mut w = World::new(alone, vec![agent(0)]);
+    w.snapshot_record = false;
+    assert_eq!(toggled(&w), vec!["demo-0"]);
 }

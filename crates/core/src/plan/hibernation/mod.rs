@@ -119,6 +119,9 @@ pub struct HibInput<'a> {
     pub deleting: bool,
     /// What the actor saw of the pod during the round in flight (see [`witness`]).
     pub witness: RoundWitness,
+    /// The pod's VM was replaced while it served, unasked, since the last round (see
+    /// [`crate::plan::replaced`]); said in the status while the pod stays awake.
+    pub replaced: Option<&'a crate::plan::replaced::Replaced>,
     /// Operator-wide timeouts and deletion cost.
     pub settings: &'a HibernationSettings,
     /// The current time (the planner has no clock).
@@ -300,6 +303,9 @@ fn finish(mut b: Builder<'_>, release: bool) -> HibPlan {
     let input = b.input;
     b.status.observed_generation = input.generation;
     let phase = b.phase();
+    if let Some(replaced) = input.replaced.filter(|_| phase == HibernationPhase::Active) {
+        b.status.message.get_or_insert_with(|| replaced.message());
+    }
     let done = matches!(
         (input.spec.action, phase),
         (HibernationAction::Hibernate, HibernationPhase::Hibernated)

@@ -11,12 +11,14 @@ use super::round::{RoundKey, RoundWitness, round_key, witness};
 use super::{Competitor, HibAction, HibInput, HibernationSettings, plan_hibernation};
 use crate::api::{Hibernation, HibernationPhase, HibernationStatus};
 use crate::contract;
+use crate::plan::PlanEvent;
 use crate::plan::clock::since;
 use crate::plan::observe::{PodView, Snapshots};
 use crate::plan::pass::{
     Backoff, Finalizer, Outcome, OwnWrite, Pass, Recorded, Retry, Step, forget_written_once_seen,
     released, released_under,
 };
+use crate::plan::replaced::{Replaced, VmWatch};
 
 /// One step of a Hibernation pass.
 pub type HibStep = Step<HibAction, HibernationStatus>;
@@ -62,6 +64,10 @@ pub struct HibMemory {
     pub released: Vec<String>,
     /// What the API server answered to this actor's last status write.
     pub own_write: Option<OwnWrite>,
+    /// The VM the target pod serves, to tell a replacement.
+    pub vm_watch: VmWatch,
+    /// A replacement of the pod's VM seen since the last round.
+    pub replaced: Option<Replaced>,
 }
 
 /// What one Hibernation actor sees.
@@ -157,6 +163,15 @@ pub fn plan_hib_pass(
     let mut steps: Vec<HibStep> = finalizer.hold().into_iter().collect();
     let previous = memory.last_written.clone().unwrap_or_else(|| stored.clone());
     let round_witness = memory.observe(&previous, view);
+    let mut events = Vec::new();
+    let awake = pod.filter(|p| !p.hibernate_requested && !p.hibernated);
+    if awake.is_none() {
+        memory.replaced = None; // a new round, or no pod: what was replaced is history
+    }
+    for replaced in memory.vm_watch.observe(pod) {
+        events.push(PlanEvent::warning("VMReplaced", replaced.message()));
+        memory.replaced = Some(replaced);
+    }
     let plan = plan_hibernation(&HibInput {
         name: view.name(),
         generation: hib.metadata.generation,
@@ -168,6 +183,7 @@ pub fn plan_hib_pass(
         competitors: view.competitors,
         deleting,
         witness: round_witness,
+        replaced: memory.replaced.as_ref(),
         settings,
         now,
     });
@@ -185,7 +201,7 @@ pub fn plan_hib_pass(
     if plan.status != stored && memory.last_written.as_ref() != Some(&plan.status) {
         steps.push(Step::WriteStatus(Box::new(plan.status.clone())));
     }
-    steps.extend(plan.events.into_iter().map(Step::Event));
+    steps.extend(events.into_iter().chain(plan.events).map(Step::Event));
     steps.extend(plan.actions.into_iter().map(Step::Pod));
     HibPlanned {
         pass: Pass { steps, wake_after: plan.requeue_after },

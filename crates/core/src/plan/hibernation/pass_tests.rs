@@ -267,3 +267,32 @@ fn a_failed_status_write_backs_off_and_keeps_the_old_status_as_the_reference() {
     assert!(memory.retry.backing_off());
     h.memory = memory;
 }
+
+#[test]
+fn a_woken_vm_replaced_unasked_is_said_in_status_and_a_warning_and_forgotten_by_the_next_round() {
+    // Woken: Active with VM a.
+    let mut woken = pod("uid-1");
+    woken.vm_id = Some("a".into());
+    let mut h = Harness::new(HibernationAction::Wake, vec![woken.clone()]);
+    h.pass();
+    h.pass();
+    assert_eq!(h.phase(), Some(HibernationPhase::Active));
+    // The provider puts VM b under the serving pod (vk-cocoon v0.1.x's second wake).
+    h.pods[0].vm_id = Some("b".into());
+    let steps = h.pass();
+    let warned =
+        steps.iter().any(|s| matches!(s, Step::Event(e) if e.warning && e.reason == "VMReplaced"));
+    assert!(warned, "{steps:?}");
+    let status = h.hib.status.clone().unwrap_or_default();
+    assert_eq!(status.phase, Some(HibernationPhase::Active));
+    assert!(status.message.as_deref().is_some_and(|m| m.contains("a -> b")), "{status:?}");
+    let again = h.pass();
+    assert!(!again.iter().any(|s| matches!(s, Step::Event(_))), "told once: {again:?}");
+    // A new round (hibernate) lets it go.
+    h.hib.spec.action = HibernationAction::Hibernate;
+    h.hib.metadata.generation = Some(2);
+    h.pods[0].hibernate_requested = true;
+    h.pods[0].hibernated_by = Some(NAME.into());
+    h.pass();
+    assert!(h.memory.replaced.is_none());
+}

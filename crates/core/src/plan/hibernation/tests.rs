@@ -85,6 +85,7 @@ impl Case {
             competitors: &self.competitors,
             deleting: self.deleting,
             witness: self.witness,
+            replaced: None,
             settings: &settings,
             now: at(self.now),
         })

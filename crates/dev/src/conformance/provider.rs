@@ -1,0 +1,276 @@
+//! The real vk-cocoon under test: built from `../shared/providers` (cached), run as a process
+//! against the fake hypervisor CLI, as the virtual node of the dev cluster. It binds `:10250`
+//! on all interfaces (virtual-kubelet's default, no setting) and v0.1.1 reads its DHCP leases
+//! from a fixed path: one provider at a time, started and stopped by the harness.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Node;
+use kube::{Api, Client};
+
+use super::BoxError;
+use crate::fake_cli::faults::Faults;
+use crate::fake_cli::log::{self, Call};
+use crate::fake_cli::state::{Snapshot, StateDir, Vm};
+use crate::fake_cli::{LEASE_FORMAT_ENV, LEASES_ENV, STATE_ENV};
+
+/// Where vk-cocoon v0.1.1 reads dnsmasq's leases (hard-coded).
+pub const DNSMASQ_LEASES: &str = "/var/lib/misc/dnsmasq.leases";
+
+/// A provider version the harness can build and run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    /// vk-cocoon v0.1.1: the seed dialect (`cocoon.cis/*`).
+    V011,
+}
+
+impl Version {
+    /// The tag `build.sh` takes.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Self::V011 => "v0.1.1",
+        }
+    }
+}
+
+/// The directory of `../shared/providers` (or `COCOON_PROVIDERS_KIT`), with its `build.sh`.
+pub fn kit(repo: &Path) -> Result<PathBuf, BoxError> {
+    let dir = std::env::var_os("COCOON_PROVIDERS_KIT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo.join("../shared/providers"));
+    if !dir.join("build.sh").is_file() {
+        return Err(format!(
+            "no provider kit at {} (../shared/providers beside the repository, or COCOON_PROVIDERS_KIT): \
+             the real vk-cocoon cannot be built",
+            dir.display()
+        )
+        .into());
+    }
+    Ok(dir)
+}
+
+/// Builds (or finds, cached) vk-cocoon `version` with the kit's `build.sh`; its path.
+pub async fn build(kit: &Path, version: Version) -> Result<PathBuf, BoxError> {
+    let out = tokio::process::Command::new("bash")
+        .arg(kit.join("build.sh"))
+        .args(["vk-cocoon", version.tag()])
+        .stderr(Stdio::inherit())
+        .output()
+        .await?;
+    if !out.status.success() {
+        return Err(format!("build vk-cocoon {}: {}", version.tag(), out.status).into());
+    }
+    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    if !path.is_file() {
+        return Err(format!("build.sh printed {}, which is no file", path.display()).into());
+    }
+    Ok(path)
+}
+
+/// The fake hypervisor as the harness sees it: its state, faults and calls, and the directory
+/// of the names the provider calls it by.
+pub struct Hypervisor {
+    pub state: StateDir,
+    /// `cocoon`, `sudo` and `sshpass`, each a link to `fake-cocoon`.
+    pub bin: PathBuf,
+    /// The lease file it keeps, and what was there before (put back on drop).
+    leases: PathBuf,
+    saved_leases: Option<Vec<u8>>,
+}
+
+impl Hypervisor {
+    /// Installs the fake under `dir`, keeping the leases at `leases` (dnsmasq format).
+    pub fn install(dir: &Path, fake: &Path, leases: &Path) -> Result<Self, BoxError> {
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin)?;
+        for name in ["cocoon", "sudo", "sshpass"] {
+            let link = bin.join(name);
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(fake, &link)?;
+        }
+        if let Some(parent) = leases.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                format!("cannot create {} for the provider's leases: {e}", parent.display())
+            })?;
+        }
+        let saved_leases = std::fs::read(leases).ok();
+        std::fs::write(leases, "").map_err(|e| {
+            format!(
+                "cannot write {} (the provider's lease file; run as root): {e}",
+                leases.display()
+            )
+        })?;
+        let state = StateDir(dir.join("state"));
+        std::fs::create_dir_all(&state.0)?;
+        Ok(Self { state, bin, leases: leases.to_path_buf(), saved_leases })
+    }
+
+    /// The environment the provider runs with, so that it finds the fake.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let path = format!("{}:{}", self.bin.display(), std::env::var("PATH").unwrap_or_default());
+        vec![
+            ("PATH".into(), path),
+            ("COCOON_BIN".into(), self.bin.join("cocoon").display().to_string()),
+            (STATE_ENV.into(), self.state.0.display().to_string()),
+            (LEASES_ENV.into(), self.leases.display().to_string()),
+            (LEASE_FORMAT_ENV.into(), "dnsmasq".into()),
+        ]
+    }
+
+    /// Base images are snapshots to the hypervisor: a clone of an image clones its snapshot.
+    pub fn seed_images(&self, images: &[&str]) -> Result<(), BoxError> {
+        self.state.with(|s| {
+            for image in images {
+                s.snapshots.insert(
+                    image.to_string(),
+                    Snapshot {
+                        id: format!("image-{image}"),
+                        name: image.to_string(),
+                        from_vm: "import".into(),
+                        image: image.to_string(),
+                        hypervisor: "cloud-hypervisor".into(),
+                        created: String::new(),
+                    },
+                );
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Replaces the fault plan.
+    pub fn set_faults(&self, faults: &Faults) -> Result<(), BoxError> {
+        Ok(faults.save(&self.state.0)?)
+    }
+
+    /// Every VM it runs now.
+    pub fn vms(&self) -> Vec<Vm> {
+        self.state.read().map(|s| s.vms.into_values().collect()).unwrap_or_default()
+    }
+
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<Call> {
+        log::read(&self.state.0)
+    }
+
+    /// Rewrites the lease file from the state and the current fault plan (the provider only
+    /// reads the file; the fake rewrites it on each of its calls).
+    pub fn refresh_leases(&self) -> Result<(), BoxError> {
+        let faults = Faults::load(&self.state.0);
+        let state = self.state.read()?;
+        let now = k8s_openapi::jiff::Timestamp::now().as_second();
+        let text = crate::fake_cli::leases::render(
+            &state,
+            &faults,
+            crate::fake_cli::leases::LeaseFormat::Dnsmasq,
+            now,
+        );
+        Ok(crate::fake_cli::leases::write(&self.leases, &text)?)
+    }
+
+    /// Stops a VM, as if it died under the provider.
+    pub fn stop_vm(&self, name: &str) -> Result<(), BoxError> {
+        self.state.with(|s| {
+            if let Some(id) = s.vm_id(name)
+                && let Some(vm) = s.vms.get_mut(&id)
+            {
+                vm.state = "stopped".into();
+            }
+        })?;
+        Ok(())
+    }
+}
+
+impl Drop for Hypervisor {
+    fn drop(&mut self) {
+        let _ = match &self.saved_leases {
+            Some(content) => std::fs::write(&self.leases, content),
+            None => std::fs::remove_file(&self.leases),
+        };
+    }
+}
+
+/// A running vk-cocoon.
+pub struct Provider {
+    child: tokio::process::Child,
+    pub node: String,
+    pub log: PathBuf,
+}
+
+impl Provider {
+    /// Starts `binary` as node `node` of the cluster `kubeconfig` names, against `hypervisor`;
+    /// returns once its node is Ready.
+    pub async fn start(
+        binary: &Path,
+        kubeconfig: &Path,
+        hypervisor: &Hypervisor,
+        node: &str,
+        work: &Path,
+        client: &Client,
+    ) -> Result<Self, BoxError> {
+        let log = work.join(format!("vk-cocoon-{node}.log"));
+        let file = std::fs::File::create(&log)?;
+        let root = work.join("cocoon-root");
+        std::fs::create_dir_all(&root)?;
+        let mut command = tokio::process::Command::new(binary);
+        command
+            .env("KUBECONFIG", kubeconfig)
+            .env("VK_NODE_NAME", node)
+            .env("VK_NODE_IP", "127.0.0.1")
+            .env("COCOON_ROOT", &root)
+            .env("HOME", work)
+            .envs(hypervisor.env())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .kill_on_drop(true);
+        // The ten pass-through variables of v0.1.1 would put `env K=V` into every call.
+        for key in [
+            "COCOON_ROOT_DIR",
+            "COCOON_RUN_DIR",
+            "COCOON_LOG_DIR",
+            "COCOON_CNI_CONF_DIR",
+            "COCOON_CNI_BIN_DIR",
+            "COCOON_DNS",
+            "COCOON_BALLOON_ENABLED",
+            "COCOON_ROOT_PASSWORD",
+            "COCOON_CH_BINARY",
+            "COCOON_WINDOWS_CH_BINARY",
+        ] {
+            command.env_remove(key);
+        }
+        let mut child = command.spawn().map_err(|e| format!("start {}: {e}", binary.display()))?;
+        let nodes: Api<Node> = Api::all(client.clone());
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(
+                    format!("vk-cocoon exited at once ({status}); see {}", log.display()).into()
+                );
+            }
+            let ready =
+                nodes.get_opt(node).await?.and_then(|n| n.status).and_then(|s| s.conditions);
+            if ready.is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True")) {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(90) {
+                return Err(
+                    format!("node {node} not Ready within 90s; see {}", log.display()).into()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Ok(Self { child, node: node.to_string(), log })
+    }
+
+    /// SIGTERM, then SIGKILL after a grace.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        }
+        if tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await.is_err() {
+            let _ = self.child.start_kill();
+            let _ = self.child.wait().await;
+        }
+    }
+}

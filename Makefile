@@ -6,7 +6,7 @@ CARGO ?= cargo
 # Go modules into ~/.cache/cocoon-operator and reused; see docs/development.md.
 CONTROL_PLANE = $$(bash tests/control-plane/build.sh)
 
-.PHONY: help build install image test lint fmt demo bench chaos crd control-plane helm cluster-up cluster-down
+.PHONY: help build install image test conformance lint fmt demo bench chaos crd control-plane helm cluster-up cluster-down
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -35,6 +35,12 @@ test: ## Run every test: unit, property, doc, and integration tests against a re
 	  helm=$$(bash tests/tools/build.sh helm) && echo "helm: $$helm" && \
 	  COCOON_CONTROL_PLANE_BIN=$$bin COCOON_HELM=$$helm $(CARGO) test --workspace --all-targets --no-fail-fast -- --test-threads=2 && \
 	  $(CARGO) test --workspace --doc
+
+conformance: ## The real vk-cocoon (built from ../shared/providers) against a fake hypervisor CLI: every workflow, also on the simulator, compared -> target/conformance/report.json
+	@test -f ../shared/providers/build.sh || test -n "$$COCOON_PROVIDERS_KIT" || \
+	  { echo "make conformance: no ../shared/providers/build.sh beside the repository (or COCOON_PROVIDERS_KIT): cannot build the real vk-cocoon" >&2; exit 1; }
+	@bin=$(CONTROL_PLANE) && $(CARGO) build --quiet -p cocoon-operator -p cocoon-dev --bin cocoon-operator --bin cocoon-dev --bin fake-cocoon && \
+	  COCOON_CONTROL_PLANE_BIN=$$bin RUST_LOG=$${RUST_LOG:-warn} ./target/debug/cocoon-dev conformance $(CONFORMANCE_ARGS)
 
 lint: ## Check formatting and clippy (warnings are errors)
 	$(CARGO) fmt --all -- --check

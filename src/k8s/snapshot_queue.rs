@@ -171,6 +171,6 @@ mod tests {
         let Event::Apply(applied) = NsSnapshots::event(Event::Apply(cm.clone())) else { panic!() };
         assert_eq!(applied, entries("ns", &["vm-1"]));
         let Event::Delete(deleted) = NsSnapshots::event(Event::Delete(cm)) else { panic!() };
-        assert_eq!(deleted, entries("ns", &[]));
+        assert_eq!(deleted, NsSnapshots { exists: false, ..entries("ns", &[]) });
     }
 }

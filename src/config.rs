@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::contract::Dialect;
 use crate::duration::parse_duration;
-use crate::plan::HibernationSettings;
+use crate::plan::{HibernationSettings, Nodes};
 
 /// Settings of the operator runtime. Every flag is also an environment variable.
 #[derive(Args, Clone, Debug)]
@@ -54,6 +55,45 @@ pub struct OperatorConfig {
     /// Each one in flight holds a connection (the client speaks HTTP/1.1).
     #[arg(long, env = "COCOON_API_MAX_IN_FLIGHT", default_value_t = defaults::API_MAX_IN_FLIGHT, value_parser = clap::value_parser!(u32).range(1..))]
     pub api_max_in_flight: u32,
+    /// The dialect of vk-cocoon the provider's nodes speak: `auto` reads each node's from the
+    /// node (its version and labels; needs `list`/`watch` on nodes), `seed`, `v0.2` or
+    /// `current` forces one for every node.
+    #[arg(long, env = "COCOON_DIALECT", default_value = defaults::DIALECT, value_parser = parse_dialect)]
+    pub dialect: DialectFlag,
+    /// The snapshot registry of cocoonstack providers (their `OCI_REGISTRY` or `EPOCH_URL`):
+    /// `host[:port][/prefix]`, `http://…` for plain HTTP. The operator removes the snapshots
+    /// it owns there once no VM needs them; the current dialect needs it to create pods.
+    #[arg(long, env = "COCOON_REGISTRY")]
+    pub registry: Option<String>,
+    /// Docker `config.json` with the registry's credentials (mount a
+    /// `kubernetes.io/dockerconfigjson` Secret's `.dockerconfigjson` there).
+    #[arg(long, env = "COCOON_REGISTRY_AUTH_FILE")]
+    pub registry_auth_file: Option<std::path::PathBuf>,
+}
+
+/// `--dialect`: read from each node, or forced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DialectFlag(pub Option<Dialect>);
+
+impl DialectFlag {
+    /// The nodes as known before any is seen: a node not seen speaks seed unless forced.
+    pub fn nodes(self) -> Nodes {
+        Nodes::new(Dialect::Seed, self.0)
+    }
+
+    /// Whether each node's dialect is read from the node (the node watch runs).
+    pub fn auto(self) -> bool {
+        self.0.is_none()
+    }
+}
+
+fn parse_dialect(text: &str) -> Result<DialectFlag, String> {
+    if text.trim().eq_ignore_ascii_case("auto") {
+        return Ok(DialectFlag(None));
+    }
+    Dialect::parse(text)
+        .map(|d| DialectFlag(Some(d)))
+        .ok_or_else(|| format!("{text:?} is no dialect: auto, seed, v0.2 or current"))
 }
 
 /// The defaults of `run`, written once: `--help` shows them and [`OperatorConfig::default`]
@@ -79,6 +119,8 @@ pub mod defaults {
     pub const STATUS_BATCH: &str = "1s";
     /// `--api-max-in-flight`.
     pub const API_MAX_IN_FLIGHT: u32 = 32;
+    /// `--dialect`.
+    pub const DIALECT: &str = "auto";
 }
 
 /// A default duration; every one is checked to parse by `every_default_parses`.
@@ -104,6 +146,9 @@ impl Default for OperatorConfig {
             max_backoff: default_duration(defaults::MAX_BACKOFF),
             status_batch: default_duration(defaults::STATUS_BATCH),
             api_max_in_flight: defaults::API_MAX_IN_FLIGHT,
+            dialect: DialectFlag::default(),
+            registry: None,
+            registry_auth_file: None,
         }
     }
 }
@@ -118,6 +163,16 @@ fn parse_period(text: &str) -> Result<Duration, String> {
 }
 
 impl OperatorConfig {
+    /// The registry client, when one is configured.
+    pub fn registry(&self) -> Result<Option<crate::registry::Registry>, crate::registry::Error> {
+        let Some(address) = self.registry.clone().filter(|a| !a.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let config =
+            crate::registry::RegistryConfig { address, auth_file: self.registry_auth_file.clone() };
+        crate::registry::Registry::new(&config).map(Some)
+    }
+
     pub fn hibernation_settings(&self) -> HibernationSettings {
         HibernationSettings {
             hibernate_timeout: self.hibernate_timeout,
@@ -161,6 +216,20 @@ mod tests {
         assert_eq!(flags.api_max_in_flight, default.api_max_in_flight);
         assert_eq!(flags.lease_name, default.lease_name);
         assert_eq!(flags.metrics_addr.port(), 8080);
+        assert_eq!(flags.dialect, default.dialect);
+        assert!(flags.dialect.auto());
+    }
+
+    #[test]
+    fn the_dialect_is_read_from_nodes_or_forced_and_nonsense_is_refused() {
+        let parse =
+            |v: &str| Run::try_parse_from(["run", "--dialect", v]).map(|r| r.config.dialect);
+        assert_eq!(parse("current").unwrap(), DialectFlag(Some(Dialect::Current)));
+        assert_eq!(parse("v0.2").unwrap(), DialectFlag(Some(Dialect::V02)));
+        assert_eq!(parse("seed").unwrap().nodes().dialect("any"), Dialect::Seed);
+        assert!(parse("AUTO").unwrap().auto());
+        let error = parse("v9").expect_err("refused").to_string();
+        assert!(error.contains("auto, seed, v0.2 or current"), "{error}");
     }
 
     #[test]

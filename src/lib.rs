@@ -28,6 +28,8 @@ pub mod k8s;
 pub mod metrics;
 /// Runtime assembly, leader election and graceful shutdown.
 pub mod operator;
+/// The snapshot registry of cocoonstack providers.
+pub mod registry;
 /// SIGTERM / Ctrl-C, for every long-running command.
 pub mod signal;
 /// Logging set-up.

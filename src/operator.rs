@@ -34,6 +34,8 @@ pub enum Error {
     Leader(#[source] crate::k8s::Error),
     #[error("lost the leader Lease")]
     LostLease,
+    #[error("registry: {0}")]
+    Registry(#[source] crate::registry::Error),
 }
 
 /// A cheap, clonable view of a running operator for tests, `dev` and benchmarks.
@@ -124,7 +126,9 @@ impl Operator {
         let client =
             counted_client(kube_config, metrics.clone(), config.api_max_in_flight as usize)
                 .map_err(Error::Client)?;
+        let snapshot_registry = config.registry().map_err(Error::Registry)?.map(Arc::new);
         let ctx = Arc::new(Context {
+            snapshot_registry,
             writer: Writer::new(
                 client.clone(),
                 config.identity.clone(),
@@ -137,6 +141,7 @@ impl Operator {
             hibernation: config.hibernation_settings(),
             registry,
             synced: synced.clone(),
+            nodes: Arc::new(crate::index::NodeCell::new(config.dialect.nodes())),
             shutting_down: Default::default(),
         });
         let (metrics_addr, probe_addr, http) = (config.metrics_addr, config.probe_addr, Vec::new());
@@ -149,7 +154,8 @@ impl Operator {
         let args = SupervisorArgs { ctx: ctx.clone(), index: lifecycle_tx };
         let (supervisor, supervisor_task) =
             Actor::spawn(None, Supervisor, args).await.map_err(|e| Error::Spawn(e.to_string()))?;
-        let deliverer = Deliverer::new(ctx.registry.clone(), supervisor.clone(), targets_tx);
+        let deliverer =
+            Deliverer::new(ctx.registry.clone(), supervisor.clone(), targets_tx, ctx.nodes.clone());
         let delivery_task = tokio::spawn(deliverer.run(events_rx, lifecycle_rx));
         let watches = watch::start(
             client,
@@ -157,6 +163,7 @@ impl Operator {
             events_tx,
             targets_rx,
             metrics.pod_name_watches.clone(),
+            config.dialect.auto(),
         );
         let sync = watches.sync.clone();
         let sync_task = tokio::spawn(async move {

@@ -2,7 +2,6 @@
 //! namespace's snapshot entries), its bookkeeping, and its pod writes. The pass is
 //! `plan::plan_set_pass`; outcomes go back through `plan::record_set`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::jiff::Timestamp;
@@ -68,11 +67,14 @@ impl Part for CocoonSetPart {
     fn plan(&mut self, ctx: &Context, now: Timestamp) -> Planned<PodAction, Self::Status> {
         let Some(set) = self.set.clone() else { return Planned::idle() };
         let pods = self.view.pods();
+        let nodes = ctx.nodes.current();
         let view = SetView {
             set: &set,
             pods: &pods,
             snapshots: self.view.snapshots(),
             snapshot_record: self.view.snapshot_record(),
+            nodes: &nodes,
+            registry: ctx.snapshot_registry.is_some(),
         };
         let planned = plan_set_pass(&view, &mut self.memory, &Self::settings(ctx), now);
         self.forks_served.extend(planned.forks_served);
@@ -94,19 +96,26 @@ impl Part for CocoonSetPart {
             PodAction::RepairLabels { pod_name, labels, .. } => {
                 ctx.writer.patch_pod_labels(namespace, pod_name, labels).await
             }
-            PodAction::DiscardOnDelete { pod_name } => {
-                let patch = BTreeMap::from([(
-                    crate::contract::ANN_SNAPSHOT_POLICY.to_string(),
-                    Some(crate::api::SnapshotPolicy::Never.as_str().to_string()),
-                )]);
-                ctx.writer.patch_pod_annotations(namespace, pod_name, &patch).await
+            PodAction::CollectSnapshot { vm_name, keep, .. } => {
+                tracing::debug!(%namespace, vm = %vm_name, keep, "retiring a snapshot");
+                return registry_outcome(ctx, |r| r.retire(vm_name, *keep)).await;
             }
-            PodAction::SetHibernate { pod_name, hibernate } => {
-                let patch = BTreeMap::from([(
-                    crate::contract::ANN_HIBERNATE.to_string(),
-                    crate::contract::hibernate_value(*hibernate),
-                )]);
-                ctx.writer.patch_pod_annotations(namespace, pod_name, &patch).await
+            PodAction::ProbeSnapshot { vm_name, .. } => {
+                use crate::contract::dialect::TAG_HIBERNATE;
+                let Some(registry) = ctx.snapshot_registry.as_deref() else {
+                    return Outcome::Failed { detail: "no registry configured".into() };
+                };
+                let found = registry.exists(vm_name, TAG_HIBERNATE).await;
+                tracing::info!(%namespace, vm = %vm_name, ?found, "looked for the snapshot of a VM whose pod went while hibernating");
+                return match found {
+                    Ok(true) => Outcome::Done,
+                    Ok(false) => Outcome::NotFound,
+                    Err(error) => Outcome::Failed { detail: error.to_string() },
+                };
+            }
+            PodAction::PrepareDelete { pod_name, annotations }
+            | PodAction::SetHibernate { pod_name, annotations, .. } => {
+                ctx.writer.patch_pod_annotations(namespace, pod_name, annotations).await
             }
         };
         outcome(result)
@@ -136,6 +145,24 @@ impl Part for CocoonSetPart {
             ctx.metrics.transition_duration.get_or_create(&Transition { transition: "fork" });
         for took in self.forks_served.drain(..) {
             fork.observe(took.as_secs_f64());
+        }
+    }
+}
+
+/// Runs a registry call; its failure is transient (retried with backoff, said in status).
+pub(super) async fn registry_outcome<'a, F, Fut>(ctx: &'a Context, call: F) -> Outcome
+where
+    F: FnOnce(&'a crate::registry::Registry) -> Fut,
+    Fut: std::future::Future<Output = crate::registry::Result<()>>,
+{
+    let Some(registry) = ctx.snapshot_registry.as_deref() else {
+        return Outcome::Failed { detail: "no registry configured (--registry)".into() };
+    };
+    match call(registry).await {
+        Ok(()) => Outcome::Done,
+        Err(error) => {
+            tracing::warn!(%error, "registry");
+            Outcome::Failed { detail: error.to_string() }
         }
     }
 }

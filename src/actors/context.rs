@@ -22,6 +22,10 @@ pub struct Context {
     pub registry: Arc<Registry>,
     /// Every watch has delivered its first complete list: actors may write.
     pub synced: Arc<AtomicBool>,
+    /// The provider's snapshot registry, when configured.
+    pub snapshot_registry: Option<Arc<crate::registry::Registry>>,
+    /// The provider's nodes (their dialects), as the index last saw them.
+    pub nodes: Arc<crate::index::NodeCell>,
     /// Set before the actors are stopped for shutdown: they are not replaced.
     pub shutting_down: AtomicBool,
 }

@@ -30,8 +30,10 @@ impl Deliverer {
         registry: Arc<Registry>,
         supervisor: ActorRef<SupervisorMsg>,
         targets: UnboundedSender<TargetCommand>,
+        nodes: Arc<crate::index::NodeCell>,
     ) -> Self {
-        Self { index: Index::default(), inboxes: HashMap::new(), registry, supervisor, targets }
+        let index = Index::with_nodes(nodes);
+        Self { index, inboxes: HashMap::new(), registry, supervisor, targets }
     }
 
     /// Applies the watches' events and the supervisor's lifecycle notes until the watches are

@@ -15,8 +15,8 @@ use crate::k8s::outcome;
 use crate::metrics::Transition;
 use crate::plan::hibernation::Competitor;
 use crate::plan::{
-    HibAction, HibMemory, HibStep, HibView, Outcome, OwnWrite, PodView, Recorded, plan_hib_pass,
-    record_hib,
+    HibAction, HibMemory, HibStep, HibView, Nodes, Outcome, OwnWrite, PodView, Recorded,
+    plan_hib_pass, record_hib,
 };
 
 /// The Hibernation actor's view and bookkeeping.
@@ -37,13 +37,24 @@ struct World {
 }
 
 impl World {
-    /// The core's view, on `pods` (this pass's copy of [`PodsView::pods`]).
-    fn view<'a>(&'a self, pods: &'a [PodView]) -> Option<HibView<'a>> {
+    /// The core's view, on `pods` (this pass's copy of [`PodsView::pods`]); the dialect is
+    /// that of the target pod's node.
+    fn view<'a>(
+        &'a self,
+        pods: &'a [PodView],
+        nodes: &Nodes,
+        registry: bool,
+    ) -> Option<HibView<'a>> {
+        let hibernation = self.hibernation.as_deref()?;
+        let target = pods.iter().find(|p| p.name == hibernation.spec.pod_name);
+        let dialect = nodes.dialect(target.and_then(|p| p.node.as_deref()).unwrap_or_default());
         Some(HibView {
-            hibernation: self.hibernation.as_deref()?,
+            hibernation,
             pods,
             listed: self.listed.as_deref(),
             snapshots: self.view.snapshots(),
+            dialect,
+            registry,
             competitors: &self.competitors,
         })
     }
@@ -82,7 +93,10 @@ impl Part for HibernationPart {
 
     fn plan(&mut self, ctx: &Context, now: Timestamp) -> Planned<HibAction, HibernationStatus> {
         let pods = self.world.view.pods();
-        let Some(view) = self.world.view(&pods) else { return Planned::idle() };
+        let nodes = ctx.nodes.current();
+        let Some(view) = self.world.view(&pods, &nodes, ctx.snapshot_registry.is_some()) else {
+            return Planned::idle();
+        };
         let planned = plan_hib_pass(&view, &mut self.memory, &ctx.hibernation, now);
         Planned {
             pass: planned.pass,
@@ -92,8 +106,15 @@ impl Part for HibernationPart {
     }
 
     async fn write_pod(&self, ctx: &Context, namespace: &str, write: &HibAction) -> Outcome {
-        let HibAction::PatchPod { pod_name, annotations, labels } = write;
-        outcome(ctx.writer.patch_pod_metadata(namespace, pod_name, annotations, labels).await)
+        match write {
+            HibAction::PatchPod { pod_name, annotations, labels } => outcome(
+                ctx.writer.patch_pod_metadata(namespace, pod_name, annotations, labels).await,
+            ),
+            HibAction::CollectSnapshot { vm_name } => {
+                use crate::contract::dialect::TAG_HIBERNATE;
+                super::cocoon_set::registry_outcome(ctx, |r| r.delete(vm_name, TAG_HIBERNATE)).await
+            }
+        }
     }
 
     fn record(
@@ -104,7 +125,10 @@ impl Part for HibernationPart {
         now: Timestamp,
     ) -> Recorded {
         let pods = self.world.view.pods();
-        let Some(view) = self.world.view(&pods) else { return Recorded::go_on() };
+        let nodes = ctx.nodes.current();
+        let Some(view) = self.world.view(&pods, &nodes, ctx.snapshot_registry.is_some()) else {
+            return Recorded::go_on();
+        };
         record_hib(&mut self.memory, &view, step, outcome, ctx.backoff(), now)
     }
 

@@ -99,6 +99,8 @@ fn context(resync: Duration) -> Arc<Context> {
         hibernation: crate::config::OperatorConfig::default().hibernation_settings(),
         registry: Registry::new(),
         synced: Arc::new(AtomicBool::new(true)),
+        nodes: Default::default(),
+        snapshot_registry: None,
         shutting_down: Default::default(),
     })
 }

@@ -35,7 +35,7 @@ use targets::{Follow, Targets};
 use crate::api::{CocoonSet, Hibernation};
 use crate::k8s::watch::{TargetCommand, WatchEvent};
 use crate::plan::hibernation::Competitor;
-use crate::plan::{PodView, Snapshots};
+use crate::plan::{Nodes, PodView, Snapshots};
 
 /// One change for an actor's view. Deletions are `None`.
 #[derive(Debug, Clone)]
@@ -77,6 +77,34 @@ impl SnapshotCell {
     pub(crate) fn replace(&self, entries: Arc<Snapshots>, exists: bool) -> Arc<Snapshots> {
         self.1.store(exists, std::sync::atomic::Ordering::Release);
         std::mem::replace(&mut *self.0.write().unwrap_or_else(|e| e.into_inner()), entries)
+    }
+}
+
+/// The provider's nodes as the index last saw them (each one's dialect and CPU class), shared
+/// with every actor, which reads it at each pass.
+#[derive(Debug, Default)]
+pub struct NodeCell(RwLock<Arc<Nodes>>);
+
+impl NodeCell {
+    /// No node seen yet: `nodes` holds the dialect assumed for them.
+    pub fn new(nodes: Nodes) -> Self {
+        Self(RwLock::new(Arc::new(nodes)))
+    }
+
+    /// The nodes now.
+    pub fn current(&self) -> Arc<Nodes> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Applies `change`; whether it changed anything planning reads.
+    pub(crate) fn update(&self, change: impl FnOnce(&mut Nodes) -> bool) -> bool {
+        let mut guard = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let mut nodes = (**guard).clone();
+        let changed = change(&mut nodes);
+        if changed {
+            *guard = Arc::new(nodes);
+        }
+        changed
     }
 }
 
@@ -133,6 +161,9 @@ pub struct Index {
     owned_pods: HashMap<NsName, Arc<PodView>>,
     /// Every namespace's entries (an empty cell for a namespace with actors and no ConfigMap).
     snapshots: HashMap<String, Arc<SnapshotCell>>,
+    /// The provider's nodes (shared with the actors).
+    nodes: Arc<NodeCell>,
+    relist_nodes: Relist<String>,
     relist_sets: Relist<NsName>,
     relist_hibs: Relist<NsName>,
     relist_owned: Relist<NsName>,
@@ -147,6 +178,11 @@ pub struct Index {
 }
 
 impl Index {
+    /// An index that records the provider's nodes in `nodes` (the cell the actors read).
+    pub fn with_nodes(nodes: Arc<NodeCell>) -> Self {
+        Self { nodes, ..Self::default() }
+    }
+
     /// Applies one input; returns the deliveries it implies, in order.
     pub fn apply(&mut self, input: Input) -> Vec<Delivery> {
         match input {
@@ -162,6 +198,7 @@ impl Index {
                     let follows = self.targets.narrow_event((namespace, name), event);
                     self.follow(follows)
                 }
+                WatchEvent::Node(e) => self.node(e),
                 WatchEvent::Snapshots(queue) => {
                     queue.drain().into_iter().flat_map(|e| self.snapshots(e)).collect()
                 }

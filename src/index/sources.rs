@@ -13,7 +13,7 @@ use super::{ActorKey, Delivery, Index, NsName, Update, key_of, pod_key};
 use crate::api::{CocoonSet, Hibernation};
 use crate::contract;
 use crate::k8s::snapshot_queue::NsSnapshots;
-use crate::plan::{PodView, Snapshots};
+use crate::plan::{NodeSeen, PodView, Snapshots};
 
 /// The entries added, removed or changed between two versions of a namespace's entries.
 fn changed_entries<'a>(old: &'a Snapshots, new: &'a Snapshots) -> Vec<&'a str> {
@@ -241,5 +241,28 @@ impl Index {
             }
         }
         out
+    }
+
+    /// A provider node was listed, changed or deleted: its dialect and CPU class go into the
+    /// shared cell; if that changed anything, every actor plans again (a set on that node
+    /// builds its pods in the node's dialect).
+    pub(super) fn node(&mut self, event: Event<NodeSeen>) -> Vec<Delivery> {
+        let mut changed = false;
+        for change in self.relist_nodes.fold(event, |n| n.name.clone()) {
+            changed |= match change {
+                Change::Apply(name, seen) => {
+                    let info = seen.info;
+                    let dialect = info.dialect;
+                    let now = self.nodes.update(|nodes| nodes.set(&name, info));
+                    if now {
+                        tracing::info!(node = %name, %dialect, how = ?seen.how, "provider node");
+                    }
+                    now
+                }
+                Change::Delete(name, _) => self.nodes.update(|nodes| nodes.remove(&name)),
+                Change::Listed => false,
+            };
+        }
+        if changed { vec![Delivery::WakeAll] } else { Vec::new() }
     }
 }

@@ -21,6 +21,8 @@ pub enum WatchEvent {
     OwnedPod(Event<PodView>),
     /// Of the watch on pods labelled `cocoon.cis/hibernation-target`.
     LabelledTarget(Event<PodView>),
+    /// Of the watch on the provider's nodes (`type=virtual-kubelet`), each read for its dialect.
+    Node(Event<NodeSeen>),
     /// Of the narrow watch on one pod that Hibernations name.
     TargetPod { namespace: String, name: String, event: Event<PodView> },
     /// Of the `cocoon-vm-snapshots` ConfigMap watch: its events, as entries, wait in this
@@ -48,7 +50,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource};
@@ -60,7 +62,7 @@ use tokio::task::JoinHandle;
 use super::snapshot_queue::{NsSnapshots, SnapshotQueue};
 use crate::api::{CocoonSet, Hibernation};
 use crate::contract;
-use crate::plan::PodView;
+use crate::plan::{NodeSeen, PodView};
 
 use super::error::ErrorCategory;
 use super::watched_pod::WatchedPod;
@@ -159,6 +161,18 @@ pub fn viewed<P: IntoView>(event: Event<P>) -> Event<PodView> {
     }
 }
 
+/// A node event as the index keeps it: each node read for its dialect and dropped.
+fn seen(event: Event<Node>) -> Event<NodeSeen> {
+    let see = |node: Node| NodeSeen::of(&node);
+    match event {
+        Event::Apply(n) => Event::Apply(see(n)),
+        Event::Delete(n) => Event::Delete(see(n)),
+        Event::InitApply(n) => Event::InitApply(see(n)),
+        Event::Init => Event::Init,
+        Event::InitDone => Event::InitDone,
+    }
+}
+
 fn spawn_watch<K, F>(
     api: Api<K>,
     config: watcher::Config,
@@ -233,8 +247,9 @@ pub fn start(
     events: Sender<WatchEvent>,
     targets: UnboundedReceiver<TargetCommand>,
     open_narrow: Gauge,
+    watch_nodes: bool,
 ) -> Watches {
-    let sync = SyncTracker::new(5);
+    let sync = SyncTracker::new(if watch_nodes { 6 } else { 5 });
     let mut tasks = vec![
         spawn_watch(
             Api::<CocoonSet>::all(client.clone()),
@@ -280,6 +295,20 @@ pub fn start(
         events.clone(),
         move |e| queue.push(NsSnapshots::event(e)).then(|| WatchEvent::Snapshots(queue.clone())),
     ));
+    if watch_nodes {
+        // The provider's nodes, for the dialect each speaks: listed before any actor writes,
+        // so that no pod is built in the wrong dialect.
+        let selector =
+            format!("{}={}", contract::NODE_LABEL_TYPE, contract::NODE_TYPE_VIRTUAL_KUBELET);
+        tasks.push(spawn_watch(
+            Api::<Node>::all(client.clone()),
+            watcher::Config::default().labels(&selector),
+            Some(sync.clone()),
+            slim,
+            events.clone(),
+            |e| Some(WatchEvent::Node(seen(e))),
+        ));
+    }
     tasks.push(tokio::spawn(target_watches(client, writer, events, targets, open_narrow)));
     Watches { tasks, sync }
 }
@@ -401,6 +430,7 @@ async fn target_watches(
 
 #[cfg(test)]
 mod tests {
+    use crate::contract::dialect::seed;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
 
     #[test]
@@ -423,7 +453,7 @@ mod tests {
                 annotations: Some(
                     [
                         ("kubectl.kubernetes.io/last-applied-configuration", "{...}"),
-                        (contract::ANN_VM_NAME, "vk-a"),
+                        (seed::KEYS.vm_name, "vk-a"),
                     ]
                     .into_iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -436,7 +466,7 @@ mod tests {
         slim(&mut pod);
         assert!(pod.metadata.managed_fields.is_none());
         let kept: Vec<&String> = pod.metadata.annotations.as_ref().unwrap().keys().collect();
-        assert_eq!(kept, vec![contract::ANN_VM_NAME]);
+        assert_eq!(kept, vec![seed::KEYS.vm_name]);
     }
 
     #[test]

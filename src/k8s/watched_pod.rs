@@ -10,7 +10,9 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ContainerState, ContainerStatus, Pod, PodCondition, PodStatus};
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStatus, Pod, PodCondition, PodSpec, PodStatus,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use serde::{Deserialize, Deserializer};
 
@@ -24,7 +26,11 @@ pub struct WatchedPod {
     /// creation and deletion times; nothing else.
     #[serde(default, deserialize_with = "read_meta")]
     pub metadata: ObjectMeta,
-    /// Phase, reason, message, conditions and each container's name and state.
+    /// The node the pod is bound to; nothing else of the spec.
+    #[serde(default, deserialize_with = "read_spec")]
+    pub spec: Option<PodSpec>,
+    /// Phase, reason, message, start time, address, conditions and each container's name and
+    /// state.
     #[serde(default, deserialize_with = "read_status")]
     pub status: Option<PodStatus>,
 }
@@ -32,7 +38,7 @@ pub struct WatchedPod {
 impl WatchedPod {
     /// The operator's view of the pod.
     pub fn view(self) -> PodView {
-        PodView::from_pod(&Pod { metadata: self.metadata, spec: None, status: self.status })
+        PodView::from_pod(&Pod { metadata: self.metadata, spec: self.spec, status: self.status })
     }
 }
 
@@ -100,6 +106,18 @@ fn read_meta<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectMeta, D
     })
 }
 
+/// The spec fields that are read.
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct Spec {
+    node_name: Option<String>,
+}
+
+fn read_spec<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<PodSpec>, D::Error> {
+    Ok(Option::<Spec>::deserialize(deserializer)?
+        .map(|s| PodSpec { node_name: s.node_name, ..PodSpec::default() }))
+}
+
 /// The status fields that are read.
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -107,6 +125,9 @@ struct Status {
     phase: Option<String>,
     reason: Option<String>,
     message: Option<String>,
+    start_time: Option<Time>,
+    #[serde(rename = "podIP")]
+    pod_ip: Option<String>,
     conditions: Option<Vec<PodCondition>>,
     container_statuses: Option<Vec<Container>>,
 }
@@ -124,6 +145,8 @@ fn read_status<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<PodS
         phase: s.phase,
         reason: s.reason,
         message: s.message,
+        start_time: s.start_time,
+        pod_ip: s.pod_ip,
         conditions: s.conditions,
         container_statuses: s.container_statuses.map(|cs| {
             cs.into_iter()
@@ -180,9 +203,32 @@ mod tests {
         let watched: WatchedPod = serde_json::from_str(POD).unwrap();
         assert!(watched.metadata.managed_fields.is_none());
         assert!(watched.metadata.finalizers.is_none());
+        let spec = watched.spec.unwrap();
+        assert_eq!(spec.node_name.as_deref(), Some("cocoon-pool"));
+        assert!(spec.containers.is_empty() && spec.tolerations.is_none());
         let status = watched.status.unwrap();
-        assert!(status.pod_ip.is_none());
         assert!(status.container_statuses.unwrap()[0].image.is_empty());
+    }
+
+    /// A hibernated pod of vk-cocoon v0.2: Pending, started once, no container, no VM id.
+    const HIBERNATED_V02: &str = r#"{
+        "metadata": {"name": "demo-1", "namespace": "prod", "uid": "u-1",
+            "annotations": {"vm.cocoonstack.io/name": "vk-prod-demo-1",
+                            "vm.cocoonstack.io/hibernate": "true",
+                            "cocoonset.cocoonstack.io/mode": "clone"}},
+        "spec": {"nodeName": "vk-v02", "containers": [{"name": "agent", "image": "x"}]},
+        "status": {"phase": "Pending", "startTime": "2026-01-01T00:00:00Z"}
+    }"#;
+
+    #[test]
+    fn a_cocoonstack_pod_reads_the_same_watched_or_whole() {
+        let whole: Pod = serde_json::from_str(HIBERNATED_V02).unwrap();
+        let watched: WatchedPod = serde_json::from_str(HIBERNATED_V02).unwrap();
+        let view = watched.view();
+        assert_eq!(view, PodView::from_pod(&whole));
+        assert_eq!(view.dialect, Some(crate::contract::Dialect::V02));
+        assert!(view.hibernated && view.reports_hibernated(), "{view:?}");
+        assert_eq!(view.node.as_deref(), Some("vk-v02"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the tests are grouped by what they route: sets and their pods, snapshot entries, and the
 //! pods Hibernations name.
 
+mod nodes;
 mod routing;
 mod snapshots;
 mod targets;

@@ -51,6 +51,12 @@ pub struct CocoonSetSpec {
     /// What vk-cocoon snapshots when a pod is deleted.
     #[serde(default)]
     pub snapshot_policy: SnapshotPolicy,
+    /// Snapshot CPU class (current vk-cocoon): the pods select nodes of this class, the only
+    /// ones that can resume the set's memory snapshots. Unset: the class of the set's node,
+    /// if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub snapshot_cpu_class: Option<String>,
     /// Extra VMs beside the agents, each with a unique name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]

@@ -28,6 +28,7 @@ pub fn spec(replicas: i32) -> CocoonSetSpec {
         suspend: false,
         node_name: contract::DEFAULT_NODE_NAME.into(),
         snapshot_policy: SnapshotPolicy::Always,
+        snapshot_cpu_class: None,
         toolboxes: Vec::new(),
         idle: None,
         hibernate_policy: Default::default(),
@@ -129,6 +130,12 @@ pub struct World {
     pub fell_back_under: BTreeMap<String, String>,
     /// The namespace's snapshot ConfigMap exists (it does unless a test says otherwise).
     pub snapshot_record: bool,
+    /// The provider the set's node runs (seed unless a test says otherwise).
+    pub provider: crate::plan::cocoon_set::Provider,
+    pub mixed: Option<String>,
+    /// The operator reaches the registry (a current set creates only then).
+    pub registry: bool,
+    pub probing: BTreeSet<String>,
     pub now: Timestamp,
 }
 
@@ -146,6 +153,10 @@ impl World {
             suspend_asked: BTreeMap::new(),
             fell_back_under: BTreeMap::new(),
             snapshot_record: true,
+            provider: crate::plan::cocoon_set::Provider::default(),
+            mixed: None,
+            registry: true,
+            probing: BTreeSet::new(),
             now: at(100),
         }
     }
@@ -157,6 +168,12 @@ impl World {
             spec: &self.spec,
             previous_status: &self.status,
             pods: &self.pods,
+            provider: self.provider.clone(),
+            dialect: self.provider.dialect,
+            mixed: self.mixed.clone(),
+            registry: self.registry,
+            probing: &self.probing,
+            registry_problem: None,
             snapshots: &self.snapshots,
             snapshot_record: self.snapshot_record,
             expectations: &self.expectations,

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod cocoon_set;
 pub mod expectations;
 pub mod hibernation;
+pub mod nodes;
 pub mod observe;
 pub mod pass;
 pub mod replaced;
@@ -25,6 +26,7 @@ pub use hibernation::{
     HibAction, HibInput, HibMemory, HibPlan, HibPlanned, HibStep, HibView, HibernationSettings,
     plan_hib_pass, plan_hibernation, record_hib,
 };
+pub use nodes::{NodeInfo, NodeSeen, Nodes};
 pub use observe::{Labels, Lineage, PodRole, PodView, Snapshots};
 pub use pass::{
     Backoff, Next, Outcome, OwnWrite, Pass, Recorded, RejectKind, Retry, Step, finalizer_guard,

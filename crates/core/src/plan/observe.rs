@@ -8,7 +8,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::vec_map::VecMap;
 use crate::api::VmPhase;
 use crate::api::conditions::ConditionType;
-use crate::contract;
+use crate::contract::{self, Dialect, LifecycleState};
 
 /// Snapshot entries of one namespace (`cocoon-vm-snapshots` data): VM name → snapshot value.
 pub type Snapshots = BTreeMap<String, String>;
@@ -71,6 +71,25 @@ impl Lineage {
     }
 }
 
+/// A lifecycle state as a current provider publishes it: the state, the generation stamp it
+/// had seen, and its message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// The state.
+    pub state: LifecycleState,
+    /// The operator's stamp the provider had seen when it wrote the state.
+    pub observed: Option<i64>,
+    /// Why it failed (only with `failed`).
+    pub message: Option<String>,
+}
+
+impl Lifecycle {
+    /// Whether the state answers the stamp `stamp` (the provider had seen it, or a later one).
+    pub fn answers(&self, stamp: Option<i64>) -> bool {
+        self.observed.unwrap_or(0) >= stamp.unwrap_or(0)
+    }
+}
+
 /// Coarse pod phase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PodPhase {
@@ -117,7 +136,10 @@ pub struct PodView {
     pub ready: bool,
     /// When the Ready condition last changed.
     pub ready_changed_at: Option<Timestamp>,
-    /// The `vm` container is waiting with reason `Hibernated`.
+    /// The provider shows the VM hibernated, in its dialect's shape: the container waiting
+    /// `Hibernated` (seed); Pending with no VM, no container and no VM id (v0.2); the
+    /// lifecycle state `hibernated`, whatever generation it answered (current). See
+    /// [`PodView::reports_hibernated`] for a report that answers the latest request.
     pub hibernated: bool,
     /// Has a deletionTimestamp: gone for planning, but still holds its name.
     pub terminating: bool,
@@ -138,8 +160,21 @@ pub struct PodView {
     pub snapshot_from: Option<String>,
     /// When the pod was created.
     pub created_at: Option<Timestamp>,
-    /// How vk-cocoon provides the VM (`cocoon.cis/mode`).
+    /// How vk-cocoon provides the VM (`mode`).
     pub mode: Option<String>,
+    /// The image (or snapshot) the pod asks the provider to boot or clone (`image`).
+    pub image: Option<String>,
+    /// The dialect whose keys the pod carries ([`Dialect::of_annotations`]); `None` when it
+    /// carries no provider key.
+    pub dialect: Option<Dialect>,
+    /// The node the pod is bound to.
+    pub node: Option<String>,
+    /// The generation stamp the operator last wrote on the pod (current).
+    pub stamp: Option<i64>,
+    /// The lifecycle state the provider published (current).
+    pub lifecycle: Option<Lifecycle>,
+    /// The pod asks to restore its VM from its `:hibernate` snapshot (current).
+    pub restore_marked: bool,
     /// VNC port of the VM (`cocoon.cis/vnc-port`), if it parses.
     pub vnc_port: Option<i32>,
     /// `controller.kubernetes.io/pod-deletion-cost` as set, even if empty.
@@ -150,9 +185,70 @@ pub struct PodView {
 }
 
 impl PodView {
-    /// Running, Ready and not hibernated: the VM serves.
+    /// Running, Ready and not hibernated: the VM serves. A current provider also says so in
+    /// its lifecycle state (`ready` for the latest stamp), which it publishes after Ready
+    /// (PROVIDERS.md §6.10): the state is what counts.
     pub fn is_serving(&self) -> bool {
-        self.phase == PodPhase::Running && self.ready && !self.hibernated && !self.terminating
+        self.phase == PodPhase::Running
+            && self.ready
+            && !self.hibernated
+            && !self.terminating
+            && self.lifecycle_is(LifecycleState::Ready)
+    }
+
+    /// No lifecycle state (seed, v0.2), or the state `state` answering the latest stamp.
+    fn lifecycle_is(&self, state: LifecycleState) -> bool {
+        self.lifecycle.as_ref().is_none_or(|l| l.state == state && l.answers(self.stamp))
+    }
+
+    /// The provider's own words for why it could not provide the VM: a create or update it
+    /// refused (`ProviderFailed`), a `failed` lifecycle state answering the latest stamp, or a
+    /// pod it failed for good. `None` while nothing failed.
+    pub fn provider_failure(&self) -> Option<String> {
+        if let Some(l) = self.lifecycle.as_ref().filter(|l| l.state == LifecycleState::Failed)
+            && l.answers(self.stamp)
+        {
+            return Some(l.message.clone().unwrap_or_else(|| "lifecycle state failed".into()));
+        }
+        // A running VM's pod outlives the refusal it may have shown before.
+        let refused = self.reason.as_deref() == Some(contract::REASON_PROVIDER_FAILED)
+            && self.phase != PodPhase::Running;
+        (refused || self.phase == PodPhase::Failed).then(|| {
+            let words = self.message.clone().or_else(|| self.reason.clone());
+            words.unwrap_or_else(|| "the pod failed".into())
+        })
+    }
+
+    /// The keys to write on this pod: those of the dialect it speaks, else `fallback` (its
+    /// node's) when it carries no provider key yet.
+    pub fn keys(&self, fallback: Dialect) -> &'static contract::Keys {
+        self.dialect.unwrap_or(fallback).keys()
+    }
+
+    /// The generation stamp the next request carries: above every stamp the pod or the
+    /// provider's answer has shown (the provider drops answers to lower stamps).
+    pub fn next_stamp(&self) -> i64 {
+        let observed = self.lifecycle.as_ref().and_then(|l| l.observed);
+        self.stamp.max(observed).unwrap_or(0).saturating_add(1)
+    }
+
+    /// The annotations that ask this pod to hibernate (`true`) or wake (`false`).
+    pub fn toggle(&self, hibernate: bool, fallback: Dialect) -> BTreeMap<String, Option<String>> {
+        self.keys(fallback).toggle(hibernate, self.next_stamp())
+    }
+
+    /// Whether the pod's signals are newer than `since` (whole seconds: the wire's
+    /// precision). Only seed signals can be stale: its hibernated shape outlives the round that
+    /// made it, so a report counts when the Ready condition changed since. Cocoonstack signals
+    /// are the state now (v0.2: no VM and its id removed; current: the state answers the
+    /// stamp written with the request).
+    pub fn signal_since(&self, since: Timestamp) -> bool {
+        match self.dialect {
+            Some(Dialect::V02 | Dialect::Current) => true,
+            Some(Dialect::Seed) | None => {
+                self.ready_changed_at.is_some_and(|t| t.as_second() >= since.as_second())
+            }
+        }
     }
 
     /// Finished for good: vk-cocoon will not bring it back.
@@ -160,15 +256,29 @@ impl PodView {
         matches!(self.phase, PodPhase::Succeeded | PodPhase::Failed)
     }
 
-    /// Reports hibernated (§4 item 4): Running, not Ready, container waiting `Hibernated`.
+    /// Reports hibernated: seed (§4 item 4): Running, not Ready, container waiting
+    /// `Hibernated`; v0.2: the hibernated shape; current: `hibernated` answering the latest
+    /// stamp.
     pub fn reports_hibernated(&self) -> bool {
-        self.phase == PodPhase::Running && !self.ready && self.hibernated
+        match self.dialect {
+            Some(Dialect::V02 | Dialect::Current) => {
+                self.hibernated && self.lifecycle_is(LifecycleState::Hibernated)
+            }
+            Some(Dialect::Seed) | None => {
+                self.phase == PodPhase::Running && !self.ready && self.hibernated
+            }
+        }
     }
 
     /// What the VM came from, read from the bare name the provider wrote in `snapshot-from`
     /// (vk-cocoon clones from `<vm>-suspend` to restore, from `<vm>-fork` to fork, else boots
     /// the image) and the pod's own VM name and `fork-from`. `None` until the provider says.
+    /// A cocoonstack provider writes no such name: there the VM's lineage is what the pod
+    /// asked for, once the VM exists (a fork that cannot be made fails the create).
     pub fn lineage(&self) -> Option<Lineage> {
+        if matches!(self.dialect, Some(Dialect::V02 | Dialect::Current)) {
+            return self.asked_lineage();
+        }
         let from = self.snapshot_from.as_deref().filter(|s| !s.is_empty())?;
         let vm = self.vm_name.as_deref().unwrap_or_default();
         Some(if !vm.is_empty() && from == contract::snapshot_value(vm) {
@@ -179,6 +289,21 @@ impl PodView {
             Lineage::Fork { from: self.fork_from.clone().or_else(main).unwrap_or_default() }
         } else {
             Lineage::Image { image: from.to_string() }
+        })
+    }
+
+    /// What a cocoonstack pod asked for, once its VM exists: a restore (marked, or its image
+    /// is its own `:hibernate` snapshot), a fork, or its image.
+    fn asked_lineage(&self) -> Option<Lineage> {
+        self.vm_id.as_ref()?;
+        let vm = self.vm_name.as_deref().unwrap_or_default();
+        let own_snapshot = contract::dialect::snapshot_tag(vm, contract::dialect::TAG_HIBERNATE);
+        Some(if self.restore_marked || self.image.as_deref() == Some(own_snapshot.as_str()) {
+            Lineage::Restore { snapshot: own_snapshot }
+        } else if let Some(from) = &self.fork_from {
+            Lineage::Fork { from: from.clone() }
+        } else {
+            Lineage::Image { image: self.image.clone().unwrap_or_default() }
         })
     }
 
@@ -267,18 +392,30 @@ impl PodView {
             snapshot_from: None,
             created_at: None,
             mode: None,
+            image: None,
+            dialect: None,
+            node: None,
+            stamp: None,
+            lifecycle: None,
+            restore_marked: false,
             vnc_port: None,
             deletion_cost: None,
             previous_deletion_cost: None,
         }
     }
 
-    /// Extracts the view from an API object.
+    /// Extracts the view from an API object, reading the provider's keys in the dialect the
+    /// pod's annotations are in.
     pub fn from_pod(pod: &Pod) -> Self {
         let meta = &pod.metadata;
         let labels = meta.labels.as_ref();
         let annotations = meta.annotations.as_ref();
+        let dialect = annotations.and_then(Dialect::of_annotations);
+        // A pod with no provider key is read as seed (a workload's pod on a seed node): its
+        // own keys are what it speaks once it has any.
+        let keys = dialect.unwrap_or_default().keys();
         let ann = |k: &str| annotations.and_then(|a| a.get(k)).filter(|v| !v.is_empty()).cloned();
+        let ann_opt = |k: Option<&str>| k.and_then(ann);
         let label = |k: &str| labels.and_then(|l| l.get(k)).cloned();
         let status = pod.status.as_ref();
         let phase = match status.and_then(|s| s.phase.as_deref()) {
@@ -291,12 +428,41 @@ impl PodView {
         let ready_condition = status
             .and_then(|s| s.conditions.as_ref())
             .and_then(|c| c.iter().find(|c| c.type_ == ConditionType::Ready.as_str()));
-        let hibernated = status
-            .and_then(|s| s.container_statuses.as_ref())
-            .and_then(|cs| cs.iter().find(|c| c.name == contract::VM_CONTAINER))
-            .and_then(|c| c.state.as_ref())
-            .and_then(|s| s.waiting.as_ref())
-            .is_some_and(|w| w.reason.as_deref() == Some(contract::REASON_HIBERNATED));
+        let reason = status.and_then(|s| s.reason.clone());
+        let vm_id = ann(keys.vm_id);
+        let lifecycle = ann_opt(keys.lifecycle_state).and_then(|v| {
+            Some(Lifecycle {
+                state: LifecycleState::parse(&v)?,
+                observed: ann_opt(keys.lifecycle_generation).and_then(|g| g.parse().ok()),
+                message: ann_opt(keys.lifecycle_message),
+            })
+        });
+        let containers = status.and_then(|s| s.container_statuses.as_deref()).unwrap_or_default();
+        let hibernated = match dialect {
+            Some(Dialect::V02 | Dialect::Current) => match &lifecycle {
+                Some(l) => l.state == LifecycleState::Hibernated,
+                // v0.2: the VM is gone (its id removed) and the pod shows no VM: Pending,
+                // started once, no container; a refused create has no start and a reason.
+                None => {
+                    phase == PodPhase::Pending
+                        && status.is_some_and(|s| s.start_time.is_some())
+                        && containers.is_empty()
+                        && vm_id.is_none()
+                        && reason.as_deref() != Some(contract::REASON_PROVIDER_FAILED)
+                }
+            },
+            Some(Dialect::Seed) | None => containers
+                .iter()
+                .filter(|c| c.name == Dialect::Seed.container())
+                .filter_map(|c| c.state.as_ref()?.waiting.as_ref())
+                .any(|w| w.reason.as_deref() == Some(contract::REASON_HIBERNATED)),
+        };
+        // v0.2 writes no address after a wake (PROVIDERS.md §6.16); the pod status has it.
+        let pod_ip = status.and_then(|s| s.pod_ip.clone()).filter(|ip| !ip.is_empty());
+        let ip = match dialect {
+            Some(Dialect::V02 | Dialect::Current) => pod_ip.or_else(|| ann(keys.ip)),
+            _ => ann(keys.ip),
+        };
         let owned_labels = contract::OBSERVED_LABELS
             .iter()
             .filter_map(|k| label(k).map(|v| ((*k).to_string(), v)))
@@ -314,7 +480,7 @@ impl PodView {
             slot: None,
             labels: owned_labels,
             phase,
-            reason: status.and_then(|s| s.reason.clone()),
+            reason,
             message: status.and_then(|s| s.message.clone()),
             ready: ready_condition.is_some_and(|c| c.status == "True"),
             ready_changed_at: ready_condition
@@ -322,16 +488,23 @@ impl PodView {
                 .map(|t| t.0),
             hibernated,
             terminating: meta.deletion_timestamp.is_some(),
-            hibernate_requested: contract::asks_hibernate(ann(contract::ANN_HIBERNATE).as_deref()),
+            hibernate_requested: contract::asks_hibernate(ann(keys.hibernate).as_deref()),
             hibernated_by: ann(contract::ANN_HIBERNATED_BY),
-            vm_name: ann(contract::ANN_VM_NAME),
-            vm_id: ann(contract::ANN_VM_ID),
-            ip: ann(contract::ANN_IP),
-            fork_from: ann(contract::ANN_FORK_FROM),
-            snapshot_from: ann(contract::ANN_SNAPSHOT_FROM),
+            vm_name: ann(keys.vm_name),
+            vm_id,
+            ip,
+            fork_from: ann(keys.fork_from),
+            snapshot_from: ann_opt(keys.snapshot_from),
             created_at: meta.creation_timestamp.as_ref().map(|t| t.0),
-            mode: ann(contract::ANN_MODE),
-            vnc_port: ann(contract::ANN_VNC_PORT).and_then(|v| v.parse().ok()),
+            mode: ann(keys.mode),
+            image: ann(keys.image),
+            dialect,
+            node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+            stamp: ann_opt(keys.generation).and_then(|g| g.parse().ok()),
+            lifecycle,
+            restore_marked: ann_opt(keys.restore_from_hibernate).as_deref()
+                == Some(contract::HIBERNATE_TRUE),
+            vnc_port: ann(keys.vnc_port).and_then(|v| v.parse().ok()),
             deletion_cost: annotations
                 .and_then(|a| a.get(contract::ANN_POD_DELETION_COST))
                 .cloned(),
@@ -356,14 +529,21 @@ pub fn vm_phase(pod: Option<&PodView>, create_pending: bool) -> VmPhase {
         PodPhase::Failed => VmPhase::Failed,
         PodPhase::Succeeded => VmPhase::Succeeded,
         PodPhase::Unknown => VmPhase::Unknown,
-        PodPhase::Pending if p.reason.as_deref() == Some(contract::REASON_PROVIDER_FAILED) => {
+        _ if p.provider_failure().is_some() && p.phase != PodPhase::Failed => {
             VmPhase::ProviderFailed
         }
+        // Cocoonstack: a hibernated VM's pod is Pending.
+        PodPhase::Pending | PodPhase::Running
+            if p.reports_hibernated() && p.hibernate_requested =>
+        {
+            VmPhase::Hibernated
+        }
+        PodPhase::Pending if p.hibernated && p.hibernate_requested => VmPhase::Hibernating,
+        PodPhase::Pending if p.hibernated => VmPhase::Waking,
         PodPhase::Pending => VmPhase::Pending,
-        PodPhase::Running if p.reports_hibernated() && p.hibernate_requested => VmPhase::Hibernated,
         PodPhase::Running if p.hibernate_requested => VmPhase::Hibernating,
         PodPhase::Running if p.hibernated => VmPhase::Waking,
-        PodPhase::Running if p.ready => VmPhase::Running,
+        PodPhase::Running if p.is_serving() => VmPhase::Running,
         PodPhase::Running => VmPhase::Starting,
     }
 }

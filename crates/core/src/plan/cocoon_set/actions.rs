@@ -84,18 +84,45 @@ pub enum PodAction {
         /// The labels to merge-patch.
         labels: BTreeMap<String, Option<String>>,
     },
-    /// Set `cocoon.cis/snapshot-policy: never` on a pod about to be deleted, so that vk-cocoon
-    /// keeps no snapshot of it: the pod that replaces it must not restore this VM.
-    DiscardOnDelete {
+    /// Tell the provider, right before the pod's delete, what to do with the VM's snapshot:
+    /// keep none (seed, `snapshot-policy: never`: the pod that replaces a fallen-back fork must
+    /// not restore it), or keep the node-local one (current, `keep-snapshot-on-delete`: a
+    /// released VM restores faster on the same node).
+    PrepareDelete {
         /// The pod.
         pod_name: String,
+        /// The annotations to merge-patch.
+        annotations: BTreeMap<String, Option<String>>,
     },
-    /// Set (`true`) or remove (`false`) `cocoon.cis/hibernate` on a pod.
+    /// Remove `<vm>:hibernate` from the provider's registry (cocoonstack): a stale one before a
+    /// new pod of that name is created (a current provider would restore it), a woken VM's,
+    /// or every VM's when the set is deleted. With `keep`, it is first copied to `<vm>:latest`
+    /// (the delete-time snapshot the set's policy keeps).
+    CollectSnapshot {
+        /// The pod the VM belongs (or belonged) to.
+        pod_name: String,
+        /// The VM.
+        vm_name: String,
+        /// Keep it as `<vm>:latest`.
+        keep: bool,
+    },
+    /// Ask the provider's registry whether `<vm>:hibernate` exists (cocoonstack): the pod of a
+    /// VM that was hibernating went (v0.2.9 deletes some pods it hibernates, PROVIDERS.md
+    /// §6.14); if its snapshot was pushed, the VM comes back from it.
+    ProbeSnapshot {
+        /// The pod that went.
+        pod_name: String,
+        /// Its VM.
+        vm_name: String,
+    },
+    /// Ask a pod to hibernate (`true`) or wake (`false`).
     SetHibernate {
         /// The pod.
         pod_name: String,
-        /// `true` sets the annotation, `false` removes it.
+        /// What is asked.
         hibernate: bool,
+        /// The annotations that ask it, in the pod's dialect (with its generation stamp).
+        annotations: BTreeMap<String, Option<String>>,
     },
 }
 
@@ -108,7 +135,9 @@ impl PodAction {
             | Self::CreateToolbox { pod, .. } => pod.metadata.name.as_deref().unwrap_or_default(),
             Self::Delete { pod_name, .. }
             | Self::SetHibernate { pod_name, .. }
-            | Self::DiscardOnDelete { pod_name }
+            | Self::PrepareDelete { pod_name, .. }
+            | Self::CollectSnapshot { pod_name, .. }
+            | Self::ProbeSnapshot { pod_name, .. }
             | Self::RepairLabels { pod_name, .. } => pod_name,
         }
     }

@@ -26,11 +26,11 @@ pub(super) fn resume_of_released(input: &SetInput<'_>) -> Option<PlanEvent> {
     };
     let mut message = format!("recreating {} released pod(s)", released.len());
     if !restore.is_empty() {
-        message.push_str(&format!("; {} restore from their snapshot entries", names(&restore)));
+        message.push_str(&format!("; {} restore from their snapshots", names(&restore)));
     }
     if !fresh.is_empty() {
         message.push_str(&format!(
-            "; {} have no snapshot entry any more and boot fresh from the image",
+            "; {} have no snapshot any more and boot fresh from the image",
             names(&fresh)
         ));
         return Some(PlanEvent::warning("ResumedFresh", message));

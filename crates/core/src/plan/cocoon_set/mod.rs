@@ -19,7 +19,7 @@ use k8s_openapi::jiff::Timestamp;
 
 pub use actions::{DeleteReason, PodAction};
 pub use pass::{SetMemory, SetPlanned, SetSettings, SetStep, SetView, plan_set_pass, record_set};
-pub use pods::SetIdentity;
+pub use pods::{Provider, SetIdentity};
 pub use slots::SuspendView;
 
 use super::PlanEvent;
@@ -41,7 +41,22 @@ pub struct SetInput<'a> {
     pub previous_status: &'a CocoonSetStatus,
     /// Pods whose controller ownerReference is this set.
     pub pods: &'a [PodView],
-    /// Snapshot entries of the set's namespace.
+    /// The provider of the set's node: its dialect and CPU class.
+    pub provider: Provider,
+    /// The dialect of the set's node (`provider.dialect`).
+    pub dialect: crate::contract::Dialect,
+    /// Pods of the set on a node of another dialect than the set's node (or carrying another
+    /// dialect's keys): why the set is refused, until they are gone.
+    pub mixed: Option<String>,
+    /// The operator reaches the provider's snapshot registry (`--registry`).
+    pub registry: bool,
+    /// VMs whose snapshot is being looked for in the registry: their pods wait.
+    pub probing: &'a BTreeSet<String>,
+    /// The registry's last answer to this set, when it failed (said in status).
+    pub registry_problem: Option<&'a str>,
+    /// The set's VMs whose hibernation snapshot is recorded, by VM name: the namespace's
+    /// snapshot entries (seed), or the `<vm>:hibernate` snapshots a cocoonstack provider
+    /// reported pushed (a pod that reports hibernated, or one the status recorded).
     pub snapshots: &'a Snapshots,
     /// The namespace's snapshot ConfigMap exists. vk-cocoon (seed) creates it on the first
     /// hibernation in the namespace, racily: of two first hibernations at once one loses its
@@ -112,6 +127,10 @@ pub fn plan_cocoon_set(input: &SetInput<'_>) -> SetPlan {
         suspend: input.suspend,
         replaced: input.replaced,
         failure: input.failure,
+        mixed: input.mixed.as_deref(),
+        registry_problem: input.registry_problem,
+        registry: input.registry,
+        dialect: input.dialect,
         now: input.now,
     });
     let mut events = events::transition_events(input.previous_status, &status, input.deleting);
@@ -128,6 +147,8 @@ pub fn plan_cocoon_set(input: &SetInput<'_>) -> SetPlan {
     }
 }
 
+#[cfg(test)]
+mod dialect_tests;
 #[cfg(test)]
 mod other_writers_tests;
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Correct when others write: users editing labels or ownerReferences, `--cascade=orphan`, the
 //! garbage collector, and a provider that never answers (LESSONS 16–19).
 
+use crate::contract::dialect::seed;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -40,7 +41,15 @@ fn as_listed(mut pod: PodView) -> PodView {
 
 fn pass(set: &CocoonSet, pods: &[PodView], memory: &mut SetMemory, now: i64) -> super::SetPlanned {
     let snapshots = super::Snapshots::new();
-    let view = SetView { set, pods, snapshots: &snapshots, snapshot_record: true };
+    let nodes = crate::plan::Nodes::default();
+    let view = SetView {
+        set,
+        pods,
+        snapshots: &snapshots,
+        snapshot_record: true,
+        nodes: &nodes,
+        registry: false,
+    };
     plan_set_pass(&view, memory, &settings(), at(now))
 }
 
@@ -238,9 +247,9 @@ fn teardown_completes_when_the_api_server_says_a_viewed_pod_is_gone() {
 fn values_users_write_into_the_contracts_annotations_never_panic_or_mislead() {
     use k8s_openapi::api::core::v1::Pod;
     let annotations: std::collections::BTreeMap<String, String> = [
-        (contract::ANN_HIBERNATE, "yes"),
-        (contract::ANN_VNC_PORT, "fifty-nine hundred"),
-        (contract::ANN_VM_NAME, ""),
+        (seed::KEYS.hibernate, "yes"),
+        (seed::KEYS.vnc_port, "fifty-nine hundred"),
+        (seed::KEYS.vm_name, ""),
         (contract::ANN_POD_DELETION_COST, "cheap"),
         (contract::ANN_HIBERNATED_BY, ""),
     ]

@@ -11,7 +11,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::actions::{DeleteReason, PodAction};
 use super::events::done_event;
 use super::idle::{IdleDecision, IdleInput, decide_idle};
-use super::pods::SetIdentity;
+use super::pods::{Provider, SetIdentity};
 use super::slots::SuspendView;
 use super::{SetInput, plan_cocoon_set};
 use crate::api::conditions::ConditionType;
@@ -21,6 +21,7 @@ use crate::plan::PlanEvent;
 use crate::plan::clock::{after, since, until};
 use crate::plan::earliest;
 use crate::plan::expectations::Expectations;
+use crate::plan::nodes::Nodes;
 use crate::plan::observe::{PodView, Snapshots};
 use crate::plan::pass::{
     Backoff, Finalizer, Outcome, OwnWrite, Pass, Recorded, RejectKind, Retry, Step,
@@ -115,6 +116,19 @@ pub struct SetMemory {
     pub released: Vec<String>,
     /// What the API server answered to this actor's last status write.
     pub own_write: Option<OwnWrite>,
+    /// VMs (with their pods) whose `:hibernate` snapshot this set saw pushed and has not yet
+    /// removed from the registry (once the VM serves again, it goes).
+    pub to_collect: BTreeMap<String, String>,
+    /// VMs whose snapshot the teardown already collected.
+    pub collected: BTreeSet<String>,
+    /// The registry's last failure, until it answers again.
+    pub registry_problem: Option<String>,
+    /// What the registry answered about the `:hibernate` snapshot of VMs whose pods went
+    /// while hibernating (true: it is there).
+    pub probed: BTreeMap<String, bool>,
+    /// Pods last seen asked to hibernate, with their VMs (a pod that goes then may have left
+    /// its snapshot in the registry).
+    pub hibernating: BTreeMap<String, String>,
 }
 
 /// A status change that waits to be batched (it flips no condition).
@@ -150,6 +164,10 @@ pub struct SetView<'a> {
     pub snapshots: &'a Snapshots,
     /// The namespace's snapshot ConfigMap exists (empty or not).
     pub snapshot_record: bool,
+    /// The provider's nodes: the dialect of the set's node, and of its pods'.
+    pub nodes: &'a Nodes,
+    /// The operator reaches the provider's snapshot registry.
+    pub registry: bool,
 }
 
 /// A planned pass and what the actor reports about it.
@@ -164,6 +182,9 @@ pub struct SetPlanned {
     /// Fork durations of sub-agents that started serving since the last pass.
     pub forks_served: Vec<Duration>,
 }
+
+/// How soon the pass after registry probes plans with their answers.
+const PROBE_FOLLOW_UP: Duration = Duration::from_millis(10);
 
 /// How long a sub-agent may take to serve before its fork is no longer timed.
 const FORK_TIMING_LIMIT: Duration = Duration::from_secs(3600);
@@ -288,13 +309,52 @@ pub fn plan_set_pass(
     };
     let conflicts: BTreeSet<String> = memory.name_conflicts.keys().cloned().collect();
     let failure = memory.rejection.as_ref().map(Rejection::message);
+    let node = spec.node_name.as_str();
+    let dialect = view.nodes.dialect(node);
+    let provider = Provider {
+        dialect,
+        cpu_class: spec
+            .snapshot_cpu_class
+            .clone()
+            .or_else(|| view.nodes.cpu_class(node).map(str::to_string)),
+    };
+    // A VM whose pod went while it was hibernating may have pushed its snapshot: asked of
+    // the registry before the pod is created again. What the registry said is forgotten once
+    // the pod is back.
+    memory.probed.retain(|vm, _| !pods.iter().any(|p| p.vm_name.as_deref() == Some(vm)));
+    let probes = if view.registry && dialect != contract::Dialect::Seed {
+        lost_while_hibernating(&pods, &previous, memory)
+    } else {
+        Vec::new()
+    };
+    let probing: BTreeSet<String> = probes
+        .iter()
+        .filter_map(|p| match p {
+            PodAction::ProbeSnapshot { vm_name, .. } => Some(vm_name.clone()),
+            _ => None,
+        })
+        .collect();
+    let recorded;
+    let snapshots = match dialect {
+        contract::Dialect::Seed => view.snapshots,
+        _ => {
+            recorded = registry_snapshots(&pods, &previous, &memory.probed);
+            &recorded
+        }
+    };
     let mut plan = plan_cocoon_set(&SetInput {
         set: &identity,
         generation,
         spec: &spec,
         previous_status: &previous,
         pods: &pods,
-        snapshots: view.snapshots,
+        provider,
+        dialect,
+        mixed: view.nodes.mixed(node, dialect, &pods),
+        registry: view.registry,
+        probing: &probing,
+        registry_problem: memory.registry_problem.as_deref(),
+        snapshots,
         snapshot_record: view.snapshot_record,
         expectations: &memory.expectations,
         not_before: &memory.not_before,
@@ -311,6 +371,23 @@ pub fn plan_set_pass(
         failure: failure.as_deref(),
         now,
     });
+    let collect_registry = view.registry && dialect != contract::Dialect::Seed;
+    // What the teardown collected counts only while the set is being deleted.
+    if !deleting {
+        memory.collected.clear();
+    }
+    if plan.teardown_complete && collect_registry {
+        let left = teardown_collections(&set.spec, &previous, &identity, memory);
+        if !left.is_empty() {
+            steps.extend(left.into_iter().map(Step::Pod));
+            return SetPlanned {
+                pass: Pass { steps, wake_after: None },
+                status: plan.status,
+                pod_count: pods.len(),
+                forks_served,
+            };
+        }
+    }
     if plan.teardown_complete {
         // Release the object without a last status write: that would move the
         // resourceVersion the finalizer patch is guarded by.
@@ -325,11 +402,20 @@ pub fn plan_set_pass(
         };
     }
     apply_idle(&mut plan.status, &idle);
+    // The answers first: a pass that cannot get them writes no status that forgets why.
+    steps.extend(probes.into_iter().map(Step::Pod));
     steps.extend(plan.actions.into_iter().map(Step::Pod));
+    if collect_registry {
+        steps.extend(woken_collections(&pods, &previous, memory).into_iter().map(Step::Pod));
+    }
     steps.extend(replaced_events.into_iter().chain(plan.events).map(Step::Event));
     steps.extend(idle.event.clone().map(Step::Event));
     let mut wake_after = earliest(plan.requeue_after, idle.wake_after);
-    if plan.status == stored || memory.last_written.as_ref() == Some(&plan.status) {
+    if !probing.is_empty() {
+        // The registry's answers change what the status records: it is written by the pass
+        // after them (right after), never before.
+        wake_after = earliest(wake_after, Some(PROBE_FOLLOW_UP));
+    } else if plan.status == stored || memory.last_written.as_ref() == Some(&plan.status) {
         memory.batch = None;
     } else if settings.status_batch.is_zero() || status_urgent(&previous, &plan.status, deleting) {
         steps.push(Step::WriteStatus(Box::new(plan.status.clone())));
@@ -357,6 +443,158 @@ pub fn plan_set_pass(
         pod_count: pods.len(),
         forks_served,
     }
+}
+
+/// Snapshots of VMs that serve again: `<vm>:hibernate` stays in the registry after a wake
+/// (vk-cocoon never deletes it) and would restore into the next pod of that name. Collected
+/// are the VMs this actor saw hibernated, and those the last status recorded with a snapshot.
+fn woken_collections(
+    pods: &[PodView],
+    previous: &CocoonSetStatus,
+    memory: &mut SetMemory,
+) -> Vec<PodAction> {
+    for pod in pods.iter().filter(|p| p.hibernate_requested && p.reports_hibernated()) {
+        if let Some(vm) = &pod.vm_name {
+            memory.to_collect.insert(vm.clone(), pod.name.clone());
+        }
+    }
+    for agent in previous.agents.iter().chain(&previous.warm_agents) {
+        if let (Some(vm), Some(_)) = (&agent.vm_name, &agent.snapshot_ref) {
+            memory.to_collect.entry(vm.clone()).or_insert_with(|| agent.pod_name.clone());
+        }
+    }
+    let serving = |name: &str, vm: &str| {
+        pods.iter().any(|p| {
+            p.name == name
+                && p.vm_name.as_deref() == Some(vm)
+                && p.is_serving()
+                && !p.hibernate_requested
+        })
+    };
+    memory
+        .to_collect
+        .iter()
+        .filter(|(vm, pod)| serving(pod, vm))
+        .map(|(vm, pod)| PodAction::CollectSnapshot {
+            pod_name: pod.clone(),
+            vm_name: vm.clone(),
+            keep: false,
+        })
+        .collect()
+}
+
+/// The set is deleted and its pods are gone: every VM's `:hibernate` leaves the registry, so
+/// that no later set of the same name restores it; a VM whose delete-time snapshot the policy
+/// keeps keeps it as `<vm>:latest`. The VMs already collected are not asked again.
+fn teardown_collections(
+    spec: &crate::api::CocoonSetSpec,
+    previous: &CocoonSetStatus,
+    set: &SetIdentity,
+    memory: &SetMemory,
+) -> Vec<PodAction> {
+    use crate::api::SnapshotPolicy;
+    let top = *super::slots::warm_slots(spec).end();
+    let recorded = previous.agents.iter().chain(&previous.warm_agents).map(|a| a.slot);
+    let top = recorded.filter_map(|s| u32::try_from(s).ok()).fold(top, u32::max);
+    let mut vms: Vec<(String, String, bool)> = (0..=top)
+        .map(|slot| {
+            let keep = match spec.snapshot_policy {
+                SnapshotPolicy::Always => true,
+                SnapshotPolicy::MainOnly => slot == 0,
+                SnapshotPolicy::Never => false,
+            };
+            let pod = contract::agent_pod_name(&set.name, slot);
+            (contract::agent_vm_name(&set.namespace, &set.name, slot), pod, keep)
+        })
+        .collect();
+    for toolbox in &spec.toolboxes {
+        let keep = spec.snapshot_policy == SnapshotPolicy::Always;
+        let pod = contract::toolbox_pod_name(&set.name, &toolbox.name);
+        vms.push((contract::toolbox_vm_name(&set.namespace, &set.name, &toolbox.name), pod, keep));
+    }
+    vms.into_iter()
+        .filter(|(vm, _, _)| !memory.collected.contains(vm))
+        .map(|(vm_name, pod_name, keep)| PodAction::CollectSnapshot { pod_name, vm_name, keep })
+        .collect()
+}
+
+/// The set's VMs whose `:hibernate` snapshot a cocoonstack provider has pushed, as far as the
+/// set knows: the pods that report hibernated now, and the VMs whose pods are gone that the
+/// status last recorded with a snapshot (a released VM; the status is the set's memory across
+/// operator restarts). A VM of another set of the same name left in the registry is never
+/// among them.
+fn registry_snapshots(
+    pods: &[PodView],
+    previous: &CocoonSetStatus,
+    probed: &BTreeMap<String, bool>,
+) -> Snapshots {
+    let tag = |vm: &str| contract::dialect::snapshot_tag(vm, contract::dialect::TAG_HIBERNATE);
+    let mut out: Snapshots = pods
+        .iter()
+        .filter(|p| p.hibernate_requested && p.reports_hibernated())
+        .filter_map(|p| p.vm_name.as_ref().map(|vm| (vm.clone(), tag(vm))))
+        .collect();
+    for agent in previous.agents.iter().chain(&previous.warm_agents) {
+        let gone = !pods.iter().any(|p| p.name == agent.pod_name);
+        if let (true, Some(vm), Some(snapshot)) = (gone, &agent.vm_name, &agent.snapshot_ref) {
+            out.entry(vm.clone()).or_insert_with(|| snapshot.clone());
+        }
+    }
+    for (vm, _) in probed.iter().filter(|(_, there)| **there) {
+        out.entry(vm.clone()).or_insert_with(|| tag(vm));
+    }
+    out
+}
+
+/// VMs whose pods went while asked to hibernate (as this actor saw them, or, after a restart,
+/// as the last status showed them) without a snapshot on record, and that the registry was not
+/// asked about yet.
+fn lost_while_hibernating(
+    pods: &[PodView],
+    previous: &CocoonSetStatus,
+    memory: &mut SetMemory,
+) -> Vec<PodAction> {
+    use crate::api::VmPhase;
+    let present = |name: &str| pods.iter().any(|p| p.name == name);
+    let mut lost: BTreeMap<String, String> = memory
+        .hibernating
+        .iter()
+        .filter(|(pod, _)| !present(pod))
+        .map(|(pod, vm)| (vm.clone(), pod.clone()))
+        .collect();
+    for agent in previous.agents.iter().chain(&previous.warm_agents) {
+        if matches!(agent.phase, VmPhase::Hibernating | VmPhase::Hibernated)
+            && !present(&agent.pod_name)
+            && let Some(vm) = &agent.vm_name
+        {
+            lost.entry(vm.clone()).or_insert_with(|| agent.pod_name.clone());
+        }
+    }
+    let recorded = |vm: &str| {
+        previous
+            .agents
+            .iter()
+            .chain(&previous.warm_agents)
+            .any(|a| a.vm_name.as_deref() == Some(vm) && a.snapshot_ref.is_some())
+    };
+    // What is still in view is what is remembered next time.
+    memory.hibernating = pods
+        .iter()
+        // A pod being deleted is remembered too: the provider may be deleting it (§6.14).
+        .filter(|p| p.hibernate_requested)
+        .filter_map(|p| Some((p.name.clone(), p.vm_name.clone()?)))
+        .chain(
+            memory
+                .hibernating
+                .iter()
+                .filter(|(pod, _)| !present(pod))
+                .map(|(a, b)| (a.clone(), b.clone())),
+        )
+        .collect();
+    lost.into_iter()
+        .filter(|(vm, _)| !recorded(vm) && !memory.probed.contains_key(vm))
+        .map(|(vm_name, pod_name)| PodAction::ProbeSnapshot { pod_name, vm_name })
+        .collect()
 }
 
 /// Shows idle auto-suspend in the status: its bookkeeping, the `Suspended` condition's reason
@@ -437,7 +675,37 @@ pub fn record_set(
             }
             other => memory.retry.record(other, backoff),
         },
-        Step::Pod(PodAction::SetHibernate { pod_name, hibernate }) => match outcome {
+        Step::Pod(PodAction::ProbeSnapshot { vm_name, .. }) => match outcome {
+            Outcome::Done | Outcome::NotFound => {
+                memory.probed.insert(vm_name.clone(), *outcome == Outcome::Done);
+                memory.hibernating.retain(|_, vm| vm != vm_name);
+                memory.registry_problem = None;
+                Recorded::go_on()
+            }
+            other => {
+                memory.registry_problem = Some(match other {
+                    Outcome::Failed { detail } | Outcome::Rejected { detail, .. } => detail.clone(),
+                    other => format!("{other:?}"),
+                });
+                memory.retry.record(other, backoff)
+            }
+        },
+        Step::Pod(PodAction::CollectSnapshot { vm_name, .. }) => match outcome {
+            Outcome::Done | Outcome::NotFound => {
+                memory.to_collect.remove(vm_name);
+                memory.collected.insert(vm_name.clone());
+                memory.registry_problem = None;
+                Recorded::go_on()
+            }
+            other => {
+                memory.registry_problem = Some(match other {
+                    Outcome::Failed { detail } | Outcome::Rejected { detail, .. } => detail.clone(),
+                    other => format!("{other:?}"),
+                });
+                memory.retry.record(other, backoff)
+            }
+        },
+        Step::Pod(PodAction::SetHibernate { pod_name, hibernate, .. }) => match outcome {
             Outcome::Done => {
                 if *hibernate {
                     memory.suspend_asked.insert(pod_name.clone(), now);

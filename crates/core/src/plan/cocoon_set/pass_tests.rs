@@ -37,6 +37,8 @@ struct Harness {
     pods: Vec<PodView>,
     snapshots: Snapshots,
     memory: SetMemory,
+    nodes: crate::plan::Nodes,
+    registry: bool,
     now: Timestamp,
     settings: SetSettings,
 }
@@ -51,6 +53,8 @@ impl Harness {
             pods,
             snapshots: Snapshots::new(),
             memory: SetMemory::default(),
+            nodes: crate::plan::Nodes::default(),
+            registry: false,
             now: at(100),
             settings: settings(),
         }
@@ -62,6 +66,8 @@ impl Harness {
             pods: &self.pods,
             snapshots: &self.snapshots,
             snapshot_record: true,
+            nodes: &self.nodes,
+            registry: self.registry,
         };
         plan_set_pass(&view, &mut self.memory, &self.settings, self.now)
     }
@@ -607,7 +613,7 @@ fn toggles(trace: &Trace) -> Vec<(String, bool)> {
     trace
         .iter()
         .filter_map(|(s, _, _)| match s {
-            Step::Pod(PodAction::SetHibernate { pod_name, hibernate }) => {
+            Step::Pod(PodAction::SetHibernate { pod_name, hibernate, .. }) => {
                 Some((pod_name.clone(), *hibernate))
             }
             _ => None,
@@ -675,4 +681,188 @@ fn a_resume_before_the_view_shows_the_suspend_toggle_wakes_the_pod_once_it_does(
     assert_eq!(toggles(&h.pass(done)), names);
     h.later(1);
     assert!(toggles(&h.pass(done)).is_empty(), "not again from the same view");
+}
+
+#[test]
+fn a_cocoonstack_set_restores_the_vms_it_released_even_after_a_restart() {
+    use crate::contract::{Dialect, LifecycleState};
+    use crate::plan::observe::{Lifecycle, PodPhase};
+    // The main of a current-dialect set, hibernated for the latest request.
+    let mut main = agent(0);
+    main.dialect = Some(Dialect::Current);
+    main.uid = Some("main-uid".into());
+    main.stamp = Some(2);
+    main.lifecycle =
+        Some(Lifecycle { state: LifecycleState::Hibernated, observed: Some(2), message: None });
+    main.phase = PodPhase::Pending;
+    main.ready = false;
+    main.vm_id = None;
+    main.hibernated = true;
+    main.hibernate_requested = true;
+    let mut released = spec(0);
+    released.suspend = true;
+    released.hibernate_policy = crate::api::HibernatePolicy::Release;
+    let mut h = Harness::new(0, vec![main]);
+    h.set.spec = released;
+    h.nodes = crate::plan::Nodes::new(Dialect::Current, None);
+    h.registry = true;
+    let released = |trace: &Trace| {
+        trace.iter().any(|(s, _, _)| {
+            matches!(s, Step::Pod(PodAction::Delete { reason: DeleteReason::Released, .. }))
+        })
+    };
+    // The status records the snapshot first, then the pod goes.
+    let trace = h.pass(done);
+    assert!(!released(&trace), "not before the status says where the VM waits");
+    h.later(5);
+    let trace = h.pass(done);
+    assert!(released(&trace), "released once it reported hibernated and the status said so");
+    // The pod is gone; the status keeps what the registry holds.
+    h.pods.clear();
+    h.later(5);
+    h.pass(done);
+    let stored = h.set.status.clone().unwrap();
+    assert_eq!(stored.agents[0].phase, crate::api::VmPhase::Released);
+    assert_eq!(stored.agents[0].snapshot_ref.as_deref(), Some("vk-prod-demo-0:hibernate"));
+    // The operator restarts (no memory) and the set is resumed: the main restores.
+    h.memory = SetMemory::default();
+    h.set.spec.suspend = false;
+    h.set.metadata.generation = Some(2);
+    h.later(5);
+    let trace = h.pass(done);
+    let restored = trace.iter().any(|(s, _, _)| match s {
+        Step::Pod(PodAction::CreateMain { pod }) => pod
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.get("vm.cocoonstack.io/restore-from-hibernate").is_some()),
+        _ => false,
+    });
+    assert!(restored, "{trace:?}");
+}
+
+#[test]
+fn a_cocoonstack_teardown_retires_every_snapshot_per_policy_before_the_finalizer_goes() {
+    use crate::contract::Dialect;
+    let mut spec = spec(1);
+    spec.snapshot_policy = crate::api::SnapshotPolicy::MainOnly;
+    let mut h = Harness::new(1, vec![]);
+    h.set.spec = spec;
+    h.set.metadata.deletion_timestamp = Some(crate::api::conditions::wire_time(at(50)));
+    h.nodes = crate::plan::Nodes::new(Dialect::V02, None);
+    h.registry = true;
+    let collected = |trace: &Trace| -> Vec<(String, bool)> {
+        trace
+            .iter()
+            .filter_map(|(s, _, _)| match s {
+                Step::Pod(PodAction::CollectSnapshot { vm_name, keep, .. }) => {
+                    Some((vm_name.clone(), *keep))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let released = |trace: &Trace| {
+        trace.iter().any(|(s, _, _)| matches!(s, Step::SetFinalizers { finalizers, .. } if finalizers.is_empty()))
+    };
+    // The registry is down: nothing is released.
+    let down = |s: &SetStep| match s {
+        Step::Pod(PodAction::CollectSnapshot { .. }) => Outcome::Failed { detail: "503".into() },
+        _ => Outcome::Done,
+    };
+    let trace = h.pass(down);
+    assert_eq!(
+        collected(&trace)[0],
+        ("vk-prod-demo-0".to_string(), true),
+        "main-only keeps the main"
+    );
+    assert!(!released(&trace));
+    h.memory.retry = Default::default();
+    let trace = h.pass(done);
+    assert_eq!(
+        collected(&trace),
+        vec![("vk-prod-demo-0".to_string(), true), ("vk-prod-demo-1".to_string(), false)]
+    );
+    let trace = h.pass(done);
+    assert!(collected(&trace).is_empty(), "each VM once");
+    assert!(released(&trace), "then the finalizer goes: {trace:?}");
+}
+
+#[test]
+fn a_pod_the_provider_deleted_while_hibernating_comes_back_from_its_pushed_snapshot() {
+    use crate::api::{AgentStatus, VmPhase};
+    use crate::contract::Dialect;
+    let mut h = Harness::new(0, vec![]);
+    h.set.spec.suspend = true;
+    h.nodes = crate::plan::Nodes::new(Dialect::V02, None);
+    h.registry = true;
+    // The last status saw the main hibernating; then vk-cocoon v0.2.9 deleted its pod.
+    h.set.status = Some(CocoonSetStatus {
+        observed_generation: Some(1),
+        agents: vec![AgentStatus {
+            slot: 0,
+            role: "main".into(),
+            pod_name: "demo-0".into(),
+            vm_name: Some("vk-prod-demo-0".into()),
+            phase: VmPhase::Hibernating,
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let probed = |trace: &Trace| {
+        trace.iter().any(|(s, _, _)| matches!(s, Step::Pod(PodAction::ProbeSnapshot { vm_name, .. }) if vm_name == "vk-prod-demo-0"))
+    };
+    // The registry is down: asked again next time, nothing written that forgets why.
+    let down = |s: &SetStep| match s {
+        Step::Pod(PodAction::ProbeSnapshot { .. }) => Outcome::Failed { detail: "503".into() },
+        _ => Outcome::Done,
+    };
+    let trace = h.pass(down);
+    assert!(probed(&trace));
+    assert!(!trace.iter().any(|(s, _, _)| matches!(s, Step::WriteStatus(_))), "{trace:?}");
+    h.memory.retry = Default::default();
+    let trace = h.pass(done);
+    assert!(probed(&trace));
+    let trace = h.pass(done);
+    assert!(!probed(&trace), "asked once");
+    let status = h.set.status.clone().unwrap();
+    assert_eq!(status.agents[0].snapshot_ref.as_deref(), Some("vk-prod-demo-0:hibernate"));
+    // Resumed: the main is recreated from its snapshot.
+    h.set.spec.suspend = false;
+    h.set.metadata.generation = Some(2);
+    let trace = h.pass(done);
+    assert!(!probed(&trace));
+    let image = trace.iter().find_map(|(s, _, _)| match s {
+        Step::Pod(PodAction::CreateMain { pod }) => pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("cocoonset.cocoonstack.io/image").cloned()),
+        _ => None,
+    });
+    assert_eq!(image.as_deref(), Some("vk-prod-demo-0:hibernate"));
+}
+
+#[test]
+fn a_pod_seen_hibernating_that_goes_before_any_status_said_so_is_still_looked_for() {
+    use crate::contract::Dialect;
+    let mut main = agent(0);
+    main.dialect = Some(Dialect::V02);
+    main.hibernate_requested = true;
+    let mut h = Harness::new(0, vec![main]);
+    h.set.spec.suspend = true;
+    h.nodes = crate::plan::Nodes::new(Dialect::V02, None);
+    h.registry = true;
+    h.pass(done);
+    // The provider deletes it (PROVIDERS.md §6.14) before its hibernated shape was seen.
+    h.pods[0].terminating = true;
+    h.pass(done);
+    h.pods.clear();
+    h.set.status = None;
+    h.memory.last_written = None;
+    let trace = h.pass(done);
+    let probed = trace.iter().any(|(s, _, _)| {
+        matches!(s, Step::Pod(PodAction::ProbeSnapshot { vm_name, .. }) if vm_name == "vk-prod-demo-0")
+    });
+    assert!(probed, "{trace:?}");
 }

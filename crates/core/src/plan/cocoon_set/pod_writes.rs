@@ -9,7 +9,7 @@ use super::SetInput;
 use super::actions::{DeleteReason, PodAction};
 use super::pods::{AgentKind, agent_pod, pod_labels, toolbox_pod};
 use super::slots::warm_slots;
-use crate::contract;
+use crate::contract::{self, Dialect};
 use crate::plan::clock::{after, until};
 use crate::plan::earliest;
 use crate::plan::observe::{PodRole, PodView, vm_phase};
@@ -27,6 +27,10 @@ pub(super) fn plan_writes(input: &SetInput<'_>) -> (Vec<PodAction>, Option<Durat
         // Keep every pod: the garbage collector orphans them and they leave the view.
     } else if input.deleting {
         actions.extend(teardown(input, &deleting_now));
+    } else if input.mixed.is_some() {
+        // Pods on nodes of two dialects: nothing is created or toggled until it is resolved
+        // (the status says why); pods the set should not have still go.
+        actions.extend(deletions(input, &deleting_now));
     } else {
         actions.extend(deletions(input, &deleting_now));
         let deleted: BTreeSet<String> = actions.iter().map(|a| a.pod_name().to_string()).collect();
@@ -35,9 +39,12 @@ pub(super) fn plan_writes(input: &SetInput<'_>) -> (Vec<PodAction>, Option<Durat
         // Toggles before creates: a scale-up into warm slots wakes them before the pool's
         // refill forks are sent (a pass writes one step at a time).
         actions.extend(hibernate_toggles(input, &gone_or_going));
-        if !input.spec.suspend {
+        // A current provider restores a new pod from any `<vm>:hibernate` it finds: without
+        // the registry, stale ones cannot be removed first, and nothing is created.
+        let can_create = input.dialect != Dialect::Current || input.registry;
+        if !input.spec.suspend && can_create {
             let (creates, wait) = creates(input, &by_name);
-            actions.extend(creates);
+            actions.extend(guard_creates(input, creates));
             requeue_after = earliest(requeue_after, wait);
         }
         actions.extend(label_repairs(input, &gone_or_going));
@@ -71,12 +78,22 @@ fn deletions(input: &SetInput<'_>, deleting_now: &dyn Fn(&PodView) -> bool) -> V
     let main = input.pods.iter().find(|p| p.name == main_name && !deleting_now(p));
     for pod in input.pods.iter().filter(|p| !deleting_now(p)) {
         if releasable(input, pod) {
+            // The current provider keeps the VM's node-local snapshot when told right before
+            // the delete (a restore on the same node needs no pull).
+            if let Some(key) = pod.keys(input.dialect).keep_snapshot_on_delete {
+                let annotations =
+                    BTreeMap::from([(key.to_string(), Some(contract::HIBERNATE_TRUE.to_string()))]);
+                others.push(PodAction::PrepareDelete { pod_name: pod.name.clone(), annotations });
+            }
             others.push(delete(pod, DeleteReason::Released));
             continue;
         }
         if refork(input, main, pod) {
             // Without a snapshot on delete: the replacement would restore this VM, not fork.
-            others.push(PodAction::DiscardOnDelete { pod_name: pod.name.clone() });
+            let key = pod.keys(input.dialect).snapshot_policy;
+            let never = crate::api::SnapshotPolicy::Never.as_str().to_string();
+            let annotations = BTreeMap::from([(key.to_string(), Some(never))]);
+            others.push(PodAction::PrepareDelete { pod_name: pod.name.clone(), annotations });
             others.push(delete(pod, DeleteReason::ForkFellBack));
             continue;
         }
@@ -96,9 +113,11 @@ fn deletions(input: &SetInput<'_>, deleting_now: &dyn Fn(&PodView) -> bool) -> V
 }
 
 /// `hibernatePolicy: release` on a suspended set: a pod goes once its VM reports hibernated
-/// for this suspend and its snapshot entry exists, never before (no VM without a snapshot is
-/// deleted). Only clone-mode VMs: vk-cocoon restores those from their entry when recreated (a
-/// run-mode toolbox would boot fresh, so it is kept). A pod a Hibernation holds is the user's.
+/// for this suspend and its snapshot is recorded (the seed's entry; a cocoonstack provider
+/// reports hibernated only once its registry has the snapshot), never before (no VM without a
+/// snapshot is deleted). Only clone-mode VMs: those come back from their snapshot when
+/// recreated (a run-mode toolbox would boot fresh, so it is kept). A pod a Hibernation holds
+/// is the user's.
 fn releasable(input: &SetInput<'_>, pod: &PodView) -> bool {
     let warm = pod.slot.is_some_and(|s| warm_slots(input.spec).contains(&s));
     (input.spec.suspend || warm)
@@ -108,7 +127,23 @@ fn releasable(input: &SetInput<'_>, pod: &PodView) -> bool {
         && pod.reports_hibernated()
         && input.suspend.fresh(pod)
         && pod.hibernated_by.is_none()
-        && pod.vm_name.as_ref().is_some_and(|vm| input.snapshots.contains_key(vm))
+        && pod.vm_name.as_ref().is_some_and(|vm| snapshot_on_record(input, vm))
+}
+
+/// Whether the set can find VM `vm`'s snapshot again once its pod is gone: the seed's entry
+/// (the ConfigMap is the record); for a cocoonstack provider, the set's own status, which is
+/// the set's memory across operator restarts, must already say it (a release waits for that
+/// write).
+fn snapshot_on_record(input: &SetInput<'_>, vm: &str) -> bool {
+    if input.dialect == Dialect::Seed {
+        return input.snapshots.contains_key(vm);
+    }
+    let previous = input.previous_status;
+    previous
+        .agents
+        .iter()
+        .chain(&previous.warm_agents)
+        .any(|a| a.vm_name.as_deref() == Some(vm) && a.snapshot_ref.is_some())
 }
 
 /// `onForkFallback: recreate`: a sub-agent that booted from the image is deleted (and then
@@ -151,8 +186,18 @@ fn creates(
     let mut wait = None;
     // A name is free when no pod holds it (a terminating pod still does), no create is in
     // flight, and no backoff is running.
+    let vm_of = |name: &str| {
+        name.strip_prefix(input.set.name.as_str())
+            .and_then(|s| s.strip_prefix('-'))
+            .and_then(contract::parse_slot)
+            .map(|slot| contract::agent_vm_name(&input.set.namespace, &input.set.name, slot))
+    };
     let mut free = |name: &str| -> bool {
         if by_name.contains_key(name) || input.expectations.create_pending(name) {
+            return false;
+        }
+        // Its snapshot may be in the registry: the pod waits for the answer.
+        if vm_of(name).is_some_and(|vm| input.probing.contains(&vm)) {
             return false;
         }
         match input.not_before.get(name) {
@@ -164,11 +209,15 @@ fn creates(
         }
     };
     let set = input.set;
+    let provider = &input.provider;
+    // A VM whose snapshot is recorded comes back from it (a seed provider does so by itself).
+    let restore = |slot: u32| {
+        input.snapshots.contains_key(&contract::agent_vm_name(&set.namespace, &set.name, slot))
+    };
     let main_name = contract::agent_pod_name(&set.name, 0);
     if free(&main_name) {
-        out.push(PodAction::CreateMain {
-            pod: Box::new(agent_pod(set, input.spec, 0, &AgentKind::Main)),
-        });
+        let pod = agent_pod(set, input.spec, 0, &AgentKind::Main, provider, restore(0));
+        out.push(PodAction::CreateMain { pod: Box::new(pod) });
     }
     // Sub-agents fork from the main VM: only once the main serves and its VM name is known.
     let main_vm =
@@ -184,10 +233,11 @@ fn creates(
             }
             if free(&contract::agent_pod_name(&set.name, slot)) {
                 let kind = AgentKind::SubAgent { fork_from: fork_from.clone() };
+                let pod = agent_pod(set, input.spec, slot, &kind, provider, restore(slot));
                 out.push(PodAction::CreateSubAgent {
                     slot,
                     fork_from: fork_from.clone(),
-                    pod: Box::new(agent_pod(set, input.spec, slot, &kind)),
+                    pod: Box::new(pod),
                 });
             }
         }
@@ -197,11 +247,47 @@ fn creates(
             let reported = input.previous_status.toolboxes.iter().find(|t| t.name == toolbox.name);
             out.push(PodAction::CreateToolbox {
                 toolbox: toolbox.name.clone(),
-                pod: Box::new(toolbox_pod(set, input.spec, toolbox, reported)),
+                pod: Box::new(toolbox_pod(set, input.spec, toolbox, reported, provider)),
             });
         }
     }
     (out, wait)
+}
+
+/// Current dialect: before a pod that does not restore is created, its VM's `<vm>:hibernate` is
+/// removed from the registry (a predecessor's, or one this set lost track of), so that the
+/// provider boots, forks or adopts as asked instead of restoring it. A restoring pod keeps it.
+fn guard_creates(input: &SetInput<'_>, creates: Vec<PodAction>) -> Vec<PodAction> {
+    if input.dialect != Dialect::Current {
+        return creates;
+    }
+    let keys = input.dialect.keys();
+    let mut out = Vec::with_capacity(creates.len() * 2);
+    for create in creates {
+        let pod = match &create {
+            PodAction::CreateMain { pod }
+            | PodAction::CreateSubAgent { pod, .. }
+            | PodAction::CreateToolbox { pod, .. } => pod,
+            _ => {
+                out.push(create);
+                continue;
+            }
+        };
+        let annotations = pod.metadata.annotations.as_ref();
+        let restores = keys
+            .restore_from_hibernate
+            .is_some_and(|k| annotations.is_some_and(|a| a.contains_key(k)));
+        let vm = annotations.and_then(|a| a.get(keys.vm_name)).cloned();
+        if let (false, Some(vm_name)) = (restores, vm) {
+            out.push(PodAction::CollectSnapshot {
+                pod_name: create.pod_name().to_string(),
+                vm_name,
+                keep: false,
+            });
+        }
+        out.push(create);
+    }
+    out
 }
 
 /// Suspend: ask every non-static pod to hibernate. Resume: wake only the pods the set
@@ -232,6 +318,7 @@ fn hibernate_toggles(
             (want && !in_flight).then(|| PodAction::SetHibernate {
                 pod_name: p.name.clone(),
                 hibernate: hibernated,
+                annotations: p.toggle(hibernated, input.dialect),
             })
         })
         .collect();
@@ -239,16 +326,17 @@ fn hibernate_toggles(
 }
 
 /// While the namespace has no snapshot ConfigMap, one pod at a time is asked to hibernate
-/// ([`SetInput::snapshot_record`]): none more while a request is on its way (in flight, or on a
-/// pod that has not reported hibernated yet), else the first of the pods to ask, a VM other than
-/// a main first (vk-cocoon v0.1.x never hibernates a main, so waiting on one would wait forever,
-/// and it is not waited on). Wakes are never held back.
+/// ([`SetInput::snapshot_record`]; seed only, the others keep no ConfigMap): none more while a
+/// request is on its way (in flight, or on a pod that has not reported hibernated yet), else
+/// the first of the pods to ask, a VM other than a main first (vk-cocoon v0.1.x never
+/// hibernates a main, so waiting on one would wait forever, and it is not waited on). Wakes are
+/// never held back.
 fn first_hibernation_alone(
     input: &SetInput<'_>,
     deleting_now: &dyn Fn(&PodView) -> bool,
     toggles: Vec<PodAction>,
 ) -> Vec<PodAction> {
-    if input.snapshot_record {
+    if input.snapshot_record || input.dialect != Dialect::Seed {
         return toggles;
     }
     let never_hibernated = |name: &str| {

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use crate::api::{
     AgentSpec, CocoonSetSpec, SnapshotPolicy, ToolboxMode, ToolboxSpec, ToolboxStatus, VmResources,
 };
-use crate::contract;
+use crate::contract::{self, Dialect, Keys};
 use crate::plan::observe::PodRole;
 
 /// Grace period of VM pods: short, but never 0 (0 lets a virtual kubelet skip its delete hook
@@ -43,6 +43,22 @@ impl SetIdentity {
             controller: Some(true),
             block_owner_deletion: Some(true),
         }
+    }
+}
+
+/// The provider the pods are built for: its dialect (keys, container, restart policy) and,
+/// for the current dialect, the snapshot CPU class the pods select.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Provider {
+    /// The dialect of the node the pods go to.
+    pub dialect: Dialect,
+    /// The snapshot CPU class to select (current): the set's own, else its node's.
+    pub cpu_class: Option<String>,
+}
+
+impl Provider {
+    fn keys(&self) -> &'static Keys {
+        self.dialect.keys()
     }
 }
 
@@ -124,6 +140,7 @@ fn env_from(agent: &AgentSpec) -> Option<Vec<EnvFromSource>> {
 
 /// What differs between the pods of one set.
 struct PodParts<'a> {
+    provider: &'a Provider,
     name: String,
     labels: BTreeMap<String, String>,
     annotations: BTreeMap<String, String>,
@@ -133,7 +150,16 @@ struct PodParts<'a> {
 }
 
 fn pod(set: &SetIdentity, spec: &CocoonSetSpec, parts: PodParts<'_>) -> Pod {
-    let PodParts { name, labels, annotations, image, resources, agent } = parts;
+    let PodParts { provider, name, labels, mut annotations, image, resources, agent } = parts;
+    let dialect = provider.dialect;
+    // The current provider echoes the stamp with every lifecycle state it publishes.
+    if let Some(key) = provider.keys().generation {
+        annotations.insert(key.to_string(), "1".to_string());
+    }
+    let node_selector =
+        provider.cpu_class.as_ref().filter(|_| dialect.publishes_lifecycle()).map(|class| {
+            BTreeMap::from([(contract::dialect::NODE_LABEL_CPU_CLASS.to_string(), class.clone())])
+        });
     Pod {
         metadata: ObjectMeta {
             name: Some(name),
@@ -145,8 +171,9 @@ fn pod(set: &SetIdentity, spec: &CocoonSetSpec, parts: PodParts<'_>) -> Pod {
         },
         spec: Some(PodSpec {
             node_name: Some(spec.node_name.clone()),
+            node_selector,
             containers: vec![Container {
-                name: contract::VM_CONTAINER.into(),
+                name: dialect.container().into(),
                 image: Some(image),
                 resources: limits(resources),
                 env_from: agent.and_then(env_from),
@@ -161,7 +188,7 @@ fn pod(set: &SetIdentity, spec: &CocoonSetSpec, parts: PodParts<'_>) -> Pod {
             }),
             termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
             service_account_name: agent.and_then(|a| a.service_account_name.clone()),
-            restart_policy: Some("Never".into()),
+            restart_policy: dialect.restart_policy().map(str::to_string),
             ..Default::default()
         }),
         status: None,
@@ -191,31 +218,55 @@ fn snapshot_policy_for(policy: SnapshotPolicy) -> String {
     policy.as_str().to_string()
 }
 
-/// The pod of agent `slot`.
-pub fn agent_pod(set: &SetIdentity, spec: &CocoonSetSpec, slot: u32, kind: &AgentKind) -> Pod {
+/// The pod of agent `slot`. `restore`: its VM comes back from its own hibernation snapshot
+/// (a released or lost VM of a cocoonstack provider; a seed provider restores from its
+/// snapshot entry by itself): the current dialect marks the pod, v0.2 clones the snapshot as
+/// its image.
+pub fn agent_pod(
+    set: &SetIdentity,
+    spec: &CocoonSetSpec,
+    slot: u32,
+    kind: &AgentKind,
+    provider: &Provider,
+    restore: bool,
+) -> Pod {
     let role = match kind {
         AgentKind::Main => PodRole::Main,
         AgentKind::SubAgent { .. } => PodRole::SubAgent,
     };
+    let keys = provider.keys();
     let labels = pod_labels(&set.name, role, Some(slot));
+    let vm = contract::agent_vm_name(&set.namespace, &set.name, slot);
+    let restore = restore && provider.dialect != Dialect::Seed;
+    let own_snapshot = contract::dialect::snapshot_tag(&vm, contract::dialect::TAG_HIBERNATE);
+    let image = match provider.dialect {
+        Dialect::V02 if restore => own_snapshot,
+        _ => spec.agent.image.clone(),
+    };
     let mut annotations = BTreeMap::from([
-        (
-            contract::ANN_VM_NAME.to_string(),
-            contract::agent_vm_name(&set.namespace, &set.name, slot),
-        ),
-        (contract::ANN_MODE.to_string(), ToolboxMode::Clone.as_str().to_string()),
-        (contract::ANN_IMAGE.to_string(), spec.agent.image.clone()),
-        (contract::ANN_MANAGED.to_string(), contract::MANAGED_TRUE.to_string()),
-        (contract::ANN_OS.to_string(), crate::api::ToolboxOs::Linux.as_str().to_string()),
-        (contract::ANN_SNAPSHOT_POLICY.to_string(), snapshot_policy_for(spec.snapshot_policy)),
+        (keys.vm_name.to_string(), vm),
+        (keys.mode.to_string(), ToolboxMode::Clone.as_str().to_string()),
+        (keys.image.to_string(), image),
+        (keys.managed.to_string(), contract::MANAGED_TRUE.to_string()),
+        (keys.os.to_string(), crate::api::ToolboxOs::Linux.as_str().to_string()),
+        (keys.snapshot_policy.to_string(), snapshot_policy_for(spec.snapshot_policy)),
     ]);
     if let Some(storage) = spec.agent.storage.as_ref().filter(|s| !s.is_empty()) {
-        annotations.insert(contract::ANN_STORAGE.into(), storage.clone());
+        annotations.insert(keys.storage.into(), storage.clone());
     }
-    if let AgentKind::SubAgent { fork_from } = kind {
-        annotations.insert(contract::ANN_FORK_FROM.into(), fork_from.clone());
+    match kind {
+        // A restore brings the VM back as it was: no fork (the current provider refuses both).
+        AgentKind::SubAgent { .. } if restore => {}
+        AgentKind::SubAgent { fork_from } => {
+            annotations.insert(keys.fork_from.into(), fork_from.clone());
+        }
+        AgentKind::Main => {}
+    }
+    if let Some(key) = keys.restore_from_hibernate.filter(|_| restore) {
+        annotations.insert(key.into(), contract::HIBERNATE_TRUE.into());
     }
     let parts = PodParts {
+        provider,
         name: contract::agent_pod_name(&set.name, slot),
         labels,
         annotations,
@@ -233,41 +284,44 @@ pub fn toolbox_pod(
     spec: &CocoonSetSpec,
     toolbox: &ToolboxSpec,
     reported: Option<&ToolboxStatus>,
+    provider: &Provider,
 ) -> Pod {
+    let keys = provider.keys();
     let labels = pod_labels(&set.name, PodRole::Toolbox, None);
     let image = toolbox.image.clone().unwrap_or_default();
     let mut annotations = BTreeMap::from([
         (
-            contract::ANN_VM_NAME.to_string(),
+            keys.vm_name.to_string(),
             contract::toolbox_vm_name(&set.namespace, &set.name, &toolbox.name),
         ),
-        (contract::ANN_MODE.to_string(), toolbox.mode.as_str().to_string()),
-        (contract::ANN_OS.to_string(), toolbox.os.as_str().to_string()),
-        (contract::ANN_SNAPSHOT_POLICY.to_string(), snapshot_policy_for(spec.snapshot_policy)),
+        (keys.mode.to_string(), toolbox.mode.as_str().to_string()),
+        (keys.os.to_string(), toolbox.os.as_str().to_string()),
+        (keys.snapshot_policy.to_string(), snapshot_policy_for(spec.snapshot_policy)),
     ]);
     if !image.is_empty() {
-        annotations.insert(contract::ANN_IMAGE.into(), image.clone());
+        annotations.insert(keys.image.into(), image.clone());
     }
     if let Some(storage) = toolbox.storage.as_ref().filter(|s| !s.is_empty()) {
-        annotations.insert(contract::ANN_STORAGE.into(), storage.clone());
+        annotations.insert(keys.storage.into(), storage.clone());
     }
     if toolbox.mode == ToolboxMode::Static {
         let ip = reported.and_then(|r| r.ip.clone()).or_else(|| toolbox.static_ip.clone());
         let vm_id = reported.and_then(|r| r.vm_id.clone()).or_else(|| toolbox.static_vm_id.clone());
         let vnc = reported.and_then(|r| r.vnc_port).or(toolbox.vnc_port);
         if let Some(ip) = ip.filter(|v| !v.is_empty()) {
-            annotations.insert(contract::ANN_IP.into(), ip);
+            annotations.insert(keys.ip.into(), ip);
         }
         if let Some(vm_id) = vm_id.filter(|v| !v.is_empty()) {
-            annotations.insert(contract::ANN_VM_ID.into(), vm_id);
+            annotations.insert(keys.vm_id.into(), vm_id);
         }
         if let Some(port) = vnc {
-            annotations.insert(contract::ANN_VNC_PORT.into(), port.to_string());
+            annotations.insert(keys.vnc_port.into(), port.to_string());
         }
     } else {
-        annotations.insert(contract::ANN_MANAGED.into(), contract::MANAGED_TRUE.into());
+        annotations.insert(keys.managed.into(), contract::MANAGED_TRUE.into());
     }
     let parts = PodParts {
+        provider,
         name: contract::toolbox_pod_name(&set.name, &toolbox.name),
         labels,
         annotations,

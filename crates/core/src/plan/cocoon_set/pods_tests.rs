@@ -1,8 +1,9 @@
 //! The pods the operator creates carry everything SPEC §3.2 lists.
 
-use super::pods::{AgentKind, TERMINATION_GRACE_SECONDS, agent_pod, toolbox_pod};
+use super::pods::{AgentKind, Provider, TERMINATION_GRACE_SECONDS, agent_pod, toolbox_pod};
 use crate::api::{EnvFromRef, NameRef, SnapshotPolicy, ToolboxMode, ToolboxOs, VmResources};
 use crate::contract;
+use crate::contract::dialect::seed;
 use crate::plan::fixtures::{identity, spec, toolbox};
 
 #[test]
@@ -16,8 +17,14 @@ fn an_agent_pod_is_complete() {
         EnvFromRef { config_map_ref: None, secret_ref: Some(NameRef { name: "sec".into() }) },
     ];
     s.snapshot_policy = SnapshotPolicy::MainOnly;
-    let pod =
-        agent_pod(&identity(), &s, 1, &AgentKind::SubAgent { fork_from: "vk-prod-demo-0".into() });
+    let pod = agent_pod(
+        &identity(),
+        &s,
+        1,
+        &AgentKind::SubAgent { fork_from: "vk-prod-demo-0".into() },
+        &Provider::default(),
+        false,
+    );
     let meta = &pod.metadata;
     assert_eq!(meta.name.as_deref(), Some("demo-1"));
     let labels = meta.labels.clone().unwrap();
@@ -26,14 +33,14 @@ fn an_agent_pod_is_complete() {
     assert_eq!(labels[contract::LABEL_SLOT], "1");
     assert_eq!(labels[contract::LABEL_APP], "demo");
     let ann = meta.annotations.clone().unwrap();
-    assert_eq!(ann[contract::ANN_VM_NAME], "vk-prod-demo-1");
-    assert_eq!(ann[contract::ANN_MODE], "clone");
-    assert_eq!(ann[contract::ANN_IMAGE], "ubuntu-dev-base");
-    assert_eq!(ann[contract::ANN_MANAGED], "true");
-    assert_eq!(ann[contract::ANN_OS], "linux");
-    assert_eq!(ann[contract::ANN_SNAPSHOT_POLICY], "main-only");
-    assert_eq!(ann[contract::ANN_STORAGE], "100G");
-    assert_eq!(ann[contract::ANN_FORK_FROM], "vk-prod-demo-0");
+    assert_eq!(ann[seed::KEYS.vm_name], "vk-prod-demo-1");
+    assert_eq!(ann[seed::KEYS.mode], "clone");
+    assert_eq!(ann[seed::KEYS.image], "ubuntu-dev-base");
+    assert_eq!(ann[seed::KEYS.managed], "true");
+    assert_eq!(ann[seed::KEYS.os], "linux");
+    assert_eq!(ann[seed::KEYS.snapshot_policy], "main-only");
+    assert_eq!(ann[seed::KEYS.storage], "100G");
+    assert_eq!(ann[seed::KEYS.fork_from], "vk-prod-demo-0");
     let owner = &meta.owner_references.clone().unwrap()[0];
     assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("CocoonSet", "uid-demo"));
     assert_eq!((owner.controller, owner.block_owner_deletion), (Some(true), Some(true)));
@@ -55,7 +62,7 @@ fn an_agent_pod_is_complete() {
 
 #[test]
 fn vm_pods_tolerate_node_flaps_forever() {
-    let pod = agent_pod(&identity(), &spec(0), 0, &AgentKind::Main);
+    let pod = agent_pod(&identity(), &spec(0), 0, &AgentKind::Main, &Provider::default(), false);
     let tolerations = pod.spec.unwrap().tolerations.unwrap();
     let find =
         |key: &str| tolerations.iter().find(|t| t.key.as_deref() == Some(key)).cloned().unwrap();
@@ -76,9 +83,9 @@ fn vm_pods_tolerate_node_flaps_forever() {
 
 #[test]
 fn the_main_has_no_fork_from() {
-    let pod = agent_pod(&identity(), &spec(0), 0, &AgentKind::Main);
+    let pod = agent_pod(&identity(), &spec(0), 0, &AgentKind::Main, &Provider::default(), false);
     let ann = pod.metadata.annotations.unwrap();
-    assert!(!ann.contains_key(contract::ANN_FORK_FROM));
+    assert!(!ann.contains_key(seed::KEYS.fork_from));
     assert_eq!(pod.metadata.labels.unwrap()[contract::LABEL_ROLE], "main");
 }
 
@@ -87,13 +94,13 @@ fn a_toolbox_pod_is_scoped_to_its_set_and_carries_its_mode_and_os() {
     let mut s = spec(0);
     let tb = toolbox("droid", ToolboxOs::Android, ToolboxMode::Clone);
     s.toolboxes = vec![tb.clone()];
-    let pod = toolbox_pod(&identity(), &s, &tb, None);
+    let pod = toolbox_pod(&identity(), &s, &tb, None, &Provider::default());
     assert_eq!(pod.metadata.name.as_deref(), Some("demo-droid"));
     let ann = pod.metadata.annotations.clone().unwrap();
-    assert_eq!(ann[contract::ANN_VM_NAME], "vk-prod-demo-droid");
-    assert_eq!(ann[contract::ANN_MODE], "clone");
-    assert_eq!(ann[contract::ANN_OS], "android");
-    assert_eq!(ann[contract::ANN_MANAGED], "true");
+    assert_eq!(ann[seed::KEYS.vm_name], "vk-prod-demo-droid");
+    assert_eq!(ann[seed::KEYS.mode], "clone");
+    assert_eq!(ann[seed::KEYS.os], "android");
+    assert_eq!(ann[seed::KEYS.managed], "true");
     let labels = pod.metadata.labels.unwrap();
     assert_eq!(labels[contract::LABEL_ROLE], "toolbox");
     assert!(!labels.contains_key(contract::LABEL_SLOT));
@@ -104,8 +111,8 @@ fn a_static_toolbox_ignores_static_fields_unless_static() {
     let mut tb = toolbox("box", ToolboxOs::Linux, ToolboxMode::Run);
     tb.static_ip = Some("10.1.1.1".into());
     tb.vnc_port = Some(5900);
-    let pod = toolbox_pod(&identity(), &spec(0), &tb, None);
+    let pod = toolbox_pod(&identity(), &spec(0), &tb, None, &Provider::default());
     let ann = pod.metadata.annotations.unwrap();
-    assert!(!ann.contains_key(contract::ANN_IP));
-    assert!(!ann.contains_key(contract::ANN_VNC_PORT));
+    assert!(!ann.contains_key(seed::KEYS.ip));
+    assert!(!ann.contains_key(seed::KEYS.vnc_port));
 }

@@ -115,7 +115,9 @@ fn apply(w: &mut World, actions: &[PodAction]) {
             }
             PodAction::Delete { pod_name, .. } => w.pods.retain(|p| &p.name != pod_name),
             // What vk-cocoon does on delete is not modelled here.
-            PodAction::DiscardOnDelete { .. } => {}
+            PodAction::PrepareDelete { .. }
+            | PodAction::CollectSnapshot { .. }
+            | PodAction::ProbeSnapshot { .. } => {}
             PodAction::RepairLabels { pod_name, labels, .. } => {
                 let pod = w.pods.iter_mut().find(|p| &p.name == pod_name).unwrap();
                 for (k, v) in labels {
@@ -125,7 +127,7 @@ fn apply(w: &mut World, actions: &[PodAction]) {
                     };
                 }
             }
-            PodAction::SetHibernate { pod_name, hibernate } => {
+            PodAction::SetHibernate { pod_name, hibernate, .. } => {
                 let pod = w.pods.iter_mut().find(|p| &p.name == pod_name).unwrap();
                 *pod = if *hibernate { hibernated(pod.clone(), 2) } else { serving(pod.clone()) };
                 pod.hibernate_requested = *hibernate;

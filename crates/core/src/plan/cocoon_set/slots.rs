@@ -24,12 +24,12 @@ pub struct SuspendView<'a> {
 }
 
 impl SuspendView<'_> {
-    /// Whether the pod's last report (its Ready transition) is no older than this actor's
-    /// request to hibernate it (whole seconds: the wire's precision). A pod never asked is
-    /// fresh: the request predates this actor.
+    /// Whether the pod's last report is no older than this actor's request to hibernate it
+    /// ([`PodView::signal_since`]: the seed's Ready transition, whole seconds). A pod never
+    /// asked is fresh: the request predates this actor.
     pub fn fresh(&self, pod: &PodView) -> bool {
         match self.asked.get(&pod.name) {
-            Some(asked) => pod.ready_changed_at.is_some_and(|t| t.as_second() >= asked.as_second()),
+            Some(asked) => pod.signal_since(*asked),
             None => true,
         }
     }

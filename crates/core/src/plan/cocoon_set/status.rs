@@ -31,8 +31,17 @@ pub(crate) struct StatusInput<'a> {
     pub suspend: SuspendView<'a>,
     pub replaced: &'a BTreeMap<String, crate::plan::replaced::Replaced>,
     pub failure: Option<&'a str>,
+    pub mixed: Option<&'a str>,
+    pub registry_problem: Option<&'a str>,
+    pub registry: bool,
+    pub dialect: crate::contract::Dialect,
     pub now: Timestamp,
 }
+
+/// Why a current-dialect set creates no pod without a registry.
+pub(crate) const NO_REGISTRY: &str = "refused: a current vk-cocoon restores a new pod from any \
+     <vm>:hibernate snapshot left in its registry; the operator removes stale ones before it \
+     creates a pod and needs --registry (the provider's OCI_REGISTRY) to do so";
 
 /// How a person connects to a toolbox: VNC when a port is known, else by guest OS.
 pub fn conn_type(os: ToolboxOs, vnc_port: Option<i32>) -> ConnType {
@@ -69,10 +78,14 @@ fn agent_entry(input: &StatusInput<'_>, slot: u32) -> AgentStatus {
         source: pod.and_then(PodView::lineage).map(|l| l.source()),
         // Only a VM that is hibernated has a snapshot to speak of: an entry left by a delete or
         // an earlier round says nothing about a running VM.
+        // A cocoonstack VM whose pod went while it was hibernated keeps its snapshot in the
+        // registry: the status remembers it (it restores when the pod comes back).
         snapshot_ref: pod
             .filter(|p| p.reports_hibernated())
             .map(|_| ())
             .or(released.then_some(()))
+            .or((pod.is_none() && !creating && input.dialect != contract::Dialect::Seed)
+                .then_some(()))
             .and_then(|_| input.snapshots.get(&vm_name).cloned()),
         vm_name: Some(vm_name),
         pod_name: name,
@@ -101,7 +114,11 @@ fn release_condition(input: &StatusInput<'_>, agents: &[AgentStatus]) -> Option<
             status: true,
             reason: "SeatsReleased",
             message: format!(
-                "{released} agent pod(s) deleted; their VMs wait in cocoon-vm-snapshots and restore on resume"
+                "{released} agent pod(s) deleted; their VMs wait in {} and restore on resume",
+                match input.dialect.store() {
+                    contract::dialect::SnapshotStore::ConfigMap => "cocoon-vm-snapshots",
+                    _ => "the registry",
+                }
             ),
         }
     } else if input.spec.suspend {
@@ -200,6 +217,27 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
     if let Some(failure) = input.failure {
         problems.push(failure.to_string());
     }
+    if let Some(mixed) = input.mixed {
+        problems.push(mixed.to_string());
+    }
+    if let Some(problem) = input.registry_problem {
+        problems.push(format!("registry: {problem}; retrying"));
+    }
+    if input.dialect == crate::contract::Dialect::Current
+        && input.pods.len()
+            < 1 + input.spec.toolboxes.len() + input.spec.agent.replicas.max(0) as usize
+        && !input.spec.suspend
+        && !input.deleting
+        && !input.registry
+    {
+        problems.push(NO_REGISTRY.to_string());
+    }
+    // The provider's own words, for every pod it refused or failed.
+    for pod in input.pods.values().filter(|p| !p.terminating) {
+        if let Some(words) = pod.provider_failure() {
+            problems.push(format!("provider: pod {}: {words}", pod.name));
+        }
+    }
     problems.extend(input.replaced.values().map(|r| r.message()));
     for conflict in input.name_conflicts {
         problems.push(format!(
@@ -240,7 +278,7 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
         .filter(|p| !(p.hibernate_requested && p.reports_hibernated() && input.suspend.fresh(p)))
         .map(|p| p.name.as_str())
         .collect();
-    let phase = if input.failure.is_some() {
+    let phase = if input.failure.is_some() || input.mixed.is_some() {
         CocoonSetPhase::Failed
     } else if input.spec.suspend {
         let overdue = input.suspend.since.is_some_and(|since| {

@@ -4,6 +4,7 @@ use super::{DeleteReason, PodAction};
 use crate::api::VmPhase;
 use crate::api::{CocoonSetPhase, ConnType, ToolboxMode, ToolboxOs, ToolboxStatus};
 use crate::contract;
+use crate::contract::dialect::seed;
 use crate::plan::PodView;
 use crate::plan::fixtures::*;
 
@@ -54,7 +55,7 @@ fn sub_agents_fork_from_the_main_vm_once_it_serves() {
         .filter_map(|a| match a {
             PodAction::CreateSubAgent { slot, fork_from, pod } => {
                 let ann = pod.metadata.annotations.as_ref().unwrap();
-                assert_eq!(ann.get(contract::ANN_FORK_FROM), Some(fork_from));
+                assert_eq!(ann.get(seed::KEYS.fork_from), Some(fork_from));
                 Some((*slot, fork_from.clone()))
             }
             _ => None,
@@ -183,7 +184,7 @@ fn suspend_hibernates_every_non_static_pod_and_creates_nothing() {
         .actions
         .iter()
         .map(|a| match a {
-            PodAction::SetHibernate { pod_name, hibernate } => (pod_name.clone(), *hibernate),
+            PodAction::SetHibernate { pod_name, hibernate, .. } => (pod_name.clone(), *hibernate),
             other => panic!("only hibernate toggles while suspended, got {other:?}"),
         })
         .collect();
@@ -220,7 +221,14 @@ fn resume_wakes_only_the_pods_the_set_hibernated() {
     let plan = World::new(spec(2), vec![hibernated(agent(0), 5), held, held_in_flight]).plan();
     assert_eq!(
         plan.actions,
-        vec![PodAction::SetHibernate { pod_name: "demo-0".into(), hibernate: false }]
+        vec![PodAction::SetHibernate {
+            pod_name: "demo-0".into(),
+            hibernate: false,
+            annotations: std::collections::BTreeMap::from([(
+                seed::KEYS.hibernate.to_string(),
+                None
+            )]),
+        }]
     );
     assert_eq!(plan.status.phase, Some(CocoonSetPhase::Scaling), "resuming is Scaling");
 }
@@ -342,10 +350,10 @@ fn static_toolbox_annotations_prefer_values_reported_in_status() {
         panic!("{:?}", plan.actions)
     };
     let ann = pod.metadata.annotations.clone().unwrap();
-    assert_eq!(ann.get(contract::ANN_IP).map(String::as_str), Some("10.0.0.42"));
-    assert_eq!(ann.get(contract::ANN_VM_ID).map(String::as_str), Some("vm-77"));
-    assert_eq!(ann.get(contract::ANN_VNC_PORT).map(String::as_str), Some("5901"));
-    assert!(!ann.contains_key(contract::ANN_MANAGED), "static toolboxes are not managed");
+    assert_eq!(ann.get(seed::KEYS.ip).map(String::as_str), Some("10.0.0.42"));
+    assert_eq!(ann.get(seed::KEYS.vm_id).map(String::as_str), Some("vm-77"));
+    assert_eq!(ann.get(seed::KEYS.vnc_port).map(String::as_str), Some("5901"));
+    assert!(!ann.contains_key(seed::KEYS.managed), "static toolboxes are not managed");
 }
 
 #[test]
@@ -510,10 +518,9 @@ fn recreate_deletes_a_fallen_back_sub_agent_only_once_the_main_serves_again() {
         })
         .collect();
     assert_eq!(deletes, vec![("demo-1".to_string(), DeleteReason::ForkFellBack)]);
-    let discard = plan
-        .actions
-        .iter()
-        .position(|a| matches!(a, PodAction::DiscardOnDelete { pod_name } if pod_name == "demo-1"));
+    let discard = plan.actions.iter().position(
+        |a| matches!(a, PodAction::PrepareDelete { pod_name, .. } if pod_name == "demo-1"),
+    );
     let delete = plan.actions.iter().position(|a| matches!(a, PodAction::Delete { .. }));
     assert!(discard.is_some() && discard < delete, "no snapshot to restore: {:?}", plan.actions);
 
@@ -646,7 +653,7 @@ fn resuming_a_released_set_recreates_the_main_first_and_names_who_restores_and_w
     assert_eq!(creates(&plan.actions), vec!["demo-0"], "the main first, as always");
     let event = plan.events.iter().find(|e| e.reason == "ResumedFresh").expect("a Warning");
     assert!(event.message.contains("demo-0, demo-1 restore"), "{}", event.message);
-    assert!(event.message.contains("demo-2 have no snapshot entry"), "{}", event.message);
+    assert!(event.message.contains("demo-2 have no snapshot any more"), "{}", event.message);
 }
 
 fn warm(replicas: i32, warm: i32) -> crate::api::CocoonSetSpec {
@@ -659,7 +666,9 @@ fn toggles(plan: &super::SetPlan) -> Vec<(String, bool)> {
     plan.actions
         .iter()
         .filter_map(|a| match a {
-            PodAction::SetHibernate { pod_name, hibernate } => Some((pod_name.clone(), *hibernate)),
+            PodAction::SetHibernate { pod_name, hibernate, .. } => {
+                Some((pod_name.clone(), *hibernate))
+            }
             _ => None,
         })
         .collect()

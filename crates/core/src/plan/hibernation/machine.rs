@@ -10,7 +10,6 @@ use super::round::{
 };
 use super::{Builder, FailureKind, HibInput};
 use crate::api::{HibernationAction, HibernationPhase, HibernationStatus};
-use crate::contract;
 use crate::plan::PlanEvent;
 use crate::plan::clock::{after, until};
 use crate::plan::observe::PodView;
@@ -194,7 +193,7 @@ pub(super) fn step(b: &mut Builder<'_>, pod: &PodView) {
                 FailureKind::Overridden => format!(
                     ": another writer changed the pod's {} annotation during the round (a \
                      suspended or resumed CocoonSet?)",
-                    contract::ANN_HIBERNATE
+                    pod.keys(b.input.dialect).hibernate
                 ),
                 _ => String::new(),
             };
@@ -233,9 +232,9 @@ fn request_patch(
 ) -> std::collections::BTreeMap<String, Option<String>> {
     match action {
         HibernationAction::Hibernate => {
-            hibernate_patch(pod, input.name, input.settings.deletion_cost)
+            hibernate_patch(pod, input.name, input.settings.deletion_cost, input.dialect)
         }
-        HibernationAction::Wake => wake_patch(pod),
+        HibernationAction::Wake => wake_patch(pod, input.dialect),
     }
 }
 
@@ -267,7 +266,7 @@ fn complete(b: &mut Builder<'_>, pod: &PodView, action: HibernationAction) {
     }
     b.set_phase(phase, action, String::new());
     b.status.snapshot_ref = match action {
-        HibernationAction::Hibernate => snapshot_of(pod, b.input.snapshots).cloned(),
+        HibernationAction::Hibernate => snapshot_of(pod, b.input.snapshots),
         HibernationAction::Wake => None,
     };
     // A reverse desire that waited for this round starts right away.

@@ -113,6 +113,9 @@ pub struct HibInput<'a> {
     pub pod: Option<&'a PodView>,
     /// Snapshot entries of the Hibernation's namespace.
     pub snapshots: &'a Snapshots,
+    /// The dialect of the target pod's node: the keys written on a pod that carries none of
+    /// its own yet.
+    pub dialect: crate::contract::Dialect,
     /// Other live Hibernations naming the same pod.
     pub competitors: &'a [Competitor],
     /// The Hibernation has a deletionTimestamp.
@@ -140,6 +143,13 @@ pub enum HibAction {
         annotations: BTreeMap<String, Option<String>>,
         /// Label key → new value; `None` removes the key.
         labels: BTreeMap<String, Option<String>>,
+    },
+    /// Remove the woken VM's `<vm>:hibernate` from the provider's registry (cocoonstack):
+    /// vk-cocoon never does, and a current provider would restore it into the next pod of
+    /// that name.
+    CollectSnapshot {
+        /// The VM.
+        vm_name: String,
     },
 }
 
@@ -185,7 +195,7 @@ impl Builder<'_> {
     }
 
     fn patch(&mut self, pod: &PodView, annotations: BTreeMap<String, Option<String>>) {
-        if round::changes(pod, &annotations) {
+        if round::changes(pod, &annotations, self.input.dialect) {
             let labels = BTreeMap::new();
             self.actions.push(HibAction::PatchPod {
                 pod_name: pod.name.clone(),
@@ -294,7 +304,14 @@ fn pod_missing(b: &mut Builder<'_>) {
     } else {
         (FailureKind::PodMissing, format!("pod {pod} not found"))
     };
-    let kept = b.status.vm_name.as_ref().and_then(|vm| input.snapshots.get(vm)).cloned();
+    // A seed snapshot is kept while its entry exists; a registry snapshot is not watched
+    // (the reference stays as it was).
+    let kept = match input.dialect {
+        crate::contract::Dialect::Seed => {
+            b.status.vm_name.as_ref().and_then(|vm| input.snapshots.get(vm)).cloned()
+        }
+        _ => b.status.snapshot_ref.clone(),
+    };
     b.fail(input.spec.action, kind, message);
     b.status.snapshot_ref = kept;
 }

@@ -68,6 +68,8 @@ pub struct HibMemory {
     pub vm_watch: VmWatch,
     /// A replacement of the pod's VM seen since the last round.
     pub replaced: Option<Replaced>,
+    /// The VM whose `:hibernate` snapshot is to leave the registry (its wake completed).
+    pub collect: Option<String>,
 }
 
 /// What one Hibernation actor sees.
@@ -82,6 +84,10 @@ pub struct HibView<'a> {
     pub listed: Option<&'a str>,
     /// Snapshot entries of the namespace.
     pub snapshots: &'a Snapshots,
+    /// The dialect of the target pod's node (see [`HibInput::dialect`]).
+    pub dialect: crate::contract::Dialect,
+    /// The operator reaches the provider's snapshot registry.
+    pub registry: bool,
     /// Every live Hibernation naming the same pod (this one included).
     pub competitors: &'a [Competitor],
 }
@@ -180,6 +186,7 @@ pub fn plan_hib_pass(
         status: &previous,
         pod,
         snapshots: view.snapshots,
+        dialect: view.dialect,
         competitors: view.competitors,
         deleting,
         witness: round_witness,
@@ -203,6 +210,13 @@ pub fn plan_hib_pass(
     }
     steps.extend(events.into_iter().chain(plan.events).map(Step::Event));
     steps.extend(plan.actions.into_iter().map(Step::Pod));
+    // A completed wake's snapshot, once the VM serves (not while hibernated again).
+    if let (Some(vm), Some(p)) = (&memory.collect, pod)
+        && p.is_serving()
+        && !p.hibernate_requested
+    {
+        steps.push(Step::Pod(HibAction::CollectSnapshot { vm_name: vm.clone() }));
+    }
     HibPlanned {
         pass: Pass { steps, wake_after: plan.requeue_after },
         status: plan.status,
@@ -223,6 +237,18 @@ pub fn record_hib(
     match (step, outcome) {
         (Step::WriteStatus(status), Outcome::Done) => {
             let before = memory.last_written.clone().unwrap_or_else(|| view.stored());
+            let woke = before.phase == Some(HibernationPhase::Waking)
+                && status.phase == Some(HibernationPhase::Active);
+            let target = view.target();
+            let cocoonstack = target.is_some_and(|p| {
+                matches!(
+                    p.dialect,
+                    Some(crate::contract::Dialect::V02 | crate::contract::Dialect::Current)
+                )
+            });
+            if woke && cocoonstack && view.registry {
+                memory.collect = target.and_then(|p| p.vm_name.clone());
+            }
             note_transition(memory, &before, status, now);
             memory.last_written = Some((**status).clone());
             Recorded::go_on()
@@ -247,6 +273,10 @@ pub fn record_hib(
             if !finalizers.iter().any(|f| f == contract::FINALIZER_HIBERNATION) =>
         {
             memory.released = released_under(&view.hibernation.metadata, guard.as_ref());
+            Recorded::go_on()
+        }
+        (Step::Pod(HibAction::CollectSnapshot { .. }), Outcome::Done | Outcome::NotFound) => {
+            memory.collect = None;
             Recorded::go_on()
         }
         // The pod or the object went away meanwhile: the next pass sees it.

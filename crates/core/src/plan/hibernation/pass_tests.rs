@@ -61,6 +61,8 @@ impl Harness {
             pods: &self.pods,
             listed: self.listed.as_deref(),
             snapshots: &self.snapshots,
+            dialect: crate::contract::Dialect::Seed,
+            registry: false,
             competitors: &self.competitors,
         }
     }
@@ -72,6 +74,8 @@ impl Harness {
             pods: &self.pods,
             listed: self.listed.as_deref(),
             snapshots: &self.snapshots,
+            dialect: crate::contract::Dialect::Seed,
+            registry: false,
             competitors: &self.competitors,
         };
         let planned = plan_hib_pass(

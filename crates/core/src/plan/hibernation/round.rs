@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{HibernationPhase, HibernationStatus};
-use crate::contract;
+use crate::contract::{self, Dialect};
 use crate::plan::observe::{PodView, Snapshots};
 
 /// The pod carries the hibernate request and our marker.
@@ -17,7 +17,7 @@ pub(super) fn requested_by_us(pod: &PodView, name: &str) -> bool {
 
 /// Signal of the pod observed after `since` (whole seconds: the precision of the wire).
 pub(super) fn fresh(pod: &PodView, since: Timestamp) -> bool {
-    pod.ready_changed_at.is_some_and(|t| t.as_second() >= since.as_second())
+    pod.signal_since(since)
 }
 
 /// Identity of a round: what it does, when it started (as recorded in status), the spec
@@ -92,12 +92,29 @@ pub fn round_key(status: &HibernationStatus, pod: Option<&PodView>) -> Option<Ro
     })
 }
 
-pub(super) fn snapshot_of<'s>(pod: &PodView, snapshots: &'s Snapshots) -> Option<&'s String> {
-    pod.vm_name.as_ref().and_then(|vm| snapshots.get(vm))
+/// The snapshot the pod's VM hibernated into, as its provider names it: the ConfigMap entry
+/// (seed), or the registry reference `<vm>:hibernate` (cocoonstack).
+pub(super) fn snapshot_of(pod: &PodView, snapshots: &Snapshots) -> Option<String> {
+    let vm = pod.vm_name.as_ref()?;
+    match pod.dialect {
+        Some(Dialect::V02 | Dialect::Current) => {
+            Some(contract::dialect::snapshot_tag(vm, contract::dialect::TAG_HIBERNATE))
+        }
+        Some(Dialect::Seed) | None => snapshots.get(vm).cloned(),
+    }
 }
 
+/// Hibernated as requested. A seed provider also records the snapshot in the namespace's
+/// ConfigMap (what a wake restores from); a cocoonstack provider reports hibernated only after
+/// it pushed the snapshot to its registry.
 pub(super) fn hibernated_now(pod: &PodView, snapshots: &Snapshots) -> bool {
-    pod.hibernate_requested && pod.reports_hibernated() && snapshot_of(pod, snapshots).is_some()
+    let recorded = match pod.dialect {
+        Some(Dialect::V02 | Dialect::Current) => true,
+        Some(Dialect::Seed) | None => {
+            pod.vm_name.as_ref().is_some_and(|vm| snapshots.contains_key(vm))
+        }
+    };
+    pod.hibernate_requested && pod.reports_hibernated() && recorded
 }
 
 /// Awake and serving. A snapshot entry may outlive the round that wrote it (a delete or a
@@ -111,12 +128,11 @@ pub(super) fn hibernate_patch(
     pod: &PodView,
     name: &str,
     cost: i32,
+    dialect: Dialect,
 ) -> BTreeMap<String, Option<String>> {
-    let mut a = BTreeMap::from([
-        (contract::ANN_HIBERNATE.to_string(), contract::hibernate_value(true)),
-        (contract::ANN_HIBERNATED_BY.to_string(), Some(name.to_string())),
-        (contract::ANN_POD_DELETION_COST.to_string(), Some(cost.to_string())),
-    ]);
+    let mut a = pod.toggle(true, dialect);
+    a.insert(contract::ANN_HIBERNATED_BY.to_string(), Some(name.to_string()));
+    a.insert(contract::ANN_POD_DELETION_COST.to_string(), Some(cost.to_string()));
     // Remember the previous cost once; a repeated patch must not stash our own value.
     if pod.previous_deletion_cost.is_none() {
         a.insert(
@@ -128,11 +144,9 @@ pub(super) fn hibernate_patch(
 }
 
 /// Annotations that ask for a wake, drop our marker and restore the previous deletion cost.
-pub(super) fn wake_patch(pod: &PodView) -> BTreeMap<String, Option<String>> {
-    let mut a = BTreeMap::from([
-        (contract::ANN_HIBERNATE.to_string(), None),
-        (contract::ANN_HIBERNATED_BY.to_string(), None),
-    ]);
+pub(super) fn wake_patch(pod: &PodView, dialect: Dialect) -> BTreeMap<String, Option<String>> {
+    let mut a = pod.toggle(false, dialect);
+    a.insert(contract::ANN_HIBERNATED_BY.to_string(), None);
     if let Some(previous) = &pod.previous_deletion_cost {
         let restored = (!previous.is_empty()).then(|| previous.clone());
         a.insert(contract::ANN_POD_DELETION_COST.to_string(), restored);
@@ -141,11 +155,18 @@ pub(super) fn wake_patch(pod: &PodView) -> BTreeMap<String, Option<String>> {
     a
 }
 
-/// Whether `patch` would change anything on `pod`.
-pub(super) fn changes(pod: &PodView, patch: &BTreeMap<String, Option<String>>) -> bool {
+/// Whether `patch` would change anything on `pod` (the generation stamp a toggle carries
+/// aside: it only rides with a change).
+pub(super) fn changes(
+    pod: &PodView,
+    patch: &BTreeMap<String, Option<String>>,
+    dialect: Dialect,
+) -> bool {
+    let keys = pod.keys(dialect);
     patch.iter().any(|(k, v)| {
         let current = match k.as_str() {
-            contract::ANN_HIBERNATE => contract::hibernate_value(pod.hibernate_requested),
+            k if k == keys.hibernate => contract::hibernate_value(pod.hibernate_requested),
+            k if Some(k) == keys.generation => return false,
             contract::ANN_HIBERNATED_BY => pod.hibernated_by.clone(),
             contract::ANN_POD_DELETION_COST => pod.deletion_cost.clone(),
             contract::ANN_PREVIOUS_DELETION_COST => pod.previous_deletion_cost.clone(),

@@ -1,5 +1,6 @@
 //! Table-driven tests of the Hibernation state machine (SPEC §3.4, LESSONS 1–5).
 
+use crate::contract::dialect::seed;
 use std::time::Duration;
 
 use super::{Competitor, HibAction, HibInput, HibPlan, RoundWitness, plan_hibernation, witness};
@@ -45,6 +46,7 @@ struct Case {
     deleting: bool,
     witness: RoundWitness,
     generation: i64,
+    dialect: crate::contract::Dialect,
     now: i64,
 }
 
@@ -59,6 +61,7 @@ impl Case {
             deleting: false,
             witness: RoundWitness::default(),
             generation: 1,
+            dialect: crate::contract::Dialect::Seed,
             now: 100,
         }
     }
@@ -82,6 +85,7 @@ impl Case {
             status: &self.status,
             pod: self.pod.as_ref(),
             snapshots: &self.snapshots,
+            dialect: self.dialect,
             competitors: &self.competitors,
             deleting: self.deleting,
             witness: self.witness,
@@ -111,7 +115,7 @@ fn hibernate_records_the_round_and_asks_the_pod_with_marker_and_deletion_cost() 
     assert_eq!(phase(&plan), HibernationPhase::Hibernating);
     assert_eq!(plan.status.last_transition_time, Some(wire_time(at(100))));
     let a = patch(&plan);
-    assert_eq!(a[contract::ANN_HIBERNATE].as_deref(), Some("true"));
+    assert_eq!(a[seed::KEYS.hibernate].as_deref(), Some("true"));
     assert_eq!(a[contract::ANN_HIBERNATED_BY].as_deref(), Some("hibernate-bot-1"));
     assert_eq!(a[contract::ANN_POD_DELETION_COST].as_deref(), Some("1000"));
     assert_eq!(a[contract::ANN_PREVIOUS_DELETION_COST].as_deref(), Some("5"));
@@ -175,7 +179,7 @@ fn wake_removes_request_and_marker_and_restores_the_previous_deletion_cost() {
     let plan = c.plan();
     assert_eq!(phase(&plan), HibernationPhase::Waking);
     let a = patch(&plan);
-    assert_eq!(a[contract::ANN_HIBERNATE], None);
+    assert_eq!(a[seed::KEYS.hibernate], None);
     assert_eq!(a[contract::ANN_HIBERNATED_BY], None);
     assert_eq!(a[contract::ANN_POD_DELETION_COST].as_deref(), Some("5"));
     assert_eq!(a[contract::ANN_PREVIOUS_DELETION_COST], None);
@@ -229,7 +233,7 @@ fn a_reverse_desire_waits_for_the_round_in_flight() {
     c.snapshots = entry();
     let plan = c.plan();
     assert_eq!(phase(&plan), HibernationPhase::Waking);
-    assert_eq!(patch(&plan)[contract::ANN_HIBERNATE], None);
+    assert_eq!(patch(&plan)[seed::KEYS.hibernate], None);
     assert!(plan.events.iter().any(|e| e.reason == "Hibernated"));
 }
 
@@ -419,7 +423,7 @@ fn the_first_write_labels_the_pod_in_the_same_patch() {
     let plan = Case::new(HibernationAction::Hibernate, Some(unlabelled(pod()))).plan();
     assert_eq!(phase(&plan), HibernationPhase::Hibernating);
     assert_eq!(labels(&plan), target_label(Some("true")), "one request: label and annotations");
-    assert_eq!(patch(&plan)[contract::ANN_HIBERNATE].as_deref(), Some("true"));
+    assert_eq!(patch(&plan)[seed::KEYS.hibernate].as_deref(), Some("true"));
 }
 
 #[test]
@@ -537,7 +541,7 @@ fn deleting_also_restores_the_deletion_cost_it_raised() {
     assert_eq!(a[contract::ANN_HIBERNATED_BY], None);
     assert_eq!(a[contract::ANN_POD_DELETION_COST].as_deref(), Some("7"));
     assert_eq!(a[contract::ANN_PREVIOUS_DELETION_COST], None);
-    assert!(!a.contains_key(contract::ANN_HIBERNATE), "the pod stays hibernated");
+    assert!(!a.contains_key(seed::KEYS.hibernate), "the pod stays hibernated");
 }
 
 #[test]
@@ -571,7 +575,7 @@ fn a_lost_request_is_written_again_until_it_is_seen() {
         100,
     );
     c.now = 105;
-    assert_eq!(patch(&c.plan())[contract::ANN_HIBERNATE].as_deref(), Some("true"));
+    assert_eq!(patch(&c.plan())[seed::KEYS.hibernate].as_deref(), Some("true"));
 }
 
 #[test]
@@ -598,4 +602,85 @@ fn the_witness_reads_request_and_pending_state_of_the_round_in_flight() {
     assert_eq!(w, RoundWitness { request_seen: true, pending_seen: true });
     status.phase = Some(HibernationPhase::Hibernated);
     assert!(witness(&status, "hibernate-bot-1", Some(&asked()), &Snapshots::new()).is_none());
+}
+
+/// The target pod in a cocoonstack dialect.
+fn pod_in(dialect: crate::contract::Dialect) -> PodView {
+    let mut p = pod();
+    p.dialect = Some(dialect);
+    p.vm_id = Some("vm-1".into());
+    p
+}
+
+/// The pod as a cocoonstack provider shows it hibernated: Pending, no VM.
+fn cocoonstack_hibernated(mut p: PodView) -> PodView {
+    p.phase = crate::plan::observe::PodPhase::Pending;
+    p.ready = false;
+    p.ready_changed_at = None;
+    p.vm_id = None;
+    p.hibernated = true;
+    p.hibernate_requested = true;
+    p.hibernated_by = Some("hibernate-bot-1".into());
+    p
+}
+
+#[test]
+fn a_v02_pod_is_asked_in_its_keys_and_hibernated_on_its_shape_with_its_registry_snapshot() {
+    use crate::contract::Dialect;
+    let mut c = Case::new(HibernationAction::Hibernate, Some(pod_in(Dialect::V02)));
+    c.dialect = Dialect::V02;
+    let a = patch(&c.plan());
+    assert_eq!(a["vm.cocoonstack.io/hibernate"].as_deref(), Some("true"));
+    assert!(!a.contains_key(seed::KEYS.hibernate));
+    let mut c = Case::new(HibernationAction::Hibernate, None).in_flight(
+        HibernationPhase::Hibernating,
+        HibernationAction::Hibernate,
+        100,
+    );
+    c.dialect = Dialect::V02;
+    c.pod = Some(cocoonstack_hibernated(pod_in(Dialect::V02)));
+    c.now = 110;
+    // No ConfigMap entry and no Ready transition: neither exists in v0.2.
+    let plan = c.plan();
+    assert_eq!(phase(&plan), HibernationPhase::Hibernated);
+    assert_eq!(plan.status.snapshot_ref.as_deref(), Some("vk-prod-bot:hibernate"));
+}
+
+#[test]
+fn a_current_round_completes_only_on_the_answer_to_its_own_stamp() {
+    use crate::contract::{Dialect, LifecycleState};
+    use crate::plan::observe::Lifecycle;
+    let mut fresh = pod_in(Dialect::Current);
+    fresh.stamp = Some(4);
+    let mut c = Case::new(HibernationAction::Hibernate, Some(fresh));
+    c.dialect = Dialect::Current;
+    let a = patch(&c.plan());
+    assert_eq!(a["cocoonset.cocoonstack.io/generation"].as_deref(), Some("5"));
+    let answered = |observed| {
+        let mut p = cocoonstack_hibernated(pod_in(Dialect::Current));
+        p.stamp = Some(5);
+        p.lifecycle = Some(Lifecycle {
+            state: LifecycleState::Hibernated,
+            observed: Some(observed),
+            message: None,
+        });
+        let mut c = Case::new(HibernationAction::Hibernate, Some(p)).in_flight(
+            HibernationPhase::Hibernating,
+            HibernationAction::Hibernate,
+            100,
+        );
+        c.dialect = Dialect::Current;
+        c.now = 110;
+        phase(&c.plan())
+    };
+    assert_eq!(answered(4), HibernationPhase::Hibernating, "an answer to an older request");
+    assert_eq!(answered(5), HibernationPhase::Hibernated);
+}
+
+#[test]
+fn a_pod_without_provider_keys_is_asked_in_its_nodes_dialect() {
+    let mut c = Case::new(HibernationAction::Hibernate, Some(pod()));
+    c.dialect = crate::contract::Dialect::V02;
+    let a = patch(&c.plan());
+    assert_eq!(a["vm.cocoonstack.io/hibernate"].as_deref(), Some("true"));
 }

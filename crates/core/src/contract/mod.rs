@@ -1,5 +1,10 @@
 //! The contract shared with vk-cocoon and users: every label and annotation key, and every
-//! naming rule. Nothing else in the code spells these strings.
+//! naming rule. Nothing else in the code spells these strings. The provider's keys depend on
+//! its dialect ([`dialect`]); the operator's own keys are the same in every dialect.
+
+pub mod dialect;
+
+pub use dialect::{Dialect, Keys, LifecycleState};
 
 /// Prefix of every key this operator and vk-cocoon agree on.
 pub const PREFIX: &str = "cocoon.cis/";
@@ -26,38 +31,9 @@ pub const ROLE_SUB_AGENT: &str = "sub-agent";
 /// `cocoon.cis/role` of a toolbox.
 pub const ROLE_TOOLBOX: &str = "toolbox";
 
-// Annotations the operator writes on pods it creates.
-/// Name of the pod's VM; also the key of its snapshot entry.
-pub const ANN_VM_NAME: &str = "cocoon.cis/vm-name";
-/// How vk-cocoon provides the VM: `clone` for agents, the toolbox's mode otherwise.
-pub const ANN_MODE: &str = "cocoon.cis/mode";
-/// VM image to boot or clone.
-pub const ANN_IMAGE: &str = "cocoon.cis/image";
-/// `true` on every pod the operator creates except static toolboxes (whose VM is adopted).
-pub const ANN_MANAGED: &str = "cocoon.cis/managed";
-/// Guest OS of the VM: `linux`, `windows` or `android`.
-pub const ANN_OS: &str = "cocoon.cis/os";
-/// The set's snapshot policy, which vk-cocoon applies when the pod is deleted.
-pub const ANN_SNAPSHOT_POLICY: &str = "cocoon.cis/snapshot-policy";
-/// Disk size of the VM, when the spec sets one.
-pub const ANN_STORAGE: &str = "cocoon.cis/storage";
-/// On sub-agents: the main agent's VM name, to fork from.
-pub const ANN_FORK_FROM: &str = "cocoon.cis/fork-from";
-/// VNC port of a static toolbox's VM.
-pub const ANN_VNC_PORT: &str = "cocoon.cis/vnc-port";
+// The provider's keys are the dialect's: `Dialect::keys` ([`dialect`]).
 
-// Annotations vk-cocoon writes (and static toolboxes carry from the start).
-/// ID of the VM; vk-cocoon writes a new one whenever the VM boots or wakes.
-pub const ANN_VM_ID: &str = "cocoon.cis/vm-id";
-/// Address of the VM.
-pub const ANN_IP: &str = "cocoon.cis/ip";
-/// What vk-cocoon cloned the VM from, as the bare name it passed to the clone: the fork
-/// snapshot `<vm>-fork`, the suspend snapshot `<vm>-suspend` (a restore), or the image name.
-pub const ANN_SNAPSHOT_FROM: &str = "cocoon.cis/snapshot-from";
-
-// Hibernation protocol.
-/// `true` asks vk-cocoon to snapshot and stop the VM; removing it asks for a wake.
-pub const ANN_HIBERNATE: &str = "cocoon.cis/hibernate";
+// The operator's own annotations (every dialect).
 /// Name of the Hibernation that holds the pod hibernated; a CocoonSet resume leaves it alone.
 pub const ANN_HIBERNATED_BY: &str = "cocoon.cis/hibernated-by";
 /// The pod-deletion-cost a pod had before a Hibernation raised it (restored on wake).
@@ -68,11 +44,9 @@ pub const ANN_POD_DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-c
 /// Annotation on a CocoonSet: when it was last used (RFC 3339), for idle auto-suspend.
 pub const ANN_LAST_ACTIVITY: &str = "cocoon.cis/last-activity";
 
-/// ConfigMap (per namespace) in which vk-cocoon records snapshots of hibernated VMs.
+/// ConfigMap (per namespace) in which vk-cocoon (seed) records snapshots of hibernated VMs.
 pub const SNAPSHOT_CONFIGMAP: &str = "cocoon-vm-snapshots";
-/// Name of the one container of a VM pod.
-pub const VM_CONTAINER: &str = "vm";
-/// Container waiting reason of a hibernated VM.
+/// Container waiting reason of a hibernated VM (seed).
 pub const REASON_HIBERNATED: &str = "Hibernated";
 /// Pod status reason of a VM vk-cocoon could not provide.
 pub const REASON_PROVIDER_FAILED: &str = "ProviderFailed";

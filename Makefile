@@ -6,7 +6,7 @@ CARGO ?= cargo
 # Go modules into ~/.cache/cocoon-operator and reused; see docs/development.md.
 CONTROL_PLANE = $$(bash tests/control-plane/build.sh)
 
-.PHONY: help build install image test conformance lint fmt demo bench chaos crd control-plane helm cluster-up cluster-down
+.PHONY: help build install image test conformance lint fmt demo bench chaos crd control-plane helm registry cluster-up cluster-down
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -27,13 +27,17 @@ image: ## Build the operator's OCI image without Docker (static binary, user 655
 helm: ## Build (or find cached) helm from its Go module, for the chart tests
 	bash tests/tools/build.sh helm
 
+registry: ## Build (or find cached) the distribution project's OCI registry, for cocoonstack snapshots
+	bash tests/tools/build.sh registry
+
 control-plane: ## Build (or find cached) the local control-plane binaries
 	bash tests/control-plane/build.sh
 
 test: ## Run every test: unit, property, doc, and integration tests against a real control plane
 	@bin=$(CONTROL_PLANE) && echo "control plane binaries: $$bin" && \
 	  helm=$$(bash tests/tools/build.sh helm) && echo "helm: $$helm" && \
-	  COCOON_CONTROL_PLANE_BIN=$$bin COCOON_HELM=$$helm $(CARGO) test --workspace --all-targets --no-fail-fast -- --test-threads=2 && \
+	  registry=$$(bash tests/tools/build.sh registry) && echo "registry: $$registry" && \
+	  COCOON_CONTROL_PLANE_BIN=$$bin COCOON_HELM=$$helm COCOON_REGISTRY_BIN=$$registry $(CARGO) test --workspace --all-targets --no-fail-fast -- --test-threads=2 && \
 	  $(CARGO) test --workspace --doc
 
 conformance: ## The real vk-cocoon (built from ../shared/providers) against a fake hypervisor CLI: every workflow, also on the simulator, compared -> target/conformance/report.json

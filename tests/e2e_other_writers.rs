@@ -5,6 +5,7 @@
 mod common;
 mod e2e;
 
+use cocoon_operator::contract::dialect::seed;
 use std::collections::BTreeMap;
 
 use cocoon_operator::api::{
@@ -341,7 +342,7 @@ async fn a_statefulsets_pod_hibernates_and_wakes_as_the_same_pod() {
     assert_eq!(uid(&pods, "bots-0").await, original, "never replaced");
     let pod = pods.get("bots-0").await.unwrap();
     let annotations: BTreeMap<String, String> = pod.annotations().clone();
-    assert!(!annotations.contains_key(contract::ANN_HIBERNATE), "{annotations:?}");
+    assert!(!annotations.contains_key(seed::KEYS.hibernate), "{annotations:?}");
 }
 
 async fn gone(sets: &Api<CocoonSet>, name: &str) {

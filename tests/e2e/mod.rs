@@ -73,19 +73,31 @@ pub fn operator_config() -> OperatorConfig {
 pub struct SharedOperator {
     pub probe: OperatorProbe,
     pub metrics_url: String,
+    /// The local registry the operator (and the simulators) use, when it runs with one.
+    pub registry: Option<String>,
 }
 
 static OPERATOR: OnceLock<Result<SharedOperator, String>> = OnceLock::new();
 
 /// The operator of this test binary, started on first use with the CRDs installed.
 pub fn operator() -> &'static SharedOperator {
-    match OPERATOR.get_or_init(start_operator) {
+    shared(false)
+}
+
+/// The operator of this test binary with a local OCI registry (built from the distribution
+/// project) as its `--registry`; every test of the binary must ask for it this way.
+pub fn operator_with_registry() -> &'static SharedOperator {
+    shared(true)
+}
+
+fn shared(registry: bool) -> &'static SharedOperator {
+    match OPERATOR.get_or_init(|| start_operator(registry)) {
         Ok(op) => op,
         Err(e) => panic!("{e}"),
     }
 }
 
-fn start_operator() -> Result<SharedOperator, String> {
+fn start_operator(with_registry: bool) -> Result<SharedOperator, String> {
     let kubeconfig = cluster().kubeconfig.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
@@ -105,6 +117,21 @@ fn start_operator() -> Result<SharedOperator, String> {
             runtime.block_on(async move {
                 cocoon_operator::telemetry::init(false);
                 install_crds().await;
+                // The registry lives as long as this runtime (the test binary).
+                let local = if with_registry {
+                    match cocoon_dev::registry::LocalRegistry::start().await {
+                        Ok(r) => Some(r),
+                        Err(e) => {
+                            let _ = tx.send(Err(format!("start the registry: {e}")));
+                            return;
+                        }
+                    }
+                } else {
+                    None
+                };
+                let registry = local.as_ref().map(|r| r.address().to_string());
+                let mut operator_settings = operator_config();
+                operator_settings.registry = registry.clone();
                 let config = match config_from_kubeconfig(&kubeconfig).await {
                     Ok(c) => c,
                     Err(e) => {
@@ -112,15 +139,16 @@ fn start_operator() -> Result<SharedOperator, String> {
                         return;
                     }
                 };
-                match Operator::start(config, &operator_config()).await {
+                match Operator::start(config, &operator_settings).await {
                     Ok(op) => {
                         let shared = SharedOperator {
                             probe: op.probe(),
                             metrics_url: format!("http://{}", op.metrics_addr()),
+                            registry,
                         };
                         let _ = tx.send(Ok(shared));
                         std::future::pending::<()>().await;
-                        drop(op);
+                        drop((op, local));
                     }
                     Err(e) => {
                         let _ = tx.send(Err(format!("start the operator: {e}")));
@@ -160,6 +188,17 @@ impl Env {
         tweak(&mut config);
         let sim = Simulator::start(ns.client.clone(), config).await.expect("start the simulator");
         Self { ns, node, sim: Some(sim) }
+    }
+
+    /// A namespace and a simulator of `dialect` (v0.2 and current keep their snapshots in the
+    /// operator's registry), with the operator of a binary that runs it with a registry.
+    pub async fn with_dialect(prefix: &str, dialect: cocoon_operator::contract::Dialect) -> Self {
+        let registry = operator_with_registry().registry.clone();
+        Self::without_operator(prefix, |c| {
+            c.dialect = dialect;
+            c.registry = registry;
+        })
+        .await
     }
 
     /// A CocoonSet spec bound to this test's node.

@@ -20,10 +20,14 @@ pub mod conformance;
 pub mod dev;
 /// Starts a local control plane (etcd, kube-apiserver, kube-controller-manager).
 pub mod devcluster;
+/// A stand-in for epoch, vk-cocoon v0.2's snapshot registry.
+pub mod epoch;
 /// A fake of the `cocoon` hypervisor CLI, for the real vk-cocoon in the conformance tests.
 pub mod fake_cli;
 /// `cocoon-dev image`: the operator's OCI image written without a container engine.
 pub mod image;
+/// A local OCI registry built from the distribution project, for cocoonstack snapshots.
+pub mod registry;
 /// The vk-cocoon simulator.
 pub mod sim;
 /// The integration-test harness shared by the workspace's test binaries.

@@ -32,6 +32,7 @@ async fn every_scenario_is_measured_for_ours_and_an_external_operator() {
         sim_wake_delay: Duration::ZERO,
         scenarios: Vec::new(),
         keep_logs: false,
+        dialect: cocoon_operator::contract::Dialect::Seed,
     };
     let report = run(args).await.expect("the bench runs");
     let columns: Vec<&str> = report.runs.iter().map(|r| r.operator.as_str()).collect();

@@ -7,6 +7,11 @@ mod pods;
 #[path = "simulator/hibernation.rs"]
 mod hibernation;
 
+#[path = "simulator/dialects.rs"]
+mod dialects;
+
+use cocoon_core::contract::Dialect;
+use cocoon_core::contract::dialect::seed;
 use cocoon_dev::sim::SimConfig;
 use cocoon_dev::testing::TestNamespace;
 use cocoon_operator::contract;
@@ -17,7 +22,7 @@ use pods::*;
 use std::time::{Duration, Instant};
 
 #[tokio::test]
-async fn the_simulator_registers_a_ready_tainted_node_and_renews_its_lease() {
+async fn the_simulator_registers_a_ready_node_of_its_dialect_and_renews_its_lease() {
     let ns = TestNamespace::new("sim-node").await;
     let sim = start(&ns, SimConfig::default()).await;
     let node = Api::<Node>::all(ns.client.clone()).get(sim.node_name()).await.expect("node exists");
@@ -29,13 +34,10 @@ async fn the_simulator_registers_a_ready_tainted_node_and_renews_its_lease() {
         labels.get(contract::NODE_LABEL_HOSTNAME).map(String::as_str),
         Some(sim.node_name())
     );
+    // The seed's node: the framework's labels, no provider taint, no version (PROVIDERS.md §1).
     let taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
-    assert!(
-        taints.iter().any(|t| t.key == contract::TAINT_VIRTUAL_KUBELET
-            && t.value.as_deref() == Some("cocoon")
-            && t.effect == "NoSchedule"),
-        "virtual-kubelet taint missing: {taints:?}"
-    );
+    assert!(!taints.iter().any(|t| t.key == contract::TAINT_VIRTUAL_KUBELET), "{taints:?}");
+    assert_eq!(cocoon_core::plan::NodeSeen::of(&node).info.dialect, Dialect::Seed);
     let conditions = node.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
     assert!(conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"), "{conditions:?}");
     let pods = node
@@ -65,18 +67,17 @@ async fn a_pod_bound_to_the_node_becomes_running_with_a_vm_id_ip_and_name() {
     let ns = TestNamespace::new("sim-create").await;
     let sim = start(&ns, SimConfig::default()).await;
     create(&ns, vm_pod("plain", sim.node_name(), &[], &[])).await;
-    create(&ns, vm_pod("named", sim.node_name(), &[(contract::ANN_VM_NAME, "vk-custom")], &[]))
-        .await;
+    create(&ns, vm_pod("named", sim.node_name(), &[(seed::KEYS.vm_name, "vk-custom")], &[])).await;
 
     let plain = wait_running(&ns, "plain").await;
-    let ip = annotation(&plain, contract::ANN_IP).expect("ip annotation");
+    let ip = annotation(&plain, seed::KEYS.ip).expect("ip annotation");
     assert!(ip.starts_with("10.88."), "VM address {ip} is in 10.88.0.0/16");
     assert_eq!(pod_ip(&plain), Some(ip), "podIP is the VM address");
     assert_eq!(
-        annotation(&plain, contract::ANN_VM_NAME),
+        annotation(&plain, seed::KEYS.vm_name),
         Some(format!("vk-{}-plain", ns.name).as_str())
     );
-    assert_eq!(annotation(&plain, contract::ANN_SNAPSHOT_FROM), Some(IMAGE));
+    assert_eq!(annotation(&plain, seed::SNAPSHOT_FROM), Some(IMAGE));
     for kind in ["PodScheduled", "Initialized", "ContainersReady", "Ready"] {
         assert_eq!(condition(&plain, kind), Some("True"), "{kind}: {}", describe(&plain));
     }
@@ -86,11 +87,11 @@ async fn a_pod_bound_to_the_node_becomes_running_with_a_vm_id_ip_and_name() {
 
     let named = wait_running(&ns, "named").await;
     assert_eq!(
-        annotation(&named, contract::ANN_VM_NAME),
+        annotation(&named, seed::KEYS.vm_name),
         Some("vk-custom"),
         "the operator's VM name is kept"
     );
-    assert_ne!(annotation(&named, contract::ANN_VM_ID), annotation(&plain, contract::ANN_VM_ID));
+    assert_ne!(annotation(&named, seed::KEYS.vm_id), annotation(&plain, seed::KEYS.vm_id));
     assert_ne!(pod_ip(&named), pod_ip(&plain));
 }
 
@@ -126,7 +127,7 @@ async fn pods_bound_to_another_node_are_left_untouched() {
     wait_running(&ns, "mine").await;
 
     let other = ns.api::<Pod>().get("elsewhere").await.expect("pod exists");
-    assert_eq!(annotation(&other, contract::ANN_VM_ID), None, "{}", describe(&other));
+    assert_eq!(annotation(&other, seed::KEYS.vm_id), None, "{}", describe(&other));
     assert_ne!(phase(&other), Some("Running"));
     assert_eq!(pod_ip(&other), None);
 }
@@ -135,31 +136,31 @@ async fn pods_bound_to_another_node_are_left_untouched() {
 async fn a_sub_agent_forks_from_a_running_vm_and_boots_from_the_image_otherwise() {
     let ns = TestNamespace::new("sim-fork").await;
     let sim = start(&ns, SimConfig::default()).await;
-    create(&ns, vm_pod("main", sim.node_name(), &[(contract::ANN_VM_NAME, "vk-main")], &[])).await;
+    create(&ns, vm_pod("main", sim.node_name(), &[(seed::KEYS.vm_name, "vk-main")], &[])).await;
     wait_running(&ns, "main").await;
 
-    create(&ns, vm_pod("sub", sim.node_name(), &[(contract::ANN_FORK_FROM, "vk-main")], &[])).await;
-    create(&ns, vm_pod("orphan", sim.node_name(), &[(contract::ANN_FORK_FROM, "vk-missing")], &[]))
+    create(&ns, vm_pod("sub", sim.node_name(), &[(seed::KEYS.fork_from, "vk-main")], &[])).await;
+    create(&ns, vm_pod("orphan", sim.node_name(), &[(seed::KEYS.fork_from, "vk-missing")], &[]))
         .await;
     let sub = wait_running(&ns, "sub").await;
     let orphan = wait_running(&ns, "orphan").await;
     // The bare names vk-cocoon writes: the fork snapshot of the new VM, or the image.
     let sub_fork = contract::fork_snapshot(&contract::pod_vm_name(&ns.name, "sub"));
-    assert_eq!(annotation(&sub, contract::ANN_SNAPSHOT_FROM), Some(sub_fork.as_str()));
-    assert_eq!(annotation(&orphan, contract::ANN_SNAPSHOT_FROM), Some(IMAGE));
+    assert_eq!(annotation(&sub, seed::SNAPSHOT_FROM), Some(sub_fork.as_str()));
+    assert_eq!(annotation(&orphan, seed::SNAPSHOT_FROM), Some(IMAGE));
 }
 
 #[tokio::test]
 async fn in_clone_mode_a_snapshot_entry_wins_over_fork_and_image_and_only_a_main_clears_it() {
     let ns = TestNamespace::new("sim-restore").await;
     let sim = start(&ns, SimConfig::default()).await;
-    let clone = (contract::ANN_MODE, "clone");
+    let clone = (seed::KEYS.mode, "clone");
     create(
         &ns,
         vm_pod(
             "set-0",
             sim.node_name(),
-            &[(contract::ANN_VM_NAME, "vk-set-0"), clone],
+            &[(seed::KEYS.vm_name, "vk-set-0"), clone],
             &[(contract::LABEL_SLOT, "0")],
         ),
     )
@@ -172,7 +173,7 @@ async fn in_clone_mode_a_snapshot_entry_wins_over_fork_and_image_and_only_a_main
             wait_gone(&ns, pod).await;
         } else {
             let annotations =
-                [(contract::ANN_VM_NAME, vm), (contract::ANN_SNAPSHOT_POLICY, "always"), clone];
+                [(seed::KEYS.vm_name, vm), (seed::KEYS.snapshot_policy, "always"), clone];
             create(
                 &ns,
                 vm_pod(pod, sim.node_name(), &annotations, &[(contract::LABEL_SLOT, slot)]),
@@ -190,33 +191,31 @@ async fn in_clone_mode_a_snapshot_entry_wins_over_fork_and_image_and_only_a_main
         vm_pod(
             "set-0",
             sim.node_name(),
-            &[(contract::ANN_VM_NAME, "vk-set-0"), clone],
+            &[(seed::KEYS.vm_name, "vk-set-0"), clone],
             &[(contract::LABEL_SLOT, "0")],
         ),
     )
     .await;
     let main = wait_running(&ns, "set-0").await;
-    assert_eq!(annotation(&main, contract::ANN_SNAPSHOT_FROM), Some("vk-set-0-suspend"));
+    assert_eq!(annotation(&main, seed::SNAPSHOT_FROM), Some("vk-set-0-suspend"));
     wait_entry(&ns, "vk-set-0", false).await;
     // The sub-agent: restore beats fork-from (the main runs), and its entry stays.
-    let annotations =
-        [(contract::ANN_VM_NAME, "vk-set-1"), (contract::ANN_FORK_FROM, "vk-set-0"), clone];
+    let annotations = [(seed::KEYS.vm_name, "vk-set-1"), (seed::KEYS.fork_from, "vk-set-0"), clone];
     create(&ns, vm_pod("set-1", sim.node_name(), &annotations, &[(contract::LABEL_SLOT, "1")]))
         .await;
     let sub = wait_running(&ns, "set-1").await;
-    assert_eq!(annotation(&sub, contract::ANN_SNAPSHOT_FROM), Some("vk-set-1-suspend"));
+    assert_eq!(annotation(&sub, seed::SNAPSHOT_FROM), Some("vk-set-1-suspend"));
     assert!(snapshot_entries(&ns).await.contains_key("vk-set-1"), "a sub-agent's entry is kept");
     // Without an entry a clone forks; without clone mode an entry is ignored.
-    let annotations =
-        [(contract::ANN_VM_NAME, "vk-set-2"), (contract::ANN_FORK_FROM, "vk-set-0"), clone];
+    let annotations = [(seed::KEYS.vm_name, "vk-set-2"), (seed::KEYS.fork_from, "vk-set-0"), clone];
     create(&ns, vm_pod("set-2", sim.node_name(), &annotations, &[(contract::LABEL_SLOT, "2")]))
         .await;
     let fresh = wait_running(&ns, "set-2").await;
-    assert_eq!(annotation(&fresh, contract::ANN_SNAPSHOT_FROM), Some("vk-set-2-fork"));
-    let annotations = [(contract::ANN_VM_NAME, "vk-set-1"), (contract::ANN_MODE, "run")];
+    assert_eq!(annotation(&fresh, seed::SNAPSHOT_FROM), Some("vk-set-2-fork"));
+    let annotations = [(seed::KEYS.vm_name, "vk-set-1"), (seed::KEYS.mode, "run")];
     create(&ns, vm_pod("runner", sim.node_name(), &annotations, &[])).await;
     let runner = wait_running(&ns, "runner").await;
-    assert_eq!(annotation(&runner, contract::ANN_SNAPSHOT_FROM), Some(IMAGE));
+    assert_eq!(annotation(&runner, seed::SNAPSHOT_FROM), Some(IMAGE));
 }
 
 #[tokio::test]
@@ -224,7 +223,7 @@ async fn a_provider_that_refuses_to_hibernate_main_vms_keeps_them_running_and_sa
     let ns = TestNamespace::new("sim-refuse").await;
     let sim = start(&ns, SimConfig { refuse_main_hibernate: true, ..SimConfig::default() }).await;
     for pod in ["grp-0", "grp-1"] {
-        create(&ns, vm_pod(pod, sim.node_name(), &[(contract::ANN_HIBERNATE, "true")], &[])).await;
+        create(&ns, vm_pod(pod, sim.node_name(), &[(seed::KEYS.hibernate, "true")], &[])).await;
     }
     wait_hibernated(&ns, "grp-1").await;
     let message = wait_event(&ns, "grp-0", "HibernateRefused").await;
@@ -238,17 +237,17 @@ async fn a_static_pod_adopts_the_vm_its_annotations_name() {
     let ns = TestNamespace::new("sim-static").await;
     let sim = start(&ns, SimConfig::default()).await;
     let annotations = [
-        (contract::ANN_MODE, "static"),
-        (contract::ANN_IP, "192.168.7.20"),
-        (contract::ANN_VM_ID, "win-42"),
+        (seed::KEYS.mode, "static"),
+        (seed::KEYS.ip, "192.168.7.20"),
+        (seed::KEYS.vm_id, "win-42"),
     ];
     create(&ns, vm_pod("windows", sim.node_name(), &annotations, &[])).await;
 
     let pod = wait_running(&ns, "windows").await;
     assert_eq!(pod_ip(&pod), Some("192.168.7.20"));
-    assert_eq!(annotation(&pod, contract::ANN_VM_ID), Some("win-42"));
+    assert_eq!(annotation(&pod, seed::KEYS.vm_id), Some("win-42"));
     assert_eq!(
-        annotation(&pod, contract::ANN_VM_NAME),
+        annotation(&pod, seed::KEYS.vm_name),
         Some("windows"),
         "static VMs are named after the pod"
     );
@@ -258,7 +257,7 @@ async fn a_static_pod_adopts_the_vm_its_annotations_name() {
 async fn a_static_pod_without_an_ip_stays_pending_with_provider_failed() {
     let ns = TestNamespace::new("sim-static-noip").await;
     let sim = start(&ns, SimConfig::default()).await;
-    create(&ns, vm_pod("windows", sim.node_name(), &[(contract::ANN_MODE, "static")], &[])).await;
+    create(&ns, vm_pod("windows", sim.node_name(), &[(seed::KEYS.mode, "static")], &[])).await;
 
     let pod = wait_for(&ns, "windows", "ProviderFailed", |p| {
         reason(p) == Some(contract::REASON_PROVIDER_FAILED)
@@ -266,17 +265,14 @@ async fn a_static_pod_without_an_ip_stays_pending_with_provider_failed() {
     .await;
     assert_eq!(phase(&pod), Some("Pending"));
     let message = pod.status.and_then(|s| s.message).unwrap_or_default();
-    assert!(
-        message.contains(contract::ANN_IP),
-        "message names the missing annotation: {message:?}"
-    );
+    assert!(message.contains(seed::KEYS.ip), "message names the missing annotation: {message:?}");
 }
 
 #[tokio::test]
 async fn deleting_a_pod_with_policy_always_keeps_a_snapshot_and_removes_the_pod() {
     let ns = TestNamespace::new("sim-delete-always").await;
     let sim = start(&ns, SimConfig::default()).await;
-    let annotations = [(contract::ANN_VM_NAME, "vk-a"), (contract::ANN_SNAPSHOT_POLICY, "always")];
+    let annotations = [(seed::KEYS.vm_name, "vk-a"), (seed::KEYS.snapshot_policy, "always")];
     create(&ns, vm_pod("a", sim.node_name(), &annotations, &[(contract::LABEL_SLOT, "1")])).await;
     wait_running(&ns, "a").await;
 
@@ -289,13 +285,13 @@ async fn deleting_a_pod_with_policy_always_keeps_a_snapshot_and_removes_the_pod(
 async fn deleting_with_policy_main_only_snapshots_the_main_but_not_a_sub_agent() {
     let ns = TestNamespace::new("sim-delete-main-only").await;
     let sim = start(&ns, SimConfig::default()).await;
-    let policy = (contract::ANN_SNAPSHOT_POLICY, "main-only");
+    let policy = (seed::KEYS.snapshot_policy, "main-only");
     create(
         &ns,
         vm_pod(
             "set-0",
             sim.node_name(),
-            &[(contract::ANN_VM_NAME, "vk-set-0"), policy],
+            &[(seed::KEYS.vm_name, "vk-set-0"), policy],
             &[(contract::LABEL_SLOT, "0")],
         ),
     )
@@ -305,7 +301,7 @@ async fn deleting_with_policy_main_only_snapshots_the_main_but_not_a_sub_agent()
         vm_pod(
             "set-1",
             sim.node_name(),
-            &[(contract::ANN_VM_NAME, "vk-set-1"), policy],
+            &[(seed::KEYS.vm_name, "vk-set-1"), policy],
             &[(contract::LABEL_SLOT, "1")],
         ),
     )
@@ -326,7 +322,7 @@ async fn deleting_with_policy_main_only_snapshots_the_main_but_not_a_sub_agent()
 async fn deleting_with_policy_never_takes_no_snapshot() {
     let ns = TestNamespace::new("sim-delete-never").await;
     let sim = start(&ns, SimConfig::default()).await;
-    let annotations = [(contract::ANN_VM_NAME, "vk-n"), (contract::ANN_SNAPSHOT_POLICY, "never")];
+    let annotations = [(seed::KEYS.vm_name, "vk-n"), (seed::KEYS.snapshot_policy, "never")];
     create(&ns, vm_pod("n", sim.node_name(), &annotations, &[(contract::LABEL_SLOT, "0")])).await;
     wait_running(&ns, "n").await;
 
@@ -343,7 +339,7 @@ async fn a_create_failure_rate_of_one_fails_every_pod_with_provider_failed() {
 
     let pod = wait_for(&ns, "doomed", "Failed", |p| phase(p) == Some("Failed")).await;
     assert_eq!(reason(&pod), Some(contract::REASON_PROVIDER_FAILED));
-    assert_eq!(annotation(&pod, contract::ANN_VM_ID), None);
+    assert_eq!(annotation(&pod, seed::KEYS.vm_id), None);
     // A failed pod can still be deleted: the simulator finalises it.
     delete(&ns, "doomed").await;
     wait_gone(&ns, "doomed").await;
@@ -353,12 +349,37 @@ async fn a_create_failure_rate_of_one_fails_every_pod_with_provider_failed() {
 async fn a_pod_with_garbage_annotations_gets_a_warning_event_and_still_runs() {
     let ns = TestNamespace::new("sim-garbage").await;
     let sim = start(&ns, SimConfig::default()).await;
-    let garbage =
-        [(contract::ANN_HIBERNATE, "maybe"), (contract::ANN_SNAPSHOT_POLICY, "sometimes")];
+    let garbage = [(seed::KEYS.hibernate, "maybe"), (seed::KEYS.snapshot_policy, "sometimes")];
     create(&ns, vm_pod("odd", sim.node_name(), &garbage, &[])).await;
 
     let pod = wait_running(&ns, "odd").await;
     assert!(!is_hibernated(&pod));
     let note = wait_event(&ns, "odd", "InvalidAnnotation").await;
     assert!(note.contains(contract::PREFIX), "the event names the annotation: {note:?}");
+}
+
+#[tokio::test]
+async fn a_cocoonstack_node_carries_its_pool_taint_version_and_class() {
+    let ns = TestNamespace::new("sim-node-v02").await;
+    let config = SimConfig {
+        node_name: format!("{}-vk", ns.name),
+        dialect: Dialect::Current,
+        cpu_class: Some("zen4".into()),
+        ..SimConfig::default()
+    };
+    let sim = start(&ns, config).await;
+    let node = Api::<Node>::all(ns.client.clone()).get(sim.node_name()).await.expect("node exists");
+    let labels = node.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels.get("cocoonstack.io/pool").map(String::as_str), Some("default"));
+    assert_eq!(labels.get("cocoonstack.io/snapshot-cpu-class").map(String::as_str), Some("zen4"));
+    let taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+    assert!(
+        taints.iter().any(|t| t.key == contract::TAINT_VIRTUAL_KUBELET
+            && t.value.as_deref() == Some("cocoon")
+            && t.effect == "NoSchedule"),
+        "provider taint missing: {taints:?}"
+    );
+    let seen = cocoon_core::plan::NodeSeen::of(&node);
+    assert_eq!(seen.info.dialect, Dialect::Current);
+    assert_eq!(seen.info.cpu_class.as_deref(), Some("zen4"));
 }

@@ -19,7 +19,9 @@ use super::{BoxError, Lab, RAW};
 use crate::devcluster::client_from_kubeconfig;
 use cocoon_operator::api::{CocoonSet, CocoonSetPhase};
 use cocoon_operator::contract;
-use cocoon_operator::plan::cocoon_set::pods::{AgentKind, SetIdentity, agent_pod, toolbox_pod};
+use cocoon_operator::plan::cocoon_set::pods::{
+    AgentKind, Provider, SetIdentity, agent_pod, toolbox_pod,
+};
 
 /// The namespace of the raw-client baseline.
 const BASELINE_NS: &str = "baseline";
@@ -28,7 +30,11 @@ const BASELINE_NS: &str = "baseline";
 /// toolbox creates, the sub-agent creates once the main serves, and one final status write,
 /// with no reconcile logic; timed like ours, from the first set create until the driver's
 /// watch shows every set Running.
-pub async fn run(lab: &mut Lab, shape: &Shape) -> Result<Baseline, BoxError> {
+pub async fn run(
+    lab: &mut Lab,
+    shape: &Shape,
+    dialect: cocoon_operator::contract::Dialect,
+) -> Result<Baseline, BoxError> {
     lab.namespace(BASELINE_NS).await?;
     let raw = client_from_kubeconfig(&lab.raw_kubeconfig).await?;
     let sets_api: Api<CocoonSet> = Api::namespaced(lab.admin.clone(), BASELINE_NS);
@@ -45,7 +51,13 @@ pub async fn run(lab: &mut Lab, shape: &Shape) -> Result<Baseline, BoxError> {
     for i in 0..shape.sets {
         let set = CocoonSet::new(&format!("base-{i}"), set_spec(shape.replicas));
         let set = sets_api.create(&PostParams::default(), &set).await?;
-        work.push(tokio::spawn(raw_converge(raw.clone(), pods.clone(), set, shape.replicas)));
+        work.push(tokio::spawn(raw_converge(
+            raw.clone(),
+            pods.clone(),
+            set,
+            shape.replicas,
+            dialect,
+        )));
     }
     for task in work {
         task.await??;
@@ -105,6 +117,7 @@ async fn raw_converge(
     pods: Arc<Watched<Pod>>,
     set: CocoonSet,
     replicas: i32,
+    dialect: cocoon_operator::contract::Dialect,
 ) -> Result<(), BoxError> {
     let name = set.name_any();
     let sets: Api<CocoonSet> = Api::namespaced(raw.clone(), BASELINE_NS);
@@ -117,9 +130,13 @@ async fn raw_converge(
         uid: set.uid().unwrap_or_default(),
     };
     let pp = PostParams::default();
-    pods_api.create(&pp, &agent_pod(&identity, &set.spec, 0, &AgentKind::Main)).await?;
+    // The raw client builds the pods the operator would, in the lab's dialect.
+    let provider = Provider { dialect, cpu_class: None };
+    pods_api
+        .create(&pp, &agent_pod(&identity, &set.spec, 0, &AgentKind::Main, &provider, false))
+        .await?;
     for toolbox in &set.spec.toolboxes {
-        pods_api.create(&pp, &toolbox_pod(&identity, &set.spec, toolbox, None)).await?;
+        pods_api.create(&pp, &toolbox_pod(&identity, &set.spec, toolbox, None, &provider)).await?;
     }
     let main = contract::agent_pod_name(&name, 0);
     // One lookup by name, not a scan: a thousand sets wait at once.
@@ -130,11 +147,13 @@ async fn raw_converge(
     let since = Instant::now();
     pods.until_named(&main, "baseline main", since, || serving_pod(&main).is_some()).await?;
     let fork_from = serving_pod(&main)
-        .and_then(|p| p.annotations().get(contract::ANN_VM_NAME).cloned())
+        .and_then(|p| p.annotations().get(dialect.keys().vm_name).cloned())
         .unwrap_or_default();
     for slot in 1..=replicas.max(0) as u32 {
         let kind = AgentKind::SubAgent { fork_from: fork_from.clone() };
-        pods_api.create(&pp, &agent_pod(&identity, &set.spec, slot, &kind)).await?;
+        pods_api
+            .create(&pp, &agent_pod(&identity, &set.spec, slot, &kind, &provider, false))
+            .await?;
     }
     let mut names: Vec<String> =
         (0..=replicas.max(0) as u32).map(|s| contract::agent_pod_name(&name, s)).collect();

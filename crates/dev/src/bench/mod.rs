@@ -91,12 +91,24 @@ pub struct BenchArgs {
     /// The simulated provider's time to wake a hibernated VM.
     #[arg(long, env = "BENCH_SIM_WAKE_DELAY", default_value = "0s", value_parser = parse_duration)]
     pub sim_wake_delay: Duration,
+    /// The dialect the simulated provider speaks (`seed`, `v0.2`, `current`); v0.2 and current
+    /// keep their snapshots in a local OCI registry (built from the distribution project),
+    /// which the operator gets as `--registry`.
+    #[arg(long, env = "BENCH_DIALECT", default_value = "seed", value_parser = parse_dialect)]
+    pub dialect: cocoon_operator::contract::Dialect,
+}
+
+fn parse_dialect(text: &str) -> Result<cocoon_operator::contract::Dialect, String> {
+    cocoon_operator::contract::Dialect::parse(text)
+        .ok_or_else(|| format!("{text:?} is no dialect: seed, v0.2 or current"))
 }
 
 /// The figures of one column at one N.
 struct ColumnRun {
     scenarios: Vec<Scenario>,
     baseline: Option<Baseline>,
+    /// Requests the snapshot registry answered during the scenarios, by method.
+    registry_requests: BTreeMap<String, u64>,
 }
 
 async fn run_column(
@@ -107,9 +119,15 @@ async fn run_column(
     repo: &Path,
     with_baseline: bool,
 ) -> Result<ColumnRun, BoxError> {
+    let registry = match args.dialect {
+        cocoon_operator::contract::Dialect::Seed => None,
+        _ => Some(crate::registry::LocalRegistry::start().await?),
+    };
     let sim = SimConfig {
         create_delay: args.sim_create_delay,
         wake_delay: args.sim_wake_delay,
+        dialect: args.dialect,
+        registry: registry.as_ref().map(|r| r.address().to_string()),
         ..SimConfig::default()
     };
     let mut lab = Lab::start(subject, repo, sim).await?;
@@ -120,7 +138,13 @@ async fn run_column(
         only: args.scenarios.clone(),
     };
     let log = lab.cluster.work_dir().join("operator.log");
-    let mut process = OperatorProcess::start(subject, &lab.operator_kubeconfig, &log)?;
+    let flags: Vec<String> = registry
+        .as_ref()
+        .map(|r| vec!["--registry".to_string(), r.address().to_string()])
+        .unwrap_or_default();
+    let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut process =
+        OperatorProcess::start_with(subject, &lab.operator_kubeconfig, &log, &flag_refs)?;
     lab.wait_operator_ready(&mut process).await?;
     let idle = args.idle.unwrap_or(if args.quick {
         Duration::from_secs(10)
@@ -129,11 +153,12 @@ async fn run_column(
     });
     let scenarios = workload::scenarios(&mut lab, &shape, process.pid, idle).await;
     process.stop().await;
+    let registry_requests = registry.as_ref().map(|r| r.requests()).unwrap_or_default();
     // The limit, on the same (now as warm) control plane with no operator running.
     let failed = scenarios.iter().any(|s| s.error.is_some());
     let baseline = if with_baseline && !failed {
         eprintln!("  raw-client baseline, {n} sets");
-        Some(match baseline::run(&mut lab, &shape).await {
+        Some(match baseline::run(&mut lab, &shape, args.dialect).await {
             Ok(b) => b,
             Err(e) => Baseline { sets: n, error: Some(e.to_string()), ..Default::default() },
         })
@@ -150,7 +175,7 @@ async fn run_column(
         eprintln!("  kept the audit and operator logs in {}", kept.display());
     }
     lab.stop().await;
-    Ok(ColumnRun { scenarios, baseline })
+    Ok(ColumnRun { scenarios, baseline, registry_requests })
 }
 
 /// The repository the bench runs in: the current directory or the nearest one above it that
@@ -208,6 +233,7 @@ pub async fn run(args: BenchArgs) -> Result<Report, BoxError> {
                 sets: n,
                 hibernations,
                 scenarios: run.scenarios,
+                registry_requests: run.registry_requests,
             });
         }
     }
@@ -225,6 +251,7 @@ pub async fn run(args: BenchArgs) -> Result<Report, BoxError> {
             replicas: args.replicas,
             toolboxes_per_set: 1,
             simulator_delays: report::delays(args.sim_create_delay, args.sim_wake_delay),
+            dialect: args.dialect.to_string(),
             identities: BTreeMap::from([
                 ("operator", OPERATOR),
                 ("simulator", SIMULATOR),

@@ -25,10 +25,6 @@ pub(crate) struct OperatorProcess {
 }
 
 impl OperatorProcess {
-    pub fn start(subject: &Contender, kubeconfig: &Path, log: &Path) -> Result<Self, BoxError> {
-        Self::start_with(subject, kubeconfig, log, &[])
-    }
-
     /// Starts the operator; ours gets `extra` flags after its own.
     pub fn start_with(
         subject: &Contender,
@@ -116,10 +112,11 @@ mod tests {
             command: "sh -c 'sleep 300 & sleep 300 & wait'".into(),
             crds: Vec::new(),
         };
-        let process = OperatorProcess::start(
+        let process = OperatorProcess::start_with(
             &subject,
             &dir.path().join("kubeconfig"),
             &dir.path().join("log"),
+            &[],
         )
         .unwrap();
         let pgid = process.pid;

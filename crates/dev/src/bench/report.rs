@@ -122,6 +122,10 @@ pub struct Run {
     pub sets: usize,
     pub hibernations: usize,
     pub scenarios: Vec<Scenario>,
+    /// Requests the snapshot registry answered (v0.2 and current), by method: the operator's
+    /// probes and collections and the simulator's pushes and probes.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub registry_requests: BTreeMap<String, u64>,
 }
 
 impl Run {
@@ -193,6 +197,8 @@ pub struct ShapeInfo {
     pub replicas: i32,
     pub toolboxes_per_set: u32,
     pub simulator_delays: SimulatorDelays,
+    /// The dialect the simulated provider spoke.
+    pub dialect: String,
     pub identities: BTreeMap<&'static str, &'static str>,
 }
 

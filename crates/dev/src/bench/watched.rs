@@ -16,7 +16,6 @@ use tokio::sync::Notify;
 
 use super::BoxError;
 use super::report::Quantiles;
-use cocoon_operator::api::conditions::ConditionType;
 use cocoon_operator::api::{CocoonSet, CocoonSetPhase, Hibernation, HibernationPhase};
 
 /// Longest wait for one scenario.
@@ -191,12 +190,10 @@ where
     Ok(Settles(waiters))
 }
 
+/// The pod's VM serves, as the operator reads it in the pod's dialect (a current provider
+/// also says `ready` in its lifecycle state).
 pub fn serving(pod: &Pod) -> bool {
-    let status = pod.status.as_ref();
-    status.and_then(|s| s.phase.as_deref()) == Some("Running")
-        && status.and_then(|s| s.conditions.as_ref()).is_some_and(|c| {
-            c.iter().any(|c| c.type_ == ConditionType::Ready.as_str() && c.status == "True")
-        })
+    cocoon_operator::plan::PodView::from_pod(pod).is_serving()
 }
 
 pub fn set_settled(set: &CocoonSet, phase: CocoonSetPhase, ready: i32) -> bool {

@@ -132,8 +132,13 @@ pub async fn leader_takeover(
     let start = |identity: &'static str| {
         let bin = args.operator.clone();
         let kubeconfig = cluster.kubeconfig_path().to_path_buf();
+        let mut extra: Vec<String> =
+            ["--leader-elect", "--lease-namespace", "chaos", "--identity", identity]
+                .map(str::to_string)
+                .to_vec();
+        extra.extend(args.operator_flags());
         async move {
-            let extra = ["--leader-elect", "--lease-namespace", "chaos", "--identity", identity];
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
             Operator::start_with(&bin, &kubeconfig, &extra).await.map_err(|e| e.to_string())
         }
     };

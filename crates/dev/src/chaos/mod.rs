@@ -46,6 +46,28 @@ pub struct ChaosArgs {
     /// Give up waiting for convergence after this long.
     #[arg(long, env = "COCOON_CHAOS_SETTLE", default_value = "180s", value_parser = crate::duration::parse_duration)]
     pub settle: Duration,
+    /// The dialect the simulated provider speaks (`seed`, `v0.2`, `current`); v0.2 and current
+    /// run with a local OCI registry, the operator's `--registry`.
+    #[arg(long, env = "COCOON_CHAOS_DIALECT", default_value = "seed", value_parser = parse_dialect)]
+    pub dialect: cocoon_core::contract::Dialect,
+    /// The registry the run uses (set by the run).
+    #[arg(skip)]
+    pub registry: Option<String>,
+}
+
+fn parse_dialect(text: &str) -> Result<cocoon_core::contract::Dialect, String> {
+    cocoon_core::contract::Dialect::parse(text)
+        .ok_or_else(|| format!("{text:?} is no dialect: seed, v0.2 or current"))
+}
+
+impl ChaosArgs {
+    /// The operator's flags of this run.
+    pub(crate) fn operator_flags(&self) -> Vec<String> {
+        match &self.registry {
+            Some(address) => vec!["--registry".to_string(), address.clone()],
+            None => Vec::new(),
+        }
+    }
 }
 
 /// What a run measured and found.
@@ -107,8 +129,15 @@ impl std::fmt::Display for ChaosReport {
 }
 
 /// Runs the whole chaos scenario on a fresh local control plane.
-pub async fn run(args: ChaosArgs) -> Result<ChaosReport, BoxError> {
+pub async fn run(mut args: ChaosArgs) -> Result<ChaosReport, BoxError> {
     let mut rng = Rng::new(args.seed);
+    let registry = match args.dialect {
+        cocoon_core::contract::Dialect::Seed => None,
+        _ => Some(crate::registry::LocalRegistry::start().await?),
+    };
+    args.registry = registry.as_ref().map(|r| r.address().to_string());
+    let flags = args.operator_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let opts = DevClusterOptions::default();
     let mut cluster = DevCluster::start(opts).await?;
     let client = cluster.client().await?;
@@ -138,6 +167,8 @@ pub async fn run(args: ChaosArgs) -> Result<ChaosReport, BoxError> {
         hibernate_delay: Duration::from_millis(50),
         wake_delay: Duration::from_millis(50),
         delete_delay: Duration::from_millis(20),
+        dialect: args.dialect,
+        registry: args.registry.clone(),
         ..SimConfig::default()
     };
     let sim = Simulator::start(client.clone(), sim_config).await?;
@@ -148,7 +179,8 @@ pub async fn run(args: ChaosArgs) -> Result<ChaosReport, BoxError> {
     let pod_watch = watch_pods(pods.clone(), log.clone());
     let mut workload = Workload::new(sets.clone(), hibs.clone(), node.clone());
     let mut report = ChaosReport::default();
-    let mut operator = Some(Operator::start(&args.operator, cluster.kubeconfig_path()).await?);
+    let mut operator =
+        Some(Operator::start_with(&args.operator, cluster.kubeconfig_path(), &flags).await?);
     let mut requests = 0.0;
     let chaos_started = Instant::now();
     while report.kills < args.kills {
@@ -171,11 +203,12 @@ pub async fn run(args: ChaosArgs) -> Result<ChaosReport, BoxError> {
                 continue; // the next operations happen while no operator runs
             }
         }
-        operator = Some(Operator::start(&args.operator, cluster.kubeconfig_path()).await?);
+        operator =
+            Some(Operator::start_with(&args.operator, cluster.kubeconfig_path(), &flags).await?);
     }
     let operator = match operator {
         Some(running) => running,
-        None => Operator::start(&args.operator, cluster.kubeconfig_path()).await?,
+        None => Operator::start_with(&args.operator, cluster.kubeconfig_path(), &flags).await?,
     };
     report.chaos_time = chaos_started.elapsed();
     report.requests_per_minute = requests / report.chaos_time.as_secs_f64().max(1.0) * 60.0;

@@ -12,10 +12,6 @@ pub struct Operator {
 }
 
 impl Operator {
-    pub async fn start(bin: &PathBuf, kubeconfig: &Path) -> Result<Self, BoxError> {
-        Self::start_with(bin, kubeconfig, &[]).await
-    }
-
     pub async fn start_with(
         bin: &PathBuf,
         kubeconfig: &Path,

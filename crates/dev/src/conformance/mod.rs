@@ -49,6 +49,10 @@ pub struct ConformanceArgs {
     /// (default: a temporary one, removed at the end).
     #[arg(long, env = "CONFORMANCE_WORK_DIR")]
     pub work_dir: Option<PathBuf>,
+    /// The provider versions to check (comma-separated tags); default every one the kit
+    /// builds: v0.1.1 (seed dialect) and v0.2.9 (v0.2 dialect).
+    #[arg(long, env = "CONFORMANCE_PROVIDERS", value_delimiter = ',')]
+    pub providers: Vec<String>,
 }
 
 /// One run of a workflow on one provider.
@@ -80,19 +84,40 @@ pub struct WorkflowReport {
     pub differences: Vec<String>,
 }
 
-/// The whole report.
+/// The whole report: one part per provider version.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
+    pub providers: Vec<ProviderReport>,
+    pub passed: bool,
+    pub took_seconds: f64,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for p in &self.providers {
+            writeln!(f, "{p}")?;
+        }
+        write!(f, "{} in {:.0}s", if self.passed { "passed" } else { "FAILED" }, self.took_seconds)
+    }
+}
+
+/// The report of one provider version.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProviderReport {
     pub provider: String,
+    pub dialect: String,
     pub binary: String,
     pub workflows: Vec<WorkflowReport>,
+    /// Workflows that do not apply to this provider, with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_applicable: Vec<String>,
     /// Provider quirks the operator must survive (real provider only).
     pub quirks: Vec<quirks::QuirkReport>,
     pub passed: bool,
     pub took_seconds: f64,
 }
 
-impl std::fmt::Display for Report {
+impl std::fmt::Display for ProviderReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "conformance against {} ({})", self.provider, self.binary)?;
         for w in &self.workflows {
@@ -121,6 +146,9 @@ impl std::fmt::Display for Report {
                 writeln!(f, "      error: {e}")?;
             }
         }
+        for n in &self.not_applicable {
+            writeln!(f, "  not applicable: {n}")?;
+        }
         write!(f, "{} in {:.0}s", if self.passed { "passed" } else { "FAILED" }, self.took_seconds)
     }
 }
@@ -130,6 +158,8 @@ pub struct OperatorHandle {
     binary: PathBuf,
     kubeconfig: PathBuf,
     log: PathBuf,
+    /// `--registry` (v0.2.9: the epoch stand-in).
+    registry: Option<String>,
     process: Option<OperatorProcess>,
 }
 
@@ -146,15 +176,31 @@ const OPERATOR_FLAGS: [&str; 8] = [
 ];
 
 impl OperatorHandle {
-    fn start(binary: &Path, kubeconfig: &Path, log: &Path) -> Result<Self, BoxError> {
+    fn start(
+        binary: &Path,
+        kubeconfig: &Path,
+        log: &Path,
+        registry: Option<String>,
+    ) -> Result<Self, BoxError> {
+        let flags = Self::flags(registry.as_deref());
         let subject = Contender::Ours(binary.to_path_buf());
-        let process = OperatorProcess::start_with(&subject, kubeconfig, log, &OPERATOR_FLAGS)?;
+        let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let process = OperatorProcess::start_with(&subject, kubeconfig, log, &flag_refs)?;
         Ok(Self {
             binary: binary.to_path_buf(),
             kubeconfig: kubeconfig.to_path_buf(),
             log: log.to_path_buf(),
+            registry,
             process: Some(process),
         })
+    }
+
+    fn flags(registry: Option<&str>) -> Vec<String> {
+        let mut flags: Vec<String> = OPERATOR_FLAGS.iter().map(|f| f.to_string()).collect();
+        if let Some(registry) = registry {
+            flags.extend(["--registry".to_string(), registry.to_string()]);
+        }
+        flags
     }
 
     async fn stop(&mut self) {
@@ -170,8 +216,10 @@ impl Harness for OperatorHandle {
             p.kill().await;
         }
         let subject = Contender::Ours(self.binary.clone());
+        let flags = Self::flags(self.registry.as_deref());
+        let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
         let process =
-            OperatorProcess::start_with(&subject, &self.kubeconfig, &self.log, &OPERATOR_FLAGS)
+            OperatorProcess::start_with(&subject, &self.kubeconfig, &self.log, &flag_refs)
                 .map_err(|e| e.to_string())?;
         self.process = Some(process);
         Ok(())
@@ -218,25 +266,75 @@ pub async fn run(args: ConformanceArgs) -> Result<Report, BoxError> {
             .into());
         }
     }
-    let version = Version::V011;
+    let versions: Vec<Version> = if args.providers.is_empty() {
+        Version::ALL.to_vec()
+    } else {
+        args.providers
+            .iter()
+            .map(|t| Version::parse(t).ok_or_else(|| format!("no provider version {t}")))
+            .collect::<Result<_, _>>()?
+    };
+    let mut providers = Vec::new();
+    for version in versions {
+        providers.push(run_provider(&args, &kit, version).await?);
+    }
+    let report = Report {
+        passed: providers.iter().all(|p| p.passed),
+        providers,
+        took_seconds: started.elapsed().as_secs_f64(),
+    };
+    std::fs::create_dir_all(&args.out)?;
+    std::fs::write(args.out.join("report.json"), serde_json::to_string_pretty(&report)?)?;
+    Ok(report)
+}
+
+/// Every workflow on one provider version (and on the simulator speaking its dialect), on a
+/// control plane of its own.
+async fn run_provider(
+    args: &ConformanceArgs,
+    kit: &Path,
+    version: Version,
+) -> Result<ProviderReport, BoxError> {
+    let started = Instant::now();
+    let dialect = version.dialect();
     eprintln!("conformance: building (or finding) vk-cocoon {}", version.tag());
-    let binary = provider::build(&kit, version).await?;
-    let options = DevClusterOptions { work_dir: args.work_dir.clone(), ..Default::default() };
+    let binary = provider::build(kit, version).await?;
+    let work_dir = args.work_dir.as_ref().map(|d| d.join(version.tag()));
+    let options = DevClusterOptions { work_dir, ..Default::default() };
     let cluster = DevCluster::start(options).await?;
     let client = cluster.client().await?;
     crate::dev::install_crds(&client).await?;
     let work = cluster.work_dir().to_path_buf();
     let kubeconfig = cluster.kubeconfig_path().to_path_buf();
     let fake = std::path::absolute(&args.fake_cocoon)?;
-    let hypervisor =
-        Hypervisor::install(&work.join("hypervisor"), &fake, Path::new(provider::DNSMASQ_LEASES))?;
+    let leases = match version {
+        Version::V011 => PathBuf::from(provider::DNSMASQ_LEASES),
+        Version::V029 => work.join("leases.json"),
+    };
+    let hypervisor = Hypervisor::install(&work.join("hypervisor"), &fake, &leases, version)?;
     hypervisor.seed_images(&[IMAGE])?;
-    let provider =
-        Provider::start(&binary, &kubeconfig, &hypervisor, "cocoon-pool", &work, &client).await?;
+    // v0.2.9 pushes its snapshots to epoch; the operator collects them there.
+    let epoch = match version {
+        Version::V011 => None,
+        Version::V029 => Some(crate::epoch::Epoch::start().await?),
+    };
+    let epoch_url = epoch.as_ref().map(crate::epoch::Epoch::url);
+    let provider = Provider::start(
+        &binary,
+        version,
+        &kubeconfig,
+        &hypervisor,
+        "cocoon-pool",
+        &work,
+        epoch_url.as_deref(),
+        &client,
+    )
+    .await?;
     let mut operator = OperatorHandle::start(
         &std::path::absolute(&args.operator)?,
         &kubeconfig,
         &work.join("operator.log"),
+        epoch_url.clone(),
     )?;
     eprintln!(
         "conformance: vk-cocoon {} serves node cocoon-pool (log {})",
@@ -244,21 +342,33 @@ pub async fn run(args: ConformanceArgs) -> Result<Report, BoxError> {
         provider.log.display()
     );
 
+    let mut not_applicable = Vec::new();
     let chosen: Vec<Workflow> = workflows::ALL
         .into_iter()
         .filter(|w| args.workflows.is_empty() || args.workflows.iter().any(|n| n == w.name()))
+        .filter(|w| match w.not_applicable(dialect) {
+            Some(why) => {
+                not_applicable.push(format!("{}: {why}", w.name()));
+                false
+            }
+            None => true,
+        })
         .collect();
     let mut reports = Vec::new();
     for (i, workflow) in chosen.into_iter().enumerate() {
-        eprintln!("conformance: {}", workflow.name());
+        eprintln!("conformance: {} {}", version.tag(), workflow.name());
         let real_ns = format!("r{i}-{}", workflow.name());
         let real = run_one(
             workflow,
-            Target::Real,
+            Run {
+                target: Target::Real,
+                dialect,
+                ns: &real_ns,
+                node: "cocoon-pool",
+                hypervisor: Some(&hypervisor),
+                epoch: epoch.as_ref(),
+            },
             &client,
-            &real_ns,
-            "cocoon-pool",
-            Some(&hypervisor),
             &mut operator,
         )
         .await;
@@ -267,14 +377,26 @@ pub async fn run(args: ConformanceArgs) -> Result<Report, BoxError> {
         let node = format!("sim-{i}");
         let sim_config = SimConfig {
             node_name: node.clone(),
+            dialect,
             refuse_main_hibernate: true,
             fork_failures: workflow.simulated_fork_failures(),
             ..SimConfig::default()
         };
         let sim = Simulator::start(client.clone(), sim_config).await?;
-        let simulated =
-            run_one(workflow, Target::Simulator, &client, &sim_ns, &node, None, &mut operator)
-                .await;
+        let simulated = run_one(
+            workflow,
+            Run {
+                target: Target::Simulator,
+                dialect,
+                ns: &sim_ns,
+                node: &node,
+                hypervisor: None,
+                epoch: None,
+            },
+            &client,
+            &mut operator,
+        )
+        .await;
         sim.shutdown().await;
         let differences = if real.passed && simulated.passed {
             compare::differences(
@@ -293,38 +415,49 @@ pub async fn run(args: ConformanceArgs) -> Result<Report, BoxError> {
             differences,
         });
     }
-    let quirks =
-        if args.no_quirks { Vec::new() } else { quirks::run_all(&client, &hypervisor).await };
+    let quirks = if args.no_quirks || version != Version::V011 {
+        Vec::new()
+    } else {
+        quirks::run_all(&client, &hypervisor).await
+    };
     operator.stop().await;
     provider.stop().await;
     drop(hypervisor);
+    drop(epoch);
     let passed =
         reports.iter().all(|w| w.real.passed && w.simulator.passed && w.differences.is_empty())
             && quirks.iter().all(|q| q.passed);
-    let report = Report {
+    drop(cluster);
+    Ok(ProviderReport {
         provider: format!("vk-cocoon {}", version.tag()),
+        dialect: dialect.to_string(),
         binary: binary.display().to_string(),
         workflows: reports,
+        not_applicable,
         quirks,
         passed,
         took_seconds: started.elapsed().as_secs_f64(),
-    };
-    std::fs::create_dir_all(&args.out)?;
-    std::fs::write(args.out.join("report.json"), serde_json::to_string_pretty(&report)?)?;
-    drop(cluster);
-    Ok(report)
+    })
+}
+
+/// Where one run of a workflow happens.
+struct Run<'a> {
+    target: Target,
+    dialect: cocoon_core::contract::Dialect,
+    ns: &'a str,
+    node: &'a str,
+    hypervisor: Option<&'a Hypervisor>,
+    epoch: Option<&'a crate::epoch::Epoch>,
 }
 
 /// Runs one workflow on one provider in a fresh namespace.
 async fn run_one(
     workflow: Workflow,
-    target: Target,
+    run: Run<'_>,
     client: &Client,
-    ns: &str,
-    node: &str,
-    hypervisor: Option<&Hypervisor>,
     operator: &mut OperatorHandle,
 ) -> RunResult {
+    let Run { target, dialect, ns, node, hypervisor, epoch } = run;
     let started = Instant::now();
     let calls_before = hypervisor.map(|h| h.calls().len()).unwrap_or(0);
     if let Err(e) = namespace(client, ns).await {
@@ -335,7 +468,9 @@ async fn run_one(
         ns: ns.to_string(),
         node: node.to_string(),
         target,
+        dialect,
         hypervisor,
+        epoch,
         checkpoints: Vec::new(),
         verified: Vec::new(),
     };

@@ -24,13 +24,32 @@ pub const DNSMASQ_LEASES: &str = "/var/lib/misc/dnsmasq.leases";
 pub enum Version {
     /// vk-cocoon v0.1.1: the seed dialect (`cocoon.cis/*`).
     V011,
+    /// vk-cocoon v0.2.9: the v0.2 dialect (`vm.cocoonstack.io/*`), snapshots in epoch.
+    V029,
 }
 
 impl Version {
+    /// Every version, oldest first.
+    pub const ALL: [Self; 2] = [Self::V011, Self::V029];
+
     /// The tag `build.sh` takes.
     pub fn tag(self) -> &'static str {
         match self {
             Self::V011 => "v0.1.1",
+            Self::V029 => "v0.2.9",
+        }
+    }
+
+    /// Reads a tag.
+    pub fn parse(tag: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.tag() == tag.trim())
+    }
+
+    /// The dialect it speaks.
+    pub fn dialect(self) -> cocoon_core::contract::Dialect {
+        match self {
+            Self::V011 => cocoon_core::contract::Dialect::Seed,
+            Self::V029 => cocoon_core::contract::Dialect::V02,
         }
     }
 }
@@ -78,11 +97,23 @@ pub struct Hypervisor {
     /// The lease file it keeps, and what was there before (put back on drop).
     leases: PathBuf,
     saved_leases: Option<Vec<u8>>,
+    /// The format the provider reads them in.
+    format: crate::fake_cli::leases::LeaseFormat,
 }
 
 impl Hypervisor {
-    /// Installs the fake under `dir`, keeping the leases at `leases` (dnsmasq format).
-    pub fn install(dir: &Path, fake: &Path, leases: &Path) -> Result<Self, BoxError> {
+    /// Installs the fake under `dir`, keeping the leases at `leases` in the format `version`
+    /// reads (v0.1.1: dnsmasq's at a fixed path; v0.2.9: cocoon-net's JSON).
+    pub fn install(
+        dir: &Path,
+        fake: &Path,
+        leases: &Path,
+        version: Version,
+    ) -> Result<Self, BoxError> {
+        let format = match version {
+            Version::V011 => crate::fake_cli::leases::LeaseFormat::Dnsmasq,
+            Version::V029 => crate::fake_cli::leases::LeaseFormat::Json,
+        };
         let bin = dir.join("bin");
         std::fs::create_dir_all(&bin)?;
         for name in ["cocoon", "sudo", "sshpass"] {
@@ -96,7 +127,8 @@ impl Hypervisor {
             })?;
         }
         let saved_leases = std::fs::read(leases).ok();
-        std::fs::write(leases, "").map_err(|e| {
+        let empty = if format == crate::fake_cli::leases::LeaseFormat::Json { "[]" } else { "" };
+        std::fs::write(leases, empty).map_err(|e| {
             format!(
                 "cannot write {} (the provider's lease file; run as root): {e}",
                 leases.display()
@@ -104,7 +136,7 @@ impl Hypervisor {
         })?;
         let state = StateDir(dir.join("state"));
         std::fs::create_dir_all(&state.0)?;
-        Ok(Self { state, bin, leases: leases.to_path_buf(), saved_leases })
+        Ok(Self { state, bin, leases: leases.to_path_buf(), saved_leases, format })
     }
 
     /// The environment the provider runs with, so that it finds the fake.
@@ -113,9 +145,11 @@ impl Hypervisor {
         vec![
             ("PATH".into(), path),
             ("COCOON_BIN".into(), self.bin.join("cocoon").display().to_string()),
+            ("VK_COCOON_BIN".into(), self.bin.join("cocoon").display().to_string()),
+            ("VK_LEASES_PATH".into(), self.leases.display().to_string()),
             (STATE_ENV.into(), self.state.0.display().to_string()),
             (LEASES_ENV.into(), self.leases.display().to_string()),
-            (LEASE_FORMAT_ENV.into(), "dnsmasq".into()),
+            (LEASE_FORMAT_ENV.into(), self.format.as_str().into()),
         ]
     }
 
@@ -160,12 +194,7 @@ impl Hypervisor {
         let faults = Faults::load(&self.state.0);
         let state = self.state.read()?;
         let now = k8s_openapi::jiff::Timestamp::now().as_second();
-        let text = crate::fake_cli::leases::render(
-            &state,
-            &faults,
-            crate::fake_cli::leases::LeaseFormat::Dnsmasq,
-            now,
-        );
+        let text = crate::fake_cli::leases::render(&state, &faults, self.format, now);
         Ok(crate::fake_cli::leases::write(&self.leases, &text)?)
     }
 
@@ -199,33 +228,53 @@ pub struct Provider {
 }
 
 impl Provider {
-    /// Starts `binary` as node `node` of the cluster `kubeconfig` names, against `hypervisor`;
-    /// returns once its node is Ready.
+    /// Starts `binary` (of `version`) as node `node` of the cluster `kubeconfig` names, against
+    /// `hypervisor` (and, for v0.2.9, the epoch at `epoch`); returns once its node is Ready.
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         binary: &Path,
+        version: Version,
         kubeconfig: &Path,
         hypervisor: &Hypervisor,
         node: &str,
         work: &Path,
+        epoch: Option<&str>,
         client: &Client,
     ) -> Result<Self, BoxError> {
         let log = work.join(format!("vk-cocoon-{node}.log"));
         let file = std::fs::File::create(&log)?;
         let root = work.join("cocoon-root");
         std::fs::create_dir_all(&root)?;
-        let mut command = tokio::process::Command::new(binary);
+        let tmp = work.join("vk-tmp");
+        std::fs::create_dir_all(&tmp)?;
+        // v0.2.9 probes a VM's readiness by ICMP when it may open a raw socket: without
+        // CAP_NET_RAW it takes every VM as answering, and nothing dials a guest address.
+        let mut command = match version {
+            Version::V011 => tokio::process::Command::new(binary),
+            Version::V029 => {
+                let mut c = tokio::process::Command::new("setpriv");
+                c.args(["--bounding-set", "-net_raw", "--inh-caps", "-net_raw", "--"]).arg(binary);
+                c
+            }
+        };
         command
             .env("KUBECONFIG", kubeconfig)
             .env("VK_NODE_NAME", node)
             .env("VK_NODE_IP", "127.0.0.1")
             .env("COCOON_ROOT", &root)
+            .env("COCOON_ROOT_DIR", &root)
+            .env("VK_METRICS_ADDR", "127.0.0.1:0")
+            .env("TMPDIR", &tmp)
             .env("HOME", work)
             .envs(hypervisor.env())
             .stdout(file.try_clone()?)
             .stderr(file)
             .kill_on_drop(true);
+        if let Some(epoch) = epoch {
+            command.env("EPOCH_URL", epoch);
+        }
         // The ten pass-through variables of v0.1.1 would put `env K=V` into every call.
-        for key in [
+        let passed_through = [
             "COCOON_ROOT_DIR",
             "COCOON_RUN_DIR",
             "COCOON_LOG_DIR",
@@ -236,8 +285,11 @@ impl Provider {
             "COCOON_ROOT_PASSWORD",
             "COCOON_CH_BINARY",
             "COCOON_WINDOWS_CH_BINARY",
-        ] {
-            command.env_remove(key);
+        ];
+        if version == Version::V011 {
+            for key in passed_through {
+                command.env_remove(key);
+            }
         }
         let mut child = command.spawn().map_err(|e| format!("start {}: {e}", binary.display()))?;
         let nodes: Api<Node> = Api::all(client.clone());

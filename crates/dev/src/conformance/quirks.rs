@@ -50,7 +50,9 @@ pub async fn run_all(client: &Client, hypervisor: &Hypervisor) -> Vec<QuirkRepor
             ns: ns.clone(),
             node: "cocoon-pool".into(),
             target: Target::Real,
+            dialect: cocoon_core::contract::Dialect::Seed,
             hypervisor: Some(hypervisor),
+            epoch: None,
             checkpoints: Vec::new(),
             verified: Vec::new(),
         };

@@ -41,7 +41,11 @@ pub struct Ctx<'a> {
     pub ns: String,
     pub node: String,
     pub target: Target,
+    /// The dialect the provider speaks.
+    pub dialect: cocoon_core::contract::Dialect,
     pub hypervisor: Option<&'a Hypervisor>,
+    /// The epoch stand-in v0.2.9 pushes to (real v0.2.9 runs).
+    pub epoch: Option<&'a crate::epoch::Epoch>,
     pub checkpoints: Vec<Checkpoint>,
     /// What was verified beyond the statuses (real runs: what the provider did).
     pub verified: Vec<String>,

@@ -2,12 +2,14 @@
 //! the same steps, the same checkpoints. On the real provider each also checks what the
 //! provider did, from the fake hypervisor's state and call log.
 
+use cocoon_core::contract::dialect::seed;
 use serde_json::json;
 
 use super::steps::{Ctx, IMAGE, TOOLBOX_IMAGE, Target};
 use crate::api::conditions::ConditionType;
 use crate::api::{CocoonSetPhase, HibernationAction, HibernationPhase, VmPhase};
 use crate::fake_cli::faults::{Failure, Faults};
+use cocoon_core::contract::Dialect;
 
 type Fallible<T = ()> = Result<T, String>;
 
@@ -68,6 +70,52 @@ impl Workflow {
     pub fn simulated_fork_failures(self) -> u32 {
         if self == Self::ForkFallback { 2 } else { 0 }
     }
+
+    /// Why this workflow does not apply to a provider of `dialect`, if it does not.
+    pub fn not_applicable(self, dialect: Dialect) -> Option<&'static str> {
+        match (self, dialect) {
+            (Self::HibernateDeploymentPod, Dialect::V02 | Dialect::Current) => Some(
+                "a cocoonstack provider refuses a pod without vm.cocoonstack.io/name, and a \
+                 Deployment's pods share one template: its VMs cannot each have their own name",
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// The snapshot a cocoonstack provider forks VM `vm`'s sub-agents from; the seed names it
+/// after the fork (`<vm>-fork`), v0.2 after the source (`fork-<source>`).
+fn fork_source(ctx: &Ctx<'_>, vm: &str, main: &str) -> String {
+    match ctx.dialect {
+        Dialect::Seed => crate::contract::fork_snapshot(vm),
+        _ => format!("fork-{main}"),
+    }
+}
+
+/// What a woken VM was cloned from: the seed's `<vm>-suspend`, v0.2's import of `<vm>:hibernate`.
+fn woken_from(ctx: &Ctx<'_>, vm: &str) -> String {
+    match ctx.dialect {
+        Dialect::Seed => crate::contract::snapshot_value(vm),
+        _ => format!("{vm}-hibernate-import"),
+    }
+}
+
+/// What a recreated (released) VM was cloned from: the seed restores from its entry
+/// (`<vm>-suspend`); v0.2 clones its `<vm>:hibernate` pulled from the registry.
+fn restored_from(ctx: &Ctx<'_>, vm: &str) -> String {
+    match ctx.dialect {
+        Dialect::Seed => crate::contract::snapshot_value(vm),
+        _ => format!("{vm}:hibernate"),
+    }
+}
+
+/// Waits until the registry (epoch, real v0.2.9 runs) holds `<vm>:<tag>` or not.
+async fn registry_holds(ctx: &Ctx<'_>, vm: &str, tag: &str, present: bool) -> Fallible {
+    let Some(epoch) = ctx.epoch else { return Ok(()) };
+    super::steps::poll(&format!("{vm}:{tag} present = {present} in epoch"), || async {
+        if epoch.has(vm, tag) == present { Ok(Some(())) } else { Err(epoch.tags().join(", ")) }
+    })
+    .await
 }
 
 /// What a workflow needs of the harness beyond its context.
@@ -84,6 +132,15 @@ fn running(ready: i32) -> impl Fn(&crate::api::CocoonSetStatus) -> bool {
 fn main_refused(s: &crate::api::CocoonSetStatus) -> bool {
     s.phase == Some(CocoonSetPhase::Suspending)
         && s.message.as_deref().is_some_and(|m| m.contains("demo-0 did not report hibernated"))
+}
+
+/// Suspended as far as the provider goes: the seed refuses the main (named past the
+/// deadline); the others hibernate every VM.
+fn suspended_as_far_as_it_goes(dialect: Dialect) -> impl Fn(&crate::api::CocoonSetStatus) -> bool {
+    move |s| match dialect {
+        Dialect::Seed => main_refused(s),
+        _ => s.phase == Some(CocoonSetPhase::Suspended),
+    }
 }
 
 /// Runs `workflow` in `ctx`.
@@ -110,9 +167,10 @@ async fn converge(ctx: &mut Ctx<'_>) -> Fallible {
     .await?;
     ctx.checkpoint("running", &["demo"], &[]).await?;
     if let Some(hv) = ctx.hypervisor {
+        let main = ctx.vm("demo", 0);
         for slot in 1..=2 {
             let vm = ctx.vm("demo", slot);
-            let fork = crate::contract::fork_snapshot(&vm);
+            let fork = fork_source(ctx, &vm, &main);
             let source = hv.vms().into_iter().find(|v| v.name == vm).map(|v| v.source);
             if source.as_deref() != Some(fork.as_str()) {
                 return Err(format!("{vm} was cloned from {source:?}, not the fork {fork}"));
@@ -124,7 +182,9 @@ async fn converge(ctx: &mut Ctx<'_>) -> Fallible {
         {
             return Err(format!("the toolbox VM is {toolbox:?}, not a run of {TOOLBOX_IMAGE}"));
         }
-        ctx.verified("sub-agents cloned from <vm>-fork snapshots of the main; the toolbox booted with vm run");
+        ctx.verified(
+            "sub-agents cloned from fork snapshots of the main; the toolbox booted with vm run",
+        );
     }
     Ok(())
 }
@@ -144,7 +204,8 @@ async fn hibernate_set_pod(ctx: &mut Ctx<'_>) -> Fallible {
         if hv.vms().iter().any(|v| v.name == vm) {
             return Err(format!("{vm} still runs while hibernated"));
         }
-        ctx.verified(format!("{vm} removed after snapshot {vm}-suspend"));
+        registry_holds(ctx, &vm, "hibernate", true).await?;
+        ctx.verified(format!("{vm} removed after its snapshot was taken"));
     }
     ctx.set_action("nap", HibernationAction::Wake).await?;
     ctx.wait_hib("nap", HibernationPhase::Active).await?;
@@ -152,12 +213,18 @@ async fn hibernate_set_pod(ctx: &mut Ctx<'_>) -> Fallible {
     ctx.checkpoint("woken", &["demo"], &["nap"]).await?;
     if let Some(hv) = ctx.hypervisor {
         let vm = ctx.vm("demo", 1);
-        let snapshot = crate::contract::snapshot_value(&vm);
+        let snapshot = woken_from(ctx, &vm);
         let source = hv.vms().into_iter().find(|v| v.name == vm).map(|v| v.source);
         if source.as_deref() != Some(snapshot.as_str()) {
             return Err(format!("{vm} woke from {source:?}, not {snapshot}"));
         }
         ctx.verified(format!("{vm} woken from {snapshot}"));
+        if ctx.epoch.is_some() {
+            registry_holds(ctx, &vm, "hibernate", false).await?;
+            ctx.verified(format!(
+                "{vm}:hibernate removed from epoch by the operator after the wake"
+            ));
+        }
     }
     Ok(())
 }
@@ -197,7 +264,7 @@ async fn hibernate_deployment_pod(ctx: &mut Ctx<'_>) -> Fallible {
         };
         let found = list.iter().find(|p| {
             serving(p)
-                && p.metadata.annotations.as_ref().and_then(|a| a.get(crate::contract::ANN_VM_NAME))
+                && p.metadata.annotations.as_ref().and_then(|a| a.get(seed::KEYS.vm_name))
                     == Some(&slot_one)
         });
         match found {
@@ -228,7 +295,13 @@ async fn suspend_resume(ctx: &mut Ctx<'_>, restart: Option<&mut impl Harness>) -
     if let Some(harness) = restart {
         harness.restart_operator().await?;
     }
-    ctx.wait_set("demo", "Suspending, the main named past the deadline", main_refused).await?;
+    let dialect = ctx.dialect;
+    ctx.wait_set(
+        "demo",
+        "suspended as far as the provider goes",
+        suspended_as_far_as_it_goes(dialect),
+    )
+    .await?;
     ctx.wait_set("demo", "demo-1 Hibernated", |s| {
         s.agents.iter().any(|a| a.slot == 1 && a.phase == VmPhase::Hibernated)
     })
@@ -236,10 +309,20 @@ async fn suspend_resume(ctx: &mut Ctx<'_>, restart: Option<&mut impl Harness>) -
     ctx.checkpoint("suspending", &["demo"], &[]).await?;
     if let Some(hv) = ctx.hypervisor {
         let main = ctx.vm("demo", 0);
-        if !hv.vms().iter().any(|v| v.name == main && v.state == "running") {
-            return Err(format!("the main VM {main} was not kept running"));
+        let main_runs = hv.vms().iter().any(|v| v.name == main && v.state == "running");
+        match dialect {
+            Dialect::Seed if !main_runs => {
+                return Err(format!("the main VM {main} was not kept running"));
+            }
+            Dialect::Seed => ctx.verified(format!(
+                "{main} never deleted: the provider refuses to hibernate slot 0"
+            )),
+            _ if main_runs => return Err(format!("the main VM {main} still runs")),
+            _ => {
+                registry_holds(ctx, &main, "hibernate", true).await?;
+                ctx.verified(format!("{main} hibernated too, into epoch"));
+            }
         }
-        ctx.verified(format!("{main} never deleted: the provider refuses to hibernate slot 0"));
     }
     ctx.patch_set("demo", json!({"suspend": false})).await?;
     ctx.wait_set("demo", "Running 2/2 after resume", running(2)).await?;
@@ -251,9 +334,15 @@ async fn release_resume(ctx: &mut Ctx<'_>) -> Fallible {
     ctx.create_set("demo", 2, json!({"hibernatePolicy": "release"})).await?;
     ctx.wait_set("demo", "Running 3/3", running(3)).await?;
     ctx.patch_set("demo", json!({"suspend": true})).await?;
-    ctx.wait_set("demo", "sub-agents released, the main named", |s| {
-        main_refused(s)
-            && s.agents.iter().filter(|a| a.slot > 0).all(|a| a.phase == VmPhase::Released)
+    let dialect = ctx.dialect;
+    ctx.wait_set("demo", "released as far as the provider goes", move |s| {
+        let agents_released = |from: i32| {
+            s.agents.iter().filter(|a| a.slot >= from).all(|a| a.phase == VmPhase::Released)
+        };
+        match dialect {
+            Dialect::Seed => main_refused(s) && agents_released(1),
+            _ => s.phase == Some(CocoonSetPhase::Suspended) && agents_released(0),
+        }
     })
     .await?;
     ctx.checkpoint("released", &["demo"], &[]).await?;
@@ -263,13 +352,13 @@ async fn release_resume(ctx: &mut Ctx<'_>) -> Fallible {
     if let Some(hv) = ctx.hypervisor {
         for slot in 1..=2 {
             let vm = ctx.vm("demo", slot);
-            let snapshot = crate::contract::snapshot_value(&vm);
+            let snapshot = restored_from(ctx, &vm);
             let source = hv.vms().into_iter().find(|v| v.name == vm).map(|v| v.source);
             if source.as_deref() != Some(snapshot.as_str()) {
                 return Err(format!("{vm} came back from {source:?}, not {snapshot}"));
             }
         }
-        ctx.verified("each released sub-agent restored from its own <vm>-suspend snapshot");
+        ctx.verified("each released sub-agent restored from its own snapshot");
     }
     Ok(())
 }
@@ -290,7 +379,7 @@ async fn warm_slots(ctx: &mut Ctx<'_>) -> Fallible {
     ctx.checkpoint("scaled-up", &["demo"], &[]).await?;
     if let Some(hv) = ctx.hypervisor {
         let woken = ctx.vm("demo", 2);
-        let snapshot = crate::contract::snapshot_value(&woken);
+        let snapshot = woken_from(ctx, &woken);
         let source = hv.vms().into_iter().find(|v| v.name == woken).map(|v| v.source);
         if source.as_deref() != Some(snapshot.as_str()) {
             return Err(format!("{woken} came from {source:?}: not woken from {snapshot}"));
@@ -301,6 +390,9 @@ async fn warm_slots(ctx: &mut Ctx<'_>) -> Fallible {
 }
 
 async fn fork_fallback(ctx: &mut Ctx<'_>) -> Fallible {
+    if ctx.dialect != Dialect::Seed {
+        return fork_refused(ctx).await;
+    }
     let failing = Faults {
         failures: vec![Failure {
             pattern: "snapshot save --name *-fork *".into(),
@@ -333,6 +425,37 @@ async fn fork_fallback(ctx: &mut Ctx<'_>) -> Fallible {
     if ctx.target == Target::Real {
         ctx.verified("failed fork snapshots booted the image; recreated sub-agents forked once the main served again");
     }
+    Ok(())
+}
+
+/// v0.2: a fork that cannot be made fails the create (no image fallback); the provider's words
+/// reach the set, and the provider's retry forks once it can.
+async fn fork_refused(ctx: &mut Ctx<'_>) -> Fallible {
+    let failing = Faults {
+        failures: vec![Failure {
+            pattern: "snapshot save --name fork-* *".into(),
+            message: "fake-cocoon: snapshot save failed (injected)".into(),
+            code: 1,
+        }],
+        ..Default::default()
+    };
+    if let Some(hv) = ctx.hypervisor {
+        hv.set_faults(&failing).map_err(|e| e.to_string())?;
+        ctx.create_set("demo", 1, json!({})).await?;
+        ctx.wait_set("demo", "the provider's words in the status", |s| {
+            s.message.as_deref().is_some_and(|m| m.contains("snapshot save"))
+        })
+        .await?;
+        ctx.verified("the refused fork's error reached the set's status");
+        hv.set_faults(&Faults::default()).map_err(|e| e.to_string())?;
+    } else {
+        ctx.create_set("demo", 1, json!({})).await?;
+    }
+    ctx.wait_set("demo", "Running, forked", |s| {
+        running(2)(s) && s.agents.iter().filter(|a| a.slot > 0).all(|a| a.forked_from.is_some())
+    })
+    .await?;
+    ctx.checkpoint("forked", &["demo"], &[]).await?;
     Ok(())
 }
 

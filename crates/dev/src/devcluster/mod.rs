@@ -23,6 +23,7 @@ pub use cluster::DevCluster;
 pub use components::{CONTROLLERS, SERVICE_ACCOUNT_ISSUER, SERVICE_CLUSTER_IP_RANGE};
 pub use foreground::run_foreground;
 pub use kubeconfig::{CONTEXT, client_from_kubeconfig};
+pub use process::{Supervised, free_ports};
 pub use workdir::TMPDIR_ENV;
 
 /// Default time [`DevCluster::start`] waits for the control plane to become ready.

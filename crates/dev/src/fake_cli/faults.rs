@@ -17,6 +17,10 @@ pub struct Faults {
     pub failures: Vec<Failure>,
     /// VM names (patterns) whose lease is never written: the provider waits for an address.
     pub no_lease: Vec<String>,
+    /// `vm status --event` reports a VM's removal this long after it (0: at its next poll,
+    /// as the real CLI does; vk-cocoon v0.2.9 may then take its own hibernation for a VM that
+    /// died, PROVIDERS.md §6.14).
+    pub deleted_event_delay_ms: u64,
 }
 
 /// A delay before a call is carried out.
@@ -127,6 +131,7 @@ mod tests {
             ],
             failures: vec![Failure { pattern: "vm rm*".into(), message: "no".into(), code: 2 }],
             no_lease: vec!["vk-*-2".into()],
+            deleted_event_delay_ms: 0,
         };
         plan.save(dir.path()).unwrap();
         let read = Faults::load(dir.path());

@@ -24,6 +24,14 @@ impl LeaseFormat {
             _ => Self::Dnsmasq,
         }
     }
+
+    /// Its name in `COCOON_FAKE_LEASE_FORMAT`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dnsmasq => "dnsmasq",
+            Self::Json => "json",
+        }
+    }
 }
 
 /// The lease file's content for `state`: a lease for every VM that exists and is not withheld.

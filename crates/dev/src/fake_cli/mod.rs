@@ -14,6 +14,7 @@ pub mod faults;
 pub mod leases;
 pub mod log;
 pub mod state;
+pub mod stream;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -80,8 +81,43 @@ fn sudo(dir: &StateDir, args: Vec<String>) -> i32 {
 }
 
 /// One `cocoon` call: its planned delay, its planned failure, or the command on the state (and
-/// the lease file rewritten from it).
+/// the lease file rewritten from it). The calls that stream go to [`stream`].
 fn cocoon(dir: &StateDir, args: &[String]) -> i32 {
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["vm", "status", rest @ ..] if rest.contains(&"--event") => {
+            let _ = log::append(
+                &dir.0,
+                &log::Call {
+                    at: Timestamp::now().to_string(),
+                    program: "cocoon".into(),
+                    argv: args.to_vec(),
+                    exit: 0,
+                    millis: 0,
+                },
+            );
+            return stream::watch(dir, &mut std::io::stdout());
+        }
+        ["snapshot", "export", name, ..] => {
+            let name = name.to_string();
+            return logged(dir, "cocoon", args, || {
+                stream::export(dir, &name, &mut std::io::stdout())
+            });
+        }
+        ["snapshot", "import", ..] => {
+            let name = args
+                .iter()
+                .position(|a| a == "--name")
+                .and_then(|i| args.get(i + 1))
+                .cloned()
+                .unwrap_or_default();
+            let now = Timestamp::now().to_string();
+            return logged(dir, "cocoon", args, || {
+                stream::import(dir, &name, &mut std::io::stdin(), &now)
+            });
+        }
+        _ => {}
+    }
     let joined = args.join(" ");
     let faults = Faults::load(&dir.0);
     std::thread::sleep(faults.delay(&joined));

@@ -7,7 +7,7 @@ use crate::duration::parse_duration;
 use clap::Args;
 use kube::core::{Expression, Selector};
 
-use crate::contract;
+use crate::contract::{self, Dialect};
 
 /// Settings of the vk-cocoon simulator. Every flag is also an environment variable with the prefix
 /// `COCOON_SIM_`. [`Default`] is meant for tests: zero delays and no faults; the CLI defaults are
@@ -63,6 +63,22 @@ pub struct SimConfig {
     #[arg(long, env = "COCOON_SIM_REFUSE_MAIN_HIBERNATE")]
     pub refuse_main_hibernate: bool,
 
+    /// The dialect of vk-cocoon to speak (`seed`, `v0.2`, `current`; PROVIDERS.md): its keys,
+    /// its pod shapes, its snapshot store, its node labels and version.
+    #[arg(long, env = "COCOON_SIM_DIALECT", default_value = "seed", value_parser = parse_dialect)]
+    pub dialect: Dialect,
+
+    /// Snapshot CPU class of the node (current dialect): labelled on the node; a pod selecting
+    /// another class is refused.
+    #[arg(long, env = "COCOON_SIM_CPU_CLASS")]
+    pub cpu_class: Option<String>,
+
+    /// OCI registry of the current dialect's snapshots (`http://127.0.0.1:5000`): `<vm>:hibernate`
+    /// and `<vm>:latest` are pushed, probed and pulled there as small artefacts. Unset: the
+    /// snapshots of v0.2 and current are kept in memory.
+    #[arg(long, env = "COCOON_SIM_REGISTRY")]
+    pub registry: Option<String>,
+
     /// Interval of the node heartbeat (the node's Lease in `kube-node-lease`).
     #[arg(long, env = "COCOON_SIM_HEARTBEAT_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub heartbeat_interval: Duration,
@@ -82,6 +98,9 @@ impl Default for SimConfig {
             never_hibernate_selector: None,
             refuse_main_hibernate: false,
             fork_failures: 0,
+            dialect: Dialect::Seed,
+            cpu_class: None,
+            registry: None,
             heartbeat_interval: Duration::from_secs(10),
         }
     }
@@ -101,9 +120,11 @@ impl SimConfig {
     }
 
     /// Whether the provider refuses to hibernate the VM of this name (slot 0, read from the
-    /// name as vk-cocoon v0.1.x reads it).
+    /// name as vk-cocoon v0.1.x reads it; only the seed dialect does).
     pub fn refuses_hibernate(&self, vm_name: &str) -> bool {
-        self.refuse_main_hibernate && contract::seed_vm_slot(vm_name) == Some(0)
+        self.refuse_main_hibernate
+            && !self.dialect.hibernates_main()
+            && contract::seed_vm_slot(vm_name) == Some(0)
     }
 
     /// Whether the fault "hibernation never completes" applies to this pod.
@@ -120,6 +141,10 @@ impl SimConfig {
         });
         by_name || self.never_hibernate_selector.as_ref().is_some_and(|s| s.matches(labels))
     }
+}
+
+fn parse_dialect(text: &str) -> Result<Dialect, String> {
+    Dialect::parse(text).ok_or_else(|| format!("{text:?} is no dialect: seed, v0.2 or current"))
 }
 
 /// Parses a probability between 0.0 and 1.0.

@@ -10,8 +10,9 @@ pub enum Step {
     Idle,
     /// No VM yet: boot, clone or adopt one (after the create delay).
     Create,
-    /// A static pod names no usable address: report Pending with reason ProviderFailed.
-    RejectStatic { message: String },
+    /// The provider cannot create this pod's VM (a static pod without a usable address, a
+    /// cocoonstack pod without a VM name): report reason ProviderFailed with its words.
+    Refuse { message: String },
     /// The VM changed but the pod does not show it yet (an earlier write failed): write it again.
     Report,
     /// `hibernate=true` on a running VM: snapshot and stop it (after the hibernate delay).
@@ -34,14 +35,14 @@ pub fn decide(intent: &PodIntent, vm: Option<&VmRecord>, hibernate_held: bool) -
         if intent.terminal {
             return Step::Idle;
         }
-        if intent.is_static
-            && let Some(message) = &intent.static_problem
-        {
+        let refusal =
+            intent.refusal.as_ref().or(intent.static_problem.as_ref().filter(|_| intent.is_static));
+        if let Some(message) = refusal {
             // Rewriting an identical status would only echo back through our own watch.
             return if intent.provider_failed_reported {
                 Step::Idle
             } else {
-                Step::RejectStatic { message: message.clone() }
+                Step::Refuse { message: message.clone() }
             };
         }
         return Step::Create;
@@ -84,6 +85,11 @@ mod tests {
             terminal: false,
             provider_failed_reported: false,
             problems: vec![],
+            refusal: None,
+            stamp: 0,
+            restore_marked: false,
+            keep_snapshot: false,
+            cpu_class: None,
         }
     }
 
@@ -98,6 +104,7 @@ mod tests {
             is_static: false,
             snapshot_from: None,
             failure: None,
+            woken: false,
             reported: true,
         }
     }
@@ -165,14 +172,13 @@ mod tests {
     #[test]
     fn static_pods_without_an_address_are_rejected_once() {
         let static_pod = PodIntent { is_static: true, ..intent() };
-        assert_eq!(
-            decide(&static_pod, None, false),
-            Step::RejectStatic { message: "no ip".into() }
-        );
+        assert_eq!(decide(&static_pod, None, false), Step::Refuse { message: "no ip".into() });
         let reported = PodIntent { provider_failed_reported: true, ..static_pod };
         assert_eq!(decide(&reported, None, false), Step::Idle);
         let with_ip = PodIntent { is_static: true, static_problem: None, ..intent() };
         assert_eq!(decide(&with_ip, None, false), Step::Create);
+        let unnamed = PodIntent { refusal: Some("missing name".into()), ..intent() };
+        assert_eq!(decide(&unnamed, None, false), Step::Refuse { message: "missing name".into() });
     }
 
     #[test]

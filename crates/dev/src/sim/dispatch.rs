@@ -108,7 +108,8 @@ impl Dispatcher {
     fn rebuild(&self, snapshots: &HashSet<(String, String)>) {
         let mut table = self.ctx.table();
         for pod in &self.initial {
-            let (Some(uid), Some(restored)) = (pod.metadata.uid.as_ref(), restore(pod, snapshots))
+            let (Some(uid), Some(restored)) =
+                (pod.metadata.uid.as_ref(), restore(pod, snapshots, self.ctx.config.dialect))
             else {
                 continue;
             };

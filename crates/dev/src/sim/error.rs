@@ -19,6 +19,13 @@ pub enum Error {
     /// A snapshot entry write failed (the message of the shared write that carried it).
     #[error("snapshot entries in {namespace}: {detail}")]
     Snapshot { namespace: String, detail: String },
+    /// The snapshot registry failed or refused (cocoonstack dialects).
+    #[error("registry: {0}")]
+    Registry(String),
+    /// The provider refused the pod (its words are on the pod); it retries later, as
+    /// virtual-kubelet retries a failed create.
+    #[error("refused: {0}")]
+    Refused(String),
     /// Listening for Ctrl-C or SIGTERM failed.
     #[error("cannot listen for shutdown signals: {0}")]
     Signal(#[source] std::io::Error),

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::api::{SnapshotPolicy, ToolboxMode};
-use crate::contract;
+use crate::contract::{self, Dialect};
 
 /// The parts of a pod the simulator acts on, already validated.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,11 +46,25 @@ pub struct PodIntent {
     pub provider_failed_reported: bool,
     /// Bad annotations, each a sentence for a log line and a Warning Event.
     pub problems: Vec<String>,
+    /// Why the provider refuses to create this pod's VM at all (cocoonstack: no VM name), in
+    /// the provider's words.
+    pub refusal: Option<String>,
+    /// The operator's generation stamp (current), echoed with every lifecycle state.
+    pub stamp: i64,
+    /// `restore-from-hibernate=true` (current).
+    pub restore_marked: bool,
+    /// `keep-snapshot-on-delete=true` (current).
+    pub keep_snapshot: bool,
+    /// The snapshot CPU class the pod selects (current).
+    pub cpu_class: Option<String>,
 }
 
 impl PodIntent {
-    /// Reads a pod. Never fails: unusable values are ignored and listed in `problems`.
-    pub fn from_pod(pod: &Pod) -> Self {
+    /// Reads a pod in the keys of `dialect`. Never fails: unusable values are ignored and
+    /// listed in `problems`.
+    pub fn from_pod(pod: &Pod, dialect: Dialect) -> Self {
+        let keys = dialect.keys();
+        let cocoonstack = dialect != Dialect::Seed;
         let meta = &pod.metadata;
         let namespace = meta.namespace.clone().unwrap_or_default();
         let name = meta.name.clone().unwrap_or_default();
@@ -61,20 +75,25 @@ impl PodIntent {
             |key: &str| annotations.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
         let mut problems = Vec::new();
 
-        let hibernate = match annotations.get(contract::ANN_HIBERNATE).map(|v| v.trim()) {
+        let hibernate = match annotations.get(keys.hibernate).map(|v| v.trim()) {
             Some(contract::HIBERNATE_TRUE) => true,
             None | Some("false") => false,
             Some(other) => {
                 problems.push(format!(
                     "annotation {}={other:?} is not \"true\"; the VM stays awake",
-                    contract::ANN_HIBERNATE
+                    keys.hibernate
                 ));
                 false
             }
         };
 
-        let is_clone = annotation(contract::ANN_MODE) == Some(ToolboxMode::Clone.as_str());
-        let is_static = match annotation(contract::ANN_MODE) {
+        // v0.2 and current clone by default; a VM that is not managed is adopted (it needs
+        // its id and address), as the seed's `static` mode is.
+        let managed = annotation(keys.managed) == Some(contract::MANAGED_TRUE);
+        let is_clone = annotation(keys.mode) == Some(ToolboxMode::Clone.as_str())
+            || (cocoonstack && annotation(keys.mode).is_none());
+        let is_static = match annotation(keys.mode) {
+            _ if cocoonstack => !managed,
             None => false,
             Some(mode) if mode == ToolboxMode::Static.as_str() => true,
             Some(mode)
@@ -85,36 +104,35 @@ impl PodIntent {
             Some(other) => {
                 problems.push(format!(
                     "annotation {}={other:?} is not run, clone or static; booting a VM as for run",
-                    contract::ANN_MODE
+                    keys.mode
                 ));
                 false
             }
         };
 
-        let (static_ip, static_problem) = match annotation(contract::ANN_IP) {
+        let (static_ip, static_problem) = match annotation(keys.ip) {
             Some(text) => match text.parse::<Ipv4Addr>() {
                 Ok(ip) => (Some(ip), None),
-                Err(_) => (
-                    None,
-                    Some(format!(
-                        "annotation {}={text:?} is not an IPv4 address",
-                        contract::ANN_IP
-                    )),
-                ),
+                Err(_) => {
+                    (None, Some(format!("annotation {}={text:?} is not an IPv4 address", keys.ip)))
+                }
             },
             None => (
                 None,
-                Some(format!(
-                    "static VM needs annotation {} naming the VM to adopt",
-                    contract::ANN_IP
-                )),
+                Some(format!("static VM needs annotation {} naming the VM to adopt", keys.ip)),
             ),
+        };
+        let static_problem = match static_problem {
+            None if cocoonstack && is_static && annotation(keys.vm_id).is_none() => {
+                Some("unmanaged vm is missing its pre-assigned VM id".to_string())
+            }
+            other => other,
         };
         if is_static && let Some(problem) = &static_problem {
             problems.push(problem.clone());
         }
 
-        let snapshot_policy = match annotation(contract::ANN_SNAPSHOT_POLICY) {
+        let snapshot_policy = match annotation(keys.snapshot_policy) {
             None => SnapshotPolicy::default(),
             Some(text) => {
                 match [SnapshotPolicy::Always, SnapshotPolicy::MainOnly, SnapshotPolicy::Never]
@@ -126,7 +144,7 @@ impl PodIntent {
                         // Keeping a snapshot too many is recoverable; losing a VM's state is not.
                         problems.push(format!(
                         "annotation {}={text:?} is not always, main-only or never; using always",
-                        contract::ANN_SNAPSHOT_POLICY
+                        keys.snapshot_policy
                     ));
                         SnapshotPolicy::Always
                     }
@@ -134,16 +152,20 @@ impl PodIntent {
             }
         };
 
-        if annotations.get(contract::ANN_VM_NAME).is_some()
-            && annotation(contract::ANN_VM_NAME).is_none()
-        {
-            problems
-                .push(format!("annotation {} is empty; choosing a VM name", contract::ANN_VM_NAME));
+        if annotations.get(keys.vm_name).is_some() && annotation(keys.vm_name).is_none() {
+            problems.push(format!("annotation {} is empty; choosing a VM name", keys.vm_name));
         }
 
-        let is_main = labels.get(contract::LABEL_SLOT).and_then(|s| contract::parse_slot(s))
-            == Some(0)
-            || labels.get(contract::LABEL_ROLE).map(String::as_str) == Some(contract::ROLE_MAIN);
+        // The seed reads the operator's labels; v0.2 and current read the VM name's slot.
+        let is_main = if cocoonstack {
+            annotation(keys.vm_name).and_then(contract::seed_vm_slot) == Some(0)
+        } else {
+            labels.get(contract::LABEL_SLOT).and_then(|s| contract::parse_slot(s)) == Some(0)
+                || labels.get(contract::LABEL_ROLE).map(String::as_str) == Some(contract::ROLE_MAIN)
+        };
+        let refusal = (cocoonstack && annotation(keys.vm_name).is_none())
+            .then(|| format!("pod {namespace}/{name} missing {} annotation", keys.vm_name));
+        let flag = |key: Option<&str>| key.and_then(annotation) == Some(contract::HIBERNATE_TRUE);
 
         let status = pod.status.as_ref();
         let phase = status.and_then(|s| s.phase.as_deref());
@@ -159,17 +181,27 @@ impl PodIntent {
             is_clone,
             static_ip,
             static_problem,
-            vm_id: annotation(contract::ANN_VM_ID).map(str::to_string),
-            vm_name: annotation(contract::ANN_VM_NAME).map(str::to_string),
-            fork_from: annotation(contract::ANN_FORK_FROM).map(str::to_string),
-            image: annotation(contract::ANN_IMAGE)
+            vm_id: annotation(keys.vm_id).map(str::to_string),
+            vm_name: annotation(keys.vm_name).map(str::to_string),
+            fork_from: annotation(keys.fork_from).map(str::to_string),
+            image: annotation(keys.image)
                 .map(str::to_string)
-                .unwrap_or_else(|| vm_image(pod)),
+                .unwrap_or_else(|| vm_image(pod, dialect)),
             snapshot_policy,
             is_main,
             terminal,
             provider_failed_reported,
             problems,
+            refusal,
+            stamp: keys.generation.and_then(annotation).and_then(|g| g.parse().ok()).unwrap_or(0),
+            restore_marked: flag(keys.restore_from_hibernate),
+            keep_snapshot: flag(keys.keep_snapshot_on_delete),
+            cpu_class: pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_selector.as_ref())
+                .and_then(|s| s.get(contract::dialect::NODE_LABEL_CPU_CLASS))
+                .cloned(),
             namespace,
             name,
             labels,
@@ -196,12 +228,12 @@ impl PodIntent {
     }
 }
 
-/// Image of the `vm` container (else the first container), for `image:<image>`.
-fn vm_image(pod: &Pod) -> String {
+/// Image of the VM container (else the first container), for `image:<image>`.
+fn vm_image(pod: &Pod, dialect: Dialect) -> String {
     let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
     containers
         .iter()
-        .find(|c| c.name == contract::VM_CONTAINER)
+        .find(|c| c.name == dialect.container())
         .or_else(|| containers.first())
         .and_then(|c| c.image.clone())
         .unwrap_or_else(|| "unknown".to_string())
@@ -210,6 +242,7 @@ fn vm_image(pod: &Pod) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cocoon_core::contract::dialect::seed;
     use k8s_openapi::api::core::v1::{Container, PodSpec};
     use kube::api::ObjectMeta;
 
@@ -237,9 +270,41 @@ mod tests {
         }
     }
 
+    impl PodIntent {
+        fn from_pod_seed(pod: &Pod) -> Self {
+            Self::from_pod(pod, Dialect::Seed)
+        }
+    }
+
+    #[test]
+    fn a_cocoonstack_provider_refuses_a_pod_without_its_vm_name_in_its_own_words() {
+        let seed_keys = pod(&[(seed::KEYS.vm_name, "vk-prod-set-0")], &[]);
+        let intent = PodIntent::from_pod(&seed_keys, Dialect::V02);
+        assert_eq!(
+            intent.refusal.as_deref(),
+            Some("pod prod/bot missing vm.cocoonstack.io/name annotation")
+        );
+        let named = pod(
+            &[
+                ("vm.cocoonstack.io/name", "vk-prod-set-0"),
+                ("cocoonset.cocoonstack.io/managed", "true"),
+                ("cocoonset.cocoonstack.io/generation", "7"),
+                ("vm.cocoonstack.io/restore-from-hibernate", "true"),
+            ],
+            &[],
+        );
+        let intent = PodIntent::from_pod(&named, Dialect::Current);
+        assert_eq!(intent.refusal, None);
+        assert!(intent.is_clone && !intent.is_static && intent.is_main && intent.restore_marked);
+        assert_eq!(intent.stamp, 7);
+        let unmanaged = pod(&[("vm.cocoonstack.io/name", "vk-prod-set-0")], &[]);
+        let intent = PodIntent::from_pod(&unmanaged, Dialect::V02);
+        assert!(intent.is_static && intent.static_problem.is_some());
+    }
+
     #[test]
     fn a_plain_pod_boots_from_its_container_image_under_a_generated_name() {
-        let intent = PodIntent::from_pod(&pod(&[], &[]));
+        let intent = PodIntent::from_pod_seed(&pod(&[], &[]));
         assert_eq!(intent.key, "prod/bot");
         assert_eq!(intent.image, "ubuntu:24.04");
         assert_eq!(intent.chosen_vm_name(), "vk-prod-bot");
@@ -249,8 +314,8 @@ mod tests {
 
     #[test]
     fn the_operators_vm_name_and_image_win() {
-        let intent = PodIntent::from_pod(&pod(
-            &[(contract::ANN_VM_NAME, "vk-prod-set-0"), (contract::ANN_IMAGE, "agent:1")],
+        let intent = PodIntent::from_pod_seed(&pod(
+            &[(seed::KEYS.vm_name, "vk-prod-set-0"), (seed::KEYS.image, "agent:1")],
             &[],
         ));
         assert_eq!(intent.chosen_vm_name(), "vk-prod-set-0");
@@ -259,18 +324,18 @@ mod tests {
 
     #[test]
     fn static_pods_are_named_after_the_pod_and_need_an_address() {
-        let without = PodIntent::from_pod(&pod(&[(contract::ANN_MODE, "static")], &[]));
+        let without = PodIntent::from_pod_seed(&pod(&[(seed::KEYS.mode, "static")], &[]));
         assert!(without.is_static);
         assert_eq!(without.chosen_vm_name(), "bot");
         assert!(without.static_problem.is_some());
-        let garbage = PodIntent::from_pod(&pod(
-            &[(contract::ANN_MODE, "static"), (contract::ANN_IP, "10.1")],
+        let garbage = PodIntent::from_pod_seed(&pod(
+            &[(seed::KEYS.mode, "static"), (seed::KEYS.ip, "10.1")],
             &[],
         ));
         assert_eq!(garbage.static_ip, None);
         assert!(garbage.problems.iter().any(|p| p.contains("not an IPv4")));
-        let with = PodIntent::from_pod(&pod(
-            &[(contract::ANN_MODE, "static"), (contract::ANN_IP, "10.0.0.9")],
+        let with = PodIntent::from_pod_seed(&pod(
+            &[(seed::KEYS.mode, "static"), (seed::KEYS.ip, "10.0.0.9")],
             &[],
         ));
         assert_eq!(with.static_ip, Some(Ipv4Addr::new(10, 0, 0, 9)));
@@ -279,12 +344,12 @@ mod tests {
 
     #[test]
     fn garbage_annotations_become_problems_and_safe_defaults() {
-        let intent = PodIntent::from_pod(&pod(
+        let intent = PodIntent::from_pod_seed(&pod(
             &[
-                (contract::ANN_HIBERNATE, "yes please"),
-                (contract::ANN_SNAPSHOT_POLICY, "sometimes"),
-                (contract::ANN_MODE, "teleport"),
-                (contract::ANN_VM_NAME, "  "),
+                (seed::KEYS.hibernate, "yes please"),
+                (seed::KEYS.snapshot_policy, "sometimes"),
+                (seed::KEYS.mode, "teleport"),
+                (seed::KEYS.vm_name, "  "),
             ],
             &[],
         ));
@@ -297,18 +362,23 @@ mod tests {
 
     #[test]
     fn main_only_snapshots_only_the_main() {
-        let policy = (contract::ANN_SNAPSHOT_POLICY, "main-only");
-        let main = PodIntent::from_pod(&pod(&[policy], &[(contract::LABEL_SLOT, "0")]));
-        let by_role =
-            PodIntent::from_pod(&pod(&[policy], &[(contract::LABEL_ROLE, contract::ROLE_MAIN)]));
-        let sub = PodIntent::from_pod(&pod(&[policy], &[(contract::LABEL_SLOT, "1")]));
+        let policy = (seed::KEYS.snapshot_policy, "main-only");
+        let main = PodIntent::from_pod_seed(&pod(&[policy], &[(contract::LABEL_SLOT, "0")]));
+        let by_role = PodIntent::from_pod_seed(&pod(
+            &[policy],
+            &[(contract::LABEL_ROLE, contract::ROLE_MAIN)],
+        ));
+        let sub = PodIntent::from_pod_seed(&pod(&[policy], &[(contract::LABEL_SLOT, "1")]));
         assert!(main.snapshots_on_delete() && by_role.snapshots_on_delete());
         assert!(!sub.snapshots_on_delete());
-        let never = PodIntent::from_pod(&pod(
-            &[(contract::ANN_SNAPSHOT_POLICY, "never")],
+        let never = PodIntent::from_pod_seed(&pod(
+            &[(seed::KEYS.snapshot_policy, "never")],
             &[(contract::LABEL_SLOT, "0")],
         ));
         assert!(!never.snapshots_on_delete());
-        assert!(PodIntent::from_pod(&pod(&[], &[])).snapshots_on_delete(), "always is the default");
+        assert!(
+            PodIntent::from_pod_seed(&pod(&[], &[])).snapshots_on_delete(),
+            "always is the default"
+        );
     }
 }

@@ -1,9 +1,11 @@
 //! A simulator of vk-cocoon: VM-backed pods without VMs.
 //!
 //! It registers a Ready virtual node, watches the pods bound to it and plays vk-cocoon's part of
-//! the contract (SPEC §4): VM ids and addresses in annotations, Running/Ready status, forks,
-//! hibernation into the `cocoon-vm-snapshots` ConfigMap, wake, snapshot-on-delete, plus fault
-//! injection. See `docs/simulator.md`.
+//! the contract (SPEC §4) in the dialect it is told to speak (PROVIDERS.md): VM ids and
+//! addresses in annotations, Running/Ready status, forks, hibernation (into the
+//! `cocoon-vm-snapshots` ConfigMap for the seed, `<vm>:hibernate` in a registry for v0.2 and
+//! current), wake, snapshot-on-delete, current's lifecycle states, plus fault injection. See
+//! `docs/simulator.md`.
 //!
 //! ```no_run
 //! # async fn demo(client: kube::Client) -> cocoon_dev::sim::Result<()> {
@@ -19,6 +21,7 @@
 //! replicasets get (a Deployment's pod is named after its Deployment), events.k8s.io events
 //! create/patch.
 
+mod cocoonstack;
 mod config;
 mod decide;
 mod dispatch;
@@ -28,6 +31,7 @@ mod node;
 mod restore;
 mod snapshots;
 mod status;
+pub mod tags;
 mod vm;
 mod worker;
 
@@ -51,8 +55,32 @@ impl Simulator {
     /// Registers the node (returns once it exists and is Ready), reads the snapshot ConfigMaps,
     /// then serves pods in background tasks until the handle is shut down or dropped.
     pub async fn start(client: Client, config: SimConfig) -> Result<SimHandle> {
+        let tags = match &config.registry {
+            Some(address) => {
+                let registry = cocoon_operator::registry::RegistryConfig {
+                    address: address.clone(),
+                    auth_file: None,
+                };
+                let registry = cocoon_operator::registry::Registry::new(&registry)
+                    .map_err(|e| Error::Config(e.to_string()))?;
+                tags::Tags::Registry(Arc::new(registry))
+            }
+            None => tags::Tags::default(),
+        };
+        Self::start_with(client, config, tags).await
+    }
+
+    /// As [`Simulator::start`], keeping cocoonstack snapshots in `tags` (several simulated
+    /// nodes of one cluster share one store, as a cluster shares its registry).
+    pub async fn start_with(
+        client: Client,
+        config: SimConfig,
+        tags: tags::Tags,
+    ) -> Result<SimHandle> {
         config.validate().map_err(Error::Config)?;
-        let node = node::register(&client, &config.node_name).await?;
+        let node =
+            node::register(&client, &config.node_name, config.dialect, config.cpu_class.as_deref())
+                .await?;
         let snapshots = snapshots::list_entries(&client).await?;
         let reporter = Reporter {
             controller: FIELD_MANAGER.to_string(),
@@ -64,6 +92,7 @@ impl Simulator {
             client: client.clone(),
             config: config.clone(),
             snapshots: snapshots::SnapshotWriter::start(client.clone()),
+            tags,
         });
         let (stop, stopped) = oneshot::channel();
         let pods = tokio::spawn(dispatch::run(context, snapshots, stopped));

@@ -19,7 +19,7 @@ use kube::{Api, Client, Resource};
 
 use super::error::{Error, Result};
 use super::vm::HOST_IP;
-use crate::contract;
+use crate::contract::{self, Dialect};
 
 /// Namespace of node heartbeat Leases.
 const LEASE_NAMESPACE: &str = "kube-node-lease";
@@ -35,31 +35,57 @@ pub struct RegisteredNode {
     pub name: String,
     uid: String,
     ready_since: Timestamp,
+    dialect: Dialect,
+    cpu_class: Option<String>,
 }
 
-/// Creates or updates the node (labels, taint), marks it Ready and writes its first Lease.
-pub async fn register(client: &Client, name: &str) -> Result<RegisteredNode> {
+/// The version a node of `dialect` reports (`status.nodeInfo.kubeletVersion`): none for the
+/// seed (v0.1.x never set it), the tag of a build for the others.
+fn kubelet_version(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Seed => "",
+        Dialect::V02 => "v0.2.9",
+        Dialect::Current => "v0.3.7",
+    }
+}
+
+/// Creates or updates the node (labels and taint of its dialect, PROVIDERS.md §1), marks it
+/// Ready and writes its first Lease.
+pub async fn register(
+    client: &Client,
+    name: &str,
+    dialect: Dialect,
+    cpu_class: Option<&str>,
+) -> Result<RegisteredNode> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let labels = BTreeMap::from([
+    let mut labels = BTreeMap::from([
         (contract::NODE_LABEL_TYPE.to_string(), contract::NODE_TYPE_VIRTUAL_KUBELET.to_string()),
         (contract::NODE_LABEL_ROLE.to_string(), contract::NODE_ROLE_AGENT.to_string()),
         (contract::NODE_LABEL_HOSTNAME.to_string(), name.to_string()),
     ]);
+    // The seed's node carries the framework's labels only and no taint; v0.2 and current add
+    // their pool, role and provider taint, current its CPU class.
+    let mut taints = Vec::new();
+    if dialect != Dialect::Seed {
+        labels.insert(contract::dialect::NODE_LABEL_POOL.into(), "default".into());
+        labels.insert("node-role.kubernetes.io/cocoon-vm".into(), String::new());
+        taints.push(Taint {
+            key: contract::TAINT_VIRTUAL_KUBELET.to_string(),
+            value: Some(contract::TAINT_VIRTUAL_KUBELET_VALUE.to_string()),
+            effect: "NoSchedule".to_string(),
+            ..Taint::default()
+        });
+    }
+    if let (Dialect::Current, Some(class)) = (dialect, cpu_class) {
+        labels.insert(contract::dialect::NODE_LABEL_CPU_CLASS.into(), class.to_string());
+    }
     let desired = Node {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
             labels: Some(labels),
             ..ObjectMeta::default()
         },
-        spec: Some(NodeSpec {
-            taints: Some(vec![Taint {
-                key: contract::TAINT_VIRTUAL_KUBELET.to_string(),
-                value: Some(contract::TAINT_VIRTUAL_KUBELET_VALUE.to_string()),
-                effect: "NoSchedule".to_string(),
-                ..Taint::default()
-            }]),
-            ..NodeSpec::default()
-        }),
+        spec: Some(NodeSpec { taints: Some(taints), ..NodeSpec::default() }),
         status: None,
     };
     let applied = nodes
@@ -70,6 +96,8 @@ pub async fn register(client: &Client, name: &str) -> Result<RegisteredNode> {
         name: name.to_string(),
         uid: applied.metadata.uid.unwrap_or_default(),
         ready_since: Timestamp::now(),
+        dialect,
+        cpu_class: cpu_class.map(str::to_string),
     };
     report_status(client, &node).await?;
     renew_lease(client, &node).await?;
@@ -95,15 +123,17 @@ pub async fn heartbeat(client: Client, mut node: RegisteredNode, interval: Durat
         }
         match report_status(&client, &node).await {
             Ok(()) => {}
-            Err(error) if error.is_not_found() => match register(&client, &node.name).await {
-                Ok(again) => {
-                    tracing::info!(node = %node.name, "node was deleted; registered it again");
-                    node = again;
+            Err(error) if error.is_not_found() => {
+                match register(&client, &node.name, node.dialect, node.cpu_class.as_deref()).await {
+                    Ok(again) => {
+                        tracing::info!(node = %node.name, "node was deleted; registered it again");
+                        node = again;
+                    }
+                    Err(error) => {
+                        tracing::warn!(node = %node.name, %error, "node re-registration failed")
+                    }
                 }
-                Err(error) => {
-                    tracing::warn!(node = %node.name, %error, "node re-registration failed")
-                }
-            },
+            }
             Err(error) => tracing::warn!(node = %node.name, %error, "node status refresh failed"),
         }
     }
@@ -152,7 +182,7 @@ async fn report_status(client: &Client, node: &RegisteredNode) -> Result<()> {
                 os_image: "vk-cocoon simulator".to_string(),
                 kernel_version: "simulated".to_string(),
                 container_runtime_version: "cocoon://sim".to_string(),
-                kubelet_version: format!("vk-cocoon-sim/{}", env!("CARGO_PKG_VERSION")),
+                kubelet_version: kubelet_version(node.dialect).to_string(),
                 ..NodeSystemInfo::default()
             }),
             ..NodeStatus::default()

@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::intent::PodIntent;
 use super::vm::{VmRecord, VmState};
-use crate::contract;
+use crate::contract::{self, Dialect};
 
 /// A VM recovered from its pod, and whether its snapshot entry was where it should be.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,16 +20,30 @@ pub struct Restored {
 /// The VM a pod's annotations and status describe, or `None` if the pod shows no finished
 /// transition (then the pod is treated as new, which redoes the create).
 /// `snapshots` holds every `(namespace, vm name)` entry of the snapshot ConfigMaps.
-pub fn restore(pod: &Pod, snapshots: &HashSet<(String, String)>) -> Option<Restored> {
-    let intent = PodIntent::from_pod(pod);
+pub fn restore(
+    pod: &Pod,
+    snapshots: &HashSet<(String, String)>,
+    dialect: Dialect,
+) -> Option<Restored> {
+    let intent = PodIntent::from_pod(pod, dialect);
     let status = pod.status.as_ref()?;
     let containers = status.container_statuses.as_deref().unwrap_or_default();
     let vm_container =
-        containers.iter().find(|c| c.name == contract::VM_CONTAINER).or_else(|| containers.first());
+        containers.iter().find(|c| c.name == dialect.container()).or_else(|| containers.first());
     let state = vm_container.and_then(|c| c.state.as_ref());
-    let hibernated = state
-        .and_then(|s| s.waiting.as_ref())
-        .is_some_and(|w| w.reason.as_deref() == Some(contract::REASON_HIBERNATED));
+    let cocoonstack = dialect != Dialect::Seed;
+    // The seed's hibernated pod waits `Hibernated`; a cocoonstack one shows no VM at all.
+    let hibernated = if cocoonstack {
+        status.phase.as_deref() == Some("Pending")
+            && status.start_time.is_some()
+            && containers.is_empty()
+            && intent.hibernate
+            && status.reason.as_deref() != Some(contract::REASON_PROVIDER_FAILED)
+    } else {
+        state
+            .and_then(|s| s.waiting.as_ref())
+            .is_some_and(|w| w.reason.as_deref() == Some(contract::REASON_HIBERNATED))
+    };
     let running =
         status.phase.as_deref() == Some("Running") && state.is_some_and(|s| s.running.is_some());
     let failed = status.phase.as_deref() == Some("Failed")
@@ -48,15 +62,17 @@ pub fn restore(pod: &Pod, snapshots: &HashSet<(String, String)>) -> Option<Resto
     let id = match (&intent.vm_id, vm_state) {
         (Some(id), _) => id.clone(),
         (None, VmState::Failed) => String::new(),
+        // v0.2 and current remove a hibernated VM's id.
+        (None, VmState::Hibernated) if cocoonstack => String::new(),
         (None, _) => return None,
     };
     let ip = match vm_state {
-        VmState::Running => pod_ip(pod)?,
+        VmState::Running => pod_ip(pod, dialect)?,
         _ => None,
     };
     let has_entry = snapshots.contains(&(intent.namespace.clone(), name.clone()));
     Some(Restored {
-        snapshot_missing: vm_state == VmState::Hibernated && !has_entry,
+        snapshot_missing: !cocoonstack && vm_state == VmState::Hibernated && !has_entry,
         record: VmRecord {
             pod_key: intent.key.clone(),
             namespace: intent.namespace.clone(),
@@ -65,13 +81,11 @@ pub fn restore(pod: &Pod, snapshots: &HashSet<(String, String)>) -> Option<Resto
             ip,
             state: vm_state,
             is_static: intent.is_static,
-            snapshot_from: pod
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(contract::ANN_SNAPSHOT_FROM))
-                .cloned(),
+            snapshot_from: dialect.keys().snapshot_from.and_then(|key| {
+                pod.metadata.annotations.as_ref().and_then(|a| a.get(key)).cloned()
+            }),
             failure: status.message.clone(),
+            woken: false,
             reported: true,
         },
     })
@@ -79,8 +93,8 @@ pub fn restore(pod: &Pod, snapshots: &HashSet<(String, String)>) -> Option<Resto
 
 /// The running VM's address: the `ip` annotation (what vk-cocoon writes), else `podIP`.
 /// `Some(None)` never happens for a running VM; `None` means "not restorable".
-fn pod_ip(pod: &Pod) -> Option<Option<std::net::Ipv4Addr>> {
-    let annotated = pod.metadata.annotations.as_ref().and_then(|a| a.get(contract::ANN_IP));
+fn pod_ip(pod: &Pod, dialect: Dialect) -> Option<Option<std::net::Ipv4Addr>> {
+    let annotated = pod.metadata.annotations.as_ref().and_then(|a| a.get(dialect.keys().ip));
     let reported = pod.status.as_ref().and_then(|s| s.pod_ip.as_ref());
     annotated.or(reported).and_then(|ip| ip.parse().ok()).map(Some)
 }
@@ -88,6 +102,7 @@ fn pod_ip(pod: &Pod) -> Option<Option<std::net::Ipv4Addr>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cocoon_core::contract::dialect::seed;
     use k8s_openapi::api::core::v1::{
         ContainerState, ContainerStateRunning, ContainerStateWaiting, ContainerStatus, PodStatus,
     };
@@ -134,15 +149,15 @@ mod tests {
     }
 
     const VM: [(&str, &str); 3] = [
-        (contract::ANN_VM_ID, "sim-1"),
-        (contract::ANN_VM_NAME, "vk-ns-bot"),
-        (contract::ANN_IP, "10.88.0.9"),
+        (seed::KEYS.vm_id, "sim-1"),
+        (seed::KEYS.vm_name, "vk-ns-bot"),
+        (seed::KEYS.ip, "10.88.0.9"),
     ];
 
     #[test]
     fn a_running_pod_restores_a_running_vm_with_its_address() {
-        let restored =
-            restore(&pod("Running", running(), &VM), &HashSet::new()).expect("restorable");
+        let restored = restore(&pod("Running", running(), &VM), &HashSet::new(), Dialect::Seed)
+            .expect("restorable");
         assert_eq!(restored.record.state, VmState::Running);
         assert_eq!(restored.record.id, "sim-1");
         assert_eq!(restored.record.ip, Some("10.88.0.9".parse().expect("ip")));
@@ -152,18 +167,26 @@ mod tests {
     #[test]
     fn a_hibernated_pod_restores_a_hibernated_vm_and_checks_its_snapshot() {
         let entries = HashSet::from([("ns".to_string(), "vk-ns-bot".to_string())]);
-        let restored = restore(&pod("Running", hibernated(), &VM), &entries).expect("restorable");
+        let restored = restore(&pod("Running", hibernated(), &VM), &entries, Dialect::Seed)
+            .expect("restorable");
         assert_eq!(restored.record.state, VmState::Hibernated);
         assert_eq!(restored.record.ip, None);
         assert!(!restored.snapshot_missing);
-        let lost =
-            restore(&pod("Running", hibernated(), &VM), &HashSet::new()).expect("restorable");
+        let lost = restore(&pod("Running", hibernated(), &VM), &HashSet::new(), Dialect::Seed)
+            .expect("restorable");
         assert!(lost.snapshot_missing);
     }
 
     #[test]
     fn a_pod_without_a_finished_transition_is_treated_as_new() {
-        assert_eq!(restore(&pod("Pending", ContainerState::default(), &VM), &HashSet::new()), None);
-        assert_eq!(restore(&pod("Running", running(), &[]), &HashSet::new()), None);
+        assert_eq!(
+            restore(
+                &pod("Pending", ContainerState::default(), &VM),
+                &HashSet::new(),
+                Dialect::Seed
+            ),
+            None
+        );
+        assert_eq!(restore(&pod("Running", running(), &[]), &HashSet::new(), Dialect::Seed), None);
     }
 }

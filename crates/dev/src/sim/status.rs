@@ -1,5 +1,6 @@
 //! Builds the annotation and status patches vk-cocoon writes on a pod (pure; time is an argument).
 
+use cocoon_core::contract::dialect::seed;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
@@ -11,21 +12,21 @@ use crate::contract;
 /// written only when the pod has none.
 pub fn annotations_patch(pod: &Pod, vm: &VmRecord) -> Value {
     let mut annotations = serde_json::Map::new();
-    annotations.insert(contract::ANN_VM_ID.into(), json!(vm.id));
+    annotations.insert(seed::KEYS.vm_id.into(), json!(vm.id));
     if let Some(ip) = vm.ip {
-        annotations.insert(contract::ANN_IP.into(), json!(ip.to_string()));
+        annotations.insert(seed::KEYS.ip.into(), json!(ip.to_string()));
     }
     let has_name = pod
         .metadata
         .annotations
         .as_ref()
-        .and_then(|a| a.get(contract::ANN_VM_NAME))
+        .and_then(|a| a.get(seed::KEYS.vm_name))
         .is_some_and(|n| !n.trim().is_empty());
     if !has_name {
-        annotations.insert(contract::ANN_VM_NAME.into(), json!(vm.name));
+        annotations.insert(seed::KEYS.vm_name.into(), json!(vm.name));
     }
     if let Some(from) = &vm.snapshot_from {
-        annotations.insert(contract::ANN_SNAPSHOT_FROM.into(), json!(from));
+        annotations.insert(seed::SNAPSHOT_FROM.into(), json!(from));
     }
     json!({ "metadata": { "annotations": annotations } })
 }
@@ -235,6 +236,7 @@ mod tests {
             is_static: false,
             snapshot_from: Some("img".into()),
             failure: None,
+            woken: false,
             reported: false,
         }
     }
@@ -302,11 +304,11 @@ mod tests {
     fn the_operators_vm_name_is_kept() {
         let mut named = pod(vec![]);
         named.metadata.annotations =
-            Some([(contract::ANN_VM_NAME.to_string(), "vk-op".to_string())].into());
+            Some([(seed::KEYS.vm_name.to_string(), "vk-op".to_string())].into());
         let patch = annotations_patch(&named, &vm());
-        assert!(patch["metadata"]["annotations"].get(contract::ANN_VM_NAME).is_none());
+        assert!(patch["metadata"]["annotations"].get(seed::KEYS.vm_name).is_none());
         let patch = annotations_patch(&pod(vec![]), &vm());
-        assert_eq!(patch["metadata"]["annotations"][contract::ANN_VM_NAME], "vk-ns-pod");
-        assert_eq!(patch["metadata"]["annotations"][contract::ANN_SNAPSHOT_FROM], "img");
+        assert_eq!(patch["metadata"]["annotations"][seed::KEYS.vm_name], "vk-ns-pod");
+        assert_eq!(patch["metadata"]["annotations"][seed::SNAPSHOT_FROM], "img");
     }
 }

@@ -42,6 +42,8 @@ pub struct VmRecord {
     pub snapshot_from: Option<String>,
     /// Why the VM failed, for the pod status.
     pub failure: Option<String>,
+    /// Woken at least once (v0.2 writes no address annotation after a wake).
+    pub woken: bool,
     /// Whether the pod already shows `state` (annotations and status written). A failed write
     /// leaves it false, so the retry rewrites the same values instead of redoing the transition.
     pub reported: bool,
@@ -186,6 +188,7 @@ mod tests {
             is_static: false,
             snapshot_from: None,
             failure: None,
+            woken: false,
             reported: true,
         }
     }

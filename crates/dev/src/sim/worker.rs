@@ -21,7 +21,9 @@ use super::error::{Error, Result, status_code};
 use super::intent::PodIntent;
 use super::status;
 use super::vm::{VmRecord, VmState, VmTable};
-use crate::contract;
+use super::{cocoonstack, tags::Tags};
+use crate::contract::dialect::{TAG_HIBERNATE, TAG_LATEST};
+use crate::contract::{self, Dialect, LifecycleState};
 
 /// What every pod task shares.
 pub struct SimContext {
@@ -30,6 +32,8 @@ pub struct SimContext {
     pub table: Mutex<VmTable>,
     pub recorder: Recorder,
     pub snapshots: super::snapshots::SnapshotWriter,
+    /// The snapshot store of v0.2 and current.
+    pub tags: Tags,
 }
 
 impl SimContext {
@@ -100,7 +104,7 @@ struct PodWorker {
 
 impl PodWorker {
     async fn step(&mut self, pod: &Pod) -> Result<Progress> {
-        let intent = PodIntent::from_pod(pod);
+        let intent = PodIntent::from_pod(pod, self.ctx.config.dialect);
         for problem in &intent.problems {
             if self.warned.insert(problem.clone()) {
                 warn!(pod = %intent.key, "{problem}");
@@ -121,9 +125,11 @@ impl PodWorker {
         }
         let outcome = match step {
             Step::Idle => Ok(Progress::Idle),
+            Step::Create if self.cocoonstack() => self.create_vm(pod, &intent).await,
             Step::Create => self.create(pod, &intent).await,
-            Step::RejectStatic { message } => self.reject_static(pod, &intent, &message).await,
+            Step::Refuse { message } => self.refuse(pod, &intent, &message).await,
             Step::Report => self.report(pod).await,
+            Step::Hibernate if self.cocoonstack() => self.push_and_remove(pod, &intent).await,
             Step::Hibernate => self.hibernate(pod, &intent).await,
             Step::HoldHibernate => {
                 if !self.holding {
@@ -141,6 +147,7 @@ impl PodWorker {
                 }
                 Ok(Progress::Idle)
             }
+            Step::Wake if self.cocoonstack() => self.pull_and_clone(pod, &intent).await,
             Step::Wake => self.wake(pod, &intent).await,
             Step::Delete { snapshot } => self.delete(&intent, snapshot).await,
         };
@@ -183,6 +190,7 @@ impl PodWorker {
                 is_static: intent.is_static,
                 snapshot_from: None,
                 failure: None,
+                woken: false,
                 reported: false,
             };
             if table.roll(rate) {
@@ -267,6 +275,20 @@ impl PodWorker {
     async fn report(&mut self, pod: &Pod) -> Result<Progress> {
         let Some(vm) = self.ctx.table().get(&self.uid).cloned() else { return Ok(Progress::Idle) };
         let now = Timestamp::now();
+        let dialect = self.ctx.config.dialect;
+        if dialect != Dialect::Seed {
+            self.report_cocoonstack(pod, &vm, now).await?;
+        } else {
+            self.report_seed(pod, &vm, now).await?;
+        }
+        if let Some(record) = self.ctx.table().get_mut(&self.uid) {
+            record.reported = true;
+        }
+        Ok(Progress::Changed)
+    }
+
+    async fn report_seed(&mut self, pod: &Pod, vm: &VmRecord, now: Timestamp) -> Result<()> {
+        let vm = vm.clone();
         match vm.state {
             VmState::Running => {
                 self.patch(pod, status::annotations_patch(pod, &vm)).await?;
@@ -283,22 +305,256 @@ impl PodWorker {
                     .await;
             }
         }
-        if let Some(record) = self.ctx.table().get_mut(&self.uid) {
-            record.reported = true;
-        }
-        Ok(Progress::Changed)
+        Ok(())
     }
 
-    async fn reject_static(
+    /// What v0.2 and current show: the VM's id (and address, which v0.2 writes only when it
+    /// creates the VM) and a Running pod; without a VM, no id or address and a Pending pod.
+    async fn report_cocoonstack(&mut self, pod: &Pod, vm: &VmRecord, now: Timestamp) -> Result<()> {
+        let dialect = self.ctx.config.dialect;
+        match vm.state {
+            VmState::Running => {
+                let with_ip = dialect == Dialect::Current || !vm.woken;
+                self.patch(pod, cocoonstack::runtime_annotations(vm, dialect, with_ip)).await?;
+                self.patch_status(pod, cocoonstack::running_status(pod, vm, true, now)).await?;
+            }
+            VmState::Hibernated => {
+                self.patch(pod, cocoonstack::cleared_runtime(dialect)).await?;
+                self.patch_status(pod, cocoonstack::vm_less_status(pod, now)).await?;
+            }
+            VmState::Failed => {
+                let message = vm.failure.as_deref().unwrap_or("VM create failed");
+                self.patch_status(pod, cocoonstack::provider_failed_status(pod, message)).await?;
+                self.event(pod, EventType::Warning, "ProviderCreateFailed", message).await;
+            }
+        }
+        Ok(())
+    }
+
+    fn cocoonstack(&self) -> bool {
+        self.ctx.config.dialect != Dialect::Seed
+    }
+
+    /// The provider cannot make this pod's VM: a static pod without a usable address (seed,
+    /// Pending), or what v0.2 and current refuse in CreatePod (virtual-kubelet's
+    /// `ProviderFailed`, and its Event).
+    async fn refuse(&mut self, pod: &Pod, intent: &PodIntent, message: &str) -> Result<Progress> {
+        warn!(pod = %intent.key, "provider refuses the pod: {message}");
+        if self.cocoonstack() {
+            self.patch_status(pod, cocoonstack::provider_failed_status(pod, message)).await?;
+            self.event(pod, EventType::Warning, "ProviderCreateFailed", message).await;
+        } else {
+            let patch = status::provider_failed_status(pod, message, false, Timestamp::now());
+            self.patch_status(pod, patch).await?;
+        }
+        Ok(Progress::Idle)
+    }
+
+    /// A create, hibernate or wake of v0.2 or current failed: current publishes `failed` with
+    /// the message (for the pod's stamp), virtual-kubelet writes `ProviderFailed` and an
+    /// Event; the provider tries again later (the framework retries a failed create).
+    async fn fail(
         &mut self,
         pod: &Pod,
         intent: &PodIntent,
-        message: &str,
+        reason: &str,
+        message: String,
     ) -> Result<Progress> {
-        warn!(pod = %intent.key, "static VM cannot be adopted: {message}");
-        let patch = status::provider_failed_status(pod, message, false, Timestamp::now());
-        self.patch_status(pod, patch).await?;
-        Ok(Progress::Idle)
+        warn!(pod = %intent.key, "{reason}: {message}");
+        if self.ctx.config.dialect == Dialect::Current {
+            let text = format!("{reason}: {message}");
+            self.patch(
+                pod,
+                cocoonstack::lifecycle(LifecycleState::Failed, intent.stamp, Some(&text)),
+            )
+            .await?;
+        }
+        self.patch_status(pod, cocoonstack::provider_failed_status(pod, &message)).await?;
+        self.event(pod, EventType::Warning, reason, &message).await;
+        Err(Error::Refused(message))
+    }
+
+    /// Current: publishes a lifecycle state for the pod's stamp.
+    async fn publish(&self, pod: &Pod, intent: &PodIntent, state: LifecycleState) -> Result<()> {
+        if self.ctx.config.dialect == Dialect::Current {
+            self.patch(pod, cocoonstack::lifecycle(state, intent.stamp, None)).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates the VM as v0.2 and current do (PROVIDERS.md §3.2, §3.3): adopt (unmanaged);
+    /// restore from `<vm>:hibernate` (v0.2: the image names it; current: marked, or derived
+    /// from a tag the pod's VM name owns); fork a running `fork-from` (no image fallback: a
+    /// missing source fails the create); or boot the image. Current publishes `creating`
+    /// first and `ready` once the pod serves.
+    async fn create_vm(&mut self, pod: &Pod, intent: &PodIntent) -> Result<Progress> {
+        let dialect = self.ctx.config.dialect;
+        let current = dialect == Dialect::Current;
+        let node_class = self.ctx.config.cpu_class.clone();
+        if current
+            && let Some(class) = &intent.cpu_class
+            && node_class.as_ref() != Some(class)
+        {
+            let message = format!(
+                "pod selects snapshot CPU class {class} but node {} has {}",
+                self.ctx.config.node_name,
+                node_class.as_deref().unwrap_or("none")
+            );
+            return self.fail(pod, intent, "CreateBringUpFailed", message).await;
+        }
+        self.publish(pod, intent, LifecycleState::Creating).await?;
+        self.pause(self.ctx.config.create_delay).await;
+        let vm_name = intent.chosen_vm_name();
+        let own = format!("{vm_name}:{TAG_HIBERNATE}");
+        let managed_clone = intent.is_clone && !intent.is_static;
+        let tagged = managed_clone && self.ctx.tags.exists(&vm_name, TAG_HIBERNATE).await?;
+        let restore = match dialect {
+            Dialect::V02 => intent.image == own,
+            _ => intent.restore_marked || tagged,
+        };
+        if current && restore && !intent.restore_marked && intent.fork_from.is_some() {
+            let message = format!(
+                "{own} exists but the pod forks from {}: delete the stale snapshot",
+                intent.fork_from.as_deref().unwrap_or_default()
+            );
+            return self.fail(pod, intent, "HibernateEvidenceFailed", message).await;
+        }
+        if restore && !tagged {
+            let message = format!("pull hibernation snapshot {vm_name}: {own} not found");
+            return self.fail(pod, intent, "CreateBringUpFailed", message).await;
+        }
+        let fork = if restore || intent.is_static { None } else { intent.fork_from.clone() };
+        let failures = self.ctx.config.fork_failures;
+        let mut return_failure: Option<String> = None;
+        let made: std::result::Result<VmRecord, String> = {
+            let rate = self.ctx.config.create_failure_rate;
+            let mut table = self.ctx.table();
+            match &fork {
+                Some(from) if table.running_vm_named(from).is_none() => {
+                    Err(format!("fork source {from} not found"))
+                }
+                Some(from) if table.fork_fails(failures) => {
+                    Err(format!("snapshot save fork-{from}: simulated failure"))
+                }
+                _ => {
+                    let mut record = VmRecord {
+                        pod_key: intent.key.clone(),
+                        namespace: intent.namespace.clone(),
+                        id: String::new(),
+                        name: vm_name.clone(),
+                        ip: None,
+                        state: VmState::Running,
+                        is_static: intent.is_static,
+                        snapshot_from: None,
+                        failure: None,
+                        woken: false,
+                        reported: false,
+                    };
+                    if table.roll(rate) {
+                        // virtual-kubelet retries a create that failed (with backoff).
+                        return_failure = Some(format!(
+                            "simulated VM create failure (fault injection, rate {rate})"
+                        ));
+                    } else if intent.is_static {
+                        record.id = intent.vm_id.clone().unwrap_or_else(|| table.new_vm_id());
+                        record.ip = intent.static_ip;
+                    } else {
+                        record.id = table.new_vm_id();
+                        record.ip = table.allocate_ip();
+                        if record.ip.is_none() {
+                            record.state = VmState::Failed;
+                            record.failure =
+                                Some("no free address left in 10.88.0.0/16".to_string());
+                        }
+                    }
+                    match return_failure.take() {
+                        Some(message) => Err(message),
+                        None => {
+                            table.insert(self.uid.clone(), record.clone());
+                            Ok(record)
+                        }
+                    }
+                }
+            }
+        };
+        let record = match made {
+            Ok(record) => record,
+            Err(message) => return self.fail(pod, intent, "CreateBringUpFailed", message).await,
+        };
+        let from = if restore { own } else { fork.unwrap_or_else(|| intent.image.clone()) };
+        info!(pod = %intent.key, vm = %record.name, id = %record.id, %from, "VM running");
+        let progress = self.report(pod).await?;
+        if record.state == VmState::Running {
+            self.publish(pod, intent, LifecycleState::Ready).await?;
+        }
+        Ok(progress)
+    }
+
+    /// Hibernates as v0.2 and current do: save, push `<vm>:hibernate`, remove the VM, drop
+    /// its id and address; current publishes `hibernating`, then `hibernated`.
+    async fn push_and_remove(&mut self, pod: &Pod, intent: &PodIntent) -> Result<Progress> {
+        self.publish(pod, intent, LifecycleState::Hibernating).await?;
+        self.pause(self.ctx.config.hibernate_delay).await;
+        let Some(name) = self.vm_name() else { return Ok(Progress::Idle) };
+        let node = self.ctx.config.node_name.clone();
+        if let Err(error) = self.ctx.tags.push(&name, TAG_HIBERNATE, &node).await {
+            let message = format!("push hibernation snapshot {name}: {error}");
+            return self.fail(pod, intent, "HibernatePushFailed", message).await;
+        }
+        if let Some(record) = self.ctx.table().get_mut(&self.uid) {
+            record.state = VmState::Hibernated;
+            record.ip = None;
+            record.reported = false;
+        }
+        info!(pod = %intent.key, vm = %name, "VM hibernated into {name}:{TAG_HIBERNATE}");
+        let progress = self.report(pod).await?;
+        self.publish(pod, intent, LifecycleState::Hibernated).await?;
+        if self.ctx.config.dialect == Dialect::Current {
+            self.event(pod, EventType::Normal, "Hibernated", &format!("{name}:{TAG_HIBERNATE}"))
+                .await;
+        }
+        Ok(progress)
+    }
+
+    /// Wakes as v0.2 and current do: pull `<vm>:hibernate` (never deleted by the provider)
+    /// and clone it; current publishes `creating`, then `ready`.
+    async fn pull_and_clone(&mut self, pod: &Pod, intent: &PodIntent) -> Result<Progress> {
+        self.publish(pod, intent, LifecycleState::Creating).await?;
+        let Some(name) = self.vm_name() else { return Ok(Progress::Idle) };
+        match self.ctx.tags.exists(&name, TAG_HIBERNATE).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let message = format!("pull hibernation snapshot {name}: not found");
+                return self.fail(pod, intent, "WakePullFailed", message).await;
+            }
+            Err(error) => {
+                let message = format!("pull hibernation snapshot {name}: {error}");
+                return self.fail(pod, intent, "WakePullFailed", message).await;
+            }
+        }
+        self.pause(self.ctx.config.wake_delay).await;
+        {
+            let mut table = self.ctx.table();
+            let id = table.new_vm_id();
+            let fresh_ip = table.allocate_ip();
+            if let Some(record) = table.get_mut(&self.uid) {
+                if !record.is_static {
+                    record.id = id;
+                    record.ip = fresh_ip;
+                }
+                record.state = VmState::Running;
+                record.woken = true;
+                record.reported = false;
+                if record.ip.is_none() {
+                    record.state = VmState::Failed;
+                    record.failure = Some("no free address left in 10.88.0.0/16".to_string());
+                }
+            }
+        }
+        info!(pod = %intent.key, vm = %name, "VM woken from {name}:{TAG_HIBERNATE}");
+        let progress = self.report(pod).await?;
+        self.publish(pod, intent, LifecycleState::Ready).await?;
+        Ok(progress)
     }
 
     /// Snapshot first, then report: the entry must exist before the pod looks hibernated.
@@ -347,7 +603,25 @@ impl PodWorker {
     /// The kubelet's part of a deletion: run the delete hook, then remove the pod for good.
     async fn delete(&mut self, intent: &PodIntent, snapshot: bool) -> Result<Progress> {
         self.pause(self.ctx.config.delete_delay).await;
-        if snapshot && let Some(name) = self.vm_name() {
+        let running = self.ctx.table().get(&self.uid).is_some_and(|v| v.state == VmState::Running);
+        if self.cocoonstack() {
+            // v0.2 and current push `<vm>:latest` of a VM that runs, per policy; a VM-less
+            // (hibernated) pod is only forgotten: its `:hibernate` stays.
+            if snapshot
+                && running
+                && let Some(name) = self.vm_name()
+            {
+                let node = self.ctx.config.node_name.clone();
+                match self.ctx.tags.push(&name, TAG_LATEST, &node).await {
+                    Ok(()) => {
+                        info!(pod = %intent.key, vm = %name, "pushed {name}:{TAG_LATEST} on delete")
+                    }
+                    Err(error) => {
+                        warn!(pod = %intent.key, vm = %name, %error, "delete-time push failed")
+                    }
+                }
+            }
+        } else if snapshot && let Some(name) = self.vm_name() {
             match self.ctx.snapshots.write_entry(&intent.namespace, &name).await {
                 Ok(()) => {
                     info!(pod = %intent.key, vm = %name, policy = intent.snapshot_policy.as_str(), "snapshot kept on delete")

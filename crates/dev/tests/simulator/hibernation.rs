@@ -1,6 +1,7 @@
 //! Hibernation through the simulator: snapshot entries, hibernated status, wake, the "never
 //! completes" fault, and a simulator restart in the middle of it all.
 
+use cocoon_core::contract::dialect::seed;
 use cocoon_dev::sim::SimConfig;
 use cocoon_operator::contract;
 use k8s_openapi::api::core::v1::Pod;
@@ -12,10 +13,10 @@ use cocoon_dev::testing::{TestNamespace, kubectl};
 async fn hibernating_writes_the_snapshot_entry_then_reports_the_pod_hibernated() {
     let ns = TestNamespace::new("sim-hibernate").await;
     let sim = start(&ns, SimConfig::default()).await;
-    create(&ns, vm_pod("bot", sim.node_name(), &[(contract::ANN_VM_NAME, "vk-bot")], &[])).await;
+    create(&ns, vm_pod("bot", sim.node_name(), &[(seed::KEYS.vm_name, "vk-bot")], &[])).await;
     wait_running(&ns, "bot").await;
 
-    let hibernate = format!("{}={}", contract::ANN_HIBERNATE, contract::HIBERNATE_TRUE);
+    let hibernate = format!("{}={}", seed::KEYS.hibernate, contract::HIBERNATE_TRUE);
     kubectl(&["annotate", "pod", "bot", "-n", &ns.name, &hibernate])
         .await
         .expect_success("annotate");
@@ -38,14 +39,14 @@ async fn vms_hibernating_at_once_share_one_snapshot_configmap() {
     let names = ["bot-a", "bot-b", "bot-c", "bot-d"];
     for name in names {
         let vm = format!("vk-{name}");
-        create(&ns, vm_pod(name, sim.node_name(), &[(contract::ANN_VM_NAME, &vm)], &[])).await;
+        create(&ns, vm_pod(name, sim.node_name(), &[(seed::KEYS.vm_name, &vm)], &[])).await;
     }
     for name in names {
         wait_running(&ns, name).await;
     }
     // Annotated back to back, the first writers race to create the ConfigMap.
     for name in names {
-        annotate(&ns, name, contract::ANN_HIBERNATE, Some(contract::HIBERNATE_TRUE)).await;
+        annotate(&ns, name, seed::KEYS.hibernate, Some(contract::HIBERNATE_TRUE)).await;
     }
     for name in names {
         wait_hibernated(&ns, name).await;
@@ -61,23 +62,23 @@ async fn vms_hibernating_at_once_share_one_snapshot_configmap() {
 async fn waking_removes_the_snapshot_entry_and_boots_a_new_vm() {
     let ns = TestNamespace::new("sim-wake").await;
     let sim = start(&ns, SimConfig::default()).await;
-    create(&ns, vm_pod("bot", sim.node_name(), &[(contract::ANN_VM_NAME, "vk-bot")], &[])).await;
+    create(&ns, vm_pod("bot", sim.node_name(), &[(seed::KEYS.vm_name, "vk-bot")], &[])).await;
     let before = wait_running(&ns, "bot").await;
-    annotate(&ns, "bot", contract::ANN_HIBERNATE, Some(contract::HIBERNATE_TRUE)).await;
+    annotate(&ns, "bot", seed::KEYS.hibernate, Some(contract::HIBERNATE_TRUE)).await;
     wait_hibernated(&ns, "bot").await;
 
-    let unhibernate = format!("{}-", contract::ANN_HIBERNATE);
+    let unhibernate = format!("{}-", seed::KEYS.hibernate);
     kubectl(&["annotate", "pod", "bot", "-n", &ns.name, &unhibernate])
         .await
         .expect_success("annotate");
-    let old_id = annotation(&before, contract::ANN_VM_ID).map(str::to_string);
+    let old_id = annotation(&before, seed::KEYS.vm_id).map(str::to_string);
     let after = wait_for(&ns, "bot", "Running with a new VM id", |p| {
-        is_running_ready(p) && annotation(p, contract::ANN_VM_ID).map(str::to_string) != old_id
+        is_running_ready(p) && annotation(p, seed::KEYS.vm_id).map(str::to_string) != old_id
     })
     .await;
     assert!(vm_running(&after));
     assert_ne!(pod_ip(&after), pod_ip(&before), "a woken VM gets a new address");
-    assert_eq!(annotation(&after, contract::ANN_IP), pod_ip(&after));
+    assert_eq!(annotation(&after, seed::KEYS.ip), pod_ip(&after));
     assert!(!snapshot_entries(&ns).await.contains_key("vk-bot"), "the entry is gone once awake");
 }
 
@@ -86,14 +87,13 @@ async fn a_pod_chosen_to_never_complete_hibernate_stays_running_without_a_snapsh
     let ns = TestNamespace::new("sim-stuck").await;
     let config = SimConfig { never_hibernate: vec!["stuck".to_string()], ..SimConfig::default() };
     let sim = start(&ns, config).await;
-    create(&ns, vm_pod("stuck", sim.node_name(), &[(contract::ANN_VM_NAME, "vk-stuck")], &[]))
-        .await;
-    create(&ns, vm_pod("free", sim.node_name(), &[(contract::ANN_VM_NAME, "vk-free")], &[])).await;
+    create(&ns, vm_pod("stuck", sim.node_name(), &[(seed::KEYS.vm_name, "vk-stuck")], &[])).await;
+    create(&ns, vm_pod("free", sim.node_name(), &[(seed::KEYS.vm_name, "vk-free")], &[])).await;
     wait_running(&ns, "stuck").await;
     wait_running(&ns, "free").await;
 
-    annotate(&ns, "stuck", contract::ANN_HIBERNATE, Some(contract::HIBERNATE_TRUE)).await;
-    annotate(&ns, "free", contract::ANN_HIBERNATE, Some(contract::HIBERNATE_TRUE)).await;
+    annotate(&ns, "stuck", seed::KEYS.hibernate, Some(contract::HIBERNATE_TRUE)).await;
+    annotate(&ns, "free", seed::KEYS.hibernate, Some(contract::HIBERNATE_TRUE)).await;
     wait_hibernated(&ns, "free").await;
     // The Event proves the simulator saw the request and chose to hold it.
     wait_event(&ns, "stuck", "HibernateHeld").await;
@@ -107,11 +107,11 @@ async fn a_restarted_simulator_keeps_its_vms_and_can_wake_a_hibernated_pod() {
     let ns = TestNamespace::new("sim-restart").await;
     let first = start(&ns, SimConfig::default()).await;
     let node = first.node_name().to_string();
-    create(&ns, vm_pod("awake", &node, &[(contract::ANN_VM_NAME, "vk-awake")], &[])).await;
-    create(&ns, vm_pod("sleeper", &node, &[(contract::ANN_VM_NAME, "vk-sleeper")], &[])).await;
+    create(&ns, vm_pod("awake", &node, &[(seed::KEYS.vm_name, "vk-awake")], &[])).await;
+    create(&ns, vm_pod("sleeper", &node, &[(seed::KEYS.vm_name, "vk-sleeper")], &[])).await;
     let awake = wait_running(&ns, "awake").await;
     let sleeper = wait_running(&ns, "sleeper").await;
-    annotate(&ns, "sleeper", contract::ANN_HIBERNATE, Some(contract::HIBERNATE_TRUE)).await;
+    annotate(&ns, "sleeper", seed::KEYS.hibernate, Some(contract::HIBERNATE_TRUE)).await;
     let hibernated = wait_hibernated(&ns, "sleeper").await;
     first.shutdown().await;
 
@@ -137,10 +137,10 @@ async fn a_restarted_simulator_keeps_its_vms_and_can_wake_a_hibernated_pod() {
     );
     assert_ne!(pod_ip(&newcomer), pod_ip(&awake));
 
-    annotate(&ns, "sleeper", contract::ANN_HIBERNATE, None).await;
-    let old_id = annotation(&sleeper, contract::ANN_VM_ID).map(str::to_string);
+    annotate(&ns, "sleeper", seed::KEYS.hibernate, None).await;
+    let old_id = annotation(&sleeper, seed::KEYS.vm_id).map(str::to_string);
     wait_for(&ns, "sleeper", "awake with a new VM id", |p| {
-        is_running_ready(p) && annotation(p, contract::ANN_VM_ID).map(str::to_string) != old_id
+        is_running_ready(p) && annotation(p, seed::KEYS.vm_id).map(str::to_string) != old_id
     })
     .await;
     wait_entry(&ns, "vk-sleeper", false).await;

@@ -1,5 +1,6 @@
 //! Pods, waits and observations for the simulator tests, in the terms a user would check.
 
+use cocoon_core::contract::dialect::seed;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -50,7 +51,7 @@ pub fn vm_pod(
             node_name: Some(node.to_string()),
             termination_grace_period_seconds: Some(300),
             containers: vec![Container {
-                name: contract::VM_CONTAINER.to_string(),
+                name: seed::CONTAINER.to_string(),
                 image: Some(IMAGE.to_string()),
                 ..Container::default()
             }],
@@ -112,7 +113,7 @@ pub async fn wait_gone(ns: &TestNamespace, name: &str) {
 pub fn is_running_ready(pod: &Pod) -> bool {
     phase(pod) == Some("Running")
         && condition(pod, "Ready") == Some("True")
-        && annotation(pod, contract::ANN_VM_ID).is_some()
+        && annotation(pod, seed::KEYS.vm_id).is_some()
 }
 
 pub fn is_hibernated(pod: &Pod) -> bool {
@@ -144,7 +145,7 @@ pub fn annotation<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
 /// Waiting reason of the `vm` container.
 pub fn vm_waiting_reason(pod: &Pod) -> Option<String> {
     let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
-    let vm = statuses.iter().find(|c| c.name == contract::VM_CONTAINER)?;
+    let vm = statuses.iter().find(|c| c.name == seed::CONTAINER)?;
     vm.state.as_ref()?.waiting.as_ref()?.reason.clone()
 }
 
@@ -152,7 +153,7 @@ pub fn vm_waiting_reason(pod: &Pod) -> Option<String> {
 pub fn vm_running(pod: &Pod) -> bool {
     let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.as_ref());
     statuses
-        .and_then(|s| s.iter().find(|c| c.name == contract::VM_CONTAINER))
+        .and_then(|s| s.iter().find(|c| c.name == seed::CONTAINER))
         .is_some_and(|c| c.ready && c.state.as_ref().is_some_and(|s| s.running.is_some()))
 }
 

@@ -68,6 +68,11 @@ pub struct RunResult {
     /// What was checked against what the provider did (real runs).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub verified: Vec<String>,
+    /// Pods the provider deleted as "VM gone" (real runs; v0.2.9's quirk 14 when it follows a
+    /// hibernation). The simulator run of the workflow is told to do the same to the same pods,
+    /// so the differential check compares the operator's reading of one provider behaviour.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub provider_evicted: Vec<String>,
     #[serde(skip)]
     checkpoints: Vec<compare::Checkpoint>,
     #[serde(skip)]
@@ -134,6 +139,13 @@ impl std::fmt::Display for ProviderReport {
             )?;
             for e in w.real.error.iter().chain(&w.simulator.error) {
                 writeln!(f, "      error: {e}")?;
+            }
+            if !w.real.provider_evicted.is_empty() {
+                writeln!(
+                    f,
+                    "      the provider deleted {} as VM gone (quirk 14); the simulator was told to do the same",
+                    w.real.provider_evicted.join(", ")
+                )?;
             }
             for d in &w.differences {
                 writeln!(f, "      differs: {d}")?;
@@ -358,7 +370,8 @@ async fn run_provider(
     for (i, workflow) in chosen.into_iter().enumerate() {
         eprintln!("conformance: {} {}", version.tag(), workflow.name());
         let real_ns = format!("r{i}-{}", workflow.name());
-        let real = run_one(
+        let log_from = provider.log_len();
+        let mut real = run_one(
             workflow,
             Run {
                 target: Target::Real,
@@ -372,6 +385,7 @@ async fn run_provider(
             &mut operator,
         )
         .await;
+        real.provider_evicted = provider.evicted_since(log_from, &real_ns);
         let _ = hypervisor.set_faults(&Default::default());
         let sim_ns = format!("s{i}-{}", workflow.name());
         let node = format!("sim-{i}");
@@ -380,6 +394,10 @@ async fn run_provider(
             dialect,
             refuse_main_hibernate: true,
             fork_failures: workflow.simulated_fork_failures(),
+            vanish_after_hibernate: real.provider_evicted.clone(),
+            // The simulated provider pushes where the real one does, so the operator probes
+            // and collects both runs' snapshots in the same registry.
+            registry: epoch_url.clone(),
             ..SimConfig::default()
         };
         let sim = Simulator::start(client.clone(), sim_config).await?;
@@ -492,6 +510,7 @@ async fn run_one(
         error: outcome.err(),
         provider_calls,
         verified: ctx.verified,
+        provider_evicted: Vec::new(),
         checkpoints: ctx.checkpoints,
         events,
     }

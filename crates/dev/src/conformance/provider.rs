@@ -228,6 +228,19 @@ pub struct Provider {
 }
 
 impl Provider {
+    /// How far the provider's log has been written (to read what it logs from here on).
+    pub fn log_len(&self) -> u64 {
+        std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// The pods of `namespace` the provider deleted as "VM gone" since `from` (a
+    /// [`Provider::log_len`]), in order, a pod once per deletion.
+    pub fn evicted_since(&self, from: u64, namespace: &str) -> Vec<String> {
+        let text = std::fs::read(&self.log).unwrap_or_default();
+        let start = usize::try_from(from).unwrap_or(usize::MAX).min(text.len());
+        evicted_pods(&String::from_utf8_lossy(&text[start..]), namespace)
+    }
+
     /// Starts `binary` (of `version`) as node `node` of the cluster `kubeconfig` names, against
     /// `hypervisor` (and, for v0.2.9, the epoch at `epoch`); returns once its node is Ready.
     #[allow(clippy::too_many_arguments)]
@@ -324,5 +337,39 @@ impl Provider {
             let _ = self.child.start_kill();
             let _ = self.child.wait().await;
         }
+    }
+}
+
+/// The pods of `namespace` a vk-cocoon log says it deleted because their VM was gone
+/// (v0.2.9: "vm <id> confirmed gone, deleting pod <ns>/<name>", quirk 14 among others).
+pub fn evicted_pods(log: &str, namespace: &str) -> Vec<String> {
+    let marker = format!("confirmed gone, deleting pod {namespace}/");
+    log.lines()
+        .filter_map(|line| {
+            let rest = &line[line.find(&marker)? + marker.len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
+                .collect();
+            (!name.is_empty()).then_some(name)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod eviction_tests {
+    use super::evicted_pods;
+
+    #[test]
+    fn evictions_are_read_per_namespace_in_order() {
+        let log = "\
+2026-12-05T10:00:00Z INFO Provider.handleVMGone vm 8f1 confirmed gone, deleting pod r4-warm/demo-2
+2026-12-05T10:00:01Z INFO something else about r4-warm/demo-1
+{\"msg\":\"vm 9a2 confirmed gone, deleting pod r4-warm/demo-1\"}
+vm 1 confirmed gone, deleting pod r5-other/demo-2
+";
+        assert_eq!(evicted_pods(log, "r4-warm"), vec!["demo-2", "demo-1"]);
+        assert_eq!(evicted_pods(log, "r5-other"), vec!["demo-2"]);
+        assert!(evicted_pods(log, "r4").is_empty(), "a namespace is matched whole");
     }
 }

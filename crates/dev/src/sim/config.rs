@@ -53,6 +53,13 @@ pub struct SimConfig {
     #[arg(long, env = "COCOON_SIM_NEVER_HIBERNATE_SELECTOR", value_parser = parse_selector)]
     pub never_hibernate_selector: Option<Selector>,
 
+    /// Fault: pods the provider deletes right after hibernating them, as vk-cocoon v0.2.9
+    /// sometimes does (PROVIDERS.md quirk 14: the `<vm>:hibernate` tag is pushed, then the pod is
+    /// deleted as "VM gone"). `name` (any namespace) or `namespace/name`, comma-separated; each
+    /// entry applies to one hibernation (repeat it for more). v0.2 and current dialects only.
+    #[arg(long, env = "COCOON_SIM_VANISH_AFTER_HIBERNATE", value_delimiter = ',')]
+    pub vanish_after_hibernate: Vec<String>,
+
     /// Fault: the first N forks fail, and vk-cocoon boots those VMs from the image instead
     /// (recorded as `image:<image>` in `cocoon.cis/snapshot-from`).
     #[arg(long, env = "COCOON_SIM_FORK_FAILURES", default_value_t = 0)]
@@ -96,6 +103,7 @@ impl Default for SimConfig {
             create_failure_rate: 0.0,
             never_hibernate: Vec::new(),
             never_hibernate_selector: None,
+            vanish_after_hibernate: Vec::new(),
             refuse_main_hibernate: false,
             fork_failures: 0,
             dialect: Dialect::Seed,
@@ -125,6 +133,16 @@ impl SimConfig {
         self.refuse_main_hibernate
             && !self.dialect.hibernates_main()
             && contract::seed_vm_slot(vm_name) == Some(0)
+    }
+
+    /// How many hibernations of this pod the provider follows by deleting it (quirk 14).
+    pub fn vanishes_after_hibernate(&self, namespace: &str, name: &str) -> u32 {
+        let matching =
+            self.vanish_after_hibernate.iter().filter(|entry| match entry.split_once('/') {
+                Some((ns, pod)) => ns == namespace && pod == name,
+                None => entry.as_str() == name,
+            });
+        u32::try_from(matching.count()).unwrap_or(u32::MAX)
     }
 
     /// Whether the fault "hibernation never completes" applies to this pod.
@@ -241,6 +259,17 @@ mod tests {
         assert!(!cli.sim.never_completes_hibernate("dev", "frozen", &none));
         assert!(cli.sim.never_completes_hibernate("dev", "other", &stuck_label));
         assert!(!cli.sim.never_completes_hibernate("dev", "other", &none));
+    }
+
+    #[test]
+    fn vanish_after_hibernate_counts_each_matching_entry() {
+        let cli =
+            Cli::try_parse_from(["sim", "--vanish-after-hibernate", "demo-2,demo-2,prod/demo-1"])
+                .expect("valid");
+        assert_eq!(cli.sim.vanishes_after_hibernate("any", "demo-2"), 2);
+        assert_eq!(cli.sim.vanishes_after_hibernate("prod", "demo-1"), 1);
+        assert_eq!(cli.sim.vanishes_after_hibernate("dev", "demo-1"), 0);
+        assert_eq!(cli.sim.vanishes_after_hibernate("prod", "demo-0"), 0);
     }
 
     #[test]

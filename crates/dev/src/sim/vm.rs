@@ -58,12 +58,20 @@ pub struct VmTable {
     next_host: u32,
     /// Forks made so far (the fault "the first N forks fail" counts them).
     forks: u32,
+    /// Hibernations followed by a deletion so far, per pod key (quirk 14).
+    vanished: HashMap<String, u32>,
 }
 
 impl VmTable {
     /// An empty table; `seed` drives VM ids and fault rolls.
     pub fn new(seed: u64) -> Self {
-        Self { vms: HashMap::new(), rng: SplitMix64(seed), next_host: 2, forks: 0 }
+        Self {
+            vms: HashMap::new(),
+            rng: SplitMix64(seed),
+            next_host: 2,
+            forks: 0,
+            vanished: HashMap::new(),
+        }
     }
 
     pub fn get(&self, uid: &str) -> Option<&VmRecord> {
@@ -139,6 +147,17 @@ impl VmTable {
     pub fn fork_fails(&mut self, failures: u32) -> bool {
         self.forks = self.forks.saturating_add(1);
         self.forks <= failures
+    }
+
+    /// Whether this hibernation of the pod is one the provider follows by deleting the pod:
+    /// the first `times` of them are.
+    pub fn vanishes(&mut self, pod_key: &str, times: u32) -> bool {
+        if times == 0 {
+            return false;
+        }
+        let count = self.vanished.entry(pod_key.to_string()).or_insert(0);
+        *count = count.saturating_add(1);
+        *count <= times
     }
 
     pub fn roll(&mut self, rate: f64) -> bool {
@@ -238,6 +257,16 @@ mod tests {
         }
         assert!(table.running_vm_named("main").is_none());
         assert!(table.running_vm_named("other").is_none());
+    }
+
+    #[test]
+    fn a_pod_vanishes_after_as_many_hibernations_as_asked_then_never() {
+        let mut table = VmTable::new(1);
+        assert!(!table.vanishes("ns/a", 0));
+        assert!(table.vanishes("ns/a", 2));
+        assert!(table.vanishes("ns/a", 2));
+        assert!(!table.vanishes("ns/a", 2));
+        assert!(table.vanishes("ns/b", 1), "counted per pod");
     }
 
     #[test]

@@ -501,6 +501,10 @@ impl PodWorker {
             let message = format!("push hibernation snapshot {name}: {error}");
             return self.fail(pod, intent, "HibernatePushFailed", message).await;
         }
+        let times = self.ctx.config.vanishes_after_hibernate(&intent.namespace, &intent.name);
+        if self.ctx.table().vanishes(&intent.key, times) {
+            return self.vanish(intent, &name).await;
+        }
         if let Some(record) = self.ctx.table().get_mut(&self.uid) {
             record.state = VmState::Hibernated;
             record.ip = None;
@@ -514,6 +518,27 @@ impl PodWorker {
                 .await;
         }
         Ok(progress)
+    }
+
+    /// Quirk 14 of v0.2.9: the VM-removed event of its own hibernation reaches the provider
+    /// first, and it deletes the pod as "VM gone". The tag is already pushed.
+    async fn vanish(&mut self, intent: &PodIntent, name: &str) -> Result<Progress> {
+        self.ctx.table().remove(&self.uid);
+        warn!(pod = %intent.key, vm = %name, "vm {name} confirmed gone, deleting pod {} (fault injection)", intent.key);
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(self.uid.clone()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &intent.namespace);
+        match api.delete(&intent.name, &params).await {
+            Ok(_) => Ok(Progress::Idle),
+            Err(e) if matches!(status_code(&e), Some(404 | 409)) => Ok(Progress::Idle),
+            Err(e) => Err(Error::api(format!("delete pod {}", intent.key), e)),
+        }
     }
 
     /// Wakes as v0.2 and current do: pull `<vm>:hibernate` (never deleted by the provider)

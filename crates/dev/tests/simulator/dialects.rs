@@ -94,6 +94,46 @@ async fn v02_runs_hibernates_into_its_registry_and_wakes_without_an_address_anno
 }
 
 #[tokio::test]
+async fn v02_can_delete_a_pod_it_has_just_hibernated_with_the_tag_already_pushed() {
+    let ns = TestNamespace::new("sim-v02-vanish").await;
+    let tags = Tags::default();
+    let config = SimConfig {
+        node_name: node_of(&ns),
+        dialect: Dialect::V02,
+        vanish_after_hibernate: vec![format!("{}/demo-1", ns.name)],
+        ..SimConfig::default()
+    };
+    let _sim = cocoon_dev::sim::Simulator::start_with(ns.client.clone(), config, tags.clone())
+        .await
+        .expect("start the simulator");
+    let vm = format!("vk-{}-demo-1", ns.name);
+    create_in(&ns, "demo-1", &v02(&vm)).await;
+    wait_for(&ns, "demo-1", "serving", |p| view(p).is_serving()).await;
+    annotate(
+        &ns,
+        "demo-1",
+        serde_json::json!({"metadata": {"annotations": {"vm.cocoonstack.io/hibernate": "true"}}}),
+    )
+    .await;
+    wait_gone(&ns, "demo-1").await;
+    assert_eq!(tags.held(), vec![format!("{vm}:hibernate")], "pushed before the pod went");
+
+    // Once only: the pod recreated from its tag hibernates and stays.
+    let mut again = v02(&vm);
+    again.retain(|(key, _)| *key != "cocoonset.cocoonstack.io/image");
+    again.push(("cocoonset.cocoonstack.io/image", format!("{vm}:hibernate")));
+    create_in(&ns, "demo-1", &again).await;
+    wait_for(&ns, "demo-1", "serving again", |p| view(p).is_serving()).await;
+    annotate(
+        &ns,
+        "demo-1",
+        serde_json::json!({"metadata": {"annotations": {"vm.cocoonstack.io/hibernate": "true"}}}),
+    )
+    .await;
+    wait_for(&ns, "demo-1", "hibernated", |p| view(p).reports_hibernated()).await;
+}
+
+#[tokio::test]
 async fn v02_refuses_a_pod_without_its_name_and_a_fork_of_nothing_in_its_own_words() {
     let ns = TestNamespace::new("sim-v02-refuse").await;
     let _sim = start_in(&ns, Dialect::V02, &Tags::default()).await;

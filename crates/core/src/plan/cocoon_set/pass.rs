@@ -323,7 +323,7 @@ pub fn plan_set_pass(
     // the pod is back.
     memory.probed.retain(|vm, _| !pods.iter().any(|p| p.vm_name.as_deref() == Some(vm)));
     let probes = if view.registry && dialect != contract::Dialect::Seed {
-        lost_while_hibernating(&pods, &previous, memory)
+        lost_while_hibernating(&pods, &previous, spec.suspend, memory)
     } else {
         Vec::new()
     };
@@ -547,11 +547,13 @@ fn registry_snapshots(
 }
 
 /// VMs whose pods went while asked to hibernate (as this actor saw them, or, after a restart,
-/// as the last status showed them) without a snapshot on record, and that the registry was not
-/// asked about yet.
+/// as the last status showed them; in a suspended set, also a VM the last status showed
+/// running: its pod may have gone while no operator watched) without a snapshot on record, and
+/// that the registry was not asked about yet.
 fn lost_while_hibernating(
     pods: &[PodView],
     previous: &CocoonSetStatus,
+    suspended: bool,
     memory: &mut SetMemory,
 ) -> Vec<PodAction> {
     use crate::api::VmPhase;
@@ -562,8 +564,12 @@ fn lost_while_hibernating(
         .filter(|(pod, _)| !present(pod))
         .map(|(pod, vm)| (vm.clone(), pod.clone()))
         .collect();
+    let had_a_vm = |phase: VmPhase| {
+        matches!(phase, VmPhase::Hibernating | VmPhase::Hibernated)
+            || (suspended && matches!(phase, VmPhase::Running | VmPhase::Starting))
+    };
     for agent in previous.agents.iter().chain(&previous.warm_agents) {
-        if matches!(agent.phase, VmPhase::Hibernating | VmPhase::Hibernated)
+        if had_a_vm(agent.phase)
             && !present(&agent.pod_name)
             && let Some(vm) = &agent.vm_name
         {

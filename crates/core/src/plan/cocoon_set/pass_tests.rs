@@ -827,6 +827,11 @@ fn a_pod_the_provider_deleted_while_hibernating_comes_back_from_its_pushed_snaps
     assert!(!probed(&trace), "asked once");
     let status = h.set.status.clone().unwrap();
     assert_eq!(status.agents[0].snapshot_ref.as_deref(), Some("vk-prod-demo-0:hibernate"));
+    assert_eq!(status.agents[0].phase, VmPhase::Hibernated, "hibernated in the registry");
+    assert!(
+        !trace.iter().any(|(s, _, _)| matches!(s, Step::Pod(PodAction::CreateMain { .. }))),
+        "not created again while the set sleeps: {trace:?}"
+    );
     // Resumed: the main is recreated from its snapshot.
     h.set.spec.suspend = false;
     h.set.metadata.generation = Some(2);
@@ -865,4 +870,36 @@ fn a_pod_seen_hibernating_that_goes_before_any_status_said_so_is_still_looked_fo
         matches!(s, Step::Pod(PodAction::ProbeSnapshot { vm_name, .. }) if vm_name == "vk-prod-demo-0")
     });
     assert!(probed, "{trace:?}");
+}
+
+#[test]
+fn a_suspended_sets_vm_last_seen_running_whose_pod_went_unwatched_is_looked_for() {
+    use crate::api::{AgentStatus, VmPhase};
+    use crate::contract::Dialect;
+    let last_seen_running = |suspend: bool| {
+        let mut h = Harness::new(0, vec![]);
+        h.set.spec.suspend = suspend;
+        h.nodes = crate::plan::Nodes::new(Dialect::V02, None);
+        h.registry = true;
+        // The operator restarted after the suspend began: the last status it wrote saw the main
+        // running, and the provider deleted the pod it then hibernated while nobody watched.
+        h.set.status = Some(CocoonSetStatus {
+            observed_generation: Some(1),
+            agents: vec![AgentStatus {
+                slot: 0,
+                role: "main".into(),
+                pod_name: "demo-0".into(),
+                vm_name: Some("vk-prod-demo-0".into()),
+                phase: VmPhase::Running,
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let trace = h.pass(done);
+        trace.iter().any(|(s, _, _)| {
+            matches!(s, Step::Pod(PodAction::ProbeSnapshot { vm_name, .. }) if vm_name == "vk-prod-demo-0")
+        })
+    };
+    assert!(last_seen_running(true), "a suspended set asks the registry");
+    assert!(!last_seen_running(false), "a running set's lost pod is no hibernation");
 }

@@ -173,11 +173,13 @@ async fn a_released_current_set_restores_each_vm_from_its_snapshot_and_teardown_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_providers_refusal_reaches_the_set_status_and_the_set_recovers_when_it_retries() {
-    // The first fork fails in the provider (no image fallback in v0.2): the sub-agent is
-    // refused, its words reach the set, and the provider's retry succeeds.
+    // The first forks fail in the provider (no image fallback in v0.2): the sub-agent is
+    // refused, its words reach the set, and the provider's retry succeeds. Six failures keep
+    // the refusal up for about three seconds of the provider's backoff (100 ms doubling): a
+    // refusal gone before the set's next status write is rightly never written.
     let env = Env::without_operator("dl-refuse", |c| {
         c.dialect = Dialect::V02;
-        c.fork_failures = 1;
+        c.fork_failures = 6;
         c.registry = e2e::operator_with_registry().registry.clone();
     })
     .await;

@@ -47,8 +47,19 @@ async fn check(workload: &Workload, pods: &Api<Pod>) -> Result<usize, String> {
         // The main the provider never hibernates keeps its set Suspending, by design.
         let refused = d.suspend && name == "c0";
         if !refused && status.phase != Some(wanted) {
+            let agents: Vec<String> = status
+                .agents
+                .iter()
+                .map(|a| format!("{}={}", a.pod_name, a.phase.as_str()))
+                .collect();
+            let waiting: Vec<String> = status
+                .conditions
+                .iter()
+                .filter(|c| c.status != "True")
+                .map(|c| format!("{}={} {}", c.type_, c.status, c.message))
+                .collect();
             return Err(format!(
-                "{name}: {:?} ({:?}), want {wanted:?}",
+                "{name}: {:?} ({:?}), want {wanted:?}; agents {agents:?}; conditions {waiting:?}",
                 status.phase, status.message
             ));
         }
@@ -132,6 +143,7 @@ pub async fn leader_takeover(
     let start = |identity: &'static str| {
         let bin = args.operator.clone();
         let kubeconfig = cluster.kubeconfig_path().to_path_buf();
+        let log = args.operator_log.clone();
         let mut extra: Vec<String> =
             ["--leader-elect", "--lease-namespace", "chaos", "--identity", identity]
                 .map(str::to_string)
@@ -139,7 +151,9 @@ pub async fn leader_takeover(
         extra.extend(args.operator_flags());
         async move {
             let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-            Operator::start_with(&bin, &kubeconfig, &extra).await.map_err(|e| e.to_string())
+            Operator::start_with(&bin, &kubeconfig, &extra, log.as_deref())
+                .await
+                .map_err(|e| e.to_string())
         }
     };
     let mut replicas = vec![("a", start("a").await?), ("b", start("b").await?)];

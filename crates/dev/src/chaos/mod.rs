@@ -50,6 +50,10 @@ pub struct ChaosArgs {
     /// run with a local OCI registry, the operator's `--registry`.
     #[arg(long, env = "COCOON_CHAOS_DIALECT", default_value = "seed", value_parser = parse_dialect)]
     pub dialect: cocoon_core::contract::Dialect,
+    /// Append every operator incarnation's log to this file (at `RUST_LOG`, else info): what
+    /// tells why a seeded run did not converge.
+    #[arg(long, env = "COCOON_CHAOS_OPERATOR_LOG")]
+    pub operator_log: Option<PathBuf>,
     /// The registry the run uses (set by the run).
     #[arg(skip)]
     pub registry: Option<String>,
@@ -138,6 +142,7 @@ pub async fn run(mut args: ChaosArgs) -> Result<ChaosReport, BoxError> {
     args.registry = registry.as_ref().map(|r| r.address().to_string());
     let flags = args.operator_flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let operator_log = args.operator_log.clone();
     let opts = DevClusterOptions::default();
     let mut cluster = DevCluster::start(opts).await?;
     let client = cluster.client().await?;
@@ -179,8 +184,15 @@ pub async fn run(mut args: ChaosArgs) -> Result<ChaosReport, BoxError> {
     let pod_watch = watch_pods(pods.clone(), log.clone());
     let mut workload = Workload::new(sets.clone(), hibs.clone(), node.clone());
     let mut report = ChaosReport::default();
-    let mut operator =
-        Some(Operator::start_with(&args.operator, cluster.kubeconfig_path(), &flags).await?);
+    let mut operator = Some(
+        Operator::start_with(
+            &args.operator,
+            cluster.kubeconfig_path(),
+            &flags,
+            operator_log.as_deref(),
+        )
+        .await?,
+    );
     let mut requests = 0.0;
     let chaos_started = Instant::now();
     while report.kills < args.kills {
@@ -203,12 +215,27 @@ pub async fn run(mut args: ChaosArgs) -> Result<ChaosReport, BoxError> {
                 continue; // the next operations happen while no operator runs
             }
         }
-        operator =
-            Some(Operator::start_with(&args.operator, cluster.kubeconfig_path(), &flags).await?);
+        operator = Some(
+            Operator::start_with(
+                &args.operator,
+                cluster.kubeconfig_path(),
+                &flags,
+                operator_log.as_deref(),
+            )
+            .await?,
+        );
     }
     let operator = match operator {
         Some(running) => running,
-        None => Operator::start_with(&args.operator, cluster.kubeconfig_path(), &flags).await?,
+        None => {
+            Operator::start_with(
+                &args.operator,
+                cluster.kubeconfig_path(),
+                &flags,
+                operator_log.as_deref(),
+            )
+            .await?
+        }
     };
     report.chaos_time = chaos_started.elapsed();
     report.requests_per_minute = requests / report.chaos_time.as_secs_f64().max(1.0) * 60.0;

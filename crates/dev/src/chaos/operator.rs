@@ -12,12 +12,23 @@ pub struct Operator {
 }
 
 impl Operator {
+    /// Starts the operator; with `log`, every incarnation appends its log there (at
+    /// `RUST_LOG`, else info), else it logs nothing.
     pub async fn start_with(
         bin: &PathBuf,
         kubeconfig: &Path,
         extra: &[&str],
+        log: Option<&Path>,
     ) -> Result<Self, BoxError> {
         let port = free_port()?;
+        let (level, stderr) = match log {
+            Some(path) => {
+                let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+                let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_string());
+                (level, std::process::Stdio::from(file))
+            }
+            None => ("warn".to_string(), std::process::Stdio::null()),
+        };
         let child = tokio::process::Command::new(bin)
             .args(["run", "--resync", "5s", "--hibernate-timeout", "20s", "--wake-timeout", "20s"])
             .args(extra)
@@ -28,9 +39,10 @@ impl Operator {
             .arg("--max-backoff")
             .arg("5s")
             .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", level)
+            .env("NO_COLOR", "1")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("start {}: {e}", bin.display()))?;

@@ -2,6 +2,7 @@
 
 use super::intent::PodIntent;
 use super::vm::{VmRecord, VmState};
+use crate::contract::LifecycleState;
 
 /// The next thing the simulated provider does for a pod.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,6 +16,10 @@ pub enum Step {
     Refuse { message: String },
     /// The VM changed but the pod does not show it yet (an earlier write failed): write it again.
     Report,
+    /// Current: the pod does not show the VM's lifecycle state for its stamp (a write failed,
+    /// or the operator bumped the stamp): publish it again, as vk-cocoon's re-flush loop and
+    /// its re-publish on a bare generation bump do (PROVIDERS.md §3.3).
+    Publish(LifecycleState),
     /// `hibernate=true` on a running VM: snapshot and stop it (after the hibernate delay).
     Hibernate,
     /// `hibernate=true`, but the fault "never completes hibernate" holds this pod.
@@ -50,12 +55,30 @@ pub fn decide(intent: &PodIntent, vm: Option<&VmRecord>, hibernate_held: bool) -
     if !vm.reported {
         return Step::Report;
     }
+    if let Some(state) = republish(intent, vm) {
+        return Step::Publish(state);
+    }
     match (vm.state, intent.hibernate) {
         (VmState::Running, true) if hibernate_held => Step::HoldHibernate,
         (VmState::Running, true) => Step::Hibernate,
         (VmState::Hibernated, false) => Step::Wake,
         _ => Step::Idle,
     }
+}
+
+/// The lifecycle state the pod should show for its VM and does not (current only). A `failed`
+/// for the pod's stamp sticks until the operator asks again (a new stamp).
+fn republish(intent: &PodIntent, vm: &VmRecord) -> Option<LifecycleState> {
+    let published = intent.published.as_ref()?;
+    let due = match (vm.state, intent.hibernate) {
+        (VmState::Running, false) => LifecycleState::Ready,
+        (VmState::Hibernated, true) => LifecycleState::Hibernated,
+        _ => return None,
+    };
+    let current = published.generation == intent.stamp;
+    let sticks = current && published.state == Some(LifecycleState::Failed);
+    let shown = current && published.state == Some(due);
+    (!sticks && !shown && published.generation <= intent.stamp).then_some(due)
 }
 
 #[cfg(test)]
@@ -90,6 +113,7 @@ mod tests {
             restore_marked: false,
             keep_snapshot: false,
             cpu_class: None,
+            published: None,
         }
     }
 
@@ -107,6 +131,40 @@ mod tests {
             woken: false,
             reported: true,
         }
+    }
+
+    fn published(state: Option<LifecycleState>, generation: i64) -> PodIntent {
+        let published = Some(crate::sim::intent::Published { state, generation });
+        PodIntent { stamp: 3, published, ..intent() }
+    }
+
+    #[test]
+    fn a_lifecycle_state_that_did_not_reach_the_pod_is_published_again() {
+        let running = vm(VmState::Running);
+        // The `ready` write failed: the pod still says `creating`.
+        let creating = published(Some(LifecycleState::Creating), 3);
+        assert_eq!(decide(&creating, Some(&running), false), Step::Publish(LifecycleState::Ready));
+        // A bare generation bump re-publishes.
+        let bumped = published(Some(LifecycleState::Ready), 2);
+        assert_eq!(decide(&bumped, Some(&running), false), Step::Publish(LifecycleState::Ready));
+        let hibernating =
+            PodIntent { hibernate: true, ..published(Some(LifecycleState::Hibernating), 3) };
+        assert_eq!(
+            decide(&hibernating, Some(&vm(VmState::Hibernated)), false),
+            Step::Publish(LifecycleState::Hibernated)
+        );
+    }
+
+    #[test]
+    fn a_shown_state_a_sticking_failure_and_other_dialects_publish_nothing() {
+        let running = vm(VmState::Running);
+        let shown = published(Some(LifecycleState::Ready), 3);
+        assert_eq!(decide(&shown, Some(&running), false), Step::Idle);
+        let failed = published(Some(LifecycleState::Failed), 3);
+        assert_eq!(decide(&failed, Some(&running), false), Step::Idle, "failed sticks");
+        let newer = published(Some(LifecycleState::Creating), 4);
+        assert_eq!(decide(&newer, Some(&running), false), Step::Idle, "no lower generation");
+        assert_eq!(decide(&intent(), Some(&running), false), Step::Idle, "seed: no lifecycle");
     }
 
     #[test]

@@ -57,6 +57,16 @@ pub struct PodIntent {
     pub keep_snapshot: bool,
     /// The snapshot CPU class the pod selects (current).
     pub cpu_class: Option<String>,
+    /// What the provider last published on the pod (current): the lifecycle state, if it is
+    /// one, with the generation it observed; `None` in dialects that publish none.
+    pub published: Option<Published>,
+}
+
+/// A lifecycle state as published on a pod (current dialect).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Published {
+    pub state: Option<contract::LifecycleState>,
+    pub generation: i64,
 }
 
 impl PodIntent {
@@ -194,6 +204,17 @@ impl PodIntent {
             problems,
             refusal,
             stamp: keys.generation.and_then(annotation).and_then(|g| g.parse().ok()).unwrap_or(0),
+            published: dialect.publishes_lifecycle().then(|| Published {
+                state: keys
+                    .lifecycle_state
+                    .and_then(annotation)
+                    .and_then(contract::LifecycleState::parse),
+                generation: keys
+                    .lifecycle_generation
+                    .and_then(annotation)
+                    .and_then(|g| g.parse().ok())
+                    .unwrap_or(0),
+            }),
             restore_marked: flag(keys.restore_from_hibernate),
             keep_snapshot: flag(keys.keep_snapshot_on_delete),
             cpu_class: pod

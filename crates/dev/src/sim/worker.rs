@@ -55,7 +55,8 @@ enum Progress {
 
 /// Runs the pod's transitions until it is deleted (or the simulator stops).
 pub async fn run(ctx: Arc<SimContext>, uid: String, mut feed: PodFeed) {
-    let mut worker = PodWorker { ctx, uid, warned: HashSet::new(), holding: false };
+    let mut worker =
+        PodWorker { ctx, uid, warned: HashSet::new(), holding: false, published: None };
     let mut failures: u32 = 0;
     loop {
         let current = feed.borrow_and_update().clone();
@@ -100,6 +101,9 @@ struct PodWorker {
     warned: HashSet<String>,
     /// Whether the current hibernation is held by fault injection (logged once per request).
     holding: bool,
+    /// The last lifecycle state this worker wrote, with its stamp (current): what the pod
+    /// shows once the watch catches up, so it is not written twice.
+    published: Option<(LifecycleState, i64)>,
 }
 
 impl PodWorker {
@@ -129,6 +133,14 @@ impl PodWorker {
             Step::Create => self.create(pod, &intent).await,
             Step::Refuse { message } => self.refuse(pod, &intent, &message).await,
             Step::Report => self.report(pod).await,
+            Step::Publish(state) if self.published == Some((state, intent.stamp)) => {
+                Ok(Progress::Idle)
+            }
+            Step::Publish(state) => {
+                info!(pod = %intent.key, stamp = intent.stamp, "re-publishing {}", state.as_str());
+                // The pod's next update shows it; deciding again before that would repeat it.
+                self.publish(pod, &intent, state).await.map(|()| Progress::Idle)
+            }
             Step::Hibernate if self.cocoonstack() => self.push_and_remove(pod, &intent).await,
             Step::Hibernate => self.hibernate(pod, &intent).await,
             Step::HoldHibernate => {
@@ -368,6 +380,7 @@ impl PodWorker {
                 cocoonstack::lifecycle(LifecycleState::Failed, intent.stamp, Some(&text)),
             )
             .await?;
+            self.published = Some((LifecycleState::Failed, intent.stamp));
         }
         self.patch_status(pod, cocoonstack::provider_failed_status(pod, &message)).await?;
         self.event(pod, EventType::Warning, reason, &message).await;
@@ -375,9 +388,15 @@ impl PodWorker {
     }
 
     /// Current: publishes a lifecycle state for the pod's stamp.
-    async fn publish(&self, pod: &Pod, intent: &PodIntent, state: LifecycleState) -> Result<()> {
+    async fn publish(
+        &mut self,
+        pod: &Pod,
+        intent: &PodIntent,
+        state: LifecycleState,
+    ) -> Result<()> {
         if self.ctx.config.dialect == Dialect::Current {
             self.patch(pod, cocoonstack::lifecycle(state, intent.stamp, None)).await?;
+            self.published = Some((state, intent.stamp));
         }
         Ok(())
     }

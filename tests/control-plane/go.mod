@@ -1,5 +1,5 @@
 // Builds the real Kubernetes control plane used by the tests, `dev` and benchmarks:
-// kube-apiserver, kube-controller-manager and kubectl from k8s.io/kubernetes, and etcd.
+// kube-apiserver, kube-controller-manager, kube-scheduler and kubectl from k8s.io/kubernetes, and etcd.
 // Nothing here is imported by the operator; build.sh runs `go build` on the tools below.
 module cocoon-operator/control-plane
 
@@ -11,6 +11,7 @@ tool (
 	go.etcd.io/etcd/server/v3
 	k8s.io/kubernetes/cmd/kube-apiserver
 	k8s.io/kubernetes/cmd/kube-controller-manager
+	k8s.io/kubernetes/cmd/kube-scheduler
 	k8s.io/kubernetes/cmd/kubectl
 )
 

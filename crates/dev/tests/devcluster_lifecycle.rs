@@ -220,3 +220,97 @@ async fn dependents_are_garbage_collected_and_deleted_namespaces_disappear() {
     .await
     .expect("the namespace controller finishes the deletion");
 }
+
+/// With `scheduler`, the real kube-scheduler binds a pod that names no node: to the node its
+/// selector and tolerations fit, never to a tainted node it does not tolerate or one whose
+/// labels do not match.
+#[tokio::test]
+async fn the_scheduler_binds_a_pod_that_names_no_node_to_the_node_that_fits_it() {
+    use k8s_openapi::api::core::v1::{
+        Node, NodeCondition, NodeSpec, NodeStatus, Taint, Toleration,
+    };
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use kube::api::{Patch, PatchParams};
+    use std::collections::BTreeMap;
+
+    let options = DevClusterOptions { scheduler: true, ..DevClusterOptions::default() };
+    let cluster = DevCluster::start(options).await.expect("start the dev cluster");
+    let client = cluster.client().await.expect("client");
+    let nodes: Api<Node> = Api::all(client.clone());
+    let taint = Taint {
+        key: "virtual-kubelet.io/provider".into(),
+        value: Some("cocoon".into()),
+        effect: "NoSchedule".into(),
+        ..Taint::default()
+    };
+    // (name, pool label, taint): only `pool-b` carries the pool the pod selects.
+    for (name, pool) in [("pool-a", "other"), ("pool-b", "default"), ("plain", "")] {
+        let mut labels = BTreeMap::from([("kubernetes.io/hostname".to_string(), name.to_string())]);
+        if !pool.is_empty() {
+            labels.insert("cocoonstack.io/pool".into(), pool.into());
+        }
+        let node = Node {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                labels: Some(labels),
+                ..ObjectMeta::default()
+            },
+            spec: Some(NodeSpec {
+                taints: (!pool.is_empty()).then(|| vec![taint.clone()]),
+                ..NodeSpec::default()
+            }),
+            ..Node::default()
+        };
+        nodes.create(&PostParams::default(), &node).await.expect("create node");
+        let capacity = BTreeMap::from([
+            ("cpu".to_string(), Quantity("64".into())),
+            ("memory".to_string(), Quantity("256Gi".into())),
+            ("pods".to_string(), Quantity("100".into())),
+        ]);
+        let status = NodeStatus {
+            capacity: Some(capacity.clone()),
+            allocatable: Some(capacity),
+            conditions: Some(vec![NodeCondition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                ..NodeCondition::default()
+            }]),
+            ..NodeStatus::default()
+        };
+        let patch = serde_json::json!({"status": status});
+        nodes
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("node status");
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod = Pod {
+        metadata: ObjectMeta { name: Some("placed".into()), ..ObjectMeta::default() },
+        spec: Some(PodSpec {
+            containers: vec![Container {
+                name: "agent".into(),
+                image: Some("ubuntu".into()),
+                ..Container::default()
+            }],
+            node_selector: Some(BTreeMap::from([(
+                "cocoonstack.io/pool".to_string(),
+                "default".to_string(),
+            )])),
+            tolerations: Some(vec![Toleration {
+                key: Some("virtual-kubelet.io/provider".into()),
+                operator: Some("Exists".into()),
+                ..Toleration::default()
+            }]),
+            ..PodSpec::default()
+        }),
+        ..Pod::default()
+    };
+    pods.create(&PostParams::default(), &pod).await.expect("create pod");
+    let bound = eventually(Duration::from_secs(60), || async {
+        let pod = pods.get("placed").await.map_err(|e| e.to_string())?;
+        pod.spec.and_then(|s| s.node_name).ok_or_else(|| "not bound yet".to_string())
+    })
+    .await
+    .expect("the scheduler binds the pod");
+    assert_eq!(bound, "pool-b");
+}

@@ -14,6 +14,8 @@ pub struct Binaries {
     pub etcd: PathBuf,
     pub kube_apiserver: PathBuf,
     pub kube_controller_manager: PathBuf,
+    /// `kube-scheduler`, if the directory has one (caches built before it joined have not).
+    pub kube_scheduler: Option<PathBuf>,
     /// The kubectl built with the control plane (same version as the API server), or plain
     /// `kubectl` from `PATH` when the directory has none.
     pub kubectl: PathBuf,
@@ -26,6 +28,7 @@ impl Binaries {
             etcd: dir.join("etcd"),
             kube_apiserver: dir.join("kube-apiserver"),
             kube_controller_manager: dir.join("kube-controller-manager"),
+            kube_scheduler: Some(dir.join("kube-scheduler")).filter(|s| s.is_file()),
             kubectl: Some(dir.join("kubectl"))
                 .filter(|k| k.is_file())
                 .unwrap_or_else(|| "kubectl".into()),

@@ -20,6 +20,8 @@ pub struct Pki {
     pub admin_key: PathBuf,
     pub controller_manager_cert: PathBuf,
     pub controller_manager_key: PathBuf,
+    pub scheduler_cert: PathBuf,
+    pub scheduler_key: PathBuf,
     pub service_account_key: PathBuf,
     pub service_account_pub: PathBuf,
 }
@@ -83,6 +85,13 @@ impl Pki {
             group: "system:masters",
         })?;
 
+        // The bootstrap `system:kube-scheduler` role grants what it needs (binding, events,
+        // leases, its informers).
+        let (scheduler_cert, scheduler_key) = client(ClientIdentity {
+            user: "system:kube-scheduler",
+            group: "system:authenticated",
+        })?;
+
         let sa_key = KeyPair::generate()?;
 
         let pki = Self {
@@ -93,6 +102,8 @@ impl Pki {
             admin_key: dir.join("admin.key"),
             controller_manager_cert: dir.join("controller-manager.crt"),
             controller_manager_key: dir.join("controller-manager.key"),
+            scheduler_cert: dir.join("scheduler.crt"),
+            scheduler_key: dir.join("scheduler.key"),
             service_account_key: dir.join("service-account.key"),
             service_account_pub: dir.join("service-account.pub"),
         };
@@ -104,6 +115,8 @@ impl Pki {
             (&pki.admin_key, admin_key),
             (&pki.controller_manager_cert, kcm_cert),
             (&pki.controller_manager_key, kcm_key),
+            (&pki.scheduler_cert, scheduler_cert),
+            (&pki.scheduler_key, scheduler_key),
             (&pki.service_account_key, sa_key.serialize_pem()),
             (&pki.service_account_pub, sa_key.public_key_pem()),
         ];

@@ -130,7 +130,7 @@ impl DevCluster {
             cluster.spawn(
                 "kube-controller-manager",
                 &binaries.kube_controller_manager,
-                &components::controller_manager_args(&path),
+                &components::controller_manager_args(&path, opts.scheduler),
             )?;
             cluster
                 .wait_until(
@@ -143,6 +143,25 @@ impl DevCluster {
                     },
                 )
                 .await?;
+        }
+
+        if opts.scheduler {
+            let program = binaries.kube_scheduler.clone().ok_or_else(|| {
+                Error::Binaries(
+                    "no kube-scheduler beside kube-apiserver (tests/control-plane/build.sh \
+                     builds it)"
+                        .to_string(),
+                )
+            })?;
+            let text = kubeconfig::render(
+                &cluster.base_url,
+                &pki.ca_cert,
+                &pki.scheduler_cert,
+                &pki.scheduler_key,
+            )?;
+            let path = work_dir.join("scheduler.kubeconfig");
+            kubeconfig::write(&path, &text)?;
+            cluster.spawn("kube-scheduler", &program, &components::scheduler_args(&path))?;
         }
 
         if let Some(out) = &opts.kubeconfig_out {

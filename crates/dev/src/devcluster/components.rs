@@ -106,11 +106,32 @@ pub fn apiserver_args(
     args
 }
 
-/// kube-controller-manager with only the controllers in [`CONTROLLERS`]; no serving port.
-pub fn controller_manager_args(kubeconfig: &Path) -> Vec<OsString> {
+/// kube-scheduler with its default profile, no leader election and no serving port: it binds
+/// pods that name no node to a node that fits (selectors, affinity, taints).
+pub fn scheduler_args(kubeconfig: &Path) -> Vec<OsString> {
     vec![
         flag("kubeconfig", kubeconfig),
-        flag("controllers", CONTROLLERS),
+        flag("authentication-skip-lookup", "true"),
+        flag("authorization-always-allow-paths", "/healthz,/readyz,/livez"),
+        flag("leader-elect", "false"),
+        flag("bind-address", "127.0.0.1"),
+        flag("secure-port", "0"),
+    ]
+}
+
+/// kube-controller-manager with only the controllers in [`CONTROLLERS`]; no serving port.
+/// `nodes`: also the node lifecycle controller, which a scheduling cluster needs (it lifts the
+/// `not-ready` taint every new node is born with once the node reports Ready, and taints a
+/// node whose heartbeat stops); without a scheduler nothing reads those taints.
+pub fn controller_manager_args(kubeconfig: &Path, nodes: bool) -> Vec<OsString> {
+    let controllers = if nodes {
+        format!("{CONTROLLERS},node-lifecycle-controller")
+    } else {
+        CONTROLLERS.to_string()
+    };
+    vec![
+        flag("kubeconfig", kubeconfig),
+        flag("controllers", controllers),
         flag("leader-elect", "false"),
         flag("use-service-account-credentials", "false"),
         flag("bind-address", "127.0.0.1"),

@@ -38,6 +38,9 @@ pub struct DevClusterOptions {
     /// Run kube-controller-manager (namespace deletion, garbage collection, default
     /// ServiceAccounts). Without it the ServiceAccount admission plugin is disabled.
     pub controller_manager: bool,
+    /// Run kube-scheduler: a pod that names no node is bound by the real scheduler to a node
+    /// that fits it (selectors, affinity, taints), as in a cluster.
+    pub scheduler: bool,
     /// Write an audit log of every request at `Metadata` level; see [`DevCluster::audit_log_path`].
     pub audit_log: bool,
     /// Where certificates, kubeconfigs, logs and etcd data go. `None`: a temporary directory
@@ -55,6 +58,7 @@ impl Default for DevClusterOptions {
         Self {
             binaries_dir: None,
             controller_manager: true,
+            scheduler: false,
             audit_log: false,
             work_dir: None,
             kubeconfig_out: None,

@@ -380,8 +380,10 @@ pub fn plan_set_pass(
         let left = teardown_collections(&set.spec, &previous, &identity, memory);
         if !left.is_empty() {
             steps.extend(left.into_iter().map(Step::Pod));
+            // Nothing watched changes once they are done: the pass right after releases the
+            // finalizer (without it, only the next resync would).
             return SetPlanned {
-                pass: Pass { steps, wake_after: None },
+                pass: Pass { steps, wake_after: Some(PROBE_FOLLOW_UP) },
                 status: plan.status,
                 pod_count: pods.len(),
                 forks_served,

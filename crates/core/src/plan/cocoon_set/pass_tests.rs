@@ -778,6 +778,10 @@ fn a_cocoonstack_teardown_retires_every_snapshot_per_policy_before_the_finalizer
     );
     assert!(!released(&trace));
     h.memory.retry = Default::default();
+    assert!(
+        h.plan().pass.wake_after.is_some(),
+        "the pass after the collections comes by itself: no event follows them"
+    );
     let trace = h.pass(done);
     assert_eq!(
         collected(&trace),

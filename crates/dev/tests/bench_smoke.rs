@@ -1,7 +1,7 @@
 //! `make bench` keeps working: a tiny run of every scenario, with the operator as a process
 //! counted at the API server, and a second column from `--external-operator` (our own binary
-//! run as an external command, with its CRDs from files). Figures are not judged here, only
-//! that each is measured.
+//! run as an external command, with its CRDs and roles from its manifests). Every scenario is
+//! judged by the pods; figures are not judged here, only that each is measured.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,6 +23,9 @@ async fn every_scenario_is_measured_for_ours_and_an_external_operator() {
             operator.display()
         )),
         external_crds: vec![repo("deploy/crd.yaml"), repo("deploy/cocoonset-crd.yaml")],
+        external_rbac: vec![repo("deploy/deploy.yaml")],
+        external_api: cocoon_dev::bench::api::Flavour::CocoonCis,
+        scenario_limit: Duration::from_secs(120),
         quick: true,
         sets: vec![3],
         replicas: 1,
@@ -59,6 +62,9 @@ async fn every_scenario_is_measured_for_ours_and_an_external_operator() {
             ]
         );
         let scenario = |name: &str| r.scenario(name).unwrap_or_else(|| panic!("{name} ran"));
+        for s in &r.scenarios {
+            assert_eq!(s.not_reached, None, "{}: the pods showed it", s.scenario);
+        }
         // Seats: retain keeps every pod of a suspended set, release only the run-mode toolbox.
         assert!(scenario("suspend").pods_held.unwrap() > r.sets, "retain keeps agent pods");
         assert_eq!(
@@ -89,6 +95,8 @@ async fn every_scenario_is_measured_for_ours_and_an_external_operator() {
     let warm = report.targets.iter().find(|t| t.target.contains("warm"));
     assert!(warm.is_some_and(|t| t.met.is_none() && t.note.is_some()), "{warm:?}");
     let svg = std::fs::read_to_string(out.path().join("report.svg")).expect("the chart");
+    let external = &report.columns[1];
+    assert!(external.rbac.contains("deploy/deploy.yaml"), "its own roles: {external:?}");
     assert!(svg.starts_with("<svg") && svg.contains("cocoon-operator") && svg.contains("external"));
     assert!(out.path().join("report.json").is_file());
 }

@@ -13,11 +13,11 @@ use serde_json::json;
 
 use super::audit::Tally;
 use super::report::Baseline;
-use super::watched::{Watched, serving, set_settled};
+use super::watched::{Watched, serving};
 use super::workload::{Shape, set_spec};
 use super::{BoxError, Lab, RAW};
 use crate::devcluster::client_from_kubeconfig;
-use cocoon_operator::api::{CocoonSet, CocoonSetPhase};
+use cocoon_operator::api::CocoonSet;
 use cocoon_operator::contract;
 use cocoon_operator::plan::cocoon_set::pods::{
     AgentKind, Provider, SetIdentity, agent_pod, toolbox_pod,
@@ -38,9 +38,8 @@ pub async fn run(
     lab.namespace(BASELINE_NS).await?;
     let raw = client_from_kubeconfig(&lab.raw_kubeconfig).await?;
     let sets_api: Api<CocoonSet> = Api::namespaced(lab.admin.clone(), BASELINE_NS);
-    // The driver's view of the sets, as in converge: the limit pays the same watch delivery
-    // (and polling) between the last status write and "all Running" as our operator does.
-    let sets = Watched::start(sets_api.clone()).await?;
+    // Judged as converge is, by the pods: the limit is when the driver's pod watch shows every
+    // pod serving (the final status writes belong to the work all the same).
     let pods = Arc::new(Watched::start(Api::<Pod>::namespaced(raw.clone(), BASELINE_NS)).await?);
     lab.audit.catch_up()?;
     let first = lab.audit.events.len();
@@ -59,15 +58,13 @@ pub async fn run(
             dialect,
         )));
     }
+    let want = shape.sets * shape.pods_per_set();
+    let wall = pods
+        .until("baseline", started, |p| p.len() == want && p.iter().all(|p| serving(p)))
+        .await?;
     for task in work {
         task.await??;
     }
-    let (n, ready) = (shape.sets, 1 + shape.replicas);
-    let wall = sets
-        .until("baseline", started, |s| {
-            s.len() == n && s.iter().all(|s| set_settled(s, CocoonSetPhase::Running, ready))
-        })
-        .await?;
     lab.audit.catch_up()?;
     let tally = Tally::of(&lab.audit.events[first..], RAW);
     eprintln!(

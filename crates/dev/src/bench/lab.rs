@@ -9,13 +9,13 @@ use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
-use kube::{Api, Client, CustomResourceExt};
+use kube::{Api, Client};
 
+use super::api::Flavour;
 use super::process::{Contender, OperatorProcess};
 use super::{BoxError, OPERATOR, SYSTEM_NS, audit};
 use crate::devcluster::{Binaries, DevCluster, DevClusterOptions, client_from_kubeconfig};
 use crate::sim::{SimConfig, Simulator};
-use cocoon_operator::api::{CocoonSet, Hibernation};
 
 /// Everything one column's run at one N needs.
 pub(crate) struct Lab {
@@ -100,6 +100,66 @@ async fn apply_crds(admin: &Client, crds: Vec<CustomResourceDefinition>) -> Resu
     Ok(())
 }
 
+async fn kubectl_apply(kubectl: &Path, cluster: &DevCluster, file: &Path) -> Result<(), BoxError> {
+    let out = tokio::process::Command::new(kubectl)
+        .arg("--kubeconfig")
+        .arg(cluster.kubeconfig_path())
+        .args(["apply", "-f"])
+        .arg(file)
+        .output()
+        .await?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(format!("kubectl apply -f {}: {stderr}", file.display()).into());
+    }
+    Ok(())
+}
+
+async fn ensure_namespace(admin: &Client, name: &str) -> Result<(), BoxError> {
+    let ns = Namespace {
+        metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+        ..Default::default()
+    };
+    match Api::<Namespace>::all(admin.clone()).create(&PostParams::default(), &ns).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The roles of an operator's own manifests, bound to the identity the bench runs it as
+/// (`cocoon-system/cocoon-operator`): every ClusterRole and Role as written, every binding's
+/// subjects replaced by that ServiceAccount; everything else (its Deployment, Namespace,
+/// ServiceAccount) left out.
+pub(crate) fn rbac_for_operator(files: &[PathBuf]) -> Result<String, BoxError> {
+    use serde::Deserialize;
+    let subject: serde_yaml::Value = serde_yaml::from_str(&format!(
+        "[{{kind: ServiceAccount, name: cocoon-operator, namespace: {SYSTEM_NS}}}]"
+    ))?;
+    let mut docs = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("read RBAC file {}: {e}", file.display()))?;
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let mut value = serde_yaml::Value::deserialize(doc)?;
+            let kind = value["kind"].as_str().unwrap_or_default().to_string();
+            match kind.as_str() {
+                "ClusterRole" | "Role" => {}
+                "ClusterRoleBinding" | "RoleBinding" => value["subjects"] = subject.clone(),
+                _ => continue,
+            }
+            if kind.starts_with("Role") {
+                value["metadata"]["namespace"] = SYSTEM_NS.into();
+            }
+            docs.push(serde_yaml::to_string(&value)?);
+        }
+    }
+    if docs.is_empty() {
+        return Err(format!("no ClusterRole or Role in {files:?}").into());
+    }
+    Ok(docs.join("---\n"))
+}
+
 fn crds_from_files(files: &[PathBuf]) -> Result<Vec<CustomResourceDefinition>, BoxError> {
     use serde::Deserialize;
     let mut out = Vec::new();
@@ -118,33 +178,38 @@ fn crds_from_files(files: &[PathBuf]) -> Result<Vec<CustomResourceDefinition>, B
 }
 
 impl Lab {
-    /// A fresh control plane with an audit log, the CRDs, `deploy/deploy.yaml`'s RBAC, the
-    /// identities' kubeconfigs and the simulator.
+    /// A fresh control plane (with kube-scheduler, as a cluster has) with an audit log, the
+    /// CRDs of the operator's API, its RBAC (ours: `deploy/deploy.yaml`'s; another: its own),
+    /// the identities' kubeconfigs and the simulator.
     pub async fn start(subject: &Contender, repo: &Path, sim: SimConfig) -> Result<Self, BoxError> {
-        let cluster =
-            DevCluster::start(DevClusterOptions { audit_log: true, ..Default::default() }).await?;
+        let options = DevClusterOptions { audit_log: true, scheduler: true, ..Default::default() };
+        let cluster = DevCluster::start(options).await?;
         let admin = cluster.client().await?;
         let crds = match subject {
             Contender::External { crds, .. } if !crds.is_empty() => crds_from_files(crds)?,
-            _ => vec![Hibernation::crd(), CocoonSet::crd()],
+            Contender::External { api, .. } => api.default_crds().ok_or_else(|| {
+                format!("the {} API needs its CRDs (--external-crds)", api.as_str())
+            })?,
+            Contender::Ours(_) => Flavour::CocoonCis.default_crds().unwrap_or_default(),
         };
         apply_crds(&admin, crds).await?;
         let kubectl = Binaries::locate(None).await?.kubectl;
-        let deploy = repo.join("deploy/deploy.yaml");
-        let out = tokio::process::Command::new(&kubectl)
-            .arg("--kubeconfig")
-            .arg(cluster.kubeconfig_path())
-            .args(["apply", "-f"])
-            .arg(&deploy)
-            .output()
-            .await?;
-        if !out.status.success() {
-            return Err(format!(
-                "kubectl apply -f {}: {}",
-                deploy.display(),
-                String::from_utf8_lossy(&out.stderr)
-            )
-            .into());
+        match subject {
+            Contender::Ours(_) => {
+                kubectl_apply(&kubectl, &cluster, &repo.join("deploy/deploy.yaml")).await?
+            }
+            Contender::External { rbac, .. } => {
+                ensure_namespace(&admin, SYSTEM_NS).await?;
+                if rbac.is_empty() {
+                    // No role given: the bench states the one it grants.
+                    eprintln!("  the external operator runs as cluster-admin (no --external-rbac)");
+                    bind_cluster_admin(&admin, "cocoon-operator").await?;
+                } else {
+                    let path = cluster.work_dir().join("external-rbac.yaml");
+                    std::fs::write(&path, rbac_for_operator(rbac)?)?;
+                    kubectl_apply(&kubectl, &cluster, &path).await?;
+                }
+            }
         }
         let operator_kubeconfig = token_kubeconfig(&cluster, &admin, "cocoon-operator").await?;
         for account in ["cocoon-sim", "bench-raw"] {
@@ -166,6 +231,22 @@ impl Lab {
             operator_kubeconfig,
             sim: Some(sim),
         })
+    }
+
+    /// Waits until `who` has sent no request for half a second (at most 10 s): the end of
+    /// the work a scenario caused, whatever its pods already show.
+    pub async fn quiesce(&mut self, who: &str) -> Result<(), BoxError> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            self.audit.catch_up()?;
+            let seen = self.audit.events.len();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            self.audit.catch_up()?;
+            let busy = self.audit.events[seen..].iter().any(|e| e.user.username == who);
+            if !busy || Instant::now() > deadline {
+                return Ok(());
+            }
+        }
     }
 
     pub(crate) async fn namespace(&self, name: &str) -> Result<(), BoxError> {
@@ -206,5 +287,39 @@ impl Lab {
         if let Some(sim) = self.sim.take() {
             sim.shutdown().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_operators_own_roles_are_bound_to_the_identity_the_bench_runs_it_as() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("deploy.yaml");
+        std::fs::write(
+            &file,
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: op, namespace: kube-system}\n\
+             ---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: op}\n\
+             rules: [{apiGroups: [''], resources: [pods], verbs: [get]}]\n\
+             ---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\n\
+             metadata: {name: op}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: op}\n\
+             subjects: [{kind: ServiceAccount, name: op, namespace: kube-system}]\n\
+             ---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: op}\n",
+        )
+        .unwrap();
+        let text = rbac_for_operator(&[file]).unwrap();
+        let docs: Vec<serde_yaml::Value> =
+            text.split("---\n").map(|d| serde_yaml::from_str(d).unwrap()).collect();
+        let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+        assert_eq!(kinds, ["ClusterRole", "ClusterRoleBinding"], "no Deployment, no SA");
+        assert_eq!(docs[0]["rules"][0]["verbs"][0], "get", "the role as written");
+        let subject = &docs[1]["subjects"][0];
+        assert_eq!(subject["name"], "cocoon-operator");
+        assert_eq!(subject["namespace"], SYSTEM_NS);
+        let none = dir.path().join("none.yaml");
+        std::fs::write(&none, "kind: Deployment\n").unwrap();
+        assert!(rbac_for_operator(&[none]).is_err(), "a file with no role is an error");
     }
 }

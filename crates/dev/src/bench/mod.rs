@@ -10,6 +10,7 @@
 //! test, [`workload`] drives the scenarios, [`baseline`] the raw-client limit, and [`report`]
 //! types the figures and judges the targets.
 
+pub mod api;
 pub mod audit;
 mod baseline;
 mod chart;
@@ -61,6 +62,14 @@ pub struct BenchArgs {
     /// CRD files the external operator needs (comma-separated); default: ours.
     #[arg(long, env = "BENCH_EXTERNAL_CRDS", value_delimiter = ',')]
     pub external_crds: Vec<PathBuf>,
+    /// The external operator's own manifests (comma-separated): their ClusterRoles and Roles
+    /// are applied and bound to the identity it runs as. Without: cluster-admin, stated.
+    #[arg(long, env = "BENCH_EXTERNAL_RBAC", value_delimiter = ',')]
+    pub external_rbac: Vec<PathBuf>,
+    /// The API the external operator serves: `cocoon.cis` (ours, upstream v0.1.1) or
+    /// `cocoonstack.io` (upstream v0.3.3's CocoonSet and CocoonHibernation).
+    #[arg(long, env = "BENCH_EXTERNAL_API", default_value = "cocoon.cis", value_parser = api::Flavour::parse)]
+    pub external_api: api::Flavour,
     /// Small N only (finishes in under 3 minutes). The env var takes 1/0, true/false, yes/no.
     #[arg(long, env = "BENCH_QUICK", value_parser = clap::builder::BoolishValueParser::new())]
     pub quick: bool,
@@ -74,6 +83,10 @@ pub struct BenchArgs {
     /// Sub-agents per set (each set also has a main and one toolbox).
     #[arg(long, env = "BENCH_REPLICAS", default_value_t = 3)]
     pub replicas: i32,
+    /// The longest wait for one scenario's state; an operator that does not reach it within
+    /// this gets the scenario marked `not_reached`, and the run goes on.
+    #[arg(long, env = "BENCH_SCENARIO_LIMIT", default_value = "300s", value_parser = parse_duration)]
+    pub scenario_limit: Duration,
     /// The idle window (default 20s, quick 10s).
     #[arg(long, env = "BENCH_IDLE", value_parser = parse_duration)]
     pub idle: Option<Duration>,
@@ -136,6 +149,7 @@ async fn run_column(
         replicas: args.replicas,
         hibernations,
         only: args.scenarios.clone(),
+        limit: args.scenario_limit,
     };
     let log = lab.cluster.work_dir().join("operator.log");
     let flags: Vec<String> = registry
@@ -143,15 +157,25 @@ async fn run_column(
         .map(|r| vec!["--registry".to_string(), r.address().to_string()])
         .unwrap_or_default();
     let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let mut process =
-        OperatorProcess::start_with(subject, &lab.operator_kubeconfig, &log, &flag_refs)?;
+    let address = registry.as_ref().map(|r| r.address().to_string());
+    let mut process = OperatorProcess::start_with(
+        subject,
+        &lab.operator_kubeconfig,
+        &log,
+        &flag_refs,
+        address.as_deref(),
+    )?;
     lab.wait_operator_ready(&mut process).await?;
     let idle = args.idle.unwrap_or(if args.quick {
         Duration::from_secs(10)
     } else {
         Duration::from_secs(20)
     });
-    let scenarios = workload::scenarios(&mut lab, &shape, process.pid, idle).await;
+    let flavour = match subject {
+        Contender::Ours(_) => api::Flavour::CocoonCis,
+        Contender::External { api, .. } => *api,
+    };
+    let scenarios = workload::scenarios(&mut lab, &shape, flavour, process.pid, idle).await;
     process.stop().await;
     let registry_requests = registry.as_ref().map(|r| r.requests()).unwrap_or_default();
     // The limit, on the same (now as warm) control plane with no operator running.
@@ -205,9 +229,13 @@ pub async fn run(args: BenchArgs) -> Result<Report, BoxError> {
     }
     let mut columns = vec![(OURS.to_string(), Contender::Ours(args.operator.clone()))];
     if let Some(command) = &args.external_operator {
-        let crds = args.external_crds.clone();
-        columns
-            .push(("external".to_string(), Contender::External { command: command.clone(), crds }));
+        let external = Contender::External {
+            command: command.clone(),
+            crds: args.external_crds.clone(),
+            rbac: args.external_rbac.clone(),
+            api: args.external_api,
+        };
+        columns.push(("external".to_string(), external));
     }
     if cfg!(debug_assertions) {
         eprintln!(
@@ -266,6 +294,21 @@ pub async fn run(args: BenchArgs) -> Result<Report, BoxError> {
                 command: match s {
                     Contender::Ours(bin) => format!("{} run", bin.display()),
                     Contender::External { command, .. } => command.clone(),
+                },
+                api: match s {
+                    Contender::Ours(_) => api::Flavour::CocoonCis.as_str().to_string(),
+                    Contender::External { api, .. } => api.as_str().to_string(),
+                },
+                rbac: match s {
+                    Contender::Ours(_) => "deploy/deploy.yaml".to_string(),
+                    Contender::External { rbac, .. } if rbac.is_empty() => {
+                        "cluster-admin (no --external-rbac given)".to_string()
+                    }
+                    Contender::External { rbac, .. } => {
+                        let files: Vec<String> =
+                            rbac.iter().map(|f| f.display().to_string()).collect();
+                        format!("the roles of {}", files.join(", "))
+                    }
                 },
             })
             .collect(),

@@ -11,7 +11,15 @@ use super::BoxError;
 #[derive(Clone, Debug)]
 pub(crate) enum Contender {
     Ours(PathBuf),
-    External { command: String, crds: Vec<PathBuf> },
+    External {
+        command: String,
+        crds: Vec<PathBuf>,
+        /// Files of the operator's own manifests whose roles it runs under (none: the bench
+        /// binds cluster-admin and says so).
+        rbac: Vec<PathBuf>,
+        /// The API it serves, where the driver creates the workload.
+        api: super::api::Flavour,
+    },
 }
 
 /// The operator under test, as a process leading its own process group: the figures count
@@ -25,12 +33,15 @@ pub(crate) struct OperatorProcess {
 }
 
 impl OperatorProcess {
-    /// Starts the operator; ours gets `extra` flags after its own.
+    /// Starts the operator; ours gets `extra` flags after its own. Another operator's command
+    /// finds the snapshot registry of the run (`host:port`, plain HTTP on loopback) in
+    /// `BENCH_REGISTRY`, e.g. `OCI_REGISTRY=$BENCH_REGISTRY cocoon-operator …`.
     pub fn start_with(
         subject: &Contender,
         kubeconfig: &Path,
         log: &Path,
         extra: &[&str],
+        registry: Option<&str>,
     ) -> Result<Self, BoxError> {
         let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
         let mut command = match subject {
@@ -46,6 +57,10 @@ impl OperatorProcess {
                 c
             }
         };
+        if let Some(address) = registry {
+            let host = address.trim_start_matches("http://").trim_start_matches("https://");
+            command.env("BENCH_REGISTRY", host);
+        }
         let child = command
             .env("KUBECONFIG", kubeconfig)
             // The operator's log filter: `BENCH_OPERATOR_LOG` (with BENCH_KEEP_LOGS), else warn.
@@ -111,12 +126,15 @@ mod tests {
         let subject = Contender::External {
             command: "sh -c 'sleep 300 & sleep 300 & wait'".into(),
             crds: Vec::new(),
+            rbac: Vec::new(),
+            api: super::super::api::Flavour::CocoonCis,
         };
         let process = OperatorProcess::start_with(
             &subject,
             &dir.path().join("kubeconfig"),
             &dir.path().join("log"),
             &[],
+            None,
         )
         .unwrap();
         let pgid = process.pid;

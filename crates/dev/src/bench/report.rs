@@ -91,6 +91,10 @@ pub struct Scenario {
     /// Whether the warm pool filled within its capped wait.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filled: Option<bool>,
+    /// Set when the pods never showed the scenario's state within the bench's limit for one
+    /// scenario: what was not reached (the wall time is then the limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_reached: Option<String>,
 }
 
 impl Scenario {
@@ -214,6 +218,10 @@ pub struct SimulatorDelays {
 pub struct Column {
     pub name: String,
     pub command: String,
+    /// The API the driver created the workload in.
+    pub api: String,
+    /// The roles the operator ran under.
+    pub rbac: String,
 }
 
 /// The whole report.

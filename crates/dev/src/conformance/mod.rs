@@ -197,7 +197,7 @@ impl OperatorHandle {
         let flags = Self::flags(registry.as_deref());
         let subject = Contender::Ours(binary.to_path_buf());
         let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
-        let process = OperatorProcess::start_with(&subject, kubeconfig, log, &flag_refs)?;
+        let process = OperatorProcess::start_with(&subject, kubeconfig, log, &flag_refs, None)?;
         Ok(Self {
             binary: binary.to_path_buf(),
             kubeconfig: kubeconfig.to_path_buf(),
@@ -231,7 +231,7 @@ impl Harness for OperatorHandle {
         let flags = Self::flags(self.registry.as_deref());
         let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
         let process =
-            OperatorProcess::start_with(&subject, &self.kubeconfig, &self.log, &flag_refs)
+            OperatorProcess::start_with(&subject, &self.kubeconfig, &self.log, &flag_refs, None)
                 .map_err(|e| e.to_string())?;
         self.process = Some(process);
         Ok(())

@@ -6,7 +6,7 @@ CARGO ?= cargo
 # Go modules into ~/.cache/cocoon-operator and reused; see docs/development.md.
 CONTROL_PLANE = $$(bash tests/control-plane/build.sh)
 
-.PHONY: help build install image test conformance lint fmt demo bench chaos crd control-plane helm registry cluster-up cluster-down
+.PHONY: help build install image test conformance lint fmt demo bench bench-upstream chaos crd control-plane helm registry cluster-up cluster-down
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -65,6 +65,11 @@ bench: ## Every scenario at N=10,100,1000 sets, counted at the API server (BENCH
 	@bin=$(CONTROL_PLANE) && $(CARGO) build --quiet --release -p cocoon-operator --bin cocoon-operator && \
 	  $(CARGO) build --quiet --profile tools -p cocoon-dev && \
 	  COCOON_CONTROL_PLANE_BIN=$$bin RUST_LOG=$${RUST_LOG:-warn} ./target/tools/cocoon-dev bench $(BENCH_ARGS)
+
+bench-upstream: ## make bench with the upstream Go operator beside ours: v0.1.1 (seed dialect), v0.3.3 (current, a local registry); UPSTREAM=v0.1.1|v0.3.3
+	@bin=$(CONTROL_PLANE) && $(CARGO) build --quiet --release -p cocoon-operator --bin cocoon-operator && \
+	  $(CARGO) build --quiet --profile tools -p cocoon-dev && \
+	  COCOON_CONTROL_PLANE_BIN=$$bin RUST_LOG=$${RUST_LOG:-warn} bash hack/bench-upstream.sh
 
 chaos: ## SIGKILL the operator 100 times under a random workload and faults; prints figures (CHAOS_ARGS="--seed 7")
 	@bin=$(CONTROL_PLANE) && $(CARGO) build --quiet -p cocoon-operator -p cocoon-dev && \

@@ -145,6 +145,11 @@ pub async fn run(mut args: ChaosArgs) -> Result<ChaosReport, BoxError> {
     let operator_log = args.operator_log.clone();
     let opts = DevClusterOptions::default();
     let mut cluster = DevCluster::start(opts).await?;
+    // One operator incarnation, with this run's flags and log (the API server keeps its
+    // address across its restart).
+    let kubeconfig = cluster.kubeconfig_path().to_path_buf();
+    let start =
+        || Operator::start_with(&args.operator, &kubeconfig, &flags, operator_log.as_deref());
     let client = cluster.client().await?;
     crate::dev::install_crds(&client).await?;
     let ns = "chaos";
@@ -184,15 +189,7 @@ pub async fn run(mut args: ChaosArgs) -> Result<ChaosReport, BoxError> {
     let pod_watch = watch_pods(pods.clone(), log.clone());
     let mut workload = Workload::new(sets.clone(), hibs.clone(), node.clone());
     let mut report = ChaosReport::default();
-    let mut operator = Some(
-        Operator::start_with(
-            &args.operator,
-            cluster.kubeconfig_path(),
-            &flags,
-            operator_log.as_deref(),
-        )
-        .await?,
-    );
+    let mut operator = Some(start().await?);
     let mut requests = 0.0;
     let chaos_started = Instant::now();
     while report.kills < args.kills {
@@ -215,27 +212,11 @@ pub async fn run(mut args: ChaosArgs) -> Result<ChaosReport, BoxError> {
                 continue; // the next operations happen while no operator runs
             }
         }
-        operator = Some(
-            Operator::start_with(
-                &args.operator,
-                cluster.kubeconfig_path(),
-                &flags,
-                operator_log.as_deref(),
-            )
-            .await?,
-        );
+        operator = Some(start().await?);
     }
     let operator = match operator {
         Some(running) => running,
-        None => {
-            Operator::start_with(
-                &args.operator,
-                cluster.kubeconfig_path(),
-                &flags,
-                operator_log.as_deref(),
-            )
-            .await?
-        }
+        None => start().await?,
     };
     report.chaos_time = chaos_started.elapsed();
     report.requests_per_minute = requests / report.chaos_time.as_secs_f64().max(1.0) * 60.0;

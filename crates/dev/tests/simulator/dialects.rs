@@ -198,7 +198,11 @@ async fn current_publishes_each_state_for_the_stamp_it_saw_and_restores_a_marked
         ],
     );
     create_in(&ns, "demo-9", &missing).await;
-    let pod = wait_for(&ns, "demo-9", "failed", |p| view(p).provider_failure().is_some()).await;
+    // The provider retries the create (publishing `creating` again), so wait for the state
+    // itself, not for the pod's ProviderFailed reason, which outlives it between attempts.
+    let failed = |p: &Pod| view(p).lifecycle.is_some_and(|l| l.state == LifecycleState::Failed);
+    let pod = wait_for(&ns, "demo-9", "failed", failed).await;
+    assert!(view(&pod).provider_failure().is_some());
     let lifecycle = view(&pod).lifecycle.unwrap();
     assert_eq!(lifecycle.state, LifecycleState::Failed);
     assert!(lifecycle.message.unwrap_or_default().contains("not found"));

@@ -81,7 +81,7 @@ impl DialectFlag {
         Nodes::new(Dialect::Seed, self.0)
     }
 
-    /// Whether each node's dialect is read from the node (the node watch runs).
+    /// Whether each node's dialect is read from the node (not forced).
     pub fn auto(self) -> bool {
         self.0.is_none()
     }

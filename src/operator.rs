@@ -163,7 +163,6 @@ impl Operator {
             events_tx,
             targets_rx,
             metrics.pod_name_watches.clone(),
-            config.dialect.auto(),
         );
         let sync = watches.sync.clone();
         let sync_task = tokio::spawn(async move {

@@ -126,5 +126,5 @@ fn the_seed_examples_deserialize_into_the_api_types() {
     let cs: CocoonSet =
         serde_yaml::from_str(cocoon_dev::testing::SEED_COCOONSET).expect("seed CocoonSet");
     assert_eq!(cs.spec.toolboxes[0].static_ip, None);
-    assert_eq!(cs.spec.node_name, "cocoon-pool", "client-side default matches the schema default");
+    assert_eq!(cs.spec.node_name, None, "no nodeName: the scheduler places the set");
 }

@@ -90,8 +90,10 @@ impl Part for CocoonSetPart {
             PodAction::CreateMain { pod }
             | PodAction::CreateSubAgent { pod, .. }
             | PodAction::CreateToolbox { pod, .. } => ctx.writer.create_pod(namespace, pod).await,
-            PodAction::Delete { pod_name, uid, .. } => {
-                ctx.writer.delete_pod(namespace, pod_name, uid.clone()).await
+            PodAction::Delete { pod_name, uid, reason, .. } => {
+                ctx.writer
+                    .delete_pod(namespace, pod_name, uid.clone(), reason.grace_seconds())
+                    .await
             }
             PodAction::RepairLabels { pod_name, labels, .. } => {
                 ctx.writer.patch_pod_labels(namespace, pod_name, labels).await

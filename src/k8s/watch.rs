@@ -247,9 +247,8 @@ pub fn start(
     events: Sender<WatchEvent>,
     targets: UnboundedReceiver<TargetCommand>,
     open_narrow: Gauge,
-    watch_nodes: bool,
 ) -> Watches {
-    let sync = SyncTracker::new(if watch_nodes { 6 } else { 5 });
+    let sync = SyncTracker::new(6);
     let mut tasks = vec![
         spawn_watch(
             Api::<CocoonSet>::all(client.clone()),
@@ -295,20 +294,18 @@ pub fn start(
         events.clone(),
         move |e| queue.push(NsSnapshots::event(e)).then(|| WatchEvent::Snapshots(queue.clone())),
     ));
-    if watch_nodes {
-        // The provider's nodes, for the dialect each speaks: listed before any actor writes,
-        // so that no pod is built in the wrong dialect.
-        let selector =
-            format!("{}={}", contract::NODE_LABEL_TYPE, contract::NODE_TYPE_VIRTUAL_KUBELET);
-        tasks.push(spawn_watch(
-            Api::<Node>::all(client.clone()),
-            watcher::Config::default().labels(&selector),
-            Some(sync.clone()),
-            slim,
-            events.clone(),
-            |e| Some(WatchEvent::Node(seen(e))),
-        ));
-    }
+    // The provider's nodes, for the dialect each speaks, its readiness and whether it is
+    // still there (placement and node loss): listed before any actor writes, so that no pod
+    // is built in the wrong dialect and no set takes a node it has not seen for a lost one.
+    let selector = format!("{}={}", contract::NODE_LABEL_TYPE, contract::NODE_TYPE_VIRTUAL_KUBELET);
+    tasks.push(spawn_watch(
+        Api::<Node>::all(client.clone()),
+        watcher::Config::default().labels(&selector),
+        Some(sync.clone()),
+        slim,
+        events.clone(),
+        |e| Some(WatchEvent::Node(seen(e))),
+    ));
     tasks.push(tokio::spawn(target_watches(client, writer, events, targets, open_narrow)));
     Watches { tasks, sync }
 }

@@ -106,6 +106,16 @@ pub fn corpus() -> Vec<Case> {
             &["spec.snapshotPolicy", "Unsupported value"],
         ),
         case(
+            "nodeName with a nodeSelector",
+            cocoon_set("spec: {agent: {image: i}, nodeName: n1, nodeSelector: {zone: a}}"),
+            &["nodeSelector and affinity apply only without it"],
+        ),
+        case(
+            "unknown onNodeLoss",
+            cocoon_set("spec: {agent: {image: i}, onNodeLoss: migrate}"),
+            &["spec.onNodeLoss", "Unsupported value"],
+        ),
+        case(
             "empty nodeName",
             cocoon_set("spec: {agent: {image: i}, nodeName: ''}"),
             &["spec.nodeName"],

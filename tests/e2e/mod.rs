@@ -207,7 +207,7 @@ impl Env {
             "agent": {"image": "ubuntu-dev-base", "replicas": replicas}
         }))
         .expect("spec");
-        spec.node_name = self.node.clone();
+        spec.node_name = Some(self.node.clone());
         spec
     }
 

@@ -17,9 +17,12 @@ use crate::config::OperatorConfig;
 use crate::contract::FIELD_MANAGER;
 use crate::devcluster::{DevCluster, DevClusterOptions};
 use crate::operator::{Operator, config_from_kubeconfig};
-use crate::sim::{SimConfig, Simulator};
+use crate::sim::SimConfig;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Simulated vk-cocoon nodes of the demo: a small fleet, so that placement shows.
+const DEMO_NODES: u32 = 3;
 
 /// Flags of `cocoon-dev dev`.
 #[derive(Args, Debug, Clone)]
@@ -65,9 +68,12 @@ pub async fn run(args: DevArgs) -> Result<(), BoxError> {
         let log = std::path::absolute(args.log_file())?;
         println!("logs: {}   (or run with --verbose to see them here)", log.display());
     }
-    step("starting a local control plane (etcd, kube-apiserver, kube-controller-manager)");
+    step(
+        "starting a local control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler)",
+    );
     let options = DevClusterOptions {
         kubeconfig_out: Some(std::path::absolute(&args.kubeconfig)?),
+        scheduler: true,
         ..Default::default()
     };
     let cluster = DevCluster::start(options).await?;
@@ -89,15 +95,19 @@ pub async fn run(args: DevArgs) -> Result<(), BoxError> {
     );
     install_crds(&client).await?;
 
-    step("starting the vk-cocoon simulator on node cocoon-pool");
     let sim_config = SimConfig {
+        nodes: DEMO_NODES,
         create_delay: Duration::from_millis(500),
         hibernate_delay: Duration::from_millis(800),
         wake_delay: Duration::from_millis(800),
         delete_delay: Duration::from_millis(300),
         ..SimConfig::default()
     };
-    let sim = Simulator::start(client.clone(), sim_config).await?;
+    step(&format!(
+        "starting the vk-cocoon simulator on {DEMO_NODES} nodes ({}); the scheduler places each set",
+        sim_config.fleet_names().join(", ")
+    ));
+    let sims = crate::sim::start_fleet(client.clone(), sim_config).await?;
 
     step("starting the operator");
     let config = OperatorConfig {
@@ -147,7 +157,9 @@ pub async fn run(args: DevArgs) -> Result<(), BoxError> {
     }
     step("stopping");
     operator.shutdown(Duration::from_secs(10)).await;
-    sim.shutdown().await;
+    for sim in sims {
+        sim.shutdown().await;
+    }
     drop(cluster);
     converged.map_err(Into::into)
 }

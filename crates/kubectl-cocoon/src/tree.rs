@@ -280,6 +280,7 @@ mod tests {
                 phase: VmPhase::Running,
                 conn_type: ConnType::Rdp,
                 vnc_port: None,
+                node: None,
             }],
             ..CocoonSetStatus::default()
         });

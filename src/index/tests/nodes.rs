@@ -13,7 +13,7 @@ use crate::plan::{NodeInfo, NodeSeen, Nodes};
 fn node(name: &str, dialect: Dialect) -> NodeSeen {
     NodeSeen {
         name: name.into(),
-        info: NodeInfo { dialect, cpu_class: None },
+        info: NodeInfo { dialect, cpu_class: None, ready: true },
         how: DialectSource::Version,
     }
 }

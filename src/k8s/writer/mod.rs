@@ -93,11 +93,18 @@ impl Writer {
 
     /// Deletes a pod with its own grace period; `uid` guards against deleting a replacement of
     /// the same name (the API server answers 409).
-    pub async fn delete_pod(&self, namespace: &str, name: &str, uid: Option<String>) -> Result<()> {
+    pub async fn delete_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: Option<String>,
+        grace_seconds: Option<u32>,
+    ) -> Result<()> {
         // The answer (the pod, terminating) is read only as far as `WatchedPod` reads it.
         let api: Api<WatchedPod> = Api::namespaced(self.client.clone(), namespace);
         let params = DeleteParams {
             preconditions: uid.map(|uid| Preconditions { uid: Some(uid), resource_version: None }),
+            grace_period_seconds: grace_seconds,
             ..Default::default()
         };
         self.in_turn(|| api.delete(name, &params))

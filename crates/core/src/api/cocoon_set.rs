@@ -1,5 +1,8 @@
 //! The `CocoonSet` resource: a main agent VM, sub-agents forked from it, and toolbox VMs.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube_derive::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -30,6 +33,7 @@ pub const MAX_TOOLBOXES: usize = 16;
         label_selector_path = ".status.selector"
     ),
     validation = Rule::new("size(self.metadata.name) <= 50").message("metadata.name must be at most 50 characters: it becomes pod names and label values"),
+    validation = Rule::new("!has(self.spec.nodeName) || (!has(self.spec.nodeSelector) && !has(self.spec.affinity))").message("spec.nodeName binds every pod to that node: nodeSelector and affinity apply only without it"),
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyAgents"}"#,
     printcolumn = r#"{"name":"Desired","type":"integer","jsonPath":".status.desiredAgents"}"#,
@@ -44,10 +48,30 @@ pub struct CocoonSetSpec {
     /// Hibernate every VM of the set.
     #[serde(default)]
     pub suspend: bool,
-    /// Virtual node every pod is bound to.
-    #[serde(default = "default_node_name")]
+    /// Virtual node every pod is bound to. Unset: the Kubernetes scheduler places the main
+    /// among the provider's nodes (narrowed by `nodeSelector`, `affinity` and `tolerations`)
+    /// and the set's other VMs follow it to that node, recorded in `status.node`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
-    pub node_name: String,
+    pub node_name: Option<String>,
+    /// Without `nodeName`: labels the main's node must carry, on top of the provider's pool.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Without `nodeName`: node affinity (ANDed with the provider's pool) and pod
+    /// (anti-)affinity of the main, as a pod's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// Taints the set's pods tolerate besides the provider's own and NotReady/unreachable
+    /// (which they tolerate forever: evicting a VM pod destroys the VM).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub tolerations: Vec<Toleration>,
+    /// What to do when the set's node is deleted from the cluster with VMs on it: `report`
+    /// (default: condition `NodeLost` and an Event, nothing recreated) or `recreate` (place
+    /// the set again; VMs with a snapshot in the registry restore from it, the others boot
+    /// anew).
+    #[serde(default, skip_serializing_if = "NodeLossPolicy::is_default")]
+    pub on_node_loss: NodeLossPolicy,
     /// What vk-cocoon snapshots when a pod is deleted.
     #[serde(default)]
     pub snapshot_policy: SnapshotPolicy,
@@ -104,8 +128,22 @@ fn is_zero(n: &i32) -> bool {
     *n == 0
 }
 
-fn default_node_name() -> String {
-    crate::contract::DEFAULT_NODE_NAME.to_string()
+/// What the operator does when the node of a set is deleted from the cluster.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeLossPolicy {
+    /// Report the lost VMs (condition `NodeLost`, a Warning Event); create nothing.
+    #[default]
+    Report,
+    /// Place the set again; VMs restore from a registry snapshot where one exists.
+    Recreate,
+}
+
+impl NodeLossPolicy {
+    /// Whether this is the default (`report`), which is not written back.
+    pub fn is_default(&self) -> bool {
+        *self == Self::Report
+    }
 }
 
 /// The agent VMs: slot 0 is the main agent, slots 1..=replicas are sub-agents forked from it.
@@ -460,9 +498,13 @@ pub struct CocoonSetStatus {
     /// Idle auto-suspend bookkeeping, present when `spec.idle` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle: Option<IdleStatus>,
+    /// The node the set's VMs are on: `spec.nodeName`, else the node the scheduler placed the
+    /// main on. Kept while the set lives: a pod created again goes back to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// Standard conditions: `Ready` (phase `Running`), `Progressing` (`Pending`, `Scaling` or
-    /// `Suspending`), `Suspended` (reason `Idle` when idle auto-suspend did it) and
-    /// `ForkFellBack`.
+    /// `Suspending`), `Suspended` (reason `Idle` when idle auto-suspend did it),
+    /// `ForkFellBack` and `NodeLost`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }
@@ -512,6 +554,9 @@ pub struct AgentStatus {
     /// The VM's entry in the `cocoon-vm-snapshots` ConfigMap, while one exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_ref: Option<String>,
+    /// The node the VM's pod is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// One toolbox VM of the set.
@@ -539,4 +584,7 @@ pub struct ToolboxStatus {
     /// VNC port the pod reports (`cocoon.cis/vnc-port`), else the spec's `vncPort` if static.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vnc_port: Option<i32>,
+    /// The node the VM's pod is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }

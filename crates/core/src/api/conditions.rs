@@ -18,6 +18,8 @@ pub enum ConditionType {
     ForkFellBack,
     /// `hibernatePolicy: release`: every agent pod is deleted, its VM waiting in its snapshot.
     Released,
+    /// A CocoonSet's node is NotReady or gone from the cluster (naming the node and its VMs).
+    NodeLost,
 }
 
 impl ConditionType {
@@ -29,6 +31,7 @@ impl ConditionType {
             Self::Suspended => "Suspended",
             Self::ForkFellBack => "ForkFellBack",
             Self::Released => "Released",
+            Self::NodeLost => "NodeLost",
         }
     }
 

@@ -6,8 +6,8 @@ pub mod hibernation;
 
 pub use cocoon_set::{
     AgentSpec, AgentStatus, CocoonSet, CocoonSetPhase, CocoonSetSpec, CocoonSetStatus, ConnType,
-    EnvFromRef, ForkFallbackPolicy, HibernatePolicy, IdleSpec, IdleStatus, NameRef, SnapshotPolicy,
-    ToolboxMode, ToolboxOs, ToolboxSpec, ToolboxStatus, VmPhase, VmResources,
+    EnvFromRef, ForkFallbackPolicy, HibernatePolicy, IdleSpec, IdleStatus, NameRef, NodeLossPolicy,
+    SnapshotPolicy, ToolboxMode, ToolboxOs, ToolboxSpec, ToolboxStatus, VmPhase, VmResources,
 };
 pub use hibernation::{
     Hibernation, HibernationAction, HibernationPhase, HibernationSpec, HibernationStatus,

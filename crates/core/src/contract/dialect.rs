@@ -278,6 +278,24 @@ impl Dialect {
         (self == Self::Seed) == (other == Self::Seed)
     }
 
+    /// The provider's pool, as node label requirements `(key, operator, values)` that the
+    /// scheduler matches (PROVIDERS.md §1): a seed node carries only virtual-kubelet's labels
+    /// (`type=virtual-kubelet`) and no pool; a cocoonstack node carries its pool label. A pod
+    /// that selects its dialect's pool never lands on a node that cannot read its keys.
+    pub fn pool_requirements(self) -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
+        match self {
+            Self::Seed => vec![
+                (
+                    crate::contract::NODE_LABEL_TYPE,
+                    "In",
+                    vec![crate::contract::NODE_TYPE_VIRTUAL_KUBELET],
+                ),
+                (NODE_LABEL_POOL, "DoesNotExist", Vec::new()),
+            ],
+            Self::V02 | Self::Current => vec![(NODE_LABEL_POOL, "Exists", Vec::new())],
+        }
+    }
+
     /// Name of the one container of the pods the operator builds: `vm` (seed), `agent`
     /// (cocoonstack: vk-cocoon reports its container under that name).
     pub const fn container(self) -> &'static str {

@@ -18,6 +18,22 @@ pub fn at(seconds: i64) -> Timestamp {
     Timestamp::from_second(1_700_000_000 + seconds).unwrap()
 }
 
+/// The operator's view of one provider node, the default one, Ready and speaking `dialect`.
+pub fn pool_nodes(dialect: contract::Dialect) -> crate::plan::Nodes {
+    let mut nodes = crate::plan::Nodes::new(dialect, None);
+    let info = crate::plan::NodeInfo { dialect, ..Default::default() };
+    nodes.set(contract::DEFAULT_NODE_NAME, info);
+    nodes
+}
+
+/// A seed provider whose pods are bound to the default node.
+pub fn pool_provider() -> crate::plan::cocoon_set::Provider {
+    crate::plan::cocoon_set::Provider {
+        node: Some(contract::DEFAULT_NODE_NAME.into()),
+        ..Default::default()
+    }
+}
+
 pub fn identity() -> SetIdentity {
     SetIdentity { namespace: "prod".into(), name: "demo".into(), uid: UID.into() }
 }
@@ -26,7 +42,11 @@ pub fn spec(replicas: i32) -> CocoonSetSpec {
     CocoonSetSpec {
         agent: AgentSpec { image: "ubuntu-dev-base".into(), replicas, ..Default::default() },
         suspend: false,
-        node_name: contract::DEFAULT_NODE_NAME.into(),
+        node_name: Some(contract::DEFAULT_NODE_NAME.into()),
+        node_selector: Default::default(),
+        affinity: None,
+        tolerations: Vec::new(),
+        on_node_loss: Default::default(),
         snapshot_policy: SnapshotPolicy::Always,
         snapshot_cpu_class: None,
         toolboxes: Vec::new(),
@@ -153,7 +173,7 @@ impl World {
             suspend_asked: BTreeMap::new(),
             fell_back_under: BTreeMap::new(),
             snapshot_record: true,
-            provider: crate::plan::cocoon_set::Provider::default(),
+            provider: pool_provider(),
             mixed: None,
             registry: true,
             probing: BTreeSet::new(),
@@ -171,6 +191,10 @@ impl World {
             provider: self.provider.clone(),
             dialect: self.provider.dialect,
             mixed: self.mixed.clone(),
+            placement: &super::cocoon_set::placement::Placement {
+                node: self.provider.node.clone(),
+                trouble: None,
+            },
             registry: self.registry,
             probing: &self.probing,
             registry_problem: None,

@@ -33,11 +33,21 @@ impl NodeSeen {
             .map(|i| i.kubelet_version.as_str())
             .unwrap_or_default();
         let told = Dialect::of_node(labels, version);
+        // Ready unless its Ready condition says otherwise (False, or Unknown once the node
+        // lifecycle controller stops hearing its heartbeat). A node that never reported is
+        // not known to be down.
+        let ready = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+            .is_none_or(|c| c.status == "True");
         Self {
             name: node.metadata.name.clone().unwrap_or_default(),
             info: NodeInfo {
                 dialect: told.dialect,
                 cpu_class: labels.get(NODE_LABEL_CPU_CLASS).filter(|c| !c.is_empty()).cloned(),
+                ready,
             },
             how: told.how,
         }
@@ -45,12 +55,20 @@ impl NodeSeen {
 }
 
 /// One node, as far as planning cares.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeInfo {
     /// The dialect its provider speaks.
     pub dialect: Dialect,
     /// Its snapshot CPU class (current), if it has one.
     pub cpu_class: Option<String>,
+    /// Whether its Ready condition holds (its provider's heartbeat is heard).
+    pub ready: bool,
+}
+
+impl Default for NodeInfo {
+    fn default() -> Self {
+        Self { dialect: Dialect::default(), cpu_class: None, ready: true }
+    }
 }
 
 /// The provider's nodes the operator has seen.
@@ -86,6 +104,25 @@ impl Nodes {
     /// The dialect of node `name`.
     pub fn dialect(&self, name: &str) -> Dialect {
         self.forced.or_else(|| self.known.get(name).map(|n| n.dialect)).unwrap_or(self.default)
+    }
+
+    /// Node `name`, if it is in the cluster (the operator lists the provider's nodes before
+    /// any set is planned: a node not here was deleted, or never registered).
+    pub fn get(&self, name: &str) -> Option<&NodeInfo> {
+        self.known.get(name)
+    }
+
+    /// The dialect a set speaks before the scheduler places it: the forced one; else that of
+    /// the provider's nodes when they all speak one family of keys (the newest of them:
+    /// current and v0.2 nodes share their keys); else the default. The set's main selects
+    /// nodes of that family ([`Dialect::pool_affinity`]), so it lands where it is understood.
+    pub fn pool_dialect(&self) -> Dialect {
+        if let Some(forced) = self.forced {
+            return forced;
+        }
+        let mut dialects = self.known.values().map(|n| n.dialect);
+        let Some(first) = dialects.next() else { return self.default };
+        dialects.try_fold(first, |a, b| a.same_keys(b).then_some(a.max(b))).unwrap_or(self.default)
     }
 
     /// The snapshot CPU class of node `name`.
@@ -151,16 +188,40 @@ mod tests {
         assert_eq!(seen.info.dialect, Dialect::Current);
         assert_eq!(seen.info.cpu_class.as_deref(), Some("zen4"));
         assert_eq!(NodeSeen::of(&Node::default()).info.dialect, Dialect::Seed);
+        assert!(seen.info.ready, "a node that never reported is not known to be down");
+        let mut down = node.clone();
+        down.status.as_mut().unwrap().conditions =
+            Some(vec![k8s_openapi::api::core::v1::NodeCondition {
+                type_: "Ready".into(),
+                status: "Unknown".into(),
+                ..Default::default()
+            }]);
+        assert!(!NodeSeen::of(&down).info.ready);
+    }
+
+    #[test]
+    fn an_unplaced_set_speaks_the_family_its_pool_speaks() {
+        let info = |dialect| NodeInfo { dialect, ..NodeInfo::default() };
+        let mut nodes = Nodes::new(Dialect::Seed, None);
+        assert_eq!(nodes.pool_dialect(), Dialect::Seed, "no node: the default");
+        nodes.set("a", info(Dialect::V02));
+        nodes.set("b", info(Dialect::Current));
+        assert_eq!(nodes.pool_dialect(), Dialect::Current, "one family: its newest");
+        nodes.set("c", info(Dialect::Seed));
+        assert_eq!(nodes.pool_dialect(), Dialect::Seed, "two families: the default");
+        let forced = Nodes::new(Dialect::Seed, Some(Dialect::V02));
+        assert_eq!(forced.pool_dialect(), Dialect::V02);
     }
 
     #[test]
     fn a_node_not_seen_has_the_default_dialect_and_a_forced_one_wins() {
         let mut nodes = Nodes::new(Dialect::Seed, None);
         assert_eq!(nodes.dialect("n1"), Dialect::Seed);
-        assert!(nodes.set("n1", NodeInfo { dialect: Dialect::V02, cpu_class: None }));
-        assert!(!nodes.set("n1", NodeInfo { dialect: Dialect::V02, cpu_class: None }));
+        assert!(nodes.set("n1", NodeInfo { dialect: Dialect::V02, cpu_class: None, ready: true }));
+        assert!(!nodes.set("n1", NodeInfo { dialect: Dialect::V02, cpu_class: None, ready: true }));
         assert_eq!(nodes.dialect("n1"), Dialect::V02);
-        let class = NodeInfo { dialect: Dialect::Current, cpu_class: Some("zen4".into()) };
+        let class =
+            NodeInfo { dialect: Dialect::Current, cpu_class: Some("zen4".into()), ready: true };
         assert!(nodes.set("n2", class));
         assert_eq!(nodes.cpu_class("n2"), Some("zen4"));
         assert!(nodes.remove("n1"));
@@ -172,9 +233,9 @@ mod tests {
     #[test]
     fn pods_of_another_dialect_make_a_set_mixed() {
         let mut nodes = Nodes::new(Dialect::Seed, None);
-        nodes.set("old", NodeInfo { dialect: Dialect::Seed, cpu_class: None });
-        nodes.set("new", NodeInfo { dialect: Dialect::Current, cpu_class: None });
-        nodes.set("v02", NodeInfo { dialect: Dialect::V02, cpu_class: None });
+        nodes.set("old", NodeInfo { dialect: Dialect::Seed, cpu_class: None, ready: true });
+        nodes.set("new", NodeInfo { dialect: Dialect::Current, cpu_class: None, ready: true });
+        nodes.set("v02", NodeInfo { dialect: Dialect::V02, cpu_class: None, ready: true });
         let mut pod = PodView::new("demo-0");
         pod.node = Some("old".into());
         pod.dialect = Some(Dialect::Seed);

@@ -169,6 +169,9 @@ pub struct PodView {
     pub dialect: Option<Dialect>,
     /// The node the pod is bound to.
     pub node: Option<String>,
+    /// Why the scheduler cannot place the pod (its `PodScheduled` condition is False), in the
+    /// scheduler's words.
+    pub unschedulable: Option<String>,
     /// The generation stamp the operator last wrote on the pod (current).
     pub stamp: Option<i64>,
     /// The lifecycle state the provider published (current).
@@ -395,6 +398,7 @@ impl PodView {
             image: None,
             dialect: None,
             node: None,
+            unschedulable: None,
             stamp: None,
             lifecycle: None,
             restore_marked: false,
@@ -500,6 +504,10 @@ impl PodView {
             image: ann(keys.image),
             dialect,
             node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+            unschedulable: status
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled" && c.status == "False"))
+                .map(|c| c.message.clone().unwrap_or_else(|| c.reason.clone().unwrap_or_default())),
             stamp: ann_opt(keys.generation).and_then(|g| g.parse().ok()),
             lifecycle,
             restore_marked: ann_opt(keys.restore_from_hibernate).as_deref()

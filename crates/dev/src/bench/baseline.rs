@@ -128,7 +128,7 @@ async fn raw_converge(
     };
     let pp = PostParams::default();
     // The raw client builds the pods the operator would, in the lab's dialect.
-    let provider = Provider { dialect, cpu_class: None };
+    let provider = Provider { dialect, cpu_class: None, node: set.spec.node_name.clone() };
     pods_api
         .create(&pp, &agent_pod(&identity, &set.spec, 0, &AgentKind::Main, &provider, false))
         .await?;

@@ -52,7 +52,10 @@ impl Shape {
 }
 
 pub fn set_spec(replicas: i32) -> CocoonSetSpec {
+    // Bound to the lab's one node, as the figures before placement were taken (placement by
+    // the scheduler is measured on its own).
     serde_json::from_value(json!({
+        "nodeName": cocoon_core::contract::DEFAULT_NODE_NAME,
         "agent": {"image": "ubuntu-dev-base", "replicas": replicas},
         "toolboxes": [{"name": "box", "image": "chromium"}]
     }))

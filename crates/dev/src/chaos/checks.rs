@@ -161,7 +161,7 @@ pub async fn leader_takeover(
         "agent": {"image": "ubuntu-dev-base", "replicas": 1}
     }))
     .map_err(|e| e.to_string())?;
-    spec.node_name = node.to_string();
+    spec.node_name = Some(node.to_string());
     sets.create(&PostParams::default(), &CocoonSet::new("lead", spec))
         .await
         .map_err(|e| e.to_string())?;

@@ -128,7 +128,7 @@ impl Workload {
                 let mut spec: CocoonSetSpec = serde_json::from_value(serde_json::json!({
                     "agent": {"image": "ubuntu-dev-base", "replicas": replicas}
                 }))?;
-                spec.node_name = self.node.clone();
+                spec.node_name = Some(self.node.clone());
                 // Every other set releases its seats when suspended.
                 let release = self.next_set.is_multiple_of(2);
                 if release {

@@ -14,8 +14,10 @@ pub struct Checkpoint {
     pub objects: Vec<(String, Value)>,
 }
 
-/// Fields that differ from run to run by nature: ids, addresses, times.
-const VOLATILE: [&str; 5] = ["vmID", "ip", "lastTransitionTime", "activeSince", "suspendedSince"];
+/// Fields that differ from run to run by nature: ids, addresses, times, and the node (each run
+/// has its own: the real provider's, a simulator's).
+const VOLATILE: [&str; 6] =
+    ["vmID", "ip", "lastTransitionTime", "activeSince", "suspendedSince", "node"];
 
 /// A status with its volatile fields removed and `namespace` replaced by `<ns>` in every
 /// string (VM names and messages carry it).
@@ -91,12 +93,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_addresses_times_and_the_namespace_do_not_count_and_anything_else_does() {
-        let real = json!({"phase": "Running", "agents": [{"vmID": "a1", "ip": "10.88.100.2",
-            "vmName": "vk-r-conv-demo-0", "source": "image:ubuntu"}],
+    fn ids_addresses_times_nodes_and_the_namespace_do_not_count_and_anything_else_does() {
+        let real = json!({"phase": "Running", "node": "cocoon-pool", "agents": [{"vmID": "a1",
+            "ip": "10.88.100.2", "vmName": "vk-r-conv-demo-0", "source": "image:ubuntu",
+            "node": "cocoon-pool"}],
             "conditions": [{"type": "Ready", "lastTransitionTime": "t1", "message": "1/1"}]});
-        let sim = json!({"phase": "Running", "agents": [{"vmID": "sim-9", "ip": "10.88.0.4",
-            "vmName": "vk-s-conv-demo-0", "source": "image:ubuntu"}],
+        let sim = json!({"phase": "Running", "node": "sim-0", "agents": [{"vmID": "sim-9",
+            "ip": "10.88.0.4", "vmName": "vk-s-conv-demo-0", "source": "image:ubuntu",
+            "node": "sim-0"}],
             "conditions": [{"type": "Ready", "lastTransitionTime": "t2", "message": "1/1"}]});
         let cp = |label: &str, v: Value, ns: &str| Checkpoint {
             label: label.into(),

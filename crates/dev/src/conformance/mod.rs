@@ -383,7 +383,8 @@ async fn run_provider(
         let mut provider_quirks = Vec::new();
         let (mut real, real_ns, log_from) = loop {
             let first = provider_quirks.is_empty();
-            let ns = if first { real_ns.clone() } else { format!("r{i}-again-{}", workflow.name()) };
+            let ns =
+                if first { real_ns.clone() } else { format!("r{i}-again-{}", workflow.name()) };
             let log_from = provider.log_len();
             let calls_from = hypervisor.calls().len();
             let run = Run {

@@ -129,12 +129,19 @@ pub fn controller_manager_args(kubeconfig: &Path, nodes: bool) -> Vec<OsString> 
     } else {
         CONTROLLERS.to_string()
     };
-    vec![
+    let mut args = vec![
         flag("kubeconfig", kubeconfig),
         flag("controllers", controllers),
         flag("leader-elect", "false"),
         flag("use-service-account-credentials", "false"),
         flag("bind-address", "127.0.0.1"),
         flag("secure-port", "0"),
-    ]
+    ];
+    if nodes {
+        // A node whose heartbeat stops is NotReady after 20 s rather than 40 s (twice the
+        // simulator's default Lease interval), so tests of node loss wait less.
+        args.push(flag("node-monitor-grace-period", "20s"));
+        args.push(flag("node-monitor-period", "2s"));
+    }
+    args
 }

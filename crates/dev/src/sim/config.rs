@@ -18,6 +18,10 @@ pub struct SimConfig {
     #[arg(long = "node-name", env = "COCOON_SIM_NODE_NAME", default_value = contract::DEFAULT_NODE_NAME)]
     pub node_name: String,
 
+    /// How many nodes to simulate: one named `--node-name`, or `<node-name>-1` … `-N`.
+    #[arg(long, env = "COCOON_SIM_NODES", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub nodes: u32,
+
     /// Time a VM takes to boot (or be adopted) after its pod is bound to the node.
     #[arg(long, env = "COCOON_SIM_CREATE_DELAY", default_value = "200ms", value_parser = parse_duration)]
     pub create_delay: Duration,
@@ -95,6 +99,7 @@ impl Default for SimConfig {
     fn default() -> Self {
         Self {
             node_name: contract::DEFAULT_NODE_NAME.to_string(),
+            nodes: 1,
             create_delay: Duration::ZERO,
             hibernate_delay: Duration::ZERO,
             wake_delay: Duration::ZERO,
@@ -125,6 +130,14 @@ impl SimConfig {
             return Err("heartbeat interval must be positive".to_string());
         }
         Ok(())
+    }
+
+    /// The names of the nodes to simulate ([`SimConfig::nodes`]).
+    pub fn fleet_names(&self) -> Vec<String> {
+        match self.nodes {
+            0 | 1 => vec![self.node_name.clone()],
+            n => (1..=n).map(|i| format!("{}-{i}", self.node_name)).collect(),
+        }
     }
 
     /// Whether the provider refuses to hibernate the VM of this name (slot 0, read from the
@@ -259,6 +272,14 @@ mod tests {
         assert!(!cli.sim.never_completes_hibernate("dev", "frozen", &none));
         assert!(cli.sim.never_completes_hibernate("dev", "other", &stuck_label));
         assert!(!cli.sim.never_completes_hibernate("dev", "other", &none));
+    }
+
+    #[test]
+    fn a_fleet_is_named_after_the_node_name() {
+        let one = SimConfig::default();
+        assert_eq!(one.fleet_names(), vec!["cocoon-pool".to_string()]);
+        let three = SimConfig { nodes: 3, node_name: "vk".into(), ..SimConfig::default() };
+        assert_eq!(three.fleet_names(), vec!["vk-1", "vk-2", "vk-3"]);
     }
 
     #[test]

@@ -55,18 +55,7 @@ impl Simulator {
     /// Registers the node (returns once it exists and is Ready), reads the snapshot ConfigMaps,
     /// then serves pods in background tasks until the handle is shut down or dropped.
     pub async fn start(client: Client, config: SimConfig) -> Result<SimHandle> {
-        let tags = match &config.registry {
-            Some(address) => {
-                let registry = cocoon_operator::registry::RegistryConfig {
-                    address: address.clone(),
-                    auth_file: None,
-                };
-                let registry = cocoon_operator::registry::Registry::new(&registry)
-                    .map_err(|e| Error::Config(e.to_string()))?;
-                tags::Tags::Registry(Arc::new(registry))
-            }
-            None => tags::Tags::default(),
-        };
+        let tags = tags_for(&config)?;
         Self::start_with(client, config, tags).await
     }
 
@@ -118,6 +107,13 @@ impl SimHandle {
         &self.node_name
     }
 
+    /// Stops the node's heartbeat (its Lease and status are no longer renewed) while the
+    /// VMs keep running: the provider went silent. The node lifecycle controller then marks
+    /// the node NotReady; a new simulator for the same node brings it back.
+    pub fn stop_heartbeat(&self) {
+        self.heartbeat.abort();
+    }
+
     /// Stops the pod tasks and the heartbeat, and waits for them. The node and the pods stay as
     /// they are, so a new simulator picks up where this one stopped.
     pub async fn shutdown(mut self) {
@@ -144,10 +140,42 @@ impl Drop for SimHandle {
     }
 }
 
+/// Starts `config.nodes` simulated nodes: one named `config.node_name`, or, for more,
+/// `<node_name>-1` … `<node_name>-N`, each with the config's dialect and CPU class. In the v0.2
+/// and current dialects they share one snapshot store (the registry, or memory), as a fleet
+/// shares its registry.
+pub async fn start_fleet(client: Client, config: SimConfig) -> Result<Vec<SimHandle>> {
+    let tags = tags_for(&config)?;
+    let mut handles = Vec::new();
+    for name in config.fleet_names() {
+        let config = SimConfig { node_name: name, ..config.clone() };
+        handles.push(Simulator::start_with(client.clone(), config, tags.clone()).await?);
+    }
+    Ok(handles)
+}
+
+/// The snapshot store of cocoonstack dialects: the registry the config names, else memory.
+fn tags_for(config: &SimConfig) -> Result<tags::Tags> {
+    Ok(match &config.registry {
+        Some(address) => {
+            let registry = cocoon_operator::registry::RegistryConfig {
+                address: address.clone(),
+                auth_file: None,
+            };
+            let registry = cocoon_operator::registry::Registry::new(&registry)
+                .map_err(|e| Error::Config(e.to_string()))?;
+            tags::Tags::Registry(Arc::new(registry))
+        }
+        None => tags::Tags::default(),
+    })
+}
+
 /// Runs the simulator until Ctrl-C or SIGTERM (the `simulate` command).
 pub async fn run(client: Client, config: SimConfig) -> Result<()> {
-    let handle = Simulator::start(client, config).await?;
+    let handles = start_fleet(client, config).await?;
     cocoon_operator::signal::shutdown().await;
-    handle.shutdown().await;
+    for handle in handles {
+        handle.shutdown().await;
+    }
     Ok(())
 }

@@ -437,7 +437,7 @@ mod tests {
         let bound: CocoonSet =
             serde_yaml::from_str(&super::seed_cocoonset_on("prod", "node-a")).unwrap();
         assert_eq!(bound.metadata.namespace.as_deref(), Some("prod"));
-        assert_eq!(bound.spec.node_name, "node-a");
+        assert_eq!(bound.spec.node_name.as_deref(), Some("node-a"));
         assert_eq!(
             (bound.spec.agent, bound.spec.toolboxes),
             (seed.spec.agent, seed.spec.toolboxes)

@@ -23,6 +23,9 @@ pub enum DeleteReason {
     /// A sub-agent booted from the image instead of forking, and `onForkFallback: recreate`
     /// asks for it to be forked anew now that the main serves again.
     ForkFellBack,
+    /// Its node is gone from the cluster and `onNodeLoss: recreate` places the set again:
+    /// deleted at once (grace 0), since no provider is left there to finish a graceful delete.
+    NodeLost,
 }
 
 impl DeleteReason {
@@ -35,7 +38,14 @@ impl DeleteReason {
             Self::Teardown => "Teardown",
             Self::ForkFellBack => "ForkFellBack",
             Self::Released => "Released",
+            Self::NodeLost => "NodeLost",
         }
+    }
+
+    /// The grace period the delete asks for: `None` for the pod's own (the provider's delete
+    /// hook snapshots and removes the VM), 0 where no provider is left to run it.
+    pub fn grace_seconds(self) -> Option<u32> {
+        (self == Self::NodeLost).then_some(0)
     }
 }
 

@@ -12,7 +12,7 @@ use crate::plan::fixtures::*;
 use crate::plan::observe::{Lifecycle, PodPhase};
 
 fn provider(dialect: Dialect) -> Provider {
-    Provider { dialect, cpu_class: None }
+    Provider { dialect, cpu_class: None, node: Some(contract::DEFAULT_NODE_NAME.into()) }
 }
 
 fn world(dialect: Dialect, spec: crate::api::CocoonSetSpec, pods: Vec<PodView>) -> World {
@@ -102,7 +102,11 @@ fn each_dialect_builds_its_pods_in_its_own_keys_container_and_restart_policy() {
     assert_eq!(spec.restart_policy, None, "a refusal must not turn the pod Failed for good");
     assert_eq!(spec.node_selector, None);
 
-    let current = Provider { dialect: Dialect::Current, cpu_class: Some("zen4".into()) };
+    let current = Provider {
+        dialect: Dialect::Current,
+        cpu_class: Some("zen4".into()),
+        node: Some(contract::DEFAULT_NODE_NAME.into()),
+    };
     let kind = AgentKind::SubAgent { fork_from: "vk-prod-demo-0".into() };
     let pod = agent_pod(&identity(), &s, 1, &kind, &current, false);
     let ann = pod.metadata.annotations.unwrap();
@@ -112,7 +116,7 @@ fn each_dialect_builds_its_pods_in_its_own_keys_container_and_restart_policy() {
     let selector = pod.spec.unwrap().node_selector.unwrap();
     assert_eq!(selector[contract::dialect::NODE_LABEL_CPU_CLASS], "zen4");
 
-    let seed = agent_pod(&identity(), &s, 0, &AgentKind::Main, &Provider::default(), false);
+    let seed = agent_pod(&identity(), &s, 0, &AgentKind::Main, &pool_provider(), false);
     assert_eq!(seed.spec.as_ref().unwrap().containers[0].name, "vm");
     assert_eq!(seed.spec.unwrap().restart_policy.as_deref(), Some("Never"));
 }
@@ -268,7 +272,7 @@ fn a_v02_restore_clones_the_vms_own_snapshot_and_a_sub_agent_restores_without_fo
     assert_eq!(ann["cocoonset.cocoonstack.io/image"], "vk-prod-demo-1:hibernate");
     assert!(!ann.contains_key("vm.cocoonstack.io/fork-from"));
     // A seed provider restores from its entry by itself: nothing to mark.
-    let seed = agent_pod(&identity(), &spec(1), 1, &kind, &Provider::default(), true);
+    let seed = agent_pod(&identity(), &spec(1), 1, &kind, &pool_provider(), true);
     let ann = seed.metadata.annotations.unwrap();
     assert_eq!(ann[contract::dialect::seed::KEYS.image], "ubuntu-dev-base");
     assert_eq!(ann[contract::dialect::seed::KEYS.fork_from], "vk-prod-demo-0");

@@ -72,6 +72,24 @@ pub(super) fn transition_events(
     {
         events.push(PlanEvent::warning(ConditionType::ForkFellBack.as_str(), message));
     }
+    // The set's node in trouble is news when it starts or changes, and when it ends.
+    let node_lost = |s: &CocoonSetStatus| {
+        ConditionType::NodeLost
+            .find(&s.conditions)
+            .filter(|c| c.status == "True")
+            .map(|c| c.message.clone())
+    };
+    match (node_lost(previous), node_lost(next)) {
+        _ if deleting => {}
+        (before, Some(now)) if before.as_ref() != Some(&now) => {
+            events.push(PlanEvent::warning(ConditionType::NodeLost.as_str(), now));
+        }
+        (Some(_), None) => events.push(PlanEvent::normal(
+            "NodeRecovered",
+            format!("node {} is Ready again", next.node.as_deref().unwrap_or("of the set")),
+        )),
+        _ => {}
+    }
     // During teardown the message counts down the pods left: progress, not a problem.
     if next.message != previous.message
         && !deleting

@@ -7,6 +7,7 @@ pub mod actions;
 mod events;
 pub mod idle;
 pub mod pass;
+pub mod placement;
 mod pod_writes;
 pub mod pods;
 pub mod slots;
@@ -41,8 +42,10 @@ pub struct SetInput<'a> {
     pub previous_status: &'a CocoonSetStatus,
     /// Pods whose controller ownerReference is this set.
     pub pods: &'a [PodView],
-    /// The provider of the set's node: its dialect and CPU class.
+    /// The provider of the set's node: its dialect, CPU class and the node.
     pub provider: Provider,
+    /// Where the set's pods go, and what is wrong with that node.
+    pub placement: &'a placement::Placement,
     /// The dialect of the set's node (`provider.dialect`).
     pub dialect: crate::contract::Dialect,
     /// Pods of the set on a node of another dialect than the set's node (or carrying another
@@ -128,6 +131,7 @@ pub fn plan_cocoon_set(input: &SetInput<'_>) -> SetPlan {
         replaced: input.replaced,
         failure: input.failure,
         mixed: input.mixed.as_deref(),
+        placement: input.placement,
         registry_problem: input.registry_problem,
         registry: input.registry,
         dialect: input.dialect,

@@ -11,6 +11,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::actions::{DeleteReason, PodAction};
 use super::events::done_event;
 use super::idle::{IdleDecision, IdleInput, decide_idle};
+use super::placement::place;
 use super::pods::{Provider, SetIdentity};
 use super::slots::SuspendView;
 use super::{SetInput, plan_cocoon_set};
@@ -309,14 +310,21 @@ pub fn plan_set_pass(
     };
     let conflicts: BTreeSet<String> = memory.name_conflicts.keys().cloned().collect();
     let failure = memory.rejection.as_ref().map(Rejection::message);
-    let node = spec.node_name.as_str();
-    let dialect = view.nodes.dialect(node);
+    let main_pod = pods.iter().find(|p| p.slot == Some(0));
+    let placement = place(&spec, previous.node.as_deref(), main_pod, view.nodes);
+    // Before the scheduler places the main, the set speaks its pool's dialect (and selects
+    // only that pool's nodes).
+    let dialect = match placement.node.as_deref() {
+        Some(node) => view.nodes.dialect(node),
+        None => view.nodes.pool_dialect(),
+    };
+    let node = placement.node.as_deref().unwrap_or(contract::DEFAULT_NODE_NAME);
     let provider = Provider {
         dialect,
-        cpu_class: spec
-            .snapshot_cpu_class
-            .clone()
-            .or_else(|| view.nodes.cpu_class(node).map(str::to_string)),
+        cpu_class: spec.snapshot_cpu_class.clone().or_else(|| {
+            placement.node.as_deref().and_then(|n| view.nodes.cpu_class(n)).map(str::to_string)
+        }),
+        node: placement.node.clone(),
     };
     // A VM whose pod went while it was hibernating may have pushed its snapshot: asked of
     // the registry before the pod is created again. What the registry said is forgotten once
@@ -351,6 +359,7 @@ pub fn plan_set_pass(
         provider,
         dialect,
         mixed: view.nodes.mixed(node, dialect, &pods),
+        placement: &placement,
         registry: view.registry,
         probing: &probing,
         registry_problem: memory.registry_problem.as_deref(),

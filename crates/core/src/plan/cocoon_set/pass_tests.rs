@@ -9,7 +9,8 @@ use proptest::prelude::*;
 use super::*;
 use crate::api::VmPhase;
 use crate::api::{CocoonSetPhase, CocoonSetSpec};
-use crate::plan::fixtures::{UID, agent, at, spec, starting, terminating};
+use crate::contract::Dialect;
+use crate::plan::fixtures::{UID, agent, at, pending, pool_nodes, spec, starting, terminating};
 use crate::plan::pass::{CONFLICT_RETRY, Next};
 
 fn settings() -> SetSettings {
@@ -53,7 +54,7 @@ impl Harness {
             pods,
             snapshots: Snapshots::new(),
             memory: SetMemory::default(),
-            nodes: crate::plan::Nodes::default(),
+            nodes: pool_nodes(Dialect::Seed),
             registry: false,
             now: at(100),
             settings: settings(),
@@ -704,7 +705,7 @@ fn a_cocoonstack_set_restores_the_vms_it_released_even_after_a_restart() {
     released.hibernate_policy = crate::api::HibernatePolicy::Release;
     let mut h = Harness::new(0, vec![main]);
     h.set.spec = released;
-    h.nodes = crate::plan::Nodes::new(Dialect::Current, None);
+    h.nodes = pool_nodes(Dialect::Current);
     h.registry = true;
     let released = |trace: &Trace| {
         trace.iter().any(|(s, _, _)| {
@@ -749,7 +750,7 @@ fn a_cocoonstack_teardown_retires_every_snapshot_per_policy_before_the_finalizer
     let mut h = Harness::new(1, vec![]);
     h.set.spec = spec;
     h.set.metadata.deletion_timestamp = Some(crate::api::conditions::wire_time(at(50)));
-    h.nodes = crate::plan::Nodes::new(Dialect::V02, None);
+    h.nodes = pool_nodes(Dialect::V02);
     h.registry = true;
     let collected = |trace: &Trace| -> Vec<(String, bool)> {
         trace
@@ -798,7 +799,7 @@ fn a_pod_the_provider_deleted_while_hibernating_comes_back_from_its_pushed_snaps
     use crate::contract::Dialect;
     let mut h = Harness::new(0, vec![]);
     h.set.spec.suspend = true;
-    h.nodes = crate::plan::Nodes::new(Dialect::V02, None);
+    h.nodes = pool_nodes(Dialect::V02);
     h.registry = true;
     // The last status saw the main hibernating; then vk-cocoon v0.2.9 deleted its pod.
     h.set.status = Some(CocoonSetStatus {
@@ -860,7 +861,7 @@ fn a_pod_seen_hibernating_that_goes_before_any_status_said_so_is_still_looked_fo
     main.hibernate_requested = true;
     let mut h = Harness::new(0, vec![main]);
     h.set.spec.suspend = true;
-    h.nodes = crate::plan::Nodes::new(Dialect::V02, None);
+    h.nodes = pool_nodes(Dialect::V02);
     h.registry = true;
     h.pass(done);
     // The provider deletes it (PROVIDERS.md §6.14) before its hibernated shape was seen.
@@ -883,7 +884,7 @@ fn a_suspended_sets_vm_last_seen_running_whose_pod_went_unwatched_is_looked_for(
     let last_seen_running = |suspend: bool| {
         let mut h = Harness::new(0, vec![]);
         h.set.spec.suspend = suspend;
-        h.nodes = crate::plan::Nodes::new(Dialect::V02, None);
+        h.nodes = pool_nodes(Dialect::V02);
         h.registry = true;
         // The operator restarted after the suspend began: the last status it wrote saw the main
         // running, and the provider deleted the pod it then hibernated while nobody watched.
@@ -906,4 +907,152 @@ fn a_suspended_sets_vm_last_seen_running_whose_pod_went_unwatched_is_looked_for(
     };
     assert!(last_seen_running(true), "a suspended set asks the registry");
     assert!(!last_seen_running(false), "a running set's lost pod is no hibernation");
+}
+
+/// A set without `spec.nodeName` on a fleet of two nodes, its main bound by the scheduler to
+/// `n2` once created.
+fn fleet_harness(replicas: i32) -> Harness {
+    let mut h = Harness::new(replicas, Vec::new());
+    h.set.spec.node_name = None;
+    h.set.spec.toolboxes = vec![crate::plan::fixtures::toolbox(
+        "tb",
+        crate::api::ToolboxOs::Linux,
+        crate::api::ToolboxMode::Clone,
+    )];
+    let mut nodes = pool_nodes(Dialect::Seed);
+    for name in ["n1", "n2"] {
+        nodes.set(name, crate::plan::NodeInfo::default());
+    }
+    h.nodes = nodes;
+    h
+}
+
+fn created_pods(trace: &Trace) -> Vec<k8s_openapi::api::core::v1::Pod> {
+    trace
+        .iter()
+        .filter_map(|(s, _, _)| match s {
+            Step::Pod(
+                PodAction::CreateMain { pod }
+                | PodAction::CreateSubAgent { pod, .. }
+                | PodAction::CreateToolbox { pod, .. },
+            ) => Some((**pod).clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn on(mut pod: PodView, node: &str) -> PodView {
+    pod.node = Some(node.into());
+    pod
+}
+
+#[test]
+fn without_a_node_the_main_is_scheduled_and_the_set_follows_it_where_it_landed() {
+    let mut h = fleet_harness(1);
+    let trace = h.pass(done);
+    let pods = created_pods(&trace);
+    assert_eq!(creates(&trace), vec!["demo-0"], "the toolbox waits for the set's node");
+    let spec = pods[0].spec.clone().unwrap();
+    assert_eq!(spec.node_name, None, "left to the scheduler");
+    assert!(spec.affinity.is_some(), "selecting the provider's pool");
+    assert_eq!(h.set.status.clone().unwrap().node, None);
+
+    // No node fits: the scheduler's words are the set's.
+    let mut waiting = pending(agent(0));
+    waiting.unschedulable = Some("0/2 nodes are available: 2 node(s) didn't match".into());
+    h.pods = vec![waiting];
+    h.later(1);
+    h.pass(done);
+    let message = h.set.status.clone().unwrap().message.unwrap_or_default();
+    assert!(message.contains("demo-0 cannot be placed: 0/2 nodes are available"), "{message}");
+
+    // The scheduler bound it to n2; it serves: the sub-agent and the toolbox follow.
+    h.pods = vec![on(agent(0), "n2")];
+    h.memory.expectations = Default::default();
+    h.later(1);
+    let trace = h.pass(done);
+    let pods = created_pods(&trace);
+    let names: Vec<_> = pods.iter().filter_map(|p| p.metadata.name.clone()).collect();
+    assert_eq!(names, vec!["demo-1", "demo-tb"]);
+    for pod in &pods {
+        assert_eq!(pod.spec.as_ref().unwrap().node_name.as_deref(), Some("n2"));
+    }
+    let status = h.set.status.clone().unwrap();
+    assert_eq!(status.node.as_deref(), Some("n2"));
+    assert_eq!(status.agents[0].node.as_deref(), Some("n2"));
+
+    // The main goes (a user deleted it): its replacement goes back to n2, not to the scheduler.
+    h.pods = vec![on(agent(1), "n2")];
+    h.memory.expectations = Default::default();
+    h.later(1);
+    let trace = h.pass(done);
+    let main =
+        created_pods(&trace).into_iter().find(|p| p.metadata.name.as_deref() == Some("demo-0"));
+    assert_eq!(main.expect("recreated").spec.unwrap().node_name.as_deref(), Some("n2"));
+}
+
+#[test]
+fn a_node_not_ready_is_a_condition_and_an_event_and_its_return_clears_them() {
+    let mut h = fleet_harness(1);
+    h.set.spec.toolboxes.clear();
+    h.pods = vec![on(agent(0), "n2"), on(agent(1), "n2")];
+    h.pass(done);
+    h.nodes.set("n2", crate::plan::NodeInfo { ready: false, ..Default::default() });
+    h.later(1);
+    let trace = h.pass(done);
+    assert!(creates(&trace).is_empty());
+    assert!(!trace.iter().any(|(s, _, _)| matches!(s, Step::Pod(PodAction::Delete { .. }))));
+    let status = h.set.status.clone().unwrap();
+    let lost = ConditionType::NodeLost.find(&status.conditions).expect("condition");
+    assert_eq!((lost.status.as_str(), lost.reason.as_str()), ("True", "NodeNotReady"));
+    assert!(lost.message.contains("node n2") && lost.message.contains("vk-prod-demo-1"));
+    let reasons: Vec<_> = events(&trace).into_iter().map(|e| e.reason).collect();
+    assert_eq!(reasons, vec!["NodeLost"]);
+
+    h.nodes.set("n2", crate::plan::NodeInfo::default());
+    h.later(1);
+    let trace = h.pass(done);
+    let status = h.set.status.clone().unwrap();
+    assert!(!ConditionType::NodeLost.is_true(&status.conditions));
+    let reasons: Vec<_> = events(&trace).into_iter().map(|e| e.reason).collect();
+    assert_eq!(reasons, vec!["NodeRecovered"]);
+}
+
+#[test]
+fn a_deleted_node_loses_its_vms_and_only_recreate_places_the_set_again() {
+    let mut h = fleet_harness(1);
+    h.set.spec.toolboxes.clear();
+    h.pods = vec![on(agent(0), "n2"), on(agent(1), "n2")];
+    h.pass(done);
+    // n2 is deleted from the cluster; the pod garbage collector removed the main's pod.
+    h.nodes.remove("n2");
+    h.pods = vec![on(agent(1), "n2")];
+    h.later(1);
+    let trace = h.pass(done);
+    assert!(creates(&trace).is_empty(), "report: nothing is booted anew unasked");
+    let status = h.set.status.clone().unwrap();
+    assert_eq!(status.node.as_deref(), Some("n2"));
+    let lost = ConditionType::NodeLost.find(&status.conditions).expect("condition");
+    assert_eq!(lost.reason, "NodeGone");
+    assert!(lost.message.contains("vk-prod-demo-0") && lost.message.contains("vk-prod-demo-1"));
+    assert!(status.message.unwrap_or_default().contains("n2 was deleted"));
+
+    h.set.spec.on_node_loss = crate::api::NodeLossPolicy::Recreate;
+    h.later(1);
+    let trace = h.pass(done);
+    let deleted: Vec<_> = trace
+        .iter()
+        .filter_map(|(s, _, _)| match s {
+            Step::Pod(PodAction::Delete { pod_name, reason, .. }) => {
+                Some((pod_name.clone(), *reason))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deleted, vec![("demo-1".to_string(), DeleteReason::NodeLost)]);
+    assert_eq!(DeleteReason::NodeLost.grace_seconds(), Some(0));
+    let main =
+        created_pods(&trace).into_iter().find(|p| p.metadata.name.as_deref() == Some("demo-0"));
+    assert_eq!(main.expect("placed again").spec.unwrap().node_name, None);
+    assert_eq!(h.set.status.clone().unwrap().node, None);
 }

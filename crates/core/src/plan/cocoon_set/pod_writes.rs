@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::SetInput;
 use super::actions::{DeleteReason, PodAction};
+use super::placement::NodeTrouble;
 use super::pods::{AgentKind, agent_pod, pod_labels, toolbox_pod};
 use super::slots::warm_slots;
 use crate::contract::{self, Dialect};
@@ -41,7 +42,9 @@ pub(super) fn plan_writes(input: &SetInput<'_>) -> (Vec<PodAction>, Option<Durat
         actions.extend(hibernate_toggles(input, &gone_or_going));
         // A current provider restores a new pod from any `<vm>:hibernate` it finds: without
         // the registry, stale ones cannot be removed first, and nothing is created.
-        let can_create = input.dialect != Dialect::Current || input.registry;
+        // Nor on a node gone from the cluster, unless the spec asks to place the set again.
+        let can_create = (input.dialect != Dialect::Current || input.registry)
+            && !input.placement.trouble.as_ref().is_some_and(|t| t.blocks_creates(input.spec));
         if !input.spec.suspend && can_create {
             let (creates, wait) = creates(input, &by_name);
             actions.extend(guard_creates(input, creates));
@@ -76,7 +79,17 @@ fn deletions(input: &SetInput<'_>, deleting_now: &dyn Fn(&PodView) -> bool) -> V
     let mut others = Vec::new();
     let main_name = contract::agent_pod_name(&input.set.name, 0);
     let main = input.pods.iter().find(|p| p.name == main_name && !deleting_now(p));
+    // The set's node is gone and the set is placed again: its pods there go at once (no
+    // provider is left there to finish a graceful delete).
+    let stranded_on = match &input.placement.trouble {
+        Some(NodeTrouble::Gone { node, replace: true }) => Some(node.as_str()),
+        _ => None,
+    };
     for pod in input.pods.iter().filter(|p| !deleting_now(p)) {
+        if stranded_on.is_some() && pod.node.as_deref() == stranded_on {
+            others.push(delete(pod, DeleteReason::NodeLost));
+            continue;
+        }
         if releasable(input, pod) {
             // The current provider keeps the VM's node-local snapshot when told right before
             // the delete (a restore on the same node needs no pull).
@@ -242,7 +255,9 @@ fn creates(
             }
         }
     }
-    for toolbox in &input.spec.toolboxes {
+    // Toolboxes go where the set is: once the scheduler has placed the main.
+    let placed = provider.node.is_some();
+    for toolbox in input.spec.toolboxes.iter().filter(|_| placed) {
         if free(&contract::toolbox_pod_name(&set.name, &toolbox.name)) {
             let reported = input.previous_status.toolboxes.iter().find(|t| t.name == toolbox.name);
             out.push(PodAction::CreateToolbox {

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapEnvSource, Container, EnvFromSource, Pod, PodSecurityContext, PodSpec,
+    Affinity, Capabilities, ConfigMapEnvSource, Container, EnvFromSource, NodeAffinity,
+    NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSecurityContext, PodSpec,
     ResourceRequirements, SeccompProfile, SecretEnvSource, SecurityContext, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -54,6 +55,9 @@ pub struct Provider {
     pub dialect: Dialect,
     /// The snapshot CPU class to select (current): the set's own, else its node's.
     pub cpu_class: Option<String>,
+    /// The node the pods are bound to (`spec.nodeName`, or where the set was placed). `None`:
+    /// the pod is left to the scheduler, selecting the dialect's pool and what the spec asks.
+    pub node: Option<String>,
 }
 
 impl Provider {
@@ -88,6 +92,32 @@ fn tolerations() -> Vec<Toleration> {
         exists(contract::TAINT_NOT_READY, "NoExecute"),
         exists(contract::TAINT_UNREACHABLE, "NoExecute"),
     ]
+}
+
+/// The affinity of a pod the scheduler places: the spec's, with the dialect's pool required
+/// in every node selector term (terms are ORed, so each must carry it), or a term of its own.
+fn pool_affinity(dialect: Dialect, asked: Option<&Affinity>) -> Affinity {
+    let pool: Vec<NodeSelectorRequirement> = dialect
+        .pool_requirements()
+        .into_iter()
+        .map(|(key, operator, values)| NodeSelectorRequirement {
+            key: key.to_string(),
+            operator: operator.to_string(),
+            values: (!values.is_empty()).then(|| values.into_iter().map(str::to_string).collect()),
+        })
+        .collect();
+    let mut affinity = asked.cloned().unwrap_or_default();
+    let node = affinity.node_affinity.get_or_insert_with(NodeAffinity::default);
+    let required = node
+        .required_during_scheduling_ignored_during_execution
+        .get_or_insert_with(|| NodeSelector { node_selector_terms: Vec::new() });
+    if required.node_selector_terms.is_empty() {
+        required.node_selector_terms.push(NodeSelectorTerm::default());
+    }
+    for term in &mut required.node_selector_terms {
+        term.match_expressions.get_or_insert_with(Vec::new).extend(pool.iter().cloned());
+    }
+    affinity
 }
 
 /// vk-cocoon ignores security contexts (a VM is not a container), but namespaces that enforce
@@ -156,10 +186,16 @@ fn pod(set: &SetIdentity, spec: &CocoonSetSpec, parts: PodParts<'_>) -> Pod {
     if let Some(key) = provider.keys().generation {
         annotations.insert(key.to_string(), "1".to_string());
     }
-    let node_selector =
-        provider.cpu_class.as_ref().filter(|_| dialect.publishes_lifecycle()).map(|class| {
-            BTreeMap::from([(contract::dialect::NODE_LABEL_CPU_CLASS.to_string(), class.clone())])
-        });
+    let mut selector = BTreeMap::new();
+    if let Some(class) = provider.cpu_class.as_ref().filter(|_| dialect.publishes_lifecycle()) {
+        selector.insert(contract::dialect::NODE_LABEL_CPU_CLASS.to_string(), class.clone());
+    }
+    let scheduled = provider.node.is_none();
+    if scheduled {
+        selector.extend(spec.node_selector.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    let mut tolerations = tolerations();
+    tolerations.extend(spec.tolerations.iter().cloned());
     Pod {
         metadata: ObjectMeta {
             name: Some(name),
@@ -170,8 +206,9 @@ fn pod(set: &SetIdentity, spec: &CocoonSetSpec, parts: PodParts<'_>) -> Pod {
             ..Default::default()
         },
         spec: Some(PodSpec {
-            node_name: Some(spec.node_name.clone()),
-            node_selector,
+            node_name: provider.node.clone(),
+            node_selector: (!selector.is_empty()).then_some(selector),
+            affinity: scheduled.then(|| pool_affinity(dialect, spec.affinity.as_ref())),
             containers: vec![Container {
                 name: dialect.container().into(),
                 image: Some(image),
@@ -180,7 +217,7 @@ fn pod(set: &SetIdentity, spec: &CocoonSetSpec, parts: PodParts<'_>) -> Pod {
                 security_context: Some(restricted_container()),
                 ..Default::default()
             }],
-            tolerations: Some(tolerations()),
+            tolerations: Some(tolerations),
             security_context: Some(PodSecurityContext {
                 run_as_non_root: Some(true),
                 seccomp_profile: Some(runtime_default()),

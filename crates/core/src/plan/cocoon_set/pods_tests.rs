@@ -4,7 +4,7 @@ use super::pods::{AgentKind, Provider, TERMINATION_GRACE_SECONDS, agent_pod, too
 use crate::api::{EnvFromRef, NameRef, SnapshotPolicy, ToolboxMode, ToolboxOs, VmResources};
 use crate::contract;
 use crate::contract::dialect::seed;
-use crate::plan::fixtures::{identity, spec, toolbox};
+use crate::plan::fixtures::{identity, pool_provider, spec, toolbox};
 
 #[test]
 fn an_agent_pod_is_complete() {
@@ -22,7 +22,7 @@ fn an_agent_pod_is_complete() {
         &s,
         1,
         &AgentKind::SubAgent { fork_from: "vk-prod-demo-0".into() },
-        &Provider::default(),
+        &pool_provider(),
         false,
     );
     let meta = &pod.metadata;
@@ -62,7 +62,7 @@ fn an_agent_pod_is_complete() {
 
 #[test]
 fn vm_pods_tolerate_node_flaps_forever() {
-    let pod = agent_pod(&identity(), &spec(0), 0, &AgentKind::Main, &Provider::default(), false);
+    let pod = agent_pod(&identity(), &spec(0), 0, &AgentKind::Main, &pool_provider(), false);
     let tolerations = pod.spec.unwrap().tolerations.unwrap();
     let find =
         |key: &str| tolerations.iter().find(|t| t.key.as_deref() == Some(key)).cloned().unwrap();
@@ -83,7 +83,7 @@ fn vm_pods_tolerate_node_flaps_forever() {
 
 #[test]
 fn the_main_has_no_fork_from() {
-    let pod = agent_pod(&identity(), &spec(0), 0, &AgentKind::Main, &Provider::default(), false);
+    let pod = agent_pod(&identity(), &spec(0), 0, &AgentKind::Main, &pool_provider(), false);
     let ann = pod.metadata.annotations.unwrap();
     assert!(!ann.contains_key(seed::KEYS.fork_from));
     assert_eq!(pod.metadata.labels.unwrap()[contract::LABEL_ROLE], "main");
@@ -94,7 +94,7 @@ fn a_toolbox_pod_is_scoped_to_its_set_and_carries_its_mode_and_os() {
     let mut s = spec(0);
     let tb = toolbox("droid", ToolboxOs::Android, ToolboxMode::Clone);
     s.toolboxes = vec![tb.clone()];
-    let pod = toolbox_pod(&identity(), &s, &tb, None, &Provider::default());
+    let pod = toolbox_pod(&identity(), &s, &tb, None, &pool_provider());
     assert_eq!(pod.metadata.name.as_deref(), Some("demo-droid"));
     let ann = pod.metadata.annotations.clone().unwrap();
     assert_eq!(ann[seed::KEYS.vm_name], "vk-prod-demo-droid");
@@ -111,8 +111,86 @@ fn a_static_toolbox_ignores_static_fields_unless_static() {
     let mut tb = toolbox("box", ToolboxOs::Linux, ToolboxMode::Run);
     tb.static_ip = Some("10.1.1.1".into());
     tb.vnc_port = Some(5900);
-    let pod = toolbox_pod(&identity(), &spec(0), &tb, None, &Provider::default());
+    let pod = toolbox_pod(&identity(), &spec(0), &tb, None, &pool_provider());
     let ann = pod.metadata.annotations.unwrap();
     assert!(!ann.contains_key(seed::KEYS.ip));
     assert!(!ann.contains_key(seed::KEYS.vnc_port));
+}
+
+#[test]
+fn a_main_without_a_node_is_left_to_the_scheduler_within_its_dialects_pool() {
+    use k8s_openapi::api::core::v1::{
+        Affinity, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Toleration,
+    };
+    let mut s = spec(0);
+    s.node_name = None;
+    s.node_selector = [("zone".to_string(), "a".to_string())].into();
+    s.tolerations = vec![Toleration {
+        key: Some("dedicated".into()),
+        operator: Some("Exists".into()),
+        ..Default::default()
+    }];
+    let term = |key: &str| NodeSelectorTerm {
+        match_expressions: Some(vec![NodeSelectorRequirement {
+            key: key.into(),
+            operator: "Exists".into(),
+            values: None,
+        }]),
+        match_fields: None,
+    };
+    s.affinity = Some(Affinity {
+        node_affinity: Some(NodeAffinity {
+            required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                node_selector_terms: vec![term("gpu"), term("big")],
+            }),
+            preferred_during_scheduling_ignored_during_execution: None,
+        }),
+        ..Default::default()
+    });
+    let unplaced = Provider::default();
+    assert_eq!(unplaced.node, None);
+    let pod = agent_pod(&identity(), &s, 0, &AgentKind::Main, &unplaced, false);
+    let pod_spec = pod.spec.unwrap();
+    assert_eq!(pod_spec.node_name, None, "the scheduler binds it");
+    assert_eq!(pod_spec.node_selector.unwrap()["zone"], "a");
+    let keys: Vec<Option<String>> =
+        pod_spec.tolerations.unwrap().into_iter().map(|t| t.key).collect();
+    assert!(keys.contains(&Some("dedicated".into())), "{keys:?}");
+    assert!(keys.contains(&Some(contract::TAINT_UNREACHABLE.into())), "{keys:?}");
+    let terms = pod_spec
+        .affinity
+        .unwrap()
+        .node_affinity
+        .unwrap()
+        .required_during_scheduling_ignored_during_execution
+        .unwrap()
+        .node_selector_terms;
+    assert_eq!(terms.len(), 2, "the user's terms, each narrowed to the pool");
+    for term in terms {
+        let exprs = term.match_expressions.unwrap();
+        let has = |key: &str, op: &str| exprs.iter().any(|e| e.key == key && e.operator == op);
+        assert!(has("type", "In") && has("cocoonstack.io/pool", "DoesNotExist"), "{exprs:?}");
+        assert!(has("gpu", "Exists") || has("big", "Exists"));
+    }
+    // A cocoonstack set selects its pool; without a user's affinity, in a term of its own.
+    s.affinity = None;
+    let current = Provider { dialect: contract::Dialect::Current, ..Default::default() };
+    let pod = agent_pod(&identity(), &s, 0, &AgentKind::Main, &current, false);
+    let affinity = pod.spec.unwrap().affinity.unwrap();
+    let terms = affinity
+        .node_affinity
+        .unwrap()
+        .required_during_scheduling_ignored_during_execution
+        .unwrap()
+        .node_selector_terms;
+    let exprs = terms[0].match_expressions.clone().unwrap();
+    assert_eq!(
+        (exprs[0].key.as_str(), exprs[0].operator.as_str()),
+        ("cocoonstack.io/pool", "Exists")
+    );
+    // Bound to a node: nothing for the scheduler, the spec's selector does not apply.
+    let pod = agent_pod(&identity(), &s, 0, &AgentKind::Main, &pool_provider(), false);
+    let pod_spec = pod.spec.unwrap();
+    assert_eq!(pod_spec.node_name.as_deref(), Some("cocoon-pool"));
+    assert!(pod_spec.affinity.is_none() && pod_spec.node_selector.is_none());
 }

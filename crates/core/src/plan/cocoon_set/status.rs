@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::jiff::Timestamp;
 
 use super::actions::PodAction;
+use super::placement::NodeTrouble;
 use super::pods::SetIdentity;
 use super::slots::{SuspendView, is_warm_pod, warm_slots};
 use crate::api::conditions::{ConditionType, DesiredCondition, merge};
@@ -32,6 +33,7 @@ pub(crate) struct StatusInput<'a> {
     pub replaced: &'a BTreeMap<String, crate::plan::replaced::Replaced>,
     pub failure: Option<&'a str>,
     pub mixed: Option<&'a str>,
+    pub placement: &'a super::placement::Placement,
     pub registry_problem: Option<&'a str>,
     pub registry: bool,
     pub dialect: crate::contract::Dialect,
@@ -94,8 +96,79 @@ fn agent_entry(input: &StatusInput<'_>, slot: u32) -> AgentStatus {
                 .then_some(()))
             .and_then(|_| input.snapshots.get(&vm_name).cloned()),
         vm_name: Some(vm_name),
+        node: node_of(input, pod),
         pod_name: name,
     }
+}
+
+/// The node of a VM: its pod's, else (no pod, or not bound yet) the set's.
+fn node_of(input: &StatusInput<'_>, pod: Option<&PodView>) -> Option<String> {
+    pod.and_then(|p| p.node.clone()).or_else(|| input.placement.node.clone())
+}
+
+/// `NodeLost`: True while the set's node is NotReady or gone from the cluster, naming the
+/// node and the set's VMs on it.
+fn node_condition(
+    input: &StatusInput<'_>,
+    agents: &[&AgentStatus],
+    toolboxes: &[ToolboxStatus],
+) -> DesiredCondition {
+    let Some(trouble) = &input.placement.trouble else {
+        return DesiredCondition {
+            type_: ConditionType::NodeLost,
+            status: false,
+            reason: "NodeReady",
+            message: String::new(),
+        };
+    };
+    let node = trouble.node();
+    let on_it: Vec<&str> = agents
+        .iter()
+        .filter(|a| a.phase != VmPhase::Released)
+        .filter(|a| a.node.as_deref() == Some(node))
+        .map(|a| a.vm_name.as_deref().unwrap_or(a.pod_name.as_str()))
+        .chain(
+            toolboxes
+                .iter()
+                .filter(|t| t.node.as_deref() == Some(node))
+                .map(|t| t.vm_name.as_deref().unwrap_or(t.pod_name.as_str())),
+        )
+        .collect();
+    let vms = if on_it.is_empty() { "none".to_string() } else { on_it.join(", ") };
+    let (reason, message) = match trouble {
+        NodeTrouble::NotReady(_) => (
+            "NodeNotReady",
+            format!(
+                "node {node} is not Ready (its provider's heartbeat is not heard): VMs on it \
+                 ({vms}) may be unreachable; their pods stay bound, since evicting a VM pod \
+                 destroys the VM"
+            ),
+        ),
+        NodeTrouble::Gone { .. } if input.spec.node_name.is_some() => (
+            "NodeGone",
+            format!(
+                "node {node} (spec.nodeName) is not in the cluster (deleted, or not registered \
+                 yet): VMs {vms} cannot run until it is"
+            ),
+        ),
+        NodeTrouble::Gone { replace: false, .. } => (
+            "NodeGone",
+            format!(
+                "node {node} was deleted from the cluster: VMs {vms} are lost with it; nothing \
+                 is created in their place (onNodeLoss: report); set onNodeLoss: recreate to \
+                 place the set on another node"
+            ),
+        ),
+        NodeTrouble::Gone { replace: true, .. } => (
+            "NodeGone",
+            format!(
+                "node {node} was deleted from the cluster: VMs {vms} were lost with it; the set \
+                 is placed again (onNodeLoss: recreate): VMs with a snapshot in the registry \
+                 restore from it, the others boot anew"
+            ),
+        ),
+    };
+    DesiredCondition { type_: ConditionType::NodeLost, status: true, reason, message }
 }
 
 /// A cocoonstack VM of a suspended set whose pod went after its `:hibernate` snapshot was
@@ -174,6 +247,7 @@ fn toolbox_entry(input: &StatusInput<'_>, toolbox: &ToolboxSpec) -> ToolboxStatu
         phase: vm_phase(pod, input.expectations.create_pending(&name)),
         conn_type: conn_type(toolbox.os, vnc_port),
         vnc_port,
+        node: node_of(input, pod),
         pod_name: name,
     }
 }
@@ -238,6 +312,14 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
     if let Some(mixed) = input.mixed {
         problems.push(mixed.to_string());
     }
+    if let Some(trouble) = &input.placement.trouble
+        && trouble.blocks_creates(input.spec)
+    {
+        problems.push(format!(
+            "node {} was deleted from the cluster with the set's VMs (condition NodeLost)",
+            trouble.node()
+        ));
+    }
     if let Some(problem) = input.registry_problem {
         problems.push(format!("registry: {problem}; retrying"));
     }
@@ -254,6 +336,11 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
     for pod in input.pods.values().filter(|p| !p.terminating) {
         if let Some(words) = pod.provider_failure() {
             problems.push(format!("provider: pod {}: {words}", pod.name));
+        }
+    }
+    for pod in input.pods.values().filter(|p| !p.terminating && p.node.is_none()) {
+        if let Some(why) = &pod.unschedulable {
+            problems.push(format!("pod {} cannot be placed: {why}", pod.name));
         }
     }
     problems.extend(input.replaced.values().map(|r| r.message()));
@@ -362,7 +449,10 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
         fork_condition(&fell_back, input.spec.agent.on_fork_fallback),
     ];
     let release = release_condition(input, &agents);
-    let desired: Vec<DesiredCondition> = desired.into_iter().chain(release).collect();
+    let every_agent: Vec<&AgentStatus> = agents.iter().chain(&warm_agents).collect();
+    let node_lost = node_condition(input, &every_agent, &toolboxes);
+    let desired: Vec<DesiredCondition> =
+        desired.into_iter().chain(release).chain([node_lost]).collect();
     CocoonSetStatus {
         phase: Some(phase),
         ready_agents: i32::try_from(ready_agents).unwrap_or(i32::MAX),
@@ -384,6 +474,7 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
         message,
         observed_generation: input.generation,
         idle: None,
+        node: input.placement.node.clone(),
         conditions: merge(&input.previous.conditions, &desired, input.generation, input.now),
     }
 }

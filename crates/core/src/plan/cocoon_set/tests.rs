@@ -344,6 +344,7 @@ fn static_toolbox_annotations_prefer_values_reported_in_status() {
         phase: VmPhase::Missing,
         conn_type: ConnType::Vnc,
         vnc_port: Some(5901),
+        node: None,
     }];
     let plan = w.plan();
     let PodAction::CreateToolbox { pod, .. } = &plan.actions[0] else {

@@ -252,10 +252,10 @@ impl Index {
             changed |= match change {
                 Change::Apply(name, seen) => {
                     let info = seen.info;
-                    let dialect = info.dialect;
+                    let (dialect, ready) = (info.dialect, info.ready);
                     let now = self.nodes.update(|nodes| nodes.set(&name, info));
                     if now {
-                        tracing::info!(node = %name, %dialect, how = ?seen.how, "provider node");
+                        tracing::info!(node = %name, %dialect, ready, how = ?seen.how, "provider node");
                     }
                     now
                 }

@@ -71,6 +71,15 @@ pub fn restore(
         _ => None,
     };
     let has_entry = snapshots.contains(&(intent.namespace.clone(), name.clone()));
+    // A running VM whose pod says it is not Ready (the node lifecycle controller marks every
+    // pod of a node it stopped hearing from): the provider reports it again once it is back.
+    let marked_not_ready = vm_state == VmState::Running
+        && status
+            .conditions
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status != "True");
     Some(Restored {
         snapshot_missing: !cocoonstack && vm_state == VmState::Hibernated && !has_entry,
         record: VmRecord {
@@ -86,7 +95,7 @@ pub fn restore(
             }),
             failure: status.message.clone(),
             woken: false,
-            reported: true,
+            reported: !marked_not_ready,
         },
     })
 }
@@ -162,6 +171,20 @@ mod tests {
         assert_eq!(restored.record.id, "sim-1");
         assert_eq!(restored.record.ip, Some("10.88.0.9".parse().expect("ip")));
         assert!(restored.record.reported);
+    }
+
+    #[test]
+    fn a_running_pod_marked_not_ready_by_someone_else_is_reported_again() {
+        let mut marked = pod("Running", running(), &VM);
+        marked.status.as_mut().unwrap().conditions =
+            Some(vec![k8s_openapi::api::core::v1::PodCondition {
+                type_: "Ready".into(),
+                status: "False".into(),
+                ..Default::default()
+            }]);
+        let restored = restore(&marked, &HashSet::new(), Dialect::Seed).expect("restored");
+        assert_eq!(restored.record.state, VmState::Running);
+        assert!(!restored.record.reported, "the restarted provider reports it Ready again");
     }
 
     #[test]

@@ -1,0 +1,207 @@
+//! A fleet: three simulated vk-cocoon nodes, the real kube-scheduler and node lifecycle
+//! controller, and the operator. Sets that name no node are placed by the scheduler and live on
+//! their main's node; a node whose provider goes silent is reported and comes back; a node
+//! deleted with a set's VMs is reported, and only `onNodeLoss: recreate` places the set again.
+
+use std::time::Duration;
+
+use cocoon_dev::devcluster::{DevCluster, DevClusterOptions};
+use cocoon_dev::sim::{SimConfig, SimHandle, Simulator, start_fleet};
+use cocoon_dev::testing::eventually;
+use cocoon_operator::api::{CocoonSet, CocoonSetPhase, CocoonSetSpec, CocoonSetStatus};
+use cocoon_operator::config::OperatorConfig;
+use cocoon_operator::contract;
+use cocoon_operator::operator::{Operator, config_from_kubeconfig};
+use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod, ServiceAccount};
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+const NS: &str = "fleet";
+const DEADLINE: Duration = Duration::from_secs(90);
+
+fn spec(extra: serde_json::Value) -> CocoonSetSpec {
+    let mut value = json!({
+        "agent": {"image": "ubuntu-dev-base", "replicas": 1},
+        "toolboxes": [{"name": "box", "image": "chromium"}],
+    });
+    if let (Some(base), Some(more)) = (value.as_object_mut(), extra.as_object()) {
+        base.extend(more.clone());
+    }
+    serde_json::from_value(value).expect("spec")
+}
+
+async fn wait_status(
+    sets: &Api<CocoonSet>,
+    name: &str,
+    what: &str,
+    ok: impl Fn(&CocoonSetStatus) -> bool,
+) -> CocoonSetStatus {
+    eventually(DEADLINE, || async {
+        let set = sets.get(name).await.map_err(|e| e.to_string())?;
+        let status = set.status.unwrap_or_default();
+        if ok(&status) && status.observed_generation == set.metadata.generation {
+            Ok(status)
+        } else {
+            Err(format!(
+                "phase {:?}, node {:?}, message {:?}, conditions {:?}",
+                status.phase,
+                status.node,
+                status.message,
+                status.conditions.iter().map(|c| (&c.type_, &c.status)).collect::<Vec<_>>()
+            ))
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{name}: never {what}: {e}"))
+}
+
+fn running(s: &CocoonSetStatus) -> bool {
+    s.phase == Some(CocoonSetPhase::Running)
+}
+
+fn node_lost(s: &CocoonSetStatus) -> Option<(String, String)> {
+    s.conditions
+        .iter()
+        .find(|c| c.type_ == "NodeLost" && c.status == "True")
+        .map(|c| (c.reason.clone(), c.message.clone()))
+}
+
+async fn pods_of(pods: &Api<Pod>, set: &str) -> Vec<Pod> {
+    let selector = format!("{}={set}", contract::LABEL_COCOONSET);
+    pods.list(&ListParams::default().labels(&selector)).await.expect("list pods").items
+}
+
+async fn event_reasons(client: &kube::Client) -> Vec<String> {
+    let events: Api<Event> = Api::namespaced(client.clone(), NS);
+    let list = events.list(&ListParams::default()).await.expect("list events");
+    list.items.into_iter().filter_map(|e| e.reason).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_places_sets_and_reports_a_silent_node_and_a_deleted_one() {
+    let options = DevClusterOptions { scheduler: true, ..DevClusterOptions::default() };
+    let cluster = DevCluster::start(options).await.expect("start the dev cluster");
+    let client = cluster.client().await.expect("client");
+    cocoon_dev::dev::install_crds(&client).await.expect("CRDs");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns = Namespace {
+        metadata: ObjectMeta { name: Some(NS.into()), ..ObjectMeta::default() },
+        ..Namespace::default()
+    };
+    namespaces.create(&PostParams::default(), &ns).await.expect("namespace");
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), NS);
+    eventually(DEADLINE, || async { accounts.get("default").await.map(|_| ()) })
+        .await
+        .expect("the namespace's default ServiceAccount");
+
+    // Three seed nodes whose heartbeat is quick, so that the one that stops is missed soon.
+    let fleet = SimConfig {
+        node_name: "fleet".into(),
+        nodes: 3,
+        heartbeat_interval: Duration::from_secs(2),
+        ..SimConfig::default()
+    };
+    let mut sims: Vec<Option<SimHandle>> = start_fleet(client.clone(), fleet.clone())
+        .await
+        .expect("fleet")
+        .into_iter()
+        .map(Some)
+        .collect();
+    let config = config_from_kubeconfig(cluster.kubeconfig_path()).await.expect("kube config");
+    let operator = Operator::start(config, &OperatorConfig::default()).await.expect("operator");
+
+    let sets: Api<CocoonSet> = Api::namespaced(client.clone(), NS);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let pp = PostParams::default();
+    for name in ["a", "b"] {
+        sets.create(&pp, &CocoonSet::new(name, spec(json!({})))).await.expect("create set");
+    }
+    // A set narrowed the way pods are: to the third node.
+    let pinned = spec(json!({"nodeSelector": {"kubernetes.io/hostname": "fleet-3"}}));
+    sets.create(&pp, &CocoonSet::new("c", pinned)).await.expect("create set");
+
+    for name in ["a", "b", "c"] {
+        let status = wait_status(&sets, name, "Running", running).await;
+        let node = status.node.clone().expect("the set's node is recorded");
+        assert!(node.starts_with("fleet-"), "{name} on {node}");
+        for pod in pods_of(&pods, name).await {
+            let bound = pod.spec.and_then(|s| s.node_name);
+            assert_eq!(
+                bound.as_deref(),
+                Some(node.as_str()),
+                "{name}: every VM on the main's node"
+            );
+        }
+        for agent in status.agents.iter().chain(&status.warm_agents) {
+            assert_eq!(agent.node.as_deref(), Some(node.as_str()), "status shows each VM's node");
+        }
+        assert_eq!(status.toolboxes[0].node.as_deref(), Some(node.as_str()));
+        assert!(node_lost(&status).is_none(), "{name}: {status:?}");
+    }
+    let c = sets.get("c").await.expect("c").status.unwrap_or_default();
+    assert_eq!(c.node.as_deref(), Some("fleet-3"), "the spec's nodeSelector narrows placement");
+
+    // fleet-3's provider goes silent: the node lifecycle controller declares it NotReady. The
+    // set says so, and keeps every pod (a VM pod is never evicted).
+    let silent = sims[2].as_ref().expect("fleet-3");
+    silent.stop_heartbeat();
+    let status = wait_status(&sets, "c", "reporting fleet-3 NotReady", |s| {
+        node_lost(s).is_some_and(|(reason, _)| reason == "NodeNotReady")
+    })
+    .await;
+    let (_, message) = node_lost(&status).expect("condition");
+    assert!(message.contains("node fleet-3"), "{message}");
+    assert!(message.contains(&format!("vk-{NS}-c-0")), "names the VMs: {message}");
+    assert_eq!(pods_of(&pods, "c").await.len(), 3, "no pod evicted or deleted");
+    assert!(event_reasons(&client).await.contains(&"NodeLost".to_string()));
+    // The provider comes back (a new process for the same node).
+    sims[2].take().expect("fleet-3").shutdown().await;
+    let back = SimConfig { node_name: "fleet-3".into(), nodes: 1, ..fleet.clone() };
+    let revived = Simulator::start(client.clone(), back).await.expect("fleet-3 again");
+    wait_status(&sets, "c", "clearing NodeLost", |s| running(s) && node_lost(s).is_none()).await;
+    eventually(DEADLINE, || async {
+        let reasons = event_reasons(&client).await;
+        if reasons.contains(&"NodeRecovered".to_string()) {
+            Ok(())
+        } else {
+            Err(format!("{reasons:?}"))
+        }
+    })
+    .await
+    .expect("a NodeRecovered Event");
+
+    // fleet-3 is deleted from the cluster with set c's VMs on it: lost, reported, and nothing
+    // is created in their place until the spec asks.
+    revived.shutdown().await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes.delete("fleet-3", &DeleteParams::default()).await.expect("delete the node");
+    let status = wait_status(&sets, "c", "reporting fleet-3 gone", |s| {
+        node_lost(s).is_some_and(|(reason, _)| reason == "NodeGone")
+    })
+    .await;
+    assert_eq!(status.node.as_deref(), Some("fleet-3"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for pod in pods_of(&pods, "c").await {
+        assert_eq!(pod.spec.and_then(|s| s.node_name).as_deref(), Some("fleet-3"), "nothing new");
+    }
+    // onNodeLoss: recreate (and the selector lifted): the stranded pods go at once and the set
+    // is placed again on a node that is there.
+    let patch = json!({"spec": {"onNodeLoss": "recreate", "nodeSelector": null}});
+    sets.patch("c", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch c");
+    let status = wait_status(&sets, "c", "Running on another node", |s| {
+        running(s) && s.node.as_deref().is_some_and(|n| n != "fleet-3")
+    })
+    .await;
+    assert!(node_lost(&status).is_none(), "{status:?}");
+    for pod in pods_of(&pods, "c").await {
+        let bound = pod.spec.and_then(|s| s.node_name);
+        assert_eq!(bound, status.node, "every VM of c on its new node");
+    }
+
+    operator.shutdown(Duration::from_secs(10)).await;
+    for sim in sims.into_iter().flatten() {
+        sim.shutdown().await;
+    }
+    drop(cluster);
+}

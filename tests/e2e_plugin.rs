@@ -109,7 +109,8 @@ async fn status_shows_a_set_as_a_tree_with_lineage_toolboxes_and_hibernations() 
     .await
     .expect("the tree shows the converged set");
     let main_vm = format!("vk-{ns}-demo-0");
-    assert!(out.starts_with("cocoonset/demo  Running  agents 3/3  toolboxes 1/1\n"), "{out}");
+    let header = format!("cocoonset/demo  Running  agents 3/3  toolboxes 1/1  node {}\n", env.node);
+    assert!(out.starts_with(&header), "{out}");
     for line in [
         "├── demo-0  slot 0  main".to_string(),
         "├── demo-1  slot 1  sub-agent  Running".to_string(),

@@ -85,6 +85,21 @@ pub enum PluginCommand {
         /// The CocoonSet.
         set: String,
     },
+    /// Move a CocoonSet's VMs to another node (sets `spec.nodeName`): hibernated into the
+    /// registry where they are, recreated on NODE, restored there.
+    Migrate {
+        /// The CocoonSet.
+        set: String,
+        /// The node to move to.
+        #[arg(long = "to")]
+        to: String,
+        /// Follow the set until its VMs run on NODE (or the move is refused).
+        #[arg(long)]
+        wait: bool,
+        /// How long `--wait` waits.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
     /// Set the number of sub-agents of a CocoonSet (its scale subresource, as `kubectl scale`).
     Scale {
         /// The CocoonSet.
@@ -145,6 +160,9 @@ pub async fn run(cli: PluginCli) -> Result<()> {
         }
         PluginCommand::Suspend(args) => verbs::suspend(&target, args, true).await?,
         PluginCommand::Resume(args) => verbs::suspend(&target, args, false).await?,
+        PluginCommand::Migrate { set, to, wait, timeout } => {
+            verbs::migrate(&target, &set, &to, wait.then_some(timeout)).await?
+        }
         PluginCommand::Scale { set, replicas } => verbs::scale(&target, &set, replicas).await?,
         PluginCommand::Touch { set } => {
             verbs::touch(&target, &set).await?;

@@ -86,13 +86,18 @@ fn render_set(set: &CocoonSet, holders: &BTreeMap<String, String>, color: bool) 
         && status.observed_generation != set.metadata.generation;
     let _ = writeln!(
         out,
-        "{}  {}  agents {}/{}  toolboxes {}/{}{}{}",
+        "{}  {}  agents {}/{}  toolboxes {}/{}{}{}{}",
         bold(&format!("cocoonset/{name}"), color),
         paint(phase, phase, color),
         status.ready_agents,
         status.desired_agents,
         status.ready_toolboxes,
         set.spec.toolboxes.len(),
+        match (&status.migration, &status.node) {
+            (Some(m), _) => format!("  node {} -> {} ({:?})", m.from, m.to, m.phase),
+            (None, Some(node)) => format!("  node {node}"),
+            (None, None) => String::new(),
+        },
         if set.spec.suspend { "  suspend: true" } else { "" },
         if stale { "  (status not yet updated for the latest spec)" } else { "" },
     );
@@ -267,6 +272,7 @@ mod tests {
             desired_agents: 2,
             ready_toolboxes: 1,
             observed_generation: Some(1),
+            node: Some("n".into()),
             agents: vec![
                 agent(0, VmPhase::Running, None),
                 agent(1, VmPhase::Hibernated, Some("vk-ns-demo-0")),
@@ -309,7 +315,7 @@ mod tests {
             false,
         );
         let expected = "\
-cocoonset/demo  Running  agents 2/2  toolboxes 1/1
+cocoonset/demo  Running  agents 2/2  toolboxes 1/1  node n
 ├── demo-0  slot 0  main       Running     vk-ns-demo-0  10.88.0.2  image ubuntu-dev-base
 ├── demo-1  slot 1  sub-agent  Hibernated  vk-ns-demo-1  10.88.0.3  fork of vk-ns-demo-0  (held by hibernation/keep)
 └── toolboxes

@@ -209,6 +209,44 @@ pub async fn suspend(target: &Target, args: SetArgs, on: bool) -> Result<()> {
     .await
 }
 
+/// `migrate SET --to NODE`: points `spec.nodeName` at NODE; the operator moves the VMs.
+/// With a timeout, follows the set until its VMs serve on NODE, or it says why it cannot.
+pub async fn migrate(target: &Target, set: &str, to: &str, wait: Option<Duration>) -> Result<()> {
+    let sets: Api<CocoonSet> = target.api();
+    let patch = serde_json::json!({"spec": {"nodeName": to}});
+    sets.patch(set, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| target.explain(e, "cocoonset", Some(set)))?;
+    println!("cocoonset/{set} migration to node {to} requested");
+    let Some(timeout) = wait else { return Ok(()) };
+    let (name, node) = (set.to_string(), to.to_string());
+    let follow = follow(&sets, set, move |set: &CocoonSet| {
+        let status = set.status.clone().unwrap_or_default();
+        let current = status.observed_generation == set.metadata.generation;
+        let phase = status.phase.unwrap_or_default();
+        let step = status.migration.as_ref().map(|m| format!(" {:?}", m.phase)).unwrap_or_default();
+        let line = format!(
+            "cocoonset/{name}: {}{step}  node {}  agents {}/{}{}",
+            phase.as_str(),
+            status.node.as_deref().unwrap_or("-"),
+            status.ready_agents,
+            status.desired_agents,
+            status.message.as_deref().map(|m| format!("  ({m})")).unwrap_or_default()
+        );
+        let there = status.node.as_deref() == Some(node.as_str()) && status.migration.is_none();
+        let refused = status.message.as_deref().filter(|m| m.contains("refused"));
+        let verdict = match phase {
+            _ if !current => Verdict::Going,
+            CocoonSetPhase::Running | CocoonSetPhase::Suspended if there => Verdict::Done,
+            _ if refused.is_some() => Verdict::Failed(refused.unwrap_or_default().to_string()),
+            CocoonSetPhase::Failed => Verdict::Failed(status.message.unwrap_or_default()),
+            _ => Verdict::Going,
+        };
+        (line, verdict)
+    });
+    wait_for(target, follow, timeout, &format!("cocoonset/{set}"), "cocoonset", set).await
+}
+
 pub async fn scale(target: &Target, set: &str, replicas: i32) -> Result<()> {
     if replicas < 0 {
         return Err(PluginError(format!("replicas must be 0 or more, not {replicas}")));

@@ -365,6 +365,8 @@ pub enum CocoonSetPhase {
     Suspended,
     /// The set cannot make progress; see `message`.
     Failed,
+    /// The set's VMs move to another node (`status.migration` says where and how far).
+    Migrating,
 }
 
 impl CocoonSetPhase {
@@ -377,8 +379,31 @@ impl CocoonSetPhase {
             Self::Suspending => "Suspending",
             Self::Suspended => "Suspended",
             Self::Failed => "Failed",
+            Self::Migrating => "Migrating",
         }
     }
+}
+
+/// A migration of a set between nodes.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationStatus {
+    /// The node the VMs leave.
+    pub from: String,
+    /// The node they go to.
+    pub to: String,
+    /// How far it is.
+    pub phase: MigrationPhase,
+}
+
+/// The steps of a migration.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MigrationPhase {
+    /// The VMs on the old node are hibernated into the registry; each pod goes once its
+    /// snapshot is there.
+    Hibernating,
+    /// The pods are created on the new node and restore from their snapshots.
+    Restoring,
 }
 
 /// Phase of one VM of a set, as shown in status.
@@ -502,6 +527,10 @@ pub struct CocoonSetStatus {
     /// main on. Kept while the set lives: a pod created again goes back to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// A move of the set's VMs to another node (`spec.nodeName` changed, or `kubectl cocoon
+    /// migrate`), recorded so that it carries on across operator restarts; gone once done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<MigrationStatus>,
     /// Standard conditions: `Ready` (phase `Running`), `Progressing` (`Pending`, `Scaling` or
     /// `Suspending`), `Suspended` (reason `Idle` when idle auto-suspend did it),
     /// `ForkFellBack` and `NodeLost`.

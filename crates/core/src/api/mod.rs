@@ -6,8 +6,9 @@ pub mod hibernation;
 
 pub use cocoon_set::{
     AgentSpec, AgentStatus, CocoonSet, CocoonSetPhase, CocoonSetSpec, CocoonSetStatus, ConnType,
-    EnvFromRef, ForkFallbackPolicy, HibernatePolicy, IdleSpec, IdleStatus, NameRef, NodeLossPolicy,
-    SnapshotPolicy, ToolboxMode, ToolboxOs, ToolboxSpec, ToolboxStatus, VmPhase, VmResources,
+    EnvFromRef, ForkFallbackPolicy, HibernatePolicy, IdleSpec, IdleStatus, MigrationPhase,
+    MigrationStatus, NameRef, NodeLossPolicy, SnapshotPolicy, ToolboxMode, ToolboxOs, ToolboxSpec,
+    ToolboxStatus, VmPhase, VmResources,
 };
 pub use hibernation::{
     Hibernation, HibernationAction, HibernationPhase, HibernationSpec, HibernationStatus,

@@ -195,6 +195,7 @@ impl World {
                 node: self.provider.node.clone(),
                 trouble: None,
             },
+            migration: &Default::default(),
             registry: self.registry,
             probing: &self.probing,
             registry_problem: None,

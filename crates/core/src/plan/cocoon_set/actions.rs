@@ -26,6 +26,8 @@ pub enum DeleteReason {
     /// Its node is gone from the cluster and `onNodeLoss: recreate` places the set again:
     /// deleted at once (grace 0), since no provider is left there to finish a graceful delete.
     NodeLost,
+    /// The set moves to another node: a pod left on the old one once the agents are gone.
+    Migrating,
 }
 
 impl DeleteReason {
@@ -39,6 +41,7 @@ impl DeleteReason {
             Self::ForkFellBack => "ForkFellBack",
             Self::Released => "Released",
             Self::NodeLost => "NodeLost",
+            Self::Migrating => "Migrating",
         }
     }
 

@@ -72,6 +72,19 @@ pub(super) fn transition_events(
     {
         events.push(PlanEvent::warning(ConditionType::ForkFellBack.as_str(), message));
     }
+    // A migration is news when it starts and when it ends.
+    match (&previous.migration, &next.migration) {
+        _ if deleting => {}
+        (None, Some(m)) => events.push(PlanEvent::normal(
+            "Migrating",
+            format!("moving the set's VMs from node {} to node {}", m.from, m.to),
+        )),
+        (Some(m), None) => events.push(PlanEvent::normal(
+            "Migrated",
+            format!("the set's VMs moved from node {} to node {}", m.from, m.to),
+        )),
+        _ => {}
+    }
     // The set's node in trouble is news when it starts or changes, and when it ends.
     let node_lost = |s: &CocoonSetStatus| {
         ConditionType::NodeLost

@@ -6,6 +6,7 @@
 pub mod actions;
 mod events;
 pub mod idle;
+pub mod migration;
 pub mod pass;
 pub mod placement;
 mod pod_writes;
@@ -46,6 +47,8 @@ pub struct SetInput<'a> {
     pub provider: Provider,
     /// Where the set's pods go, and what is wrong with that node.
     pub placement: &'a placement::Placement,
+    /// A move of the set to another node, this pass's part of it.
+    pub migration: &'a migration::Migration,
     /// The dialect of the set's node (`provider.dialect`).
     pub dialect: crate::contract::Dialect,
     /// Pods of the set on a node of another dialect than the set's node (or carrying another
@@ -132,6 +135,7 @@ pub fn plan_cocoon_set(input: &SetInput<'_>) -> SetPlan {
         failure: input.failure,
         mixed: input.mixed.as_deref(),
         placement: input.placement,
+        migration: input.migration,
         registry_problem: input.registry_problem,
         registry: input.registry,
         dialect: input.dialect,

@@ -11,6 +11,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::actions::{DeleteReason, PodAction};
 use super::events::done_event;
 use super::idle::{IdleDecision, IdleInput, decide_idle};
+use super::migration::{Migration, plan_migration};
 use super::placement::place;
 use super::pods::{Provider, SetIdentity};
 use super::slots::SuspendView;
@@ -281,6 +282,16 @@ pub fn plan_set_pass(
     // Idle auto-suspend suspends through the same plan as the user's `suspend`.
     let mut spec = set.spec.clone();
     spec.suspend |= idle.suspended && !deleting;
+    // A move to another node starts as a seat release of every agent on the old node.
+    let migration = if deleting {
+        Migration::default()
+    } else {
+        plan_migration(&spec, &previous, &pods, view.nodes, view.registry)
+    };
+    if migration.release {
+        spec.suspend = true;
+        spec.hibernate_policy = crate::api::HibernatePolicy::Release;
+    }
     let forks_served = memory.observe(&pods, generation, spec.suspend, now);
     pods.retain(|p| !p.uid.as_ref().is_some_and(|u| memory.vanished.contains(u)));
     let mut replaced_events = Vec::new();
@@ -311,7 +322,12 @@ pub fn plan_set_pass(
     let conflicts: BTreeSet<String> = memory.name_conflicts.keys().cloned().collect();
     let failure = memory.rejection.as_ref().map(Rejection::message);
     let main_pod = pods.iter().find(|p| p.slot == Some(0));
-    let placement = place(&spec, previous.node.as_deref(), main_pod, view.nodes);
+    // While a migration hibernates (or is refused), the set stays where its VMs are.
+    let placing = match &migration.stay_on {
+        Some(node) => &crate::api::CocoonSetSpec { node_name: Some(node.clone()), ..spec.clone() },
+        None => &spec,
+    };
+    let placement = place(placing, previous.node.as_deref(), main_pod, view.nodes);
     // Before the scheduler places the main, the set speaks its pool's dialect (and selects
     // only that pool's nodes).
     let dialect = match placement.node.as_deref() {
@@ -360,6 +376,7 @@ pub fn plan_set_pass(
         dialect,
         mixed: view.nodes.mixed(node, dialect, &pods),
         placement: &placement,
+        migration: &migration,
         registry: view.registry,
         probing: &probing,
         registry_problem: memory.registry_problem.as_deref(),

@@ -1056,3 +1056,104 @@ fn a_deleted_node_loses_its_vms_and_only_recreate_places_the_set_again() {
     assert_eq!(main.expect("placed again").spec.unwrap().node_name, None);
     assert_eq!(h.set.status.clone().unwrap().node, None);
 }
+
+/// A current-dialect set on `n1` of two current nodes, with the registry.
+fn migrating_harness() -> Harness {
+    let mut h = fleet_harness(0);
+    h.set.spec.toolboxes.clear();
+    h.set.spec.node_name = Some("n1".into());
+    let mut nodes = pool_nodes(Dialect::Current);
+    for name in ["n1", "n2"] {
+        nodes.set(name, crate::plan::NodeInfo { dialect: Dialect::Current, ..Default::default() });
+    }
+    h.nodes = nodes;
+    h.registry = true;
+    let mut main = on(agent(0), "n1");
+    main.dialect = Some(Dialect::Current);
+    h.pods = vec![main];
+    h.pass(done);
+    h
+}
+
+#[test]
+fn a_new_node_name_starts_a_recorded_migration_that_hibernates_where_the_vms_are() {
+    let mut h = migrating_harness();
+    h.set.spec.node_name = Some("n2".into());
+    h.set.metadata.generation = Some(2);
+    h.later(1);
+    let trace = h.pass(done);
+    assert_eq!(toggles(&trace), vec![("demo-0".to_string(), true)]);
+    assert!(creates(&trace).is_empty());
+    let status = h.set.status.clone().unwrap();
+    assert_eq!(status.phase, Some(CocoonSetPhase::Migrating));
+    assert_eq!(status.node.as_deref(), Some("n1"), "still there");
+    let record = status.migration.expect("recorded");
+    assert_eq!((record.from.as_str(), record.to.as_str()), ("n1", "n2"));
+    let reasons: Vec<_> = events(&trace).into_iter().map(|e| e.reason).collect();
+    assert!(reasons.contains(&"Migrating"), "{reasons:?}");
+}
+
+#[test]
+fn a_migration_restores_on_the_new_node_after_a_restart_and_ends_with_an_event() {
+    use crate::api::{AgentStatus, MigrationPhase, MigrationStatus, VmPhase};
+    let mut h = migrating_harness();
+    // The agents left n1 (hibernated into the registry, released); the operator restarts.
+    h.set.spec.node_name = Some("n2".into());
+    h.set.metadata.generation = Some(2);
+    let mut status = h.set.status.clone().unwrap();
+    status.migration = Some(MigrationStatus {
+        from: "n1".into(),
+        to: "n2".into(),
+        phase: MigrationPhase::Hibernating,
+    });
+    status.agents = vec![AgentStatus {
+        slot: 0,
+        role: "main".into(),
+        pod_name: "demo-0".into(),
+        vm_name: Some("vk-prod-demo-0".into()),
+        phase: VmPhase::Released,
+        snapshot_ref: Some("vk-prod-demo-0:hibernate".into()),
+        ..AgentStatus::default()
+    }];
+    h.set.status = Some(status);
+    h.memory = SetMemory::default();
+    h.pods.clear();
+    h.later(1);
+    let trace = h.pass(done);
+    let main = created_pods(&trace).into_iter().next().expect("the main is created again");
+    assert_eq!(main.spec.as_ref().unwrap().node_name.as_deref(), Some("n2"));
+    let annotations = main.metadata.annotations.unwrap_or_default();
+    assert!(annotations.contains_key("vm.cocoonstack.io/restore-from-hibernate"), "restores");
+    let status = h.set.status.clone().unwrap();
+    assert_eq!(status.migration.map(|m| m.phase), Some(MigrationPhase::Restoring));
+    assert_eq!(status.phase, Some(CocoonSetPhase::Migrating));
+    // It serves on n2: the migration ends, said once.
+    let mut main = on(agent(0), "n2");
+    main.dialect = Some(Dialect::Current);
+    h.pods = vec![main];
+    h.memory.expectations = Default::default();
+    h.later(1);
+    let trace = h.pass(done);
+    let status = h.set.status.clone().unwrap();
+    assert_eq!(status.migration, None);
+    assert_eq!(status.node.as_deref(), Some("n2"));
+    let reasons: Vec<_> = events(&trace).into_iter().map(|e| e.reason).collect();
+    assert!(reasons.contains(&"Migrated"), "{reasons:?}");
+}
+
+#[test]
+fn a_seed_set_asked_to_move_is_refused_and_stays_whole_where_it_is() {
+    let mut h = fleet_harness(1);
+    h.set.spec.toolboxes.clear();
+    h.set.spec.node_name = Some("n2".into());
+    h.pods = vec![on(agent(0), "n1")];
+    let trace = h.pass(done);
+    assert!(toggles(&trace).is_empty(), "nothing hibernated for a move that cannot be made");
+    let pods = created_pods(&trace);
+    assert_eq!(pods.len(), 1, "the missing sub-agent is still created");
+    assert_eq!(pods[0].spec.as_ref().unwrap().node_name.as_deref(), Some("n1"));
+    let status = h.set.status.clone().unwrap();
+    assert_eq!(status.migration, None);
+    let message = status.message.unwrap_or_default();
+    assert!(message.contains("refused") && message.contains("on its host"), "{message}");
+}

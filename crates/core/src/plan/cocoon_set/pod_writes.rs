@@ -90,6 +90,10 @@ fn deletions(input: &SetInput<'_>, deleting_now: &dyn Fn(&PodView) -> bool) -> V
             others.push(delete(pod, DeleteReason::NodeLost));
             continue;
         }
+        if input.migration.leave.contains(&pod.name) {
+            others.push(delete(pod, DeleteReason::Migrating));
+            continue;
+        }
         if releasable(input, pod) {
             // The current provider keeps the VM's node-local snapshot when told right before
             // the delete (a restore on the same node needs no pull).

@@ -34,6 +34,7 @@ pub(crate) struct StatusInput<'a> {
     pub failure: Option<&'a str>,
     pub mixed: Option<&'a str>,
     pub placement: &'a super::placement::Placement,
+    pub migration: &'a super::migration::Migration,
     pub registry_problem: Option<&'a str>,
     pub registry: bool,
     pub dialect: crate::contract::Dialect,
@@ -320,6 +321,9 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
             trouble.node()
         ));
     }
+    if let Some(refused) = &input.migration.refused {
+        problems.push(refused.clone());
+    }
     if let Some(problem) = input.registry_problem {
         problems.push(format!("registry: {problem}; retrying"));
     }
@@ -417,6 +421,12 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
             CocoonSetPhase::Scaling
         }
     };
+    // A move to another node is its own phase, whatever its steps look like.
+    let phase = if input.migration.record.is_some() && phase != CocoonSetPhase::Failed {
+        CocoonSetPhase::Migrating
+    } else {
+        phase
+    };
     if input.deleting {
         problems.push(format!("deleting: {} pod(s) left", input.pods.len()));
     }
@@ -475,6 +485,7 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
         observed_generation: input.generation,
         idle: None,
         node: input.placement.node.clone(),
+        migration: input.migration.record.clone(),
         conditions: merge(&input.previous.conditions, &desired, input.generation, input.now),
     }
 }

@@ -78,8 +78,9 @@ async fn event_reasons(client: &kube::Client) -> Vec<String> {
     list.items.into_iter().filter_map(|e| e.reason).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fleet_places_sets_and_reports_a_silent_node_and_a_deleted_one() {
+/// A control plane with kube-scheduler and the node lifecycle controller, the CRDs and the
+/// test namespace.
+async fn scheduling_cluster() -> (DevCluster, kube::Client) {
     let options = DevClusterOptions { scheduler: true, ..DevClusterOptions::default() };
     let cluster = DevCluster::start(options).await.expect("start the dev cluster");
     let client = cluster.client().await.expect("client");
@@ -94,6 +95,12 @@ async fn a_fleet_places_sets_and_reports_a_silent_node_and_a_deleted_one() {
     eventually(DEADLINE, || async { accounts.get("default").await.map(|_| ()) })
         .await
         .expect("the namespace's default ServiceAccount");
+    (cluster, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_places_sets_and_reports_a_silent_node_and_a_deleted_one() {
+    let (cluster, client) = scheduling_cluster().await;
 
     // Three seed nodes whose heartbeat is quick, so that the one that stops is missed soon.
     let fleet = SimConfig {
@@ -201,6 +208,68 @@ async fn a_fleet_places_sets_and_reports_a_silent_node_and_a_deleted_one() {
 
     operator.shutdown(Duration::from_secs(10)).await;
     for sim in sims.into_iter().flatten() {
+        sim.shutdown().await;
+    }
+    drop(cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_migrates_to_another_node_and_each_vm_restores_there() {
+    let registry = cocoon_dev::registry::LocalRegistry::start().await.expect("registry");
+    let (cluster, client) = scheduling_cluster().await;
+    let fleet = SimConfig {
+        node_name: "cur".into(),
+        nodes: 2,
+        dialect: contract::Dialect::Current,
+        registry: Some(registry.address().to_string()),
+        ..SimConfig::default()
+    };
+    let sims = start_fleet(client.clone(), fleet).await.expect("fleet");
+    let config = config_from_kubeconfig(cluster.kubeconfig_path()).await.expect("kube config");
+    let settings = OperatorConfig {
+        registry: Some(registry.address().to_string()),
+        ..OperatorConfig::default()
+    };
+    let operator = Operator::start(config, &settings).await.expect("operator");
+
+    let sets: Api<CocoonSet> = Api::namespaced(client.clone(), NS);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let set = CocoonSet::new("m", spec(json!({"nodeName": "cur-1"})));
+    sets.create(&PostParams::default(), &set).await.expect("create set");
+    let before = wait_status(&sets, "m", "Running on cur-1", running).await;
+    assert_eq!(before.node.as_deref(), Some("cur-1"));
+    let ids: Vec<Option<String>> = before.agents.iter().map(|a| a.vm_id.clone()).collect();
+
+    // kubectl cocoon migrate m --to cur-2 sets spec.nodeName.
+    let patch = json!({"spec": {"nodeName": "cur-2"}});
+    sets.patch("m", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("migrate");
+    wait_status(&sets, "m", "Migrating", |s| s.phase == Some(CocoonSetPhase::Migrating)).await;
+    let after = wait_status(&sets, "m", "Running on cur-2", |s| {
+        running(s) && s.node.as_deref() == Some("cur-2") && s.migration.is_none()
+    })
+    .await;
+    for pod in pods_of(&pods, "m").await {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let bound = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+        assert_eq!(bound.as_deref(), Some("cur-2"), "{name} moved");
+        let annotations = pod.metadata.annotations.unwrap_or_default();
+        if name != "m-box" {
+            assert_eq!(
+                annotations.get("vm.cocoonstack.io/restore-from-hibernate").map(String::as_str),
+                Some("true"),
+                "{name} restored from its snapshot instead of booting anew"
+            );
+        }
+    }
+    let new_ids: Vec<Option<String>> = after.agents.iter().map(|a| a.vm_id.clone()).collect();
+    assert_ne!(ids, new_ids, "new VMs on the new node");
+    let reasons = event_reasons(&client).await;
+    for reason in ["Migrating", "Migrated"] {
+        assert!(reasons.contains(&reason.to_string()), "{reason}: {reasons:?}");
+    }
+
+    operator.shutdown(Duration::from_secs(10)).await;
+    for sim in sims {
         sim.shutdown().await;
     }
     drop(cluster);

@@ -177,6 +177,33 @@ impl Tally {
     }
 }
 
+/// The scheduler's identity in the audit log.
+pub const SCHEDULER: &str = "system:kube-scheduler";
+
+/// For every pod created (by anyone) and then bound by `scheduler` in `events`: the time from
+/// the create's answer to the binding request.
+pub fn binding_latencies(events: &[AuditEvent], scheduler: &str) -> Vec<f64> {
+    let mut created: HashMap<(String, String), Timestamp> = HashMap::new();
+    let mut out = Vec::new();
+    for e in events.iter().filter(|e| e.stage == "ResponseComplete" && e.verb == "create") {
+        let Some(o) = e.object_ref.as_ref().filter(|o| o.resource == "pods") else { continue };
+        let key = (o.namespace.clone().unwrap_or_default(), o.name.clone().unwrap_or_default());
+        match o.subresource.as_deref() {
+            None if (200..300).contains(&e.code()) => {
+                created.insert(key, e.stage_timestamp);
+            }
+            Some("binding") if e.user.username == scheduler => {
+                if let Some(since) = created.remove(&key) {
+                    let took = since.duration_until(e.request_received_timestamp);
+                    out.push(took.as_secs_f64().max(0.0));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Watches of `user` open at the end of `events` (opened and not completed).
 pub fn open_watches(events: &[AuditEvent], user: &str) -> i64 {
     let mut open = 0i64;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Node, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
@@ -26,6 +26,10 @@ pub(crate) struct Lab {
     pub raw_kubeconfig: PathBuf,
     pub operator_kubeconfig: PathBuf,
     sim: Option<crate::sim::SimHandle>,
+    /// The nodes the placement scenario adds, and what starts them.
+    fleet: Vec<crate::sim::SimHandle>,
+    sim_client: Client,
+    sim_config: SimConfig,
 }
 
 async fn token_kubeconfig(
@@ -218,7 +222,8 @@ impl Lab {
         let sim_kubeconfig = token_kubeconfig(&cluster, &admin, "cocoon-sim").await?;
         let raw_kubeconfig = token_kubeconfig(&cluster, &admin, "bench-raw").await?;
         let sim_client = client_from_kubeconfig(&sim_kubeconfig).await?;
-        let sim = Simulator::start(sim_client, sim).await?;
+        let sim_config = sim.clone();
+        let sim = Simulator::start(sim_client.clone(), sim).await?;
         let audit_path = cluster.audit_log_path().ok_or("no audit log")?.to_path_buf();
         let apiserver_group =
             cluster.component_group("kube-apiserver").ok_or("no kube-apiserver process")?;
@@ -230,6 +235,9 @@ impl Lab {
             raw_kubeconfig,
             operator_kubeconfig,
             sim: Some(sim),
+            fleet: Vec::new(),
+            sim_client,
+            sim_config,
         })
     }
 
@@ -283,8 +291,44 @@ impl Lab {
         Ok(())
     }
 
+    /// Grows the simulated provider to `total` nodes (the lab's own, then `<node>-2` …), each
+    /// like the first; returns every node's name.
+    pub async fn grow_fleet(&mut self, total: usize) -> Result<Vec<String>, BoxError> {
+        let first = self.sim_config.node_name.clone();
+        let mut names = vec![first.clone()];
+        names.extend((2..=total).map(|k| format!("{first}-{k}")));
+        for name in names.iter().skip(1 + self.fleet.len()) {
+            let config = SimConfig { node_name: name.clone(), ..self.sim_config.clone() };
+            self.fleet.push(Simulator::start(self.sim_client.clone(), config).await?);
+        }
+        // A new node is born with the not-ready NoSchedule taint; the node lifecycle
+        // controller lifts it once the node reports Ready. Only then can the scheduler use it.
+        let nodes: Api<Node> = Api::all(self.admin.clone());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for name in &names {
+            loop {
+                let node = nodes.get(name).await?;
+                let tainted =
+                    node.spec.and_then(|s| s.taints).unwrap_or_default().iter().any(|t| {
+                        t.key == "node.kubernetes.io/not-ready" && t.effect == "NoSchedule"
+                    });
+                if !tainted {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("node {name} still not schedulable after 60 s").into());
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        Ok(names)
+    }
+
     pub async fn stop(mut self) {
         if let Some(sim) = self.sim.take() {
+            sim.shutdown().await;
+        }
+        for sim in self.fleet.drain(..) {
             sim.shutdown().await;
         }
     }

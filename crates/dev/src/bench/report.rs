@@ -91,10 +91,28 @@ pub struct Scenario {
     /// Whether the warm pool filled within its capped wait.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filled: Option<bool>,
+    /// The placement scenario: how the sets spread over the nodes, and the scheduler's part.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
     /// Set when the pods never showed the scenario's state within the bench's limit for one
     /// scenario: what was not reached (the wall time is then the limit).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_reached: Option<String>,
+}
+
+/// How N sets placed by the scheduler spread over M nodes.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Placement {
+    /// The simulated nodes.
+    pub nodes: usize,
+    /// Sets whose main landed on each node, by node.
+    pub sets_per_node: BTreeMap<String, usize>,
+    /// Sets with a pod on another node than their main's (0 when every set lives on one node).
+    pub split_sets: usize,
+    /// From a pod's create to the scheduler's binding of it.
+    pub binding_seconds: Quantiles,
+    /// The scheduler's requests in the scenario.
+    pub scheduler: Requests,
 }
 
 impl Scenario {

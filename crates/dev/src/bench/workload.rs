@@ -38,8 +38,16 @@ pub struct Shape {
 
 /// The scenario groups after converge, in the order they run. Each group leaves the sets as
 /// converge left them, so any subset runs.
-pub const GROUPS: [&str; 7] =
-    ["scale", "warm", "suspend", "release", "hibernate", "idle", "delete"];
+pub const GROUPS: [&str; 8] =
+    ["scale", "warm", "suspend", "release", "hibernate", "idle", "delete", "placement"];
+
+/// Namespace of the placement scenario's sets.
+const FLEET_NS: &str = "bench-fleet";
+
+/// Simulated nodes of the placement scenario: one per 100 sets, 2 to 20 (10 at N = 1000).
+pub fn fleet_size(sets: usize) -> usize {
+    (sets / 100).clamp(2, 20)
+}
 
 impl Shape {
     pub fn runs(&self, group: &str) -> bool {
@@ -451,7 +459,82 @@ async fn run_scenarios(
     if shape.runs("delete") {
         delete_all(lab, shape, pid, h, &driver, out).await?;
     }
+
+    if shape.runs("placement") {
+        placement(lab, shape, flavour, pid, out).await?;
+    }
     Ok(())
+}
+
+/// N sets that name no node, created on a fleet of [`fleet_size`] nodes in a namespace of
+/// their own: judged by the pods (every set Running); the spread, the scheduler's bindings
+/// and how long each took, beside the operator's requests.
+async fn placement(
+    lab: &mut Lab,
+    shape: &Shape,
+    flavour: Flavour,
+    pid: u32,
+    out: &mut Vec<Scenario>,
+) -> Result<(), BoxError> {
+    let (n, r) = (shape.sets, shape.replicas);
+    let nodes = lab.grow_fleet(fleet_size(n)).await?;
+    lab.namespace(FLEET_NS).await?;
+    let client = lab.admin.clone();
+    let pods = Api::<Pod>::namespaced(client.clone(), FLEET_NS);
+    let driver = Driver {
+        flavour,
+        sets_api: flavour.sets(client.clone(), FLEET_NS),
+        hibs_api: flavour.hibernations(client.clone(), FLEET_NS),
+        pods: Arc::new(Watched::start_keyed(pods, (), set_of_pod).await?),
+        n,
+        limit: shape.limit,
+        missed: Default::default(),
+    };
+    let m = mark(lab, pid)?;
+    for i in 0..n {
+        let mut set = flavour.set(&format!("set-{i}"), r);
+        if let Some(spec) = set.data.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.remove("nodeName");
+        }
+        driver.sets_api.create(&PostParams::default(), &set).await?;
+    }
+    let wall = driver.until("placement", m.started, r, Want::Running).await?;
+    let mut f = figures(lab, &driver, pid, "placement", &m, wall, n, n, &set_of).await?;
+    let events = &lab.audit.events[m.audit_index..];
+    f.placement = Some(spread(&driver.pods.all(), nodes.len(), events));
+    out.push(f);
+    Ok(())
+}
+
+/// Where the sets' pods are, and the scheduler's part in it.
+fn spread(
+    pods: &[Arc<Pod>],
+    nodes: usize,
+    events: &[audit::AuditEvent],
+) -> super::report::Placement {
+    let node_of = |p: &Pod| p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+    let mut main_node: HashMap<String, String> = HashMap::new();
+    for pod in pods.iter().filter(|p| p.name_any().ends_with("-0")) {
+        main_node.insert(set_of_pod(&pod.name_any()), node_of(pod));
+    }
+    let mut sets_per_node = std::collections::BTreeMap::new();
+    for node in main_node.values() {
+        *sets_per_node.entry(node.clone()).or_insert(0) += 1;
+    }
+    let split: std::collections::HashSet<String> = pods
+        .iter()
+        .map(|p| (set_of_pod(&p.name_any()), node_of(p)))
+        .filter(|(set, node)| main_node.get(set).is_some_and(|main| main != node))
+        .map(|(set, _)| set)
+        .collect();
+    let latencies = audit::binding_latencies(events, audit::SCHEDULER);
+    super::report::Placement {
+        nodes,
+        sets_per_node,
+        split_sets: split.len(),
+        binding_seconds: Quantiles::of(&latencies),
+        scheduler: Requests::from(&Tally::of(events, audit::SCHEDULER)),
+    }
 }
 
 /// The pod Hibernation `h-<i>` targets: sub-agents round-robin over the sets.

@@ -58,7 +58,8 @@ async fn every_scenario_is_measured_for_ours_and_an_external_operator() {
                 "hibernate",
                 "wake",
                 "idle",
-                "delete"
+                "delete",
+                "placement"
             ]
         );
         let scenario = |name: &str| r.scenario(name).unwrap_or_else(|| panic!("{name} ran"));
@@ -73,6 +74,13 @@ async fn every_scenario_is_measured_for_ours_and_an_external_operator() {
             "release keeps only the toolboxes"
         );
         assert_eq!(scenario("warm-fill").filled, Some(true), "the warm pool fills");
+        // Placement: every set placed by the scheduler on the two-node fleet, each whole on
+        // its main's node, every main bound by the scheduler.
+        let placed = scenario("placement").placement.clone().expect("placement figures");
+        assert_eq!(placed.nodes, 2);
+        assert_eq!(placed.sets_per_node.values().sum::<usize>(), r.sets, "{placed:?}");
+        assert_eq!(placed.split_sets, 0, "{placed:?}");
+        assert_eq!(placed.binding_seconds.count, r.sets, "{placed:?}");
         // Each set timed from its own patch to settled, in the scenarios that patch sets.
         for name in ["scale-up", "scale-down", "scale-up-warm", "suspend", "resume"] {
             let settle = scenario(name).settle_seconds.expect("settle times");

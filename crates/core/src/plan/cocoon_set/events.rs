@@ -79,9 +79,21 @@ pub(super) fn transition_events(
             "Migrating",
             format!("moving the set's VMs from node {} to node {}", m.from, m.to),
         )),
+        (Some(m), None) if next.node.as_deref() == Some(m.to.as_str()) => {
+            events.push(PlanEvent::normal(
+                "Migrated",
+                format!("the set's VMs moved from node {} to node {}", m.from, m.to),
+            ))
+        }
         (Some(m), None) => events.push(PlanEvent::normal(
-            "Migrated",
-            format!("the set's VMs moved from node {} to node {}", m.from, m.to),
+            "MigrationCancelled",
+            format!(
+                "the move from node {} to node {} was called off (spec.nodeName changed); the \
+                 set stays on node {}",
+                m.from,
+                m.to,
+                next.node.as_deref().unwrap_or(m.from.as_str())
+            ),
         )),
         _ => {}
     }

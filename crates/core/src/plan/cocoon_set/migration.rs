@@ -26,8 +26,6 @@ pub struct Migration {
     pub release: bool,
     /// Pods on the old node that go without a snapshot (toolboxes, once the agents left).
     pub leave: Vec<String>,
-    /// The migration ended in this pass (for the Event).
-    pub finished: Option<String>,
 }
 
 /// Plans the migration of this pass from the spec, the recorded one and the pods.
@@ -51,8 +49,9 @@ pub fn plan_migration(
         },
     };
     if from == to {
-        // Asked back to where it came from: the pods still there simply stay.
-        return Migration { finished: Some(format!("back on node {to}")), ..Default::default() };
+        // Asked back to where it came from: the pods still there stay, the released ones come
+        // back there and restore.
+        return Migration::default();
     }
     if let Some(why) = refusal(nodes, &from, to, registry) {
         let refused = format!(
@@ -85,10 +84,8 @@ pub fn plan_migration(
             };
             let arrived = leave.is_empty() && (spec.suspend || (0..=replicas).all(serves_there));
             if arrived {
-                Migration {
-                    finished: Some(format!("moved from node {from} to node {to}")),
-                    ..Default::default()
-                }
+                // Done: the record goes (the status change is the Event).
+                Migration::default()
             } else {
                 Migration { record: Some(record), leave, ..Default::default() }
             }
@@ -193,8 +190,10 @@ mod tests {
         // Every agent serves on n2 and nothing is left on n1: done.
         let arrived = [on(agent(0), "n2"), on(agent(1), "n2")];
         let done = plan_migration(&to("n2"), &restoring, &arrived, &nodes, true);
-        assert_eq!(done.record, None);
-        assert_eq!(done.finished.as_deref(), Some("moved from node n1 to node n2"));
+        assert_eq!(done, Migration::default(), "the record goes");
+        // Asked back to n1 halfway: no migration; the pods come back where they were.
+        let back = plan_migration(&to("n1"), &restoring, &[], &nodes, true);
+        assert_eq!(back, Migration::default());
         // Not before every agent serves there.
         let half = [on(agent(0), "n2")];
         assert!(plan_migration(&to("n2"), &restoring, &half, &nodes, true).record.is_some());

@@ -1157,3 +1157,23 @@ fn a_seed_set_asked_to_move_is_refused_and_stays_whole_where_it_is() {
     let message = status.message.unwrap_or_default();
     assert!(message.contains("refused") && message.contains("on its host"), "{message}");
 }
+
+#[test]
+fn a_migration_called_off_halfway_keeps_the_set_where_it_was_and_says_so() {
+    let mut h = migrating_harness();
+    h.set.spec.node_name = Some("n2".into());
+    h.set.metadata.generation = Some(2);
+    h.later(1);
+    h.pass(done);
+    assert!(h.set.status.clone().unwrap().migration.is_some());
+    h.set.spec.node_name = Some("n1".into());
+    h.set.metadata.generation = Some(3);
+    h.later(1);
+    let trace = h.pass(done);
+    let status = h.set.status.clone().unwrap();
+    assert_eq!(status.migration, None);
+    assert_eq!(status.node.as_deref(), Some("n1"));
+    let reasons: Vec<_> = events(&trace).into_iter().map(|e| e.reason).collect();
+    assert!(reasons.contains(&"MigrationCancelled"), "{reasons:?}");
+    assert!(!reasons.contains(&"Migrated"), "{reasons:?}");
+}

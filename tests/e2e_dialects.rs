@@ -142,8 +142,20 @@ async fn a_released_current_set_restores_each_vm_from_its_snapshot_and_teardown_
     })
     .await
     .expect("every pod released");
-    let released = wait_set(&sets, "demo", CocoonSetPhase::Suspended).await;
-    assert!(released.conditions.iter().any(|c| c.type_ == "Released" && c.status == "True"));
+    // The status follows the pods' going in its next batch: wait for it, do not race it.
+    eventually(DEADLINE, || async {
+        let set = sets.get("demo").await.map_err(|e| e.to_string())?;
+        let status = set.status.unwrap_or_default();
+        let released =
+            status.conditions.iter().any(|c| c.type_ == "Released" && c.status == "True");
+        if released && status.phase == Some(CocoonSetPhase::Suspended) {
+            Ok(())
+        } else {
+            Err(format!("{:?} {:?}", status.phase, status.conditions))
+        }
+    })
+    .await
+    .expect("the set says its seats are released");
     drop(status);
     suspend(&env, "demo", false).await;
     let resumed = eventually(DEADLINE, || async {

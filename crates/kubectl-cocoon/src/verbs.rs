@@ -10,7 +10,8 @@ use kube::runtime::watcher;
 use kube::{Api, Resource};
 
 use cocoon_core::api::{
-    CocoonSet, CocoonSetPhase, Hibernation, HibernationAction, HibernationPhase, HibernationSpec,
+    CocoonSet, CocoonSetPhase, CocoonSetStatus, Hibernation, HibernationAction, HibernationPhase,
+    HibernationSpec,
 };
 
 use crate::target::{Target, chain};
@@ -182,13 +183,7 @@ pub async fn suspend(target: &Target, args: SetArgs, on: bool) -> Result<()> {
         let status = set.status.clone().unwrap_or_default();
         let current = status.observed_generation == set.metadata.generation;
         let phase = status.phase.unwrap_or_default();
-        let line = format!(
-            "cocoonset/{set_name}: {}  agents {}/{}{}",
-            phase.as_str(),
-            status.ready_agents,
-            status.desired_agents,
-            status.message.as_deref().map(|m| format!("  ({m})")).unwrap_or_default()
-        );
+        let line = progress_line(&set_name, &status, "");
         let verdict = match phase {
             p if p == want && current => Verdict::Done,
             CocoonSetPhase::Failed if current => {
@@ -222,29 +217,45 @@ pub async fn migrate(target: &Target, set: &str, to: &str, wait: Option<Duration
     let (name, node) = (set.to_string(), to.to_string());
     let follow = follow(&sets, set, move |set: &CocoonSet| {
         let status = set.status.clone().unwrap_or_default();
-        let current = status.observed_generation == set.metadata.generation;
-        let phase = status.phase.unwrap_or_default();
         let step = status.migration.as_ref().map(|m| format!(" {:?}", m.phase)).unwrap_or_default();
-        let line = format!(
-            "cocoonset/{name}: {}{step}  node {}  agents {}/{}{}",
-            phase.as_str(),
-            status.node.as_deref().unwrap_or("-"),
-            status.ready_agents,
-            status.desired_agents,
-            status.message.as_deref().map(|m| format!("  ({m})")).unwrap_or_default()
-        );
-        let there = status.node.as_deref() == Some(node.as_str()) && status.migration.is_none();
-        let refused = status.message.as_deref().filter(|m| m.contains("refused"));
-        let verdict = match phase {
-            _ if !current => Verdict::Going,
-            CocoonSetPhase::Running | CocoonSetPhase::Suspended if there => Verdict::Done,
-            _ if refused.is_some() => Verdict::Failed(refused.unwrap_or_default().to_string()),
-            CocoonSetPhase::Failed => Verdict::Failed(status.message.unwrap_or_default()),
-            _ => Verdict::Going,
-        };
-        (line, verdict)
+        let place = format!("{step}  node {}", status.node.as_deref().unwrap_or("-"));
+        (progress_line(&name, &status, &place), migration_verdict(set, &node))
     });
     wait_for(target, follow, timeout, &format!("cocoonset/{set}"), "cocoonset", set).await
+}
+
+/// Where a migration to `to` stands, from the set's typed status: done once the set is on
+/// `to` with no migration recorded; refused when the operator saw this spec, records no
+/// migration and keeps the set elsewhere (its message says why).
+fn migration_verdict(set: &CocoonSet, to: &str) -> Verdict {
+    let status = set.status.clone().unwrap_or_default();
+    if status.observed_generation != set.metadata.generation {
+        return Verdict::Going;
+    }
+    let on_target = status.node.as_deref() == Some(to);
+    match status.phase.unwrap_or_default() {
+        CocoonSetPhase::Failed => Verdict::Failed(status.message.unwrap_or_default()),
+        CocoonSetPhase::Running | CocoonSetPhase::Suspended
+            if on_target && status.migration.is_none() =>
+        {
+            Verdict::Done
+        }
+        _ if status.migration.is_none() && status.node.is_some() && !on_target => {
+            Verdict::Failed(status.message.unwrap_or_default())
+        }
+        _ => Verdict::Going,
+    }
+}
+
+/// One progress line of a followed set: phase, `extra`, agents ready, and its message.
+fn progress_line(name: &str, status: &CocoonSetStatus, extra: &str) -> String {
+    format!(
+        "cocoonset/{name}: {}{extra}  agents {}/{}{}",
+        status.phase.unwrap_or_default().as_str(),
+        status.ready_agents,
+        status.desired_agents,
+        status.message.as_deref().map(|m| format!("  ({m})")).unwrap_or_default()
+    )
 }
 
 pub async fn scale(target: &Target, set: &str, replicas: i32) -> Result<()> {
@@ -333,5 +344,50 @@ where
             "{what} not done after {}; last seen: {last}",
             humantime::format_duration(timeout)
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cocoon_core::api::{MigrationPhase, MigrationStatus};
+
+    fn set(generation: i64, status: CocoonSetStatus) -> CocoonSet {
+        let spec = serde_json::from_value(serde_json::json!({"agent": {"image": "i"}})).unwrap();
+        let mut set = CocoonSet::new("demo", spec);
+        set.metadata.generation = Some(generation);
+        set.status = Some(CocoonSetStatus { observed_generation: Some(2), ..status });
+        set
+    }
+
+    fn verdict(set: &CocoonSet) -> &'static str {
+        match migration_verdict(set, "n2") {
+            Verdict::Going => "going",
+            Verdict::Done => "done",
+            Verdict::Failed(_) => "failed",
+        }
+    }
+
+    #[test]
+    fn a_migration_is_followed_by_typed_status_not_by_its_message() {
+        let on = |node: &str, phase, migration: Option<MigrationPhase>| CocoonSetStatus {
+            phase: Some(phase),
+            node: Some(node.into()),
+            migration: migration.map(|phase| MigrationStatus {
+                from: "n1".into(),
+                to: "n2".into(),
+                phase,
+            }),
+            ..CocoonSetStatus::default()
+        };
+        let running = CocoonSetPhase::Running;
+        assert_eq!(verdict(&set(3, on("n1", running, None))), "going", "spec not seen yet");
+        let moving = on("n1", CocoonSetPhase::Migrating, Some(MigrationPhase::Hibernating));
+        assert_eq!(verdict(&set(2, moving)), "going");
+        let restoring = on("n2", CocoonSetPhase::Migrating, Some(MigrationPhase::Restoring));
+        assert_eq!(verdict(&set(2, restoring)), "going");
+        assert_eq!(verdict(&set(2, on("n2", running, None))), "done");
+        // Seen, no migration recorded, still elsewhere: refused (whatever the message says).
+        assert_eq!(verdict(&set(2, on("n1", running, None))), "failed");
     }
 }

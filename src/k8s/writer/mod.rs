@@ -91,8 +91,9 @@ impl Writer {
             .map_err(|e| Error::api("create", format!("pod {namespace}/{}", pod.name_any()), e))
     }
 
-    /// Deletes a pod with its own grace period; `uid` guards against deleting a replacement of
-    /// the same name (the API server answers 409).
+    /// Deletes a pod with its own grace period, or `grace_seconds` when given (0 for a pod on a
+    /// node gone from the cluster); `uid` guards against deleting a replacement of the same
+    /// name (the API server answers 409).
     pub async fn delete_pod(
         &self,
         namespace: &str,

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use cocoon_dev::devcluster::{DevCluster, DevClusterOptions};
-use cocoon_dev::sim::{SimConfig, SimHandle, Simulator, start_fleet};
+use cocoon_dev::sim::{SimConfig, SimHandle, Simulator, parse_node, start_fleet};
 use cocoon_dev::testing::eventually;
 use cocoon_operator::api::{CocoonSet, CocoonSetPhase, CocoonSetSpec, CocoonSetStatus};
 use cocoon_operator::config::OperatorConfig;
@@ -217,10 +217,13 @@ async fn a_fleet_places_sets_and_reports_a_silent_node_and_a_deleted_one() {
 async fn a_set_migrates_to_another_node_and_each_vm_restores_there() {
     let registry = cocoon_dev::registry::LocalRegistry::start().await.expect("registry");
     let (cluster, client) = scheduling_cluster().await;
+    // A mixed fleet, node by node as `--node` says it: two zen4 nodes of the default pool and
+    // an icelake node of pool gpu.
+    let shapes = ["cur-1", "cur-2", "cur-3,cpu-class=icelake,pool=gpu"];
     let fleet = SimConfig {
-        node_name: "cur".into(),
-        nodes: 2,
+        fleet: shapes.iter().map(|s| parse_node(s).expect("node")).collect(),
         dialect: contract::Dialect::Current,
+        cpu_class: Some("zen4".into()),
         registry: Some(registry.address().to_string()),
         ..SimConfig::default()
     };
@@ -236,9 +239,36 @@ async fn a_set_migrates_to_another_node_and_each_vm_restores_there() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     let set = CocoonSet::new("m", spec(json!({"nodeName": "cur-1"})));
     sets.create(&PostParams::default(), &set).await.expect("create set");
+    // A set narrowed to pool gpu lands on the one node of that pool, and the VMs made after
+    // its main was placed ask for that node's CPU class.
+    let gpu = spec(json!({"nodeSelector": {"cocoonstack.io/pool": "gpu"}}));
+    sets.create(&PostParams::default(), &CocoonSet::new("g", gpu)).await.expect("create g");
+    let placed = wait_status(&sets, "g", "Running", running).await;
+    assert_eq!(placed.node.as_deref(), Some("cur-3"), "pool gpu is cur-3");
+    for pod in
+        pods_of(&pods, "g").await.into_iter().filter(|p| p.metadata.name.as_deref() != Some("g-0"))
+    {
+        let selector = pod.spec.and_then(|s| s.node_selector).unwrap_or_default();
+        let class = selector.get("cocoonstack.io/snapshot-cpu-class").map(String::as_str);
+        assert_eq!(class, Some("icelake"), "{:?}", pod.metadata.name);
+    }
+
     let before = wait_status(&sets, "m", "Running on cur-1", running).await;
     assert_eq!(before.node.as_deref(), Some("cur-1"));
     let ids: Vec<Option<String>> = before.agents.iter().map(|a| a.vm_id.clone()).collect();
+
+    // A node of another CPU class could not resume the VMs' memory: refused, nothing moves.
+    let patch = json!({"spec": {"nodeName": "cur-3"}});
+    sets.patch("m", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch");
+    let refused = wait_status(&sets, "m", "refusing cur-3", |s| {
+        s.message.as_deref().is_some_and(|m| m.contains("snapshot CPU class icelake"))
+    })
+    .await;
+    assert_eq!(refused.migration, None, "{refused:?}");
+    for pod in pods_of(&pods, "m").await {
+        let bound = pod.spec.and_then(|s| s.node_name);
+        assert_eq!(bound.as_deref(), Some("cur-1"), "{:?} stays", pod.metadata.name);
+    }
 
     // kubectl cocoon migrate m --to cur-2 sets spec.nodeName.
     let patch = json!({"spec": {"nodeName": "cur-2"}});

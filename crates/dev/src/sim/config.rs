@@ -18,9 +18,16 @@ pub struct SimConfig {
     #[arg(long = "node-name", env = "COCOON_SIM_NODE_NAME", default_value = contract::DEFAULT_NODE_NAME)]
     pub node_name: String,
 
-    /// How many nodes to simulate: one named `--node-name`, or `<node-name>-1` … `-N`.
+    /// How many nodes to simulate: one named `--node-name`, or `<node-name>-1` … `-N`, all of
+    /// one dialect, CPU class and pool. `--node` describes a fleet node by node instead.
     #[arg(long, env = "COCOON_SIM_NODES", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub nodes: u32,
+
+    /// One node of a mixed fleet: `NAME[,dialect=D][,cpu-class=C][,pool=P]`, repeated for each
+    /// node (in the environment: `;`-separated). What a node does not say comes from
+    /// `--dialect`, `--cpu-class` and `--pool`. Given, it replaces `--node-name` and `--nodes`.
+    #[arg(long = "node", env = "COCOON_SIM_NODE", value_delimiter = ';', value_parser = parse_node)]
+    pub fleet: Vec<NodeShape>,
 
     /// Time a VM takes to boot (or be adopted) after its pod is bound to the node.
     #[arg(long, env = "COCOON_SIM_CREATE_DELAY", default_value = "200ms", value_parser = parse_duration)]
@@ -84,6 +91,11 @@ pub struct SimConfig {
     #[arg(long, env = "COCOON_SIM_CPU_CLASS")]
     pub cpu_class: Option<String>,
 
+    /// Pool of the node (v0.2 and current: the `cocoonstack.io/pool` label a set's
+    /// `nodeSelector` can pick; the seed's nodes have no pool).
+    #[arg(long, env = "COCOON_SIM_POOL", default_value = "default")]
+    pub pool: String,
+
     /// OCI registry of the current dialect's snapshots (`http://127.0.0.1:5000`): `<vm>:hibernate`
     /// and `<vm>:latest` are pushed, probed and pulled there as small artefacts. Unset: the
     /// snapshots of v0.2 and current are kept in memory.
@@ -100,6 +112,7 @@ impl Default for SimConfig {
         Self {
             node_name: contract::DEFAULT_NODE_NAME.to_string(),
             nodes: 1,
+            fleet: Vec::new(),
             create_delay: Duration::ZERO,
             hibernate_delay: Duration::ZERO,
             wake_delay: Duration::ZERO,
@@ -113,6 +126,7 @@ impl Default for SimConfig {
             fork_failures: 0,
             dialect: Dialect::Seed,
             cpu_class: None,
+            pool: "default".to_string(),
             registry: None,
             heartbeat_interval: Duration::from_secs(10),
         }
@@ -129,14 +143,47 @@ impl SimConfig {
         if self.heartbeat_interval.is_zero() {
             return Err("heartbeat interval must be positive".to_string());
         }
+        if self.pool.is_empty() {
+            return Err("pool must not be empty".to_string());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for node in &self.fleet {
+            if !seen.insert(node.name.as_str()) {
+                return Err(format!("node {} is named twice", node.name));
+            }
+        }
         Ok(())
     }
 
-    /// The names of the nodes to simulate ([`SimConfig::nodes`]).
+    /// The names of the nodes to simulate.
     pub fn fleet_names(&self) -> Vec<String> {
+        self.node_configs().into_iter().map(|c| c.node_name).collect()
+    }
+
+    /// One config per node to simulate: the `--node` entries, each with what it says and the
+    /// rest of this config; else `--nodes` of this config's shape.
+    pub fn node_configs(&self) -> Vec<SimConfig> {
+        let single = |name: String| SimConfig {
+            node_name: name,
+            nodes: 1,
+            fleet: Vec::new(),
+            ..self.clone()
+        };
+        if !self.fleet.is_empty() {
+            return self
+                .fleet
+                .iter()
+                .map(|node| SimConfig {
+                    dialect: node.dialect.unwrap_or(self.dialect),
+                    cpu_class: node.cpu_class.clone().or_else(|| self.cpu_class.clone()),
+                    pool: node.pool.clone().unwrap_or_else(|| self.pool.clone()),
+                    ..single(node.name.clone())
+                })
+                .collect();
+        }
         match self.nodes {
-            0 | 1 => vec![self.node_name.clone()],
-            n => (1..=n).map(|i| format!("{}-{i}", self.node_name)).collect(),
+            0 | 1 => vec![single(self.node_name.clone())],
+            n => (1..=n).map(|i| single(format!("{}-{i}", self.node_name))).collect(),
         }
     }
 
@@ -172,6 +219,60 @@ impl SimConfig {
         });
         by_name || self.never_hibernate_selector.as_ref().is_some_and(|s| s.matches(labels))
     }
+}
+
+/// One node of a mixed fleet (`--node`): its name and what sets it apart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeShape {
+    /// The node's name.
+    pub name: String,
+    /// Its dialect (else `--dialect`).
+    pub dialect: Option<Dialect>,
+    /// Its snapshot CPU class (current only; else `--cpu-class`).
+    pub cpu_class: Option<String>,
+    /// Its pool (v0.2 and current; else `--pool`).
+    pub pool: Option<String>,
+}
+
+/// Parses `NAME[,dialect=D][,cpu-class=C][,pool=P]`.
+pub fn parse_node(text: &str) -> Result<NodeShape, String> {
+    let mut parts = text.split(',').map(str::trim);
+    let name = parts.next().unwrap_or_default();
+    let dns_label = !name.is_empty()
+        && name.len() <= 253
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.".contains(c))
+        && !name.starts_with(['-', '.'])
+        && !name.ends_with(['-', '.']);
+    if !dns_label {
+        return Err(format!("{name:?} is no node name (lower-case letters, digits, '-', '.')"));
+    }
+    let mut node = NodeShape { name: name.to_string(), dialect: None, cpu_class: None, pool: None };
+    for part in parts.filter(|p| !p.is_empty()) {
+        let Some((key, value)) = part.split_once('=') else {
+            return Err(format!("{part:?} in {text:?}: expected key=value"));
+        };
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(format!("{key} of node {name} is empty"));
+        }
+        match key.trim() {
+            "dialect" => node.dialect = Some(parse_dialect(value)?),
+            "cpu-class" => node.cpu_class = Some(value.to_string()),
+            "pool" => node.pool = Some(value.to_string()),
+            other => {
+                return Err(format!(
+                    "{other:?} in {text:?}: a node says its dialect, cpu-class or pool"
+                ));
+            }
+        }
+    }
+    if node.cpu_class.is_some() && node.dialect.is_some_and(|d| d != Dialect::Current) {
+        return Err(format!("node {name}: only a current node has a snapshot CPU class"));
+    }
+    if node.pool.is_some() && node.dialect == Some(Dialect::Seed) {
+        return Err(format!("node {name}: a seed node has no pool"));
+    }
+    Ok(node)
 }
 
 fn parse_dialect(text: &str) -> Result<Dialect, String> {
@@ -280,6 +381,62 @@ mod tests {
         assert_eq!(one.fleet_names(), vec!["cocoon-pool".to_string()]);
         let three = SimConfig { nodes: 3, node_name: "vk".into(), ..SimConfig::default() };
         assert_eq!(three.fleet_names(), vec!["vk-1", "vk-2", "vk-3"]);
+    }
+
+    #[test]
+    fn a_mixed_fleet_is_described_node_by_node_and_the_rest_comes_from_the_flags() {
+        let cli = Cli::try_parse_from([
+            "sim",
+            "--dialect",
+            "current",
+            "--cpu-class",
+            "zen4",
+            "--node",
+            "a",
+            "--node",
+            "b,cpu-class=icelake,pool=gpu",
+            "--node",
+            "c,dialect=v0.2",
+            "--node",
+            "old,dialect=seed",
+        ])
+        .expect("valid");
+        assert!(cli.sim.validate().is_ok());
+        let nodes = cli.sim.node_configs();
+        let shape: Vec<_> = nodes
+            .iter()
+            .map(|c| (c.node_name.as_str(), c.dialect, c.cpu_class.as_deref(), c.pool.as_str()))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                ("a", Dialect::Current, Some("zen4"), "default"),
+                ("b", Dialect::Current, Some("icelake"), "gpu"),
+                ("c", Dialect::V02, Some("zen4"), "default"),
+                ("old", Dialect::Seed, Some("zen4"), "default"),
+            ]
+        );
+        assert!(nodes.iter().all(|c| c.fleet.is_empty() && c.nodes == 1));
+        assert_eq!(cli.sim.fleet_names(), vec!["a", "b", "c", "old"]);
+    }
+
+    #[test]
+    fn a_node_that_contradicts_itself_or_is_named_twice_is_refused() {
+        for bad in [
+            "",
+            "Upper",
+            "a,colour=red",
+            "a,pool",
+            "a,pool=",
+            "a,dialect=v9",
+            "a,dialect=v0.2,cpu-class=zen4",
+            "a,dialect=seed,pool=gpu",
+        ] {
+            assert!(parse_node(bad).is_err(), "{bad:?} is refused");
+        }
+        let twice =
+            Cli::try_parse_from(["sim", "--node", "a", "--node", "a,pool=x"]).expect("parses");
+        assert!(twice.sim.validate().unwrap_err().contains("named twice"));
     }
 
     #[test]

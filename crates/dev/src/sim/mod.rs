@@ -42,7 +42,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use config::SimConfig;
+pub use config::{NodeShape, SimConfig, parse_node};
 pub use error::{Error, Result};
 
 /// Field manager of every write the simulator makes (distinct from the operator's).
@@ -67,9 +67,7 @@ impl Simulator {
         tags: tags::Tags,
     ) -> Result<SimHandle> {
         config.validate().map_err(Error::Config)?;
-        let node =
-            node::register(&client, &config.node_name, config.dialect, config.cpu_class.as_deref())
-                .await?;
+        let node = node::register(&client, &config.node_name, &node::NodeKind::of(&config)).await?;
         let snapshots = snapshots::list_entries(&client).await?;
         let reporter = Reporter {
             controller: FIELD_MANAGER.to_string(),
@@ -140,16 +138,16 @@ impl Drop for SimHandle {
     }
 }
 
-/// Starts `config.nodes` simulated nodes: one named `config.node_name`, or, for more,
-/// `<node_name>-1` … `<node_name>-N`, each with the config's dialect and CPU class. In the v0.2
-/// and current dialects they share one snapshot store (the registry, or memory), as a fleet
-/// shares its registry.
+/// Starts the config's nodes ([`SimConfig::node_configs`]): the `--node` entries, each with
+/// its dialect, CPU class and pool; else one named `config.node_name`, or, for more,
+/// `<node_name>-1` … `<node_name>-N`. The v0.2 and current nodes share one snapshot store (the
+/// registry, or memory), as a fleet shares its registry.
 pub async fn start_fleet(client: Client, config: SimConfig) -> Result<Vec<SimHandle>> {
+    config.validate().map_err(Error::Config)?;
     let tags = tags_for(&config)?;
     let mut handles = Vec::new();
-    for name in config.fleet_names() {
-        let config = SimConfig { node_name: name, ..config.clone() };
-        handles.push(Simulator::start_with(client.clone(), config, tags.clone()).await?);
+    for node in config.node_configs() {
+        handles.push(Simulator::start_with(client.clone(), node, tags.clone()).await?);
     }
     Ok(handles)
 }

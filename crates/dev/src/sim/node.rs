@@ -29,14 +29,32 @@ const LEASE_DURATION_SECONDS: i32 = 40;
 /// like the kubelet, which reports status far less often than it renews its Lease.
 const STATUS_EVERY: u32 = 6;
 
+/// What a node is: its dialect and, for cocoonstack nodes, CPU class and pool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeKind {
+    pub dialect: Dialect,
+    pub cpu_class: Option<String>,
+    pub pool: String,
+}
+
+impl NodeKind {
+    /// The kind of node a simulator's config describes.
+    pub fn of(config: &super::SimConfig) -> Self {
+        Self {
+            dialect: config.dialect,
+            cpu_class: config.cpu_class.clone(),
+            pool: config.pool.clone(),
+        }
+    }
+}
+
 /// The registered node: what the heartbeat needs to keep it alive.
 #[derive(Clone, Debug)]
 pub struct RegisteredNode {
     pub name: String,
     uid: String,
     ready_since: Timestamp,
-    dialect: Dialect,
-    cpu_class: Option<String>,
+    kind: NodeKind,
 }
 
 /// The version a node of `dialect` reports (`status.nodeInfo.kubeletVersion`): none for the
@@ -51,12 +69,8 @@ fn kubelet_version(dialect: Dialect) -> &'static str {
 
 /// Creates or updates the node (labels and taint of its dialect, PROVIDERS.md §1), marks it
 /// Ready and writes its first Lease.
-pub async fn register(
-    client: &Client,
-    name: &str,
-    dialect: Dialect,
-    cpu_class: Option<&str>,
-) -> Result<RegisteredNode> {
+pub async fn register(client: &Client, name: &str, kind: &NodeKind) -> Result<RegisteredNode> {
+    let dialect = kind.dialect;
     let nodes: Api<Node> = Api::all(client.clone());
     let mut labels = BTreeMap::from([
         (contract::NODE_LABEL_TYPE.to_string(), contract::NODE_TYPE_VIRTUAL_KUBELET.to_string()),
@@ -67,7 +81,7 @@ pub async fn register(
     // their pool, role and provider taint, current its CPU class.
     let mut taints = Vec::new();
     if dialect != Dialect::Seed {
-        labels.insert(contract::dialect::NODE_LABEL_POOL.into(), "default".into());
+        labels.insert(contract::dialect::NODE_LABEL_POOL.into(), kind.pool.clone());
         labels.insert("node-role.kubernetes.io/cocoon-vm".into(), String::new());
         taints.push(Taint {
             key: contract::TAINT_VIRTUAL_KUBELET.to_string(),
@@ -76,7 +90,7 @@ pub async fn register(
             ..Taint::default()
         });
     }
-    if let (Dialect::Current, Some(class)) = (dialect, cpu_class) {
+    if let (Dialect::Current, Some(class)) = (dialect, &kind.cpu_class) {
         labels.insert(contract::dialect::NODE_LABEL_CPU_CLASS.into(), class.to_string());
     }
     let desired = Node {
@@ -96,8 +110,7 @@ pub async fn register(
         name: name.to_string(),
         uid: applied.metadata.uid.unwrap_or_default(),
         ready_since: Timestamp::now(),
-        dialect,
-        cpu_class: cpu_class.map(str::to_string),
+        kind: kind.clone(),
     };
     report_status(client, &node).await?;
     renew_lease(client, &node).await?;
@@ -124,7 +137,7 @@ pub async fn heartbeat(client: Client, mut node: RegisteredNode, interval: Durat
         match report_status(&client, &node).await {
             Ok(()) => {}
             Err(error) if error.is_not_found() => {
-                match register(&client, &node.name, node.dialect, node.cpu_class.as_deref()).await {
+                match register(&client, &node.name, &node.kind).await {
                     Ok(again) => {
                         tracing::info!(node = %node.name, "node was deleted; registered it again");
                         node = again;
@@ -182,7 +195,7 @@ async fn report_status(client: &Client, node: &RegisteredNode) -> Result<()> {
                 os_image: "vk-cocoon simulator".to_string(),
                 kernel_version: "simulated".to_string(),
                 container_runtime_version: "cocoon://sim".to_string(),
-                kubelet_version: kubelet_version(node.dialect).to_string(),
+                kubelet_version: kubelet_version(node.kind.dialect).to_string(),
                 ..NodeSystemInfo::default()
             }),
             ..NodeStatus::default()

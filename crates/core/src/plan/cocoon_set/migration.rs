@@ -108,6 +108,16 @@ fn refusal(nodes: &Nodes, from: &str, to: &str, registry: bool) -> Option<String
     if !source.same_keys(target) {
         return Some(format!("node {to} speaks the {target} dialect, node {from} the {source}"));
     }
+    // A current provider's memory snapshot resumes only on a node of the CPU class it was
+    // taken on (PROVIDERS.md §1); a node without the label says nothing either way.
+    if let (Some(here), Some(there)) = (nodes.cpu_class(from), nodes.cpu_class(to))
+        && here != there
+    {
+        return Some(format!(
+            "node {to} is of snapshot CPU class {there}, node {from} of {here}: a memory \
+             snapshot resumes only on a node of the class it was taken on"
+        ));
+    }
     if !registry {
         return Some(
             "the operator has no --registry: it cannot tell that each VM's snapshot is there"
@@ -215,6 +225,19 @@ mod tests {
         mixed.set("n2", NodeInfo::default());
         let m = plan_migration(&to("n2"), &none, &pods, &mixed, true);
         assert!(m.refused.expect("refused").contains("speaks the seed dialect"));
+        let mut classes = fleet(Dialect::Current);
+        for (name, class) in [("n1", "zen4"), ("n2", "icelake")] {
+            let info = NodeInfo {
+                dialect: Dialect::Current,
+                cpu_class: Some(class.into()),
+                ..NodeInfo::default()
+            };
+            classes.set(name, info);
+        }
+        let m = plan_migration(&to("n2"), &none, &pods, &classes, true);
+        let why = m.refused.expect("another CPU class is refused");
+        assert!(why.contains("node n2 is of snapshot CPU class icelake, node n1 of zen4"), "{why}");
+        assert_eq!((m.stay_on.as_deref(), m.release), (Some("n1"), false));
         let gone = plan_migration(&to("n9"), &none, &pods, &fleet(Dialect::Current), true);
         assert!(gone.refused.expect("refused").contains("n9 is not in the cluster"));
     }

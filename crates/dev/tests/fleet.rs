@@ -2,13 +2,18 @@
 //! controller, and the operator. Sets that name no node are placed by the scheduler and live on
 //! their main's node; a node whose provider goes silent is reported and comes back; a node
 //! deleted with a set's VMs is reported, and only `onNodeLoss: recreate` places the set again.
+//! A set migrates to another node (refused towards another CPU class); and under chaos — a
+//! node's provider killed mid-suspend and mid-migration, the operator SIGKILLed at each step of
+//! a migration — no VM is deleted before its snapshot is pushed, and everything finishes.
 
 use std::time::Duration;
 
 use cocoon_dev::devcluster::{DevCluster, DevClusterOptions};
 use cocoon_dev::sim::{SimConfig, SimHandle, Simulator, parse_node, start_fleet};
 use cocoon_dev::testing::eventually;
-use cocoon_operator::api::{CocoonSet, CocoonSetPhase, CocoonSetSpec, CocoonSetStatus};
+use cocoon_operator::api::{
+    CocoonSet, CocoonSetPhase, CocoonSetSpec, CocoonSetStatus, MigrationPhase,
+};
 use cocoon_operator::config::OperatorConfig;
 use cocoon_operator::contract;
 use cocoon_operator::operator::{Operator, config_from_kubeconfig};
@@ -299,6 +304,264 @@ async fn a_set_migrates_to_another_node_and_each_vm_restores_there() {
     }
 
     operator.shutdown(Duration::from_secs(10)).await;
+    for sim in sims {
+        sim.shutdown().await;
+    }
+    drop(cluster);
+}
+
+/// A pod deletion the watch saw: which pod, and whether its VM was hibernated (its snapshot
+/// pushed) when the deletion began.
+#[derive(Clone, Debug)]
+struct Deletion {
+    name: String,
+    uid: String,
+    hibernated: bool,
+}
+
+/// Watches the namespace's pods and records each deletion once, as it begins.
+fn watch_deletions(
+    pods: Api<Pod>,
+) -> (tokio::task::JoinHandle<()>, std::sync::Arc<std::sync::Mutex<Vec<Deletion>>>) {
+    use futures::StreamExt;
+    use kube::runtime::watcher;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Deletion>::new()));
+    let log = seen.clone();
+    let task = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(watcher::watcher(pods, watcher::Config::default()));
+        while let Some(event) = stream.next().await {
+            let Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) = event else {
+                continue;
+            };
+            if pod.metadata.deletion_timestamp.is_none() {
+                continue;
+            }
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+            if log.iter().any(|d| d.uid == uid) {
+                continue;
+            }
+            let annotations = pod.metadata.annotations.clone().unwrap_or_default();
+            let state = annotations.get("vm.cocoonstack.io/lifecycle-state").map(String::as_str);
+            log.push(Deletion {
+                name: pod.metadata.name.clone().unwrap_or_default(),
+                uid,
+                hibernated: state == Some("hibernated"),
+            });
+        }
+    });
+    (task, seen)
+}
+
+/// The pods of a set that were deleted, as the watch saw them.
+fn deleted_of(log: &std::sync::Mutex<Vec<Deletion>>, set: &str) -> Vec<Deletion> {
+    let prefix = format!("{set}-");
+    let log = log.lock().unwrap_or_else(|e| e.into_inner());
+    log.iter().filter(|d| d.name.starts_with(&prefix)).cloned().collect()
+}
+
+/// Every agent of a migrated set was deleted once, and only once its VM was hibernated; the
+/// toolbox once; every pod now runs on `node`, each agent restored from its snapshot.
+async fn moved_whole(
+    pods: &Api<Pod>,
+    log: &std::sync::Mutex<Vec<Deletion>>,
+    set: &str,
+    node: &str,
+    agents: u32,
+) {
+    let deleted = deleted_of(log, set);
+    for slot in 0..agents {
+        let name = format!("{set}-{slot}");
+        let of: Vec<&Deletion> = deleted.iter().filter(|d| d.name == name).collect();
+        assert_eq!(of.len(), 1, "{name} is deleted once, to move: {deleted:?}");
+        assert!(of[0].hibernated, "{name} was deleted only once its VM was hibernated: {of:?}");
+    }
+    let boxes = deleted.iter().filter(|d| d.name == format!("{set}-box")).count();
+    assert_eq!(boxes, 1, "the toolbox leaves once: {deleted:?}");
+    let now = pods_of(pods, set).await;
+    assert_eq!(now.len(), agents as usize + 1, "{set}: every VM is back");
+    for pod in now {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let bound = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+        assert_eq!(bound.as_deref(), Some(node), "{name} runs on {node}");
+        let annotations = pod.metadata.annotations.unwrap_or_default();
+        let restored = annotations.get("vm.cocoonstack.io/restore-from-hibernate");
+        if name != format!("{set}-box") {
+            assert_eq!(restored.map(String::as_str), Some("true"), "{name} restored its snapshot");
+        }
+    }
+}
+
+/// Waits until the operator asked a pod of the set to hibernate.
+async fn asked_to_hibernate(pods: &Api<Pod>, set: &str) {
+    eventually(DEADLINE, || async {
+        let asked = pods_of(pods, set).await.into_iter().any(|p| {
+            let annotations = p.metadata.annotations.unwrap_or_default();
+            annotations.get("vm.cocoonstack.io/hibernate").map(String::as_str) == Some("true")
+        });
+        if asked { Ok(()) } else { Err("no pod asked to hibernate yet") }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{set}: {e}"));
+}
+
+/// Chaos with node loss: the provider of a set's node is killed (its process gone: no
+/// heartbeat, nothing answered) while one set suspends and another migrates off that node.
+/// Nothing is deleted while the node is silent, both sets report it, and when the provider
+/// comes back the suspend finishes in place and the migration finishes on the other node with
+/// every VM restored from its snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_suspend_and_mid_migration_loses_no_vm_and_both_finish_when_it_returns() {
+    let registry = cocoon_dev::registry::LocalRegistry::start().await.expect("registry");
+    let (cluster, client) = scheduling_cluster().await;
+    let fleet = SimConfig {
+        node_name: "nk".into(),
+        nodes: 2,
+        dialect: contract::Dialect::Current,
+        registry: Some(registry.address().to_string()),
+        heartbeat_interval: Duration::from_secs(2),
+        // A window to kill the provider in, between the ask and the snapshot.
+        hibernate_delay: Duration::from_secs(3),
+        ..SimConfig::default()
+    };
+    let mut sims = start_fleet(client.clone(), fleet.clone()).await.expect("fleet");
+    let config = config_from_kubeconfig(cluster.kubeconfig_path()).await.expect("kube config");
+    let settings = OperatorConfig {
+        registry: Some(registry.address().to_string()),
+        ..OperatorConfig::default()
+    };
+    let operator = Operator::start(config, &settings).await.expect("operator");
+    let sets: Api<CocoonSet> = Api::namespaced(client.clone(), NS);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let (watch, log) = watch_deletions(pods.clone());
+    for name in ["s", "m"] {
+        let set = CocoonSet::new(name, spec(json!({"nodeName": "nk-1"})));
+        sets.create(&PostParams::default(), &set).await.expect("create set");
+    }
+    for name in ["s", "m"] {
+        wait_status(&sets, name, "Running on nk-1", running).await;
+    }
+    let uids = |pods: Vec<Pod>| {
+        let mut uids: Vec<String> = pods.into_iter().filter_map(|p| p.metadata.uid).collect();
+        uids.sort();
+        uids
+    };
+    let s_pods = uids(pods_of(&pods, "s").await);
+
+    let suspend = json!({"spec": {"suspend": true}});
+    sets.patch("s", &PatchParams::default(), &Patch::Merge(&suspend)).await.expect("suspend");
+    let migrate = json!({"spec": {"nodeName": "nk-2"}});
+    sets.patch("m", &PatchParams::default(), &Patch::Merge(&migrate)).await.expect("migrate");
+    asked_to_hibernate(&pods, "s").await;
+    asked_to_hibernate(&pods, "m").await;
+    // nk-1's provider dies mid-hibernation: every task is cut, no heartbeat any more.
+    drop(sims.remove(0));
+
+    for name in ["s", "m"] {
+        let status = wait_status(&sets, name, "reporting nk-1 NotReady", |s| {
+            node_lost(s).is_some_and(|(reason, message)| {
+                reason == "NodeNotReady" && message.contains("node nk-1")
+            })
+        })
+        .await;
+        assert_ne!(status.phase, Some(CocoonSetPhase::Suspended), "{name}: {status:?}");
+    }
+    let migrating = sets.get("m").await.expect("m").status.unwrap_or_default();
+    let record = migrating.migration.expect("the migration is still on record");
+    assert_eq!((record.from.as_str(), record.to.as_str()), ("nk-1", "nk-2"));
+    assert!(deleted_of(&log, "s").is_empty(), "nothing of s deleted while nk-1 is silent");
+    let early: Vec<Deletion> =
+        deleted_of(&log, "m").into_iter().filter(|d| !d.hibernated && d.name != "m-box").collect();
+    assert!(early.is_empty(), "no VM of m deleted before its snapshot: {early:?}");
+
+    // The provider comes back: a new process for nk-1, which finds the pods as they were.
+    let back = SimConfig { node_name: "nk-1".into(), nodes: 1, ..fleet.clone() };
+    let revived = Simulator::start(client.clone(), back).await.expect("nk-1 again");
+    let suspended = wait_status(&sets, "s", "Suspended with nk-1 back", |s| {
+        s.phase == Some(CocoonSetPhase::Suspended) && node_lost(s).is_none()
+    })
+    .await;
+    assert!(
+        suspended.agents.iter().all(|a| a.phase == cocoon_operator::api::VmPhase::Hibernated),
+        "{suspended:?}"
+    );
+    assert_eq!(uids(pods_of(&pods, "s").await), s_pods, "s suspended in place: the same pods");
+    assert!(deleted_of(&log, "s").is_empty(), "nothing of s was ever deleted");
+    wait_status(&sets, "m", "Running on nk-2", |s| {
+        running(s) && s.node.as_deref() == Some("nk-2") && s.migration.is_none()
+    })
+    .await;
+    moved_whole(&pods, &log, "m", "nk-2", 2).await;
+
+    watch.abort();
+    operator.shutdown(Duration::from_secs(10)).await;
+    revived.shutdown().await;
+    for sim in sims {
+        sim.shutdown().await;
+    }
+    drop(cluster);
+}
+
+/// Chaos: the operator process is SIGKILLed mid-migration, once while the VMs hibernate on
+/// the old node and once while they restore on the new one. Each new incarnation carries on
+/// from `status.migration` and what the pods show: the set arrives whole, each VM moved once
+/// and only after its snapshot was pushed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_killed_at_each_step_of_a_migration_carries_on_from_the_record() {
+    use cocoon_dev::chaos::operator::Operator as Process;
+    let registry = cocoon_dev::registry::LocalRegistry::start().await.expect("registry");
+    let (cluster, client) = scheduling_cluster().await;
+    let fleet = SimConfig {
+        node_name: "ok".into(),
+        nodes: 2,
+        dialect: contract::Dialect::Current,
+        registry: Some(registry.address().to_string()),
+        hibernate_delay: Duration::from_secs(2),
+        create_delay: Duration::from_secs(2),
+        ..SimConfig::default()
+    };
+    let sims = start_fleet(client.clone(), fleet).await.expect("fleet");
+    let binary = cocoon_dev::testing::workspace_binary("cocoon-operator");
+    let flags = ["--registry", registry.address()];
+    let kubeconfig = cluster.kubeconfig_path().to_path_buf();
+    let start = || Process::start_with(&binary, &kubeconfig, &flags, None);
+    let operator = start().await.expect("operator");
+    let sets: Api<CocoonSet> = Api::namespaced(client.clone(), NS);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let (watch, log) = watch_deletions(pods.clone());
+    let mut three = spec(json!({"nodeName": "ok-1"}));
+    three.agent.replicas = 2;
+    sets.create(&PostParams::default(), &CocoonSet::new("k", three)).await.expect("create");
+    wait_status(&sets, "k", "Running on ok-1", running).await;
+
+    let migrate = json!({"spec": {"nodeName": "ok-2"}});
+    sets.patch("k", &PatchParams::default(), &Patch::Merge(&migrate)).await.expect("migrate");
+    let phase = |wanted: MigrationPhase| {
+        move |s: &CocoonSetStatus| s.migration.as_ref().is_some_and(|m| m.phase == wanted)
+    };
+    wait_status(&sets, "k", "Hibernating", phase(MigrationPhase::Hibernating)).await;
+    asked_to_hibernate(&pods, "k").await;
+    operator.kill().await;
+    let operator = start().await.expect("operator, second incarnation");
+    wait_status(&sets, "k", "Restoring", phase(MigrationPhase::Restoring)).await;
+    operator.kill().await;
+    // Some time with no operator at all: the provider finishes what it was asked.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let operator = start().await.expect("operator, third incarnation");
+    wait_status(&sets, "k", "Running on ok-2", |s| {
+        running(s) && s.node.as_deref() == Some("ok-2") && s.migration.is_none()
+    })
+    .await;
+    moved_whole(&pods, &log, "k", "ok-2", 3).await;
+    eventually(DEADLINE, || async {
+        let reasons = event_reasons(&client).await;
+        if reasons.contains(&"Migrated".to_string()) { Ok(()) } else { Err(format!("{reasons:?}")) }
+    })
+    .await
+    .expect("a Migrated Event from the incarnation that finished it");
+
+    watch.abort();
+    operator.kill().await;
     for sim in sims {
         sim.shutdown().await;
     }

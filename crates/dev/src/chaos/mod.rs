@@ -9,7 +9,7 @@
 //! and kills the operator; [`checks`] waits for convergence and judges it.
 
 mod checks;
-mod operator;
+pub mod operator;
 mod workload;
 
 use std::path::PathBuf;

@@ -59,13 +59,17 @@ async fn every_scenario_is_measured_for_ours_and_an_external_operator() {
                 "wake",
                 "idle",
                 "delete",
-                "placement"
+                "placement",
+                "migration"
             ]
         );
         let scenario = |name: &str| r.scenario(name).unwrap_or_else(|| panic!("{name} ran"));
-        for s in &r.scenarios {
+        for s in r.scenarios.iter().filter(|s| s.scenario != "migration") {
             assert_eq!(s.not_reached, None, "{}: the pods showed it", s.scenario);
         }
+        // A seed provider's VMs cannot move: the scenario says so instead of failing.
+        let why = scenario("migration").not_reached.clone().unwrap_or_default();
+        assert!(why.contains("seed dialect"), "{why}");
         // Seats: retain keeps every pod of a suspended set, release only the run-mode toolbox.
         assert!(scenario("suspend").pods_held.unwrap() > r.sets, "retain keeps agent pods");
         assert_eq!(
@@ -107,4 +111,40 @@ async fn every_scenario_is_measured_for_ours_and_an_external_operator() {
     assert!(external.rbac.contains("deploy/deploy.yaml"), "its own roles: {external:?}");
     assert!(svg.starts_with("<svg") && svg.contains("cocoon-operator") && svg.contains("external"));
     assert!(out.path().join("report.json").is_file());
+}
+
+/// The migration scenario where VMs can move (current dialect, the run's registry): every
+/// set placed by the scheduler moves to the next node and serves there, each timed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_migration_scenario_moves_every_set_in_the_current_dialect() {
+    let out = tempfile::tempdir().expect("a temp dir");
+    let args = BenchArgs {
+        operator: cocoon_dev::testing::workspace_binary("cocoon-operator"),
+        external_operator: None,
+        external_crds: Vec::new(),
+        external_rbac: Vec::new(),
+        external_api: cocoon_dev::bench::api::Flavour::CocoonCis,
+        scenario_limit: Duration::from_secs(120),
+        quick: true,
+        sets: vec![3],
+        replicas: 1,
+        idle: Some(Duration::from_secs(2)),
+        out: out.path().to_path_buf(),
+        sim_create_delay: Duration::ZERO,
+        sim_wake_delay: Duration::ZERO,
+        scenarios: vec!["migration".to_string()],
+        keep_logs: false,
+        dialect: cocoon_operator::contract::Dialect::Current,
+    };
+    let report = run(args).await.expect("the bench runs");
+    let r = &report.runs[0];
+    let names: Vec<&str> = r.scenarios.iter().map(|s| s.scenario.as_str()).collect();
+    assert_eq!(names, vec!["converge", "placement", "migration"]);
+    let migration = r.scenario("migration").expect("migration ran");
+    assert_eq!(migration.not_reached, None, "every set serves on its new node: {migration:?}");
+    let settle = migration.settle_seconds.expect("settle times");
+    assert_eq!(settle.count, r.sets, "each set timed: {settle:?}");
+    // Each move is the operator's work: at least a delete and a create per pod.
+    let pods = (r.sets * 3) as u64;
+    assert!(migration.operator.writes >= 2 * pods, "{:?}", migration.operator);
 }

@@ -291,6 +291,11 @@ impl Lab {
         Ok(())
     }
 
+    /// The dialect the lab's simulated provider speaks.
+    pub fn dialect(&self) -> cocoon_operator::contract::Dialect {
+        self.sim_config.dialect
+    }
+
     /// Grows the simulated provider to `total` nodes (the lab's own, then `<node>-2` …), each
     /// like the first; returns every node's name.
     pub async fn grow_fleet(&mut self, total: usize) -> Result<Vec<String>, BoxError> {

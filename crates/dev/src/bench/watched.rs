@@ -34,6 +34,8 @@ where
     /// a pod belongs to): a thousand sets each wait on their own pods, and are not all woken
     /// by every pod event.
     by_name: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+    /// The namespace watched (`None`: every namespace, or a cluster-scoped kind).
+    namespace: Option<String>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -69,6 +71,7 @@ where
         dyntype: K::DynamicType,
         key: fn(&str) -> String,
     ) -> Result<Self, BoxError> {
+        let namespace = api.namespace().map(str::to_string);
         let writer = reflector::store::Writer::new(dyntype.clone());
         let store = writer.as_reader();
         let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
@@ -95,7 +98,7 @@ where
                 .await;
         });
         store.wait_until_ready().await?;
-        Ok(Self { store, dyntype, changed, by_name, task })
+        Ok(Self { store, dyntype, changed, by_name, namespace, task })
     }
 
     pub fn all(&self) -> Vec<Arc<K>> {
@@ -112,10 +115,13 @@ where
         self.wait(&self.changed, what, since, || done(&self.all()), LOOK_INTERVAL).await
     }
 
-    /// The object of this name, if the store holds it.
+    /// The object of this name in the watched namespace, if the store holds it.
     pub fn get(&self, name: &str) -> Option<Arc<K>> {
-        let key = reflector::ObjectRef::<K>::new_with(name, self.dyntype.clone())
-            .within(super::workload::NS);
+        let key = reflector::ObjectRef::<K>::new_with(name, self.dyntype.clone());
+        let key = match &self.namespace {
+            Some(ns) => key.within(ns),
+            None => key,
+        };
         self.store.get(&key)
     }
 
@@ -256,6 +262,18 @@ pub fn reached(
     }
 }
 
+/// Whether the pods of `set` serve as [`Want::Running`] has them, every one bound to `node`
+/// (a set that migrated there).
+pub fn moved(set: &str, replicas: i32, node: &str, pod: &dyn Fn(&str) -> Option<Arc<Pod>>) -> bool {
+    let on = |name: String| {
+        pod(&name)
+            .is_some_and(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
+    };
+    reached(set, replicas, Want::Running, pod)
+        && (0..=replicas.max(0)).all(|s| on(format!("{set}-{s}")))
+        && on(format!("{set}-box"))
+}
+
 /// Whether every one of `n` sets `set-<i>` reached `want`, looking at the whole pod store.
 pub fn all_reached(pods: &[Arc<Pod>], n: usize, replicas: i32, want: Want) -> bool {
     let by_name: HashMap<String, Arc<Pod>> =
@@ -349,5 +367,26 @@ mod tests {
         assert!(!shows(&released, Want::Suspended), "a gone agent is not hibernated");
         assert!(shows(&released, Want::Released), "but released");
         assert!(!shows(&[pod("set-0-0", "serving")], Want::Released));
+    }
+
+    #[test]
+    fn a_set_has_moved_once_every_pod_serves_on_the_new_node() {
+        let bound = |name: &str, node: &str| {
+            let mut p = (*pod(name, "serving")).clone();
+            p.spec.get_or_insert_with(Default::default).node_name = Some(node.into());
+            Arc::new(p)
+        };
+        let store = |pods: Vec<Arc<Pod>>| {
+            move |name: &str| pods.iter().find(|p| p.name_any() == name).cloned()
+        };
+        let there =
+            store(vec![bound("set-0-0", "b"), bound("set-0-1", "b"), bound("set-0-box", "b")]);
+        assert!(moved("set-0", 1, "b", &there));
+        assert!(!moved("set-0", 1, "a", &there), "not where it was asked to go");
+        let half =
+            store(vec![bound("set-0-0", "b"), bound("set-0-1", "a"), bound("set-0-box", "b")]);
+        assert!(!moved("set-0", 1, "b", &half), "a sub-agent still on the old node");
+        let no_box = store(vec![bound("set-0-0", "b"), bound("set-0-1", "b")]);
+        assert!(!moved("set-0", 1, "b", &no_box), "the toolbox is not back yet");
     }
 }

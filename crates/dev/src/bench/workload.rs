@@ -15,7 +15,7 @@ use super::api::Flavour;
 use super::audit::{self, Tally};
 use super::procstat;
 use super::report::{OperatorFigures, Quantiles, Requests, Scenario};
-use super::watched::{Settles, Want, Watched, all_reached, reached, serving, set_of_pod};
+use super::watched::{Settles, Want, Watched, all_reached, moved, reached, serving, set_of_pod};
 use super::{BoxError, DRIVER, Lab, OPERATOR, SIMULATOR};
 use cocoon_operator::api::CocoonSetSpec;
 
@@ -38,8 +38,17 @@ pub struct Shape {
 
 /// The scenario groups after converge, in the order they run. Each group leaves the sets as
 /// converge left them, so any subset runs.
-pub const GROUPS: [&str; 8] =
-    ["scale", "warm", "suspend", "release", "hibernate", "idle", "delete", "placement"];
+pub const GROUPS: [&str; 9] = [
+    "scale",
+    "warm",
+    "suspend",
+    "release",
+    "hibernate",
+    "idle",
+    "delete",
+    "placement",
+    "migration",
+];
 
 /// Namespace of the placement scenario's sets.
 const FLEET_NS: &str = "bench-fleet";
@@ -207,6 +216,9 @@ pub async fn scenarios(
     out
 }
 
+/// Whether a set's pods (looked up by name) show what a scenario waits for.
+type Settled = Arc<dyn Fn(&str, &dyn Fn(&str) -> Option<Arc<Pod>>) -> bool + Send + Sync>;
+
 /// The driver's views and handles of one run.
 struct Driver {
     flavour: Flavour,
@@ -268,16 +280,30 @@ impl Driver {
         replicas: i32,
         want: Want,
     ) -> Result<Settles, BoxError> {
+        let settled: Settled = Arc::new(move |name, pod| reached(name, replicas, want, pod));
+        self.patch_each_with(what, &|_| patch.clone(), settled).await
+    }
+
+    /// Merge-patches every set with its own patch, one request at a time, and times each set
+    /// from its patch's answer until `settled` holds for its pods.
+    async fn patch_each_with(
+        &self,
+        what: &'static str,
+        patch: &dyn Fn(&str) -> Value,
+        settled: Settled,
+    ) -> Result<Settles, BoxError> {
         let mut waiters = Vec::with_capacity(self.n);
         for i in 0..self.n {
             let name = format!("set-{i}");
-            self.sets_api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+            let patch = patch(&name);
+            self.sets_api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
             let since = Instant::now();
             let pods = self.pods.clone();
             let limit = self.limit;
+            let settled = settled.clone();
             waiters.push(tokio::spawn(async move {
                 let lookup = |pod: &str| pods.get(pod);
-                let done = || reached(&name, replicas, want, &lookup);
+                let done = || settled(&name, &lookup);
                 match tokio::time::timeout(limit, pods.until_named(&name, what, since, done)).await
                 {
                     Ok(settled) => settled.map(Some),
@@ -460,8 +486,11 @@ async fn run_scenarios(
         delete_all(lab, shape, pid, h, &driver, out).await?;
     }
 
-    if shape.runs("placement") {
-        placement(lab, shape, flavour, pid, out).await?;
+    if shape.runs("placement") || shape.runs("migration") {
+        let (fleet, nodes) = placement(lab, shape, flavour, pid, out).await?;
+        if shape.runs("migration") {
+            migration(lab, shape, pid, &fleet, &nodes, out).await?;
+        }
     }
     Ok(())
 }
@@ -475,7 +504,7 @@ async fn placement(
     flavour: Flavour,
     pid: u32,
     out: &mut Vec<Scenario>,
-) -> Result<(), BoxError> {
+) -> Result<(Driver, Vec<String>), BoxError> {
     let (n, r) = (shape.sets, shape.replicas);
     let nodes = lab.grow_fleet(fleet_size(n)).await?;
     lab.namespace(FLEET_NS).await?;
@@ -502,6 +531,71 @@ async fn placement(
     let mut f = figures(lab, &driver, pid, "placement", &m, wall, n, n, &set_of).await?;
     let events = &lab.audit.events[m.audit_index..];
     f.placement = Some(spread(&driver.pods.all(), nodes.len(), events));
+    out.push(f);
+    Ok((driver, nodes))
+}
+
+/// Every placed set moved to the next node of the fleet (`spec.nodeName`, as `kubectl cocoon
+/// migrate` does): its VMs hibernated into the registry, recreated there and restored. Judged
+/// by the pods: each set serving whole on its new node. Only where a VM can move: our API, a
+/// cocoonstack dialect (a seed provider keeps its snapshots on its host; the scenario says so
+/// and is not run).
+async fn migration(
+    lab: &mut Lab,
+    shape: &Shape,
+    pid: u32,
+    driver: &Driver,
+    nodes: &[String],
+    out: &mut Vec<Scenario>,
+) -> Result<(), BoxError> {
+    let skip = |why: &str| Scenario {
+        scenario: "migration".to_string(),
+        not_reached: Some(why.to_string()),
+        ..Default::default()
+    };
+    if driver.flavour != Flavour::CocoonCis {
+        out.push(skip("not driven for this API: its migration is not spec.nodeName"));
+        return Ok(());
+    }
+    if lab.dialect() == cocoon_operator::contract::Dialect::Seed {
+        out.push(skip(
+            "the seed dialect keeps snapshots on the host: run with BENCH_DIALECT=current",
+        ));
+        return Ok(());
+    }
+    let (n, r) = (shape.sets, shape.replicas);
+    let pods = driver.pods.all();
+    let main_node: HashMap<String, String> = pods
+        .iter()
+        .filter(|p| p.name_any().ends_with("-0"))
+        .filter_map(|p| Some((set_of_pod(&p.name_any()), p.spec.as_ref()?.node_name.clone()?)))
+        .collect();
+    let next = |node: &str| {
+        let at = nodes.iter().position(|n| n == node).unwrap_or(0);
+        nodes[(at + 1) % nodes.len()].clone()
+    };
+    let target: Arc<HashMap<String, String>> =
+        Arc::new(main_node.iter().map(|(set, node)| (set.clone(), next(node))).collect());
+    let m = mark(lab, pid)?;
+    let to = target.clone();
+    let settled: Settled =
+        Arc::new(move |name, pod| to.get(name).is_some_and(|node| moved(name, r, node, pod)));
+    let patch = |name: &str| json!({"spec": {"nodeName": target.get(name)}});
+    let settles = driver.patch_each_with("migration", &patch, settled).await?;
+    let to = target.clone();
+    let wall = driver
+        .until_pods("migration", m.started, move |pods| {
+            let by_name: HashMap<String, Arc<Pod>> =
+                pods.iter().map(|p| (p.name_any(), p.clone())).collect();
+            let lookup = |name: &str| by_name.get(name).cloned();
+            (0..n).all(|i| {
+                let set = format!("set-{i}");
+                to.get(&set).is_some_and(|node| moved(&set, r, node, &lookup))
+            })
+        })
+        .await?;
+    let mut f = figures(lab, driver, pid, "migration", &m, wall, n, n, &set_of).await?;
+    f.settle_seconds = Some(settles.figures().await?);
     out.push(f);
     Ok(())
 }

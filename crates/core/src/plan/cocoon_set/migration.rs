@@ -26,6 +26,9 @@ pub struct Migration {
     pub release: bool,
     /// Pods on the old node that go without a snapshot (toolboxes, once the agents left).
     pub leave: Vec<String>,
+    /// Why the move cannot go on by itself: agents a Hibernation holds on the old node (the
+    /// user's hibernation, which the set neither wakes nor releases).
+    pub waiting: Option<String>,
 }
 
 /// Plans the migration of this pass from the spec, the recorded one and the pods.
@@ -68,12 +71,28 @@ pub fn plan_migration(
     };
     let record = MigrationStatus { from: from.clone(), to: to.to_string(), phase };
     match phase {
-        MigrationPhase::Hibernating => Migration {
-            record: Some(record),
-            stay_on: Some(from),
-            release: true,
-            ..Default::default()
-        },
+        MigrationPhase::Hibernating => {
+            let held: Vec<String> = on(from.clone())
+                .filter(|p| p.role != Some(PodRole::Toolbox))
+                .filter_map(|p| {
+                    Some(format!("{} (Hibernation {})", p.name, p.hibernated_by.as_ref()?))
+                })
+                .collect();
+            let waiting = (!held.is_empty()).then(|| {
+                format!(
+                    "the move to node {to} waits for {}: a Hibernation holds them on node \
+                     {from}; wake them or delete those Hibernations",
+                    held.join(", ")
+                )
+            });
+            Migration {
+                record: Some(record),
+                stay_on: Some(from),
+                release: true,
+                waiting,
+                ..Default::default()
+            }
+        }
         MigrationPhase::Restoring => {
             let leave: Vec<String> = on(from.clone()).map(|p| p.name.clone()).collect();
             let replicas = u32::try_from(spec.agent.replicas).unwrap_or(0);
@@ -207,6 +226,22 @@ mod tests {
         // Not before every agent serves there.
         let half = [on(agent(0), "n2")];
         assert!(plan_migration(&to("n2"), &restoring, &half, &nodes, true).record.is_some());
+    }
+
+    #[test]
+    fn an_agent_a_hibernation_holds_keeps_the_move_waiting_and_says_so() {
+        let mut held = on(agent(1), "n1");
+        held.hibernated_by = Some("pause-1".into());
+        let pods = [on(agent(0), "n1"), held];
+        let none = CocoonSetStatus::default();
+        let m = plan_migration(&to("n2"), &none, &pods, &fleet(Dialect::Current), true);
+        assert!(m.release, "the rest is released as usual");
+        let why = m.waiting.expect("a reason to wait");
+        assert!(why.contains("demo-1 (Hibernation pause-1)"), "{why}");
+        assert!(why.contains("wake them or delete those Hibernations"), "{why}");
+        let free = [on(agent(0), "n1"), on(agent(1), "n1")];
+        let m = plan_migration(&to("n2"), &none, &free, &fleet(Dialect::Current), true);
+        assert_eq!(m.waiting, None);
     }
 
     #[test]

@@ -1094,6 +1094,36 @@ fn a_new_node_name_starts_a_recorded_migration_that_hibernates_where_the_vms_are
 }
 
 #[test]
+fn a_migration_held_up_by_a_hibernation_says_which_pod_and_what_to_do() {
+    let mut h = fleet_harness(1);
+    h.set.spec.toolboxes.clear();
+    h.set.spec.node_name = Some("n1".into());
+    let mut nodes = pool_nodes(Dialect::Current);
+    for name in ["n1", "n2"] {
+        nodes.set(name, crate::plan::NodeInfo { dialect: Dialect::Current, ..Default::default() });
+    }
+    h.nodes = nodes;
+    h.registry = true;
+    let mut main = on(agent(0), "n1");
+    main.dialect = Some(Dialect::Current);
+    let mut held = on(agent(1), "n1");
+    held.dialect = Some(Dialect::Current);
+    held.hibernated_by = Some("pause".into());
+    held.hibernate_requested = true;
+    h.pods = vec![main, held];
+    h.pass(done);
+    h.set.spec.node_name = Some("n2".into());
+    h.set.metadata.generation = Some(2);
+    h.later(1);
+    let trace = h.pass(done);
+    assert_eq!(toggles(&trace), vec![("demo-0".to_string(), true)], "the rest goes on");
+    let status = h.set.status.clone().unwrap();
+    assert_eq!(status.phase, Some(CocoonSetPhase::Migrating));
+    let message = status.message.unwrap_or_default();
+    assert!(message.contains("waits for demo-1 (Hibernation pause)"), "{message}");
+}
+
+#[test]
 fn a_migration_restores_on_the_new_node_after_a_restart_and_ends_with_an_event() {
     use crate::api::{AgentStatus, MigrationPhase, MigrationStatus, VmPhase};
     let mut h = migrating_harness();

@@ -324,6 +324,9 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
     if let Some(refused) = &input.migration.refused {
         problems.push(refused.clone());
     }
+    if let Some(waiting) = &input.migration.waiting {
+        problems.push(waiting.clone());
+    }
     if let Some(problem) = input.registry_problem {
         problems.push(format!("registry: {problem}; retrying"));
     }

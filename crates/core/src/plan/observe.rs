@@ -172,6 +172,8 @@ pub struct PodView {
     /// Why the scheduler cannot place the pod (its `PodScheduled` condition is False), in the
     /// scheduler's words.
     pub unschedulable: Option<String>,
+    /// A scheduler has looked at the pod: it has a `PodScheduled` condition, either way.
+    pub scheduler_looked: bool,
     /// The generation stamp the operator last wrote on the pod (current).
     pub stamp: Option<i64>,
     /// The lifecycle state the provider published (current).
@@ -399,6 +401,7 @@ impl PodView {
             dialect: None,
             node: None,
             unschedulable: None,
+            scheduler_looked: false,
             stamp: None,
             lifecycle: None,
             restore_marked: false,
@@ -508,6 +511,9 @@ impl PodView {
                 .and_then(|s| s.conditions.as_ref())
                 .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled" && c.status == "False"))
                 .map(|c| c.message.clone().unwrap_or_else(|| c.reason.clone().unwrap_or_default())),
+            scheduler_looked: status
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "PodScheduled")),
             stamp: ann_opt(keys.generation).and_then(|g| g.parse().ok()),
             lifecycle,
             restore_marked: ann_opt(keys.restore_from_hibernate).as_deref()

@@ -151,7 +151,11 @@ pub fn plan_cocoon_set(input: &SetInput<'_>) -> SetPlan {
             && input.expectations.pending_creates().next().is_none(),
         status,
         events,
-        requeue_after,
+        // Said once no scheduler looked at a pod for a while: a timer, never a poll.
+        requeue_after: crate::plan::earliest(
+            requeue_after,
+            placement::scheduler_silence(input.pods.iter(), input.now).1,
+        ),
     }
 }
 

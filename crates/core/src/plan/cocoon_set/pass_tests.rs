@@ -992,6 +992,29 @@ fn without_a_node_the_main_is_scheduled_and_the_set_follows_it_where_it_landed()
 }
 
 #[test]
+fn a_main_no_scheduler_ever_looks_at_is_said_after_thirty_seconds_by_a_timer() {
+    let mut h = fleet_harness(0);
+    h.set.spec.toolboxes.clear();
+    h.pass(done);
+    let mut waiting = pending(agent(0));
+    waiting.created_at = Some(h.now);
+    h.pods = vec![waiting];
+    h.memory.expectations = Default::default();
+    h.later(1);
+    h.pass(done);
+    let wake = h.plan().pass.wake_after.expect("a timer for the hint");
+    assert!(wake <= Duration::from_secs(29), "{wake:?}");
+    assert!(h.set.status.clone().unwrap().message.is_none());
+    h.later(30);
+    let trace = h.pass(done);
+    let message = h.set.status.clone().unwrap().message.unwrap_or_default();
+    assert!(message.contains("pod demo-0 waits for a scheduler"), "{message}");
+    let reasons: Vec<_> = events(&trace).into_iter().map(|e| e.reason).collect();
+    assert!(reasons.contains(&"NeedsAttention"), "{reasons:?}");
+    assert!(h.plan().pass.wake_after.is_none(), "said: no timer left, idle is idle");
+}
+
+#[test]
 fn a_node_not_ready_is_a_condition_and_an_event_and_its_return_clears_them() {
     let mut h = fleet_harness(1);
     h.set.spec.toolboxes.clear();

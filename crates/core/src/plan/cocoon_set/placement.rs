@@ -13,7 +13,12 @@
 //! cluster. A gone node's VMs are lost; the set creates nothing there, and recreates them
 //! elsewhere only under `onNodeLoss: recreate`.
 
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+
 use crate::api::{CocoonSetSpec, NodeLossPolicy};
+use crate::plan::clock;
 use crate::plan::nodes::Nodes;
 use crate::plan::observe::PodView;
 
@@ -87,6 +92,40 @@ pub fn place(
         _ => Some(node.to_string()),
     };
     Placement { node, trouble }
+}
+
+/// How long a pod left to the scheduler may wait for its first look before the set says that
+/// no scheduler seems to be looking.
+pub const SCHEDULER_SILENT_AFTER: Duration = Duration::from_secs(30);
+
+/// Pods left to the scheduler that no scheduler has looked at (no `PodScheduled` condition,
+/// either way) for [`SCHEDULER_SILENT_AFTER`]: what to tell the user about each, and when to
+/// look again for those that may still be looked at. A cluster without kube-scheduler (or a
+/// pod asking for a `schedulerName` nobody serves) leaves the main Pending with no word.
+pub fn scheduler_silence<'a>(
+    pods: impl IntoIterator<Item = &'a PodView>,
+    now: Timestamp,
+) -> (Vec<String>, Option<Duration>) {
+    let mut said = Vec::new();
+    let mut look_again: Option<Duration> = None;
+    let waiting =
+        pods.into_iter().filter(|p| !p.terminating && p.node.is_none() && !p.scheduler_looked);
+    for pod in waiting {
+        let Some(created) = pod.created_at else { continue };
+        let deadline = clock::after(created, SCHEDULER_SILENT_AFTER);
+        if deadline <= now {
+            said.push(format!(
+                "pod {} waits for a scheduler: none has looked at it in {} s (is kube-scheduler \
+                 running? spec.nodeName places the set on a node by hand)",
+                pod.name,
+                clock::since(created, now).as_secs()
+            ));
+        } else {
+            let left = clock::until(now, deadline);
+            look_again = Some(look_again.map_or(left, |l| l.min(left)));
+        }
+    }
+    (said, look_again)
 }
 
 #[cfg(test)]
@@ -170,5 +209,28 @@ mod tests {
         let trouble = placed.trouble.expect("said");
         assert_eq!(trouble, NodeTrouble::Gone { node: "later".into(), replace: false });
         assert!(!trouble.blocks_creates(&spec));
+    }
+
+    #[test]
+    fn a_main_no_scheduler_looks_at_is_said_after_a_while_and_looked_at_again_until_then() {
+        let created: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let mut pending = main_on(None);
+        pending.created_at = Some(created);
+        let at = |secs: i64| created + k8s_openapi::jiff::SignedDuration::from_secs(secs);
+        let (said, again) = scheduler_silence([&pending], at(10));
+        assert!(said.is_empty());
+        assert_eq!(again, Some(Duration::from_secs(20)), "looks again at the deadline");
+        let (said, again) = scheduler_silence([&pending], at(31));
+        assert_eq!(again, None, "no more timers once said");
+        assert!(said[0].contains("pod demo-0 waits for a scheduler"), "{said:?}");
+        assert!(said[0].contains("in 31 s"), "{said:?}");
+        // A scheduler that looked (even to refuse) has its own words; a bound pod needs none.
+        let mut looked = pending.clone();
+        looked.scheduler_looked = true;
+        let mut bound = pending.clone();
+        bound.node = Some("n1".into());
+        let mut going = pending.clone();
+        going.terminating = true;
+        assert_eq!(scheduler_silence([&looked, &bound, &going], at(300)), (Vec::new(), None));
     }
 }

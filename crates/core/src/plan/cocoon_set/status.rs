@@ -350,6 +350,7 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
             problems.push(format!("pod {} cannot be placed: {why}", pod.name));
         }
     }
+    problems.extend(super::placement::scheduler_silence(input.pods.values().copied(), input.now).0);
     problems.extend(input.replaced.values().map(|r| r.message()));
     for conflict in input.name_conflicts {
         problems.push(format!(

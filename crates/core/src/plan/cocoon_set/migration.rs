@@ -223,6 +223,13 @@ mod tests {
         // Asked back to n1 halfway: no migration; the pods come back where they were.
         let back = plan_migration(&to("n1"), &restoring, &[], &nodes, true);
         assert_eq!(back, Migration::default());
+        // The target leaves the cluster halfway: the move is refused and the released VMs come
+        // back on the node they left, from the snapshots they were released with.
+        let mut shrunk = nodes.clone();
+        shrunk.remove("n2");
+        let gone = plan_migration(&to("n2"), &restoring, &[], &shrunk, true);
+        assert_eq!((gone.record, gone.stay_on.as_deref()), (None, Some("n1")));
+        assert!(gone.refused.expect("refused").contains("node n2 is not in the cluster"));
         // Not before every agent serves there.
         let half = [on(agent(0), "n2")];
         assert!(plan_migration(&to("n2"), &restoring, &half, &nodes, true).record.is_some());

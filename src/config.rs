@@ -22,6 +22,12 @@ pub struct OperatorConfig {
     /// something differs).
     #[arg(long, env = "COCOON_RESYNC", default_value = defaults::RESYNC, value_parser = parse_period)]
     pub resync: Duration,
+    /// An actor whose resync pass finds nothing to do and has no timer rests: its ractor actor
+    /// stops and its view and bookkeeping wait in the registry until an update, a node change
+    /// or the next resync revives it (an operator with thousands of quiet sets keeps no task
+    /// and no channels for them). `false` keeps every actor running.
+    #[arg(long, env = "COCOON_ACTOR_REST", default_value_t = true, action = clap::ArgAction::Set)]
+    pub actor_rest: bool,
     /// Run actors only while holding the leader Lease.
     #[arg(long, env = "COCOON_LEADER_ELECT", default_value_t = false)]
     pub leader_elect: bool,
@@ -136,6 +142,7 @@ impl Default for OperatorConfig {
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             probe_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             resync: default_duration(defaults::RESYNC),
+            actor_rest: true,
             leader_elect: false,
             lease_namespace: None,
             lease_name: defaults::LEASE_NAME.into(),

@@ -53,6 +53,7 @@ pub struct Metrics {
     pub reconcile_duration: Family<Kind, Histogram>,
     pub errors: Family<KindCategory, Counter>,
     pub actors: Family<Kind, Gauge>,
+    pub actors_resting: Family<Kind, Gauge>,
     pub actor_restarts: Family<Kind, Counter>,
     pub mailbox_depth: Family<Kind, Gauge>,
     pub api_requests: Family<VerbResult, Counter>,
@@ -69,6 +70,7 @@ impl Metrics {
         );
         let errors = Family::<KindCategory, Counter>::default();
         let actors = Family::<Kind, Gauge>::default();
+        let actors_resting = Family::<Kind, Gauge>::default();
         let actor_restarts = Family::<Kind, Counter>::default();
         let mailbox_depth = Family::<Kind, Gauge>::default();
         let api_requests = Family::<VerbResult, Counter>::default();
@@ -86,7 +88,12 @@ impl Metrics {
             "Failed reconcile passes by kind and error category (conflict, not_found, invalid, forbidden, transient)",
             errors.clone(),
         );
-        registry.register("actors", "Live actors by kind", actors.clone());
+        registry.register("actors", "Running actors by kind", actors.clone());
+        registry.register(
+            "actors_resting",
+            "Actors at rest by kind: no ractor actor, their view and bookkeeping parked until an update, a node change or the resync revives them",
+            actors_resting.clone(),
+        );
         registry.register(
             "actor_restarts",
             "Actors restarted after a failure",
@@ -119,6 +126,7 @@ impl Metrics {
             reconcile_duration,
             errors,
             actors,
+            actors_resting,
             actor_restarts,
             mailbox_depth,
             api_requests,

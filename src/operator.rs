@@ -43,6 +43,8 @@ pub enum Error {
 pub struct OperatorProbe {
     metrics: Arc<Metrics>,
     ctx: Arc<Context>,
+    #[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
+    supervisor: ActorRef<SupervisorMsg>,
 }
 
 impl OperatorProbe {
@@ -65,11 +67,13 @@ impl OperatorProbe {
     }
 
     /// Fault injection (feature `fault-injection`): makes one actor panic while handling a
-    /// message. Returns false when no such actor runs.
+    /// message (an actor at rest is revived first). Returns false when no such actor lives.
     #[cfg(feature = "fault-injection")]
     pub fn inject_panic(&self, key: &crate::actors::ActorKey) -> bool {
-        let panic = || crate::actors::ResourceMsg::Panic;
-        self.ctx.registry.get(key).is_some_and(|h| h.actor.cast(panic()).is_ok())
+        let registry = &self.ctx.registry;
+        let lives = registry.get(key).is_some() || registry.resting_inbox(key).is_some();
+        let inject = SupervisorMsg::InjectPanic { key: key.clone() };
+        lives && self.supervisor.cast(inject).is_ok()
     }
 }
 
@@ -136,6 +140,7 @@ impl Operator {
             ),
             metrics: metrics.clone(),
             resync: config.resync,
+            actor_rest: config.actor_rest,
             max_backoff: config.max_backoff,
             status_batch: config.status_batch,
             hibernation: config.hibernation_settings(),
@@ -195,7 +200,11 @@ impl Operator {
 
     /// A clonable view for tests and tools.
     pub fn probe(&self) -> OperatorProbe {
-        OperatorProbe { metrics: self.metrics.clone(), ctx: self.ctx.clone() }
+        OperatorProbe {
+            metrics: self.metrics.clone(),
+            ctx: self.ctx.clone(),
+            supervisor: self.supervisor.clone(),
+        }
     }
 
     /// Stops watches first (no new work), then the actors after the message in hand.

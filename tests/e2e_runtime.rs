@@ -6,6 +6,7 @@ mod e2e;
 use std::time::Duration;
 
 use cocoon_operator::actors::ActorKey;
+use cocoon_operator::actors::tree::ActorNode;
 use cocoon_operator::api::{CocoonSet, CocoonSetPhase, HibernationAction};
 use kube::api::{Patch, PatchParams};
 
@@ -110,6 +111,61 @@ async fn a_panicking_actor_is_restarted_and_the_others_are_unaffected() {
         metrics.contains("cocoon_operator_actor_restarts_total{kind=\"CocoonSet\"}"),
         "{metrics}"
     );
+}
+
+/// The set's node in the actor tree, if listed.
+fn tree_node(op: &e2e::SharedOperator, ns: &str, name: &str) -> Option<ActorNode> {
+    op.probe.tree().cocoon_sets.into_iter().find(|n| n.name == name && n.namespace == ns)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_sets_actor_rests_and_an_edit_revives_it_with_what_it_knew() {
+    let env = Env::new("rt-rest").await;
+    env.create_set("calm", env.set_spec(1)).await;
+    running(&env, "calm").await;
+    let op = operator();
+    let ns = env.ns.name.clone();
+    // Its first resync with nothing to do puts it to rest (one period: 15 s).
+    let rested = eventually(DEADLINE, || async {
+        match tree_node(op, &ns, "calm") {
+            Some(n) if n.resting => Ok(n),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+    .expect("the quiet set's actor goes to rest");
+    assert_eq!(rested.actor_status, "Resting");
+    assert_eq!(rested.stats.phase, Some("Running"), "its bookkeeping is kept: {rested:?}");
+    let metrics = http_get(&format!("{}/metrics", op.metrics_url)).await;
+    assert!(metrics.contains("cocoon_operator_actors_resting{kind=\"CocoonSet\"}"), "{metrics}");
+    // An edit revives it; it serves the change.
+    let sets = env.ns.api::<CocoonSet>();
+    let patch = serde_json::json!({"spec": {"agent": {"replicas": 2}}});
+    sets.patch("calm", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    running(&env, "calm").await;
+    let st = sets.get("calm").await.unwrap().status.unwrap();
+    assert_eq!(st.ready_agents, 3, "{st:?}");
+    let revived = tree_node(op, &ns, "calm").expect("listed");
+    assert!(revived.stats.reconciles > rested.stats.reconciles, "{revived:?}");
+    // Deleted while at rest: revived to let it go, and it leaves the tree.
+    eventually(DEADLINE, || async {
+        match tree_node(op, &ns, "calm") {
+            Some(n) if n.resting => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+    .expect("at rest again");
+    sets.delete("calm", &Default::default()).await.unwrap();
+    eventually(DEADLINE, || async {
+        let gone = sets.get_opt("calm").await.map_err(|e| e.to_string())?.is_none();
+        match (gone, tree_node(op, &ns, "calm")) {
+            (true, None) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+    .expect("the set is released and its actor ends");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

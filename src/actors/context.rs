@@ -14,6 +14,8 @@ pub struct Context {
     pub writer: Writer,
     pub metrics: Arc<Metrics>,
     pub resync: Duration,
+    /// Actors with nothing to do go to rest (`--actor-rest`).
+    pub actor_rest: bool,
     pub max_backoff: Duration,
     /// How long a CocoonSet status change that flips no condition may wait to be batched.
     pub status_batch: Duration,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use ractor::ActorRef;
 use tokio::sync::mpsc::{Receiver, UnboundedReceiver, UnboundedSender};
 
-use super::inbox::Inbox;
+use super::inbox::{Inbox, Signal};
 use super::registry::Registry;
 use super::{ResourceMsg, SupervisorMsg};
 use crate::index::{ActorKey, Delivery, Index, Input};
@@ -61,10 +61,19 @@ impl Deliverer {
         }
     }
 
-    fn wake(&self, key: &ActorKey) {
-        // An actor not in the table yet is woken by the supervisor once it is.
-        if let Some(handle) = self.registry.get(key) {
-            let _ = handle.actor.cast(ResourceMsg::Wake);
+    /// Does what an inbox said its actor needs to see what was just stored.
+    fn notify(&self, key: &ActorKey, signal: Signal) {
+        match signal {
+            // An actor not in the table yet is woken by the supervisor once it is.
+            Signal::Wake => {
+                if let Some(handle) = self.registry.get(key) {
+                    let _ = handle.actor.cast(ResourceMsg::Wake);
+                }
+            }
+            Signal::Revive => {
+                let _ = self.supervisor.cast(SupervisorMsg::Revive { key: key.clone() });
+            }
+            Signal::None => {}
         }
     }
 
@@ -80,27 +89,22 @@ impl Deliverer {
             }
             Delivery::Update { key, updates } => {
                 let Some(inbox) = self.inboxes.get(&key) else { return };
-                let mut wake = false;
                 for update in updates {
-                    wake |= inbox.push(update);
-                }
-                if wake {
-                    self.wake(&key);
+                    let signal = inbox.push(update);
+                    self.notify(&key, signal);
                 }
             }
             Delivery::Retire { key, update } => {
-                if let Some(inbox) = self.inboxes.remove(&key)
-                    && inbox.push(update)
-                {
-                    self.wake(&key);
+                if let Some(inbox) = self.inboxes.remove(&key) {
+                    self.notify(&key, inbox.push(update));
                 }
             }
             Delivery::Forget { key } => {
                 self.inboxes.remove(&key);
             }
             Delivery::WakeAll => {
-                for entry in self.registry.iter() {
-                    let _ = entry.actor.cast(ResourceMsg::Wake);
+                for (key, inbox) in &self.inboxes {
+                    self.notify(key, inbox.nudge());
                 }
             }
             Delivery::Target(command) => {

@@ -3,7 +3,7 @@
 //! never grows a mailbox: latest state wins.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::api::{CocoonSet, Hibernation};
@@ -104,12 +104,31 @@ impl PodsView {
 #[derive(Default, Debug)]
 pub struct Inbox {
     pending: Mutex<Pending>,
-    notified: AtomicBool,
+    /// [`IDLE`], [`NOTIFIED`] or [`RESTING`].
+    state: AtomicU8,
+}
+
+/// Nothing waits, and the actor runs.
+const IDLE: u8 = 0;
+/// Something waits, and its actor was told (a wake-up is on its way, or a revival).
+const NOTIFIED: u8 = 1;
+/// The actor is at rest: its ractor actor stopped, its bookkeeping parked in the registry.
+const RESTING: u8 = 2;
+
+/// What the one who notified an inbox must do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// Its actor was told already.
+    None,
+    /// Send its running actor a wake-up.
+    Wake,
+    /// Its actor is at rest: ask the supervisor to revive it.
+    Revive,
 }
 
 impl Inbox {
-    /// Stores an update; returns true when the actor must be woken (it was not already).
-    pub fn push(&self, update: Update) -> bool {
+    /// Stores an update; says what to do so that the actor sees it.
+    pub fn push(&self, update: Update) -> Signal {
         {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             match update {
@@ -123,13 +142,36 @@ impl Inbox {
                 Update::TargetListed(name) => p.target_listed = Some(name),
             }
         }
-        !self.notified.swap(true, Ordering::AcqRel)
+        self.nudge()
+    }
+
+    /// Asks the actor to look again with nothing new stored (the nodes changed, or the resync
+    /// clock); says what to do, as [`Inbox::push`]. Exactly one caller gets `Revive` for each
+    /// rest.
+    pub fn nudge(&self) -> Signal {
+        match self.state.swap(NOTIFIED, Ordering::AcqRel) {
+            IDLE => Signal::Wake,
+            RESTING => Signal::Revive,
+            _ => Signal::None,
+        }
     }
 
     /// Takes everything pending; later pushes wake the actor again.
     pub fn drain(&self) -> Pending {
-        self.notified.store(false, Ordering::Release);
+        self.state.store(IDLE, Ordering::Release);
         std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The actor goes to rest, if nothing arrived since it drained: from now on the next
+    /// notification asks for a revival instead of a wake-up. False when something arrived (a
+    /// wake-up is on its way: the actor stays).
+    pub fn rest(&self) -> bool {
+        self.state.compare_exchange(IDLE, RESTING, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    /// Whether its actor is at rest and nothing asked for it since.
+    pub fn is_resting(&self) -> bool {
+        self.state.load(Ordering::Acquire) == RESTING
     }
 
     /// Number of coalesced updates not yet taken.
@@ -147,7 +189,7 @@ mod tests {
         let inbox = Inbox::default();
         let mut wakeups = 0;
         for _ in 0..1000 {
-            if inbox.push(Update::Pod { name: "demo-0".into(), pod: None }) {
+            if inbox.push(Update::Pod { name: "demo-0".into(), pod: None }) == Signal::Wake {
                 wakeups += 1;
             }
         }
@@ -155,7 +197,31 @@ mod tests {
         assert_eq!(inbox.depth(), 1);
         let pending = inbox.drain();
         assert_eq!(pending.pods.len(), 1);
-        assert!(inbox.push(Update::Snapshots(Arc::default())), "after a drain the next push wakes");
+        assert_eq!(
+            inbox.push(Update::Snapshots(Arc::default())),
+            Signal::Wake,
+            "after a drain the next push wakes"
+        );
+    }
+
+    #[test]
+    fn an_actor_rests_only_if_nothing_arrived_and_exactly_one_notifier_revives_it() {
+        let inbox = Inbox::default();
+        inbox.drain();
+        assert_eq!(inbox.push(Update::Snapshots(Arc::default())), Signal::Wake);
+        assert!(!inbox.rest(), "an update arrived after the drain: its wake-up is on its way");
+        inbox.drain();
+        assert!(inbox.rest());
+        assert!(inbox.is_resting());
+        assert_eq!(inbox.push(Update::Snapshots(Arc::default())), Signal::Revive);
+        assert_eq!(inbox.nudge(), Signal::None, "revived once, not twice");
+        assert_eq!(inbox.push(Update::Snapshots(Arc::default())), Signal::None);
+        assert!(!inbox.is_resting());
+        assert_eq!(inbox.drain().len(), 1, "what arrived at rest waits for the revived actor");
+        assert!(inbox.rest());
+        assert_eq!(inbox.nudge(), Signal::Revive, "the resync clock revives a resting actor");
+        inbox.drain();
+        assert_eq!(inbox.nudge(), Signal::Wake);
     }
 
     #[test]

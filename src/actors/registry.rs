@@ -6,8 +6,11 @@
 //! Liveness has three owners, each of its own question: the index decides which incarnation of
 //! a key should live (pure, [`crate::index::Index`]); the delivery task holds the inbox of each
 //! key it asked for from the spawn to the retire (updates arrive before the actor runs); this
-//! registry records which actor runs now.
+//! registry records which actor runs now, and keeps what an actor at rest knew (its view and
+//! bookkeeping) while its ractor actor is stopped: an actor at rest costs its part only, not
+//! ractor's channels and task.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -16,21 +19,43 @@ use dashmap::mapref::multiple::RefMulti;
 use ractor::ActorId;
 
 use super::ActorHandle;
+use super::inbox::Inbox;
+use super::stats::ActorStats;
 use crate::index::{ActorKey, Incarnation};
 
-/// The running actors.
+/// The running actors, and the actors at rest.
 #[derive(Default)]
 pub struct Registry {
     running: DashMap<ActorKey, ActorHandle>,
+    resting: DashMap<ActorKey, Resting>,
     /// Keys and incarnations by actor id (supervision events name the actor only), and the
     /// failures per key; the supervisor is the only writer.
     books: Mutex<Books>,
 }
 
+/// An actor at rest: its ractor actor stopped after a pass that left nothing to do and no
+/// timer; what it knew waits here for the supervisor to revive it.
+pub struct Resting {
+    pub incarnation: Incarnation,
+    pub inbox: Arc<Inbox>,
+    pub stats: Arc<Mutex<ActorStats>>,
+    pub restarts: u32,
+    /// The actor's part (its view and bookkeeping), as it was.
+    pub part: Box<dyn Any + Send + Sync>,
+}
+
 #[derive(Default)]
 struct Books {
-    by_id: HashMap<ActorId, (ActorKey, Incarnation)>,
+    by_id: HashMap<ActorId, Entry>,
     failures: HashMap<ActorKey, u32>,
+}
+
+struct Entry {
+    key: ActorKey,
+    incarnation: Incarnation,
+    /// The actor went to rest; whether that took its running entry out (a revived actor may
+    /// have taken its place already).
+    rested: Option<bool>,
 }
 
 /// What a supervision event was about.
@@ -42,6 +67,8 @@ pub struct Ended {
     pub incarnation: Incarnation,
     /// Whether it was the key's running actor (a replacement may already run).
     pub was_running: bool,
+    /// It stopped to rest: the key lives on, parked (or revived already).
+    pub rested: bool,
 }
 
 impl Registry {
@@ -63,6 +90,53 @@ impl Registry {
         self.running.iter()
     }
 
+    /// Every actor at rest.
+    pub fn iter_resting(&self) -> impl Iterator<Item = RefMulti<'_, ActorKey, Resting>> {
+        self.resting.iter()
+    }
+
+    /// The inbox of `key`'s actor, if it is at rest.
+    pub fn resting_inbox(&self, key: &ActorKey) -> Option<Arc<Inbox>> {
+        self.resting.get(key).map(|r| r.inbox.clone())
+    }
+
+    /// Running actor `id` parks its part, inbox and stats before it asks its inbox to rest;
+    /// false (and nothing parked) for an actor this registry does not run.
+    pub fn park(
+        &self,
+        id: ActorId,
+        inbox: Arc<Inbox>,
+        stats: Arc<Mutex<ActorStats>>,
+        part: Box<dyn Any + Send + Sync>,
+    ) -> bool {
+        let Some((key, incarnation)) =
+            self.books().by_id.get(&id).map(|e| (e.key.clone(), e.incarnation))
+        else {
+            return false;
+        };
+        let Some(restarts) =
+            self.running.get(&key).filter(|h| h.actor.get_id() == id).map(|h| h.restarts)
+        else {
+            return false;
+        };
+        self.resting.insert(key, Resting { incarnation, inbox, stats, restarts, part });
+        true
+    }
+
+    /// Takes what an actor at rest left (to revive it, or because its rest was called off).
+    pub fn unpark(&self, key: &ActorKey) -> Option<Resting> {
+        self.resting.remove(key).map(|(_, r)| r)
+    }
+
+    /// Actor `id` is at rest (its inbox said so): it leaves the running actors, unless a
+    /// revived actor took its place already; it stops next.
+    pub fn rested(&self, id: ActorId) {
+        let mut books = self.books();
+        let Some(entry) = books.by_id.get_mut(&id) else { return };
+        let removed = self.running.remove_if(&entry.key, |_, h| h.actor.get_id() == id).is_some();
+        entry.rested = Some(removed);
+    }
+
     /// How many times `key` failed so far.
     pub fn failures(&self, key: &ActorKey) -> u32 {
         self.books().failures.get(key).copied().unwrap_or(0)
@@ -71,7 +145,8 @@ impl Registry {
     /// Records an actor the supervisor started for `key`; whether it is the first running
     /// actor of the key (none ran before).
     pub fn started(&self, key: ActorKey, incarnation: Incarnation, handle: ActorHandle) -> bool {
-        self.books().by_id.insert(handle.actor.get_id(), (key.clone(), incarnation));
+        let entry = Entry { key: key.clone(), incarnation, rested: None };
+        self.books().by_id.insert(handle.actor.get_id(), entry);
         self.running.insert(key, handle).is_none()
     }
 
@@ -80,7 +155,10 @@ impl Registry {
     /// registry never recorded.
     pub fn ended(&self, id: ActorId, failed: bool) -> Option<Ended> {
         let mut books = self.books();
-        let (key, incarnation) = books.by_id.remove(&id)?;
+        let Entry { key, incarnation, rested } = books.by_id.remove(&id)?;
+        if let Some(was_running) = rested {
+            return Some(Ended { key, incarnation, was_running, rested: true });
+        }
         if failed {
             *books.failures.entry(key.clone()).or_insert(0) += 1;
         } else {
@@ -89,7 +167,7 @@ impl Registry {
         drop(books);
         // Only its own entry goes: a replacement may already run.
         let was_running = self.running.remove_if(&key, |_, h| h.actor.get_id() == id).is_some();
-        Some(Ended { key, incarnation, was_running })
+        Some(Ended { key, incarnation, was_running, rested: false })
     }
 
     #[cfg(test)]
@@ -137,6 +215,7 @@ mod tests {
             (ended.key.clone(), ended.incarnation, ended.was_running),
             (key.clone(), 1, false)
         );
+        assert!(!ended.rested);
         assert_eq!(registry.get(&key).map(|h| h.actor.get_id()), Some(new_id));
         assert_eq!(registry.failures(&key), 1);
         assert_eq!(registry.ended(old_id, false), None, "told once");

@@ -3,6 +3,7 @@
 //! it makes, and schedule the next wake-up it asks for. Nothing here decides what a user sees:
 //! the resource-specific part ([`Part`]) only holds the view and performs pod writes.
 
+use std::any::Any;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -104,6 +105,8 @@ pub struct Args {
     pub ctx: Arc<Context>,
     pub inbox: Arc<Inbox>,
     pub stats: Arc<Mutex<ActorStats>>,
+    /// The part an actor at rest left (a revival), or none (a new actor begins empty).
+    pub part: Option<Box<dyn Any + Send + Sync>>,
 }
 
 type RetryTimer = JoinHandle<Result<(), MessagingErr<ResourceMsg>>>;
@@ -115,6 +118,9 @@ pub struct State<P> {
     inbox: Arc<Inbox>,
     stats: Arc<Mutex<ActorStats>>,
     retry: Option<RetryTimer>,
+    /// It went to rest and stops: a message still in its mailbox is not handled (its part is
+    /// parked in the registry).
+    resting: bool,
     part: P,
 }
 
@@ -141,13 +147,21 @@ impl<P: Part> Actor for ResourceActor<P> {
         args: Args,
     ) -> Result<Self::State, ActorProcessingErr> {
         // The supervisor's resync clock tells this actor to re-plan once per period.
+        let part = match args.part.map(|p| p.downcast::<P>()) {
+            Some(Ok(part)) => *part,
+            Some(Err(_)) => {
+                return Err(format!("{}: a parked part of another kind", args.key).into());
+            }
+            None => P::new(),
+        };
         Ok(State {
             key: args.key,
             ctx: args.ctx,
             inbox: args.inbox,
             stats: args.stats,
             retry: None,
-            part: P::new(),
+            resting: false,
+            part,
         })
     }
 
@@ -166,11 +180,15 @@ impl<P: Part> Actor for ResourceActor<P> {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        match message {
+        if state.resting {
+            return Ok(());
+        }
+        let resync = match message {
             #[cfg(feature = "fault-injection")]
             ResourceMsg::Panic => panic!("fault injected into actor {}", state.key),
-            ResourceMsg::Wake | ResourceMsg::Resync | ResourceMsg::Retry => {}
-        }
+            ResourceMsg::Resync => true,
+            ResourceMsg::Wake | ResourceMsg::Retry => false,
+        };
         state.part.absorb(state.inbox.drain());
         if state.part.object().is_none() {
             state.stats().status = ActorStatus::Stopping;
@@ -184,7 +202,7 @@ impl<P: Part> Actor for ResourceActor<P> {
         let started = Instant::now();
         // Boxed: the pass future (its writes' request futures) is kilobytes, and an actor at
         // rest would otherwise carry that space in its loop for its whole life.
-        let wake = Box::pin(run_pass(state)).await;
+        let (wake, quiet) = Box::pin(run_pass(state)).await;
         let kind = state.key.kind.as_str();
         state
             .ctx
@@ -197,17 +215,50 @@ impl<P: Part> Actor for ResourceActor<P> {
         }
         if let Some(delay) = wake {
             state.retry = Some(myself.send_after(delay, || ResourceMsg::Retry));
+        } else if resync && quiet && state.ctx.actor_rest {
+            rest(&myself, state);
         }
         Ok(())
     }
 }
 
+/// An actor whose resync pass found nothing to do and set no timer goes to rest: its part is
+/// parked in the registry and its ractor actor stops. Nothing it would have handled is lost:
+/// an update, a nudge or the resync clock revives it with its part as it was, and without a
+/// timer no message of its own was due.
+fn rest<P: Part>(myself: &ActorRef<ResourceMsg>, state: &mut State<P>) {
+    let registry = state.ctx.registry.clone();
+    let part = std::mem::replace(&mut state.part, P::new());
+    let (inbox, stats) = (state.inbox.clone(), state.stats.clone());
+    if !registry.park(myself.get_id(), inbox, stats, Box::new(part)) {
+        return restore(state, &registry);
+    }
+    if !state.inbox.rest() {
+        // Something arrived since the drain: its wake-up is on its way to this actor.
+        return restore(state, &registry);
+    }
+    registry.rested(myself.get_id());
+    state.resting = true;
+    let kind = Kind { kind: state.key.kind.as_str() };
+    state.ctx.metrics.actors_resting.get_or_create(&kind).inc();
+    myself.stop(Some("at rest".into()));
+}
+
+/// Takes back a part parked for a rest that did not happen.
+fn restore<P: Part>(state: &mut State<P>, registry: &super::registry::Registry) {
+    if let Some(parked) = registry.unpark(&state.key)
+        && let Ok(part) = parked.part.downcast::<P>()
+    {
+        state.part = *part;
+    }
+}
+
 /// Executes one pass, its steps planned and recorded on the view as the pass began; returns
-/// when to plan again.
-async fn run_pass<P: Part>(state: &mut State<P>) -> Option<Duration> {
+/// when to plan again, and whether the pass had nothing to do.
+async fn run_pass<P: Part>(state: &mut State<P>) -> (Option<Duration>, bool) {
     let now = Timestamp::now();
     let ctx = state.ctx.clone();
-    let object = state.part.object().cloned()?;
+    let Some(object) = state.part.object().cloned() else { return (None, false) };
     // The snapshot entries are read by the plan only: a pass awaiting its writes keeps no copy
     // (a thousand passes in flight during a burst of provider writes would each keep another
     // version of the namespace's entries alive).
@@ -233,7 +284,11 @@ async fn run_pass<P: Part>(state: &mut State<P>) -> Option<Duration> {
                 failure = Some(describe(&result));
             }
         }
-        let recorded = state.part.record(&ctx, step, &result, now);
+        // What a write's answer starts (an expectation's lifetime, a backoff) counts from the
+        // answer: under load a pass's writes wait their turn for many seconds, and an
+        // expectation dated from the pass's start could expire before the watch shows the write
+        // (a release planned again, answered 404).
+        let recorded = state.part.record(&ctx, step, &result, Timestamp::now());
         let reference = object.object_ref(&());
         for event in &recorded.events {
             ctx.writer.event(&reference, event, "Reconcile").await;
@@ -250,6 +305,7 @@ async fn run_pass<P: Part>(state: &mut State<P>) -> Option<Duration> {
     let outcome = if failure.is_some() { "error" } else { "ok" };
     ctx.metrics.reconciles.get_or_create(&KindResult { kind, result: outcome }).inc();
     let mut stats = state.stats();
+    let quiet = planned.pass.steps.is_empty() && failure.is_none();
     stats.status = if failure.is_some() { ActorStatus::Backoff } else { ActorStatus::Running };
     stats.last_error = failure;
     stats.phase = planned.phase;
@@ -258,8 +314,8 @@ async fn run_pass<P: Part>(state: &mut State<P>) -> Option<Duration> {
     stats.reconciles += 1;
     stats.last_reconcile = Some(now);
     match stopped {
-        Some(delay) => Some(delay),
-        None => planned.pass.wake_after,
+        Some(delay) => (Some(delay), false),
+        None => (planned.pass.wake_after, quiet),
     }
 }
 

@@ -25,8 +25,16 @@ fn plans() -> &'static Mutex<HashMap<String, Vec<Instant>>> {
     PLANS.get_or_init(Default::default)
 }
 
+/// The times (`now`) a part planned at and recorded at, by set name.
+type Clocks = Mutex<HashMap<String, Vec<(&'static str, Timestamp)>>>;
+
+fn clocks() -> &'static Clocks {
+    static CLOCKS: OnceLock<Clocks> = OnceLock::new();
+    CLOCKS.get_or_init(Default::default)
+}
+
 /// A part whose passes are fixed by its set's name: `wait-<secs>` asks to be woken after that
-/// long; `fail` has one pod write that always fails.
+/// long; `fail` has one pod write that always fails; `slow` one that takes 300 ms (real time).
 struct Ticks {
     set: Option<Arc<CocoonSet>>,
     retry: Retry,
@@ -56,16 +64,24 @@ impl Part for Ticks {
         self.set.as_ref()
     }
 
-    fn plan(&mut self, _ctx: &Context, _now: Timestamp) -> Planned<(), CocoonSetStatus> {
+    fn plan(&mut self, _ctx: &Context, now: Timestamp) -> Planned<(), CocoonSetStatus> {
         let name = self.set.as_ref().and_then(|s| s.metadata.name.clone()).unwrap_or_default();
         plans().lock().unwrap().entry(name.clone()).or_default().push(Instant::now());
+        clocks().lock().unwrap().entry(name.clone()).or_default().push(("plan", now));
         let wake_after =
             name.strip_prefix("wait-").and_then(|s| s.parse().ok()).map(Duration::from_secs);
-        let steps = if name == "fail" { vec![Step::Pod(())] } else { Vec::new() };
+        let steps = match name.as_str() {
+            "fail" | "slow" => vec![Step::Pod(())],
+            _ => Vec::new(),
+        };
         Planned { pass: Pass { steps, wake_after }, phase: None, pod_count: 0 }
     }
 
     async fn write_pod(&self, _ctx: &Context, _namespace: &str, _write: &()) -> Outcome {
+        if self.set.as_ref().and_then(|s| s.metadata.name.as_deref()) == Some("slow") {
+            std::thread::sleep(Duration::from_millis(300));
+            return Outcome::Done;
+        }
         Outcome::Failed { detail: "503".into() }
     }
 
@@ -74,8 +90,10 @@ impl Part for Ticks {
         _ctx: &Context,
         _step: &Step<(), CocoonSetStatus>,
         outcome: &Outcome,
-        _now: Timestamp,
+        now: Timestamp,
     ) -> Recorded {
+        let name = self.set.as_ref().and_then(|s| s.metadata.name.clone()).unwrap_or_default();
+        clocks().lock().unwrap().entry(name).or_default().push(("record", now));
         self.retry.record(outcome, Backoff::retry(Duration::from_secs(60)))
     }
 
@@ -87,6 +105,11 @@ impl Part for Ticks {
 }
 
 fn context(resync: Duration) -> Arc<Context> {
+    context_with(resync, false)
+}
+
+/// A context whose actors go to rest (`--actor-rest`) or not.
+fn context_with(resync: Duration, actor_rest: bool) -> Arc<Context> {
     // A client that is never used: building it opens no connection.
     let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
     let client = kube::Client::try_from(config).unwrap();
@@ -94,6 +117,7 @@ fn context(resync: Duration) -> Arc<Context> {
         writer: Writer::new(client, None, 32),
         metrics: Metrics::new(),
         resync,
+        actor_rest,
         max_backoff: Duration::from_secs(60),
         status_batch: Duration::ZERO,
         hibernation: crate::config::OperatorConfig::default().hibernation_settings(),
@@ -110,20 +134,26 @@ async fn start(name: &str, resync: Duration) -> Instant {
     start_in(name, &context(resync)).await.0
 }
 
-/// Starts an actor for a set of this name with `ctx`; returns when it started, and the actor.
+/// Starts an actor for a set of this name with `ctx`, recorded in its registry; returns when it
+/// started, and the actor.
 async fn start_in(name: &str, ctx: &Arc<Context>) -> (Instant, ActorRef<ResourceMsg>) {
     let spec: CocoonSetSpec =
         serde_json::from_value(serde_json::json!({"agent": {"image": "x"}})).unwrap();
     let set = Arc::new(CocoonSet::new(name, spec));
     let inbox = Arc::new(Inbox::default());
     inbox.push(Update::CocoonSet(Some(set)));
+    let key = ActorKey::cocoon_set("ns", name);
+    let stats: Arc<Mutex<ActorStats>> = Arc::default();
     let args = Args {
-        key: ActorKey::cocoon_set("ns", name),
+        key: key.clone(),
         ctx: ctx.clone(),
-        inbox,
-        stats: Arc::default(),
+        inbox: inbox.clone(),
+        stats: stats.clone(),
+        part: None,
     };
     let (actor, _) = Actor::spawn(None, ResourceActor::<Ticks>::default(), args).await.unwrap();
+    let handle = ActorHandle { actor: actor.clone(), inbox, stats, restarts: 0 };
+    ctx.registry.insert_for_test(key, handle);
     let started = Instant::now();
     actor.cast(ResourceMsg::Wake).unwrap();
     (started, actor)
@@ -152,10 +182,7 @@ async fn the_supervisors_clock_resyncs_every_actor_once_a_period_spread_over_it(
     let names: Vec<String> = (0..20).map(|i| format!("quiet-{i}")).collect();
     let mut started = Vec::new();
     for name in &names {
-        let (at, actor) = start_in(name, &ctx).await;
-        let handle =
-            ActorHandle { actor, inbox: Arc::default(), stats: Arc::default(), restarts: 0 };
-        ctx.registry.insert_for_test(ActorKey::cocoon_set("ns", name), handle);
+        let (at, _) = start_in(name, &ctx).await;
         started.push(at);
     }
     let (index, _inputs) = tokio::sync::mpsc::unbounded_channel();
@@ -187,4 +214,67 @@ async fn a_failing_write_is_retried_along_the_backoff_curve() {
     let start = start("fail", HOUR).await;
     tokio::time::sleep(Duration::from_secs(16)).await;
     assert_eq!(planned_at("fail", start), vec![0, 1, 3, 7, 15]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_actor_whose_resync_pass_has_nothing_to_do_rests_with_its_part_parked() {
+    let ctx = context_with(HOUR, true);
+    let key = ActorKey::cocoon_set("ns", "rest");
+    let (_, actor) = start_in("rest", &ctx).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(ctx.registry.get(&key).is_some(), "a pass on an update does not rest");
+    actor.cast(ResourceMsg::Resync).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(ctx.registry.get(&key).is_none(), "at rest, it is not a running actor");
+    assert_eq!(actor.get_status(), ractor::ActorStatus::Stopped);
+    let inbox = ctx.registry.resting_inbox(&key).expect("parked");
+    assert!(inbox.is_resting(), "the next update asks for a revival");
+    let parked = ctx.registry.unpark(&key).unwrap();
+    let part = parked.part.downcast::<Ticks>().expect("its own part");
+    assert_eq!(part.set.as_ref().and_then(|s| s.metadata.name.as_deref()), Some("rest"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_actor_with_a_timer_or_with_rest_turned_off_stays_running() {
+    for (ctx, name) in
+        [(context_with(HOUR, true), "wait-20"), (context_with(HOUR, false), "rest-off")]
+    {
+        let key = ActorKey::cocoon_set("ns", name);
+        let (start, actor) = start_in(name, &ctx).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        actor.cast(ResourceMsg::Resync).unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(ctx.registry.get(&key).is_some(), "{name}: still running");
+        assert!(ctx.registry.resting_inbox(&key).is_none(), "{name}: nothing parked");
+        if name == "wait-20" {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            assert_eq!(planned_at(name, start), vec![0, 1, 21], "its timer still fires");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_outcome_is_recorded_at_the_time_of_its_answer_not_of_the_passs_start() {
+    start("slow", HOUR).await;
+    let slow = || clocks().lock().unwrap().get("slow").filter(|c| c.len() >= 2).cloned();
+    let clocks = common_wait(slow).await;
+    let (plan, record) = (clocks[0], clocks[1]);
+    assert_eq!((plan.0, record.0), ("plan", "record"));
+    // An expectation dated from the pass's start would expire early when writes wait their turn.
+    let waited = record.1.duration_since(plan.1);
+    assert!(
+        waited >= k8s_openapi::jiff::SignedDuration::from_millis(300),
+        "recorded {waited:?} after the plan"
+    );
+}
+
+/// Polls `look` (real time) until it gives a value.
+async fn common_wait<T>(look: impl Fn() -> Option<T>) -> T {
+    for _ in 0..200 {
+        if let Some(v) = look() {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("not seen within 2 s");
 }

@@ -3,8 +3,11 @@
 //! stop the supervisor when a child dies; we override that here. It tells the index when an
 //! actor stopped or may restart, and the index decides whether a new one starts. It also keeps
 //! the one resync clock: every actor is told to re-plan once per resync period, spread over
-//! [`RESYNC_SLICES`] ticks (an actor at rest carries no timer of its own).
+//! [`RESYNC_SLICES`] ticks (an actor carries no timer of its own for it). It revives an actor
+//! at rest (its ractor actor stopped, its part parked in the registry) when an update or a
+//! nudge arrives for it, and on its resync tick.
 
+use std::any::Any;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,8 +16,8 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::cocoon_set::CocoonSetPart;
 use super::hibernation::HibernationPart;
-use super::inbox::Inbox;
-use super::registry::Ended;
+use super::inbox::{Inbox, Signal};
+use super::registry::{Ended, Resting};
 use super::resource::{Args, ResourceActor};
 use super::stats::ActorStats;
 use super::{ActorHandle, Context, ResourceMsg};
@@ -34,6 +37,12 @@ pub enum SupervisorMsg {
     RestartDue { key: ActorKey, incarnation: Incarnation },
     /// One part of the resync period passed: resync the actors of the next part.
     ResyncTick,
+    /// Something arrived for an actor at rest (its inbox said so to the one who brought it).
+    Revive { key: ActorKey },
+    /// Fault injection for the runtime's tests: make the key's actor panic, reviving it first
+    /// if it is at rest.
+    #[cfg(feature = "fault-injection")]
+    InjectPanic { key: ActorKey },
 }
 
 pub struct Supervisor;
@@ -74,7 +83,22 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             SupervisorMsg::Spawn { key, incarnation, inbox } => {
-                spawn(&myself, state, key, incarnation, inbox).await
+                let restarts = state.ctx.registry.failures(&key);
+                let fresh = Fresh { incarnation, inbox, stats: Arc::default(), restarts };
+                start(&myself, state, key, fresh, None, ResourceMsg::Wake).await
+            }
+            SupervisorMsg::Revive { key } => revive(&myself, state, key, ResourceMsg::Wake).await,
+            #[cfg(feature = "fault-injection")]
+            SupervisorMsg::InjectPanic { key } => {
+                let resting = state.ctx.registry.resting_inbox(&key);
+                if let Some(inbox) = resting
+                    && inbox.nudge() == Signal::Revive
+                {
+                    revive(&myself, state, key.clone(), ResourceMsg::Wake).await;
+                }
+                if let Some(handle) = state.ctx.registry.get(&key) {
+                    let _ = handle.actor.cast(ResourceMsg::Panic);
+                }
             }
             SupervisorMsg::RestartDue { key, incarnation } => {
                 if !state.ctx.is_shutting_down() {
@@ -87,6 +111,25 @@ impl Actor for Supervisor {
                 for entry in state.ctx.registry.iter() {
                     if entry.key().resync_slice(RESYNC_SLICES) == slice {
                         let _ = entry.actor.cast(ResourceMsg::Resync);
+                    }
+                }
+                let resting: Vec<(ActorKey, Arc<Inbox>)> = state
+                    .ctx
+                    .registry
+                    .iter_resting()
+                    .filter(|e| e.key().resync_slice(RESYNC_SLICES) == slice)
+                    .map(|e| (e.key().clone(), e.inbox.clone()))
+                    .collect();
+                for (key, inbox) in resting {
+                    match inbox.nudge() {
+                        Signal::Revive => revive(&myself, state, key, ResourceMsg::Resync).await,
+                        // Its rest was being called off: it runs, and resyncs now.
+                        Signal::Wake => {
+                            if let Some(handle) = state.ctx.registry.get(&key) {
+                                let _ = handle.actor.cast(ResourceMsg::Resync);
+                            }
+                        }
+                        Signal::None => {}
                     }
                 }
             }
@@ -104,6 +147,9 @@ impl Actor for Supervisor {
             SupervisionEvent::ActorTerminated(cell, _, _) => {
                 if let Some(ended) = state.ctx.registry.ended(cell.get_id(), false) {
                     count_ended(state, &ended);
+                    if ended.rested {
+                        return Ok(()); // its key lives on, parked or revived
+                    }
                     let Ended { key, incarnation, .. } = ended;
                     // The index knows whether the object still exists (an update may have
                     // raced with the stop) and whether this was the current incarnation.
@@ -113,6 +159,9 @@ impl Actor for Supervisor {
             SupervisionEvent::ActorFailed(cell, error) => {
                 if let Some(ended) = state.ctx.registry.ended(cell.get_id(), true) {
                     count_ended(state, &ended);
+                    if ended.rested {
+                        return Ok(()); // it failed on its way to rest: its part is parked
+                    }
                     let Ended { key, incarnation, .. } = ended;
                     let failures = state.ctx.registry.failures(&key);
                     let delay =
@@ -142,23 +191,50 @@ fn count_ended(state: &SupervisorState, ended: &Ended) {
     }
 }
 
-async fn spawn(
+/// What a new actor begins with besides its part.
+struct Fresh {
+    incarnation: Incarnation,
+    inbox: Arc<Inbox>,
+    stats: Arc<Mutex<ActorStats>>,
+    restarts: u32,
+}
+
+/// Revives the actor at rest of `key` with the part it left; `first` is its first message
+/// (`Resync` from the clock: it may rest again at once).
+async fn revive(
     myself: &ActorRef<SupervisorMsg>,
     state: &mut SupervisorState,
     key: ActorKey,
-    incarnation: Incarnation,
-    inbox: Arc<Inbox>,
+    first: ResourceMsg,
+) {
+    let Some(Resting { incarnation, inbox, stats, restarts, part }) =
+        state.ctx.registry.unpark(&key)
+    else {
+        return; // revived already, or its rest was called off
+    };
+    state.ctx.metrics.actors_resting.get_or_create(&Kind { kind: key.kind.as_str() }).dec();
+    let fresh = Fresh { incarnation, inbox, stats, restarts };
+    start(myself, state, key, fresh, Some(part), first).await;
+}
+
+async fn start(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &mut SupervisorState,
+    key: ActorKey,
+    fresh: Fresh,
+    part: Option<Box<dyn Any + Send + Sync>>,
+    first: ResourceMsg,
 ) {
     if state.ctx.is_shutting_down() {
         return; // children stopping for shutdown are not replaced
     }
-    let stats = Arc::new(Mutex::new(ActorStats::default()));
-    let restarts = state.ctx.registry.failures(&key);
+    let Fresh { incarnation, inbox, stats, restarts } = fresh;
     let args = Args {
         key: key.clone(),
         ctx: state.ctx.clone(),
         inbox: inbox.clone(),
         stats: stats.clone(),
+        part,
     };
     let spawned = match key.kind {
         ActorKind::CocoonSet => {
@@ -177,7 +253,7 @@ async fn spawn(
                 state.ctx.metrics.actors.get_or_create(&Kind { kind: key.kind.as_str() }).inc();
             }
             // Whatever the inbox holds (its whole view, and anything routed since) is drained.
-            let _ = actor.cast(ResourceMsg::Wake);
+            let _ = actor.cast(first);
         }
         Err(error) => {
             tracing::error!(actor = %key, %error, "could not spawn actor");

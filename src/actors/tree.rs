@@ -5,6 +5,9 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use std::sync::Mutex;
+
+use super::inbox::Inbox;
 use super::registry::Registry;
 use super::stats::ActorStats;
 use super::{ActorKey, ActorKind};
@@ -17,13 +20,19 @@ pub struct ActorNode {
     pub kind: &'static str,
     pub namespace: String,
     pub name: String,
-    /// ractor's view of the actor (Running, Stopping, ...).
+    /// ractor's view of the actor (Running, Stopping, ...), or `Resting` for an actor at rest
+    /// (no ractor actor; its part parked in the registry).
     pub actor_status: String,
+    /// At rest: revived by the next update, node change or resync.
+    pub resting: bool,
     pub mailbox_depth: usize,
     pub restarts: u32,
     #[serde(flatten)]
     pub stats: ActorStats,
 }
+
+/// `actorStatus` of an actor at rest.
+const RESTING: &str = "Resting";
 
 /// The whole tree.
 #[derive(Clone, Debug, Serialize)]
@@ -37,27 +46,37 @@ pub struct ActorTree {
 
 /// Takes a consistent-enough snapshot of the routing table.
 pub fn snapshot(registry: &Registry, synced: bool) -> ActorTree {
-    let mut nodes: Vec<(ActorKey, ActorNode)> = registry
-        .iter()
-        .map(|e| {
-            let key = e.key().clone();
-            let h = e.value();
-            let stats =
-                h.stats.lock().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone());
-            let node = ActorNode {
-                key: key.to_string(),
-                kind: key.kind.as_str(),
-                namespace: key.namespace.clone(),
-                name: key.name.clone(),
-                actor_status: format!("{:?}", h.actor.get_status()),
-                mailbox_depth: h.inbox.depth(),
-                restarts: h.restarts,
-                stats,
-            };
-            (key, node)
-        })
-        .collect();
-    nodes.sort_by(|a, b| a.0.cmp(&b.0));
+    let node = |key: &ActorKey, actor_status: String, inbox: &Inbox, stats: &Mutex<ActorStats>| {
+        let stats = stats.lock().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone());
+        ActorNode {
+            key: key.to_string(),
+            kind: key.kind.as_str(),
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+            resting: actor_status == RESTING,
+            actor_status,
+            mailbox_depth: inbox.depth(),
+            restarts: 0,
+            stats,
+        }
+    };
+    let running = registry.iter().map(|e| {
+        let h = e.value();
+        let status = format!("{:?}", h.actor.get_status());
+        (
+            e.key().clone(),
+            ActorNode { restarts: h.restarts, ..node(e.key(), status, &h.inbox, &h.stats) },
+        )
+    });
+    let resting = registry.iter_resting().map(|e| {
+        let r = e.value();
+        let n = node(e.key(), RESTING.into(), &r.inbox, &r.stats);
+        (e.key().clone(), ActorNode { restarts: r.restarts, ..n })
+    });
+    let mut nodes: Vec<(ActorKey, ActorNode)> = running.chain(resting).collect();
+    // A key revived a moment ago may show twice in one snapshot: the running one stays.
+    nodes.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.resting.cmp(&b.1.resting)));
+    nodes.dedup_by(|later, earlier| later.0 == earlier.0);
     let (sets, hibs): (Vec<_>, Vec<_>) =
         nodes.into_iter().partition(|(k, _)| k.kind == ActorKind::CocoonSet);
     ActorTree {
@@ -72,7 +91,7 @@ fn line(out: &mut String, branch: &str, node: &ActorNode) {
     let s = &node.stats;
     let _ = writeln!(
         out,
-        "{branch}{} [{}] phase={} gen={} pods={} mailbox={} restarts={} reconciles={} last={}{}",
+        "{branch}{} [{}] phase={} gen={} pods={} mailbox={} restarts={} reconciles={} last={}{}{}",
         node.key,
         s.status.as_str(),
         s.phase.unwrap_or("-"),
@@ -83,6 +102,7 @@ fn line(out: &mut String, branch: &str, node: &ActorNode) {
         s.reconciles,
         s.last_reconcile.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
         s.last_error.as_ref().map(|e| format!(" error={e}")).unwrap_or_default(),
+        if node.resting { " (at rest)" } else { "" },
     );
 }
 

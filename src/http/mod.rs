@@ -54,8 +54,15 @@ async fn readyz(State(s): State<HttpState>) -> Response {
 
 async fn metrics(State(s): State<HttpState>) -> Response {
     for kind in [ActorKind::CocoonSet, ActorKind::Hibernation] {
-        let depth: usize =
+        let running: usize =
             s.registry.iter().filter(|e| e.key().kind == kind).map(|e| e.inbox.depth()).sum();
+        let resting: usize = s
+            .registry
+            .iter_resting()
+            .filter(|e| e.key().kind == kind)
+            .map(|e| e.inbox.depth())
+            .sum();
+        let depth: usize = running + resting;
         s.metrics
             .mailbox_depth
             .get_or_create(&Kind { kind: kind.as_str() })

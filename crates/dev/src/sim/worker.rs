@@ -55,8 +55,14 @@ enum Progress {
 
 /// Runs the pod's transitions until it is deleted (or the simulator stops).
 pub async fn run(ctx: Arc<SimContext>, uid: String, mut feed: PodFeed) {
-    let mut worker =
-        PodWorker { ctx, uid, warned: HashSet::new(), holding: false, published: None };
+    let mut worker = PodWorker {
+        ctx,
+        uid,
+        warned: HashSet::new(),
+        holding: false,
+        published: None,
+        removed: false,
+    };
     let mut failures: u32 = 0;
     loop {
         let current = feed.borrow_and_update().clone();
@@ -104,6 +110,9 @@ struct PodWorker {
     /// The last lifecycle state this worker wrote, with its stamp (current): what the pod
     /// shows once the watch catches up, so it is not written twice.
     published: Option<(LifecycleState, i64)>,
+    /// This worker removed its pod: an update of the terminating pod that the watch delivers
+    /// before its removal does not delete it a second time (a 404 the kubelet never sends).
+    removed: bool,
 }
 
 impl PodWorker {
@@ -554,8 +563,14 @@ impl PodWorker {
         };
         let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &intent.namespace);
         match api.delete(&intent.name, &params).await {
-            Ok(_) => Ok(Progress::Idle),
-            Err(e) if matches!(status_code(&e), Some(404 | 409)) => Ok(Progress::Idle),
+            Ok(_) => {
+                self.removed = true;
+                Ok(Progress::Idle)
+            }
+            Err(e) if matches!(status_code(&e), Some(404 | 409)) => {
+                self.removed = true;
+                Ok(Progress::Idle)
+            }
             Err(e) => Err(Error::api(format!("delete pod {}", intent.key), e)),
         }
     }
@@ -646,6 +661,9 @@ impl PodWorker {
 
     /// The kubelet's part of a deletion: run the delete hook, then remove the pod for good.
     async fn delete(&mut self, intent: &PodIntent, snapshot: bool) -> Result<Progress> {
+        if self.removed {
+            return Ok(Progress::Idle);
+        }
         self.pause(self.ctx.config.delete_delay).await;
         let running = self.ctx.table().get(&self.uid).is_some_and(|v| v.state == VmState::Running);
         if self.cocoonstack() {
@@ -692,8 +710,14 @@ impl PodWorker {
         };
         let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &intent.namespace);
         match api.delete(&intent.name, &params).await {
-            Ok(_) => Ok(Progress::Idle),
-            Err(e) if matches!(status_code(&e), Some(404 | 409)) => Ok(Progress::Idle),
+            Ok(_) => {
+                self.removed = true;
+                Ok(Progress::Idle)
+            }
+            Err(e) if matches!(status_code(&e), Some(404 | 409)) => {
+                self.removed = true;
+                Ok(Progress::Idle)
+            }
             Err(e) => Err(Error::api(format!("delete pod {}", intent.key), e)),
         }
     }

@@ -403,6 +403,20 @@ pub fn judge(runs: &[Run], baselines: &[Baseline], j: &Judging) -> Vec<Target> {
                 });
             }
         }
+        if n == 10_000 {
+            // The size a large platform runs (opt-in: BENCH_SETS=10000): 50,000 VM pods.
+            let peak = run.scenarios.iter().filter_map(|s| s.operator.peak_rss_kib).max();
+            if let Some(peak) = peak {
+                targets.push(Target {
+                    target: "peak RSS < 128 MiB at 10,000 sets / 50,000 pods",
+                    sets: n,
+                    value: Some(peak as f64 / 1024.0),
+                    limit: Some(128.0),
+                    met: Some(peak < 128 * 1024),
+                    ..Default::default()
+                });
+            }
+        }
     }
     targets
 }

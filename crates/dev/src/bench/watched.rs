@@ -155,6 +155,9 @@ where
             if done() {
                 return Ok(since.elapsed());
             }
+            // A look at a large store (50,000 pods) costs milliseconds: looks take at most a
+            // tenth of the driver's time, whatever the store's size.
+            let spacing = spacing.max(looked.elapsed() * 10);
             if since.elapsed() > LIMIT {
                 return Err(format!("{what}: not reached within {LIMIT:?}").into());
             }

@@ -12,30 +12,40 @@ fn repo(path: &str) -> PathBuf {
     cocoon_dev::testing::repo_path(path)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_scenario_is_measured_for_ours_and_an_external_operator() {
-    let operator = cocoon_dev::testing::workspace_binary("cocoon-operator");
-    let out = tempfile::tempdir().expect("a temp dir");
-    let args = BenchArgs {
-        operator: operator.clone(),
-        external_operator: Some(format!(
-            "{} run --metrics-addr 127.0.0.1:0 --probe-addr 127.0.0.1:0",
-            operator.display()
-        )),
-        external_crds: vec![repo("deploy/crd.yaml"), repo("deploy/cocoonset-crd.yaml")],
-        external_rbac: vec![repo("deploy/deploy.yaml")],
+/// A bench of 3 sets of 1 sub-agent, quick, into `out`: only ours, in `dialect`.
+fn small(out: &std::path::Path, dialect: cocoon_operator::contract::Dialect) -> BenchArgs {
+    BenchArgs {
+        operator: cocoon_dev::testing::workspace_binary("cocoon-operator"),
+        external_operator: None,
+        external_crds: Vec::new(),
+        external_rbac: Vec::new(),
         external_api: cocoon_dev::bench::api::Flavour::CocoonCis,
         scenario_limit: Duration::from_secs(120),
         quick: true,
         sets: vec![3],
         replicas: 1,
         idle: Some(Duration::from_secs(2)),
-        out: out.path().to_path_buf(),
+        out: out.to_path_buf(),
         sim_create_delay: Duration::ZERO,
         sim_wake_delay: Duration::ZERO,
         scenarios: Vec::new(),
         keep_logs: false,
-        dialect: cocoon_operator::contract::Dialect::Seed,
+        dialect,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_is_measured_for_ours_and_an_external_operator() {
+    let out = tempfile::tempdir().expect("a temp dir");
+    let ours = small(out.path(), cocoon_operator::contract::Dialect::Seed);
+    let args = BenchArgs {
+        external_operator: Some(format!(
+            "{} run --metrics-addr 127.0.0.1:0 --probe-addr 127.0.0.1:0",
+            ours.operator.display()
+        )),
+        external_crds: vec![repo("deploy/crd.yaml"), repo("deploy/cocoonset-crd.yaml")],
+        external_rbac: vec![repo("deploy/deploy.yaml")],
+        ..ours
     };
     let report = run(args).await.expect("the bench runs");
     let columns: Vec<&str> = report.runs.iter().map(|r| r.operator.as_str()).collect();
@@ -119,22 +129,8 @@ async fn every_scenario_is_measured_for_ours_and_an_external_operator() {
 async fn the_migration_scenario_moves_every_set_in_the_current_dialect() {
     let out = tempfile::tempdir().expect("a temp dir");
     let args = BenchArgs {
-        operator: cocoon_dev::testing::workspace_binary("cocoon-operator"),
-        external_operator: None,
-        external_crds: Vec::new(),
-        external_rbac: Vec::new(),
-        external_api: cocoon_dev::bench::api::Flavour::CocoonCis,
-        scenario_limit: Duration::from_secs(120),
-        quick: true,
-        sets: vec![3],
-        replicas: 1,
-        idle: Some(Duration::from_secs(2)),
-        out: out.path().to_path_buf(),
-        sim_create_delay: Duration::ZERO,
-        sim_wake_delay: Duration::ZERO,
         scenarios: vec!["migration".to_string()],
-        keep_logs: false,
-        dialect: cocoon_operator::contract::Dialect::Current,
+        ..small(out.path(), cocoon_operator::contract::Dialect::Current)
     };
     let report = run(args).await.expect("the bench runs");
     let r = &report.runs[0];

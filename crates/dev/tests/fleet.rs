@@ -103,6 +103,29 @@ async fn scheduling_cluster() -> (DevCluster, kube::Client) {
     (cluster, client)
 }
 
+/// A scheduling cluster and a local registry for a current-dialect fleet: `fleet` with the
+/// dialect and the registry filled in, ready for `start_fleet`.
+async fn registry_fleet(
+    fleet: SimConfig,
+) -> (cocoon_dev::registry::LocalRegistry, DevCluster, kube::Client, SimConfig) {
+    let registry = cocoon_dev::registry::LocalRegistry::start().await.expect("registry");
+    let (cluster, client) = scheduling_cluster().await;
+    let fleet = SimConfig {
+        dialect: contract::Dialect::Current,
+        registry: Some(registry.address().to_string()),
+        ..fleet
+    };
+    (registry, cluster, client, fleet)
+}
+
+/// The operator, in this process, with the fleet's registry.
+async fn operator_with_registry(cluster: &DevCluster, registry: &str) -> Operator {
+    let config = config_from_kubeconfig(cluster.kubeconfig_path()).await.expect("kube config");
+    let settings =
+        OperatorConfig { registry: Some(registry.to_string()), ..OperatorConfig::default() };
+    Operator::start(config, &settings).await.expect("operator")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_places_sets_and_reports_a_silent_node_and_a_deleted_one() {
     let (cluster, client) = scheduling_cluster().await;
@@ -220,25 +243,17 @@ async fn a_fleet_places_sets_and_reports_a_silent_node_and_a_deleted_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_set_migrates_to_another_node_and_each_vm_restores_there() {
-    let registry = cocoon_dev::registry::LocalRegistry::start().await.expect("registry");
-    let (cluster, client) = scheduling_cluster().await;
     // A mixed fleet, node by node as `--node` says it: two zen4 nodes of the default pool and
     // an icelake node of pool gpu.
     let shapes = ["cur-1", "cur-2", "cur-3,cpu-class=icelake,pool=gpu"];
-    let fleet = SimConfig {
+    let (registry, cluster, client, fleet) = registry_fleet(SimConfig {
         fleet: shapes.iter().map(|s| parse_node(s).expect("node")).collect(),
-        dialect: contract::Dialect::Current,
         cpu_class: Some("zen4".into()),
-        registry: Some(registry.address().to_string()),
         ..SimConfig::default()
-    };
+    })
+    .await;
     let sims = start_fleet(client.clone(), fleet).await.expect("fleet");
-    let config = config_from_kubeconfig(cluster.kubeconfig_path()).await.expect("kube config");
-    let settings = OperatorConfig {
-        registry: Some(registry.address().to_string()),
-        ..OperatorConfig::default()
-    };
-    let operator = Operator::start(config, &settings).await.expect("operator");
+    let operator = operator_with_registry(&cluster, registry.address()).await;
 
     let sets: Api<CocoonSet> = Api::namespaced(client.clone(), NS);
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
@@ -412,25 +427,17 @@ async fn asked_to_hibernate(pods: &Api<Pod>, set: &str) {
 /// every VM restored from its snapshot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_mid_suspend_and_mid_migration_loses_no_vm_and_both_finish_when_it_returns() {
-    let registry = cocoon_dev::registry::LocalRegistry::start().await.expect("registry");
-    let (cluster, client) = scheduling_cluster().await;
-    let fleet = SimConfig {
+    let (registry, cluster, client, fleet) = registry_fleet(SimConfig {
         node_name: "nk".into(),
         nodes: 2,
-        dialect: contract::Dialect::Current,
-        registry: Some(registry.address().to_string()),
         heartbeat_interval: Duration::from_secs(2),
         // A window to kill the provider in, between the ask and the snapshot.
         hibernate_delay: Duration::from_secs(3),
         ..SimConfig::default()
-    };
+    })
+    .await;
     let mut sims = start_fleet(client.clone(), fleet.clone()).await.expect("fleet");
-    let config = config_from_kubeconfig(cluster.kubeconfig_path()).await.expect("kube config");
-    let settings = OperatorConfig {
-        registry: Some(registry.address().to_string()),
-        ..OperatorConfig::default()
-    };
-    let operator = Operator::start(config, &settings).await.expect("operator");
+    let operator = operator_with_registry(&cluster, registry.address()).await;
     let sets: Api<CocoonSet> = Api::namespaced(client.clone(), NS);
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     let (watch, log) = watch_deletions(pods.clone());
@@ -509,17 +516,14 @@ async fn a_node_killed_mid_suspend_and_mid_migration_loses_no_vm_and_both_finish
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_killed_at_each_step_of_a_migration_carries_on_from_the_record() {
     use cocoon_dev::chaos::operator::Operator as Process;
-    let registry = cocoon_dev::registry::LocalRegistry::start().await.expect("registry");
-    let (cluster, client) = scheduling_cluster().await;
-    let fleet = SimConfig {
+    let (registry, cluster, client, fleet) = registry_fleet(SimConfig {
         node_name: "ok".into(),
         nodes: 2,
-        dialect: contract::Dialect::Current,
-        registry: Some(registry.address().to_string()),
         hibernate_delay: Duration::from_secs(2),
         create_delay: Duration::from_secs(2),
         ..SimConfig::default()
-    };
+    })
+    .await;
     let sims = start_fleet(client.clone(), fleet).await.expect("fleet");
     let binary = cocoon_dev::testing::workspace_binary("cocoon-operator");
     let flags = ["--registry", registry.address()];

@@ -1082,7 +1082,13 @@ fn a_deleted_node_loses_its_vms_and_only_recreate_places_the_set_again() {
 
 /// A current-dialect set on `n1` of two current nodes, with the registry.
 fn migrating_harness() -> Harness {
-    let mut h = fleet_harness(0);
+    migrating_harness_with(0, Vec::new())
+}
+
+/// A set of `replicas` sub-agents on n1 of a current fleet (n1, n2, a registry), its main and
+/// `more` pods (each placed on n1, in the current dialect) in view, after one pass.
+fn migrating_harness_with(replicas: i32, more: Vec<PodView>) -> Harness {
+    let mut h = fleet_harness(replicas);
     h.set.spec.toolboxes.clear();
     h.set.spec.node_name = Some("n1".into());
     let mut nodes = pool_nodes(Dialect::Current);
@@ -1091,9 +1097,10 @@ fn migrating_harness() -> Harness {
     }
     h.nodes = nodes;
     h.registry = true;
-    let mut main = on(agent(0), "n1");
-    main.dialect = Some(Dialect::Current);
-    h.pods = vec![main];
+    h.pods = std::iter::once(agent(0))
+        .chain(more)
+        .map(|pod| PodView { dialect: Some(Dialect::Current), ..on(pod, "n1") })
+        .collect();
     h.pass(done);
     h
 }
@@ -1118,23 +1125,10 @@ fn a_new_node_name_starts_a_recorded_migration_that_hibernates_where_the_vms_are
 
 #[test]
 fn a_migration_held_up_by_a_hibernation_says_which_pod_and_what_to_do() {
-    let mut h = fleet_harness(1);
-    h.set.spec.toolboxes.clear();
-    h.set.spec.node_name = Some("n1".into());
-    let mut nodes = pool_nodes(Dialect::Current);
-    for name in ["n1", "n2"] {
-        nodes.set(name, crate::plan::NodeInfo { dialect: Dialect::Current, ..Default::default() });
-    }
-    h.nodes = nodes;
-    h.registry = true;
-    let mut main = on(agent(0), "n1");
-    main.dialect = Some(Dialect::Current);
-    let mut held = on(agent(1), "n1");
-    held.dialect = Some(Dialect::Current);
+    let mut held = agent(1);
     held.hibernated_by = Some("pause".into());
     held.hibernate_requested = true;
-    h.pods = vec![main, held];
-    h.pass(done);
+    let mut h = migrating_harness_with(1, vec![held]);
     h.set.spec.node_name = Some("n2".into());
     h.set.metadata.generation = Some(2);
     h.later(1);

@@ -248,7 +248,7 @@ impl PodWorker {
                 record.ip = table.allocate_ip();
                 if record.ip.is_none() {
                     record.state = VmState::Failed;
-                    record.failure = Some("no free address left in 10.88.0.0/16".to_string());
+                    record.failure = Some(super::vm::NO_ADDRESS.to_string());
                 }
             }
             table.insert(self.uid.clone(), record.clone());
@@ -491,8 +491,7 @@ impl PodWorker {
                         record.ip = table.allocate_ip();
                         if record.ip.is_none() {
                             record.state = VmState::Failed;
-                            record.failure =
-                                Some("no free address left in 10.88.0.0/16".to_string());
+                            record.failure = Some(super::vm::NO_ADDRESS.to_string());
                         }
                     }
                     match return_failure.take() {
@@ -606,7 +605,7 @@ impl PodWorker {
                 record.reported = false;
                 if record.ip.is_none() {
                     record.state = VmState::Failed;
-                    record.failure = Some("no free address left in 10.88.0.0/16".to_string());
+                    record.failure = Some(super::vm::NO_ADDRESS.to_string());
                 }
             }
         }
@@ -651,7 +650,7 @@ impl PodWorker {
                 record.reported = false;
                 if record.ip.is_none() {
                     record.state = VmState::Failed;
-                    record.failure = Some("no free address left in 10.88.0.0/16".to_string());
+                    record.failure = Some(super::vm::NO_ADDRESS.to_string());
                 }
             }
         }

@@ -10,7 +10,8 @@ pub enum ConditionType {
     /// The resource is as asked: a CocoonSet `Running`, a Hibernation's action complete. Also
     /// the Pod condition vk-cocoon reports for a VM that serves.
     Ready,
-    /// A CocoonSet is `Pending`, `Scaling` or `Suspending`.
+    /// A CocoonSet is `Pending`, `Scaling` or `Suspending` (False with reason
+    /// [`SUSPEND_DEADLINE_EXCEEDED`] once a suspend waits past its deadline).
     Progressing,
     /// A CocoonSet is `Suspended`.
     Suspended,
@@ -45,6 +46,11 @@ impl ConditionType {
         self.find(conditions).is_some_and(|c| c.status == "True")
     }
 }
+
+/// The `Progressing` reason of a CocoonSet past its suspend deadline with pods that did not
+/// report hibernated (the condition is False; its message names them), as a Deployment's
+/// `ProgressDeadlineExceeded`.
+pub const SUSPEND_DEADLINE_EXCEEDED: &str = "SuspendDeadlineExceeded";
 
 /// A condition the planner wants, before it is merged with what the object already carries.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -11,8 +11,10 @@ use serde_json::json;
 
 use super::provider::Hypervisor;
 use super::steps::{Ctx, Target};
+use crate::api::conditions::ConditionType;
 use crate::api::{CocoonSetPhase, HibernationAction, HibernationPhase};
 use crate::fake_cli::faults::Faults;
+use cocoon_core::plan::hibernation::FailureKind;
 
 /// One quirk's check.
 #[derive(Clone, Debug, Serialize)]
@@ -88,15 +90,21 @@ async fn refused_main_hibernation(ctx: &mut Ctx<'_>) -> Fallible {
     ctx.wait_set("demo", "Running 1/1", |s| running(s, 1)).await?;
     ctx.create_hib("nap", "demo-0", HibernationAction::Hibernate).await?;
     let status = ctx.wait_hib("nap", HibernationPhase::Failed).await?;
-    let message = status.message.unwrap_or_default();
-    if !message.contains("demo-0") {
-        return Err(format!("the failure does not name the pod: {message}"));
+    let reason = ConditionType::Ready.find(&status.conditions).map(|c| c.reason.as_str());
+    if reason != Some(FailureKind::Timeout.reason()) {
+        return Err(format!("the failure is not the deadline's: Ready reason {reason:?}"));
     }
+    if status.vm_name.as_deref() != Some(ctx.vm("demo", 0).as_str()) {
+        return Err(format!("the failure is not about the main's VM: {:?}", status.vm_name));
+    }
+    let message = status.message.unwrap_or_default();
     let main = ctx.vm("demo", 0);
     if !hypervisor(ctx)?.vms().iter().any(|v| v.name == main && v.state == "running") {
         return Err(format!("{main} was not kept running"));
     }
-    ctx.verified(format!("Hibernation Failed by its deadline ({message}); {main} kept running"));
+    ctx.verified(format!(
+        "Hibernation Failed by its deadline (Timeout: {message}); {main} kept running"
+    ));
     Ok(())
 }
 
@@ -176,21 +184,25 @@ async fn double_wake(ctx: &mut Ctx<'_>) -> Fallible {
         "the provider woke {vm} twice; it runs from the image {}",
         super::steps::IMAGE
     ));
-    // The operator says so: a Warning on the Hibernation and its status.
-    let hibs = ctx.hibs();
-    super::steps::poll("the Hibernation says the VM was replaced", || async {
-        let hib = hibs.get("nap").await.map_err(|e| e.to_string())?;
-        let status = hib.status.unwrap_or_default();
-        let says = status.message.as_deref().is_some_and(|m| m.contains("replaced"));
-        if says { Ok(Some(())) } else { Err(format!("{:?}: {:?}", status.phase, status.message)) }
+    // The operator says so: a Warning on the Hibernation, and its status (Active, with a
+    // message while the replacement is news).
+    super::steps::poll("a VMReplaced Warning on the Hibernation", || async {
+        let events = ctx.event_reasons().await?;
+        let warned = events.contains("Hibernation/nap Warning VMReplaced");
+        if warned { Ok(Some(())) } else { Err(format!("no VMReplaced Warning: {events:?}")) }
     })
     .await?;
-    let events = ctx.event_reasons().await?;
-    if !events.contains("Hibernation/nap Warning VMReplaced") {
-        return Err(format!("no VMReplaced Warning: {events:?}"));
-    }
+    let hibs = ctx.hibs();
+    super::steps::poll("the Hibernation Active on the replaced VM", || async {
+        let hib = hibs.get("nap").await.map_err(|e| e.to_string())?;
+        let status = hib.status.unwrap_or_default();
+        let active = status.phase == Some(HibernationPhase::Active)
+            && status.vm_name.as_deref() == Some(vm.as_str());
+        if active { Ok(Some(())) } else { Err(format!("{:?} {:?}", status.phase, status.vm_name)) }
+    })
+    .await?;
     ctx.verified(
-        "the Hibernation reports the replaced VM (status message and a VMReplaced Warning)",
+        "the Hibernation reports the replaced VM (a VMReplaced Warning; Active on the new VM)",
     );
     Ok(())
 }

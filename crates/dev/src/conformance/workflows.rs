@@ -6,7 +6,7 @@ use cocoon_core::contract::dialect::seed;
 use serde_json::json;
 
 use super::steps::{Ctx, IMAGE, TOOLBOX_IMAGE, Target};
-use crate::api::conditions::ConditionType;
+use crate::api::conditions::{ConditionType, SUSPEND_DEADLINE_EXCEEDED};
 use crate::api::{CocoonSetPhase, HibernationAction, HibernationPhase, VmPhase};
 use crate::fake_cli::faults::{Failure, Faults};
 use cocoon_core::contract::Dialect;
@@ -128,10 +128,17 @@ fn running(ready: i32) -> impl Fn(&crate::api::CocoonSetStatus) -> bool {
     move |s| s.phase == Some(CocoonSetPhase::Running) && s.ready_agents == ready
 }
 
-/// The set's message names its main as not hibernated by the deadline (the provider refuses).
+/// The suspend is past its deadline (`Progressing` False, `SuspendDeadlineExceeded`) with the
+/// main not hibernated: the provider refuses it.
 fn main_refused(s: &crate::api::CocoonSetStatus) -> bool {
-    s.phase == Some(CocoonSetPhase::Suspending)
-        && s.message.as_deref().is_some_and(|m| m.contains("demo-0 did not report hibernated"))
+    let overdue = ConditionType::Progressing
+        .find(&s.conditions)
+        .is_some_and(|c| c.status == "False" && c.reason == SUSPEND_DEADLINE_EXCEEDED);
+    let main_awake = s
+        .agents
+        .iter()
+        .any(|a| a.slot == 0 && a.pod_name == "demo-0" && a.phase != VmPhase::Hibernated);
+    s.phase == Some(CocoonSetPhase::Suspending) && overdue && main_awake
 }
 
 /// Suspended as far as the provider goes: the seed refuses the main (named past the
@@ -442,11 +449,15 @@ async fn fork_refused(ctx: &mut Ctx<'_>) -> Fallible {
     if let Some(hv) = ctx.hypervisor {
         hv.set_faults(&failing).map_err(|e| e.to_string())?;
         ctx.create_set("demo", 1, json!({})).await?;
-        ctx.wait_set("demo", "the provider's words in the status", |s| {
-            s.message.as_deref().is_some_and(|m| m.contains("snapshot save"))
-        })
-        .await?;
-        ctx.verified("the refused fork's error reached the set's status");
+        let status = ctx
+            .wait_set("demo", "the sub-agent ProviderFailed in the status", |s| {
+                s.agents.iter().any(|a| a.slot == 1 && a.phase == VmPhase::ProviderFailed)
+            })
+            .await?;
+        ctx.verified(format!(
+            "the refused fork reached the set's status: demo-1 ProviderFailed ({})",
+            status.message.unwrap_or_default()
+        ));
         hv.set_faults(&Faults::default()).map_err(|e| e.to_string())?;
     } else {
         ctx.create_set("demo", 1, json!({})).await?;

@@ -552,26 +552,7 @@ impl PodWorker {
     async fn vanish(&mut self, intent: &PodIntent, name: &str) -> Result<Progress> {
         self.ctx.table().remove(&self.uid);
         warn!(pod = %intent.key, vm = %name, "vm {name} confirmed gone, deleting pod {} (fault injection)", intent.key);
-        let params = DeleteParams {
-            grace_period_seconds: Some(0),
-            preconditions: Some(Preconditions {
-                uid: Some(self.uid.clone()),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &intent.namespace);
-        match api.delete(&intent.name, &params).await {
-            Ok(_) => {
-                self.removed = true;
-                Ok(Progress::Idle)
-            }
-            Err(e) if matches!(status_code(&e), Some(404 | 409)) => {
-                self.removed = true;
-                Ok(Progress::Idle)
-            }
-            Err(e) => Err(Error::api(format!("delete pod {}", intent.key), e)),
-        }
+        self.remove_pod(intent).await
     }
 
     /// Wakes as v0.2 and current do: pull `<vm>:hibernate` (never deleted by the provider)
@@ -698,6 +679,12 @@ impl PodWorker {
         if let Some(vm) = self.ctx.table().remove(&self.uid) {
             info!(pod = %intent.key, vm = %vm.name, "VM stopped for deletion");
         }
+        self.remove_pod(intent).await
+    }
+
+    /// Removes this worker's pod at once (grace 0), once: gone already (404) or replaced by
+    /// another pod of the same name (409, the UID precondition) counts as removed.
+    async fn remove_pod(&mut self, intent: &PodIntent) -> Result<Progress> {
         let params = DeleteParams {
             grace_period_seconds: Some(0),
             // Never remove a pod recreated under the same name: it is another VM.
@@ -709,16 +696,12 @@ impl PodWorker {
         };
         let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &intent.namespace);
         match api.delete(&intent.name, &params).await {
-            Ok(_) => {
-                self.removed = true;
-                Ok(Progress::Idle)
-            }
-            Err(e) if matches!(status_code(&e), Some(404 | 409)) => {
-                self.removed = true;
-                Ok(Progress::Idle)
-            }
-            Err(e) => Err(Error::api(format!("delete pod {}", intent.key), e)),
+            Ok(_) => {}
+            Err(e) if matches!(status_code(&e), Some(404 | 409)) => {}
+            Err(e) => return Err(Error::api(format!("delete pod {}", intent.key), e)),
         }
+        self.removed = true;
+        Ok(Progress::Idle)
     }
 
     async fn namespace_terminating(&self, namespace: &str) -> bool {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{PodAction, SetMemory, SetSettings, SetView, plan_set_pass, record_set};
+use crate::api::conditions::{ConditionType, SUSPEND_DEADLINE_EXCEEDED};
 use crate::api::{CocoonSet, CocoonSetPhase};
 use crate::contract;
 use crate::plan::fixtures::*;
@@ -186,8 +187,13 @@ fn a_suspend_nobody_answers_names_the_pods_past_its_deadline_and_still_completes
     let sub = as_listed(hibernated(agent(1), 101));
     let pods = vec![main_asked.clone(), sub.clone()];
     let mut memory = SetMemory::default();
+    let progressing = |status: &crate::api::CocoonSetStatus| {
+        let c = ConditionType::Progressing.find(&status.conditions).expect("Progressing");
+        (c.status.clone(), c.reason.clone())
+    };
     let first = pass(&set, &pods, &mut memory, 100);
     assert_eq!(first.status.phase, Some(CocoonSetPhase::Suspending));
+    assert_eq!(progressing(&first.status), ("True".into(), "Suspending".into()));
     assert_eq!(
         first.pass.wake_after,
         Some(Duration::from_secs(180)),
@@ -198,10 +204,16 @@ fn a_suspend_nobody_answers_names_the_pods_past_its_deadline_and_still_completes
     assert!(message.contains("demo-0 did not report hibernated within 180s"), "{message}");
     assert!(!message.contains("demo-1"), "{message}");
     assert_eq!(late.status.phase, Some(CocoonSetPhase::Suspending), "it keeps waiting");
+    assert_eq!(
+        progressing(&late.status),
+        ("False".into(), SUSPEND_DEADLINE_EXCEEDED.into()),
+        "a client can tell a suspend past its deadline without reading the message"
+    );
     assert!(pod_actions(&late).is_empty(), "without extra writes");
     let answered = vec![as_listed(hibernated(agent(0), 290)), sub];
     let done = pass(&set, &answered, &mut memory, 291);
     assert_eq!(done.status.phase, Some(CocoonSetPhase::Suspended));
+    assert_eq!(progressing(&done.status), ("False".into(), "Suspended".into()));
 }
 
 #[test]

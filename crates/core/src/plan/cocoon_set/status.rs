@@ -8,7 +8,7 @@ use super::actions::PodAction;
 use super::placement::NodeTrouble;
 use super::pods::SetIdentity;
 use super::slots::{SuspendView, is_warm_pod, warm_slots};
-use crate::api::conditions::{ConditionType, DesiredCondition, merge};
+use crate::api::conditions::{ConditionType, DesiredCondition, SUSPEND_DEADLINE_EXCEEDED, merge};
 use crate::api::{
     AgentStatus, CocoonSetPhase, CocoonSetSpec, CocoonSetStatus, ConnType, ForkFallbackPolicy,
     HibernatePolicy, ToolboxMode, ToolboxOs, ToolboxSpec, ToolboxStatus, VmPhase,
@@ -391,6 +391,9 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
         .filter(|p| !(p.hibernate_requested && p.reports_hibernated() && input.suspend.fresh(p)))
         .map(|p| p.name.as_str())
         .collect();
+    // Past the suspend deadline with pods that did not answer: the `Progressing` condition
+    // turns False with a reason of its own (as a Deployment's `ProgressDeadlineExceeded`).
+    let mut suspend_overdue = false;
     let phase = if input.failure.is_some() || input.mixed.is_some() {
         CocoonSetPhase::Failed
     } else if input.spec.suspend {
@@ -399,6 +402,7 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
                 && crate::plan::clock::since(since, input.now) >= input.suspend.timeout
         });
         if overdue && !unanswered.is_empty() {
+            suspend_overdue = true;
             problems.push(format!(
                 "suspend: {} did not report hibernated within {}s (some providers refuse to \
                  hibernate a main VM); still waiting",
@@ -447,11 +451,12 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
         },
         DesiredCondition {
             type_: ConditionType::Progressing,
-            status: matches!(
-                phase,
-                CocoonSetPhase::Pending | CocoonSetPhase::Scaling | CocoonSetPhase::Suspending
-            ),
-            reason: phase.as_str(),
+            status: !suspend_overdue
+                && matches!(
+                    phase,
+                    CocoonSetPhase::Pending | CocoonSetPhase::Scaling | CocoonSetPhase::Suspending
+                ),
+            reason: if suspend_overdue { SUSPEND_DEADLINE_EXCEEDED } else { phase.as_str() },
             message: detail,
         },
         DesiredCondition {

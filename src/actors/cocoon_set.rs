@@ -13,7 +13,7 @@ use crate::api::CocoonSet;
 use crate::k8s::outcome;
 use crate::metrics::Transition;
 use crate::plan::{
-    Outcome, OwnWrite, PodAction, Recorded, SetMemory, SetSettings, SetStep, SetView,
+    Compact, Outcome, OwnWrite, PodAction, Recorded, SetMemory, SetSettings, SetStep, SetView,
     plan_set_pass, record_set,
 };
 
@@ -148,6 +148,12 @@ impl Part for CocoonSetPart {
         for took in self.forks_served.drain(..) {
             fork.observe(took.as_secs_f64());
         }
+    }
+
+    fn compact(&mut self) {
+        self.view.compact();
+        self.memory.compact();
+        self.forks_served.compact();
     }
 }
 

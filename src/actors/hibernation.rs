@@ -15,7 +15,7 @@ use crate::k8s::outcome;
 use crate::metrics::Transition;
 use crate::plan::hibernation::Competitor;
 use crate::plan::{
-    HibAction, HibMemory, HibStep, HibView, Nodes, Outcome, OwnWrite, PodView, Recorded,
+    Compact, HibAction, HibMemory, HibStep, HibView, Nodes, Outcome, OwnWrite, PodView, Recorded,
     plan_hib_pass, record_hib,
 };
 
@@ -147,5 +147,11 @@ impl Part for HibernationPart {
                 .get_or_create(&Transition { transition: kind.as_str() })
                 .observe(took.as_secs_f64());
         }
+    }
+
+    fn compact(&mut self) {
+        self.world.view.compact();
+        self.world.competitors.compact();
+        self.memory.compact();
     }
 }

@@ -74,6 +74,11 @@ impl PodsView {
         }
     }
 
+    /// Gives back the list's spare capacity (before the actor rests).
+    pub fn compact(&mut self) {
+        self.list.shrink_to_fit();
+    }
+
     /// A plan begins: its entries are the namespace's current ones.
     pub fn begin_plan(&mut self) {
         self.plan_entries = Some(self.snapshots.current());

@@ -88,6 +88,9 @@ pub trait Part: Send + Sync + Sized + 'static {
     fn completed(&mut self);
     /// Reports what the pass measured (metrics).
     fn observe(&mut self, _ctx: &Context) {}
+    /// Gives back the room its bookkeeping holds but does not use (emptied maps, spare
+    /// capacity), before it is parked at rest.
+    fn compact(&mut self);
 }
 
 /// The actor for any [`Part`].
@@ -228,7 +231,8 @@ impl<P: Part> Actor for ResourceActor<P> {
 /// timer no message of its own was due.
 fn rest<P: Part>(myself: &ActorRef<ResourceMsg>, state: &mut State<P>) {
     let registry = state.ctx.registry.clone();
-    let part = std::mem::replace(&mut state.part, P::new());
+    let mut part = std::mem::replace(&mut state.part, P::new());
+    part.compact();
     let (inbox, stats) = (state.inbox.clone(), state.stats.clone());
     if !registry.park(myself.get_id(), inbox, stats, Box::new(part)) {
         return restore(state, &registry);

@@ -102,6 +102,10 @@ impl Part for Ticks {
     fn completed(&mut self) {
         self.retry.completed();
     }
+
+    fn compact(&mut self) {
+        self.view.compact();
+    }
 }
 
 fn context(resync: Duration) -> Arc<Context> {

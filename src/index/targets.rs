@@ -69,7 +69,7 @@ impl Targets {
 
     /// The Hibernations naming `target`.
     pub fn namers(&self, target: &NsName) -> Vec<String> {
-        self.named.get(target).map(|t| t.keys().cloned().collect()).unwrap_or_default()
+        self.named.get(target).map(|t| t.keys().map(str::to_string).collect()).unwrap_or_default()
     }
 
     /// Every Hibernation naming `target`, as each of them learns its competitors.
@@ -78,7 +78,7 @@ impl Targets {
             .get(target)
             .map(|t| {
                 t.iter()
-                    .map(|(name, n)| Competitor { name: name.clone(), created: n.created })
+                    .map(|(name, n)| Competitor { name: name.to_string(), created: n.created })
                     .collect()
             })
             .unwrap_or_default()
@@ -318,10 +318,8 @@ mod tests {
     fn labelled(pod: &str) -> PodView {
         let mut p = PodView::new(pod);
         p.namespace = "ns".into();
-        p.labels.insert(
-            contract::LABEL_HIBERNATION_TARGET.into(),
-            contract::HIBERNATION_TARGET_VALUE.into(),
-        );
+        p.labels
+            .insert(contract::LABEL_HIBERNATION_TARGET, contract::HIBERNATION_TARGET_VALUE.into());
         p
     }
 
@@ -378,7 +376,7 @@ mod tests {
         let mut t = Targets::default();
         let mut pod = PodView::new("demo-1");
         pod.namespace = "ns".into();
-        pod.labels.insert(contract::LABEL_COCOONSET.into(), "demo".into());
+        pod.labels.insert(contract::LABEL_COCOONSET, "demo".into());
         let owned = Owned::from([(target("demo-1"), Arc::new(pod))]);
         t.synced(&owned);
         assert!(t.name(&target("demo-1"), "h1", None, false, &owned).is_none());

@@ -98,6 +98,14 @@ impl Expectations {
     }
 }
 
+impl super::compact::Compact for Expectations {
+    fn compact(&mut self) {
+        self.creates.compact();
+        self.deletes.compact();
+        self.toggles.compact();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@
 
 pub mod clock;
 pub mod cocoon_set;
+pub mod compact;
 pub mod expectations;
 pub mod hibernation;
 pub mod nodes;
@@ -21,6 +22,7 @@ pub use cocoon_set::{
     PodAction, SetInput, SetMemory, SetPlan, SetPlanned, SetSettings, SetStep, SetView,
     plan_cocoon_set, plan_set_pass, record_set,
 };
+pub use compact::Compact;
 pub use expectations::Expectations;
 pub use hibernation::{
     HibAction, HibInput, HibMemory, HibPlan, HibPlanned, HibStep, HibView, HibernationSettings,

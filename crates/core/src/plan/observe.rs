@@ -470,10 +470,8 @@ impl PodView {
             Some(Dialect::V02 | Dialect::Current) => pod_ip.or_else(|| ann(keys.ip)),
             _ => ann(keys.ip),
         };
-        let owned_labels = contract::OBSERVED_LABELS
-            .iter()
-            .filter_map(|k| label(k).map(|v| ((*k).to_string(), v)))
-            .collect();
+        let owned_labels =
+            contract::OBSERVED_LABELS.iter().filter_map(|k| label(k).map(|v| (*k, v))).collect();
         Self {
             name: meta.name.clone().unwrap_or_default(),
             namespace: meta.namespace.clone().unwrap_or_default(),
@@ -572,8 +570,8 @@ mod tests {
     fn a_pod_that_left_a_label_watch_is_kept_unlabelled_unless_it_is_surely_gone() {
         let mut pod = PodView::new("demo-1");
         pod.phase = PodPhase::Running;
-        pod.labels.insert(contract::LABEL_COCOONSET.into(), "demo".into());
-        pod.labels.insert(contract::LABEL_APP.into(), "demo".into());
+        pod.labels.insert(contract::LABEL_COCOONSET, "demo".into());
+        pod.labels.insert(contract::LABEL_APP, "demo".into());
         let kept = pod.left_the_watch(contract::LABEL_COCOONSET).expect("maybe only unlabelled");
         assert!(!kept.labels.contains_key(contract::LABEL_COCOONSET));
         assert!(kept.labels.contains_key(contract::LABEL_APP), "other labels stay");
@@ -666,7 +664,7 @@ mod tests {
             ..Default::default()
         };
         let view = PodView::from_pod(&pod);
-        let kept: Vec<&str> = view.labels.keys().map(String::as_str).collect();
+        let kept: Vec<&str> = view.labels.keys().collect();
         assert_eq!(kept, vec![contract::LABEL_COCOONSET, contract::LABEL_HIBERNATION_TARGET]);
     }
 }

@@ -283,8 +283,8 @@ pub fn released(under: &[String], view: &ObjectMeta) -> bool {
 /// for the stored status (the watch may be behind our own write); after, the stored status is
 /// the reference, so a status someone else wrote over ours is put right, and an actor at rest
 /// keeps no second copy of its object's status.
-pub fn forget_written_once_seen<S: PartialEq>(last_written: &mut Option<S>, stored: &S) {
-    if last_written.as_ref() == Some(stored) {
+pub fn forget_written_once_seen<S: PartialEq>(last_written: &mut Option<Box<S>>, stored: &S) {
+    if last_written.as_deref() == Some(stored) {
         *last_written = None;
     }
 }

@@ -6,9 +6,9 @@
 //! pod tells (the provider does not update `snapshot-from` on a wake), so the replacement is
 //! what the operator can report.
 
-use std::collections::BTreeMap;
-
+use super::compact::Compact;
 use super::observe::PodView;
+use super::vec_map::VecMap;
 
 /// A replacement seen: the pod, its VM id before and after.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,9 +34,16 @@ impl Replaced {
 }
 
 /// The VM each serving pod runs, by pod name (with the pod's UID: a new pod is a new VM).
+/// A sorted vector: a set's handful of pods in one allocation, not a map node per set.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VmWatch {
-    serving: BTreeMap<String, (Option<String>, String)>,
+    serving: VecMap<(Option<String>, String)>,
+}
+
+impl Compact for VmWatch {
+    fn compact(&mut self) {
+        self.serving.compact();
+    }
 }
 
 impl VmWatch {
@@ -45,7 +52,7 @@ impl VmWatch {
     /// provider briefly unsure) keeps what it served; a pod asked to hibernate, reporting
     /// hibernated, being deleted or gone is forgotten: its next VM is a wake's (or none).
     pub fn observe<'a>(&mut self, pods: impl IntoIterator<Item = &'a PodView>) -> Vec<Replaced> {
-        let mut kept = BTreeMap::new();
+        let mut kept = VecMap::default();
         let mut replaced = Vec::new();
         for pod in pods {
             if pod.hibernate_requested || pod.hibernated || pod.terminating {

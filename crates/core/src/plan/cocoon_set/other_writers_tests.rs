@@ -70,8 +70,8 @@ fn pod_actions(planned: &super::SetPlanned) -> Vec<PodAction> {
 fn an_edited_slot_label_never_moves_or_deletes_a_vm_and_is_put_back() {
     let set = set_object(2);
     let mut edited = as_listed(agent(1));
-    edited.labels.insert(contract::LABEL_SLOT.into(), "7".into());
-    edited.labels.insert(contract::LABEL_ROLE.into(), "toolbox".into());
+    edited.labels.insert(contract::LABEL_SLOT, "7".into());
+    edited.labels.insert(contract::LABEL_ROLE, "toolbox".into());
     let pods = vec![as_listed(agent(0)), edited, as_listed(agent(2))];
     let planned = pass(&set, &pods, &mut SetMemory::default(), 100);
     let actions = pod_actions(&planned);

@@ -21,6 +21,7 @@ use crate::api::{CocoonSet, CocoonSetStatus};
 use crate::contract;
 use crate::plan::PlanEvent;
 use crate::plan::clock::{after, since, until};
+use crate::plan::compact::Compact;
 use crate::plan::earliest;
 use crate::plan::expectations::Expectations;
 use crate::plan::nodes::Nodes;
@@ -90,7 +91,7 @@ pub struct SetMemory {
     pub rejection: Option<Rejection>,
     /// The status this actor wrote last, until the watch shows it (then the stored status is
     /// the reference, and a status someone else wrote after it is put right).
-    pub last_written: Option<CocoonSetStatus>,
+    pub last_written: Option<Box<CocoonSetStatus>>,
     /// The VM each pod serves, to tell a replacement.
     pub vm_watch: VmWatch,
     /// Replacements of pods' VMs seen while they stay awake, by pod name.
@@ -110,7 +111,7 @@ pub struct SetMemory {
     /// Consecutive failed passes.
     pub retry: Retry,
     /// Progress waiting to be written.
-    pub batch: Option<StatusBatch>,
+    pub batch: Option<Box<StatusBatch>>,
     /// The resourceVersions of the set under which this actor asked for its release (our
     /// finalizer off): the view's, and the one the patch was guarded by when that was our own
     /// status write's. Kept once the API server took it, so that a pass on either object, before
@@ -131,6 +132,26 @@ pub struct SetMemory {
     /// Pods last seen asked to hibernate, with their VMs (a pod that goes then may have left
     /// its snapshot in the registry).
     pub hibernating: BTreeMap<String, String>,
+}
+
+impl Compact for SetMemory {
+    fn compact(&mut self) {
+        self.expectations.compact();
+        self.not_before.compact();
+        self.terminal_deletes.compact();
+        self.name_conflicts.compact();
+        self.vm_watch.compact();
+        self.replaced.compact();
+        self.fell_back_under.compact();
+        self.forks_started.compact();
+        self.suspend_asked.compact();
+        self.vanished.compact();
+        self.released.compact();
+        self.to_collect.compact();
+        self.collected.compact();
+        self.probed.compact();
+        self.hibernating.compact();
+    }
 }
 
 /// A status change that waits to be batched (it flips no condition).
@@ -268,7 +289,7 @@ pub fn plan_set_pass(
     }
     let stored = set.status.clone().unwrap_or_default();
     forget_written_once_seen(&mut memory.last_written, &stored);
-    let previous = memory.last_written.clone().unwrap_or_else(|| stored.clone());
+    let previous = memory.last_written.as_deref().cloned().unwrap_or_else(|| stored.clone());
     let annotations = set.metadata.annotations.as_ref();
     let idle = decide_idle(&IdleInput {
         spec: set.spec.idle.as_ref(),
@@ -443,16 +464,14 @@ pub fn plan_set_pass(
         // The registry's answers change what the status records: it is written by the pass
         // after them (right after), never before.
         wake_after = earliest(wake_after, Some(PROBE_FOLLOW_UP));
-    } else if plan.status == stored || memory.last_written.as_ref() == Some(&plan.status) {
+    } else if plan.status == stored || memory.last_written.as_deref() == Some(&plan.status) {
         memory.batch = None;
     } else if settings.status_batch.is_zero() || status_urgent(&previous, &plan.status, deleting) {
         steps.push(Step::WriteStatus(Box::new(plan.status.clone())));
     } else {
         // Progress only: wait for the burst to end, then write what is current then.
-        let batch = memory.batch.get_or_insert_with(|| StatusBatch {
-            since: now,
-            changed: now,
-            status: plan.status.clone(),
+        let batch = memory.batch.get_or_insert_with(|| {
+            Box::new(StatusBatch { since: now, changed: now, status: plan.status.clone() })
         });
         if batch.status != plan.status {
             batch.status = plan.status.clone();
@@ -779,7 +798,7 @@ pub fn record_set(
         Step::Event(_) => Recorded::go_on(),
         Step::WriteStatus(status) => {
             if *outcome == Outcome::Done {
-                memory.last_written = Some((**status).clone());
+                memory.last_written = Some(status.clone());
                 memory.batch = None;
             }
             memory.retry.record(outcome, backoff)

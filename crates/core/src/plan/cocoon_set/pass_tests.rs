@@ -188,7 +188,7 @@ fn a_written_status_is_let_go_once_seen_and_one_someone_else_wrote_over_it_is_pu
     let mut h = Harness::new(0, Vec::new());
     h.pass(done);
     let ours = h.set.status.clone().expect("the first pass writes the status");
-    assert_eq!(h.memory.last_written.as_ref(), Some(&ours), "the watch may not show it yet");
+    assert_eq!(h.memory.last_written.as_deref(), Some(&ours), "the watch may not show it yet");
     assert!(h.pass(done).is_empty());
     assert!(h.memory.last_written.is_none(), "the view shows it: no second copy is kept");
     // Another writer changes what the set reports (a status edit, an old client's write).

@@ -51,7 +51,7 @@ pub struct HibMemory {
     pub round: Option<(RoundKey, RoundWitness)>,
     /// The status this actor wrote last, until the watch shows it (then the stored status is
     /// the reference, and a status someone else wrote after it is put right).
-    pub last_written: Option<HibernationStatus>,
+    pub last_written: Option<Box<HibernationStatus>>,
     /// When this actor wrote the start of the round in flight (sub-second, for the metric).
     pub round_started: Option<Timestamp>,
     /// Rounds completed since the actor last took them (for the metric).
@@ -70,6 +70,14 @@ pub struct HibMemory {
     pub replaced: Option<Replaced>,
     /// The VM whose `:hibernate` snapshot is to leave the registry (its wake completed).
     pub collect: Option<String>,
+}
+
+impl crate::plan::compact::Compact for HibMemory {
+    fn compact(&mut self) {
+        self.finished_rounds.compact();
+        self.released.compact();
+        self.vm_watch.compact();
+    }
 }
 
 /// What one Hibernation actor sees.
@@ -167,7 +175,7 @@ pub fn plan_hib_pass(
         return empty(stored, pod.is_some());
     }
     let mut steps: Vec<HibStep> = finalizer.hold().into_iter().collect();
-    let previous = memory.last_written.clone().unwrap_or_else(|| stored.clone());
+    let previous = memory.last_written.as_deref().cloned().unwrap_or_else(|| stored.clone());
     let round_witness = memory.observe(&previous, view);
     let mut events = Vec::new();
     let awake = pod.filter(|p| !p.hibernate_requested && !p.hibernated);
@@ -205,7 +213,7 @@ pub fn plan_hib_pass(
         };
     }
     // Status first: the round's start time must be on record before the request is.
-    if plan.status != stored && memory.last_written.as_ref() != Some(&plan.status) {
+    if plan.status != stored && memory.last_written.as_deref() != Some(&plan.status) {
         steps.push(Step::WriteStatus(Box::new(plan.status.clone())));
     }
     steps.extend(events.into_iter().chain(plan.events).map(Step::Event));
@@ -236,7 +244,7 @@ pub fn record_hib(
 ) -> Recorded {
     match (step, outcome) {
         (Step::WriteStatus(status), Outcome::Done) => {
-            let before = memory.last_written.clone().unwrap_or_else(|| view.stored());
+            let before = memory.last_written.as_deref().cloned().unwrap_or_else(|| view.stored());
             let woke = before.phase == Some(HibernationPhase::Waking)
                 && status.phase == Some(HibernationPhase::Active);
             let target = view.target();
@@ -250,7 +258,7 @@ pub fn record_hib(
                 memory.collect = target.and_then(|p| p.vm_name.clone());
             }
             note_transition(memory, &before, status, now);
-            memory.last_written = Some((**status).clone());
+            memory.last_written = Some(status.clone());
             Recorded::go_on()
         }
         (Step::Pod(HibAction::PatchPod { annotations, .. }), Outcome::Done)
@@ -258,7 +266,7 @@ pub fn record_hib(
         {
             // The API server took the request: it is on the pod, whether or not the watch
             // shows it before a competing writer changes it again.
-            let status = memory.last_written.clone().unwrap_or_else(|| view.stored());
+            let status = memory.last_written.as_deref().cloned().unwrap_or_else(|| view.stored());
             if let Some(key) = round_key(&status, view.target()) {
                 let seen = RoundWitness { request_seen: true, pending_seen: false };
                 let so_far = match &memory.round {

@@ -15,10 +15,7 @@ fn pod(uid: &str) -> PodView {
     let mut p = PodView::new(POD);
     p.uid = Some(uid.into());
     p.vm_name = Some(VM.into());
-    p.labels.insert(
-        contract::LABEL_HIBERNATION_TARGET.into(),
-        contract::HIBERNATION_TARGET_VALUE.into(),
-    );
+    p.labels.insert(contract::LABEL_HIBERNATION_TARGET, contract::HIBERNATION_TARGET_VALUE.into());
     serving(p)
 }
 
@@ -136,12 +133,12 @@ fn a_written_status_is_the_reference_until_the_view_shows_it_and_is_then_let_go(
     let mut h = Harness::new(HibernationAction::Hibernate, vec![pod("uid-1")]);
     h.pass();
     let ours = h.hib.status.clone().expect("the round's start is written");
-    assert_eq!(h.memory.last_written.as_ref(), Some(&ours));
+    assert_eq!(h.memory.last_written.as_deref(), Some(&ours));
     // The view has not caught up: the write stands in for it and is not repeated.
     h.hib.status = None;
     h.now = at(101);
     assert!(!h.pass().iter().any(|s| matches!(s, Step::WriteStatus(_))));
-    assert_eq!(h.memory.last_written.as_ref(), Some(&ours));
+    assert_eq!(h.memory.last_written.as_deref(), Some(&ours));
     h.hib.status = Some(ours);
     assert!(!h.pass().iter().any(|s| matches!(s, Step::WriteStatus(_))));
     assert!(h.memory.last_written.is_none(), "the view shows it: no second copy is kept");

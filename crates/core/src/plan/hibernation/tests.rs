@@ -16,10 +16,7 @@ const VM: &str = "vk-prod-bot";
 fn pod() -> PodView {
     let mut p = PodView::new("sre-agent-xxx");
     p.vm_name = Some(VM.into());
-    p.labels.insert(
-        contract::LABEL_HIBERNATION_TARGET.into(),
-        contract::HIBERNATION_TARGET_VALUE.into(),
-    );
+    p.labels.insert(contract::LABEL_HIBERNATION_TARGET, contract::HIBERNATION_TARGET_VALUE.into());
     serving(p)
 }
 

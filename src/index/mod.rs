@@ -149,7 +149,7 @@ fn key_of<K: ResourceExt>(obj: &K) -> NsName {
 }
 
 fn pod_key(pod: &PodView) -> NsName {
-    (pod.namespace.clone(), pod.name.clone())
+    (pod.namespace.to_string(), pod.name.to_string())
 }
 
 /// The caches and bookkeeping behind routing.
@@ -300,7 +300,9 @@ impl Index {
                 let mut pods: Vec<(&NsName, &Arc<PodView>)> = self
                     .owned_pods
                     .iter()
-                    .filter(|((ns, _), pod)| *ns == key.namespace && pod.controller_uid == uid)
+                    .filter(|((ns, _), pod)| {
+                        *ns == key.namespace && pod.controller_uid.as_deref() == uid.as_deref()
+                    })
                     .collect();
                 pods.sort_by(|a, b| a.0.cmp(b.0));
                 updates.extend(pods.into_iter().map(|((_, name), pod)| Update::Pod {

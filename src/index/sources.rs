@@ -127,7 +127,7 @@ impl Index {
     }
 
     fn owner_of(&self, pod: &PodView) -> Option<ActorKey> {
-        let at = self.set_by_uid.get(pod.controller_uid.as_ref()?)?;
+        let at = self.set_by_uid.get(pod.controller_uid.as_deref()?)?;
         Some(ActorKey::cocoon_set(&at.0, &at.1))
     }
 
@@ -177,7 +177,7 @@ impl Index {
         }
         for pod in gone {
             if let Some(owner) = self.owner_of(&pod) {
-                let update = Update::Pod { name: pod.name.clone(), pod: None };
+                let update = Update::Pod { name: pod.name.to_string(), pod: None };
                 self.deliver_live(owner, vec![update], &mut out);
             }
             let follows = self.targets.owned_changed(&pod_key(&pod), None, &self.owned_pods);

@@ -57,13 +57,13 @@ impl Expectations {
     /// vanished pod satisfies its delete; a pod showing the request it was toggled to (or gone)
     /// satisfies its toggle. Expired expectations are dropped.
     pub fn observe(&mut self, pods: &[PodView], now: Timestamp) {
-        self.creates.retain(|name, until| *until > now && !pods.iter().any(|p| &p.name == name));
+        self.creates.retain(|name, until| *until > now && !pods.iter().any(|p| p.name == *name));
         self.deletes.retain(|name, until| {
-            *until > now && pods.iter().any(|p| &p.name == name && !p.terminating)
+            *until > now && pods.iter().any(|p| p.name == *name && !p.terminating)
         });
         self.toggles.retain(|name, (hibernate, until)| {
             *until > now
-                && pods.iter().any(|p| &p.name == name && p.hibernate_requested != *hibernate)
+                && pods.iter().any(|p| p.name == *name && p.hibernate_requested != *hibernate)
         });
     }
 

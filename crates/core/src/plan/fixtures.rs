@@ -77,11 +77,11 @@ pub fn agent(slot: u32) -> PodView {
     p.slot = Some(slot);
     p.labels = super::cocoon_set::pods::pod_labels("demo", p.role.unwrap(), Some(slot)).into();
     p.mode = Some("clone".into());
-    p.vm_name = Some(contract::agent_vm_name("prod", "demo", slot));
-    p.vm_id = Some(format!("vm-{slot}"));
-    p.ip = Some(format!("10.88.0.{}", slot + 2));
+    p.vm_name = Some(contract::agent_vm_name("prod", "demo", slot).into());
+    p.vm_id = Some(format!("vm-{slot}").into());
+    p.ip = Some(format!("10.88.0.{}", slot + 2).into());
     if slot > 0 {
-        p.fork_from = Some(contract::agent_vm_name("prod", "demo", 0));
+        p.fork_from = Some(contract::agent_vm_name("prod", "demo", 0).into());
     }
     serving(p)
 }
@@ -92,7 +92,7 @@ pub fn toolbox_pod(name: &str, mode: ToolboxMode) -> PodView {
     p.role = Some(PodRole::Toolbox);
     p.labels = super::cocoon_set::pods::pod_labels("demo", PodRole::Toolbox, None).into();
     p.mode = Some(mode.as_str().into());
-    p.vm_name = Some(contract::toolbox_vm_name("prod", "demo", name));
+    p.vm_name = Some(contract::toolbox_vm_name("prod", "demo", name).into());
     serving(p)
 }
 

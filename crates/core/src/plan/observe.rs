@@ -14,7 +14,16 @@ use crate::contract::{self, Dialect, LifecycleState};
 pub type Snapshots = BTreeMap<String, String>;
 
 /// The operator's labels on a pod, sorted by key (see [`VecMap`]).
-pub type Labels = VecMap<String>;
+pub type Labels = VecMap<Text>;
+
+/// A short string kept inline (up to 24 bytes: most names, addresses and label values of a
+/// pod) instead of on the heap: a pod's view is cached for every pod the operator manages.
+pub type Text = compact_str::CompactString;
+
+/// A string as a [`Text`].
+fn text(s: impl AsRef<str>) -> Text {
+    Text::from(s.as_ref())
+}
 
 /// Role of a pod in a CocoonSet, from its labels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -111,13 +120,13 @@ pub enum PodPhase {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodView {
     /// Name of the pod.
-    pub name: String,
+    pub name: Text,
     /// Namespace of the pod.
-    pub namespace: String,
+    pub namespace: Text,
     /// The pod's own UID (delete preconditions; a recreated pod is another pod).
-    pub uid: Option<String>,
+    pub uid: Option<Text>,
     /// UID of the controller owner, if any.
-    pub controller_uid: Option<String>,
+    pub controller_uid: Option<Text>,
     /// Role in its set, from the pod's name and the set's spec (see [`PodView::identify`]);
     /// never from a label anyone can edit.
     pub role: Option<PodRole>,
@@ -129,9 +138,9 @@ pub struct PodView {
     /// Coarse `status.phase`.
     pub phase: PodPhase,
     /// The pod's status reason (e.g. `ProviderFailed`).
-    pub reason: Option<String>,
+    pub reason: Option<Text>,
     /// The pod's status message.
-    pub message: Option<String>,
+    pub message: Option<Text>,
     /// Ready condition is True.
     pub ready: bool,
     /// When the Ready condition last changed.
@@ -146,32 +155,32 @@ pub struct PodView {
     /// `cocoon.cis/hibernate=true` is set.
     pub hibernate_requested: bool,
     /// Name of the Hibernation that holds the pod (`cocoon.cis/hibernated-by`).
-    pub hibernated_by: Option<String>,
+    pub hibernated_by: Option<Text>,
     /// Name of the pod's VM (`cocoon.cis/vm-name`).
-    pub vm_name: Option<String>,
+    pub vm_name: Option<Text>,
     /// ID of the pod's VM (`cocoon.cis/vm-id`).
-    pub vm_id: Option<String>,
+    pub vm_id: Option<Text>,
     /// Address of the pod's VM (`cocoon.cis/ip`).
-    pub ip: Option<String>,
+    pub ip: Option<Text>,
     /// VM name a sub-agent forks from (`cocoon.cis/fork-from`).
-    pub fork_from: Option<String>,
+    pub fork_from: Option<Text>,
     /// What the provider cloned the VM from (`cocoon.cis/snapshot-from`), as the bare name it
     /// writes; [`PodView::lineage`] reads it.
-    pub snapshot_from: Option<String>,
+    pub snapshot_from: Option<Text>,
     /// When the pod was created.
     pub created_at: Option<Timestamp>,
     /// How vk-cocoon provides the VM (`mode`).
-    pub mode: Option<String>,
+    pub mode: Option<Text>,
     /// The image (or snapshot) the pod asks the provider to boot or clone (`image`).
-    pub image: Option<String>,
+    pub image: Option<Text>,
     /// The dialect whose keys the pod carries ([`Dialect::of_annotations`]); `None` when it
     /// carries no provider key.
     pub dialect: Option<Dialect>,
     /// The node the pod is bound to.
-    pub node: Option<String>,
+    pub node: Option<Text>,
     /// Why the scheduler cannot place the pod (its `PodScheduled` condition is False), in the
     /// scheduler's words.
-    pub unschedulable: Option<String>,
+    pub unschedulable: Option<Text>,
     /// A scheduler has looked at the pod: it has a `PodScheduled` condition, either way.
     pub scheduler_looked: bool,
     /// The generation stamp the operator last wrote on the pod (current).
@@ -183,10 +192,10 @@ pub struct PodView {
     /// VNC port of the VM (`cocoon.cis/vnc-port`), if it parses.
     pub vnc_port: Option<i32>,
     /// `controller.kubernetes.io/pod-deletion-cost` as set, even if empty.
-    pub deletion_cost: Option<String>,
+    pub deletion_cost: Option<Text>,
     /// The cost the pod had before a Hibernation raised it (`cocoon.cis/previous-deletion-cost`);
     /// empty means it had none.
-    pub previous_deletion_cost: Option<String>,
+    pub previous_deletion_cost: Option<Text>,
 }
 
 impl PodView {
@@ -219,8 +228,8 @@ impl PodView {
         let refused = self.reason.as_deref() == Some(contract::REASON_PROVIDER_FAILED)
             && self.phase != PodPhase::Running;
         (refused || self.phase == PodPhase::Failed).then(|| {
-            let words = self.message.clone().or_else(|| self.reason.clone());
-            words.unwrap_or_else(|| "the pod failed".into())
+            let words = self.message.as_deref().or(self.reason.as_deref());
+            words.unwrap_or("the pod failed").to_string()
         })
     }
 
@@ -291,7 +300,8 @@ impl PodView {
         } else if !vm.is_empty() && from == contract::fork_snapshot(vm) {
             // vk-cocoon forks a sub-agent that names no source from slot 0 of its set.
             let main = || vm.rsplit_once('-').map(|(set, _)| format!("{set}-0"));
-            Lineage::Fork { from: self.fork_from.clone().or_else(main).unwrap_or_default() }
+            let from = self.fork_from.as_ref().map(Text::to_string).or_else(main);
+            Lineage::Fork { from: from.unwrap_or_default() }
         } else {
             Lineage::Image { image: from.to_string() }
         })
@@ -306,9 +316,9 @@ impl PodView {
         Some(if self.restore_marked || self.image.as_deref() == Some(own_snapshot.as_str()) {
             Lineage::Restore { snapshot: own_snapshot }
         } else if let Some(from) = &self.fork_from {
-            Lineage::Fork { from: from.clone() }
+            Lineage::Fork { from: from.to_string() }
         } else {
-            Lineage::Image { image: self.image.clone().unwrap_or_default() }
+            Lineage::Image { image: self.image.as_deref().unwrap_or_default().to_string() }
         })
     }
 
@@ -372,10 +382,10 @@ impl PodView {
     }
 
     /// A minimal view for tests and for pods the planner is about to create.
-    pub fn new(name: impl Into<String>) -> Self {
+    pub fn new(name: impl AsRef<str>) -> Self {
         Self {
-            name: name.into(),
-            namespace: String::new(),
+            name: text(name),
+            namespace: Text::default(),
             uid: None,
             controller_uid: None,
             role: None,
@@ -421,9 +431,9 @@ impl PodView {
         // A pod with no provider key is read as seed (a workload's pod on a seed node): its
         // own keys are what it speaks once it has any.
         let keys = dialect.unwrap_or_default().keys();
-        let ann = |k: &str| annotations.and_then(|a| a.get(k)).filter(|v| !v.is_empty()).cloned();
+        let ann = |k: &str| annotations.and_then(|a| a.get(k)).filter(|v| !v.is_empty()).map(text);
         let ann_opt = |k: Option<&str>| k.and_then(ann);
-        let label = |k: &str| labels.and_then(|l| l.get(k)).cloned();
+        let label = |k: &str| labels.and_then(|l| l.get(k)).map(text);
         let status = pod.status.as_ref();
         let phase = match status.and_then(|s| s.phase.as_deref()) {
             Some("Running") => PodPhase::Running,
@@ -435,13 +445,13 @@ impl PodView {
         let ready_condition = status
             .and_then(|s| s.conditions.as_ref())
             .and_then(|c| c.iter().find(|c| c.type_ == ConditionType::Ready.as_str()));
-        let reason = status.and_then(|s| s.reason.clone());
+        let reason = status.and_then(|s| s.reason.as_ref()).map(text);
         let vm_id = ann(keys.vm_id);
         let lifecycle = ann_opt(keys.lifecycle_state).and_then(|v| {
             Some(Lifecycle {
                 state: LifecycleState::parse(&v)?,
                 observed: ann_opt(keys.lifecycle_generation).and_then(|g| g.parse().ok()),
-                message: ann_opt(keys.lifecycle_message),
+                message: ann_opt(keys.lifecycle_message).map(String::from),
             })
         });
         let containers = status.and_then(|s| s.container_statuses.as_deref()).unwrap_or_default();
@@ -465,7 +475,7 @@ impl PodView {
                 .any(|w| w.reason.as_deref() == Some(contract::REASON_HIBERNATED)),
         };
         // v0.2 writes no address after a wake (PROVIDERS.md §6.16); the pod status has it.
-        let pod_ip = status.and_then(|s| s.pod_ip.clone()).filter(|ip| !ip.is_empty());
+        let pod_ip = status.and_then(|s| s.pod_ip.as_ref()).filter(|ip| !ip.is_empty()).map(text);
         let ip = match dialect {
             Some(Dialect::V02 | Dialect::Current) => pod_ip.or_else(|| ann(keys.ip)),
             _ => ann(keys.ip),
@@ -473,20 +483,20 @@ impl PodView {
         let owned_labels =
             contract::OBSERVED_LABELS.iter().filter_map(|k| label(k).map(|v| (*k, v))).collect();
         Self {
-            name: meta.name.clone().unwrap_or_default(),
-            namespace: meta.namespace.clone().unwrap_or_default(),
-            uid: meta.uid.clone(),
+            name: meta.name.as_ref().map(text).unwrap_or_default(),
+            namespace: meta.namespace.as_ref().map(text).unwrap_or_default(),
+            uid: meta.uid.as_ref().map(text),
             controller_uid: meta
                 .owner_references
                 .as_ref()
                 .and_then(|o| o.iter().find(|o| o.controller == Some(true)))
-                .map(|o| o.uid.clone()),
+                .map(|o| text(&o.uid)),
             role: None,
             slot: None,
             labels: owned_labels,
             phase,
             reason,
-            message: status.and_then(|s| s.message.clone()),
+            message: status.and_then(|s| s.message.as_ref()).map(text),
             ready: ready_condition.is_some_and(|c| c.status == "True"),
             ready_changed_at: ready_condition
                 .and_then(|c| c.last_transition_time.as_ref())
@@ -504,11 +514,11 @@ impl PodView {
             mode: ann(keys.mode),
             image: ann(keys.image),
             dialect,
-            node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+            node: pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).map(text),
             unschedulable: status
                 .and_then(|s| s.conditions.as_ref())
                 .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled" && c.status == "False"))
-                .map(|c| c.message.clone().unwrap_or_else(|| c.reason.clone().unwrap_or_default())),
+                .map(|c| text(c.message.as_ref().or(c.reason.as_ref()).map_or("", |m| m.as_str()))),
             scheduler_looked: status
                 .and_then(|s| s.conditions.as_ref())
                 .is_some_and(|c| c.iter().any(|c| c.type_ == "PodScheduled")),
@@ -519,10 +529,10 @@ impl PodView {
             vnc_port: ann(keys.vnc_port).and_then(|v| v.parse().ok()),
             deletion_cost: annotations
                 .and_then(|a| a.get(contract::ANN_POD_DELETION_COST))
-                .cloned(),
+                .map(text),
             previous_deletion_cost: annotations
                 .and_then(|a| a.get(contract::ANN_PREVIOUS_DELETION_COST))
-                .cloned(),
+                .map(text),
         }
     }
 }
@@ -666,5 +676,42 @@ mod tests {
         let view = PodView::from_pod(&pod);
         let kept: Vec<&str> = view.labels.keys().collect();
         assert_eq!(kept, vec![contract::LABEL_COCOONSET, contract::LABEL_HIBERNATION_TARGET]);
+    }
+
+    /// One view is cached per managed pod: its names, addresses and label values (up to 24
+    /// bytes) take no allocation of their own; only longer strings (UIDs) do.
+    #[test]
+    fn a_views_short_strings_are_kept_inline() {
+        let keys = Dialect::Seed.keys();
+        let annotations = [
+            (keys.vm_name, "vk-prod-demo-1"),
+            (keys.vm_id, "sim-4d149f12e3b3db62"),
+            (keys.ip, "10.88.0.15"),
+            (keys.mode, "clone"),
+            (keys.image, "ubuntu-dev-base"),
+        ];
+        let pod = Pod {
+            metadata: ObjectMeta {
+                name: Some("demo-1".into()),
+                namespace: Some("prod".into()),
+                uid: Some("faba99fd-aa05-4cff-b41b-e7108ca0c615".into()),
+                labels: Some([(contract::LABEL_COCOONSET.to_string(), "demo".to_string())].into()),
+                annotations: Some(
+                    annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                ),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let view = PodView::from_pod(&pod);
+        let short = [&view.name, &view.namespace];
+        let short_opt = [&view.vm_name, &view.vm_id, &view.ip, &view.mode, &view.image];
+        let inline = short.into_iter().chain(short_opt.into_iter().map(|t| t.as_ref().unwrap()));
+        let values = view.labels.iter().map(|(_, v)| v);
+        for text in inline.chain(values) {
+            assert!(!text.is_heap_allocated(), "{text} is on the heap");
+        }
+        assert_eq!(view.vm_id.as_deref(), Some("sim-4d149f12e3b3db62"), "as read");
+        assert!(view.uid.as_ref().unwrap().is_heap_allocated(), "a UID is longer than 24 bytes");
     }
 }

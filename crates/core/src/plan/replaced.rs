@@ -7,7 +7,7 @@
 //! what the operator can report.
 
 use super::compact::Compact;
-use super::observe::PodView;
+use super::observe::{PodView, Text};
 use super::vec_map::VecMap;
 
 /// A replacement seen: the pod, its VM id before and after.
@@ -37,7 +37,7 @@ impl Replaced {
 /// A sorted vector: a set's handful of pods in one allocation, not a map node per set.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VmWatch {
-    serving: VecMap<(Option<String>, String)>,
+    serving: VecMap<(Option<Text>, Text)>,
 }
 
 impl Compact for VmWatch {
@@ -58,15 +58,19 @@ impl VmWatch {
             if pod.hibernate_requested || pod.hibernated || pod.terminating {
                 continue;
             }
-            let before = self.serving.remove(&pod.name).filter(|(uid, _)| *uid == pod.uid);
+            let before = self.serving.remove(pod.name.as_str()).filter(|(uid, _)| *uid == pod.uid);
             let now = pod.vm_id.clone().filter(|_| pod.is_serving());
             match (before, now) {
                 (Some((_, before)), Some(after)) if before != after => {
-                    replaced.push(Replaced { pod: pod.name.clone(), before, after: after.clone() });
-                    kept.insert(pod.name.clone(), (pod.uid.clone(), after));
+                    replaced.push(Replaced {
+                        pod: pod.name.to_string(),
+                        before: before.to_string(),
+                        after: after.to_string(),
+                    });
+                    kept.insert(pod.name.to_string(), (pod.uid.clone(), after));
                 }
                 (_, Some(id)) | (Some((_, id)), None) => {
-                    kept.insert(pod.name.clone(), (pod.uid.clone(), id));
+                    kept.insert(pod.name.to_string(), (pod.uid.clone(), id));
                 }
                 (None, None) => {}
             }

@@ -95,9 +95,9 @@ impl<K: Into<Key>, V> FromIterator<(K, V)> for VecMap<V> {
     }
 }
 
-impl<V> From<BTreeMap<String, V>> for VecMap<V> {
-    fn from(map: BTreeMap<String, V>) -> Self {
-        map.into_iter().collect()
+impl<V, W: Into<V>> From<BTreeMap<String, W>> for VecMap<V> {
+    fn from(map: BTreeMap<String, W>) -> Self {
+        map.into_iter().map(|(k, v)| (k, v.into())).collect()
     }
 }
 

@@ -94,7 +94,7 @@ pub fn plan_migration(
             }
         }
         MigrationPhase::Restoring => {
-            let leave: Vec<String> = on(from.clone()).map(|p| p.name.clone()).collect();
+            let leave: Vec<String> = on(from.clone()).map(|p| p.name.to_string()).collect();
             let replicas = u32::try_from(spec.agent.replicas).unwrap_or(0);
             let serves_there = |slot: u32| {
                 live().any(|p| {

@@ -36,7 +36,7 @@ fn set_object(replicas: i32) -> CocoonSet {
 fn as_listed(mut pod: PodView) -> PodView {
     pod.role = None;
     pod.slot = None;
-    pod.uid = Some(format!("uid-{}", pod.name));
+    pod.uid = Some(format!("uid-{}", pod.name).into());
     pod
 }
 

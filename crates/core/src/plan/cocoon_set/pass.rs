@@ -225,12 +225,13 @@ impl SetMemory {
         self.expectations.observe(pods, now);
         self.vanished.retain(|uid| pods.iter().any(|p| p.uid.as_deref() == Some(uid.as_str())));
         let main = pods.iter().find(|p| p.role == Some(super::super::PodRole::Main));
-        let main_vm = main.filter(|m| m.is_serving()).and_then(|m| m.vm_id.clone());
+        let main_vm =
+            main.filter(|m| m.is_serving()).and_then(|m| m.vm_id.as_deref().map(str::to_string));
         self.fell_back_under
             .retain(|uid, _| pods.iter().any(|p| p.uid.as_deref() == Some(uid.as_str())));
         for pod in pods.iter().filter(|p| p.fork_fell_back()) {
             if let (Some(uid), Some(vm)) = (&pod.uid, &main_vm) {
-                self.fell_back_under.entry(uid.clone()).or_insert_with(|| vm.clone());
+                self.fell_back_under.entry(uid.to_string()).or_insert_with(|| vm.clone());
             }
         }
         if suspend {
@@ -314,7 +315,7 @@ pub fn plan_set_pass(
         spec.hibernate_policy = crate::api::HibernatePolicy::Release;
     }
     let forks_served = memory.observe(&pods, generation, spec.suspend, now);
-    pods.retain(|p| !p.uid.as_ref().is_some_and(|u| memory.vanished.contains(u)));
+    pods.retain(|p| !p.uid.as_ref().is_some_and(|u| memory.vanished.contains(u.as_str())));
     let mut replaced_events = Vec::new();
     for replaced in memory.vm_watch.observe(&pods) {
         replaced_events.push(PlanEvent::warning("VMReplaced", replaced.message()));
@@ -502,7 +503,7 @@ fn woken_collections(
 ) -> Vec<PodAction> {
     for pod in pods.iter().filter(|p| p.hibernate_requested && p.reports_hibernated()) {
         if let Some(vm) = &pod.vm_name {
-            memory.to_collect.insert(vm.clone(), pod.name.clone());
+            memory.to_collect.insert(vm.to_string(), pod.name.to_string());
         }
     }
     for agent in previous.agents.iter().chain(&previous.warm_agents) {
@@ -579,7 +580,7 @@ fn registry_snapshots(
     let mut out: Snapshots = pods
         .iter()
         .filter(|p| p.hibernate_requested && p.reports_hibernated())
-        .filter_map(|p| p.vm_name.as_ref().map(|vm| (vm.clone(), tag(vm))))
+        .filter_map(|p| p.vm_name.as_ref().map(|vm| (vm.to_string(), tag(vm))))
         .collect();
     for agent in previous.agents.iter().chain(&previous.warm_agents) {
         let gone = !pods.iter().any(|p| p.name == agent.pod_name);
@@ -635,7 +636,7 @@ fn lost_while_hibernating(
         .iter()
         // A pod being deleted is remembered too: the provider may be deleting it (§6.14).
         .filter(|p| p.hibernate_requested)
-        .filter_map(|p| Some((p.name.clone(), p.vm_name.clone()?)))
+        .filter_map(|p| Some((p.name.to_string(), p.vm_name.as_deref()?.to_string())))
         .chain(
             memory
                 .hibernating

@@ -541,7 +541,7 @@ fn batched_progress_is_written_once_still_and_no_later_than_five_quiet_periods()
     let mut writes = 0;
     for second in 0..7 {
         let mut moving = starting(agent(2));
-        moving.vm_id = Some(format!("moving-{second}"));
+        moving.vm_id = Some(format!("moving-{second}").into());
         h.pods = vec![agent(0), agent(1), moving];
         writes += status_writes(&h.pass(done));
         h.now = h.now.checked_add(SignedDuration::from_millis(900)).unwrap();
@@ -638,7 +638,7 @@ fn a_hibernate_toggle_that_went_through_is_not_sent_again_from_a_view_that_preda
     assert!(toggles(&h.pass(done)).is_empty());
     h.pods[1].hibernate_requested = false;
     h.later(1);
-    assert_eq!(toggles(&h.pass(done)), vec![(h.pods[1].name.clone(), true)]);
+    assert_eq!(toggles(&h.pass(done)), vec![(h.pods[1].name.to_string(), true)]);
 }
 
 #[test]
@@ -678,7 +678,7 @@ fn a_resume_before_the_view_shows_the_suspend_toggle_wakes_the_pod_once_it_does(
     // The view shows the suspend's labels: they are taken off, each once.
     h.view_shows_requests();
     h.later(1);
-    let names: Vec<(String, bool)> = h.pods.iter().map(|p| (p.name.clone(), false)).collect();
+    let names: Vec<(String, bool)> = h.pods.iter().map(|p| (p.name.to_string(), false)).collect();
     assert_eq!(toggles(&h.pass(done)), names);
     h.later(1);
     assert!(toggles(&h.pass(done)).is_empty(), "not again from the same view");

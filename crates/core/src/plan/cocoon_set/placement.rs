@@ -145,7 +145,7 @@ mod tests {
 
     fn main_on(node: Option<&str>) -> PodView {
         let mut pod = PodView::new("demo-0");
-        pod.node = node.map(str::to_string);
+        pod.node = node.map(Into::into);
         pod
     }
 

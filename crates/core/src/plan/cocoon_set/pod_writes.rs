@@ -36,7 +36,7 @@ pub(super) fn plan_writes(input: &SetInput<'_>) -> (Vec<PodAction>, Option<Durat
         actions.extend(deletions(input, &deleting_now));
         let deleted: BTreeSet<String> = actions.iter().map(|a| a.pod_name().to_string()).collect();
         // A pod deleted in this pass needs no hibernate toggle.
-        let gone_or_going = |p: &PodView| deleting_now(p) || deleted.contains(&p.name);
+        let gone_or_going = |p: &PodView| deleting_now(p) || deleted.contains(p.name.as_str());
         // Toggles before creates: a scale-up into warm slots wakes them before the pool's
         // refill forks are sent (a pass writes one step at a time).
         actions.extend(hibernate_toggles(input, &gone_or_going));
@@ -90,7 +90,7 @@ fn deletions(input: &SetInput<'_>, deleting_now: &dyn Fn(&PodView) -> bool) -> V
             others.push(delete(pod, DeleteReason::NodeLost));
             continue;
         }
-        if input.migration.leave.contains(&pod.name) {
+        if input.migration.leave.iter().any(|l| *l == pod.name) {
             others.push(delete(pod, DeleteReason::Migrating));
             continue;
         }
@@ -100,7 +100,8 @@ fn deletions(input: &SetInput<'_>, deleting_now: &dyn Fn(&PodView) -> bool) -> V
             if let Some(key) = pod.keys(input.dialect).keep_snapshot_on_delete {
                 let annotations =
                     BTreeMap::from([(key.to_string(), Some(contract::HIBERNATE_TRUE.to_string()))]);
-                others.push(PodAction::PrepareDelete { pod_name: pod.name.clone(), annotations });
+                others
+                    .push(PodAction::PrepareDelete { pod_name: pod.name.to_string(), annotations });
             }
             others.push(delete(pod, DeleteReason::Released));
             continue;
@@ -110,7 +111,7 @@ fn deletions(input: &SetInput<'_>, deleting_now: &dyn Fn(&PodView) -> bool) -> V
             let key = pod.keys(input.dialect).snapshot_policy;
             let never = crate::api::SnapshotPolicy::Never.as_str().to_string();
             let annotations = BTreeMap::from([(key.to_string(), Some(never))]);
-            others.push(PodAction::PrepareDelete { pod_name: pod.name.clone(), annotations });
+            others.push(PodAction::PrepareDelete { pod_name: pod.name.to_string(), annotations });
             others.push(delete(pod, DeleteReason::ForkFellBack));
             continue;
         }
@@ -118,7 +119,7 @@ fn deletions(input: &SetInput<'_>, deleting_now: &dyn Fn(&PodView) -> bool) -> V
             (Some(PodRole::SubAgent), Some(slot)) if slot > replicas => {
                 scale_down.push((slot, pod))
             }
-            (Some(PodRole::Toolbox), _) if !listed.contains(&pod.name) => {
+            (Some(PodRole::Toolbox), _) if !listed.contains(pod.name.as_str()) => {
                 others.push(delete(pod, DeleteReason::ToolboxRemoved))
             }
             _ if pod.is_terminal() => others.push(delete(pod, DeleteReason::Terminal)),
@@ -171,7 +172,8 @@ fn snapshot_on_record(input: &SetInput<'_>, vm: &str) -> bool {
 /// against the same main could loop.
 fn refork(input: &SetInput<'_>, main: Option<&PodView>, pod: &PodView) -> bool {
     let Some(main) = main else { return false };
-    let main_again = match pod.uid.as_ref().and_then(|uid| input.fell_back_under.get(uid)) {
+    let main_again = match pod.uid.as_ref().and_then(|uid| input.fell_back_under.get(uid.as_str()))
+    {
         Some(under) => main.vm_id.as_ref().is_some_and(|now| now != under),
         None => {
             matches!((pod.created_at, main.ready_changed_at), (Some(created), Some(ready)) if created < ready)
@@ -187,8 +189,8 @@ fn refork(input: &SetInput<'_>, main: Option<&PodView>, pod: &PodView) -> bool {
 
 fn delete(pod: &PodView, reason: DeleteReason) -> PodAction {
     PodAction::Delete {
-        pod_name: pod.name.clone(),
-        uid: pod.uid.clone(),
+        pod_name: pod.name.to_string(),
+        uid: pod.uid.as_deref().map(str::to_string),
         reason,
         was: vm_phase(Some(pod), false),
     }
@@ -237,8 +239,10 @@ fn creates(
         out.push(PodAction::CreateMain { pod: Box::new(pod) });
     }
     // Sub-agents fork from the main VM: only once the main serves and its VM name is known.
-    let main_vm =
-        by_name.get(main_name.as_str()).filter(|m| m.is_serving()).and_then(|m| m.vm_name.clone());
+    let main_vm = by_name
+        .get(main_name.as_str())
+        .filter(|m| m.is_serving())
+        .and_then(|m| m.vm_name.as_deref().map(str::to_string));
     if let Some(fork_from) = main_vm {
         let warm = warm_slots(input.spec);
         let release = input.spec.hibernate_policy == crate::api::HibernatePolicy::Release;
@@ -335,7 +339,7 @@ fn hibernate_toggles(
             // again (the view lags our writes).
             let in_flight = input.expectations.toggle_pending(&p.name, hibernated);
             (want && !in_flight).then(|| PodAction::SetHibernate {
-                pod_name: p.name.clone(),
+                pod_name: p.name.to_string(),
                 hibernate: hibernated,
                 annotations: p.toggle(hibernated, input.dialect),
             })
@@ -394,13 +398,13 @@ fn label_repairs(input: &SetInput<'_>, gone: &dyn Fn(&PodView) -> bool) -> Vec<P
             let mut patch: BTreeMap<String, Option<String>> = BTreeMap::new();
             for key in contract::OWNED_LABELS {
                 let wanted = want.get(key);
-                if p.labels.get(key) != wanted {
+                if p.labels.get(key).map(|v| v.as_str()) != wanted.map(String::as_str) {
                     patch.insert(key.to_string(), wanted.cloned());
                 }
             }
             (!patch.is_empty()).then(|| PodAction::RepairLabels {
-                pod_name: p.name.clone(),
-                uid: p.uid.clone(),
+                pod_name: p.name.to_string(),
+                uid: p.uid.as_deref().map(str::to_string),
                 labels: patch,
             })
         })

@@ -113,22 +113,22 @@ fn apply(w: &mut World, actions: &[PodAction]) {
             PodAction::CreateToolbox { toolbox, .. } => {
                 w.pods.push(toolbox_pod(toolbox, ToolboxMode::Run))
             }
-            PodAction::Delete { pod_name, .. } => w.pods.retain(|p| &p.name != pod_name),
+            PodAction::Delete { pod_name, .. } => w.pods.retain(|p| p.name != *pod_name),
             // What vk-cocoon does on delete is not modelled here.
             PodAction::PrepareDelete { .. }
             | PodAction::CollectSnapshot { .. }
             | PodAction::ProbeSnapshot { .. } => {}
             PodAction::RepairLabels { pod_name, labels, .. } => {
-                let pod = w.pods.iter_mut().find(|p| &p.name == pod_name).unwrap();
+                let pod = w.pods.iter_mut().find(|p| p.name == *pod_name).unwrap();
                 for (k, v) in labels {
                     match v {
-                        Some(v) => pod.labels.insert(k.clone(), v.clone()),
+                        Some(v) => pod.labels.insert(k.clone(), v.as_str().into()),
                         None => pod.labels.remove(k),
                     };
                 }
             }
             PodAction::SetHibernate { pod_name, hibernate, .. } => {
-                let pod = w.pods.iter_mut().find(|p| &p.name == pod_name).unwrap();
+                let pod = w.pods.iter_mut().find(|p| p.name == *pod_name).unwrap();
                 *pod = if *hibernate { hibernated(pod.clone(), 2) } else { serving(pod.clone()) };
                 pod.hibernate_requested = *hibernate;
             }
@@ -193,7 +193,7 @@ proptest! {
                 reason: super::DeleteReason::ScaleDown,
                 ..
             } => {
-                w.pods.iter().find(|p| &p.name == pod_name).and_then(|p| p.slot)
+                w.pods.iter().find(|p| p.name == *pod_name).and_then(|p| p.slot)
             }
             _ => None,
         }).collect();

@@ -28,7 +28,7 @@ impl SuspendView<'_> {
     /// ([`PodView::signal_since`]: the seed's Ready transition, whole seconds). A pod never
     /// asked is fresh: the request predates this actor.
     pub fn fresh(&self, pod: &PodView) -> bool {
-        match self.asked.get(&pod.name) {
+        match self.asked.get(pod.name.as_str()) {
             Some(asked) => pod.signal_since(*asked),
             None => true,
         }

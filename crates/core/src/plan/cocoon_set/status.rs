@@ -67,7 +67,7 @@ fn agent_entry(input: &StatusInput<'_>, slot: u32) -> AgentStatus {
     let name = contract::agent_pod_name(&input.set.name, slot);
     let pod = input.pods.get(name.as_str()).copied();
     let vm_name = pod
-        .and_then(|p| p.vm_name.clone())
+        .and_then(|p| p.vm_name.as_deref().map(str::to_string))
         .unwrap_or_else(|| contract::agent_vm_name(&input.set.namespace, &input.set.name, slot));
     let creating = input.expectations.create_pending(&name);
     let released = pod.is_none() && !creating && released_here(input, slot, &vm_name);
@@ -81,8 +81,8 @@ fn agent_entry(input: &StatusInput<'_>, slot: u32) -> AgentStatus {
         slot: i32::try_from(slot).unwrap_or(i32::MAX),
         role: if slot == 0 { contract::ROLE_MAIN } else { contract::ROLE_SUB_AGENT }.to_string(),
         phase,
-        vm_id: pod.and_then(|p| p.vm_id.clone()),
-        ip: pod.filter(|p| p.is_serving()).and_then(|p| p.ip.clone()),
+        vm_id: pod.and_then(|p| p.vm_id.as_deref().map(str::to_string)),
+        ip: pod.filter(|p| p.is_serving()).and_then(|p| p.ip.as_deref().map(str::to_string)),
         forked_from: pod.and_then(PodView::forked_from),
         source: pod.and_then(PodView::lineage).map(|l| l.source()),
         // Only a VM that is hibernated has a snapshot to speak of: an entry left by a delete or
@@ -104,7 +104,7 @@ fn agent_entry(input: &StatusInput<'_>, slot: u32) -> AgentStatus {
 
 /// The node of a VM: its pod's, else (no pod, or not bound yet) the set's.
 fn node_of(input: &StatusInput<'_>, pod: Option<&PodView>) -> Option<String> {
-    pod.and_then(|p| p.node.clone()).or_else(|| input.placement.node.clone())
+    pod.and_then(|p| p.node.as_deref().map(str::to_string)).or_else(|| input.placement.node.clone())
 }
 
 /// `NodeLost`: True while the set's node is NotReady or gone from the cluster, naming the
@@ -240,11 +240,11 @@ fn toolbox_entry(input: &StatusInput<'_>, toolbox: &ToolboxSpec) -> ToolboxStatu
     });
     ToolboxStatus {
         name: toolbox.name.clone(),
-        vm_name: Some(pod.and_then(|p| p.vm_name.clone()).unwrap_or_else(|| {
-            contract::toolbox_vm_name(&input.set.namespace, &input.set.name, &toolbox.name)
-        })),
-        vm_id: pod.and_then(|p| p.vm_id.clone()),
-        ip: pod.and_then(|p| p.ip.clone()),
+        vm_name: Some(pod.and_then(|p| p.vm_name.as_deref().map(str::to_string)).unwrap_or_else(
+            || contract::toolbox_vm_name(&input.set.namespace, &input.set.name, &toolbox.name),
+        )),
+        vm_id: pod.and_then(|p| p.vm_id.as_deref().map(str::to_string)),
+        ip: pod.and_then(|p| p.ip.as_deref().map(str::to_string)),
         phase: vm_phase(pod, input.expectations.create_pending(&name)),
         conn_type: conn_type(toolbox.os, vnc_port),
         vnc_port,

@@ -14,7 +14,7 @@ use crate::plan::observe::PodView;
 /// as it must be. Every live Hibernation naming a pod keeps it labelled, so that one label
 /// watch sees every named pod; the last one deleted takes the label away.
 pub(super) fn wants_target_label(input: &HibInput<'_>, pod: &PodView) -> Option<bool> {
-    let labelled = pod.labels.get(contract::LABEL_HIBERNATION_TARGET).map(String::as_str)
+    let labelled = pod.labels.get(contract::LABEL_HIBERNATION_TARGET).map(|v| v.as_str())
         == Some(contract::HIBERNATION_TARGET_VALUE);
     let others = input.competitors.iter().any(|c| c.name != input.name);
     let want = !input.deleting || others;
@@ -60,7 +60,7 @@ pub(super) fn label_target(b: &mut Builder<'_>, pod: &PodView) {
     }) {
         Some(existing) => existing.extend(labels),
         None => b.actions.push(HibAction::PatchPod {
-            pod_name: pod.name.clone(),
+            pod_name: pod.name.to_string(),
             annotations: BTreeMap::new(),
             labels,
         }),

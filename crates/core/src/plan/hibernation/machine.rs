@@ -184,7 +184,7 @@ pub fn decide(state: State, pod: &PodView, input: &HibInput<'_>) -> Move {
 
 /// Plans the pass for the pod the Hibernation names.
 pub(super) fn step(b: &mut Builder<'_>, pod: &PodView) {
-    b.status.vm_name = pod.vm_name.clone();
+    b.status.vm_name = pod.vm_name.as_deref().map(str::to_string);
     let state = State::of(&b.status, b.input.now);
     match decide(state, pod, b.input) {
         Move::Complete(action) => complete(b, pod, action),

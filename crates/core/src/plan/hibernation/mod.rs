@@ -198,7 +198,7 @@ impl Builder<'_> {
         if round::changes(pod, &annotations, self.input.dialect) {
             let labels = BTreeMap::new();
             self.actions.push(HibAction::PatchPod {
-                pod_name: pod.name.clone(),
+                pod_name: pod.name.to_string(),
                 annotations,
                 labels,
             });
@@ -240,7 +240,7 @@ pub fn plan_hibernation(input: &HibInput<'_>) -> HibPlan {
                 // The hibernate request stays; the deletion cost we raised goes back.
                 let mut patch = BTreeMap::from([(contract::ANN_HIBERNATED_BY.to_string(), None)]);
                 if let Some(previous) = &pod.previous_deletion_cost {
-                    let restored = (!previous.is_empty()).then(|| previous.clone());
+                    let restored = (!previous.is_empty()).then(|| previous.to_string());
                     patch.insert(contract::ANN_POD_DELETION_COST.to_string(), restored);
                     patch.insert(contract::ANN_PREVIOUS_DELETION_COST.to_string(), None);
                 }

@@ -255,7 +255,7 @@ pub fn record_hib(
                 )
             });
             if woke && cocoonstack && view.registry {
-                memory.collect = target.and_then(|p| p.vm_name.clone());
+                memory.collect = target.and_then(|p| p.vm_name.as_deref().map(str::to_string));
             }
             note_transition(memory, &before, status, now);
             memory.last_written = Some(status.clone());

@@ -88,7 +88,7 @@ pub fn round_key(status: &HibernationStatus, pod: Option<&PodView>) -> Option<Ro
         phase,
         started: status.last_transition_time.clone(),
         generation: status.observed_generation,
-        pod_uid: pod.and_then(|p| p.uid.clone()),
+        pod_uid: pod.and_then(|p| p.uid.as_deref().map(str::to_string)),
     })
 }
 
@@ -100,7 +100,7 @@ pub(super) fn snapshot_of(pod: &PodView, snapshots: &Snapshots) -> Option<String
         Some(Dialect::V02 | Dialect::Current) => {
             Some(contract::dialect::snapshot_tag(vm, contract::dialect::TAG_HIBERNATE))
         }
-        Some(Dialect::Seed) | None => snapshots.get(vm).cloned(),
+        Some(Dialect::Seed) | None => snapshots.get(vm.as_str()).cloned(),
     }
 }
 
@@ -111,7 +111,7 @@ pub(super) fn hibernated_now(pod: &PodView, snapshots: &Snapshots) -> bool {
     let recorded = match pod.dialect {
         Some(Dialect::V02 | Dialect::Current) => true,
         Some(Dialect::Seed) | None => {
-            pod.vm_name.as_ref().is_some_and(|vm| snapshots.contains_key(vm))
+            pod.vm_name.as_ref().is_some_and(|vm| snapshots.contains_key(vm.as_str()))
         }
     };
     pod.hibernate_requested && pod.reports_hibernated() && recorded
@@ -137,7 +137,7 @@ pub(super) fn hibernate_patch(
     if pod.previous_deletion_cost.is_none() {
         a.insert(
             contract::ANN_PREVIOUS_DELETION_COST.to_string(),
-            Some(pod.deletion_cost.clone().unwrap_or_default()),
+            Some(pod.deletion_cost.as_deref().unwrap_or_default().to_string()),
         );
     }
     a
@@ -148,7 +148,7 @@ pub(super) fn wake_patch(pod: &PodView, dialect: Dialect) -> BTreeMap<String, Op
     let mut a = pod.toggle(false, dialect);
     a.insert(contract::ANN_HIBERNATED_BY.to_string(), None);
     if let Some(previous) = &pod.previous_deletion_cost {
-        let restored = (!previous.is_empty()).then(|| previous.clone());
+        let restored = (!previous.is_empty()).then(|| previous.to_string());
         a.insert(contract::ANN_POD_DELETION_COST.to_string(), restored);
         a.insert(contract::ANN_PREVIOUS_DELETION_COST.to_string(), None);
     }
@@ -167,9 +167,11 @@ pub(super) fn changes(
         let current = match k.as_str() {
             k if k == keys.hibernate => contract::hibernate_value(pod.hibernate_requested),
             k if Some(k) == keys.generation => return false,
-            contract::ANN_HIBERNATED_BY => pod.hibernated_by.clone(),
-            contract::ANN_POD_DELETION_COST => pod.deletion_cost.clone(),
-            contract::ANN_PREVIOUS_DELETION_COST => pod.previous_deletion_cost.clone(),
+            contract::ANN_HIBERNATED_BY => pod.hibernated_by.as_deref().map(str::to_string),
+            contract::ANN_POD_DELETION_COST => pod.deletion_cost.as_deref().map(str::to_string),
+            contract::ANN_PREVIOUS_DELETION_COST => {
+                pod.previous_deletion_cost.as_deref().map(str::to_string)
+            }
             _ => None,
         };
         &current != v

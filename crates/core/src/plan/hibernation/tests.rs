@@ -26,7 +26,7 @@ fn asked() -> PodView {
     p.hibernate_requested = true;
     p.hibernated_by = Some("hibernate-bot-1".into());
     p.deletion_cost = Some("1000".into());
-    p.previous_deletion_cost = Some(String::new());
+    p.previous_deletion_cost = Some("".into());
     p
 }
 
@@ -186,7 +186,7 @@ fn wake_removes_request_and_marker_and_restores_the_previous_deletion_cost() {
 fn a_pod_without_a_previous_deletion_cost_gets_the_key_removed_on_wake() {
     let mut h = hibernated(pod(), 10);
     h.deletion_cost = Some("1000".into());
-    h.previous_deletion_cost = Some(String::new());
+    h.previous_deletion_cost = Some("".into());
     let plan = Case::new(HibernationAction::Wake, Some(h)).plan();
     assert_eq!(patch(&plan)[contract::ANN_POD_DELETION_COST], None);
 }
@@ -521,7 +521,7 @@ fn unchanged_inputs_produce_an_identical_status() {
     asked.hibernate_requested = true;
     asked.hibernated_by = Some("hibernate-bot-1".into());
     asked.deletion_cost = Some("1000".into());
-    asked.previous_deletion_cost = Some(String::new());
+    asked.previous_deletion_cost = Some("".into());
     again.pod = Some(asked);
     let second = again.plan();
     assert_eq!(second.status, first.status);

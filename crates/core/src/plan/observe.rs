@@ -25,6 +25,11 @@ fn text(s: impl AsRef<str>) -> Text {
     Text::from(s.as_ref())
 }
 
+/// A view's text as the owned string a status or an action keeps.
+pub fn owned(t: &Option<Text>) -> Option<String> {
+    t.as_deref().map(str::to_string)
+}
+
 /// Role of a pod in a CocoonSet, from its labels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PodRole {

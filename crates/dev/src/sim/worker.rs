@@ -548,11 +548,25 @@ impl PodWorker {
     }
 
     /// Quirk 14 of v0.2.9: the VM-removed event of its own hibernation reaches the provider
-    /// first, and it deletes the pod as "VM gone". The tag is already pushed.
+    /// first, and it deletes the pod as "VM gone". The tag is already pushed. As v0.2.9 does,
+    /// the delete is graceful: the pod shows terminating until the kubelet's part of the
+    /// deletion ([`Self::delete`], with no VM left to save) removes it for good.
     async fn vanish(&mut self, intent: &PodIntent, name: &str) -> Result<Progress> {
         self.ctx.table().remove(&self.uid);
         warn!(pod = %intent.key, vm = %name, "vm {name} confirmed gone, deleting pod {} (fault injection)", intent.key);
-        self.remove_pod(intent).await
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(self.uid.clone()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &intent.namespace);
+        match api.delete(&intent.name, &params).await {
+            Ok(_) => Ok(Progress::Idle),
+            Err(e) if matches!(status_code(&e), Some(404 | 409)) => Ok(Progress::Idle),
+            Err(e) => Err(Error::api(format!("delete pod {}", intent.key), e)),
+        }
     }
 
     /// Wakes as v0.2 and current do: pull `<vm>:hibernate` (never deleted by the provider)

@@ -878,6 +878,68 @@ fn a_pod_seen_hibernating_that_goes_before_any_status_said_so_is_still_looked_fo
 }
 
 #[test]
+fn a_suspended_set_whose_pod_the_provider_deletes_unanswered_is_suspended_only_once_the_registry_said()
+ {
+    use crate::api::{CocoonSetPhase, VmPhase};
+    use crate::contract::Dialect;
+    let mut main = agent(0);
+    main.dialect = Some(Dialect::V02);
+    main.hibernate_requested = true;
+    let mut h = Harness::new(0, vec![main]);
+    h.set.spec.suspend = true;
+    h.nodes = pool_nodes(Dialect::V02);
+    h.registry = true;
+    h.pass(done);
+    let status = |h: &Harness| h.set.status.clone().unwrap();
+    assert_eq!(status(&h).phase, Some(CocoonSetPhase::Suspending));
+    // v0.2.9 saw the VM removed before its own record of the hibernate (PROVIDERS.md quirk
+    // 14): the pod fails as "VM gone", then is deleted. Whether the snapshot was pushed is not
+    // known yet.
+    h.pods[0].phase = crate::plan::observe::PodPhase::Failed;
+    h.pods[0].ready = false;
+    h.pass(done);
+    assert_eq!(status(&h).phase, Some(CocoonSetPhase::Suspending), "{:?}", status(&h));
+    h.pods[0].terminating = true;
+    h.pass(done);
+    assert_eq!(status(&h).phase, Some(CocoonSetPhase::Suspending), "{:?}", status(&h));
+    // Gone: the registry is asked, and only its answer settles the set.
+    h.pods.clear();
+    let trace = h.pass(done);
+    assert!(
+        trace.iter().any(|(s, _, _)| matches!(s, Step::Pod(PodAction::ProbeSnapshot { .. }))),
+        "{trace:?}"
+    );
+    assert_eq!(status(&h).phase, Some(CocoonSetPhase::Suspending));
+    h.pass(done);
+    let settled = status(&h);
+    assert_eq!(settled.phase, Some(CocoonSetPhase::Suspended), "{settled:?}");
+    assert_eq!(settled.agents[0].phase, VmPhase::Hibernated);
+    assert_eq!(settled.agents[0].snapshot_ref.as_deref(), Some("vk-prod-demo-0:hibernate"));
+}
+
+#[test]
+fn a_hibernated_pod_the_provider_deletes_shows_hibernated_in_the_registry_while_it_goes() {
+    use crate::api::{CocoonSetPhase, VmPhase};
+    use crate::contract::Dialect;
+    let mut main = agent(0);
+    main.dialect = Some(Dialect::V02);
+    main.hibernate_requested = true;
+    main.hibernated = true;
+    main.ready = false;
+    main.phase = crate::plan::observe::PodPhase::Pending;
+    main.terminating = true;
+    let mut h = Harness::new(0, vec![main]);
+    h.set.spec.suspend = true;
+    h.nodes = pool_nodes(Dialect::V02);
+    h.registry = true;
+    h.pass(done);
+    let status = h.set.status.clone().unwrap();
+    assert_eq!(status.phase, Some(CocoonSetPhase::Suspended), "{status:?}");
+    assert_eq!(status.agents[0].phase, VmPhase::Hibernated, "as it shows once gone");
+    assert_eq!(status.agents[0].snapshot_ref.as_deref(), Some("vk-prod-demo-0:hibernate"));
+}
+
+#[test]
 fn a_suspended_sets_vm_last_seen_running_whose_pod_went_unwatched_is_looked_for() {
     use crate::api::{AgentStatus, VmPhase};
     use crate::contract::Dialect;

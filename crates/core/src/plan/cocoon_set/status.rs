@@ -15,7 +15,7 @@ use crate::api::{
 };
 use crate::contract;
 use crate::plan::expectations::Expectations;
-use crate::plan::observe::{PodRole, PodView, Snapshots, vm_phase};
+use crate::plan::observe::{PodRole, PodView, Snapshots, owned, vm_phase};
 
 /// Everything the status is computed from: the view as the pass leaves it.
 pub(crate) struct StatusInput<'a> {
@@ -67,11 +67,14 @@ fn agent_entry(input: &StatusInput<'_>, slot: u32) -> AgentStatus {
     let name = contract::agent_pod_name(&input.set.name, slot);
     let pod = input.pods.get(name.as_str()).copied();
     let vm_name = pod
-        .and_then(|p| p.vm_name.as_deref().map(str::to_string))
+        .and_then(|p| owned(&p.vm_name))
         .unwrap_or_else(|| contract::agent_vm_name(&input.set.namespace, &input.set.name, slot));
     let creating = input.expectations.create_pending(&name);
     let released = pod.is_none() && !creating && released_here(input, slot, &vm_name);
-    let kept_in_registry = pod.is_none() && !creating && kept_in_registry(input, slot, &vm_name);
+    // A pod the provider is deleting after it pushed the snapshot (quirk 14) shows as it will
+    // once it is gone: hibernated in the registry.
+    let leaving = pod.is_none_or(PodView::gone_when_deleted);
+    let kept_in_registry = leaving && !creating && kept_in_registry(input, slot, &vm_name);
     let phase = match () {
         _ if released => VmPhase::Released,
         _ if kept_in_registry => VmPhase::Hibernated,
@@ -81,8 +84,8 @@ fn agent_entry(input: &StatusInput<'_>, slot: u32) -> AgentStatus {
         slot: i32::try_from(slot).unwrap_or(i32::MAX),
         role: if slot == 0 { contract::ROLE_MAIN } else { contract::ROLE_SUB_AGENT }.to_string(),
         phase,
-        vm_id: pod.and_then(|p| p.vm_id.as_deref().map(str::to_string)),
-        ip: pod.filter(|p| p.is_serving()).and_then(|p| p.ip.as_deref().map(str::to_string)),
+        vm_id: pod.and_then(|p| owned(&p.vm_id)),
+        ip: pod.filter(|p| p.is_serving()).and_then(|p| owned(&p.ip)),
         forked_from: pod.and_then(PodView::forked_from),
         source: pod.and_then(PodView::lineage).map(|l| l.source()),
         // Only a VM that is hibernated has a snapshot to speak of: an entry left by a delete or
@@ -93,6 +96,7 @@ fn agent_entry(input: &StatusInput<'_>, slot: u32) -> AgentStatus {
             .filter(|p| p.reports_hibernated())
             .map(|_| ())
             .or(released.then_some(()))
+            .or(kept_in_registry.then_some(()))
             .or((pod.is_none() && !creating && input.dialect != contract::Dialect::Seed)
                 .then_some(()))
             .and_then(|_| input.snapshots.get(&vm_name).cloned()),
@@ -104,7 +108,7 @@ fn agent_entry(input: &StatusInput<'_>, slot: u32) -> AgentStatus {
 
 /// The node of a VM: its pod's, else (no pod, or not bound yet) the set's.
 fn node_of(input: &StatusInput<'_>, pod: Option<&PodView>) -> Option<String> {
-    pod.and_then(|p| p.node.as_deref().map(str::to_string)).or_else(|| input.placement.node.clone())
+    pod.and_then(|p| owned(&p.node)).or_else(|| input.placement.node.clone())
 }
 
 /// `NodeLost`: True while the set's node is NotReady or gone from the cluster, naming the
@@ -240,11 +244,11 @@ fn toolbox_entry(input: &StatusInput<'_>, toolbox: &ToolboxSpec) -> ToolboxStatu
     });
     ToolboxStatus {
         name: toolbox.name.clone(),
-        vm_name: Some(pod.and_then(|p| p.vm_name.as_deref().map(str::to_string)).unwrap_or_else(
-            || contract::toolbox_vm_name(&input.set.namespace, &input.set.name, &toolbox.name),
-        )),
-        vm_id: pod.and_then(|p| p.vm_id.as_deref().map(str::to_string)),
-        ip: pod.and_then(|p| p.ip.as_deref().map(str::to_string)),
+        vm_name: Some(pod.and_then(|p| owned(&p.vm_name)).unwrap_or_else(|| {
+            contract::toolbox_vm_name(&input.set.namespace, &input.set.name, &toolbox.name)
+        })),
+        vm_id: pod.and_then(|p| owned(&p.vm_id)),
+        ip: pod.and_then(|p| owned(&p.ip)),
         phase: vm_phase(pod, input.expectations.create_pending(&name)),
         conn_type: conn_type(toolbox.os, vnc_port),
         vnc_port,
@@ -370,11 +374,16 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
         }
     }
 
+    // A pod that goes (being deleted, or Failed) after it was asked to hibernate, without
+    // reporting hibernated, still counts: its VM may or may not have pushed its snapshot
+    // (v0.2.9 deletes some pods it hibernates, PROVIDERS.md quirk 14). The set is Suspended
+    // only once the pod is gone and the registry said (the VM's entry then shows hibernated).
     let relevant: Vec<&PodView> = input
         .pods
         .values()
         .copied()
-        .filter(|p| !p.terminating && !p.is_terminal() && !p.is_static())
+        .filter(|p| !p.is_static())
+        .filter(|p| !p.gone_when_deleted() || (p.hibernate_requested && !p.reports_hibernated()))
         .collect();
     let toggles_pending =
         input.pending_actions.iter().any(|a| matches!(a, PodAction::SetHibernate { .. }));

@@ -25,7 +25,7 @@ use crate::plan::compact::Compact;
 use crate::plan::earliest;
 use crate::plan::expectations::Expectations;
 use crate::plan::nodes::Nodes;
-use crate::plan::observe::{PodView, Snapshots};
+use crate::plan::observe::{PodView, Snapshots, owned};
 use crate::plan::pass::{
     Backoff, Finalizer, Outcome, OwnWrite, Pass, Recorded, RejectKind, Retry, Step,
     forget_written_once_seen, released,
@@ -225,8 +225,7 @@ impl SetMemory {
         self.expectations.observe(pods, now);
         self.vanished.retain(|uid| pods.iter().any(|p| p.uid.as_deref() == Some(uid.as_str())));
         let main = pods.iter().find(|p| p.role == Some(super::super::PodRole::Main));
-        let main_vm =
-            main.filter(|m| m.is_serving()).and_then(|m| m.vm_id.as_deref().map(str::to_string));
+        let main_vm = main.filter(|m| m.is_serving()).and_then(|m| owned(&m.vm_id));
         self.fell_back_under
             .retain(|uid, _| pods.iter().any(|p| p.uid.as_deref() == Some(uid.as_str())));
         for pod in pods.iter().filter(|p| p.fork_fell_back()) {

@@ -13,7 +13,7 @@ use super::slots::warm_slots;
 use crate::contract::{self, Dialect};
 use crate::plan::clock::{after, until};
 use crate::plan::earliest;
-use crate::plan::observe::{PodRole, PodView, vm_phase};
+use crate::plan::observe::{PodRole, PodView, owned, vm_phase};
 
 /// Every pod write of the pass, in the order they must be executed, and how long until a
 /// backoff or the suspend deadline asks for another look.
@@ -190,7 +190,7 @@ fn refork(input: &SetInput<'_>, main: Option<&PodView>, pod: &PodView) -> bool {
 fn delete(pod: &PodView, reason: DeleteReason) -> PodAction {
     PodAction::Delete {
         pod_name: pod.name.to_string(),
-        uid: pod.uid.as_deref().map(str::to_string),
+        uid: owned(&pod.uid),
         reason,
         was: vm_phase(Some(pod), false),
     }
@@ -239,10 +239,8 @@ fn creates(
         out.push(PodAction::CreateMain { pod: Box::new(pod) });
     }
     // Sub-agents fork from the main VM: only once the main serves and its VM name is known.
-    let main_vm = by_name
-        .get(main_name.as_str())
-        .filter(|m| m.is_serving())
-        .and_then(|m| m.vm_name.as_deref().map(str::to_string));
+    let main_vm =
+        by_name.get(main_name.as_str()).filter(|m| m.is_serving()).and_then(|m| owned(&m.vm_name));
     if let Some(fork_from) = main_vm {
         let warm = warm_slots(input.spec);
         let release = input.spec.hibernate_policy == crate::api::HibernatePolicy::Release;
@@ -404,7 +402,7 @@ fn label_repairs(input: &SetInput<'_>, gone: &dyn Fn(&PodView) -> bool) -> Vec<P
             }
             (!patch.is_empty()).then(|| PodAction::RepairLabels {
                 pod_name: p.name.to_string(),
-                uid: p.uid.as_deref().map(str::to_string),
+                uid: owned(&p.uid),
                 labels: patch,
             })
         })

@@ -12,7 +12,7 @@ use super::{Builder, FailureKind, HibInput};
 use crate::api::{HibernationAction, HibernationPhase, HibernationStatus};
 use crate::plan::PlanEvent;
 use crate::plan::clock::{after, until};
-use crate::plan::observe::PodView;
+use crate::plan::observe::{PodView, owned};
 
 /// Where a Hibernation is, as its status says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,7 +184,7 @@ pub fn decide(state: State, pod: &PodView, input: &HibInput<'_>) -> Move {
 
 /// Plans the pass for the pod the Hibernation names.
 pub(super) fn step(b: &mut Builder<'_>, pod: &PodView) {
-    b.status.vm_name = pod.vm_name.as_deref().map(str::to_string);
+    b.status.vm_name = owned(&pod.vm_name);
     let state = State::of(&b.status, b.input.now);
     match decide(state, pod, b.input) {
         Move::Complete(action) => complete(b, pod, action),

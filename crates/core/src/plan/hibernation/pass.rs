@@ -13,7 +13,7 @@ use crate::api::{Hibernation, HibernationPhase, HibernationStatus};
 use crate::contract;
 use crate::plan::PlanEvent;
 use crate::plan::clock::since;
-use crate::plan::observe::{PodView, Snapshots};
+use crate::plan::observe::{PodView, Snapshots, owned};
 use crate::plan::pass::{
     Backoff, Finalizer, Outcome, OwnWrite, Pass, Recorded, Retry, Step, forget_written_once_seen,
     released, released_under,
@@ -255,7 +255,7 @@ pub fn record_hib(
                 )
             });
             if woke && cocoonstack && view.registry {
-                memory.collect = target.and_then(|p| p.vm_name.as_deref().map(str::to_string));
+                memory.collect = target.and_then(|p| owned(&p.vm_name));
             }
             note_transition(memory, &before, status, now);
             memory.last_written = Some(status.clone());

@@ -8,7 +8,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{HibernationPhase, HibernationStatus};
 use crate::contract::{self, Dialect};
-use crate::plan::observe::{PodView, Snapshots};
+use crate::plan::observe::{PodView, Snapshots, owned};
 
 /// The pod carries the hibernate request and our marker.
 pub(super) fn requested_by_us(pod: &PodView, name: &str) -> bool {
@@ -88,7 +88,7 @@ pub fn round_key(status: &HibernationStatus, pod: Option<&PodView>) -> Option<Ro
         phase,
         started: status.last_transition_time.clone(),
         generation: status.observed_generation,
-        pod_uid: pod.and_then(|p| p.uid.as_deref().map(str::to_string)),
+        pod_uid: pod.and_then(|p| owned(&p.uid)),
     })
 }
 
@@ -167,11 +167,9 @@ pub(super) fn changes(
         let current = match k.as_str() {
             k if k == keys.hibernate => contract::hibernate_value(pod.hibernate_requested),
             k if Some(k) == keys.generation => return false,
-            contract::ANN_HIBERNATED_BY => pod.hibernated_by.as_deref().map(str::to_string),
-            contract::ANN_POD_DELETION_COST => pod.deletion_cost.as_deref().map(str::to_string),
-            contract::ANN_PREVIOUS_DELETION_COST => {
-                pod.previous_deletion_cost.as_deref().map(str::to_string)
-            }
+            contract::ANN_HIBERNATED_BY => owned(&pod.hibernated_by),
+            contract::ANN_POD_DELETION_COST => owned(&pod.deletion_cost),
+            contract::ANN_PREVIOUS_DELETION_COST => owned(&pod.previous_deletion_cost),
             _ => None,
         };
         &current != v

@@ -605,12 +605,15 @@ fn lost_while_hibernating(
 ) -> Vec<PodAction> {
     use crate::api::VmPhase;
     let present = |name: &str| pods.iter().any(|p| p.name == name);
-    let mut lost: BTreeMap<String, String> = memory
+    // Pods remembered hibernating (pod, VM) that are gone now.
+    let gone: Vec<(String, String)> = memory
         .hibernating
         .iter()
         .filter(|(pod, _)| !present(pod))
-        .map(|(pod, vm)| (vm.clone(), pod.clone()))
+        .map(|(pod, vm)| (pod.clone(), vm.clone()))
         .collect();
+    let mut lost: BTreeMap<String, String> =
+        gone.iter().map(|(pod, vm)| (vm.clone(), pod.clone())).collect();
     let had_a_vm = |phase: VmPhase| {
         matches!(phase, VmPhase::Hibernating | VmPhase::Hibernated)
             || (suspended && matches!(phase, VmPhase::Running | VmPhase::Starting))
@@ -635,14 +638,8 @@ fn lost_while_hibernating(
         .iter()
         // A pod being deleted is remembered too: the provider may be deleting it (§6.14).
         .filter(|p| p.hibernate_requested)
-        .filter_map(|p| Some((p.name.to_string(), p.vm_name.as_deref()?.to_string())))
-        .chain(
-            memory
-                .hibernating
-                .iter()
-                .filter(|(pod, _)| !present(pod))
-                .map(|(a, b)| (a.clone(), b.clone())),
-        )
+        .filter_map(|p| Some((p.name.to_string(), owned(&p.vm_name)?)))
+        .chain(gone)
         .collect();
     lost.into_iter()
         .filter(|(vm, _)| !recorded(vm) && !memory.probed.contains_key(vm))

@@ -81,6 +81,8 @@ pub fn set_spec(replicas: i32) -> CocoonSetSpec {
 
 /// Where one scenario started.
 struct Mark {
+    /// The operator process whose CPU and memory are read.
+    pid: u32,
     audit_index: usize,
     apiserver_cpu: f64,
     operator_cpu: f64,
@@ -90,6 +92,7 @@ struct Mark {
 fn mark(lab: &mut Lab, pid: u32) -> Result<Mark, BoxError> {
     lab.audit.catch_up()?;
     Ok(Mark {
+        pid,
         audit_index: lab.audit.events.len(),
         apiserver_cpu: procstat::group_cpu_seconds(lab.apiserver_group),
         operator_cpu: procstat::group_cpu_seconds(pid),
@@ -108,47 +111,55 @@ fn set_of(resource: &str, name: &str) -> Option<String> {
 
 /// Figures of a scenario once the operator is done with it: judged by the pods, a scenario
 /// can end before the operator's last status write, which belongs to it all the same.
-#[allow(clippy::too_many_arguments)]
 async fn figures(
     lab: &mut Lab,
     driver: &Driver,
-    pid: u32,
     name: &str,
     mark: &Mark,
     wall: Duration,
-    objects: usize,
-    sets: usize,
-    owner: &dyn Fn(&str, &str) -> Option<String>,
+    over: Over<'_>,
 ) -> Result<Scenario, BoxError> {
     lab.quiesce(OPERATOR).await?;
-    let mut figures = idle_or_done(lab, pid, name, mark, wall, objects, sets, owner)?;
+    let mut figures = idle_or_done(lab, name, mark, wall, over)?;
     figures.not_reached = driver.take_missed();
     Ok(figures)
+}
+
+/// What a scenario's figures are counted over: its objects, the sets they belong to, and the
+/// owner of a request's object (`resource`, `name`).
+struct Over<'a> {
+    objects: usize,
+    sets: usize,
+    owner: &'a dyn Fn(&str, &str) -> Option<String>,
+}
+
+impl Over<'static> {
+    /// `n` sets, each its own object.
+    fn sets(n: usize) -> Self {
+        Self { objects: n, sets: n, owner: &set_of }
+    }
 }
 
 /// Figures of the idle window, which is its own measure (no wait for quiet).
 fn idle_figures(
     lab: &mut Lab,
-    pid: u32,
     mark: &Mark,
     wall: Duration,
     objects: usize,
     sets: usize,
 ) -> Result<Scenario, BoxError> {
-    idle_or_done(lab, pid, "idle", mark, wall, objects, sets, &set_of)
+    idle_or_done(lab, "idle", mark, wall, Over { objects, sets, owner: &set_of })
 }
 
-#[allow(clippy::too_many_arguments)]
 fn idle_or_done(
     lab: &mut Lab,
-    pid: u32,
     name: &str,
     mark: &Mark,
     wall: Duration,
-    objects: usize,
-    sets: usize,
-    owner: &dyn Fn(&str, &str) -> Option<String>,
+    over: Over<'_>,
 ) -> Result<Scenario, BoxError> {
+    let Over { objects, sets, owner } = over;
+    let pid = mark.pid;
     lab.audit.catch_up()?;
     let events = &lab.audit.events[mark.audit_index..];
     let op = Tally::of(events, OPERATOR);
@@ -361,7 +372,7 @@ async fn run_scenarios(
             .await?;
     }
     let wall = driver.until("converge", m.started, r, Want::Running).await?;
-    out.push(figures(lab, &driver, pid, "converge", &m, wall, n, n, &set_of).await?);
+    out.push(figures(lab, &driver, "converge", &m, wall, Over::sets(n)).await?);
 
     // scale up by 2, then back down
     let scales: &[(&str, i32)] =
@@ -371,7 +382,7 @@ async fn run_scenarios(
         let patch = json!({"spec": {"agent": {"replicas": replicas}}});
         let settles = driver.patch_each(name, &patch, replicas, Want::Running).await?;
         let wall = driver.until(name, m.started, replicas, Want::Running).await?;
-        let mut f = figures(lab, &driver, pid, name, &m, wall, n, n, &set_of).await?;
+        let mut f = figures(lab, &driver, name, &m, wall, Over::sets(n)).await?;
         f.settle_seconds = Some(settles.figures().await?);
         out.push(f);
     }
@@ -391,7 +402,7 @@ async fn run_scenarios(
             Ok(Ok(wall)) => (wall, true),
             _ => (m.started.elapsed(), false),
         };
-        let mut f = figures(lab, &driver, pid, "warm-fill", &m, wall, n, n, &set_of).await?;
+        let mut f = figures(lab, &driver, "warm-fill", &m, wall, Over::sets(n)).await?;
         f.filled = Some(filled);
         out.push(f);
         let m = mark(lab, pid)?;
@@ -399,13 +410,13 @@ async fn run_scenarios(
         let want = Want::RunningRefilling;
         let settles = driver.patch_each("scale-up-warm", &patch, r + 2, want).await?;
         let wall = driver.until("scale-up-warm", m.started, r + 2, want).await?;
-        let mut f = figures(lab, &driver, pid, "scale-up-warm", &m, wall, n, n, &set_of).await?;
+        let mut f = figures(lab, &driver, "scale-up-warm", &m, wall, Over::sets(n)).await?;
         f.settle_seconds = Some(settles.figures().await?);
         out.push(f);
         let m = mark(lab, pid)?;
         driver.patch_all(&json!({"spec": {"agent": {"replicas": r, "warm": 0}}})).await?;
         let wall = driver.until("warm-drain", m.started, r, Want::Running).await?;
-        out.push(figures(lab, &driver, pid, "warm-drain", &m, wall, n, n, &set_of).await?);
+        out.push(figures(lab, &driver, "warm-drain", &m, wall, Over::sets(n)).await?);
     }
 
     // suspend, resume
@@ -419,7 +430,7 @@ async fn run_scenarios(
         let patch = json!({"spec": {"suspend": suspend}});
         let settles = driver.patch_each(name, &patch, r, want).await?;
         let wall = driver.until(name, m.started, r, want).await?;
-        let mut f = figures(lab, &driver, pid, name, &m, wall, n, n, &set_of).await?;
+        let mut f = figures(lab, &driver, name, &m, wall, Over::sets(n)).await?;
         f.settle_seconds = Some(settles.figures().await?);
         f.pods_held = Some(driver.pods.all().len());
         out.push(f);
@@ -463,7 +474,7 @@ async fn run_scenarios(
                 wall = wall.max(done);
             }
         }
-        let mut f = figures(lab, &driver, pid, name, &m, wall, n, n, &set_of).await?;
+        let mut f = figures(lab, &driver, name, &m, wall, Over::sets(n)).await?;
         f.pods_held = Some(driver.pods.all().len());
         out.push(f);
     }
@@ -479,7 +490,7 @@ async fn run_scenarios(
         tokio::time::sleep(Duration::from_secs(3)).await;
         let m = mark(lab, pid)?;
         tokio::time::sleep(idle).await;
-        out.push(idle_figures(lab, pid, &m, idle, n + h, n)?);
+        out.push(idle_figures(lab, &m, idle, n + h, n)?);
     }
 
     if shape.runs("delete") {
@@ -528,7 +539,7 @@ async fn placement(
         driver.sets_api.create(&PostParams::default(), &set).await?;
     }
     let wall = driver.until("placement", m.started, r, Want::Running).await?;
-    let mut f = figures(lab, &driver, pid, "placement", &m, wall, n, n, &set_of).await?;
+    let mut f = figures(lab, &driver, "placement", &m, wall, Over::sets(n)).await?;
     let events = &lab.audit.events[m.audit_index..];
     f.placement = Some(spread(&driver.pods.all(), nodes.len(), events));
     out.push(f);
@@ -594,7 +605,7 @@ async fn migration(
             })
         })
         .await?;
-    let mut f = figures(lab, driver, pid, "migration", &m, wall, n, n, &set_of).await?;
+    let mut f = figures(lab, driver, "migration", &m, wall, Over::sets(n)).await?;
     f.settle_seconds = Some(settles.figures().await?);
     out.push(f);
     Ok(())
@@ -678,7 +689,10 @@ async fn hibernate_and_wake(
         driver.hibs_api.create(&PostParams::default(), &hib).await?;
     }
     let wall = driver.until_pods("hibernate", m.started, shown(true)).await?;
-    out.push(figures(lab, driver, pid, "hibernate", &m, wall, h, n, &hib_of).await?);
+    out.push(
+        figures(lab, driver, "hibernate", &m, wall, Over { objects: h, sets: n, owner: &hib_of })
+            .await?,
+    );
     let m = mark(lab, pid)?;
     let patch = driver.flavour.action_patch(false);
     for i in 0..h {
@@ -688,7 +702,10 @@ async fn hibernate_and_wake(
             .await?;
     }
     let wall = driver.until_pods("wake", m.started, shown(false)).await?;
-    out.push(figures(lab, driver, pid, "wake", &m, wall, h, n, &hib_of).await?);
+    out.push(
+        figures(lab, driver, "wake", &m, wall, Over { objects: h, sets: n, owner: &hib_of })
+            .await?,
+    );
     Ok(())
 }
 
@@ -729,7 +746,7 @@ async fn delete_all(
         let left = Watched::start_keyed(api.clone(), kind, |name| name.to_string()).await?;
         wall = wall.max(left.until("delete", m.started, |s| s.is_empty()).await?);
     }
-    out.push(figures(lab, driver, pid, "delete", &m, wall, n, n, &set_of).await?);
+    out.push(figures(lab, driver, "delete", &m, wall, Over::sets(n)).await?);
     Ok(())
 }
 

@@ -74,9 +74,14 @@ impl DevCluster {
             None
         };
 
-        let admin = kubeconfig::render(&base_url, &pki.ca_cert, &pki.admin_cert, &pki.admin_key)?;
         let admin_path = work_dir.join("kubeconfig");
-        kubeconfig::write(&admin_path, &admin)?;
+        let admin = kubeconfig::write_for(
+            &admin_path,
+            &base_url,
+            &pki.ca_cert,
+            &pki.admin_cert,
+            &pki.admin_key,
+        )?;
 
         // From here on, an early return drops `cluster`, which stops what was started.
         let mut cluster = Self {
@@ -117,14 +122,14 @@ impl DevCluster {
             .await?;
 
         if opts.controller_manager {
-            let text = kubeconfig::render(
+            let path = work_dir.join("controller-manager.kubeconfig");
+            kubeconfig::write_for(
+                &path,
                 &cluster.base_url,
                 &pki.ca_cert,
                 &pki.controller_manager_cert,
                 &pki.controller_manager_key,
             )?;
-            let path = work_dir.join("controller-manager.kubeconfig");
-            kubeconfig::write(&path, &text)?;
             // Started once the API server is ready: its own start-up then never races the API
             // server's bootstrap (it exits if the server stays unhealthy for a while).
             cluster.spawn(
@@ -153,14 +158,14 @@ impl DevCluster {
                         .to_string(),
                 )
             })?;
-            let text = kubeconfig::render(
+            let path = work_dir.join("scheduler.kubeconfig");
+            kubeconfig::write_for(
+                &path,
                 &cluster.base_url,
                 &pki.ca_cert,
                 &pki.scheduler_cert,
                 &pki.scheduler_key,
             )?;
-            let path = work_dir.join("scheduler.kubeconfig");
-            kubeconfig::write(&path, &text)?;
             cluster.spawn("kube-scheduler", &program, &components::scheduler_args(&path))?;
         }
 

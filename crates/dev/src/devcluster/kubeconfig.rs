@@ -14,7 +14,7 @@ use super::{Error, Result};
 pub const CONTEXT: &str = "cocoon-dev";
 
 /// A kubeconfig for `server`, trusting `ca` and authenticating with a client certificate.
-pub fn render(server: &str, ca: &Path, cert: &Path, key: &Path) -> Result<String> {
+fn render(server: &str, ca: &Path, cert: &Path, key: &Path) -> Result<String> {
     let path = |p: &Path| Some(p.display().to_string());
     let config = Kubeconfig {
         clusters: vec![NamedCluster {
@@ -62,6 +62,14 @@ pub fn write(path: &Path, text: &str) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| Error::io(format!("chmod {}", path.display()), e))
+}
+
+/// Renders the kubeconfig of one identity (`cert`, `key`) for `server` and writes it to
+/// `path`; returns its text.
+pub fn write_for(path: &Path, server: &str, ca: &Path, cert: &Path, key: &Path) -> Result<String> {
+    let text = render(server, ca, cert, key)?;
+    write(path, &text)?;
+    Ok(text)
 }
 
 /// A kube client for the kubeconfig at `path`. Build one per tokio runtime: a client's

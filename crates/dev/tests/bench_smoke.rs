@@ -31,6 +31,7 @@ fn small(out: &std::path::Path, dialect: cocoon_operator::contract::Dialect) -> 
         scenarios: Vec::new(),
         keep_logs: false,
         dialect,
+        fleet: None,
     }
 }
 
@@ -143,4 +144,28 @@ async fn the_migration_scenario_moves_every_set_in_the_current_dialect() {
     // Each move is the operator's work: at least a delete and a create per pod.
     let pods = (r.sets * 3) as u64;
     assert!(migration.operator.writes >= 2 * pods, "{:?}", migration.operator);
+}
+
+/// Converge on a fleet (as at 10,000 sets): the sets name no node, the scheduler places each
+/// main and the set follows it; the raw-client baseline binds each set to a node in turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn converge_on_a_fleet_is_placed_by_the_scheduler_and_has_its_baseline() {
+    let out = tempfile::tempdir().expect("a temp dir");
+    let args = BenchArgs {
+        scenarios: vec!["idle".to_string()],
+        fleet: Some(2),
+        ..small(out.path(), cocoon_operator::contract::Dialect::Seed)
+    };
+    let report = run(args).await.expect("the bench runs");
+    let r = &report.runs[0];
+    let converge = r.scenario("converge").expect("converge ran");
+    assert_eq!(converge.not_reached, None, "every set Running: {converge:?}");
+    let placed = converge.placement.clone().expect("converge on a fleet has placement figures");
+    assert_eq!(placed.nodes, 2);
+    assert_eq!(placed.sets_per_node.values().sum::<usize>(), r.sets, "{placed:?}");
+    assert_eq!(placed.split_sets, 0, "each set lives on its main's node: {placed:?}");
+    assert!(placed.binding_seconds.count >= r.sets, "each main bound by the scheduler: {placed:?}");
+    let baseline = report.baseline.first().cloned().expect("a baseline");
+    assert_eq!(baseline.error, None, "{baseline:?}");
+    assert_eq!(baseline.pods, r.sets * 3);
 }

@@ -36,6 +36,8 @@ pub async fn run(
     dialect: cocoon_operator::contract::Dialect,
 ) -> Result<Baseline, BoxError> {
     lab.namespace(BASELINE_NS).await?;
+    // On a fleet, set i is bound to node i mod M: placement without a scheduler's work.
+    let nodes = if shape.fleet > 1 { lab.grow_fleet(shape.fleet).await? } else { Vec::new() };
     let raw = client_from_kubeconfig(&lab.raw_kubeconfig).await?;
     let sets_api: Api<CocoonSet> = Api::namespaced(lab.admin.clone(), BASELINE_NS);
     // Judged as converge is, by the pods: the limit is when the driver's pod watch shows every
@@ -48,7 +50,11 @@ pub async fn run(
     // would.
     let mut work = Vec::new();
     for i in 0..shape.sets {
-        let set = CocoonSet::new(&format!("base-{i}"), set_spec(shape.replicas));
+        let mut spec = set_spec(shape.replicas);
+        if !nodes.is_empty() {
+            spec.node_name = Some(nodes[i % nodes.len()].clone());
+        }
+        let set = CocoonSet::new(&format!("base-{i}"), spec);
         let set = sets_api.create(&PostParams::default(), &set).await?;
         work.push(tokio::spawn(raw_converge(
             raw.clone(),

@@ -87,6 +87,11 @@ pub struct BenchArgs {
     /// this gets the scenario marked `not_reached`, and the run goes on.
     #[arg(long, env = "BENCH_SCENARIO_LIMIT", default_value = "300s", value_parser = parse_duration)]
     pub scenario_limit: Duration,
+    /// Nodes converge runs on (default 1; 20 at 10,000 sets). More than one: a fleet of
+    /// simulated nodes, the sets name none and the scheduler places each main; the raw-client
+    /// baseline binds each set to a node of the fleet in turn (its limit without a scheduler).
+    #[arg(long, env = "BENCH_FLEET")]
+    pub fleet: Option<usize>,
     /// The idle window (default 20s, quick 10s).
     #[arg(long, env = "BENCH_IDLE", value_parser = parse_duration)]
     pub idle: Option<Duration>,
@@ -150,6 +155,7 @@ async fn run_column(
         hibernations,
         only: args.scenarios.clone(),
         limit: args.scenario_limit,
+        fleet: args.fleet.unwrap_or_else(|| workload::converge_fleet(n)).max(1),
     };
     let log = lab.cluster.work_dir().join("operator.log");
     let flags: Vec<String> = registry

@@ -34,6 +34,9 @@ pub struct Shape {
     pub only: Vec<String>,
     /// The longest wait for one scenario.
     pub limit: Duration,
+    /// Nodes converge runs on: 1, the lab's one node (every set names it); more, a fleet of
+    /// simulated nodes its sets name none of, each main placed by the scheduler.
+    pub fleet: usize,
 }
 
 /// The scenario groups after converge, in the order they run. Each group leaves the sets as
@@ -56,6 +59,21 @@ const FLEET_NS: &str = "bench-fleet";
 /// Simulated nodes of the placement scenario: one per 100 sets, 2 to 20 (10 at N = 1000).
 pub fn fleet_size(sets: usize) -> usize {
     (sets / 100).clamp(2, 20)
+}
+
+/// The nodes converge runs on by default: one, but the size a large platform runs (10,000
+/// sets) on a fleet of [`fleet_size`] nodes, as it would be.
+pub fn converge_fleet(sets: usize) -> usize {
+    if sets >= 10_000 { fleet_size(sets) } else { 1 }
+}
+
+/// A set of `flavour` that names no node: the scheduler places it.
+fn unplaced(flavour: Flavour, name: &str, replicas: i32) -> DynamicObject {
+    let mut set = flavour.set(name, replicas);
+    if let Some(spec) = set.data.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.remove("nodeName");
+    }
+    set
 }
 
 impl Shape {
@@ -364,15 +382,21 @@ async fn run_scenarios(
     };
 
     // converge
+    let nodes = if shape.fleet > 1 { lab.grow_fleet(shape.fleet).await? } else { Vec::new() };
     let m = mark(lab, pid)?;
     for i in 0..n {
-        driver
-            .sets_api
-            .create(&PostParams::default(), &flavour.set(&format!("set-{i}"), r))
-            .await?;
+        let name = format!("set-{i}");
+        let set =
+            if nodes.is_empty() { flavour.set(&name, r) } else { unplaced(flavour, &name, r) };
+        driver.sets_api.create(&PostParams::default(), &set).await?;
     }
     let wall = driver.until("converge", m.started, r, Want::Running).await?;
-    out.push(figures(lab, &driver, "converge", &m, wall, Over::sets(n)).await?);
+    let mut f = figures(lab, &driver, "converge", &m, wall, Over::sets(n)).await?;
+    if !nodes.is_empty() {
+        let events = &lab.audit.events[m.audit_index..];
+        f.placement = Some(spread(&driver.pods.all(), nodes.len(), events));
+    }
+    out.push(f);
 
     // scale up by 2, then back down
     let scales: &[(&str, i32)] =
@@ -532,11 +556,10 @@ async fn placement(
     };
     let m = mark(lab, pid)?;
     for i in 0..n {
-        let mut set = flavour.set(&format!("set-{i}"), r);
-        if let Some(spec) = set.data.get_mut("spec").and_then(Value::as_object_mut) {
-            spec.remove("nodeName");
-        }
-        driver.sets_api.create(&PostParams::default(), &set).await?;
+        driver
+            .sets_api
+            .create(&PostParams::default(), &unplaced(flavour, &format!("set-{i}"), r))
+            .await?;
     }
     let wall = driver.until("placement", m.started, r, Want::Running).await?;
     let mut f = figures(lab, &driver, "placement", &m, wall, Over::sets(n)).await?;
@@ -768,6 +791,7 @@ mod tests {
             hibernations: 1,
             only: only.iter().map(|g| g.to_string()).collect(),
             limit: Duration::from_secs(1),
+            fleet: 1,
         };
         assert!(GROUPS.iter().all(|g| shape(&[]).runs(g)));
         let some = shape(&["delete", "idle"]);

@@ -319,3 +319,54 @@ fn only_the_seed_provider_holds_back_first_hibernations_and_refuses_a_main() {
     assert_eq!(toggles(&w.plan()).len(), 2);
     assert!(Dialect::V02.hibernates_main() && !Dialect::Seed.hibernates_main());
 }
+
+/// The sub-agents a plan creates, by slot.
+fn forks(plan: &SetPlan) -> Vec<u32> {
+    plan.actions
+        .iter()
+        .filter_map(|a| match a {
+            PodAction::CreateSubAgent { slot, .. } => Some(*slot),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_v02_set_forks_one_sub_agent_first_and_the_rest_once_the_fork_snapshot_exists() {
+    // vk-cocoon v0.2.9 checks for `fork-<main>` and saves it without a lock: two sub-agents
+    // created at once both save it and one fails. The first fork makes it; the rest reuse it.
+    let main = agent_in(Dialect::V02, 0);
+    let plan = world(Dialect::V02, spec(3), vec![main.clone()]).plan();
+    assert_eq!(forks(&plan), vec![1], "one fork first");
+
+    // Its create is in flight: nothing more.
+    let mut w = world(Dialect::V02, spec(3), vec![main.clone()]);
+    w.expectations.expect_create("demo-1", at(0));
+    assert_eq!(forks(&w.plan()), Vec::<u32>::new());
+
+    // Created, its VM not there yet: still one at a time.
+    let mut first = agent_in(Dialect::V02, 1);
+    first.vm_id = None;
+    first.phase = PodPhase::Pending;
+    first.ready = false;
+    let plan = world(Dialect::V02, spec(3), vec![main.clone(), first.clone()]).plan();
+    assert_eq!(forks(&plan), Vec::<u32>::new(), "{:?}", plan.actions);
+
+    // Refused (its fork failed): it does not hold the others back for ever.
+    let mut refused = first.clone();
+    refused.reason = Some(contract::REASON_PROVIDER_FAILED.into());
+    refused.message = Some("snapshot fork source vm vk-prod-demo-0: already exists".into());
+    let plan = world(Dialect::V02, spec(3), vec![main.clone(), refused]).plan();
+    assert_eq!(forks(&plan), vec![2], "one fork at a time still");
+
+    // Its VM exists, so does the snapshot: the rest at once.
+    let plan = world(Dialect::V02, spec(3), vec![main.clone(), agent_in(Dialect::V02, 1)]).plan();
+    assert_eq!(forks(&plan), vec![2, 3]);
+
+    // Other dialects fork each sub-agent from a snapshot of its own: all at once.
+    for dialect in [Dialect::Seed, Dialect::Current] {
+        let mut w = world(dialect, spec(3), vec![agent_in(dialect, 0)]);
+        w.registry = true;
+        assert_eq!(forks(&w.plan()), vec![1, 2, 3], "{dialect:?}");
+    }
+}

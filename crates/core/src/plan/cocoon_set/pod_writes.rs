@@ -244,13 +244,29 @@ fn creates(
     if let Some(fork_from) = main_vm {
         let warm = warm_slots(input.spec);
         let release = input.spec.hibernate_policy == crate::api::HibernatePolicy::Release;
+        // vk-cocoon v0.2 makes one fork snapshot of the main (`fork-<vm>`) and reuses it, but
+        // checks for it and saves it without a lock: two sub-agents created at once both save
+        // it, and one fails ("already exists"). Until a sub-agent has a VM (so the snapshot
+        // exists), one fork at a time.
+        let mut forks_left = if input.dialect == Dialect::V02 && !forked_one(by_name) {
+            1 - usize::from(forking(input, by_name))
+        } else {
+            usize::MAX
+        };
         for slot in 1..=*warm.end() {
             // A released warm slot waits in its snapshot entry until a scale-up needs it.
             let vm = contract::agent_vm_name(&set.namespace, &set.name, slot);
             if warm.contains(&slot) && release && input.snapshots.contains_key(&vm) {
                 continue;
             }
+            let forks = !restore(slot);
+            if forks && forks_left == 0 {
+                continue;
+            }
             if free(&contract::agent_pod_name(&set.name, slot)) {
+                if forks {
+                    forks_left -= 1;
+                }
                 let kind = AgentKind::SubAgent { fork_from: fork_from.clone() };
                 let pod = agent_pod(set, input.spec, slot, &kind, provider, restore(slot));
                 out.push(PodAction::CreateSubAgent {
@@ -273,6 +289,31 @@ fn creates(
         }
     }
     (out, wait)
+}
+
+/// A sub-agent of the set has a VM: the provider's fork snapshot of the main exists.
+fn forked_one(by_name: &BTreeMap<&str, &PodView>) -> bool {
+    by_name
+        .values()
+        .any(|p| p.role == Some(PodRole::SubAgent) && !p.gone_when_deleted() && p.vm_id.is_some())
+}
+
+/// A sub-agent was created to fork and has no VM yet (nor failed, nor was asked to
+/// hibernate): its fork may be under way. So is one whose create is in flight.
+fn forking(input: &SetInput<'_>, by_name: &BTreeMap<&str, &PodView>) -> bool {
+    let under_way = |p: &PodView| {
+        p.role == Some(PodRole::SubAgent)
+            && p.fork_from.is_some()
+            && p.vm_id.is_none()
+            && !p.gone_when_deleted()
+            && !p.hibernate_requested
+            && !p.reports_hibernated()
+            && p.provider_failure().is_none()
+    };
+    by_name.values().any(|p| under_way(p))
+        || (1..=*warm_slots(input.spec).end()).any(|slot| {
+            input.expectations.create_pending(&contract::agent_pod_name(&input.set.name, slot))
+        })
 }
 
 /// Current dialect: before a pod that does not restore is created, its VM's `<vm>:hibernate` is

@@ -10,6 +10,7 @@ use super::Context;
 use super::inbox::{Pending, PodsView};
 use super::resource::{Part, Planned};
 use crate::api::CocoonSet;
+use crate::index::CachedSet;
 use crate::k8s::outcome;
 use crate::metrics::Transition;
 use crate::plan::{
@@ -19,7 +20,7 @@ use crate::plan::{
 
 /// The CocoonSet actor's view and bookkeeping.
 pub struct CocoonSetPart {
-    set: Option<Arc<CocoonSet>>,
+    set: Option<CachedSet>,
     view: PodsView,
     memory: SetMemory,
     forks_served: Vec<std::time::Duration>,
@@ -61,15 +62,17 @@ impl Part for CocoonSetPart {
     }
 
     fn object(&self) -> Option<&Arc<CocoonSet>> {
-        self.set.as_ref()
+        self.set.as_ref().map(CachedSet::object)
     }
 
     fn plan(&mut self, ctx: &Context, now: Timestamp) -> Planned<PodAction, Self::Status> {
-        let Some(set) = self.set.clone() else { return Planned::idle() };
+        let Some(cached) = self.set.clone() else { return Planned::idle() };
+        let (set, status) = (cached.object(), cached.status());
         let pods = self.view.pods();
         let nodes = ctx.nodes.current();
         let view = SetView {
-            set: &set,
+            set,
+            status: status.as_ref(),
             pods: &pods,
             snapshots: self.view.snapshots(),
             snapshot_record: self.view.snapshot_record(),
@@ -130,7 +133,7 @@ impl Part for CocoonSetPart {
         outcome: &Outcome,
         now: Timestamp,
     ) -> Recorded {
-        let generation = self.set.as_ref().and_then(|s| s.metadata.generation);
+        let generation = self.set.as_ref().and_then(|s| s.object().metadata.generation);
         record_set(&mut self.memory, generation, step, outcome, &Self::settings(ctx), now)
     }
 

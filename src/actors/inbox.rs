@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::api::{CocoonSet, Hibernation};
-use crate::index::{SnapshotCell, Update};
+use crate::api::Hibernation;
+use crate::index::{CachedSet, SnapshotCell, Update};
 use crate::plan::PodView;
 use crate::plan::Snapshots;
 use crate::plan::hibernation::Competitor;
@@ -15,7 +15,7 @@ use crate::plan::hibernation::Competitor;
 /// Changes waiting for an actor. `Some(None)` means "deleted".
 #[derive(Default, Debug)]
 pub struct Pending {
-    pub cocoon_set: Option<Option<Arc<CocoonSet>>>,
+    pub cocoon_set: Option<Option<CachedSet>>,
     pub hibernation: Option<Option<Arc<Hibernation>>>,
     pub pods: BTreeMap<String, Option<Arc<PodView>>>,
     pub snapshots: Option<Arc<SnapshotCell>>,

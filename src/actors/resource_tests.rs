@@ -56,7 +56,7 @@ impl Part for Ticks {
 
     fn absorb(&mut self, pending: Pending) {
         if let Some(set) = pending.cocoon_set {
-            self.set = set;
+            self.set = set.map(|s| s.object().clone());
         }
     }
 
@@ -143,7 +143,7 @@ async fn start(name: &str, resync: Duration) -> Instant {
 async fn start_in(name: &str, ctx: &Arc<Context>) -> (Instant, ActorRef<ResourceMsg>) {
     let spec: CocoonSetSpec =
         serde_json::from_value(serde_json::json!({"agent": {"image": "x"}})).unwrap();
-    let set = Arc::new(CocoonSet::new(name, spec));
+    let set = crate::index::CachedSet::new(CocoonSet::new(name, spec));
     let inbox = Arc::new(Inbox::default());
     inbox.push(Update::CocoonSet(Some(set)));
     let key = ActorKey::cocoon_set("ns", name);

@@ -18,6 +18,7 @@
 //! Each watch's events are folded by its [`relist::Relist`] into applies and deletes
 //! ([`sources`]), so a re-list reports what vanished meanwhile.
 
+mod cached;
 pub mod key;
 mod relist;
 mod sources;
@@ -28,11 +29,12 @@ use std::sync::{Arc, RwLock};
 
 use kube::ResourceExt;
 
+pub use cached::CachedSet;
 pub use key::{ActorKey, ActorKind};
 use relist::Relist;
 use targets::{Follow, Targets};
 
-use crate::api::{CocoonSet, Hibernation};
+use crate::api::Hibernation;
 use crate::k8s::watch::{TargetCommand, WatchEvent};
 use crate::plan::hibernation::Competitor;
 use crate::plan::{Nodes, PodView, Snapshots};
@@ -41,7 +43,7 @@ use crate::plan::{Nodes, PodView, Snapshots};
 #[derive(Debug, Clone)]
 pub enum Update {
     /// The CocoonSet itself (`None`: deleted).
-    CocoonSet(Option<Arc<CocoonSet>>),
+    CocoonSet(Option<CachedSet>),
     /// The Hibernation itself (`None`: deleted).
     Hibernation(Option<Arc<Hibernation>>),
     /// A pod of the actor's view (`None`: gone, or no longer the actor's).
@@ -155,7 +157,7 @@ fn pod_key(pod: &PodView) -> NsName {
 /// The caches and bookkeeping behind routing.
 #[derive(Default)]
 pub struct Index {
-    sets: HashMap<NsName, Arc<CocoonSet>>,
+    sets: HashMap<NsName, CachedSet>,
     set_by_uid: HashMap<String, NsName>,
     hibernations: HashMap<NsName, Arc<Hibernation>>,
     owned_pods: HashMap<NsName, Arc<PodView>>,
@@ -296,7 +298,7 @@ impl Index {
         match key.kind {
             ActorKind::CocoonSet => {
                 let set = self.sets.get(&at)?.clone();
-                let uid = set.uid();
+                let uid = set.object().uid();
                 let mut pods: Vec<(&NsName, &Arc<PodView>)> = self
                     .owned_pods
                     .iter()

@@ -9,7 +9,7 @@ use kube::ResourceExt;
 use kube::runtime::watcher::Event;
 
 use super::relist::Change;
-use super::{ActorKey, Delivery, Index, NsName, Update, key_of, pod_key};
+use super::{ActorKey, CachedSet, Delivery, Index, NsName, Update, key_of, pod_key};
 use crate::api::{CocoonSet, Hibernation};
 use crate::contract;
 use crate::k8s::snapshot_queue::NsSnapshots;
@@ -30,13 +30,14 @@ impl Index {
             match change {
                 Change::Apply(at, set) => {
                     let key = ActorKey::cocoon_set(&at.0, &at.1);
-                    let set = Arc::new(set);
+                    let set = CachedSet::new(set);
+                    let uid = set.object().uid();
                     let old = self.sets.insert(at.clone(), set.clone());
-                    if let Some(uid) = set.uid() {
-                        self.set_by_uid.insert(uid, at.clone());
+                    if let Some(uid) = &uid {
+                        self.set_by_uid.insert(uid.clone(), at.clone());
                     }
-                    let old_uid = old.as_ref().and_then(|o| o.uid());
-                    if old.is_some() && old_uid != set.uid() {
+                    let old_uid = old.as_ref().and_then(|o| o.object().uid());
+                    if old.is_some() && old_uid != uid {
                         // Deleted and recreated while we looked away: a new actor that
                         // inherits nothing.
                         if let Some(uid) = old_uid {
@@ -48,7 +49,7 @@ impl Index {
                 }
                 Change::Delete(at, _) => {
                     if let Some(set) = self.sets.remove(&at)
-                        && let Some(uid) = set.uid()
+                        && let Some(uid) = set.object().uid()
                     {
                         self.set_by_uid.remove(&uid);
                     }

@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::runtime::watcher::Event;
 
 use super::*;
-use crate::api::{CocoonSetSpec, HibernationAction, HibernationSpec};
+use crate::api::{CocoonSet, CocoonSetSpec, HibernationAction, HibernationSpec};
 
 pub(super) fn set(name: &str, uid: &str) -> CocoonSet {
     let spec: CocoonSetSpec =

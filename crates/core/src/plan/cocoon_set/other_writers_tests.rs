@@ -45,6 +45,7 @@ fn pass(set: &CocoonSet, pods: &[PodView], memory: &mut SetMemory, now: i64) -> 
     let nodes = crate::plan::Nodes::default();
     let view = SetView {
         set,
+        status: set.status.as_ref(),
         pods,
         snapshots: &snapshots,
         snapshot_record: true,

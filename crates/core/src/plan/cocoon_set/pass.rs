@@ -179,8 +179,11 @@ const BATCH_LIMIT: u32 = 5;
 /// What one CocoonSet actor sees.
 #[derive(Clone, Copy, Debug)]
 pub struct SetView<'a> {
-    /// The set as last watched.
+    /// The set as last watched (its `status` is not read: see [`SetView::status`]).
     pub set: &'a CocoonSet,
+    /// The set's status as last watched. The operator keeps a set's status as the JSON it was
+    /// read as, and parses it for the pass (a parsed status is more than twice its text).
+    pub status: Option<&'a CocoonSetStatus>,
     /// Pods routed to the actor (they named the set as controller when last seen).
     pub pods: &'a [PodView],
     /// Snapshot entries of the set's namespace.
@@ -287,7 +290,7 @@ pub fn plan_set_pass(
     for pod in &mut pods {
         pod.identify(&set_name);
     }
-    let stored = set.status.clone().unwrap_or_default();
+    let stored = view.status.cloned().unwrap_or_default();
     forget_written_once_seen(&mut memory.last_written, &stored);
     let previous = memory.last_written.as_deref().cloned().unwrap_or_else(|| stored.clone());
     let annotations = set.metadata.annotations.as_ref();

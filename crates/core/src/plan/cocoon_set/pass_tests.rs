@@ -64,6 +64,7 @@ impl Harness {
     fn plan(&mut self) -> SetPlanned {
         let view = SetView {
             set: &self.set,
+            status: self.set.status.as_ref(),
             pods: &self.pods,
             snapshots: &self.snapshots,
             snapshot_record: true,

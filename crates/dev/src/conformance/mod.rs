@@ -80,6 +80,9 @@ pub struct RunResult {
     checkpoints: Vec<compare::Checkpoint>,
     #[serde(skip)]
     events: BTreeSet<String>,
+    /// The words of each Event (the last one of its reason).
+    #[serde(skip)]
+    event_words: BTreeMap<String, String>,
 }
 
 /// A workflow on both providers.
@@ -442,12 +445,26 @@ async fn run_provider(
         .await;
         sim.shutdown().await;
         let differences = if real.passed && simulated.passed {
-            compare::differences(
+            let mut lines = compare::differences(
                 &real.checkpoints,
                 &simulated.checkpoints,
                 &real.events,
                 &simulated.events,
-            )
+            );
+            // What an Event of one side only said: the first clue to why.
+            for line in &mut lines {
+                let said = line.strip_prefix("event ").and_then(|l| l.rsplit_once(": ")).and_then(
+                    |(event, side)| match side {
+                        "real only" => real.event_words.get(event),
+                        "simulator only" => simulated.event_words.get(event),
+                        _ => None,
+                    },
+                );
+                if let Some(words) = said.filter(|w| !w.is_empty()) {
+                    line.push_str(&format!(" ({words})"));
+                }
+            }
+            lines
         } else {
             Vec::new()
         };
@@ -520,6 +537,7 @@ async fn run_one(
     let outcome = workflows::run(workflow, &mut ctx, operator).await;
     let seconds = started.elapsed().as_secs_f64();
     let events = settled_events(&ctx).await;
+    let event_words = ctx.events().await.unwrap_or_default();
     let provider_calls = hypervisor
         .map(|h| {
             let mut counts = BTreeMap::new();
@@ -539,6 +557,7 @@ async fn run_one(
         provider_quirks: Vec::new(),
         checkpoints: ctx.checkpoints,
         events,
+        event_words,
     }
 }
 

@@ -2,7 +2,7 @@
 //! edit sets and Hibernations as a user would, wait for a status with a deadline (polling the
 //! API: a conformance run is a test, not an operator), and take checkpoints.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -193,6 +193,12 @@ impl Ctx<'_> {
     /// The reasons of the Events on this namespace's sets and Hibernations, as `Kind/name type
     /// reason`.
     pub async fn event_reasons(&self) -> Fallible<BTreeSet<String>> {
+        Ok(self.events().await?.into_keys().collect())
+    }
+
+    /// The Events on this namespace's sets and Hibernations: `Kind/name type reason` and the
+    /// words of the last of them.
+    pub async fn events(&self) -> Fallible<BTreeMap<String, String>> {
         let api: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
         let events = api.list(&ListParams::default()).await.map_err(err)?.items;
         Ok(events
@@ -201,12 +207,13 @@ impl Ctx<'_> {
                 let r = e.regarding.as_ref()?;
                 let kind = r.kind.as_deref()?;
                 matches!(kind, "CocoonSet" | "Hibernation").then(|| {
-                    format!(
+                    let key = format!(
                         "{kind}/{} {} {}",
                         r.name.as_deref().unwrap_or_default(),
                         e.type_.as_deref().unwrap_or_default(),
                         e.reason.as_deref().unwrap_or_default()
-                    )
+                    );
+                    (key, e.note.clone().unwrap_or_default())
                 })
             })
             .collect())

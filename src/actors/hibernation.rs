@@ -76,7 +76,7 @@ impl Part for HibernationPart {
             world.competitors = c;
         }
         if let Some(name) = pending.target_listed {
-            world.listed = Some(name);
+            world.listed = Some(name.into());
         }
         if let Some(hib) = pending.hibernation {
             world.hibernation = hib;

@@ -11,17 +11,18 @@ use crate::index::{CachedSet, SnapshotCell, Update};
 use crate::plan::PodView;
 use crate::plan::Snapshots;
 use crate::plan::hibernation::Competitor;
+use crate::plan::observe::Text;
 
 /// Changes waiting for an actor. `Some(None)` means "deleted".
 #[derive(Default, Debug)]
 pub struct Pending {
     pub cocoon_set: Option<Option<CachedSet>>,
     pub hibernation: Option<Option<Arc<Hibernation>>>,
-    pub pods: BTreeMap<String, Option<Arc<PodView>>>,
+    pub pods: BTreeMap<Text, Option<Arc<PodView>>>,
     pub snapshots: Option<Arc<SnapshotCell>>,
     pub competitors: Option<Vec<Competitor>>,
     /// The watch on this pod name delivered its first complete list.
-    pub target_listed: Option<String>,
+    pub target_listed: Option<Text>,
 }
 
 impl Pending {

@@ -51,8 +51,8 @@ pub fn snapshot(registry: &Registry, synced: bool) -> ActorTree {
         ActorNode {
             key: key.to_string(),
             kind: key.kind.as_str(),
-            namespace: key.namespace.clone(),
-            name: key.name.clone(),
+            namespace: key.namespace.to_string(),
+            name: key.name.to_string(),
             resting: actor_status == RESTING,
             actor_status,
             mailbox_depth: inbox.depth(),

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::plan::observe::Text;
+
 /// Which resource an actor serves.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ActorKind {
@@ -18,12 +20,14 @@ impl ActorKind {
     }
 }
 
-/// Kind, namespace and name of the object an actor serves.
+/// Kind, namespace and name of the object an actor serves. The names are inline strings: a key
+/// is kept in several maps per actor and cloned into every delivery, and a Kubernetes name of
+/// up to 24 bytes then needs no allocation.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ActorKey {
     pub kind: ActorKind,
-    pub namespace: String,
-    pub name: String,
+    pub namespace: Text,
+    pub name: Text,
 }
 
 impl ActorKey {

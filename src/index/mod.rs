@@ -37,6 +37,7 @@ use targets::{Follow, Targets};
 use crate::api::Hibernation;
 use crate::k8s::watch::{TargetCommand, WatchEvent};
 use crate::plan::hibernation::Competitor;
+use crate::plan::observe::Text;
 use crate::plan::{Nodes, PodView, Snapshots};
 
 /// One change for an actor's view. Deletions are `None`.
@@ -47,14 +48,14 @@ pub enum Update {
     /// The Hibernation itself (`None`: deleted).
     Hibernation(Option<Arc<Hibernation>>),
     /// A pod of the actor's view (`None`: gone, or no longer the actor's).
-    Pod { name: String, pod: Option<Arc<PodView>> },
+    Pod { name: Text, pod: Option<Arc<PodView>> },
     /// The snapshot entries of the actor's namespace changed (or, in a spawn, where to read
     /// them): the shared cell, read at each pass.
     Snapshots(Arc<SnapshotCell>),
     /// Every Hibernation naming the same pod.
     Competitors(Vec<Competitor>),
     /// The narrow watch on this pod name has listed once: "no pod" now means missing.
-    TargetListed(String),
+    TargetListed(Text),
 }
 
 /// A namespace's snapshot entries as the index last saw them, shared by the index and every
@@ -144,14 +145,18 @@ pub enum Delivery {
     Target(TargetCommand),
 }
 
-type NsName = (String, String);
+/// Namespace and name, inline: the index keeps one per object in a map and in its re-list
+/// bookkeeping, and a name of up to 24 bytes then needs no allocation.
+type NsName = (Text, Text);
 
 fn key_of<K: ResourceExt>(obj: &K) -> NsName {
-    (obj.namespace().unwrap_or_default(), obj.name_any())
+    let meta = obj.meta();
+    let name = meta.name.as_deref().or(meta.generate_name.as_deref()).unwrap_or_default();
+    (Text::from(meta.namespace.as_deref().unwrap_or_default()), Text::from(name))
 }
 
 fn pod_key(pod: &PodView) -> NsName {
-    (pod.namespace.to_string(), pod.name.to_string())
+    (pod.namespace.clone(), pod.name.clone())
 }
 
 /// The caches and bookkeeping behind routing.
@@ -197,7 +202,7 @@ impl Index {
                     self.follow(follows)
                 }
                 WatchEvent::TargetPod { namespace, name, event } => {
-                    let follows = self.targets.narrow_event((namespace, name), event);
+                    let follows = self.targets.narrow_event((namespace.into(), name.into()), event);
                     self.follow(follows)
                 }
                 WatchEvent::Node(e) => self.node(e),
@@ -315,7 +320,7 @@ impl Index {
             }
             ActorKind::Hibernation => {
                 let hib = self.hibernations.get(&at)?.clone();
-                let target = (key.namespace.clone(), hib.spec.pod_name.clone());
+                let target = (key.namespace.clone(), Text::from(hib.spec.pod_name.as_str()));
                 updates.extend(self.targets.updates_for(&target, &self.owned_pods));
                 updates.push(Update::Competitors(self.targets.competitors(&target)));
                 updates.push(Update::Hibernation(Some(hib)));

@@ -13,6 +13,7 @@ use super::{ActorKey, CachedSet, Delivery, Index, NsName, Update, key_of, pod_ke
 use crate::api::{CocoonSet, Hibernation};
 use crate::contract;
 use crate::k8s::snapshot_queue::NsSnapshots;
+use crate::plan::observe::Text;
 use crate::plan::{NodeSeen, PodView, Snapshots};
 
 /// The entries added, removed or changed between two versions of a namespace's entries.
@@ -71,9 +72,9 @@ impl Index {
                     let key = ActorKey::hibernation(&at.0, &at.1);
                     let hib = Arc::new(hib);
                     let old = self.hibernations.insert(at.clone(), hib.clone());
-                    let target = (at.0.clone(), hib.spec.pod_name.clone());
+                    let target = (at.0.clone(), Text::from(hib.spec.pod_name.as_str()));
                     if let Some(old) = &old {
-                        let old_target = (at.0.clone(), old.spec.pod_name.clone());
+                        let old_target = (at.0.clone(), Text::from(old.spec.pod_name.as_str()));
                         if old_target != target {
                             let (named, follow) =
                                 self.targets.unname(&old_target, &at.1, &self.owned_pods);
@@ -103,7 +104,7 @@ impl Index {
                 }
                 Change::Delete(at, _) => {
                     if let Some(hib) = self.hibernations.remove(&at) {
-                        let target = (at.0.clone(), hib.spec.pod_name.clone());
+                        let target = (at.0.clone(), Text::from(hib.spec.pod_name.as_str()));
                         let (named, follow) = self.targets.unname(&target, &at.1, &self.owned_pods);
                         self.follow_into(follow, &mut out);
                         if named {
@@ -178,7 +179,7 @@ impl Index {
         }
         for pod in gone {
             if let Some(owner) = self.owner_of(&pod) {
-                let update = Update::Pod { name: pod.name.to_string(), pod: None };
+                let update = Update::Pod { name: pod.name.clone(), pod: None };
                 self.deliver_live(owner, vec![update], &mut out);
             }
             let follows = self.targets.owned_changed(&pod_key(&pod), None, &self.owned_pods);
@@ -194,11 +195,11 @@ impl Index {
         let named = contract::vm_name_owners(namespace, vm)?;
         let mut owners = Vec::new();
         for set in named.sets {
-            if self.sets.contains_key(&(namespace.to_string(), set.to_string())) {
+            if self.sets.contains_key(&(Text::from(namespace), Text::from(set))) {
                 owners.push(ActorKey::cocoon_set(namespace, set));
             }
         }
-        let pod = (namespace.to_string(), named.pod.to_string());
+        let pod = (Text::from(namespace), Text::from(named.pod));
         for name in self.targets.namers(&pod) {
             owners.push(ActorKey::hibernation(namespace, &name));
         }

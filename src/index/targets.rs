@@ -131,7 +131,7 @@ impl Targets {
             && !self.labelled.contains_key(target)
             && owned_view(owned, target).is_none();
         let running = self.narrow.contains(target);
-        let (namespace, pod) = (target.0.clone(), target.1.clone());
+        let (namespace, pod) = (target.0.to_string(), target.1.to_string());
         let command = if want && !running {
             self.narrow.insert(target.clone());
             Some(TargetCommand::Watch { namespace, pod })
@@ -298,7 +298,7 @@ mod tests {
     use super::*;
 
     fn target(pod: &str) -> NsName {
-        ("ns".to_string(), pod.to_string())
+        ("ns".into(), pod.into())
     }
 
     fn commands(follows: impl IntoIterator<Item = Follow>) -> Vec<TargetCommand> {

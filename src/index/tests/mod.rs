@@ -88,7 +88,7 @@ pub(super) fn pod_updates(deliveries: &[Delivery]) -> Vec<(String, String, bool)
         };
         for u in updates {
             if let Update::Pod { name, pod } = u {
-                out.push((key.to_string(), name.clone(), pod.is_some()));
+                out.push((key.to_string(), name.to_string(), pod.is_some()));
             }
         }
     }

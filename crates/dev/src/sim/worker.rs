@@ -554,19 +554,10 @@ impl PodWorker {
     async fn vanish(&mut self, intent: &PodIntent, name: &str) -> Result<Progress> {
         self.ctx.table().remove(&self.uid);
         warn!(pod = %intent.key, vm = %name, "vm {name} confirmed gone, deleting pod {} (fault injection)", intent.key);
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: Some(self.uid.clone()),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &intent.namespace);
-        match api.delete(&intent.name, &params).await {
-            Ok(_) => Ok(Progress::Idle),
-            Err(e) if matches!(status_code(&e), Some(404 | 409)) => Ok(Progress::Idle),
-            Err(e) => Err(Error::api(format!("delete pod {}", intent.key), e)),
-        }
+        // Graceful, as v0.2.9's `evictPod` (`Delete` with default options): the pod shows
+        // terminating until its own delete path removes it.
+        self.delete_this_pod(intent, None).await?;
+        Ok(Progress::Idle)
     }
 
     /// Wakes as v0.2 and current do: pull `<vm>:hibernate` (never deleted by the provider)
@@ -699,9 +690,16 @@ impl PodWorker {
     /// Removes this worker's pod at once (grace 0), once: gone already (404) or replaced by
     /// another pod of the same name (409, the UID precondition) counts as removed.
     async fn remove_pod(&mut self, intent: &PodIntent) -> Result<Progress> {
+        self.delete_this_pod(intent, Some(0)).await?;
+        self.removed = true;
+        Ok(Progress::Idle)
+    }
+
+    /// Deletes the pod this worker serves, with `grace` (`None`: the pod's own); never a pod
+    /// recreated under the same name (another VM), and a pod already gone is no error.
+    async fn delete_this_pod(&self, intent: &PodIntent, grace: Option<u32>) -> Result<()> {
         let params = DeleteParams {
-            grace_period_seconds: Some(0),
-            // Never remove a pod recreated under the same name: it is another VM.
+            grace_period_seconds: grace,
             preconditions: Some(Preconditions {
                 uid: Some(self.uid.clone()),
                 resource_version: None,
@@ -710,12 +708,10 @@ impl PodWorker {
         };
         let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &intent.namespace);
         match api.delete(&intent.name, &params).await {
-            Ok(_) => {}
-            Err(e) if matches!(status_code(&e), Some(404 | 409)) => {}
-            Err(e) => return Err(Error::api(format!("delete pod {}", intent.key), e)),
+            Ok(_) => Ok(()),
+            Err(e) if matches!(status_code(&e), Some(404 | 409)) => Ok(()),
+            Err(e) => Err(Error::api(format!("delete pod {}", intent.key), e)),
         }
-        self.removed = true;
-        Ok(Progress::Idle)
     }
 
     async fn namespace_terminating(&self, namespace: &str) -> bool {

@@ -854,17 +854,25 @@ fn a_pod_the_provider_deleted_while_hibernating_comes_back_from_its_pushed_snaps
     assert_eq!(image.as_deref(), Some("vk-prod-demo-0:hibernate"));
 }
 
-#[test]
-fn a_pod_seen_hibernating_that_goes_before_any_status_said_so_is_still_looked_for() {
+/// A suspended set on a v0.2 node with a registry, its main asked to hibernate (and changed by
+/// `shape`), after one pass.
+fn suspended_v02_harness(shape: impl FnOnce(&mut PodView)) -> Harness {
     use crate::contract::Dialect;
     let mut main = agent(0);
     main.dialect = Some(Dialect::V02);
     main.hibernate_requested = true;
+    shape(&mut main);
     let mut h = Harness::new(0, vec![main]);
     h.set.spec.suspend = true;
     h.nodes = pool_nodes(Dialect::V02);
     h.registry = true;
     h.pass(done);
+    h
+}
+
+#[test]
+fn a_pod_seen_hibernating_that_goes_before_any_status_said_so_is_still_looked_for() {
+    let mut h = suspended_v02_harness(|_| {});
     // The provider deletes it (PROVIDERS.md §6.14) before its hibernated shape was seen.
     h.pods[0].terminating = true;
     h.pass(done);
@@ -882,15 +890,7 @@ fn a_pod_seen_hibernating_that_goes_before_any_status_said_so_is_still_looked_fo
 fn a_suspended_set_whose_pod_the_provider_deletes_unanswered_is_suspended_only_once_the_registry_said()
  {
     use crate::api::{CocoonSetPhase, VmPhase};
-    use crate::contract::Dialect;
-    let mut main = agent(0);
-    main.dialect = Some(Dialect::V02);
-    main.hibernate_requested = true;
-    let mut h = Harness::new(0, vec![main]);
-    h.set.spec.suspend = true;
-    h.nodes = pool_nodes(Dialect::V02);
-    h.registry = true;
-    h.pass(done);
+    let mut h = suspended_v02_harness(|_| {});
     let status = |h: &Harness| h.set.status.clone().unwrap();
     assert_eq!(status(&h).phase, Some(CocoonSetPhase::Suspending));
     // v0.2.9 saw the VM removed before its own record of the hibernate (PROVIDERS.md quirk
@@ -921,19 +921,12 @@ fn a_suspended_set_whose_pod_the_provider_deletes_unanswered_is_suspended_only_o
 #[test]
 fn a_hibernated_pod_the_provider_deletes_shows_hibernated_in_the_registry_while_it_goes() {
     use crate::api::{CocoonSetPhase, VmPhase};
-    use crate::contract::Dialect;
-    let mut main = agent(0);
-    main.dialect = Some(Dialect::V02);
-    main.hibernate_requested = true;
-    main.hibernated = true;
-    main.ready = false;
-    main.phase = crate::plan::observe::PodPhase::Pending;
-    main.terminating = true;
-    let mut h = Harness::new(0, vec![main]);
-    h.set.spec.suspend = true;
-    h.nodes = pool_nodes(Dialect::V02);
-    h.registry = true;
-    h.pass(done);
+    let h = suspended_v02_harness(|main| {
+        main.hibernated = true;
+        main.ready = false;
+        main.phase = crate::plan::observe::PodPhase::Pending;
+        main.terminating = true;
+    });
     let status = h.set.status.clone().unwrap();
     assert_eq!(status.phase, Some(CocoonSetPhase::Suspended), "{status:?}");
     assert_eq!(status.agents[0].phase, VmPhase::Hibernated, "as it shows once gone");

@@ -15,7 +15,7 @@
 //! thousand sets in one namespace would otherwise all plan again for every entry any VM writes,
 //! or each keep the copy it was last handed). Actors are per object *incarnation*: an object
 //! deleted and recreated under the same name (a new UID) gets a new actor that inherits nothing.
-//! Each watch's events are folded by its [`relist::Relist`] into applies and deletes
+//! Each watch's events are folded by its [`relist::Listing`] into applies and deletes
 //! ([`sources`]), so a re-list reports what vanished meanwhile.
 
 mod cached;
@@ -31,7 +31,7 @@ use kube::ResourceExt;
 
 pub use cached::CachedSet;
 pub use key::{ActorKey, ActorKind};
-use relist::Relist;
+use relist::{Listing, Relist};
 use targets::{Follow, Targets};
 
 use crate::api::Hibernation;
@@ -111,6 +111,12 @@ impl NodeCell {
     }
 }
 
+/// Whether the owned-pod watch shows `pod` now (it selects the set label): a pod that left it
+/// is kept for its set without the label (`PodView::left_the_watch`).
+pub(crate) fn shown_by_owned_watch(pod: &PodView) -> bool {
+    pod.labels.contains_key(crate::contract::LABEL_COCOONSET)
+}
+
 /// Which life of an actor: a new one for every spawn of a key.
 pub type Incarnation = u64;
 
@@ -171,9 +177,12 @@ pub struct Index {
     /// The provider's nodes (shared with the actors).
     nodes: Arc<NodeCell>,
     relist_nodes: Relist<String>,
-    relist_sets: Relist<NsName>,
+    /// The sets' re-list: `sets` holds every key the watch has shown.
+    relist_sets: Listing<NsName>,
     relist_hibs: Relist<NsName>,
-    relist_owned: Relist<NsName>,
+    /// The owned pods' re-list: `owned_pods` holds every key the watch has shown, with the
+    /// label (see [`shown_by_owned_watch`]).
+    relist_owned: Listing<NsName>,
     relist_snapshots: Relist<String>,
     /// The pods Hibernations name, and what the watches show of them.
     targets: Targets,

@@ -1,7 +1,10 @@
-//! Tracks the keys one watch stream has shown, so that a re-list (`Init…InitDone`) reports the
-//! objects that vanished while the watch was down: deleted events can be lost. [`Relist::fold`]
-//! turns any watch event into the changes it means for a cache keyed by `K` (as kubert's
-//! `apply`/`delete`/`reset`), so each cache writes only what applying and removing mean to it.
+//! Folds one watch stream's events into the changes they mean for a cache, so that a re-list
+//! (`Init…InitDone`) reports the objects that vanished while the watch was down: deleted events
+//! can be lost. [`Listing::fold`] turns any watch event into the changes it means for a cache
+//! keyed by `K` (as kubert's `apply`/`delete`/`reset`), so each cache writes only what applying
+//! and removing mean to it. A cache that holds every key its stream shows (the sets, the owned
+//! pods: thousands of keys) names them when a re-list completes and keeps no second copy;
+//! [`Relist`] keeps that copy for the caches that do not hold each key they are shown.
 
 use std::collections::HashSet;
 use std::hash::Hash;
@@ -19,69 +22,90 @@ pub enum Change<K, T> {
     Listed,
 }
 
+/// The keys a re-list in progress has shown.
 #[derive(Debug)]
-pub struct Relist<K> {
-    known: HashSet<K>,
+pub struct Listing<K> {
     seen: Option<HashSet<K>>,
 }
 
-impl<K: Hash + Eq + Clone> Default for Relist<K> {
+impl<K> Default for Listing<K> {
     fn default() -> Self {
-        Self { known: HashSet::new(), seen: None }
+        Self { seen: None }
     }
 }
 
-impl<K: Hash + Eq + Clone> Relist<K> {
-    /// A re-list starts.
-    pub fn init(&mut self) {
-        self.seen = Some(HashSet::new());
-    }
-
-    pub fn apply(&mut self, key: K) {
-        if let Some(seen) = self.seen.as_mut() {
-            seen.insert(key.clone());
-        }
-        self.known.insert(key);
-    }
-
-    pub fn delete(&mut self, key: &K) {
-        self.known.remove(key);
-    }
-
-    /// The changes `event` means, keyed by `key`.
-    pub fn fold<T>(&mut self, event: Event<T>, key: impl Fn(&T) -> K) -> Vec<Change<K, T>> {
+impl<K: Hash + Eq + Clone> Listing<K> {
+    /// The changes `event` means, keyed by `key`. `known` names, when a re-list completes, the
+    /// keys the cache holds of this stream (shown and not deleted since): those the re-list did
+    /// not show are deleted.
+    pub fn fold<T, I>(
+        &mut self,
+        event: Event<T>,
+        key: impl Fn(&T) -> K,
+        known: impl FnOnce() -> I,
+    ) -> Vec<Change<K, T>>
+    where
+        I: IntoIterator<Item = K>,
+    {
         match event {
             Event::Init => {
-                self.init();
+                self.seen = Some(HashSet::new());
                 Vec::new()
             }
             Event::InitApply(obj) | Event::Apply(obj) => {
                 let k = key(&obj);
-                self.apply(k.clone());
+                if let Some(seen) = self.seen.as_mut() {
+                    seen.insert(k.clone());
+                }
                 vec![Change::Apply(k, obj)]
             }
-            Event::Delete(obj) => {
-                let k = key(&obj);
-                self.delete(&k);
-                vec![Change::Delete(k, Some(obj))]
-            }
+            Event::Delete(obj) => vec![Change::Delete(key(&obj), Some(obj))],
             Event::InitDone => {
-                let mut changes: Vec<Change<K, T>> =
-                    self.done().into_iter().map(|k| Change::Delete(k, None)).collect();
+                let mut changes: Vec<Change<K, T>> = match self.seen.take() {
+                    None => Vec::new(),
+                    Some(seen) => known()
+                        .into_iter()
+                        .filter(|k| !seen.contains(k))
+                        .map(|k| Change::Delete(k, None))
+                        .collect(),
+                };
                 changes.push(Change::Listed);
                 changes
             }
         }
     }
+}
 
-    /// The re-list is complete: returns the keys that were known but not listed again.
-    pub fn done(&mut self) -> Vec<K> {
-        let Some(seen) = self.seen.take() else { return Vec::new() };
-        let vanished: Vec<K> = self.known.iter().filter(|k| !seen.contains(k)).cloned().collect();
-        for k in &vanished {
-            self.known.remove(k);
+/// A [`Listing`] that keeps the keys its stream has shown itself.
+#[derive(Debug)]
+pub struct Relist<K> {
+    known: HashSet<K>,
+    listing: Listing<K>,
+}
+
+impl<K> Default for Relist<K> {
+    fn default() -> Self {
+        Self { known: HashSet::new(), listing: Listing::default() }
+    }
+}
+
+impl<K: Hash + Eq + Clone> Relist<K> {
+    /// The changes `event` means, keyed by `key`.
+    pub fn fold<T>(&mut self, event: Event<T>, key: impl Fn(&T) -> K) -> Vec<Change<K, T>> {
+        let known = &mut self.known;
+        let changes = self.listing.fold(event, key, || known.iter().cloned().collect::<Vec<K>>());
+        for change in &changes {
+            match change {
+                Change::Apply(k, _) => {
+                    known.insert(k.clone());
+                }
+                Change::Delete(k, _) => {
+                    known.remove(k);
+                }
+                Change::Listed => {}
+            }
         }
-        vanished
+        changes
     }
 }
 
@@ -106,18 +130,34 @@ mod tests {
             vec![Change::Delete("b".into(), None), Change::Listed],
             "b vanished while the watch was down"
         );
+        r.fold(Event::Init, key);
+        assert_eq!(
+            r.fold(Event::InitDone, key),
+            vec![Change::Delete("c".into(), None), Change::Listed],
+            "b is no longer known: only c vanishes in an empty relist"
+        );
     }
 
     #[test]
-    fn objects_missing_from_a_relist_are_reported_as_deleted() {
-        let mut r = Relist::default();
-        r.apply("a");
-        r.apply("b");
-        r.init();
-        r.apply("b");
-        r.apply("c");
-        assert_eq!(r.done(), vec!["a"]);
-        r.init();
-        assert_eq!(r.done().len(), 2, "b and c vanish in an empty relist");
+    fn a_listing_deletes_what_the_cache_names_and_the_relist_did_not_show() {
+        let mut l = Listing::default();
+        let key = |s: &&str| s.to_string();
+        let none = Vec::<String>::new;
+        assert_eq!(l.fold(Event::InitDone, key, none), vec![Change::Listed], "no re-list began");
+        l.fold(Event::Init, key, none);
+        l.fold(Event::InitApply("b"), key, none);
+        let cache = || vec!["a".to_string(), "b".to_string()];
+        assert_eq!(
+            l.fold(Event::InitDone, key, cache),
+            vec![Change::Delete("a".into(), None), Change::Listed],
+            "a is held by the cache and was not listed again"
+        );
+        // The keys are asked for only when a re-list completes.
+        let asked = std::cell::Cell::new(false);
+        l.fold(Event::Apply("c"), key, || {
+            asked.set(true);
+            Vec::new()
+        });
+        assert!(!asked.get());
     }
 }

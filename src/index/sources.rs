@@ -1,6 +1,6 @@
 //! What each watch's events mean for the index: CocoonSets and Hibernations (their actors),
 //! the pods the sets own (routed by controller UID), and the snapshot entries (routed by the
-//! VM names they key). Each source folds its events through its [`Relist`](super::relist)
+//! VM names they key). Each source folds its events through its [`Listing`](super::relist)
 //! into applies and deletes, and writes only what those mean to it.
 
 use std::sync::Arc;
@@ -9,7 +9,9 @@ use kube::ResourceExt;
 use kube::runtime::watcher::Event;
 
 use super::relist::Change;
-use super::{ActorKey, CachedSet, Delivery, Index, NsName, Update, key_of, pod_key};
+use super::{
+    ActorKey, CachedSet, Delivery, Index, NsName, Update, key_of, pod_key, shown_by_owned_watch,
+};
 use crate::api::{CocoonSet, Hibernation};
 use crate::contract;
 use crate::k8s::snapshot_queue::NsSnapshots;
@@ -27,7 +29,9 @@ fn changed_entries<'a>(old: &'a Snapshots, new: &'a Snapshots) -> Vec<&'a str> {
 impl Index {
     pub(super) fn cocoon_set(&mut self, event: Event<CocoonSet>) -> Vec<Delivery> {
         let mut out = Vec::new();
-        for change in self.relist_sets.fold(event, key_of) {
+        let sets = &self.sets;
+        let known = || sets.keys().cloned().collect::<Vec<_>>();
+        for change in self.relist_sets.fold(event, key_of, known) {
             match change {
                 Change::Apply(at, set) => {
                     let key = ActorKey::cocoon_set(&at.0, &at.1);
@@ -136,7 +140,12 @@ impl Index {
     pub(super) fn owned_pod(&mut self, event: Event<PodView>) -> Vec<Delivery> {
         let mut out = Vec::new();
         let mut gone: Vec<Arc<PodView>> = Vec::new();
-        for change in self.relist_owned.fold(event, pod_key) {
+        let owned = &self.owned_pods;
+        let known = || {
+            let shown = owned.iter().filter(|(_, pod)| shown_by_owned_watch(pod));
+            shown.map(|(at, _)| at.clone()).collect::<Vec<_>>()
+        };
+        for change in self.relist_owned.fold(event, pod_key, known) {
             match change {
                 Change::Apply(at, pod) => {
                     let pod = Arc::new(pod);

@@ -14,7 +14,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::watcher::Event;
 
 use super::relist::{Change, Relist};
-use super::{NsName, Update, pod_key};
+use super::{NsName, Update, pod_key, shown_by_owned_watch};
 use crate::contract;
 use crate::k8s::watch::TargetCommand;
 use crate::plan::hibernation::Competitor;
@@ -290,7 +290,7 @@ impl Targets {
 /// The owned-pod watch's current view of `target`, while that watch shows it (a pod that left
 /// it is kept for its set without the label, and is no longer followed there).
 fn owned_view<'a>(owned: &'a Owned, target: &NsName) -> Option<&'a Arc<PodView>> {
-    owned.get(target).filter(|pod| pod.labels.contains_key(contract::LABEL_COCOONSET))
+    owned.get(target).filter(|pod| shown_by_owned_watch(pod))
 }
 
 #[cfg(test)]

@@ -27,6 +27,27 @@ fn a_relist_reports_pods_that_vanished_meanwhile_as_deleted() {
 }
 
 #[test]
+fn a_relist_retires_the_sets_deleted_meanwhile_and_keeps_those_it_shows() {
+    let mut index = Index::default();
+    index.apply(set_event(Event::Apply(set("a", "uid-a"))));
+    index.apply(set_event(Event::Apply(set("b", "uid-b"))));
+    index.apply(set_event(Event::Init));
+    index.apply(set_event(Event::InitApply(set("b", "uid-b"))));
+    let done = index.apply(set_event(Event::InitDone));
+    assert!(
+        matches!(done.as_slice(), [Delivery::Retire { key, update: Update::CocoonSet(None) }]
+            if *key == ActorKey::cocoon_set("ns", "a")),
+        "{done:?}"
+    );
+    let live: Vec<String> = index.live().map(ToString::to_string).collect();
+    assert_eq!(live, vec!["cs/ns/b".to_string()]);
+    // The retired set is forgotten: the next re-list has nothing more to retire.
+    index.apply(set_event(Event::Init));
+    index.apply(set_event(Event::InitApply(set("b", "uid-b"))));
+    assert!(index.apply(set_event(Event::InitDone)).is_empty());
+}
+
+#[test]
 fn a_new_set_spawns_one_actor_with_its_whole_view_and_pods_never_spawn_one() {
     let mut index = Index::default();
     let early = index.apply(pod_event(Event::Apply(pod("a-0", "uid-a", "a"))));

@@ -119,6 +119,80 @@ pub enum PodPhase {
     Unknown,
 }
 
+/// The facts of a [`PodView`] that most pods never carry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodRare {
+    /// The pod's status reason (e.g. `ProviderFailed`).
+    pub reason: Option<Text>,
+    /// The pod's status message.
+    pub message: Option<Text>,
+    /// Name of the Hibernation that holds the pod (`cocoon.cis/hibernated-by`).
+    pub hibernated_by: Option<Text>,
+    /// Why the scheduler cannot place the pod (its `PodScheduled` condition is False), in the
+    /// scheduler's words.
+    pub unschedulable: Option<Text>,
+    /// The lifecycle state the provider published (current).
+    pub lifecycle: Option<Lifecycle>,
+    /// `controller.kubernetes.io/pod-deletion-cost` as set, even if empty.
+    pub deletion_cost: Option<Text>,
+    /// The cost the pod had before a Hibernation raised it (`cocoon.cis/previous-deletion-cost`);
+    /// empty means it had none.
+    pub previous_deletion_cost: Option<Text>,
+}
+
+impl PodRare {
+    /// None of them: a running pod's usual case.
+    const NONE: PodRare = PodRare {
+        reason: None,
+        message: None,
+        hibernated_by: None,
+        unschedulable: None,
+        lifecycle: None,
+        deletion_cost: None,
+        previous_deletion_cost: None,
+    };
+}
+
+/// A pod's [`PodRare`] facts, allocated only when it carries one: reads of a pod without
+/// any see [`PodRare::NONE`], and the first write allocates.
+#[derive(Clone, Default)]
+pub struct Seldom(Option<Box<PodRare>>);
+
+impl Seldom {
+    /// Keeps `rare`, without an allocation when it holds nothing.
+    pub fn new(rare: PodRare) -> Self {
+        Self((rare != PodRare::NONE).then(|| Box::new(rare)))
+    }
+}
+
+impl std::ops::Deref for Seldom {
+    type Target = PodRare;
+    fn deref(&self) -> &PodRare {
+        static NONE: PodRare = PodRare::NONE;
+        self.0.as_deref().unwrap_or(&NONE)
+    }
+}
+
+impl std::ops::DerefMut for Seldom {
+    fn deref_mut(&mut self) -> &mut PodRare {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl PartialEq for Seldom {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Seldom {}
+
+impl std::fmt::Debug for Seldom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
 /// The facts about one pod that planning and the operator's router read. The operator caches
 /// pods in this form only: a watched pod object is viewed and dropped (a pod object with its
 /// status costs several KiB; a view a few hundred bytes).
@@ -140,12 +214,12 @@ pub struct PodView {
     /// The operator's labels as the pod carries them ([`contract::OBSERVED_LABELS`]: compared
     /// to be put back).
     pub labels: Labels,
+    /// What most pods never carry (a failure's words, a Hibernation's hold, a deletion cost,
+    /// the current dialect's lifecycle state), kept apart so that the views of thousands of
+    /// running pods do not each hold room for it.
+    pub rare: Seldom,
     /// Coarse `status.phase`.
     pub phase: PodPhase,
-    /// The pod's status reason (e.g. `ProviderFailed`).
-    pub reason: Option<Text>,
-    /// The pod's status message.
-    pub message: Option<Text>,
     /// Ready condition is True.
     pub ready: bool,
     /// When the Ready condition last changed.
@@ -159,8 +233,6 @@ pub struct PodView {
     pub terminating: bool,
     /// `cocoon.cis/hibernate=true` is set.
     pub hibernate_requested: bool,
-    /// Name of the Hibernation that holds the pod (`cocoon.cis/hibernated-by`).
-    pub hibernated_by: Option<Text>,
     /// Name of the pod's VM (`cocoon.cis/vm-name`).
     pub vm_name: Option<Text>,
     /// ID of the pod's VM (`cocoon.cis/vm-id`).
@@ -183,24 +255,14 @@ pub struct PodView {
     pub dialect: Option<Dialect>,
     /// The node the pod is bound to.
     pub node: Option<Text>,
-    /// Why the scheduler cannot place the pod (its `PodScheduled` condition is False), in the
-    /// scheduler's words.
-    pub unschedulable: Option<Text>,
     /// A scheduler has looked at the pod: it has a `PodScheduled` condition, either way.
     pub scheduler_looked: bool,
     /// The generation stamp the operator last wrote on the pod (current).
     pub stamp: Option<i64>,
-    /// The lifecycle state the provider published (current).
-    pub lifecycle: Option<Lifecycle>,
     /// The pod asks to restore its VM from its `:hibernate` snapshot (current).
     pub restore_marked: bool,
     /// VNC port of the VM (`cocoon.cis/vnc-port`), if it parses.
     pub vnc_port: Option<i32>,
-    /// `controller.kubernetes.io/pod-deletion-cost` as set, even if empty.
-    pub deletion_cost: Option<Text>,
-    /// The cost the pod had before a Hibernation raised it (`cocoon.cis/previous-deletion-cost`);
-    /// empty means it had none.
-    pub previous_deletion_cost: Option<Text>,
 }
 
 impl PodView {
@@ -217,23 +279,23 @@ impl PodView {
 
     /// No lifecycle state (seed, v0.2), or the state `state` answering the latest stamp.
     fn lifecycle_is(&self, state: LifecycleState) -> bool {
-        self.lifecycle.as_ref().is_none_or(|l| l.state == state && l.answers(self.stamp))
+        self.rare.lifecycle.as_ref().is_none_or(|l| l.state == state && l.answers(self.stamp))
     }
 
     /// The provider's own words for why it could not provide the VM: a create or update it
     /// refused (`ProviderFailed`), a `failed` lifecycle state answering the latest stamp, or a
     /// pod it failed for good. `None` while nothing failed.
     pub fn provider_failure(&self) -> Option<String> {
-        if let Some(l) = self.lifecycle.as_ref().filter(|l| l.state == LifecycleState::Failed)
+        if let Some(l) = self.rare.lifecycle.as_ref().filter(|l| l.state == LifecycleState::Failed)
             && l.answers(self.stamp)
         {
             return Some(l.message.clone().unwrap_or_else(|| "lifecycle state failed".into()));
         }
         // A running VM's pod outlives the refusal it may have shown before.
-        let refused = self.reason.as_deref() == Some(contract::REASON_PROVIDER_FAILED)
+        let refused = self.rare.reason.as_deref() == Some(contract::REASON_PROVIDER_FAILED)
             && self.phase != PodPhase::Running;
         (refused || self.phase == PodPhase::Failed).then(|| {
-            let words = self.message.as_deref().or(self.reason.as_deref());
+            let words = self.rare.message.as_deref().or(self.rare.reason.as_deref());
             words.unwrap_or("the pod failed").to_string()
         })
     }
@@ -247,7 +309,7 @@ impl PodView {
     /// The generation stamp the next request carries: above every stamp the pod or the
     /// provider's answer has shown (the provider drops answers to lower stamps).
     pub fn next_stamp(&self) -> i64 {
-        let observed = self.lifecycle.as_ref().and_then(|l| l.observed);
+        let observed = self.rare.lifecycle.as_ref().and_then(|l| l.observed);
         self.stamp.max(observed).unwrap_or(0).saturating_add(1)
     }
 
@@ -396,15 +458,13 @@ impl PodView {
             role: None,
             slot: None,
             labels: Labels::default(),
+            rare: Seldom::default(),
             phase: PodPhase::Pending,
-            reason: None,
-            message: None,
             ready: false,
             ready_changed_at: None,
             hibernated: false,
             terminating: false,
             hibernate_requested: false,
-            hibernated_by: None,
             vm_name: None,
             vm_id: None,
             ip: None,
@@ -415,14 +475,10 @@ impl PodView {
             image: None,
             dialect: None,
             node: None,
-            unschedulable: None,
             scheduler_looked: false,
             stamp: None,
-            lifecycle: None,
             restore_marked: false,
             vnc_port: None,
-            deletion_cost: None,
-            previous_deletion_cost: None,
         }
     }
 
@@ -487,6 +543,22 @@ impl PodView {
         };
         let owned_labels =
             contract::OBSERVED_LABELS.iter().filter_map(|k| label(k).map(|v| (*k, v))).collect();
+        let rare = Seldom::new(PodRare {
+            reason,
+            message: status.and_then(|s| s.message.as_ref()).map(text),
+            hibernated_by: ann(contract::ANN_HIBERNATED_BY),
+            unschedulable: status
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled" && c.status == "False"))
+                .map(|c| text(c.message.as_ref().or(c.reason.as_ref()).map_or("", |m| m.as_str()))),
+            lifecycle,
+            deletion_cost: annotations
+                .and_then(|a| a.get(contract::ANN_POD_DELETION_COST))
+                .map(text),
+            previous_deletion_cost: annotations
+                .and_then(|a| a.get(contract::ANN_PREVIOUS_DELETION_COST))
+                .map(text),
+        });
         Self {
             name: meta.name.as_ref().map(text).unwrap_or_default(),
             namespace: meta.namespace.as_ref().map(text).unwrap_or_default(),
@@ -499,9 +571,8 @@ impl PodView {
             role: None,
             slot: None,
             labels: owned_labels,
+            rare,
             phase,
-            reason,
-            message: status.and_then(|s| s.message.as_ref()).map(text),
             ready: ready_condition.is_some_and(|c| c.status == "True"),
             ready_changed_at: ready_condition
                 .and_then(|c| c.last_transition_time.as_ref())
@@ -509,7 +580,6 @@ impl PodView {
             hibernated,
             terminating: meta.deletion_timestamp.is_some(),
             hibernate_requested: contract::asks_hibernate(ann(keys.hibernate).as_deref()),
-            hibernated_by: ann(contract::ANN_HIBERNATED_BY),
             vm_name: ann(keys.vm_name),
             vm_id,
             ip,
@@ -520,24 +590,13 @@ impl PodView {
             image: ann(keys.image),
             dialect,
             node: pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).map(text),
-            unschedulable: status
-                .and_then(|s| s.conditions.as_ref())
-                .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled" && c.status == "False"))
-                .map(|c| text(c.message.as_ref().or(c.reason.as_ref()).map_or("", |m| m.as_str()))),
             scheduler_looked: status
                 .and_then(|s| s.conditions.as_ref())
                 .is_some_and(|c| c.iter().any(|c| c.type_ == "PodScheduled")),
             stamp: ann_opt(keys.generation).and_then(|g| g.parse().ok()),
-            lifecycle,
             restore_marked: ann_opt(keys.restore_from_hibernate).as_deref()
                 == Some(contract::HIBERNATE_TRUE),
             vnc_port: ann(keys.vnc_port).and_then(|v| v.parse().ok()),
-            deletion_cost: annotations
-                .and_then(|a| a.get(contract::ANN_POD_DELETION_COST))
-                .map(text),
-            previous_deletion_cost: annotations
-                .and_then(|a| a.get(contract::ANN_PREVIOUS_DELETION_COST))
-                .map(text),
         }
     }
 }
@@ -646,7 +705,7 @@ mod tests {
         assert_eq!(vm_phase(None, true), VmPhase::Pending, "said as the watch will show it");
         let mut pod = PodView::new("p");
         assert_eq!(vm_phase(Some(&pod), false), VmPhase::Pending);
-        pod.reason = Some(contract::REASON_PROVIDER_FAILED.into());
+        pod.rare.reason = Some(contract::REASON_PROVIDER_FAILED.into());
         assert_eq!(vm_phase(Some(&pod), false), VmPhase::ProviderFailed);
         pod.phase = PodPhase::Running;
         assert_eq!(vm_phase(Some(&pod), false), VmPhase::Starting);
@@ -681,6 +740,43 @@ mod tests {
         let view = PodView::from_pod(&pod);
         let kept: Vec<&str> = view.labels.keys().collect();
         assert_eq!(kept, vec![contract::LABEL_COCOONSET, contract::LABEL_HIBERNATION_TARGET]);
+    }
+
+    /// A running pod carries none of the rare facts: its view holds no room for them, and a
+    /// pod that does carry one reads it back.
+    #[test]
+    fn a_running_pods_view_allocates_no_rare_part_and_a_failed_one_reads_its_words() {
+        let running = PodView::from_pod(&Pod {
+            metadata: ObjectMeta { name: Some("demo-1".into()), ..Default::default() },
+            status: Some(k8s_openapi::api::core::v1::PodStatus {
+                phase: Some("Running".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert!(running.rare.0.is_none(), "{:?}", running.rare);
+        assert_eq!(running.rare.reason, None);
+        let refused = PodView::from_pod(&Pod {
+            metadata: ObjectMeta {
+                name: Some("demo-2".into()),
+                annotations: Some([(contract::ANN_HIBERNATED_BY.into(), "pause".into())].into()),
+                ..Default::default()
+            },
+            status: Some(k8s_openapi::api::core::v1::PodStatus {
+                reason: Some(contract::REASON_PROVIDER_FAILED.into()),
+                message: Some("no such image".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert_eq!(refused.provider_failure().as_deref(), Some("no such image"));
+        assert_eq!(refused.rare.hibernated_by.as_deref(), Some("pause"));
+        // Written and cleared again, the part compares as never written.
+        let mut cleared = running.clone();
+        cleared.rare.reason = Some("x".into());
+        assert_ne!(cleared, running);
+        cleared.rare.reason = None;
+        assert_eq!(cleared, running);
     }
 
     /// One view is cached per managed pod: its names, addresses and label values (up to 24

@@ -160,7 +160,7 @@ async fn current_publishes_each_state_for_the_stamp_it_saw_and_restores_a_marked
     let pod_keys = with(v02(&vm), &[("cocoonset.cocoonstack.io/generation", "1")]);
     create_in(&ns, "demo-0", &pod_keys).await;
     let pod = wait_for(&ns, "demo-0", "ready", |p| view(p).is_serving()).await;
-    let lifecycle = view(&pod).lifecycle.unwrap();
+    let lifecycle = view(&pod).rare.lifecycle.clone().unwrap();
     assert_eq!((lifecycle.state, lifecycle.observed), (LifecycleState::Ready, Some(1)));
 
     annotate(
@@ -172,7 +172,7 @@ async fn current_publishes_each_state_for_the_stamp_it_saw_and_restores_a_marked
     .await;
     let pod =
         wait_for(&ns, "demo-0", "hibernated for stamp 2", |p| view(p).reports_hibernated()).await;
-    assert_eq!(view(&pod).lifecycle.unwrap().observed, Some(2));
+    assert_eq!(view(&pod).rare.lifecycle.clone().unwrap().observed, Some(2));
 
     // The pod is deleted (a seat release) and recreated marked to restore.
     ns.api::<Pod>().delete("demo-0", &Default::default()).await.expect("delete");
@@ -200,10 +200,12 @@ async fn current_publishes_each_state_for_the_stamp_it_saw_and_restores_a_marked
     create_in(&ns, "demo-9", &missing).await;
     // The provider retries the create (publishing `creating` again), so wait for the state
     // itself, not for the pod's ProviderFailed reason, which outlives it between attempts.
-    let failed = |p: &Pod| view(p).lifecycle.is_some_and(|l| l.state == LifecycleState::Failed);
+    let failed = |p: &Pod| {
+        view(p).rare.lifecycle.as_ref().is_some_and(|l| l.state == LifecycleState::Failed)
+    };
     let pod = wait_for(&ns, "demo-9", "failed", failed).await;
     assert!(view(&pod).provider_failure().is_some());
-    let lifecycle = view(&pod).lifecycle.unwrap();
+    let lifecycle = view(&pod).rare.lifecycle.clone().unwrap();
     assert_eq!(lifecycle.state, LifecycleState::Failed);
     assert!(lifecycle.message.unwrap_or_default().contains("not found"));
 }

@@ -27,7 +27,7 @@ fn agent_in(dialect: Dialect, slot: u32) -> PodView {
     p.dialect = Some(dialect);
     if dialect == Dialect::Current {
         p.stamp = Some(1);
-        p.lifecycle =
+        p.rare.lifecycle =
             Some(Lifecycle { state: LifecycleState::Ready, observed: Some(1), message: None });
     }
     p
@@ -48,7 +48,7 @@ fn v02_hibernated(mut p: PodView) -> PodView {
 /// is `stamp`.
 fn current_state(mut p: PodView, state: LifecycleState, observed: i64, stamp: i64) -> PodView {
     p.stamp = Some(stamp);
-    p.lifecycle = Some(Lifecycle { state, observed: Some(observed), message: None });
+    p.rare.lifecycle = Some(Lifecycle { state, observed: Some(observed), message: None });
     if state == LifecycleState::Hibernated {
         p.phase = PodPhase::Pending;
         p.ready = false;
@@ -187,8 +187,8 @@ fn the_providers_own_words_reach_the_status_and_an_event_and_the_pod_is_not_recr
     // What vk-cocoon v0.2.9 answers a pod without its name key.
     let mut refused = pending(agent_in(Dialect::V02, 0));
     refused.vm_id = None;
-    refused.reason = Some(contract::REASON_PROVIDER_FAILED.into());
-    refused.message = Some("pod prod/demo-0 missing vm.cocoonstack.io/name annotation".into());
+    refused.rare.reason = Some(contract::REASON_PROVIDER_FAILED.into());
+    refused.rare.message = Some("pod prod/demo-0 missing vm.cocoonstack.io/name annotation".into());
     let mut w = world(Dialect::V02, spec(0), vec![refused]);
     let plan = w.plan();
     assert!(plan.actions.is_empty(), "not terminal: the provider retries: {:?}", plan.actions);
@@ -202,7 +202,7 @@ fn the_providers_own_words_reach_the_status_and_an_event_and_the_pod_is_not_recr
     assert!(!w.plan().events.iter().any(|e| e.message.contains("missing vm.cocoonstack.io")));
     // A failed lifecycle state for the latest stamp, with its message.
     let mut failed = current_state(agent_in(Dialect::Current, 0), LifecycleState::Failed, 3, 3);
-    failed.lifecycle.as_mut().unwrap().message = Some("HibernatePushFailed: 503".into());
+    failed.rare.lifecycle.as_mut().unwrap().message = Some("HibernatePushFailed: 503".into());
     let plan = world(Dialect::Current, spec(0), vec![failed.clone()]).plan();
     assert!(plan.status.message.unwrap_or_default().contains("HibernatePushFailed: 503"));
     // An old failure answered by a newer request is history.
@@ -354,8 +354,8 @@ fn a_v02_set_forks_one_sub_agent_first_and_the_rest_once_the_fork_snapshot_exist
 
     // Refused (its fork failed): it does not hold the others back for ever.
     let mut refused = first.clone();
-    refused.reason = Some(contract::REASON_PROVIDER_FAILED.into());
-    refused.message = Some("snapshot fork source vm vk-prod-demo-0: already exists".into());
+    refused.rare.reason = Some(contract::REASON_PROVIDER_FAILED.into());
+    refused.rare.message = Some("snapshot fork source vm vk-prod-demo-0: already exists".into());
     let plan = world(Dialect::V02, spec(3), vec![main.clone(), refused]).plan();
     assert_eq!(forks(&plan), vec![2], "one fork at a time still");
 

@@ -75,7 +75,7 @@ pub fn plan_migration(
             let held: Vec<String> = on(from.clone())
                 .filter(|p| p.role != Some(PodRole::Toolbox))
                 .filter_map(|p| {
-                    Some(format!("{} (Hibernation {})", p.name, p.hibernated_by.as_ref()?))
+                    Some(format!("{} (Hibernation {})", p.name, p.rare.hibernated_by.as_ref()?))
                 })
                 .collect();
             let waiting = (!held.is_empty()).then(|| {
@@ -238,7 +238,7 @@ mod tests {
     #[test]
     fn an_agent_a_hibernation_holds_keeps_the_move_waiting_and_says_so() {
         let mut held = on(agent(1), "n1");
-        held.hibernated_by = Some("pause-1".into());
+        held.rare.hibernated_by = Some("pause-1".into());
         let pods = [on(agent(0), "n1"), held];
         let none = CocoonSetStatus::default();
         let m = plan_migration(&to("n2"), &none, &pods, &fleet(Dialect::Current), true);

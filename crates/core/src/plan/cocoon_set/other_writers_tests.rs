@@ -277,7 +277,7 @@ fn values_users_write_into_the_contracts_annotations_never_panic_or_mislead() {
     assert!(!view.hibernate_requested, "only \"true\" asks for hibernation");
     assert_eq!(view.vnc_port, None);
     assert_eq!(view.vm_name, None, "an empty VM name is no name");
-    assert_eq!(view.hibernated_by, None);
+    assert_eq!(view.rare.hibernated_by, None);
     assert_eq!((view.role, view.slot), (Some(crate::plan::PodRole::SubAgent), Some(1)));
     // Planning with it is as with any other unready pod of the set.
     let mut w = World::new(spec(1), vec![agent(0), view]);

@@ -694,7 +694,7 @@ fn a_cocoonstack_set_restores_the_vms_it_released_even_after_a_restart() {
     main.dialect = Some(Dialect::Current);
     main.uid = Some("main-uid".into());
     main.stamp = Some(2);
-    main.lifecycle =
+    main.rare.lifecycle =
         Some(Lifecycle { state: LifecycleState::Hibernated, observed: Some(2), message: None });
     main.phase = PodPhase::Pending;
     main.ready = false;
@@ -1015,7 +1015,7 @@ fn without_a_node_the_main_is_scheduled_and_the_set_follows_it_where_it_landed()
 
     // No node fits: the scheduler's words are the set's.
     let mut waiting = pending(agent(0));
-    waiting.unschedulable = Some("0/2 nodes are available: 2 node(s) didn't match".into());
+    waiting.rare.unschedulable = Some("0/2 nodes are available: 2 node(s) didn't match".into());
     h.pods = vec![waiting];
     h.later(1);
     h.pass(done);
@@ -1182,7 +1182,7 @@ fn a_new_node_name_starts_a_recorded_migration_that_hibernates_where_the_vms_are
 #[test]
 fn a_migration_held_up_by_a_hibernation_says_which_pod_and_what_to_do() {
     let mut held = agent(1);
-    held.hibernated_by = Some("pause".into());
+    held.rare.hibernated_by = Some("pause".into());
     held.hibernate_requested = true;
     let mut h = migrating_harness_with(1, vec![held]);
     h.set.spec.node_name = Some("n2".into());

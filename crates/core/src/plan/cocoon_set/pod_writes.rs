@@ -144,7 +144,7 @@ fn releasable(input: &SetInput<'_>, pod: &PodView) -> bool {
         && pod.hibernate_requested
         && pod.reports_hibernated()
         && input.suspend.fresh(pod)
-        && pod.hibernated_by.is_none()
+        && pod.rare.hibernated_by.is_none()
         && pod.vm_name.as_ref().is_some_and(|vm| snapshot_on_record(input, vm))
 }
 
@@ -182,7 +182,7 @@ fn refork(input: &SetInput<'_>, main: Option<&PodView>, pod: &PodView) -> bool {
     input.spec.agent.on_fork_fallback == crate::api::ForkFallbackPolicy::Recreate
         && !input.spec.suspend
         && pod.fork_fell_back()
-        && pod.hibernated_by.is_none()
+        && pod.rare.hibernated_by.is_none()
         && main.is_serving()
         && main_again
 }
@@ -372,7 +372,7 @@ fn hibernate_toggles(
             } else if warm {
                 !p.hibernate_requested && p.is_serving()
             } else {
-                p.hibernate_requested && p.hibernated_by.is_none()
+                p.hibernate_requested && p.rare.hibernated_by.is_none()
             };
             // A toggle that went through and that the view does not show yet is not sent
             // again (the view lags our writes).

@@ -304,7 +304,7 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
     };
     // Held pods are hibernated on purpose by a Hibernation: they do not block `Running`.
     let satisfied = |p: Option<&PodView>| {
-        p.is_some_and(|p| p.is_serving() || (p.hibernated_by.is_some() && !p.terminating))
+        p.is_some_and(|p| p.is_serving() || (p.rare.hibernated_by.is_some() && !p.terminating))
     };
     let ready_agents =
         (0..=replicas).filter(|s| desired_pod(*s).is_some_and(PodView::is_serving)).count();
@@ -350,7 +350,7 @@ pub(crate) fn compute_status(input: &StatusInput<'_>) -> CocoonSetStatus {
         }
     }
     for pod in input.pods.values().filter(|p| !p.terminating && p.node.is_none()) {
-        if let Some(why) = &pod.unschedulable {
+        if let Some(why) = &pod.rare.unschedulable {
             problems.push(format!("pod {} cannot be placed: {why}", pod.name));
         }
     }

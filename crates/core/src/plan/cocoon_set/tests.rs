@@ -214,10 +214,10 @@ fn suspended_only_when_every_pod_reports_hibernated() {
 #[test]
 fn resume_wakes_only_the_pods_the_set_hibernated() {
     let mut held = hibernated(agent(1), 5);
-    held.hibernated_by = Some("keep-1".into());
+    held.rare.hibernated_by = Some("keep-1".into());
     let mut held_in_flight = agent(2);
     held_in_flight.hibernate_requested = true;
-    held_in_flight.hibernated_by = Some("keep-2".into());
+    held_in_flight.rare.hibernated_by = Some("keep-2".into());
     let plan = World::new(spec(2), vec![hibernated(agent(0), 5), held, held_in_flight]).plan();
     assert_eq!(
         plan.actions,
@@ -247,7 +247,7 @@ fn a_resumed_set_is_scaling_until_every_pod_serves_then_running() {
 #[test]
 fn a_pod_held_by_a_hibernation_does_not_block_running_and_is_not_counted_ready() {
     let mut held = hibernated(agent(1), 5);
-    held.hibernated_by = Some("keep".into());
+    held.rare.hibernated_by = Some("keep".into());
     let plan = World::new(spec(1), vec![agent(0), held]).plan();
     assert!(plan.actions.is_empty());
     assert_eq!(plan.status.phase, Some(CocoonSetPhase::Running));
@@ -536,7 +536,7 @@ fn recreate_deletes_a_fallen_back_sub_agent_only_once_the_main_serves_again() {
     let resting = World::new(suspended, vec![main.clone(), before.clone()]).plan();
     assert!(!resting.actions.iter().any(|a| matches!(a, PodAction::Delete { .. })));
     let mut held = before.clone();
-    held.hibernated_by = Some("keep".into());
+    held.rare.hibernated_by = Some("keep".into());
     let holding = World::new(recreate, vec![main, held]).plan();
     assert!(!holding.actions.iter().any(|a| matches!(a, PodAction::Delete { .. })));
 }
@@ -587,7 +587,7 @@ fn deleted(plan: &super::SetPlan) -> Vec<(String, DeleteReason)> {
 #[test]
 fn release_deletes_a_pod_only_once_it_is_hibernated_and_its_snapshot_entry_exists() {
     let mut held = hibernated(agent(3), 0);
-    held.hibernated_by = Some("keep".into());
+    held.rare.hibernated_by = Some("keep".into());
     let mut runner = hibernated(toolbox_pod("shell", ToolboxMode::Run), 0);
     runner.hibernate_requested = true;
     let mut still_running = agent(2);

@@ -38,7 +38,7 @@ fn view_predates_our_request(input: &HibInput<'_>, pod: &PodView) -> bool {
     let visible = match input.status.phase {
         Some(HibernationPhase::Hibernating) => requested_by_us(pod, input.name),
         Some(HibernationPhase::Waking) => {
-            !pod.hibernate_requested && pod.hibernated_by.as_deref() != Some(input.name)
+            !pod.hibernate_requested && pod.rare.hibernated_by.as_deref() != Some(input.name)
         }
         _ => return false,
     };

@@ -107,7 +107,7 @@ fn request_on_pod(action: HibernationAction, pod: &PodView, name: &str) -> bool 
     match action {
         HibernationAction::Hibernate => requested_by_us(pod, name),
         HibernationAction::Wake => {
-            !pod.hibernate_requested && pod.hibernated_by.as_deref() != Some(name)
+            !pod.hibernate_requested && pod.rare.hibernated_by.as_deref() != Some(name)
         }
     }
 }

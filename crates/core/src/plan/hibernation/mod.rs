@@ -236,10 +236,10 @@ pub fn plan_hibernation(input: &HibInput<'_>) -> HibPlan {
         // Leave the pod as it is; only our marker goes, so the owner's desired state governs.
         let unlabel = input.pod.is_some_and(|p| label::wants_target_label(input, p) == Some(false));
         match input.pod {
-            Some(pod) if pod.hibernated_by.as_deref() == Some(input.name) => {
+            Some(pod) if pod.rare.hibernated_by.as_deref() == Some(input.name) => {
                 // The hibernate request stays; the deletion cost we raised goes back.
                 let mut patch = BTreeMap::from([(contract::ANN_HIBERNATED_BY.to_string(), None)]);
-                if let Some(previous) = &pod.previous_deletion_cost {
+                if let Some(previous) = &pod.rare.previous_deletion_cost {
                     let restored = (!previous.is_empty()).then(|| previous.to_string());
                     patch.insert(contract::ANN_POD_DELETION_COST.to_string(), restored);
                     patch.insert(contract::ANN_PREVIOUS_DELETION_COST.to_string(), None);

@@ -174,7 +174,7 @@ fn a_completed_round_is_timed_from_its_own_start() {
     let mut h = Harness::new(HibernationAction::Hibernate, vec![pod("uid-1")]);
     h.pass();
     let mut done = hibernated(pod("uid-1"), 102);
-    done.hibernated_by = Some(NAME.into());
+    done.rare.hibernated_by = Some(NAME.into());
     h.pods = vec![done];
     h.snapshots = Snapshots::from([(VM.to_string(), contract::snapshot_value(VM))]);
     h.now = at(103);
@@ -192,7 +192,7 @@ fn a_deleted_hibernation_releases_its_finalizer_only_once_its_marker_is_gone() {
     h.hib.metadata.deletion_timestamp = Some(Time(at(110)));
     let mut marked = pod("uid-1");
     marked.hibernate_requested = true;
-    marked.hibernated_by = Some(NAME.into());
+    marked.rare.hibernated_by = Some(NAME.into());
     h.pods = vec![marked];
     let steps = h.pass();
     assert!(steps.iter().any(|s| matches!(s, Step::Pod(_))), "marker removal first: {steps:?}");
@@ -293,7 +293,7 @@ fn a_woken_vm_replaced_unasked_is_said_in_status_and_a_warning_and_forgotten_by_
     h.hib.spec.action = HibernationAction::Hibernate;
     h.hib.metadata.generation = Some(2);
     h.pods[0].hibernate_requested = true;
-    h.pods[0].hibernated_by = Some(NAME.into());
+    h.pods[0].rare.hibernated_by = Some(NAME.into());
     h.pass();
     assert!(h.memory.replaced.is_none());
 }

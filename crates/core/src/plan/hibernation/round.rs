@@ -12,7 +12,7 @@ use crate::plan::observe::{PodView, Snapshots, owned};
 
 /// The pod carries the hibernate request and our marker.
 pub(super) fn requested_by_us(pod: &PodView, name: &str) -> bool {
-    pod.hibernate_requested && pod.hibernated_by.as_deref() == Some(name)
+    pod.hibernate_requested && pod.rare.hibernated_by.as_deref() == Some(name)
 }
 
 /// Signal of the pod observed after `since` (whole seconds: the precision of the wire).
@@ -73,7 +73,8 @@ pub fn witness(
             pending_seen: !hibernated_now(pod, snapshots),
         },
         HibernationPhase::Waking => RoundWitness {
-            request_seen: !pod.hibernate_requested && pod.hibernated_by.as_deref() != Some(name),
+            request_seen: !pod.hibernate_requested
+                && pod.rare.hibernated_by.as_deref() != Some(name),
             pending_seen: !active_now(pod),
         },
         _ => RoundWitness::default(),
@@ -134,10 +135,10 @@ pub(super) fn hibernate_patch(
     a.insert(contract::ANN_HIBERNATED_BY.to_string(), Some(name.to_string()));
     a.insert(contract::ANN_POD_DELETION_COST.to_string(), Some(cost.to_string()));
     // Remember the previous cost once; a repeated patch must not stash our own value.
-    if pod.previous_deletion_cost.is_none() {
+    if pod.rare.previous_deletion_cost.is_none() {
         a.insert(
             contract::ANN_PREVIOUS_DELETION_COST.to_string(),
-            Some(pod.deletion_cost.as_deref().unwrap_or_default().to_string()),
+            Some(pod.rare.deletion_cost.as_deref().unwrap_or_default().to_string()),
         );
     }
     a
@@ -147,7 +148,7 @@ pub(super) fn hibernate_patch(
 pub(super) fn wake_patch(pod: &PodView, dialect: Dialect) -> BTreeMap<String, Option<String>> {
     let mut a = pod.toggle(false, dialect);
     a.insert(contract::ANN_HIBERNATED_BY.to_string(), None);
-    if let Some(previous) = &pod.previous_deletion_cost {
+    if let Some(previous) = &pod.rare.previous_deletion_cost {
         let restored = (!previous.is_empty()).then(|| previous.to_string());
         a.insert(contract::ANN_POD_DELETION_COST.to_string(), restored);
         a.insert(contract::ANN_PREVIOUS_DELETION_COST.to_string(), None);
@@ -167,9 +168,9 @@ pub(super) fn changes(
         let current = match k.as_str() {
             k if k == keys.hibernate => contract::hibernate_value(pod.hibernate_requested),
             k if Some(k) == keys.generation => return false,
-            contract::ANN_HIBERNATED_BY => owned(&pod.hibernated_by),
-            contract::ANN_POD_DELETION_COST => owned(&pod.deletion_cost),
-            contract::ANN_PREVIOUS_DELETION_COST => owned(&pod.previous_deletion_cost),
+            contract::ANN_HIBERNATED_BY => owned(&pod.rare.hibernated_by),
+            contract::ANN_POD_DELETION_COST => owned(&pod.rare.deletion_cost),
+            contract::ANN_PREVIOUS_DELETION_COST => owned(&pod.rare.previous_deletion_cost),
             _ => None,
         };
         &current != v

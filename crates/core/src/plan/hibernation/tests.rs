@@ -24,9 +24,9 @@ fn pod() -> PodView {
 fn asked() -> PodView {
     let mut p = pod();
     p.hibernate_requested = true;
-    p.hibernated_by = Some("hibernate-bot-1".into());
-    p.deletion_cost = Some("1000".into());
-    p.previous_deletion_cost = Some("".into());
+    p.rare.hibernated_by = Some("hibernate-bot-1".into());
+    p.rare.deletion_cost = Some("1000".into());
+    p.rare.previous_deletion_cost = Some("".into());
     p
 }
 
@@ -107,7 +107,7 @@ fn phase(plan: &HibPlan) -> HibernationPhase {
 #[test]
 fn hibernate_records_the_round_and_asks_the_pod_with_marker_and_deletion_cost() {
     let mut p = pod();
-    p.deletion_cost = Some("5".into());
+    p.rare.deletion_cost = Some("5".into());
     let plan = Case::new(HibernationAction::Hibernate, Some(p)).plan();
     assert_eq!(phase(&plan), HibernationPhase::Hibernating);
     assert_eq!(plan.status.last_transition_time, Some(wire_time(at(100))));
@@ -123,7 +123,7 @@ fn hibernate_records_the_round_and_asks_the_pod_with_marker_and_deletion_cost() 
 fn hibernated_only_when_the_pod_reports_it_and_the_snapshot_entry_exists() {
     let mut asked = pod();
     asked.hibernate_requested = true;
-    asked.hibernated_by = Some("hibernate-bot-1".into());
+    asked.rare.hibernated_by = Some("hibernate-bot-1".into());
     let base = || {
         Case::new(HibernationAction::Hibernate, None).in_flight(
             HibernationPhase::Hibernating,
@@ -136,7 +136,7 @@ fn hibernated_only_when_the_pod_reports_it_and_the_snapshot_entry_exists() {
     c.now = 110;
     assert_eq!(phase(&c.plan()), HibernationPhase::Hibernating, "VM still running");
     let mut h = hibernated(asked, 105);
-    h.hibernated_by = Some("hibernate-bot-1".into());
+    h.rare.hibernated_by = Some("hibernate-bot-1".into());
     let mut c = base();
     c.pod = Some(h.clone());
     c.now = 110;
@@ -153,7 +153,7 @@ fn hibernated_only_when_the_pod_reports_it_and_the_snapshot_entry_exists() {
 fn a_stale_snapshot_entry_and_stale_hibernated_status_never_complete_a_new_round() {
     // The pod shows Hibernated and the entry exists, but both date from before this round.
     let mut stale = hibernated(pod(), 50);
-    stale.hibernated_by = Some("hibernate-bot-1".into());
+    stale.rare.hibernated_by = Some("hibernate-bot-1".into());
     let mut c = Case::new(HibernationAction::Hibernate, Some(stale)).in_flight(
         HibernationPhase::Hibernating,
         HibernationAction::Hibernate,
@@ -167,9 +167,9 @@ fn a_stale_snapshot_entry_and_stale_hibernated_status_never_complete_a_new_round
 #[test]
 fn wake_removes_request_and_marker_and_restores_the_previous_deletion_cost() {
     let mut h = hibernated(pod(), 10);
-    h.hibernated_by = Some("hibernate-bot-1".into());
-    h.deletion_cost = Some("1000".into());
-    h.previous_deletion_cost = Some("5".into());
+    h.rare.hibernated_by = Some("hibernate-bot-1".into());
+    h.rare.deletion_cost = Some("1000".into());
+    h.rare.previous_deletion_cost = Some("5".into());
     let mut c = Case::new(HibernationAction::Wake, Some(h));
     c.status.phase = Some(HibernationPhase::Hibernated);
     c.snapshots = entry();
@@ -185,8 +185,8 @@ fn wake_removes_request_and_marker_and_restores_the_previous_deletion_cost() {
 #[test]
 fn a_pod_without_a_previous_deletion_cost_gets_the_key_removed_on_wake() {
     let mut h = hibernated(pod(), 10);
-    h.deletion_cost = Some("1000".into());
-    h.previous_deletion_cost = Some("".into());
+    h.rare.deletion_cost = Some("1000".into());
+    h.rare.previous_deletion_cost = Some("".into());
     let plan = Case::new(HibernationAction::Wake, Some(h)).plan();
     assert_eq!(patch(&plan)[contract::ANN_POD_DELETION_COST], None);
 }
@@ -250,7 +250,7 @@ fn a_missing_pod_fails_clearly_and_recovers_when_it_appears() {
 fn a_round_times_out_into_failed_even_while_the_pod_never_answers() {
     let mut asked = pod();
     asked.hibernate_requested = true;
-    asked.hibernated_by = Some("hibernate-bot-1".into());
+    asked.rare.hibernated_by = Some("hibernate-bot-1".into());
     let mut c = Case::new(HibernationAction::Hibernate, Some(asked)).in_flight(
         HibernationPhase::Hibernating,
         HibernationAction::Hibernate,
@@ -380,7 +380,7 @@ fn of_two_hibernations_on_one_pod_the_oldest_wins() {
 #[test]
 fn deleting_removes_only_the_marker_then_releases() {
     let mut h = hibernated(pod(), 10);
-    h.hibernated_by = Some("hibernate-bot-1".into());
+    h.rare.hibernated_by = Some("hibernate-bot-1".into());
     let mut c = Case::new(HibernationAction::Hibernate, Some(h));
     c.deleting = true;
     let plan = c.plan();
@@ -390,7 +390,7 @@ fn deleting_removes_only_the_marker_then_releases() {
     assert_eq!(labels(&plan), target_label(None), "the last one out takes the label too");
     assert!(!plan.release);
     let mut unmarked = hibernated(pod(), 10);
-    unmarked.hibernated_by = None;
+    unmarked.rare.hibernated_by = None;
     unmarked.labels.clear();
     c.pod = Some(unmarked);
     assert!(c.plan().release);
@@ -519,9 +519,9 @@ fn unchanged_inputs_produce_an_identical_status() {
     again.now = 150;
     let mut asked = pod();
     asked.hibernate_requested = true;
-    asked.hibernated_by = Some("hibernate-bot-1".into());
-    asked.deletion_cost = Some("1000".into());
-    asked.previous_deletion_cost = Some("".into());
+    asked.rare.hibernated_by = Some("hibernate-bot-1".into());
+    asked.rare.deletion_cost = Some("1000".into());
+    asked.rare.previous_deletion_cost = Some("".into());
     again.pod = Some(asked);
     let second = again.plan();
     assert_eq!(second.status, first.status);
@@ -531,7 +531,7 @@ fn unchanged_inputs_produce_an_identical_status() {
 #[test]
 fn deleting_also_restores_the_deletion_cost_it_raised() {
     let mut h = hibernated(asked(), 10);
-    h.previous_deletion_cost = Some("7".into());
+    h.rare.previous_deletion_cost = Some("7".into());
     let mut c = Case::new(HibernationAction::Hibernate, Some(h));
     c.deleting = true;
     let a = patch(&c.plan());
@@ -617,7 +617,7 @@ fn cocoonstack_hibernated(mut p: PodView) -> PodView {
     p.vm_id = None;
     p.hibernated = true;
     p.hibernate_requested = true;
-    p.hibernated_by = Some("hibernate-bot-1".into());
+    p.rare.hibernated_by = Some("hibernate-bot-1".into());
     p
 }
 
@@ -656,7 +656,7 @@ fn a_current_round_completes_only_on_the_answer_to_its_own_stamp() {
     let answered = |observed| {
         let mut p = cocoonstack_hibernated(pod_in(Dialect::Current));
         p.stamp = Some(5);
-        p.lifecycle = Some(Lifecycle {
+        p.rare.lifecycle = Some(Lifecycle {
             state: LifecycleState::Hibernated,
             observed: Some(observed),
             message: None,

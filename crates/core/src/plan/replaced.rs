@@ -8,7 +8,6 @@
 
 use super::compact::Compact;
 use super::observe::{PodView, Text};
-use super::vec_map::VecMap;
 
 /// A replacement seen: the pod, its VM id before and after.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,11 +32,13 @@ impl Replaced {
     }
 }
 
-/// The VM each serving pod runs, by pod name (with the pod's UID: a new pod is a new VM).
-/// A sorted vector: a set's handful of pods in one allocation, not a map node per set.
+/// The VM each serving pod runs, by pod name (with a fingerprint of the pod's UID: a new pod
+/// is a new VM). A vector sorted by name: a set's handful of pods in one allocation, each
+/// entry without an allocation of its own (names and VM ids are inline; a UID is 36 bytes,
+/// and only its sameness is read).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VmWatch {
-    serving: VecMap<(Option<Text>, Text)>,
+    serving: Vec<(Text, u64, Text)>,
 }
 
 impl Compact for VmWatch {
@@ -46,35 +47,51 @@ impl Compact for VmWatch {
     }
 }
 
+/// A pod's UID, fingerprinted: equal for the same pod, different (but for a 2^-64 chance)
+/// for a pod recreated under the same name.
+fn fingerprint(uid: Option<&str>) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    uid.hash(&mut hasher);
+    hasher.finish()
+}
+
 impl VmWatch {
     /// Folds what `pods` show; returns the replacements seen now. The VM of a serving pod is
     /// compared with the one it served before; a pod awake but not serving (starting, or its
     /// provider briefly unsure) keeps what it served; a pod asked to hibernate, reporting
     /// hibernated, being deleted or gone is forgotten: its next VM is a wake's (or none).
     pub fn observe<'a>(&mut self, pods: impl IntoIterator<Item = &'a PodView>) -> Vec<Replaced> {
-        let mut kept = VecMap::default();
+        let mut kept: Vec<(Text, u64, Text)> = Vec::new();
         let mut replaced = Vec::new();
         for pod in pods {
             if pod.hibernate_requested || pod.hibernated || pod.terminating {
                 continue;
             }
-            let before = self.serving.remove(pod.name.as_str()).filter(|(uid, _)| *uid == pod.uid);
+            let uid = fingerprint(pod.uid.as_deref());
+            let before = self
+                .serving
+                .binary_search_by(|(name, ..)| name.as_str().cmp(pod.name.as_str()))
+                .ok()
+                .map(|i| &self.serving[i])
+                .filter(|(_, was, _)| *was == uid)
+                .map(|(.., id)| id.clone());
             let now = pod.vm_id.clone().filter(|_| pod.is_serving());
             match (before, now) {
-                (Some((_, before)), Some(after)) if before != after => {
+                (Some(before), Some(after)) if before != after => {
                     replaced.push(Replaced {
                         pod: pod.name.to_string(),
                         before: before.to_string(),
                         after: after.to_string(),
                     });
-                    kept.insert(pod.name.to_string(), (pod.uid.clone(), after));
+                    kept.push((pod.name.clone(), uid, after));
                 }
-                (_, Some(id)) | (Some((_, id)), None) => {
-                    kept.insert(pod.name.to_string(), (pod.uid.clone(), id));
-                }
+                (_, Some(id)) | (Some(id), None) => kept.push((pod.name.clone(), uid, id)),
                 (None, None) => {}
             }
         }
+        kept.sort_by(|a, b| a.0.cmp(&b.0));
+        kept.dedup_by(|a, b| a.0 == b.0);
         self.serving = kept;
         replaced
     }

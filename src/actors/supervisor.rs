@@ -58,6 +58,8 @@ pub struct SupervisorState {
     index: UnboundedSender<Input>,
     /// Resync ticks so far.
     ticks: u64,
+    /// One part of the resync period.
+    tick: Duration,
 }
 
 impl Actor for Supervisor {
@@ -71,8 +73,8 @@ impl Actor for Supervisor {
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let tick = (args.ctx.resync / RESYNC_SLICES as u32).max(Duration::from_millis(1));
-        myself.send_interval(tick, || SupervisorMsg::ResyncTick);
-        Ok(SupervisorState { ctx: args.ctx, index: args.index, ticks: 0 })
+        myself.send_after(tick, || SupervisorMsg::ResyncTick);
+        Ok(SupervisorState { ctx: args.ctx, index: args.index, ticks: 0, tick })
     }
 
     async fn handle(
@@ -132,6 +134,11 @@ impl Actor for Supervisor {
                         Signal::None => {}
                     }
                 }
+                // The next tick is asked for once this one is done, never on a fixed clock: a
+                // supervisor that fell behind (thousands of revivals on a busy machine) would
+                // otherwise find the missed ticks queued and revive their slices all at once,
+                // half the actors at rest alive together at 10,000 sets.
+                myself.send_after(state.tick, || SupervisorMsg::ResyncTick);
             }
         }
         Ok(())

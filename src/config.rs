@@ -61,12 +61,6 @@ pub struct OperatorConfig {
     /// Each one in flight holds a connection (the client speaks HTTP/1.1).
     #[arg(long, env = "COCOON_API_MAX_IN_FLIGHT", default_value_t = defaults::API_MAX_IN_FLIGHT, value_parser = clap::value_parser!(u32).range(1..))]
     pub api_max_in_flight: u32,
-    /// Most reconcile passes in flight at once, across every actor; more wait their turn
-    /// before they plan. A pass holds what it planned (pods to create, a parsed status) until
-    /// its writes are answered, and the writes wait for `--api-max-in-flight`: a burst of new
-    /// or woken objects keeps this many plans, not one per object.
-    #[arg(long, env = "COCOON_MAX_CONCURRENT_PASSES", default_value_t = defaults::MAX_CONCURRENT_PASSES, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_concurrent_passes: u32,
     /// The dialect of vk-cocoon the provider's nodes speak: `auto` reads each node's from the
     /// node (its version and labels; needs `list`/`watch` on nodes), `seed`, `v0.2` or
     /// `current` forces one for every node.
@@ -131,9 +125,6 @@ pub mod defaults {
     pub const STATUS_BATCH: &str = "1s";
     /// `--api-max-in-flight`.
     pub const API_MAX_IN_FLIGHT: u32 = 32;
-    /// `--max-concurrent-passes`: twice the writes in flight, so that the writer never waits
-    /// for a plan.
-    pub const MAX_CONCURRENT_PASSES: u32 = 64;
     /// `--dialect`.
     pub const DIALECT: &str = "auto";
 }
@@ -162,7 +153,6 @@ impl Default for OperatorConfig {
             max_backoff: default_duration(defaults::MAX_BACKOFF),
             status_batch: default_duration(defaults::STATUS_BATCH),
             api_max_in_flight: defaults::API_MAX_IN_FLIGHT,
-            max_concurrent_passes: defaults::MAX_CONCURRENT_PASSES,
             dialect: DialectFlag::default(),
             registry: None,
             registry_auth_file: None,
@@ -231,7 +221,6 @@ mod tests {
         assert_eq!(flags.max_backoff, default.max_backoff);
         assert_eq!(flags.status_batch, default.status_batch);
         assert_eq!(flags.api_max_in_flight, default.api_max_in_flight);
-        assert_eq!(flags.max_concurrent_passes, default.max_concurrent_passes);
         assert_eq!(flags.lease_name, default.lease_name);
         assert_eq!(flags.metrics_addr.port(), 8080);
         assert_eq!(flags.dialect, default.dialect);

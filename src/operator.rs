@@ -148,9 +148,6 @@ impl Operator {
             synced: synced.clone(),
             nodes: Arc::new(crate::index::NodeCell::new(config.dialect.nodes())),
             shutting_down: Default::default(),
-            pass_turns: Arc::new(tokio::sync::Semaphore::new(
-                config.max_concurrent_passes.max(1) as usize
-            )),
         });
         let (metrics_addr, probe_addr, http) = (config.metrics_addr, config.probe_addr, Vec::new());
         // The watches feed one bounded stream of events, the supervisor one of actor lifecycle

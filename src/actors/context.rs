@@ -4,8 +4,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
-
 use super::registry::Registry;
 use crate::k8s::Writer;
 use crate::metrics::Metrics;
@@ -32,9 +30,6 @@ pub struct Context {
     pub nodes: Arc<crate::index::NodeCell>,
     /// Set before the actors are stopped for shutdown: they are not replaced.
     pub shutting_down: AtomicBool,
-    /// Turns to run a pass (`--max-concurrent-passes`): an actor takes one before it plans and
-    /// gives it back when the pass's writes are answered.
-    pub pass_turns: Arc<Semaphore>,
 }
 
 impl Context {

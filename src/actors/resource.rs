@@ -260,11 +260,9 @@ fn restore<P: Part>(state: &mut State<P>, registry: &super::registry::Registry) 
 /// Executes one pass, its steps planned and recorded on the view as the pass began; returns
 /// when to plan again, and whether the pass had nothing to do.
 async fn run_pass<P: Part>(state: &mut State<P>) -> (Option<Duration>, bool) {
+    let now = Timestamp::now();
     let ctx = state.ctx.clone();
     let Some(object) = state.part.object().cloned() else { return (None, false) };
-    // Held until the pass ends. Never closed: an error would mean no turn is needed.
-    let _turn = ctx.pass_turns.clone().acquire_owned().await.ok();
-    let now = Timestamp::now();
     // The snapshot entries are read by the plan only: a pass awaiting its writes keeps no copy
     // (a thousand passes in flight during a burst of provider writes would each keep another
     // version of the namespace's entries alive).

@@ -34,8 +34,7 @@ fn clocks() -> &'static Clocks {
 }
 
 /// A part whose passes are fixed by its set's name: `wait-<secs>` asks to be woken after that
-/// long; `fail` has one pod write that always fails; `slow` one that takes 300 ms (real time);
-/// `hold-…` one that is answered after 10 s (tokio time).
+/// long; `fail` has one pod write that always fails; `slow` one that takes 300 ms (real time).
 struct Ticks {
     set: Option<Arc<CocoonSet>>,
     retry: Retry,
@@ -73,19 +72,13 @@ impl Part for Ticks {
             name.strip_prefix("wait-").and_then(|s| s.parse().ok()).map(Duration::from_secs);
         let steps = match name.as_str() {
             "fail" | "slow" => vec![Step::Pod(())],
-            _ if name.starts_with("hold-") => vec![Step::Pod(())],
             _ => Vec::new(),
         };
         Planned { pass: Pass { steps, wake_after }, phase: None, pod_count: 0 }
     }
 
     async fn write_pod(&self, _ctx: &Context, _namespace: &str, _write: &()) -> Outcome {
-        let name = self.set.as_ref().and_then(|s| s.metadata.name.as_deref());
-        if name.is_some_and(|n| n.starts_with("hold-")) {
-            tokio::time::sleep(Duration::from_secs(10)).await;
-            return Outcome::Done;
-        }
-        if name == Some("slow") {
+        if self.set.as_ref().and_then(|s| s.metadata.name.as_deref()) == Some("slow") {
             std::thread::sleep(Duration::from_millis(300));
             return Outcome::Done;
         }
@@ -121,11 +114,6 @@ fn context(resync: Duration) -> Arc<Context> {
 
 /// A context whose actors go to rest (`--actor-rest`) or not.
 fn context_with(resync: Duration, actor_rest: bool) -> Arc<Context> {
-    context_full(resync, actor_rest, 64)
-}
-
-/// A context with `turns` passes in flight at most (`--max-concurrent-passes`).
-fn context_full(resync: Duration, actor_rest: bool, turns: usize) -> Arc<Context> {
     // A client that is never used: building it opens no connection.
     let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
     let client = kube::Client::try_from(config).unwrap();
@@ -142,7 +130,6 @@ fn context_full(resync: Duration, actor_rest: bool, turns: usize) -> Arc<Context
         nodes: Default::default(),
         snapshot_registry: None,
         shutting_down: Default::default(),
-        pass_turns: Arc::new(tokio::sync::Semaphore::new(turns)),
     })
 }
 
@@ -294,29 +281,6 @@ async fn common_wait<T>(look: impl Fn() -> Option<T>) -> T {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("not seen within 2 s");
-}
-
-#[tokio::test(start_paused = true)]
-async fn no_more_passes_than_the_turns_run_at_once_and_the_others_plan_when_one_ends() {
-    let ctx = context_full(HOUR, false, 2);
-    let names: Vec<String> = (0..5).map(|i| format!("hold-{i}")).collect();
-    let mut started = Vec::new();
-    for name in &names {
-        started.push(start_in(name, &ctx).await.0);
-    }
-    let planned = |names: &[String]| {
-        let plans = plans().lock().unwrap();
-        names.iter().filter(|n| plans.get(*n).is_some_and(|p| !p.is_empty())).count()
-    };
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(planned(&names), 2, "two turns: the others wait before they plan");
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    assert_eq!(planned(&names), 4, "two passes ended: two more began");
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    assert_eq!(planned(&names), 5);
-    // The last to get a turn planned when two passes had ended twice: 20 s after it started.
-    let firsts = names.iter().zip(&started).map(|(n, s)| planned_at(n, *s)[0]);
-    assert_eq!(firsts.max(), Some(20));
 }
 
 #[tokio::test(start_paused = true)]

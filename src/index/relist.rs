@@ -92,8 +92,9 @@ impl<K> Default for Relist<K> {
 impl<K: Hash + Eq + Clone> Relist<K> {
     /// The changes `event` means, keyed by `key`.
     pub fn fold<T>(&mut self, event: Event<T>, key: impl Fn(&T) -> K) -> Vec<Change<K, T>> {
+        let listed = &self.known;
+        let changes = self.listing.fold(event, key, || listed.iter().cloned());
         let known = &mut self.known;
-        let changes = self.listing.fold(event, key, || known.iter().cloned().collect::<Vec<K>>());
         for change in &changes {
             match change {
                 Change::Apply(k, _) => {

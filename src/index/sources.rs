@@ -30,7 +30,7 @@ impl Index {
     pub(super) fn cocoon_set(&mut self, event: Event<CocoonSet>) -> Vec<Delivery> {
         let mut out = Vec::new();
         let sets = &self.sets;
-        let known = || sets.keys().cloned().collect::<Vec<_>>();
+        let known = || sets.keys().cloned();
         for change in self.relist_sets.fold(event, key_of, known) {
             match change {
                 Change::Apply(at, set) => {
@@ -143,7 +143,7 @@ impl Index {
         let owned = &self.owned_pods;
         let known = || {
             let shown = owned.iter().filter(|(_, pod)| shown_by_owned_watch(pod));
-            shown.map(|(at, _)| at.clone()).collect::<Vec<_>>()
+            shown.map(|(at, _)| at.clone())
         };
         for change in self.relist_owned.fold(event, pod_key, known) {
             match change {

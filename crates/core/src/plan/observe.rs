@@ -140,36 +140,35 @@ pub struct PodRare {
     pub previous_deletion_cost: Option<Text>,
 }
 
-impl PodRare {
-    /// None of them: a running pod's usual case.
-    const NONE: PodRare = PodRare {
-        reason: None,
-        message: None,
-        hibernated_by: None,
-        unschedulable: None,
-        lifecycle: None,
-        deletion_cost: None,
-        previous_deletion_cost: None,
-    };
-}
+/// None of them: a running pod's usual case, the part every [`Seldom`] without one reads.
+static NO_RARE: PodRare = PodRare {
+    reason: None,
+    message: None,
+    hibernated_by: None,
+    unschedulable: None,
+    lifecycle: None,
+    deletion_cost: None,
+    previous_deletion_cost: None,
+};
 
 /// A pod's [`PodRare`] facts, allocated only when it carries one: reads of a pod without
-/// any see [`PodRare::NONE`], and the first write allocates.
+/// any see [`NO_RARE`], and the first write through `DerefMut` allocates (even a write of
+/// `None`; equality treats such an empty part as none). Hot paths build one with
+/// [`Seldom::new`].
 #[derive(Clone, Default)]
 pub struct Seldom(Option<Box<PodRare>>);
 
 impl Seldom {
     /// Keeps `rare`, without an allocation when it holds nothing.
     pub fn new(rare: PodRare) -> Self {
-        Self((rare != PodRare::NONE).then(|| Box::new(rare)))
+        Self((rare != NO_RARE).then(|| Box::new(rare)))
     }
 }
 
 impl std::ops::Deref for Seldom {
     type Target = PodRare;
     fn deref(&self) -> &PodRare {
-        static NONE: PodRare = PodRare::NONE;
-        self.0.as_deref().unwrap_or(&NONE)
+        self.0.as_deref().unwrap_or(&NO_RARE)
     }
 }
 

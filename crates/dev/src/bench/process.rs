@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::BoxError;
+use crate::devcluster::Supervised;
 
 /// Which operator a column runs.
 #[derive(Clone, Debug)]
@@ -24,12 +25,14 @@ pub(crate) enum Contender {
 
 /// The operator under test, as a process leading its own process group: the figures count
 /// every process of the group (a wrapper script or `go run` starts the operator as a child),
-/// and stopping it stops them all.
+/// and stopping it stops them all. A reaper outside the group kills it if the bench dies
+/// without stopping it (a signal skips every drop).
 pub(crate) struct OperatorProcess {
     pub child: tokio::process::Child,
     /// The leader's pid, which is also the group's id.
     pub pid: u32,
     stopped: bool,
+    reaper: Option<Supervised>,
 }
 
 impl OperatorProcess {
@@ -72,7 +75,9 @@ impl OperatorProcess {
             .spawn()
             .map_err(|e| format!("start the operator: {e}"))?;
         let pid = child.id().ok_or("the operator exited at once")?;
-        Ok(Self { child, pid, stopped: false })
+        let mut process = Self { child, pid, stopped: false, reaper: None };
+        process.reaper = Some(Supervised::reaper(pid)?);
+        Ok(process)
     }
 
     /// SIGTERM to the group, a grace for an orderly exit, then SIGKILL to whatever of the group
@@ -83,7 +88,7 @@ impl OperatorProcess {
         self.signal_group("-KILL");
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
-        self.stopped = true;
+        self.stopped();
     }
 
     /// SIGKILL to the group at once: no shutdown, whatever was in flight is cut.
@@ -91,7 +96,15 @@ impl OperatorProcess {
         self.signal_group("-KILL");
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
+        self.stopped();
+    }
+
+    /// The group is gone: its reaper is dismissed before the group's number can be reused.
+    fn stopped(&mut self) {
         self.stopped = true;
+        if let Some(reaper) = self.reaper.take() {
+            reaper.dismiss();
+        }
     }
 
     fn signal_group(&self, signal: &str) {
@@ -108,6 +121,7 @@ impl Drop for OperatorProcess {
     fn drop(&mut self) {
         if !self.stopped {
             self.signal_group("-KILL");
+            self.stopped();
         }
     }
 }
@@ -151,5 +165,43 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(procstat::group_pids(pgid), Vec::<u32>::new(), "nothing of the group is left");
+    }
+
+    #[tokio::test]
+    async fn an_operator_left_running_by_a_bench_that_died_is_killed_by_its_reaper() {
+        use std::os::unix::process::ExitStatusExt;
+        let dir = tempfile::tempdir().unwrap();
+        let subject = Contender::External {
+            command: "sh -c 'sleep 300 & wait'".into(),
+            crds: Vec::new(),
+            rbac: Vec::new(),
+            api: super::super::api::Flavour::CocoonCis,
+        };
+        let mut process = OperatorProcess::start_with(
+            &subject,
+            &dir.path().join("kubeconfig"),
+            &dir.path().join("log"),
+            &[],
+            None,
+        )
+        .unwrap();
+        let pgid = process.pid;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while procstat::group_pids(pgid).len() < 2 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(procstat::group_pids(pgid).len(), 2, "the operator and its child");
+        // The bench is killed: the kernel closes the reaper's lifeline and no drop runs.
+        process.reaper.take().expect("a reaper watches every operator").cut_lifeline();
+        let status = tokio::time::timeout(Duration::from_secs(5), process.child.wait())
+            .await
+            .expect("the reaper killed the operator")
+            .unwrap();
+        assert_eq!(status.signal(), Some(9), "SIGKILL, to the whole group");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !procstat::group_pids(pgid).is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(procstat::group_pids(pgid), Vec::<u32>::new(), "its child went with it");
     }
 }

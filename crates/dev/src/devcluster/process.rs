@@ -41,6 +41,11 @@ for _ in 1 2 3 4 5 6 7 8 9 10; do
 done
 "#;
 
+/// SIGKILLs the process group `$1` once stdin reaches end-of-file (its owner is gone).
+const REAPER: &str = r#"read -r _
+kill -KILL "-$1" 2>/dev/null
+"#;
+
 /// How long a stop waits for the wrapper to exit before killing the whole process group.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -96,6 +101,39 @@ impl Supervised {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         Self::start("janitor", command)
+    }
+
+    /// Starts a process that SIGKILLs process group `group` once this process is gone: for a
+    /// process that must lead its own group unwrapped (the bench's operator, whose group is
+    /// measured), where [`Supervised::spawn`]'s wrapper would join the group. [`dismiss`] it
+    /// once the group was stopped in order.
+    ///
+    /// [`dismiss`]: Supervised::dismiss
+    pub fn reaper(group: u32) -> Result<Self> {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(REAPER)
+            .arg("cocoon-reaper")
+            .arg(group.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        Self::start("reaper", command)
+    }
+
+    /// Stops a reaper without letting it act: it is killed before its lifeline closes (the
+    /// group it watched is gone, and its number may be given to another).
+    pub fn dismiss(mut self) {
+        let _ = self.child.start_kill();
+        self.wait_exit(STOP_GRACE);
+    }
+
+    /// Closes the lifeline as the kernel does when this process dies, and leaves the process
+    /// to act (nothing kills it on drop, as nothing runs after a SIGKILL): for tests of what
+    /// outlives its owner.
+    pub fn cut_lifeline(mut self) {
+        drop(self.lifeline.take());
+        std::mem::forget(self);
     }
 
     fn start(name: &'static str, mut command: Command) -> Result<Self> {

@@ -161,6 +161,11 @@ fn key_of<K: ResourceExt>(obj: &K) -> NsName {
     (Text::from(meta.namespace.as_deref().unwrap_or_default()), Text::from(name))
 }
 
+/// The pod a Hibernation in `namespace` targets, keyed as the pod caches are.
+fn target_of(namespace: &Text, hib: &Hibernation) -> NsName {
+    (namespace.clone(), Text::from(hib.spec.pod_name.as_str()))
+}
+
 fn pod_key(pod: &PodView) -> NsName {
     (pod.namespace.clone(), pod.name.clone())
 }
@@ -329,7 +334,7 @@ impl Index {
             }
             ActorKind::Hibernation => {
                 let hib = self.hibernations.get(&at)?.clone();
-                let target = (key.namespace.clone(), Text::from(hib.spec.pod_name.as_str()));
+                let target = target_of(&key.namespace, &hib);
                 updates.extend(self.targets.updates_for(&target, &self.owned_pods));
                 updates.push(Update::Competitors(self.targets.competitors(&target)));
                 updates.push(Update::Hibernation(Some(hib)));

@@ -11,6 +11,7 @@ use kube::runtime::watcher::Event;
 use super::relist::Change;
 use super::{
     ActorKey, CachedSet, Delivery, Index, NsName, Update, key_of, pod_key, shown_by_owned_watch,
+    target_of,
 };
 use crate::api::{CocoonSet, Hibernation};
 use crate::contract;
@@ -76,9 +77,9 @@ impl Index {
                     let key = ActorKey::hibernation(&at.0, &at.1);
                     let hib = Arc::new(hib);
                     let old = self.hibernations.insert(at.clone(), hib.clone());
-                    let target = (at.0.clone(), Text::from(hib.spec.pod_name.as_str()));
+                    let target = target_of(&at.0, &hib);
                     if let Some(old) = &old {
-                        let old_target = (at.0.clone(), Text::from(old.spec.pod_name.as_str()));
+                        let old_target = target_of(&at.0, old);
                         if old_target != target {
                             let (named, follow) =
                                 self.targets.unname(&old_target, &at.1, &self.owned_pods);
@@ -108,7 +109,7 @@ impl Index {
                 }
                 Change::Delete(at, _) => {
                     if let Some(hib) = self.hibernations.remove(&at) {
-                        let target = (at.0.clone(), Text::from(hib.spec.pod_name.as_str()));
+                        let target = target_of(&at.0, &hib);
                         let (named, follow) = self.targets.unname(&target, &at.1, &self.owned_pods);
                         self.follow_into(follow, &mut out);
                         if named {

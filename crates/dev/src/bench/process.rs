@@ -133,12 +133,11 @@ mod tests {
     use super::super::procstat;
     use super::*;
 
-    #[tokio::test]
-    async fn an_operator_started_through_a_wrapper_is_measured_and_stopped_as_one_group() {
+    /// An "operator" running `command`, once its group has `processes` processes.
+    async fn started(command: &str, processes: usize) -> (tempfile::TempDir, OperatorProcess) {
         let dir = tempfile::tempdir().unwrap();
-        // A wrapper that starts the "operator" as a child and waits, as `go run` does.
         let subject = Contender::External {
-            command: "sh -c 'sleep 300 & sleep 300 & wait'".into(),
+            command: command.into(),
             crds: Vec::new(),
             rbac: Vec::new(),
             api: super::super::api::Flavour::CocoonCis,
@@ -153,10 +152,18 @@ mod tests {
         .unwrap();
         let pgid = process.pid;
         let deadline = Instant::now() + Duration::from_secs(10);
-        while procstat::group_pids(pgid).len() < 3 && Instant::now() < deadline {
+        while procstat::group_pids(pgid).len() < processes && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert_eq!(procstat::group_pids(pgid).len(), 3, "the wrapper and its two children");
+        assert_eq!(procstat::group_pids(pgid).len(), processes, "the operator and its children");
+        (dir, process)
+    }
+
+    #[tokio::test]
+    async fn an_operator_started_through_a_wrapper_is_measured_and_stopped_as_one_group() {
+        // A wrapper that starts the "operator" as a child and waits, as `go run` does.
+        let (_dir, process) = started("sh -c 'sleep 300 & sleep 300 & wait'", 3).await;
+        let pgid = process.pid;
         let (peak, now) = procstat::group_rss_kib(pgid);
         assert!(peak.unwrap_or(0) >= now.unwrap_or(0) && now.unwrap_or(0) > 0);
         process.stop().await;
@@ -170,27 +177,8 @@ mod tests {
     #[tokio::test]
     async fn an_operator_left_running_by_a_bench_that_died_is_killed_by_its_reaper() {
         use std::os::unix::process::ExitStatusExt;
-        let dir = tempfile::tempdir().unwrap();
-        let subject = Contender::External {
-            command: "sh -c 'sleep 300 & wait'".into(),
-            crds: Vec::new(),
-            rbac: Vec::new(),
-            api: super::super::api::Flavour::CocoonCis,
-        };
-        let mut process = OperatorProcess::start_with(
-            &subject,
-            &dir.path().join("kubeconfig"),
-            &dir.path().join("log"),
-            &[],
-            None,
-        )
-        .unwrap();
+        let (_dir, mut process) = started("sh -c 'sleep 300 & wait'", 2).await;
         let pgid = process.pid;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while procstat::group_pids(pgid).len() < 2 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(procstat::group_pids(pgid).len(), 2, "the operator and its child");
         // The bench is killed: the kernel closes the reaper's lifeline and no drop runs.
         process.reaper.take().expect("a reaper watches every operator").cut_lifeline();
         let status = tokio::time::timeout(Duration::from_secs(5), process.child.wait())
